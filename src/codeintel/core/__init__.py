@@ -1,0 +1,1 @@
+"""The layer under everything: settings, errors, the store format, embedders, git access."""

@@ -1,0 +1,82 @@
+"""The error tree every component raises, and the only one the edges translate.
+
+    CodeIntelError
+    ├── ConfigError          bad settings, flags, CodeIndex spec, or a wrong path
+    ├── GitError             not a repository, unknown ref, unreachable URL, empty repo
+    │   └── PathNotFoundError    a path absent from the indexed commit (HTTP 404)
+    ├── EmbeddingError       the embedder failed
+    │   ├── EmbeddingTimeoutError
+    │   ├── EmbeddingHTTPError   a status the retries could not get past
+    │   └── DimensionMismatchError
+    ├── IndexFormatError     a store that is missing, corrupt, newer than us, or half-written
+    │   └── NoGenerationError    no generation has been published yet
+    └── QueryError           a request the tools refuse (names the field)
+
+The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
+each class to an HTTP status in one exception handler; the operator maps them to
+``kopf.TemporaryError`` / ``kopf.PermanentError``.
+"""
+
+from __future__ import annotations
+
+
+class CodeIntelError(Exception):
+    """Base of every error codeintel raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(CodeIntelError):
+    """Settings, flags or a spec that cannot work as given."""
+
+    exit_code = 2
+
+
+class GitError(CodeIntelError):
+    """A repository, ref or URL that git cannot use."""
+
+
+class PathNotFoundError(GitError):
+    """A path that does not exist at the indexed commit."""
+
+    def __init__(self, path: str, commit: str | None = None) -> None:
+        where = f" at commit {commit[:12]}" if commit else ""
+        super().__init__(f"path not found{where}: {path!r}")
+        self.path = path
+        self.commit = commit
+
+
+class EmbeddingError(CodeIntelError):
+    """The embedding model or server failed."""
+
+
+class EmbeddingTimeoutError(EmbeddingError):
+    """The embedding server did not answer in time."""
+
+
+class EmbeddingHTTPError(EmbeddingError):
+    """The embedding server answered with an error status the retries could not get past."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class DimensionMismatchError(EmbeddingError):
+    """Vectors whose dimension differs from the store's."""
+
+
+class IndexFormatError(CodeIntelError):
+    """A store or generation that cannot be read: missing, corrupt, or too new."""
+
+
+class NoGenerationError(IndexFormatError):
+    """A store with no published generation yet."""
+
+
+class QueryError(CodeIntelError):
+    """A request refused because of one of its fields."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
