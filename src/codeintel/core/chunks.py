@@ -1,0 +1,389 @@
+"""The chunk table of a generation: ids to source locations, plus lexical (BM25) search.
+
+Every vector in a generation is a *chunk*: a span of lines in one file at the
+generation's commit. ``chunks.sqlite`` maps a chunk id to that span (path, lines,
+language, symbol, content hash, text) and holds an FTS5 index over the text so
+``semantic_search`` can rank lexically (mode ``lexical``) or blend both (``hybrid``).
+
+Choices:
+
+* FTS5 with the ``unicode61`` tokenizer and ``_`` as a token character, so
+  ``parse_args`` stays one token and matches only itself. A trigram tokenizer
+  would match substrings too, but triples the index size and cannot rank terms
+  shorter than three characters; agents search for identifiers and words, and the
+  semantic side already covers fuzzy matches.
+* The FTS table uses external content (``content='chunks'``) kept in sync by
+  triggers, so each chunk's text is stored once.
+* Published databases never change, so readers open them with ``mode=ro`` and
+  ``immutable=1`` (no locking, no journal checks) and keep one connection per
+  thread: the searcher calls :meth:`ChunkDB.lexical` and :meth:`ChunkDB.get` from
+  a thread pool, and sqlite connections must not be shared between threads.
+* Writers build into a generation's temp directory, which is thrown away on a
+  crash, so the rollback journal lives in memory and sync is off; the store
+  fsyncs the finished file when it publishes the generation.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from codeintel.core import errors
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of ``chunks.sqlite``; the store's format version covers it too."""
+
+_BATCH = 500  # ids per ``IN (...)`` query; well under sqlite's bound on host parameters
+_MAX_QUERY_TERMS = 64  # bounds the cost of one lexical query
+_WEIGHTS = (1.0, 4.0, 2.0)  # bm25 column weights: text, symbol, path (a symbol hit says most)
+_TERM = re.compile(r"\w+")
+
+_SCHEMA = """
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    language TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX chunks_path ON chunks(path);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, symbol, path,
+    content='chunks', content_rowid='id',
+    tokenize="unicode61 tokenchars '_'"
+);
+CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text, symbol, path)
+    VALUES (new.id, new.text, new.symbol, new.path);
+END;
+CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text, symbol, path)
+    VALUES ('delete', old.id, old.text, old.symbol, old.path);
+END;
+"""
+
+_COLUMNS = "id, path, start_line, end_line, language, symbol, content_hash, text"
+_INSERT = f"INSERT INTO chunks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"  # noqa: S608 - constants
+# Only constants and "?" placeholders are formatted into SQL below (hence the S608 noqa's).
+_LEXICAL = (
+    "SELECT c.id, -bm25(chunks_fts, {w}) AS score "
+    "FROM chunks_fts JOIN chunks AS c ON c.id = chunks_fts.rowid "
+    "WHERE chunks_fts MATCH ?1 "
+    "AND (?2 IS NULL OR c.language = ?2) "
+    "AND (?3 IS NULL OR glob_match(c.path, ?3)) "
+    "ORDER BY score DESC, c.id LIMIT ?4"
+)
+
+
+class Chunk(msgspec.Struct, frozen=True):
+    """A span of lines in one file: the unit that is embedded, ranked and returned."""
+
+    id: int
+    path: str
+    start_line: int
+    """First line, 1-based."""
+    end_line: int
+    """Last line, 1-based, inclusive."""
+    language: str
+    symbol: str
+    """Enclosing function/class name, or ``""`` for a plain line window."""
+    content_hash: str
+    text: str
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """Whether a repository-relative ``path`` matches ``pattern`` (gitignore-like).
+
+    * A pattern without ``/`` matches the file's basename in any directory:
+      ``*.py`` matches ``a/b/c.py``.
+    * A pattern with ``/`` matches the whole path from the repository root (a
+      leading ``/`` is ignored): ``src/*.py`` matches ``src/a.py`` only.
+    * ``*``, ``?`` and ``[...]`` never cross ``/``; ``**`` does: ``src/**/*.py``
+      matches ``src/a.py`` and ``src/x/y/a.py``, ``**/vendor/**`` matches
+      anything under a ``vendor`` directory at any depth.
+    * A trailing ``/`` means everything below: ``docs/`` is ``docs/**``.
+    """
+    if "/" not in pattern:
+        return _compile(pattern).fullmatch(path.rsplit("/", 1)[-1]) is not None
+    return _compile(pattern).fullmatch(path.lstrip("/")) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    """Translate one glob pattern (see :func:`glob_match`) to a regular expression."""
+    pattern = pattern.lstrip("/")
+    if pattern.endswith("/"):
+        pattern += "**"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            negate = body.startswith(("!", "^"))
+            body = body[1:] if negate else body
+            escaped = re.sub(r"([\\^\[])", r"\\\1", body)
+            out.append(f"[{'^/' if negate else ''}{escaped}]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def fts_query(query: str) -> str:
+    """Plain words to a safe FTS5 expression: each term quoted, any term may match (OR).
+
+    Returns ``""`` when the query holds no word characters. Quoting makes FTS5
+    operators (``AND``, ``NEAR``, ``*``, ``"``, parentheses) plain text, so user
+    input can never be a syntax error; OR lets BM25 rank natural-language
+    questions in which not every word occurs.
+    """
+    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(query)))[:_MAX_QUERY_TERMS]
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+class ChunkDB:
+    """``chunks.sqlite`` of one generation; writable while building, read-only once published."""
+
+    def __init__(self, path: Path, *, readonly: bool, _new: bool = False) -> None:
+        self._path = Path(path)
+        self._readonly = readonly
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._writer: sqlite3.Connection | None = None
+        self._closed = False
+        self._dirty = False
+        if not _new and not self._path.is_file():
+            raise errors.IndexFormatError(f"chunk database not found: {self._path}")
+        conn = self._conn()
+        if _new:
+            with self._lock:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.commit()
+        else:
+            self._check_schema(conn)
+
+    @classmethod
+    def create(cls, path: Path) -> ChunkDB:
+        """A new, empty, writable database at ``path`` (which must not exist)."""
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"chunk database already exists: {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(path, readonly=False, _new=True)
+
+    @classmethod
+    def open(cls, path: Path, readonly: bool = True) -> ChunkDB:
+        """An existing database; read-only opens are immutable and safe from many threads."""
+        return cls(Path(path), readonly=readonly)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- connections -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (readers), or the single shared one (writers)."""
+        if self._closed:
+            raise errors.IndexFormatError(f"chunk database is closed: {self._path}")
+        conn: sqlite3.Connection | None = (
+            getattr(self._local, "conn", None) if self._readonly else self._writer
+        )
+        if conn is not None:
+            return conn
+        try:
+            if self._readonly:
+                uri = self._path.resolve().as_uri() + "?mode=ro&immutable=1"
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self._path, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode = MEMORY")
+                conn.execute("PRAGMA synchronous = OFF")
+        except sqlite3.Error as e:
+            raise errors.IndexFormatError(f"cannot open chunk database {self._path}: {e}") from e
+        conn.create_function("glob_match", 2, glob_match, deterministic=True)
+        if self._readonly:
+            self._local.conn = conn
+        else:
+            self._writer = conn
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            conn.execute("SELECT 1 FROM chunks_fts LIMIT 0")
+        except sqlite3.DatabaseError as e:
+            raise errors.IndexFormatError(f"corrupt chunk database {self._path}: {e}") from e
+        if version > SCHEMA_VERSION:
+            raise errors.IndexFormatError(
+                f"chunk database {self._path} has schema {version}; "
+                f"this codeintel reads up to {SCHEMA_VERSION}"
+            )
+
+    def _write(self) -> sqlite3.Connection:
+        if self._readonly:
+            raise errors.IndexFormatError(f"chunk database opened read-only: {self._path}")
+        self._dirty = True
+        return self._conn()
+
+    # -- writing -------------------------------------------------------------
+
+    def add(self, chunks: Iterable[Chunk]) -> None:
+        """Insert chunks; an id already present is a ``ValueError``."""
+        rows = (
+            (c.id, c.path, c.start_line, c.end_line, c.language, c.symbol, c.content_hash, c.text)
+            for c in chunks
+        )
+        conn = self._write()
+        with self._lock:
+            try:
+                conn.executemany(_INSERT, rows)
+            except sqlite3.IntegrityError as e:
+                raise ValueError(f"duplicate chunk id in {self._path}: {e}") from e
+
+    def delete(self, ids: Iterable[int]) -> None:
+        """Remove chunks by id (ids not present are ignored)."""
+        conn = self._write()
+        with self._lock:
+            conn.executemany("DELETE FROM chunks WHERE id = ?", ((int(i),) for i in ids))
+
+    def commit(self) -> None:
+        if not self._readonly:
+            with self._lock:
+                self._conn().commit()
+
+    def copy_to(self, dest_path: Path) -> None:
+        """Copy the whole database to ``dest_path`` (sqlite backup API), e.g. into a new generation."""
+        dest_path = Path(dest_path)
+        if dest_path.exists():
+            raise FileExistsError(f"chunk database already exists: {dest_path}")
+        dest_path.parent.mkdir(parents=True, exist_ok=True)
+        dest = sqlite3.connect(dest_path)
+        try:
+            with self._lock:
+                self._conn().backup(dest)
+        finally:
+            dest.close()
+
+    def close(self) -> None:
+        """Commit (writers; the FTS index is optimised first if anything changed) and close."""
+        if self._closed:
+            return
+        if not self._readonly:
+            conn = self._conn()
+            with self._lock:
+                if self._dirty:
+                    conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+                conn.commit()
+        with self._lock:
+            self._closed = True
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    def __enter__(self) -> ChunkDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        conn = self._conn()
+        if self._readonly:
+            return conn.execute(sql, params).fetchall()
+        with self._lock:
+            return conn.execute(sql, params).fetchall()
+
+    def get(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """The chunks with these ids; ids not present are left out of the result."""
+        out: dict[int, Chunk] = {}
+        for batch in _batches([int(i) for i in ids]):
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT {_COLUMNS} FROM chunks WHERE id IN ({marks})"  # noqa: S608
+            for row in self._read(sql, batch):
+                out[row[0]] = Chunk(*row)
+        return out
+
+    def ids_for_paths(self, paths: Iterable[str]) -> np.ndarray:
+        """Sorted int64 ids of every chunk of these files (e.g. files changed since the parent)."""
+        found: list[int] = []
+        for batch in _batches(list(dict.fromkeys(paths))):
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT id FROM chunks WHERE path IN ({marks})"  # noqa: S608
+            rows = self._read(sql, batch)
+            found.extend(r[0] for r in rows)
+        return np.sort(np.asarray(found, dtype=np.int64))
+
+    def all_ids(self) -> np.ndarray:
+        """Sorted int64 ids of every chunk."""
+        rows = self._read("SELECT id FROM chunks ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM chunks")[0][0])
+
+    def paths(self) -> list[str]:
+        """Distinct file paths, sorted."""
+        return [r[0] for r in self._read("SELECT DISTINCT path FROM chunks ORDER BY path")]
+
+    def lexical(
+        self,
+        query: str,
+        k: int,
+        *,
+        path_glob: str | None = None,
+        language: str | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top ``k`` ``(id, score)`` by BM25 over text, symbol and path; higher is better.
+
+        ``query`` is plain words (see :func:`fts_query`); ``path_glob`` follows
+        :func:`glob_match`; ``language`` must equal the chunk's language.
+        """
+        match = fts_query(query)
+        if not match or k <= 0:
+            return []
+        sql = _LEXICAL.format(w=", ".join(map(str, _WEIGHTS)))
+        try:
+            rows = self._read(sql, (match, language, path_glob, int(k)))
+        except sqlite3.OperationalError as e:
+            raise errors.QueryError(f"lexical query failed: {e}", field="query") from e
+        return [(int(i), float(s)) for i, s in rows]
+
+
+def _batches(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
