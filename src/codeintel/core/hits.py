@@ -1,0 +1,132 @@
+"""Semantic search over one generation, from query text to hydrated hits.
+
+The CLI's ``codeintel search`` and the searcher's ``semantic_search`` both
+answer with :class:`Hit` rows: the engine returns ids and scores, and the chunk
+store turns them into paths, line ranges and snippets. Filters (path glob,
+language) are applied after hydration, so the engine over-fetches for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+
+from codeintel.core import chunks as chunks_mod
+from codeintel.core import embedding as embedding_mod
+from codeintel.core import search as search_mod
+from codeintel.core import settings as settings_mod
+from codeintel.core import store as store_mod
+
+SNIPPET_LINES = 12
+"""Lines of chunk text returned as the snippet: enough to recognise the code, small for an agent's context."""
+
+FILTER_OVERFETCH = 5
+"""Candidates fetched per wanted result when a path or language filter applies."""
+
+
+class Hit(msgspec.Struct, frozen=True):
+    path: str
+    start_line: int
+    end_line: int
+    score: float
+    symbol: str
+    language: str
+    snippet: str
+
+
+def open_engine(generation: store_mod.Generation, nprobe: int = 0) -> search_mod.SearchEngine:
+    """A search engine over a generation's primary, secondary, tombstones and vectors."""
+    m = generation.manifest
+    return search_mod.SearchEngine.load(
+        generation.primary_path,
+        generation.secondary_path,
+        generation.tombstones(),
+        generation.vectors(),
+        m.index.type,
+        m.index.params,
+        nprobe=nprobe,
+    )
+
+
+def snippet(text: str, lines: int = SNIPPET_LINES) -> str:
+    parts = text.split("\n", lines)
+    return "\n".join(parts[:lines])
+
+
+def hydrate(
+    db: chunks_mod.ChunkDB,
+    D: np.ndarray,
+    I: np.ndarray,
+    k: int,
+    *,
+    path_glob: str | None = None,
+    language: str | None = None,
+) -> list[Hit]:
+    """Rows of one query's (D, I) as hits, filtered, at most ``k``."""
+    ids = [int(i) for i in I if i >= 0]
+    found = db.get(ids)
+    out: list[Hit] = []
+    for score, i in zip(D, I, strict=True):
+        chunk = found.get(int(i))
+        if chunk is None:
+            continue
+        if path_glob and not chunks_mod.glob_match(chunk.path, path_glob):
+            continue
+        if language and chunk.language != language:
+            continue
+        out.append(
+            Hit(
+                path=chunk.path,
+                start_line=chunk.start_line,
+                end_line=chunk.end_line,
+                score=round(float(score), 6),
+                symbol=chunk.symbol,
+                language=chunk.language,
+                snippet=snippet(chunk.text),
+            )
+        )
+        if len(out) == k:
+            break
+    return out
+
+
+def search_generation(
+    generation: store_mod.Generation,
+    engine: search_mod.SearchEngine,
+    xq: np.ndarray,
+    k: int,
+    *,
+    path_glob: str | None = None,
+    language: str | None = None,
+) -> list[list[Hit]]:
+    """Hits for each query row of ``xq`` (float32 (nq, d))."""
+    fetch = k * FILTER_OVERFETCH if (path_glob or language) else k
+    D, I = engine.search(xq, fetch)
+    db = generation.chunks()
+    try:
+        return [
+            hydrate(db, D[q], I[q], k, path_glob=path_glob, language=language)
+            for q in range(len(xq))
+        ]
+    finally:
+        db.close()
+
+
+def search_store(
+    settings: settings_mod.Settings,
+    embedder: embedding_mod.Embedder,
+    queries: str | Sequence[str],
+    k: int,
+) -> list[Hit]:
+    """One-shot search of the store's live generation (the CLI path)."""
+    store = store_mod.Store(settings.store.path)
+    generation = store.current()
+    embedding_mod.check_dimension(embedder.dim, generation.manifest.embedding.dim, embedder.model)
+    engine = open_engine(generation, settings.index.nprobe)
+    try:
+        text = [queries] if isinstance(queries, str) else list(queries)
+        return search_generation(generation, engine, embedder.embed(text), k)[0]
+    finally:
+        engine.close()

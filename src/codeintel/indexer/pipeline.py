@@ -1,0 +1,401 @@
+"""Build, update and merge: the three ways a new generation comes to be.
+
+* **build** mirrors the source, chunks every file of the commit, embeds, trains
+  the adaptive primary index and publishes a new base generation.
+* **update** fetches, diffs the parent commit against the new one, tombstones the
+  chunks of deleted and changed files, embeds only the new chunks into the
+  secondary flat index and hard-links everything else from the parent.
+* **merge** rebuilds the primary from every live stored vector (no re-embedding)
+  and empties the secondary and the tombstones.
+
+Each runs under the store's writer lock and publishes through
+``GenerationWriter``: a crash at any point leaves ``CURRENT`` on the last good
+generation, and the temp directory is cleaned by the next run's GC.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from pathlib import Path
+
+import faiss
+import msgspec
+import numpy as np
+
+from codeintel import __version__
+from codeintel.core import embedding as embedding_mod
+from codeintel.core import errors
+from codeintel.core import git as git_mod
+from codeintel.core import settings as settings_mod
+from codeintel.core import store as store_mod
+from codeintel.core.chunks import Chunk, ChunkDB
+from codeintel.core.vectors import VectorStore
+from codeintel.indexer import ann, chunking, corpus
+from codeintel.indexer import progress as progress_mod
+
+logger = logging.getLogger(__name__)
+
+
+class IndexResult(msgspec.Struct, kw_only=True):
+    """What one indexer run did; the JSON a Job writes as its termination message."""
+
+    action: str
+    changed: bool
+    generation: str
+    commit: str
+    index_type: str
+    vectors: store_mod.Counts
+    files: int = 0
+    chunks: int = 0
+    skipped: int = 0
+    merged: bool = False
+
+
+def build(
+    settings: settings_mod.Settings,
+    source: str,
+    embedder: embedding_mod.Embedder,
+    *,
+    ref: str = "HEAD",
+    reporter: progress_mod.Reporter | None = None,
+) -> IndexResult:
+    """Index ``source`` at ``ref`` from scratch into a new base generation."""
+    reporter = reporter or progress_mod.Reporter()
+    store = store_mod.Store(settings.store.path)
+    store.root.mkdir(parents=True, exist_ok=True)
+    with store.lock():
+        with reporter.stage("mirror"):
+            git = git_mod.GitClient.mirror(source, store.mirror_path)
+        with git:
+            commit = git.resolve(ref)
+            found = corpus.read_corpus(git, commit, settings.index, reporter)
+        parent = _current_or_none(store)
+        next_id = parent.manifest.next_id if parent else 1
+        ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
+        xb = corpus.embed_drafts(embedder, found.drafts, reporter)
+        dim = _dimension(embedder, xb)
+        with store.begin(parent) as writer:
+            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
+            _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
+            manifest = _manifest(
+                writer,
+                parent=parent,
+                base=writer.name,
+                source=repo_url(source),
+                commit=commit,
+                ref=ref,
+                model=embedder.model,
+                dim=dim,
+                index=_index_info(plan),
+                counts=store_mod.Counts(primary=len(ids), secondary=0, tombstones=0),
+                next_id=int(next_id + len(ids)),
+                files=found.files,
+                skipped=found.skipped,
+                reporter=reporter,
+            )
+            generation = writer.publish(manifest)
+        _collect_garbage(store, settings)
+    return _result("build", generation, files=found.files, chunks=len(ids), skipped=len(found.skipped))
+
+
+def update(
+    settings: settings_mod.Settings,
+    embedder: embedding_mod.Embedder,
+    *,
+    ref: str | None = None,
+    merge_threshold: int | None = None,
+    reporter: progress_mod.Reporter | None = None,
+) -> IndexResult:
+    """Fold the commits since the live generation into a new one, incrementally."""
+    reporter = reporter or progress_mod.Reporter()
+    store = store_mod.Store(settings.store.path)
+    threshold = settings.index.merge_threshold if merge_threshold is None else merge_threshold
+    with store.lock():
+        parent = store.current()
+        old = parent.manifest
+        embedding_mod.check_dimension(embedder.dim, old.embedding.dim, embedder.model)
+        if embedder.model != old.embedding.model:
+            raise errors.ConfigError(
+                f"the store was built with embedding model {old.embedding.model!r}, not "
+                f"{embedder.model!r}; run 'codeintel index build' to re-embed everything"
+            )
+        ref = ref or old.ref
+        with reporter.stage("mirror"):
+            git = git_mod.GitClient(store.mirror_path)
+            git.fetch()
+        with git:
+            commit = git.resolve(ref)
+            if commit == old.commit:
+                logger.info("up to date at %s (%s)", commit[:12], parent.name)
+                return _result("update", parent, changed=False)
+            removed, added = git_mod.changed_paths(git.diff(old.commit, commit))
+            found = corpus.read_corpus(git, commit, settings.index, reporter, only_paths=added)
+        parent_chunks = parent.chunks()
+        try:
+            dead = parent_chunks.ids_for_paths(sorted(removed))
+        finally:
+            parent_chunks.close()
+        ids = np.arange(old.next_id, old.next_id + len(found.drafts), dtype=np.int64)
+        xb = corpus.embed_drafts(embedder, found.drafts, reporter)
+        if len(ids):
+            embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
+        tombstones = np.union1d(parent.tombstones(), dead).astype(np.int64)
+        with store.begin(parent) as writer:
+            writer.link_from_parent(store_mod.PRIMARY)
+            for name in _segment_files(parent):
+                writer.link_from_parent(f"{store_mod.VECTORS_DIR}/{name}")
+            with reporter.stage("add", total=len(ids)) as stage:
+                secondary = faiss.read_index(str(parent.secondary_path))
+                if len(ids):
+                    VectorStore.write_segment(
+                        writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb
+                    )
+                    ann.add_vectors(secondary, xb, ids)
+                ann.write_index(secondary, writer.path / store_mod.SECONDARY)
+                stage.advance(len(ids))
+            writer.write_tombstones(tombstones)
+            db = ChunkDB.open(parent.path / store_mod.CHUNKS_DB, readonly=True)
+            try:
+                db.copy_to(writer.path / store_mod.CHUNKS_DB)
+            finally:
+                db.close()
+            db = ChunkDB.open(writer.path / store_mod.CHUNKS_DB, readonly=False)
+            try:
+                db.delete(int(i) for i in dead)
+                db.add(_chunks(ids, found.drafts))
+                db.commit()
+                files = len(db.paths())
+            finally:
+                db.close()
+            skipped = [s for s in old.skipped if s.path not in removed and s.path not in added]
+            manifest = _manifest(
+                writer,
+                parent=parent,
+                base=old.base_generation,
+                source=old.repo_url,
+                commit=commit,
+                ref=ref,
+                model=old.embedding.model,
+                dim=old.embedding.dim,
+                index=old.index,
+                counts=store_mod.Counts(
+                    primary=old.counts.primary,
+                    secondary=int(secondary.ntotal),
+                    tombstones=len(tombstones),
+                ),
+                next_id=int(old.next_id + len(ids)),
+                files=files,
+                skipped=skipped + found.skipped,
+                reporter=reporter,
+            )
+            generation = writer.publish(manifest)
+        logger.info(
+            "updated %s -> %s: %d files changed, %d chunks added, %d tombstoned",
+            old.commit[:12],
+            commit[:12],
+            len(added | removed),
+            len(ids),
+            len(dead),
+        )
+        _collect_garbage(store, settings)
+    result = _result("update", generation, files=files, chunks=len(ids), skipped=len(skipped))
+    if threshold > 0 and result.vectors.secondary >= threshold:
+        logger.info("secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold)
+        merged = merge(settings, reporter=reporter)
+        return msgspec.structs.replace(merged, action="update", merged=True, chunks=len(ids))
+    return result
+
+
+def merge(
+    settings: settings_mod.Settings, *, reporter: progress_mod.Reporter | None = None
+) -> IndexResult:
+    """Rebuild the primary from all live stored vectors; empty secondary and tombstones."""
+    reporter = reporter or progress_mod.Reporter()
+    store = store_mod.Store(settings.store.path)
+    with store.lock():
+        parent = store.current()
+        old = parent.manifest
+        vectors = parent.vectors()
+        dead = parent.tombstones()
+        id_parts: list[np.ndarray] = []
+        xb_parts: list[np.ndarray] = []
+        with reporter.stage("load", total=len(vectors)) as stage:
+            for batch_ids, batch_xb in vectors.iter_batches(65_536, exclude=dead):
+                id_parts.append(batch_ids)
+                xb_parts.append(batch_xb)
+                stage.advance(len(batch_ids))
+        dim = old.embedding.dim
+        ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
+        xb = np.concatenate(xb_parts) if xb_parts else np.empty((0, dim), dtype=np.float32)
+        with store.begin(parent) as writer:
+            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
+            writer.link_from_parent(store_mod.CHUNKS_DB)
+            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
+            manifest = _manifest(
+                writer,
+                parent=parent,
+                base=writer.name,
+                source=old.repo_url,
+                commit=old.commit,
+                ref=old.ref,
+                model=old.embedding.model,
+                dim=dim,
+                index=_index_info(plan),
+                counts=store_mod.Counts(primary=len(ids), secondary=0, tombstones=0),
+                next_id=old.next_id,
+                files=old.files_indexed,
+                skipped=old.skipped,
+                reporter=reporter,
+            )
+            generation = writer.publish(manifest)
+        _collect_garbage(store, settings)
+    return _result("merge", generation, files=old.files_indexed, chunks=0, merged=True)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _current_or_none(store: store_mod.Store) -> store_mod.Generation | None:
+    try:
+        return store.current()
+    except errors.NoGenerationError:
+        return None
+
+
+def _dimension(embedder: embedding_mod.Embedder, xb: np.ndarray) -> int:
+    dim = int(xb.shape[1]) if xb.size else int(embedder.dim)
+    if dim <= 0:
+        raise errors.GitError("nothing to index: the commit has no indexable files")
+    return dim
+
+
+def _chunks(ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> list[Chunk]:
+    return [
+        Chunk(
+            id=int(i),
+            path=d.path,
+            start_line=d.start_line,
+            end_line=d.end_line,
+            language=d.language,
+            symbol=d.symbol,
+            content_hash=d.content_hash,
+            text=d.text,
+        )
+        for i, d in zip(ids, drafts, strict=True)
+    ]
+
+
+def _write_chunks(path: Path, ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> None:
+    db = ChunkDB.create(path)
+    try:
+        db.add(_chunks(ids, drafts))
+        db.commit()
+    finally:
+        db.close()
+
+
+def _write_indexes(
+    writer: store_mod.GenerationWriter,
+    xb: np.ndarray,
+    ids: np.ndarray,
+    dim: int,
+    cfg: settings_mod.IndexSettings,
+    reporter: progress_mod.Reporter,
+) -> ann.IndexPlan:
+    with reporter.stage("train", total=len(ids)) as stage:
+        primary, plan, timings = ann.build_primary(xb, ids, cfg, log=logger)
+        stage.advance(len(ids))
+    reporter.timings.update({f"index_{k}": v for k, v in timings.items()})
+    ann.write_index(primary, writer.path / store_mod.PRIMARY)
+    ann.write_index(ann.new_secondary(dim), writer.path / store_mod.SECONDARY)
+    writer.write_tombstones(np.empty(0, dtype=np.int64))
+    return plan
+
+
+def _index_info(plan: ann.IndexPlan) -> store_mod.IndexInfo:
+    return store_mod.IndexInfo(type=plan.type, params=ann.params_dict(plan))
+
+
+def _segment_files(generation: store_mod.Generation) -> list[str]:
+    root = generation.path / store_mod.VECTORS_DIR
+    return sorted(p.name for p in root.iterdir() if p.is_file())
+
+
+def repo_url(source: str) -> str:
+    if git_mod.is_url(source):
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def _manifest(
+    writer: store_mod.GenerationWriter,
+    *,
+    parent: store_mod.Generation | None,
+    base: str,
+    source: str,
+    commit: str,
+    ref: str,
+    model: str,
+    dim: int,
+    index: store_mod.IndexInfo,
+    counts: store_mod.Counts,
+    next_id: int,
+    files: int,
+    skipped: list[store_mod.SkippedFile],
+    reporter: progress_mod.Reporter,
+) -> store_mod.Manifest:
+    return store_mod.Manifest(
+        format_version=store_mod.FORMAT_VERSION,
+        min_reader_version=store_mod.MIN_READER_VERSION,
+        generation=writer.name,
+        parent=parent.name if parent else None,
+        base_generation=base,
+        repo_url=source,
+        commit=commit,
+        ref=ref,
+        embedding=store_mod.EmbeddingInfo(model=model, dim=dim),
+        index=index,
+        counts=counts,
+        next_id=next_id,
+        files_indexed=files,
+        skipped=sorted(skipped, key=lambda s: s.path),
+        timings=dict(reporter.timings),
+        checksums={},
+        created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        codeintel_version=__version__,
+    )
+
+
+def _result(
+    action: str,
+    generation: store_mod.Generation,
+    *,
+    changed: bool = True,
+    files: int | None = None,
+    chunks: int = 0,
+    skipped: int | None = None,
+    merged: bool = False,
+) -> IndexResult:
+    m = generation.manifest
+    return IndexResult(
+        action=action,
+        changed=changed,
+        generation=generation.name,
+        commit=m.commit,
+        index_type=m.index.type,
+        vectors=m.counts,
+        files=m.files_indexed if files is None else files,
+        chunks=chunks,
+        skipped=len(m.skipped) if skipped is None else skipped,
+        merged=merged,
+    )
+
+
+def _collect_garbage(store: store_mod.Store, settings: settings_mod.Settings) -> None:
+    started = time.perf_counter()
+    removed = store.gc(settings.store.keep_generations, settings.store.gc_grace_seconds)
+    if removed:
+        logger.info("gc removed %s in %.2f s", ", ".join(removed), time.perf_counter() - started)

@@ -1,0 +1,56 @@
+"""The embedded default's first step: make sure the store reflects the repository.
+
+``codeintel serve PATH`` calls :func:`ensure_index` before it serves: a missing
+store is built, a store behind the source's ref is updated incrementally, a
+store already at that commit is left alone, and a store of another repository
+or another embedding model is rebuilt rather than mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from codeintel.core import embedding as embedding_mod
+from codeintel.core import errors
+from codeintel.core import git as git_mod
+from codeintel.core import settings as settings_mod
+from codeintel.core import store as store_mod
+from codeintel.indexer import pipeline
+from codeintel.indexer import progress as progress_mod
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_index(
+    settings: settings_mod.Settings,
+    source: str,
+    embedder: embedding_mod.Embedder,
+    *,
+    ref: str = "HEAD",
+    reporter: progress_mod.Reporter | None = None,
+) -> pipeline.IndexResult:
+    """Build or update the store so its live generation is ``source`` at ``ref``."""
+    reporter = reporter or progress_mod.Reporter()
+    store = store_mod.Store(settings.store.path)
+    try:
+        try:
+            current = store.current()
+        except errors.NoGenerationError:
+            logger.info("no index at %s yet: building", store.root)
+            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+        m = current.manifest
+        wanted = pipeline.repo_url(source)
+        if m.repo_url != wanted or m.embedding.model != embedder.model or m.ref != ref:
+            logger.info(
+                "store holds %s (%s, model %s); rebuilding for %s (%s, model %s)",
+                m.repo_url, m.ref, m.embedding.model, wanted, ref, embedder.model,
+            )
+            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+        with git_mod.GitClient(store.mirror_path) as git:
+            git.set_origin(wanted)
+        result = pipeline.update(settings, embedder, ref=ref, reporter=reporter)
+        if not result.changed:
+            logger.info("index is up to date at %s (%s)", result.commit[:12], result.generation)
+        return result
+    finally:
+        reporter.close()
