@@ -1,0 +1,251 @@
+"""Indexer Jobs: their names, their manifests, and how their outcome is read back.
+
+An indexer Job runs ``codeintel index build|update|merge`` against the store
+volume and, when it succeeds, writes one JSON object (docs/architecture.md,
+"Index job result") to ``/dev/termination-log``; Kubernetes copies it into the
+pod's ``status.containerStatuses[].state.terminated.message``, where the
+operator reads it. On failure the same field holds the last log lines
+(``FallbackToLogsOnError``), which become the ``Degraded`` condition's message.
+
+Job names are ``<codeindex>-<action>-<sequence>``: the sequence is kept in the
+CodeIndex status and written there *before* the Job is created, so an operator
+that restarts between the two steps creates the same name again — and the API
+server refuses a duplicate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from codeintel.core import errors
+from codeintel.operator import manifests
+from codeintel.operator import settings as settings_mod
+from codeintel.operator import spec as spec_mod
+
+CONTAINER = "indexer"
+TERMINATION_LOG = "/dev/termination-log"
+ACTION_LABEL = "codeintel.io/action"
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+class Action(enum.StrEnum):
+    """What an indexer Job does to the store."""
+
+    BUILD = "build"
+    UPDATE = "update"
+    MERGE = "merge"
+
+
+class Outcome(enum.StrEnum):
+    """Where a Job is, as the job controller reports it."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobResult:
+    """The indexer's JSON result; ``changed`` is false when an update found no new commit."""
+
+    action: str
+    changed: bool
+    generation: str
+    commit: str
+    index_type: str
+    primary: int
+    secondary: int
+    tombstones: int
+
+    @property
+    def total(self) -> int:
+        """Live vectors: every stored one not deleted or replaced since."""
+        return max(0, self.primary + self.secondary - self.tombstones)
+
+    def status_vectors(self) -> dict[str, int]:
+        """The counts as ``status.vectors``."""
+        return {
+            "primary": self.primary,
+            "secondary": self.secondary,
+            "tombstones": self.tombstones,
+            "total": self.total,
+        }
+
+
+def job_name(index_name: str, action: Action, sequence: int) -> str:
+    """``<index>-<action>-<sequence>``, at most 63 characters (it becomes a pod label value)."""
+    suffix = f"-{action.value}-{sequence:05d}"
+    return manifests.truncate_name(index_name, 63 - len(suffix)) + suffix
+
+
+def indexer_command(
+    action: Action, spec: spec_mod.CodeIndexSpec, settings: settings_mod.OperatorSettings
+) -> tuple[list[str], list[str]]:
+    """Command and args of the indexer container (docs/architecture.md, "Commands the cluster runs")."""
+    store = ["--store", settings.store_mount_path]
+    embedder = ["--embedder", "openai", "--embed-url", spec.embed_url]
+    embedder += ["--embed-model", spec.embed_model]
+    if spec.embed_dim:
+        embedder += ["--embed-dim", str(spec.embed_dim)]
+    result = ["--result-file", TERMINATION_LOG]
+    if action is Action.BUILD:
+        args = ["index", "build", spec.repo_url, *store, "--ref", spec.ref, *embedder, *result]
+    elif action is Action.UPDATE:
+        # The operator decides when to merge (a separate Job), so the update never does.
+        args = ["index", "update", *store, "--ref", spec.ref, "--merge-threshold", "0"]
+        args += [*embedder, *result]
+    else:
+        args = ["index", "merge", *store, *result]
+    return ["codeintel"], args
+
+
+def render_job(
+    body: Mapping[str, Any],
+    spec: spec_mod.CodeIndexSpec,
+    settings: settings_mod.OperatorSettings,
+    action: Action,
+    sequence: int,
+) -> manifests.Manifest:
+    """The indexer Job for ``action``; at most one exists per CodeIndex at a time."""
+    index_name = body["metadata"]["name"]
+    name = job_name(index_name, action, sequence)
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git writes its config under HOME
+        {"name": "CODEINTEL_RESULT_FILE", "value": TERMINATION_LOG},
+        *manifests.embedder_env(spec),
+    ]
+    if spec.credentials_secret:
+        secret = spec.credentials_secret
+        env.append(
+            manifests.secret_env("CODEINTEL_GIT_USERNAME", spec_mod.SecretKey(secret, "username"))
+        )
+        env.append(
+            manifests.secret_env("CODEINTEL_GIT_PASSWORD", spec_mod.SecretKey(secret, "password"))
+        )
+    command, args = indexer_command(action, spec, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.indexer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "args": args,
+        "env": env,
+        "resources": manifests.resources(
+            spec.indexer.resources, settings.indexer_resources, spec.indexer.gpu
+        ),
+        "volumeMounts": manifests.store_mounts(settings, read_only=False),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": manifests.container_security_context(),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": manifests.pod_security_context(settings),
+        "containers": [container],
+        "volumes": manifests.store_volumes(manifests.claim_name(index_name, spec), read_only=False),
+        "automountServiceAccountToken": False,
+    }
+    if spec.indexer.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.indexer.node_selector)
+    if spec.indexer.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.indexer.tolerations]
+    job_labels = {**manifests.labels(index_name, "indexer"), ACTION_LABEL: action.value}
+    meta = manifests.metadata(body, name, "indexer")
+    meta["labels"] = job_labels
+    deadline = spec.indexer_active_deadline_seconds or settings.job_active_deadline_seconds
+    backoff = spec.indexer_backoff_limit
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": settings.job_backoff_limit if backoff is None else backoff,
+            "activeDeadlineSeconds": deadline,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def outcome(job: Mapping[str, Any]) -> tuple[Outcome, str, str]:
+    """The Job's outcome with the job controller's reason and message (for failures)."""
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") in {"Complete", "SuccessCriteriaMet"}:
+            return Outcome.SUCCEEDED, "", ""
+        if condition.get("type") in {"Failed", "FailureTarget"}:
+            return (
+                Outcome.FAILED,
+                str(condition.get("reason") or "JobFailed"),
+                str(condition.get("message") or ""),
+            )
+    if (status.get("succeeded") or 0) > 0:
+        return Outcome.SUCCEEDED, "", ""
+    return Outcome.RUNNING, "", ""
+
+
+def pods_of(job_name_: str, pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The pods a Job created, newest last (the list may hold other pods: filtered here)."""
+    mine = [
+        pod
+        for pod in pods
+        if any(
+            (pod.get("metadata", {}).get("labels") or {}).get(key) == job_name_
+            for key in JOB_NAME_LABELS
+        )
+    ]
+    return sorted(mine, key=lambda pod: str(pod["metadata"].get("creationTimestamp") or ""))
+
+
+def termination(pod: Mapping[str, Any]) -> tuple[int, str] | None:
+    """Exit code and termination message of the indexer container, once it terminated."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != CONTAINER:
+            continue
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated:
+            return int(terminated.get("exitCode", 1)), str(terminated.get("message") or "")
+    return None
+
+
+def read_result(pods: Iterable[Mapping[str, Any]]) -> JobResult:
+    """The result of a succeeded Job from its pod that exited 0."""
+    for pod in reversed(list(pods)):
+        ended = termination(pod)
+        if ended is not None and ended[0] == 0:
+            return parse_result(ended[1])
+    raise errors.IndexFormatError("the Job succeeded but no pod reported a result")
+
+
+def failure_message(pods: Iterable[Mapping[str, Any]], limit: int = 2000) -> str:
+    """The last failed pod's message (the end of its log), cut to ``limit`` characters."""
+    for pod in reversed(list(pods)):
+        ended = termination(pod)
+        if ended is not None and ended[0] != 0 and ended[1].strip():
+            return ended[1].strip()[-limit:]
+    return ""
+
+
+def parse_result(message: str) -> JobResult:
+    """Parse the JSON result of ``codeintel index … --result-file``."""
+    try:
+        data = json.loads(message)
+        vectors = data.get("vectors") or {}
+        return JobResult(
+            action=str(data["action"]),
+            changed=bool(data.get("changed", True)),
+            generation=str(data["generation"]),
+            commit=str(data["commit"]),
+            index_type=str(data.get("index_type") or ""),
+            primary=int(vectors.get("primary", 0)),
+            secondary=int(vectors.get("secondary", 0)),
+            tombstones=int(vectors.get("tombstones", 0)),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise errors.IndexFormatError(f"unreadable indexer result {message[:200]!r}: {e}") from e

@@ -1,0 +1,285 @@
+"""The objects a CodeIndex owns, rendered as plain dicts: store PVC, searcher Deployment, Service.
+
+Rendering is pure — a function of the CodeIndex, its parsed spec and the
+operator settings — so every manifest is unit-tested and validated against the
+Kubernetes OpenAPI schemas without a cluster. Indexer Jobs live in
+:mod:`codeintel.operator.jobs`; the pod pieces both share (labels, owner
+reference, security context, embedder environment) are here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from codeintel.operator import settings as settings_mod
+from codeintel.operator import spec as spec_mod
+
+API_VERSION = "codeintel.io/v1alpha1"
+KIND = "CodeIndex"
+GENERATION_ANNOTATION = "codeintel.io/generation"
+INDEX_LABEL = "codeintel.io/index"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = "codeintel-operator"
+GPU_RESOURCE = "nvidia.com/gpu"
+STORE_VOLUME = "store"
+
+Manifest = dict[str, Any]
+
+
+def truncate_name(base: str, limit: int = 63) -> str:
+    """``base`` cut to ``limit`` characters, keeping it unique with a short hash when cut."""
+    if len(base) <= limit:
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{base[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def claim_name(name: str, spec: spec_mod.CodeIndexSpec) -> str:
+    """The PVC holding the store: the user's existing claim, or ``<name>-store``."""
+    return spec.existing_claim or truncate_name(f"{name}-store", 253)
+
+
+def searcher_name(name: str) -> str:
+    """Name of the searcher Deployment and Service (a DNS label, so at most 63 characters)."""
+    return truncate_name(f"{name}-searcher")
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    """Labels on everything the operator creates for CodeIndex ``name``."""
+    return {
+        "app.kubernetes.io/name": "codeintel",
+        "app.kubernetes.io/instance": truncate_name(name),
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        INDEX_LABEL: truncate_name(name),
+    }
+
+
+def selector_labels(name: str, component: str) -> dict[str, str]:
+    """The immutable subset of :func:`labels` that selectors match on."""
+    return {INDEX_LABEL: truncate_name(name), COMPONENT_LABEL: component}
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An owner reference to the CodeIndex, so Kubernetes garbage-collects what it owns."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(body: Mapping[str, Any], name: str, component: str) -> dict[str, Any]:
+    """Metadata of an owned object: name, namespace, labels, owner reference."""
+    return {
+        "name": name,
+        "namespace": body["metadata"]["namespace"],
+        "labels": labels(body["metadata"]["name"], component),
+        "ownerReferences": [owner_reference(body)],
+    }
+
+
+def resources(
+    requested: Mapping[str, Any], default: Mapping[str, Any], gpu: bool
+) -> dict[str, Any]:
+    """The spec's resources (or the operator default), plus one GPU in requests and limits."""
+    chosen = requested or default
+    result: dict[str, Any] = {
+        key: dict(chosen[key]) for key in ("requests", "limits") if chosen.get(key)
+    }
+    if gpu:
+        result.setdefault("requests", {})[GPU_RESOURCE] = 1
+        result.setdefault("limits", {})[GPU_RESOURCE] = 1
+    return result
+
+
+def pod_security_context(settings: settings_mod.OperatorSettings) -> dict[str, Any]:
+    """Non-root pods whose group owns the store volume."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "fsGroup": settings.fs_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """No privilege escalation, no capabilities, a read-only root filesystem (``/tmp`` is a volume)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def secret_env(name: str, ref: spec_mod.SecretKey) -> dict[str, Any]:
+    """An environment variable read from a Secret key."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def embedder_env(spec: spec_mod.CodeIndexSpec) -> list[dict[str, Any]]:
+    """The embedder as ``CODEINTEL_EMBEDDER_*`` variables: searchers must embed queries
+    with the model that built the index."""
+    env: list[dict[str, Any]] = [
+        {"name": "CODEINTEL_EMBEDDER_KIND", "value": "openai"},
+        {"name": "CODEINTEL_EMBEDDER_URL", "value": spec.embed_url},
+        {"name": "CODEINTEL_EMBEDDER_MODEL", "value": spec.embed_model},
+    ]
+    if spec.embed_dim:
+        env.append({"name": "CODEINTEL_EMBEDDER_DIM", "value": str(spec.embed_dim)})
+    if spec.embed_api_key:
+        env.append(secret_env("CODEINTEL_EMBEDDER_API_KEY", spec.embed_api_key))
+    return env
+
+
+def store_volumes(claim: str, *, read_only: bool) -> list[dict[str, Any]]:
+    """The store claim and an emptyDir for ``/tmp`` (the root filesystem is read-only)."""
+    return [
+        {
+            "name": STORE_VOLUME,
+            "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only},
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+
+
+def store_mounts(
+    settings: settings_mod.OperatorSettings, *, read_only: bool
+) -> list[dict[str, Any]]:
+    """Mounts of :func:`store_volumes`."""
+    return [
+        {"name": STORE_VOLUME, "mountPath": settings.store_mount_path, "readOnly": read_only},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
+    ]
+
+
+def render_pvc(body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec) -> Manifest:
+    """The store's PersistentVolumeClaim (only when the spec names no existing claim)."""
+    claim_spec: dict[str, Any] = {
+        "accessModes": [spec.access_mode],
+        "resources": {"requests": {"storage": spec.storage_size}},
+    }
+    if spec.storage_class:
+        claim_spec["storageClassName"] = spec.storage_class
+    name = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(body, claim_name(name, spec), "store"),
+        "spec": claim_spec,
+    }
+
+
+def render_service(
+    body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec, settings: settings_mod.OperatorSettings
+) -> Manifest:
+    """The Service in front of the searchers."""
+    name = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(body, searcher_name(name), "searcher"),
+        "spec": {
+            "type": spec.service_type,
+            "selector": selector_labels(name, "searcher"),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": settings.searcher_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def searcher_command(settings: settings_mod.OperatorSettings) -> tuple[list[str], list[str]]:
+    """Command and args of a searcher container (docs/architecture.md, "Commands the cluster runs")."""
+    args = ["serve", "--store", settings.store_mount_path, "--host", "0.0.0.0"]  # noqa: S104
+    return ["codeintel"], [*args, "--port", str(settings.searcher_port)]
+
+
+def render_deployment(
+    body: Mapping[str, Any],
+    spec: spec_mod.CodeIndexSpec,
+    settings: settings_mod.OperatorSettings,
+    generation: str,
+) -> Manifest:
+    """The searcher Deployment; a new ``generation`` changes the pod template and rolls it."""
+    name = body["metadata"]["name"]
+    namespace = body["metadata"]["namespace"]
+    service = searcher_name(name)
+    hosts = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+    env = [
+        *embedder_env(spec),
+        {"name": "CODEINTEL_INDEX_NPROBE", "value": str(spec.nprobe)},
+        {"name": "CODEINTEL_SERVER_ALLOWED_HOSTS", "value": ",".join(hosts)},
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git wants a writable home
+    ]
+    if spec.api_token:
+        env.append(secret_env("CODEINTEL_SERVER_API_TOKEN", spec.api_token))
+    command, args = searcher_command(settings)
+    container: dict[str, Any] = {
+        "name": "searcher",
+        "image": settings.searcher_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": settings.searcher_port, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources(
+            spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu
+        ),
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": store_mounts(settings, read_only=True),
+        "securityContext": container_security_context(),
+    }
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": store_volumes(claim_name(name, spec), read_only=True),
+        "automountServiceAccountToken": False,
+    }
+    if spec.searcher.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.searcher.node_selector)
+    if spec.searcher.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.searcher.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(body, service, "searcher"),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(name, "searcher")},
+            # A new generation never takes serving capacity away: surge first, then retire.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(name, "searcher"),
+                    "annotations": {GENERATION_ANNOTATION: generation},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }

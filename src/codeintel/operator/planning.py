@@ -1,0 +1,311 @@
+"""Deciding the next indexer Job, and the status patches that record each step.
+
+Everything here is a pure function of the parsed spec, the CodeIndex status and
+the current time, so the decisions — build when nothing serves or the vectors
+became useless, merge past the threshold, update on schedule or a new ref, wait
+out the backoff after a failure — are unit-tested without a cluster. The
+handlers (:mod:`codeintel.operator.reconciling`) only carry them out.
+
+The status is the operator's memory: ``activeJob`` and ``jobSequence`` make Job
+creation idempotent across restarts, ``failures`` and ``retryAfter`` drive the
+backoff, and ``embedding`` / ``repoUrl`` / ``ref`` record what the served
+generation was built from so a spec change can be told apart from a new commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from codeintel.operator import jobs
+from codeintel.operator import settings as settings_mod
+from codeintel.operator import spec as spec_mod
+
+PHASE_FOR_ACTION = {
+    jobs.Action.BUILD: "Indexing",
+    jobs.Action.UPDATE: "Updating",
+    jobs.Action.MERGE: "Merging",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """The next Job to start (``action`` ``None``: nothing to do yet) and why."""
+
+    action: jobs.Action | None
+    reason: str
+
+
+def now() -> datetime.datetime:
+    """The current time in UTC (one place, so tests and handlers agree on the clock)."""
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """RFC 3339 as Kubernetes writes it: seconds precision, ``Z``."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """Read a status timestamp; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def next_action(
+    spec: spec_mod.CodeIndexSpec, status: Mapping[str, Any], moment: datetime.datetime
+) -> Plan:
+    """What to run next. Never a second Job while one is active (at most one per CodeIndex)."""
+    if status.get("activeJob"):
+        return Plan(None, "JobActive")
+    retry_after = parse_time(status.get("retryAfter"))
+    if retry_after is not None and moment < retry_after:
+        return Plan(None, "BackingOff")
+    if not status.get("generation"):
+        return Plan(jobs.Action.BUILD, "NoIndex")
+    built_with = status.get("embedding") or {}
+    if dict(built_with) != spec.embedding_fingerprint:
+        return Plan(jobs.Action.BUILD, "EmbeddingChanged")
+    if status.get("repoUrl") and status.get("repoUrl") != spec.repo_url:
+        return Plan(jobs.Action.BUILD, "RepositoryChanged")
+    secondary = int((status.get("vectors") or {}).get("secondary") or 0)
+    if spec.merge_threshold and secondary > spec.merge_threshold:
+        return Plan(jobs.Action.MERGE, "SecondaryOverThreshold")
+    if status.get("ref") and status.get("ref") != spec.ref:
+        return Plan(jobs.Action.UPDATE, "RefChanged")
+    if spec.updates_enabled:
+        last = parse_time(status.get("lastUpdateTime"))
+        if last is None or moment >= last + datetime.timedelta(
+            seconds=spec.update_interval_seconds
+        ):
+            return Plan(jobs.Action.UPDATE, "Scheduled")
+    return Plan(None, "UpToDate")
+
+
+def seconds_until_due(
+    spec: spec_mod.CodeIndexSpec, status: Mapping[str, Any], moment: datetime.datetime
+) -> float | None:
+    """Seconds until the next scheduled update or retry; ``None`` when nothing is scheduled."""
+    waits: list[float] = []
+    retry_after = parse_time(status.get("retryAfter"))
+    if retry_after is not None:
+        waits.append((retry_after - moment).total_seconds())
+    last = parse_time(status.get("lastUpdateTime"))
+    if spec.updates_enabled and last is not None:
+        due = last + datetime.timedelta(seconds=spec.update_interval_seconds)
+        waits.append((due - moment).total_seconds())
+    return max(0.0, min(waits)) if waits else None
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """``conditions`` with one type set; ``lastTransitionTime`` moves only when the status flips."""
+    value = "True" if status else "False"
+    result: list[dict[str, Any]] = []
+    previous: Mapping[str, Any] | None = None
+    for condition in conditions:
+        if condition.get("type") == type_:
+            previous = condition
+        else:
+            result.append(dict(condition))
+    changed = previous is None or previous.get("status") != value
+    result.append(
+        {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": timestamp(moment)
+            if changed or previous is None
+            else str(previous.get("lastTransitionTime") or timestamp(moment)),
+            "observedGeneration": observed_generation,
+        }
+    )
+    order = {"Ready": 0, "Indexing": 1, "Degraded": 2}
+    return sorted(result, key=lambda c: order.get(str(c.get("type")), 9))
+
+
+def start_patch(
+    status: Mapping[str, Any],
+    plan: Plan,
+    job_name: str,
+    sequence: int,
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> dict[str, Any]:
+    """Status recorded *before* the Job is created: a restart then finds it, never a duplicate."""
+    assert plan.action is not None  # callers only start a planned action
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Indexing",
+        True,
+        plan.reason,
+        f"Job {job_name} runs codeintel index {plan.action.value}",
+        observed_generation,
+        moment,
+    )
+    if not status.get("generation"):
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            False,
+            "NoIndex",
+            "no generation built yet",
+            observed_generation,
+            moment,
+        )
+    return {
+        "phase": PHASE_FOR_ACTION[plan.action],
+        "activeJob": {
+            "name": job_name,
+            "action": plan.action.value,
+            "startTime": timestamp(moment),
+        },
+        "jobSequence": sequence,
+        "conditions": conditions,
+        "observedGeneration": observed_generation,
+    }
+
+
+def success_patch(
+    status: Mapping[str, Any],
+    result: jobs.JobResult,
+    spec: spec_mod.CodeIndexSpec,
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> dict[str, Any]:
+    """Status after a Job succeeded: the new generation serves and the backoff resets."""
+    action = str((status.get("activeJob") or {}).get("action") or result.action)
+    message = f"generation {result.generation} at commit {result.commit[:12]}"
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Ready",
+        True,
+        "GenerationServed",
+        message,
+        observed_generation,
+        moment,
+    )
+    conditions = set_condition(
+        conditions,
+        "Indexing",
+        False,
+        "JobSucceeded",
+        f"{action} Job succeeded",
+        observed_generation,
+        moment,
+    )
+    conditions = set_condition(
+        conditions,
+        "Degraded",
+        False,
+        "JobSucceeded",
+        "",
+        observed_generation,
+        moment,
+    )
+    patch: dict[str, Any] = {
+        "phase": "Ready",
+        "activeJob": None,
+        "failures": 0,
+        "retryAfter": None,
+        "lastUpdateTime": timestamp(moment),
+        "conditions": conditions,
+        "observedGeneration": observed_generation,
+        "generation": result.generation,
+        "commit": result.commit,
+        "vectors": result.status_vectors(),
+        "ref": spec.ref,
+    }
+    if result.index_type:
+        patch["indexType"] = result.index_type
+    if action == jobs.Action.BUILD.value:
+        patch["embedding"] = spec.embedding_fingerprint
+        patch["repoUrl"] = spec.repo_url
+    return patch
+
+
+def failure_patch(
+    status: Mapping[str, Any],
+    reason: str,
+    message: str,
+    settings: settings_mod.OperatorSettings,
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> dict[str, Any]:
+    """Status after a Job failed: Degraded, a retry after backoff; a built generation keeps serving."""
+    failures = int(status.get("failures") or 0) + 1
+    delay = settings.retry_delay(failures)
+    retry_after = moment + datetime.timedelta(seconds=delay)
+    serving = bool(status.get("generation"))
+    full = f"{message} (failure {failures}; retrying after {timestamp(retry_after)})".strip()
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Degraded",
+        True,
+        reason,
+        full,
+        observed_generation,
+        moment,
+    )
+    conditions = set_condition(
+        conditions,
+        "Indexing",
+        False,
+        reason,
+        "the last indexer Job failed",
+        observed_generation,
+        moment,
+    )
+    if not serving:
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            False,
+            reason,
+            "no generation built yet",
+            observed_generation,
+            moment,
+        )
+    return {
+        "phase": "Ready" if serving else "Failed",
+        "activeJob": None,
+        "failures": failures,
+        "retryAfter": timestamp(retry_after),
+        "conditions": conditions,
+        "observedGeneration": observed_generation,
+    }
+
+
+def invalid_spec_patch(
+    status: Mapping[str, Any], message: str, observed_generation: int, moment: datetime.datetime
+) -> dict[str, Any]:
+    """Status for a spec the operator refuses; the previous generation (if any) keeps serving."""
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Degraded",
+        True,
+        "InvalidSpec",
+        message,
+        observed_generation,
+        moment,
+    )
+    return {
+        "phase": "Ready" if status.get("generation") else "Failed",
+        "conditions": conditions,
+        "observedGeneration": observed_generation,
+    }

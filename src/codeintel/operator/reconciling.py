@@ -1,0 +1,322 @@
+"""Carrying out the plan for one CodeIndex: children, the active Job, the next Job.
+
+Each pass takes the CodeIndex's lock (the create/update handlers, its timer and
+Job events may all fire at once), re-reads the object, and then:
+
+1. ensures the store PVC (and, once a generation exists, the searchers);
+2. observes the active Job — creates it if the operator stopped between
+   recording and creating it, records success (new generation, searchers roll)
+   or failure (``Degraded``, backoff);
+3. starts the next Job that :func:`codeintel.operator.planning.next_action`
+   asks for, recording it in the status *first*.
+
+Step 3 after step 2 means a finished update whose secondary index passed the
+threshold starts its merge Job in the same pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from codeintel.core import errors
+from codeintel.operator import jobs, kube, manifests, planning
+from codeintel.operator import settings as settings_mod
+from codeintel.operator import spec as spec_mod
+
+CODEINDEXES = ("codeintel.io/v1alpha1", "codeindexes")
+JOBS = ("batch/v1", "jobs")
+PODS = ("v1", "pods")
+PVCS = ("v1", "persistentvolumeclaims")
+DEPLOYMENTS = ("apps/v1", "deployments")
+SERVICES = ("v1", "services")
+MAX_NAME_CONFLICTS = 5
+
+
+@dataclasses.dataclass(slots=True)
+class Context:
+    """What every handler shares, kept in kopf's memo: settings, API client, per-index locks."""
+
+    settings: settings_mod.OperatorSettings
+    client: kube.KubeClient
+    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        """The lock serialising passes over one CodeIndex."""
+        return self.locks.setdefault((namespace, name), asyncio.Lock())
+
+
+def url(
+    kind: tuple[str, str], namespace: str, name: str | None = None, sub: str | None = None
+) -> str:
+    """REST path of one of the kinds above."""
+    return kube.path(kind[0], kind[1], namespace, name, sub)
+
+
+async def reconcile(
+    ctx: Context,
+    namespace: str,
+    name: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    ensure_children: bool,
+) -> None:
+    """One pass over CodeIndex ``namespace/name``; raises ``ConfigError`` for a bad spec."""
+    async with ctx.lock(namespace, name):
+        body = await ctx.client.get(url(CODEINDEXES, namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        status: dict[str, Any] = dict(body.get("status") or {})
+        observed = int(body["metadata"].get("generation") or 0)
+        try:
+            spec = spec_mod.parse(body.get("spec") or {}, ctx.settings)
+        except errors.ConfigError as e:
+            await _patch_status(
+                ctx, body, planning.invalid_spec_patch(status, str(e), observed, planning.now())
+            )
+            raise
+        if ensure_children:
+            await ensure_storage(ctx, body, spec)
+            if status.get("generation"):
+                await ensure_searchers(ctx, body, spec, str(status["generation"]))
+        status = await observe_job(ctx, body, spec, status, logger)
+        await start_next_job(ctx, body, spec, status, logger)
+
+
+async def ensure_storage(
+    ctx: Context, body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec
+) -> None:
+    """Create the store PVC unless the spec names an existing claim. Claims are never patched:
+    their size and class are immutable or need the storage driver's help to change."""
+    if spec.existing_claim:
+        return
+    pvc = manifests.render_pvc(body, spec)
+    namespace = body["metadata"]["namespace"]
+    existing = await ctx.client.get(url(PVCS, namespace, pvc["metadata"]["name"]))
+    if existing is None:
+        await _create_or_adopt(ctx, url(PVCS, namespace), pvc)
+    elif not existing["metadata"].get("ownerReferences"):
+        # A claim kept from a deleted CodeIndex of the same name: its index is reused.
+        owners = {"metadata": {"ownerReferences": pvc["metadata"]["ownerReferences"]}}
+        await ctx.client.patch(url(PVCS, namespace, pvc["metadata"]["name"]), owners)
+
+
+async def ensure_searchers(
+    ctx: Context, body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec, generation: str
+) -> None:
+    """Create or patch the searcher Service and Deployment for ``generation``.
+
+    A merge patch replaces lists and merges maps, so the rendered manifest wins
+    over anything it names and leaves the API server's defaults alone. A new
+    generation changes the pod-template annotation, which rolls the searchers."""
+    namespace = body["metadata"]["namespace"]
+    for kind, manifest in (
+        (SERVICES, manifests.render_service(body, spec, ctx.settings)),
+        (DEPLOYMENTS, manifests.render_deployment(body, spec, ctx.settings, generation)),
+    ):
+        name = manifest["metadata"]["name"]
+        if await ctx.client.patch(url(kind, namespace, name), manifest) is None:
+            await _create_or_adopt(ctx, url(kind, namespace), manifest)
+
+
+async def observe_job(
+    ctx: Context,
+    body: Mapping[str, Any],
+    spec: spec_mod.CodeIndexSpec,
+    status: dict[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> dict[str, Any]:
+    """Follow the active Job to its end; returns the status as it is afterwards."""
+    namespace = body["metadata"]["namespace"]
+    observed = int(body["metadata"].get("generation") or 0)
+    active = status.get("activeJob")
+    if not active:
+        adopted = await _find_running_job(ctx, body)
+        if adopted is None:
+            return status
+        logger.warning("Adopting running Job %s that the status did not record", adopted["name"])
+        return await _patch_status(ctx, body, {"activeJob": adopted})
+
+    job_name = str(active["name"])
+    job = await ctx.client.get(url(JOBS, namespace, job_name))
+    if job is None:
+        if active.get("uid"):
+            # Created, then gone before we saw it end (TTL or a manual delete): retry.
+            logger.warning("Job %s disappeared before it finished", job_name)
+            patch = planning.failure_patch(
+                status,
+                "JobLost",
+                f"Job {job_name} was deleted before it finished",
+                ctx.settings,
+                observed,
+                planning.now(),
+            )
+            return await _patch_status(ctx, body, patch)
+        # Recorded, but the operator stopped before creating it: create it now, same name.
+        action = jobs.Action(str(active["action"]))
+        sequence = int(status.get("jobSequence") or 0)
+        job = await _create_or_adopt(
+            ctx, url(JOBS, namespace), jobs.render_job(body, spec, ctx.settings, action, sequence)
+        )
+    if not active.get("uid"):
+        uid = job["metadata"].get("uid", "")
+        status = await _patch_status(ctx, body, {"activeJob": {**active, "uid": uid}})
+
+    outcome, reason, message = jobs.outcome(job)
+    if outcome is jobs.Outcome.RUNNING:
+        return status
+    pods = jobs.pods_of(
+        job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
+    )
+    moment = planning.now()
+    if outcome is jobs.Outcome.SUCCEEDED:
+        try:
+            result = jobs.read_result(pods)
+        except errors.IndexFormatError as e:
+            logger.error("Job %s succeeded without a readable result: %s", job_name, e)
+            patch = planning.failure_patch(
+                status, "ResultUnreadable", str(e), ctx.settings, observed, moment
+            )
+            return await _patch_status(ctx, body, patch)
+        logger.info(
+            "Job %s succeeded: generation %s, commit %s, %d vectors (%s)",
+            job_name,
+            result.generation,
+            result.commit[:12],
+            result.total,
+            result.index_type,
+        )
+        status = await _patch_status(
+            ctx, body, planning.success_patch(status, result, spec, observed, moment)
+        )
+        await ensure_searchers(ctx, body, spec, result.generation)
+        return status
+    detail = jobs.failure_message(pods) or message or "the indexer Job failed"
+    logger.error("Job %s failed (%s): %s", job_name, reason, detail)
+    patch = planning.failure_patch(status, reason, detail, ctx.settings, observed, moment)
+    return await _patch_status(ctx, body, patch)
+
+
+async def start_next_job(
+    ctx: Context,
+    body: Mapping[str, Any],
+    spec: spec_mod.CodeIndexSpec,
+    status: dict[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
+    plan = planning.next_action(spec, status, planning.now())
+    if plan.action is None:
+        return
+    namespace = body["metadata"]["namespace"]
+    observed = int(body["metadata"].get("generation") or 0)
+    sequence = int(status.get("jobSequence") or 0)
+    for _ in range(MAX_NAME_CONFLICTS):
+        sequence += 1
+        name = jobs.job_name(body["metadata"]["name"], plan.action, sequence)
+        patch = planning.start_patch(status, plan, name, sequence, observed, planning.now())
+        status = await _patch_status(ctx, body, patch)
+        manifest = jobs.render_job(body, spec, ctx.settings, plan.action, sequence)
+        try:
+            job = await _create_or_adopt(ctx, url(JOBS, namespace), manifest)
+        except kube.ConflictError:
+            # A Job of that name belongs to someone else (a deleted CodeIndex of the same
+            # name, say): take the next sequence number.
+            status = await _patch_status(ctx, body, {"activeJob": None})
+            continue
+        logger.info("Started Job %s (%s: %s)", name, plan.action.value, plan.reason)
+        await _patch_status(
+            ctx, body, {"activeJob": {**patch["activeJob"], "uid": job["metadata"].get("uid", "")}}
+        )
+        return
+    raise kube.ApiError("POST", url(JOBS, namespace), 409, "no free Job name")
+
+
+async def delete_owned(
+    ctx: Context,
+    body: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Delete what the CodeIndex owns. Its PVC goes only with ``storage.deleteWithIndex``;
+    otherwise the owner reference is dropped first, so Kubernetes' garbage collector keeps it."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        spec: spec_mod.CodeIndexSpec | None = spec_mod.parse(body.get("spec") or {}, ctx.settings)
+    except errors.ConfigError:
+        spec = None
+    async with ctx.lock(namespace, name):
+        for job in await ctx.client.list(
+            url(JOBS, namespace), manifests.selector_labels(name, "indexer")
+        ):
+            await ctx.client.delete(url(JOBS, namespace, job["metadata"]["name"]))
+        searchers = manifests.searcher_name(name)
+        await ctx.client.delete(url(DEPLOYMENTS, namespace, searchers))
+        await ctx.client.delete(url(SERVICES, namespace, searchers))
+        if spec is None or spec.existing_claim:
+            return
+        claim = url(PVCS, namespace, manifests.claim_name(name, spec))
+        if spec.delete_with_index:
+            if await ctx.client.delete(claim):
+                logger.info("Deleted the store claim %s", manifests.claim_name(name, spec))
+        elif await ctx.client.patch(claim, {"metadata": {"ownerReferences": None}}) is not None:
+            logger.info(
+                "Kept the store claim %s (storage.deleteWithIndex is false)",
+                manifests.claim_name(name, spec),
+            )
+    ctx.locks.pop((namespace, name), None)
+
+
+async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An unfinished indexer Job of this CodeIndex that the status does not know about."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    uid = body["metadata"].get("uid")
+    for job in await ctx.client.list(
+        url(JOBS, namespace), manifests.selector_labels(name, "indexer")
+    ):
+        owners = job["metadata"].get("ownerReferences") or []
+        if uid and not any(owner.get("uid") == uid for owner in owners):
+            continue
+        if jobs.outcome(job)[0] is jobs.Outcome.RUNNING:
+            labels = job["metadata"].get("labels") or {}
+            return {
+                "name": job["metadata"]["name"],
+                "action": labels.get(jobs.ACTION_LABEL, jobs.Action.UPDATE.value),
+                "uid": job["metadata"].get("uid", ""),
+                "startTime": job["metadata"].get("creationTimestamp")
+                or planning.timestamp(planning.now()),
+            }
+    return None
+
+
+async def _create_or_adopt(
+    ctx: Context, collection: str, manifest: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Create ``manifest``; if it exists and is ours (same owner), return the existing one."""
+    try:
+        return await ctx.client.create(collection, manifest)
+    except kube.ConflictError:
+        existing = await ctx.client.get(f"{collection}/{manifest['metadata']['name']}")
+        wanted = {ref["uid"] for ref in manifest["metadata"].get("ownerReferences") or []}
+        owners = {
+            ref.get("uid")
+            for ref in (existing or {}).get("metadata", {}).get("ownerReferences") or []
+        }
+        if existing is None or (wanted and not wanted & owners):
+            raise
+        return existing
+
+
+async def _patch_status(
+    ctx: Context, body: Mapping[str, Any], patch: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge-patch the status subresource; returns the new status."""
+    meta = body["metadata"]
+    answer = await ctx.client.patch(
+        url(CODEINDEXES, meta["namespace"], meta["name"], "status"), {"status": patch}
+    )
+    if answer is None:
+        raise kube.ApiError("PATCH", meta["name"], 404, "the CodeIndex was deleted")
+    return dict(answer.get("status") or {})

