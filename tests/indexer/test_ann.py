@@ -1,0 +1,256 @@
+"""The adaptive primary build: plans, builds, sizes, atomic writes and the CPU fallback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from codeintel.core import errors, gpu
+from codeintel.core.settings import IndexSettings
+from codeintel.indexer import ann
+
+
+def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """Normalised gaussian-mixture vectors: n/40 clusters, noise 0.8 x the centre norm."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(16, n // 40), d)).astype(np.float32)
+    xb = centres[rng.integers(len(centres), size=n)]
+    xb += 0.8 * rng.standard_normal((n, d)).astype(np.float32)
+    faiss.normalize_L2(xb)
+    return xb
+
+
+# Small, fast IVF-PQ: 64-d, M=8 (8-d sub-quantisers), 3K training vectors.
+SMALL_PQ = IndexSettings(flat_max=1_000, ivf_flat_max=4_000, pq_m=8, train_sample_max=3_000)
+
+
+class TestPlanThresholds:
+    @pytest.mark.parametrize(
+        ("n", "expected"),
+        [
+            (0, "flat"),
+            (4_999, "flat"),
+            (5_000, "ivf_flat"),
+            (50_000, "ivf_flat"),
+            (50_001, "ivf_pq"),
+        ],
+    )
+    def test_defaults(self, n: int, expected: str) -> None:
+        assert ann.plan_index(n, 384, IndexSettings()).type == expected
+
+    def test_thresholds_are_configurable(self) -> None:
+        settings = IndexSettings(flat_max=100, ivf_flat_max=1_000)
+        assert ann.plan_index(99, 64, settings).type == "flat"
+        assert ann.plan_index(100, 64, settings).type == "ivf_flat"
+        assert ann.plan_index(1_001, 64, settings).type == "ivf_pq"
+
+    def test_inconsistent_thresholds_are_refused(self) -> None:
+        with pytest.raises(errors.ConfigError):
+            ann.plan_index(10, 64, IndexSettings(flat_max=10, ivf_flat_max=5))
+
+
+class TestPlanParameters:
+    @pytest.mark.parametrize(("n", "nlist"), [(10_000, 100), (40_000, 200), (50_000, 224)])
+    def test_ivf_flat_nlist_is_sqrt_n(self, n: int, nlist: int) -> None:
+        plan = ann.plan_index(n, 384, IndexSettings())
+        assert (plan.nlist, plan.factory) == (nlist, f"IVF{nlist},Flat")
+
+    def test_nlist_leaves_39_training_points_per_centroid(self) -> None:
+        plan = ann.plan_index(1_000, 64, IndexSettings(flat_max=10))
+        assert plan.nlist == 1_000 // ann.MIN_POINTS_PER_CENTROID
+        plan = ann.plan_index(50_000, 64, IndexSettings(train_sample_max=2_000))
+        assert plan.nlist == 2_000 // ann.MIN_POINTS_PER_CENTROID
+
+    @pytest.mark.parametrize(
+        ("n", "sample", "nlist"),
+        [
+            (60_000, 100_000, 1024),  # max(1024, sqrt n)
+            (400_000, 100_000, 1024),
+            (2_000_000, 1_000_000, 5657),  # 4 sqrt n above 500K
+            (200_000, 20_000, 512),  # capped: 39 training points per centroid
+        ],
+    )
+    def test_ivf_pq_nlist(self, n: int, sample: int, nlist: int) -> None:
+        plan = ann.plan_index(n, 384, IndexSettings(train_sample_max=sample))
+        assert plan.type == "ivf_pq"
+        assert plan.nlist == nlist
+        assert plan.factory == f"IVF{nlist},PQ64np"  # no polysemous training
+        assert plan.rerank_factor == IndexSettings().rerank_factor
+
+    @pytest.mark.parametrize(("dim", "pq_m", "m"), [(384, 64, 64), (100, 64, 50), (96, 64, 48)])
+    def test_pq_m_divides_dim(self, dim: int, pq_m: int, m: int) -> None:
+        plan = ann.plan_index(60_000, dim, IndexSettings(pq_m=pq_m))
+        assert plan.pq_m == m
+        assert dim % plan.pq_m == 0
+
+    def test_nprobe_default_and_override(self) -> None:
+        plan = ann.plan_index(60_000, 384, IndexSettings())
+        assert plan.nprobe == 64  # nlist / 16
+        assert ann.plan_index(60_000, 384, IndexSettings(nprobe=7)).nprobe == 7
+        assert ann.plan_index(40_000, 384, IndexSettings()).nprobe == 50  # nlist / 4
+
+    def test_opq_is_opt_in(self) -> None:
+        plan = ann.plan_index(60_000, 384, IndexSettings(use_opq=True))
+        assert plan.opq
+        assert plan.factory == "OPQ64,IVF1024,PQ64np"
+
+    def test_params_dict_is_plain(self) -> None:
+        plan = ann.plan_index(60_000, 384, IndexSettings())
+        params = ann.params_dict(plan)
+        assert params["type"] == "ivf_pq"
+        assert params["nprobe"] == plan.nprobe
+        assert set(params) >= {"nlist", "pq_m", "opq", "rerank_factor", "factory"}
+
+
+class TestBuildPrimary:
+    @pytest.mark.parametrize(
+        ("n", "settings", "kind"),
+        [
+            (800, SMALL_PQ, "flat"),
+            (3_000, SMALL_PQ, "ivf_flat"),
+            (6_000, SMALL_PQ, "ivf_pq"),
+        ],
+    )
+    def test_each_type(
+        self, n: int, settings: IndexSettings, kind: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        xb = clustered(n, 64)
+        ids = np.arange(n, dtype=np.int64) * 7 + 1000
+        with caplog.at_level(logging.INFO, logger="codeintel.indexer.ann"):
+            index, plan, timings = ann.build_primary(xb, ids, settings)
+        assert plan.type == kind
+        assert isinstance(index, faiss.IndexIDMap2)
+        assert index.ntotal == n
+        assert set(timings) == {"train", "add"}
+        np.testing.assert_array_equal(faiss.vector_to_array(index.id_map), ids)
+        if kind != "flat":
+            assert faiss.extract_index_ivf(index).nprobe == plan.nprobe
+        message = caplog.records[-1].getMessage()
+        assert f"n={n}" in message
+        assert f"type={kind}" in message
+        assert f"nlist={plan.nlist}" in message
+        assert "train=" in message
+
+    def test_training_sample_is_capped(self) -> None:
+        xb = clustered(5_000, 32)
+        sample = ann._training_sample(xb, 1_000)
+        assert sample.shape == (1_000, 32)
+        np.testing.assert_array_equal(sample, ann._training_sample(xb, 1_000))  # seeded
+
+    def test_shapes_are_checked(self) -> None:
+        with pytest.raises(ValueError, match="ids"):
+            ann.build_primary(clustered(10, 8), np.arange(9), IndexSettings())
+        with pytest.raises(ValueError, match="2-D"):
+            ann.build_primary(np.zeros(8, np.float32), np.arange(1), IndexSettings())
+
+
+class TestSecondary:
+    def test_add_vectors(self) -> None:
+        index = ann.new_secondary(16)
+        ann.add_vectors(index, clustered(50, 16), np.arange(50) + 10)
+        assert index.ntotal == 50
+        _, labels = index.search(clustered(50, 16)[:1], 1)
+        assert labels[0, 0] == 10
+
+    def test_dimension_mismatch(self) -> None:
+        with pytest.raises(errors.DimensionMismatchError):
+            ann.add_vectors(ann.new_secondary(16), clustered(5, 8), np.arange(5))
+
+
+class TestEstimateMemoryUsage:
+    @pytest.mark.parametrize(
+        ("n", "kind"),
+        [
+            (500, "flat"),
+            (900, "flat"),
+            (2_000, "ivf_flat"),
+            (3_500, "ivf_flat"),
+            (5_000, "ivf_pq"),
+            (12_000, "ivf_pq"),
+        ],
+    )
+    def test_within_20_percent_of_written_size(self, tmp_path: Path, n: int, kind: str) -> None:
+        xb = clustered(n, 64)
+        index, plan, _ = ann.build_primary(xb, np.arange(n), SMALL_PQ)
+        assert plan.type == kind
+        path = tmp_path / "primary.faiss"
+        ann.write_index(index, path)
+        estimate = ann.estimate_memory_usage(n, 64, kind, nlist=plan.nlist, pq_m=plan.pq_m)
+        assert abs(estimate - path.stat().st_size) <= 0.2 * path.stat().st_size
+
+    def test_default_nlist_follows_the_plan(self) -> None:
+        plan = ann.plan_index(200_000, 384, IndexSettings())
+        assert ann.estimate_memory_usage(200_000, 384, "ivf_pq") == ann.estimate_memory_usage(
+            200_000, 384, "ivf_pq", nlist=plan.nlist
+        )
+
+    def test_unknown_type(self) -> None:
+        with pytest.raises(errors.ConfigError):
+            ann.estimate_memory_usage(10, 8, "hnsw")
+
+
+class TestWriteIndex:
+    def test_atomic_and_no_temp_left(self, tmp_path: Path) -> None:
+        index = ann.new_secondary(8)
+        ann.add_vectors(index, clustered(20, 8), np.arange(20))
+        path = tmp_path / "secondary.faiss"
+        ann.write_index(index, path)
+        ann.write_index(index, path)  # replaces an existing file
+        assert [p.name for p in tmp_path.iterdir()] == ["secondary.faiss"]
+        assert faiss.read_index(str(path)).ntotal == 20
+
+    def test_failure_keeps_old_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "primary.faiss"
+        path.write_bytes(b"old")
+
+        def broken(index: faiss.Index, name: str) -> None:
+            Path(name).write_bytes(b"half")
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(ann.faiss, "write_index", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            ann.write_index(ann.new_secondary(8), path)
+        assert path.read_bytes() == b"old"
+        assert [p.name for p in tmp_path.iterdir()] == ["primary.faiss"]
+
+
+class TestGpuFallback:
+    def test_no_gpu_here(self) -> None:
+        assert gpu.gpu_count() == 0
+        info = gpu.describe()
+        assert info["gpus"] == 0
+        assert info["path"] == "cpu"
+        assert info["faiss_version"] == faiss.__version__
+
+    def test_use_cuvs_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("USE_CUVS", "0")
+        assert gpu.use_cuvs() is False
+
+    def test_gpu_failure_falls_back_to_cpu(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Pretend faiss sees a GPU: the CPU-only build lacks the GPU cloner, so the
+        # GPU path raises and the build must still succeed on CPU.
+        monkeypatch.setattr(gpu, "gpu_count", lambda: 1)
+        xb = clustered(3_000, 32)
+        with caplog.at_level(logging.INFO, logger="codeintel.indexer.ann"):
+            index, plan, _ = ann.build_primary(xb, np.arange(3_000), SMALL_PQ)
+        assert plan.type == "ivf_flat"
+        assert index.is_trained
+        assert index.ntotal == 3_000
+        assert "GPU training failed" in caplog.text
+        assert "(cpu)" in caplog.records[-1].getMessage()
+
+    def test_use_gpu_false_skips_gpu(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def no_gpu_expected(*args: object) -> faiss.Index:
+            raise AssertionError("GPU path taken")
+
+        monkeypatch.setattr(gpu, "gpu_count", lambda: 1)
+        monkeypatch.setattr(ann, "_train_gpu", no_gpu_expected)
+        settings = IndexSettings(flat_max=1_000, ivf_flat_max=4_000, use_gpu=False)
+        index, _, _ = ann.build_primary(clustered(2_000, 16), np.arange(2_000), settings)
+        assert index.ntotal == 2_000
