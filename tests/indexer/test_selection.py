@@ -1,0 +1,178 @@
+"""Which files get indexed: metadata decisions, gitignore-style globs, text decoding."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeintel.core import errors
+from codeintel.core.settings import IndexSettings
+from codeintel.indexer.selection import (
+    FileEntry,
+    Skipped,
+    decode_text,
+    path_matches,
+    select_files,
+)
+
+DEFAULTS = IndexSettings()
+
+
+def entry(path: str, size: int = 100, mode: str = "100644") -> FileEntry:
+    return FileEntry(path=path, blob="0" * 40, size=size, mode=mode)
+
+
+def select(
+    *entries: FileEntry, max_file_bytes: int = DEFAULTS.max_file_bytes
+) -> tuple[list[FileEntry], list[Skipped]]:
+    return select_files(
+        entries, max_file_bytes=max_file_bytes, exclude_globs=DEFAULTS.exclude_globs
+    )
+
+
+class TestSelectFiles:
+    def test_ordinary_source_files_are_kept_in_order(self) -> None:
+        files = [entry("src/a.py"), entry("bin/run", mode="100755"), entry("README.md")]
+        kept, skipped = select(*files)
+        assert kept == files
+        assert skipped == []
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "vendor/github.com/x/y.go",
+            "web/node_modules/react/index.js",
+            "third_party/zlib/inflate.c",
+            "static/app.min.js",
+            "static/app.min.css",
+            "static/app.js.map",
+            "package-lock.json",
+            "web/yarn.lock",
+            "pnpm-lock.yaml",
+            "poetry.lock",
+            "Cargo.lock",
+            "go.sum",
+            "uv.lock",
+        ],
+    )
+    def test_default_globs_exclude_vendored_minified_and_lock_files(self, path: str) -> None:
+        kept, skipped = select(entry(path, size=42))
+        assert kept == []
+        assert skipped == [Skipped(path, "excluded", 42)]
+
+    def test_files_over_the_limit_are_too_large(self) -> None:
+        kept, skipped = select(
+            entry("small.py", size=1000), entry("big.py", size=1001), max_file_bytes=1000
+        )
+        assert [e.path for e in kept] == ["small.py"]
+        assert skipped == [Skipped("big.py", "too_large", 1001)]
+
+    def test_symlinks_and_submodules_are_not_files_of_this_repository(self) -> None:
+        kept, skipped = select(
+            entry("link.py", size=9, mode="120000"),
+            entry("deps/lib", size=0, mode="160000"),
+            entry("vendor/link", size=5, mode="120000"),
+        )
+        assert kept == []
+        assert skipped == [
+            Skipped("link.py", "symlink", 9),
+            Skipped("deps/lib", "submodule", 0),
+            Skipped("vendor/link", "symlink", 5),
+        ]
+
+    def test_tree_entries_are_dropped_silently(self) -> None:
+        assert select(entry("src", size=0, mode="040000")) == ([], [])
+
+    def test_excluded_wins_over_too_large(self) -> None:
+        _, skipped = select(entry("vendor/huge.c", size=10**9))
+        assert skipped == [Skipped("vendor/huge.c", "excluded", 10**9)]
+
+    def test_no_globs_excludes_nothing(self) -> None:
+        kept, _ = select_files([entry("vendor/a.go")], max_file_bytes=1000, exclude_globs=())
+        assert len(kept) == 1
+
+
+GLOB_TABLE = [
+    # pattern, path, matches
+    ("*.py", "a.py", True),
+    ("*.py", "src/deep/a.py", True),  # no slash: basename anywhere
+    ("*.py", "a.pyc", False),
+    ("*.py", "src/a.py/inner.txt", True),  # a matching directory matches what it holds
+    ("vendor", "vendor/x.go", True),
+    ("vendor", "a/vendor/x.go", True),
+    ("vendor", "vendored/x.go", False),
+    ("vendor/", "a/vendor/x.go", True),  # trailing slash: directories only
+    ("vendor/", "a/vendor", False),
+    ("docs/*.md", "docs/a.md", True),  # a slash anchors at the root
+    ("docs/*.md", "x/docs/a.md", False),
+    ("docs/*.md", "docs/sub/a.md", False),  # * stays in one segment
+    ("/build", "build/out.o", True),
+    ("/build", "src/build/out.o", False),
+    ("**/vendor/**", "vendor/a.go", True),
+    ("**/vendor/**", "x/y/vendor/a/b.go", True),
+    ("**/vendor/**", "vendor", False),
+    ("**/*.min.js", "app.min.js", True),
+    ("**/*.min.js", "a/b/app.min.js", True),
+    ("**/*.min.js", "a/b/app.js", False),
+    ("src/**/test_*.py", "src/test_a.py", True),  # /**/ matches zero directories
+    ("src/**/test_*.py", "src/a/b/test_a.py", True),
+    ("src/**/test_*.py", "lib/src/test_a.py", False),
+    ("logs/**", "logs/a/b.txt", True),
+    ("**", "anything/at/all", True),
+    ("file?.txt", "file1.txt", True),
+    ("file?.txt", "file10.txt", False),
+    ("file?.txt", "dir/file/.txt", False),  # ? never matches a slash
+    ("[abc].c", "b.c", True),
+    ("[abc].c", "d.c", False),
+    ("[!abc].c", "d.c", True),
+    ("[a-c]x.h", "bx.h", True),
+    ("a+b(1).txt", "a+b(1).txt", True),  # regex metacharacters are literal
+    ("a+b(1).txt", "aab1.txt", False),
+    (r"\*.txt", "*.txt", True),
+    (r"\*.txt", "a.txt", False),
+    ("*.PY", "a.py", False),  # case-sensitive, like git on Linux
+]
+
+
+class TestPathMatches:
+    @pytest.mark.parametrize(("pattern", "path", "expected"), GLOB_TABLE)
+    def test_gitignore_semantics(self, pattern: str, path: str, expected: bool) -> None:
+        assert path_matches(path, pattern) is expected
+
+    def test_select_files_agrees_with_path_matches(self) -> None:
+        for pattern, path, expected in GLOB_TABLE:
+            _, skipped = select_files(
+                [entry(path)], max_file_bytes=10**6, exclude_globs=(pattern, "nothing-*")
+            )
+            assert bool(skipped) is expected, (pattern, path)
+
+    @pytest.mark.parametrize("pattern", ["", "   ", "!keep.py", "/"])
+    def test_unsupported_patterns_are_config_errors(self, pattern: str) -> None:
+        with pytest.raises(errors.ConfigError):
+            path_matches("a.py", pattern)
+
+
+class TestDecodeText:
+    def test_utf8_is_decoded(self) -> None:
+        assert decode_text("a.py", "print('héllo ✓')\n".encode()) == "print('héllo ✓')\n"
+
+    def test_a_utf8_bom_is_stripped(self) -> None:
+        assert decode_text("a.cs", b"\xef\xbb\xbfusing System;\n") == "using System;\n"
+
+    def test_empty_is_text(self) -> None:
+        assert decode_text("empty.py", b"") == ""
+
+    def test_a_nul_early_means_binary(self) -> None:
+        data = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+        assert decode_text("logo.png", data) == Skipped("logo.png", "binary", len(data))
+
+    def test_utf16_is_binary_like_git_says(self) -> None:
+        data = "hello\n".encode("utf-16")
+        assert decode_text("w.txt", data) == Skipped("w.txt", "binary", len(data))
+
+    def test_a_nul_after_the_sniffed_prefix_is_not_binary(self) -> None:
+        data = b"a" * 8000 + b"\x00"
+        assert decode_text("late.txt", data) == "a" * 8000 + "\x00"
+
+    def test_invalid_utf8_is_not_utf8(self) -> None:
+        data = "café\n".encode("latin-1")
+        assert decode_text("old.txt", data) == Skipped("old.txt", "not_utf8", len(data))
