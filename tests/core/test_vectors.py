@@ -63,6 +63,16 @@ class TestWriteSegment:
         with pytest.raises(ValueError, match=message):
             VectorStore.write_segment(tmp_path, "s", ids, xb)
 
+    def test_empty_segment_keeps_its_dimension(self, tmp_path: Path) -> None:
+        VectorStore.write_segment(tmp_path, "a", np.empty(0, np.int64), np.empty((0, DIM)))
+        store = VectorStore.open(tmp_path)
+        assert (len(store), store.dim) == (0, DIM)
+        assert list(store.iter_batches(10)) == []
+
+    def test_nothing_embedded_writes_nothing(self, tmp_path: Path) -> None:
+        assert VectorStore.write_segment(tmp_path, "a", np.empty(0), np.empty((0, 0))) == []
+        assert len(VectorStore.open(tmp_path)) == 0
+
     def test_segments_are_never_overwritten(self, tmp_path: Path) -> None:
         VectorStore.write_segment(tmp_path, "s", np.arange(2), unit_vectors(2))
         with pytest.raises(FileExistsError):

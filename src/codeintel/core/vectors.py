@@ -76,6 +76,8 @@ class VectorStore:
     def write_segment(directory: Path, name: str, ids: np.ndarray, xb: np.ndarray) -> list[str]:
         """Write one segment (sorted by id) and return its file names, relative to ``directory``.
 
+        An empty ``xb`` without a dimension writes nothing and returns ``[]``.
+
         ``xb`` is ``(n, dim)`` float; it is stored as float16. The dimension must
         match the segments already in ``directory`` (``DimensionMismatchError``).
         """
@@ -84,8 +86,10 @@ class VectorStore:
             raise ValueError(f"bad segment name {name!r}")
         ids = np.asarray(ids)
         xb = np.asarray(xb)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
             raise ValueError(f"ids must be a 1-d integer array, got {ids.dtype} {ids.shape}")
+        if ids.size == 0 and xb.size == 0 and (xb.ndim != 2 or xb.shape[1] == 0):
+            return []  # nothing embedded (an empty repository): no dimension to record
         if xb.ndim != 2 or xb.shape[1] == 0:
             raise ValueError(f"vectors must be a 2-d (n, dim) array, got shape {xb.shape}")
         if xb.shape[0] != ids.shape[0]:
