@@ -180,7 +180,7 @@ class ChunkDB:
         self._conns: list[sqlite3.Connection] = []
         self._writer: sqlite3.Connection | None = None
         self._closed = False
-        self._dirty = False
+        self._optimize = _new  # a fresh build merges its FTS segments once, on close
         if not _new and not self._path.is_file():
             raise errors.IndexFormatError(f"chunk database not found: {self._path}")
         conn = self._conn()
@@ -255,7 +255,6 @@ class ChunkDB:
     def _write(self) -> sqlite3.Connection:
         if self._readonly:
             raise errors.IndexFormatError(f"chunk database opened read-only: {self._path}")
-        self._dirty = True
         return self._conn()
 
     # -- writing -------------------------------------------------------------
@@ -298,13 +297,14 @@ class ChunkDB:
             dest.close()
 
     def close(self) -> None:
-        """Commit (writers; the FTS index is optimised first if anything changed) and close."""
+        """Commit (writers) and close. A database made by :meth:`create` has its FTS index
+        optimised (merged into one b-tree) first; updates rely on FTS5's incremental automerge."""
         if self._closed:
             return
         if not self._readonly:
             conn = self._conn()
             with self._lock:
-                if self._dirty:
+                if self._optimize:
                     conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
                 conn.commit()
         with self._lock:
