@@ -1,1 +1,20 @@
-"""codeintel.searcher"""
+"""The searcher: five tools over one index store, as REST and MCP, with hot swap.
+
+Public surface for the CLI and tests:
+
+* :func:`create_app` — the FastAPI app (REST ``/v1/<tool>``, MCP at ``/mcp``,
+  probes, metrics) over ``settings.store.path``.
+* :func:`serve` — ``codeintel serve``: print the URLs and an MCP client
+  config, then run uvicorn (blocking).
+* :func:`run_stdio` — ``codeintel mcp``: the same tools over MCP stdio.
+
+``embed_server`` (``codeintel embed-server``) is deliberately not imported
+here: it loads the embedding model, which the searcher does only on demand.
+"""
+
+from __future__ import annotations
+
+from codeintel.searcher.app import create_app
+from codeintel.searcher.serving import run_stdio, serve
+
+__all__ = ["create_app", "run_stdio", "serve"]

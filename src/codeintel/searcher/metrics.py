@@ -1,0 +1,87 @@
+"""The searcher's Prometheus metrics (DESIGN §7), one registry per application.
+
+A registry per app, not the process-wide default, so tests and benchmarks can
+run several apps in one process without duplicate-series errors; ``/metrics``
+exposes this registry followed by the default one, where core modules register
+theirs (``codeintel_embed_seconds``, the OpenAI client's ``vllm_http_connections_open``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import prometheus_client as prom
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclasses.dataclass
+class Metrics:
+    registry: prom.CollectorRegistry
+    request_seconds: prom.Histogram
+    requests_total: prom.Counter
+    inflight_requests: prom.Gauge
+    index_vectors: prom.Gauge
+    generation_info: prom.Gauge
+    batch_size: prom.Histogram
+    generation_loads: prom.Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        r = prom.CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=r,
+            request_seconds=prom.Histogram(
+                "codeintel_request_seconds",
+                "Time to answer one tool call, by tool.",
+                ["tool"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            requests_total=prom.Counter(
+                "codeintel_requests",
+                "Tool calls by tool and outcome (ok, or the HTTP status of the error).",
+                ["tool", "status"],
+                registry=r,
+            ),
+            inflight_requests=prom.Gauge(
+                "codeintel_inflight_requests", "Tool calls being answered now.", registry=r
+            ),
+            index_vectors=prom.Gauge(
+                "codeintel_index_vectors",
+                "Vectors in the live generation by kind (primary, secondary, tombstones).",
+                ["kind"],
+                registry=r,
+            ),
+            generation_info=prom.Gauge(
+                "codeintel_index_generation_info",
+                "The live generation (value 1), labelled with its commit and index type.",
+                ["generation", "commit", "index_type"],
+                registry=r,
+            ),
+            batch_size=prom.Histogram(
+                "codeintel_query_batch_size",
+                "Queries embedded and searched together by micro-batching.",
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+                registry=r,
+            ),
+            generation_loads=prom.Counter(
+                "codeintel_generation_loads",
+                "Attempts to load a generation, by result (ok, refused_format, failed).",
+                ["result"],
+                registry=r,
+            ),
+        )
+
+    def set_generation(
+        self, name: str, commit: str, index_type: str, counts: dict[str, int]
+    ) -> None:
+        """Point the info gauge at the live generation only, and publish its vector counts."""
+        self.generation_info.clear()
+        self.generation_info.labels(generation=name, commit=commit, index_type=index_type).set(1)
+        for kind, value in counts.items():
+            self.index_vectors.labels(kind=kind).set(value)
+
+    def exposition(self) -> bytes:
+        """Text format of this registry, then the process-wide one."""
+        return prom.generate_latest(self.registry) + prom.generate_latest(prom.REGISTRY)

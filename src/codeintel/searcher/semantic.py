@@ -1,0 +1,194 @@
+"""semantic_search: micro-batched embedding + FAISS, BM25, and reciprocal-rank fusion.
+
+Embedding a query costs far more than searching it, and both a transformer
+and FAISS amortise their per-call overhead over a batch. :class:`QueryBatcher`
+therefore gathers the queries that arrive within ``window`` seconds (or while
+every batch slot is busy) into one ``aembed`` call and one ``engine.search``
+per generation, then hands each caller its own row. At low load a query waits
+at most ``window``; under load batches grow on their own, up to ``max_batch``.
+The gain is measured by ``benchmarks/searcher_bench.py`` (``docs/performance.md``).
+
+``hybrid`` fuses the dense ranking and the FTS5 BM25 ranking with reciprocal
+rank fusion (score = sum of 1 / (60 + rank)), which needs no score calibration
+between cosine similarities and BM25 values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from codeintel.core import chunks as chunks_mod
+
+logger = logging.getLogger(__name__)
+
+RRF_K = 60
+"""Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
+
+FILTER_OVERFETCH = 5
+"""Dense candidates fetched per wanted result when a path or language filter applies."""
+
+MAX_FETCH = 1000
+SNIPPET_LINES = 12
+
+
+class Engine(Protocol):
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclasses.dataclass
+class _Pending:
+    engine: Engine
+    query: str
+    fetch: int
+    future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+
+
+class QueryBatcher:
+    """Coalesces concurrent queries into one embed call and one FAISS search per generation."""
+
+    def __init__(
+        self,
+        embed: Callable[[Sequence[str]], Awaitable[np.ndarray]],
+        run_blocking: Callable[..., Awaitable[Any]],
+        *,
+        window: float = 0.002,
+        max_batch: int = 64,
+        max_inflight: int = 2,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._embed = embed
+        self._run = run_blocking
+        self.window = window
+        self.max_batch = max(1, max_batch)
+        self.max_inflight = max(1, max_inflight)
+        self._on_batch = on_batch
+        self._pending: list[_Pending] = []
+        self._inflight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def search(self, engine: Engine, query: str, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of ``query``'s ``fetch`` nearest chunks in ``engine``, -1 padded."""
+        loop = asyncio.get_running_loop()
+        item = _Pending(engine, query, fetch, loop.create_future())
+        self._pending.append(item)
+        if self.window <= 0 or len(self._pending) >= self.max_batch:
+            self._dispatch()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.window, self._on_timer)
+        return await item.future
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start batches while slots are free; the rest waits for a batch to finish."""
+        while self._pending and self._inflight < self.max_inflight:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._inflight += 1
+            task = asyncio.get_running_loop().create_task(self._process(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if not self._pending and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _process(self, batch: list[_Pending]) -> None:
+        try:
+            live = [p for p in batch if not p.future.done()]
+            if self._on_batch is not None:
+                self._on_batch(len(live))
+            if live:
+                xq = await self._embed([p.query for p in live])
+                groups: dict[int, list[int]] = {}
+                for row, p in enumerate(live):
+                    groups.setdefault(id(p.engine), []).append(row)
+                for rows in groups.values():
+                    engine = live[rows[0]].engine
+                    fetch = max(live[r].fetch for r in rows)
+                    D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)  # noqa: E741
+                    for j, r in enumerate(rows):
+                        if not live[r].future.done():
+                            live[r].future.set_result((D[j], I[j]))
+        except BaseException as e:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(e if isinstance(e, Exception) else RuntimeError(str(e)))
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            self._inflight -= 1
+            self._dispatch()
+
+    async def aclose(self) -> None:
+        """Fail queries still waiting and let running batches finish."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for p in self._pending:
+            if not p.future.done():
+                p.future.cancel()
+        self._pending.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def fetch_size(k: int, filtered: bool) -> int:
+    return min(MAX_FETCH, k * FILTER_OVERFETCH) if filtered else k
+
+
+def dense_pairs(D: np.ndarray, I: np.ndarray) -> list[tuple[int, float]]:  # noqa: E741
+    """One query's FAISS row as (id, score), padding dropped."""
+    return [(int(i), float(d)) for d, i in zip(D, I, strict=True) if i >= 0]
+
+
+def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several best-first rankings into one, best first."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (chunk_id, _) in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def hydrate(
+    db: chunks_mod.ChunkDB,
+    ranked: Sequence[tuple[int, float]],
+    k: int,
+    *,
+    path_glob: str | None = None,
+    language: str | None = None,
+) -> list[dict[str, Any]]:
+    """Ranked (id, score) pairs as result rows, filtered, at most ``k``. Blocking (sqlite)."""
+    found = db.get([chunk_id for chunk_id, _ in ranked])
+    out: list[dict[str, Any]] = []
+    for chunk_id, score in ranked:
+        chunk = found.get(chunk_id)
+        if chunk is None:
+            continue
+        if path_glob and not chunks_mod.glob_match(chunk.path, path_glob):
+            continue
+        if language and chunk.language != language:
+            continue
+        out.append(
+            {
+                "path": chunk.path,
+                "start_line": chunk.start_line,
+                "end_line": chunk.end_line,
+                "score": round(score, 6),
+                "symbol": chunk.symbol or None,
+                "language": chunk.language or None,
+                "snippet": "\n".join(chunk.text.split("\n", SNIPPET_LINES)[:SNIPPET_LINES]),
+            }
+        )
+        if len(out) == k:
+            break
+    return out

@@ -1,0 +1,87 @@
+"""Entry points the CLI calls: ``codeintel serve`` (HTTP) and ``codeintel mcp`` (stdio).
+
+``serve`` prints where to point an agent before it blocks in uvicorn: the REST
+and MCP URLs and a ready-to-paste MCP client configuration (the same shape as
+``examples/mcp/``). ``run_stdio`` speaks MCP on stdin/stdout for editors that
+spawn their tools; it must never print to stdout, so everything it reports
+goes to the log (stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+from codeintel.core import settings as settings_mod
+from codeintel.searcher import app as app_mod
+from codeintel.searcher import context as context_mod
+from codeintel.searcher import mcp_tools
+
+logger = logging.getLogger(__name__)
+
+STDIO_READY_TIMEOUT_SECONDS = 120.0
+"""How long ``codeintel mcp`` waits for the index and model before answering anyway (503s)."""
+
+
+def base_url(settings: settings_mod.Settings) -> str:
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
+
+
+def client_config(settings: settings_mod.Settings) -> dict[str, Any]:
+    """An ``mcpServers`` entry for Claude Code, Cursor and most MCP clients."""
+    entry: dict[str, Any] = {"type": "http", "url": f"{base_url(settings)}/mcp"}
+    if app_mod.api_token(settings):
+        entry["headers"] = {"Authorization": "Bearer ${CODEINTEL_API_TOKEN}"}
+    return {"mcpServers": {"codeintel": entry}}
+
+
+def print_banner(settings: settings_mod.Settings, out: TextIO = sys.stdout) -> None:
+    url = base_url(settings)
+    print(f"codeintel searcher on {url}", file=out)
+    print(f"  REST  POST {url}/v1/<tool>   (docs: {url}/docs)", file=out)
+    print(f"  MCP   {url}/mcp   (streamable HTTP)", file=out)
+    print("MCP client config (Claude Code .mcp.json, Cursor ~/.cursor/mcp.json):", file=out)
+    print(json.dumps(client_config(settings), indent=2), file=out, flush=True)
+
+
+def serve(settings: settings_mod.Settings) -> None:
+    """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking)."""
+    import uvicorn
+
+    app = app_mod.create_app(settings)
+    print_banner(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def run_stdio(settings: settings_mod.Settings) -> None:
+    """Serve the five tools over MCP stdio (``codeintel mcp --store DIR``), blocking."""
+    asyncio.run(_stdio(settings))
+
+
+async def _stdio(settings: settings_mod.Settings) -> None:
+    context = context_mod.AppContext(settings)
+    server = mcp_tools.build_server(lambda: context.tools)
+    try:
+        await context.start()
+        try:
+            await context.wait_ready(STDIO_READY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            logger.warning("no generation ready in %s yet; tools answer 503", settings.store.path)
+        await server.run_stdio_async()
+    finally:
+        await context.aclose()

@@ -1,0 +1,45 @@
+"""Searcher fixtures: a real repository with history, a real store, a real server on loopback.
+
+The repository has several authors (one with a non-ASCII name), a non-ASCII
+path, symlinks inside and outside the tree, and enough commits for blame and
+history to mean something. It is indexed once per session with the real local
+model by the indexer's own pipeline, and served by uvicorn in a thread, so
+tests speak real HTTP to it (REST, MCP, schemathesis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from searcher_helpers import Repo, Served, build_store, make_repo
+
+from codeintel.core.settings import Settings
+from codeintel.searcher import create_app
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return make_repo(tmp_path_factory.mktemp("searcher") / "repo")
+
+
+@pytest.fixture(scope="session")
+def store_settings(
+    repo: Repo, local_embedder: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return build_store(repo, tmp_path_factory.mktemp("searcher-store") / "store", local_embedder)
+
+
+@pytest.fixture(scope="session")
+def server(store_settings: Settings, local_embedder: Any) -> Iterator[Served]:
+    with Served(create_app(store_settings, embedder=local_embedder)) as served:
+        served.wait_ready()
+        yield served
+
+
+@pytest.fixture
+async def client(server: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+        yield c

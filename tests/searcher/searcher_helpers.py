@@ -1,0 +1,176 @@
+"""Helpers the searcher tests share: a repository with history, a store, a threaded server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from codeintel.core.settings import Settings
+from codeintel.indexer import pipeline
+
+ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_COMMITTER_NAME": "CI",
+    "GIT_COMMITTER_EMAIL": "ci@example.org",
+}
+NON_ASCII_PATH = "docs/naïve café.md"
+AUTHORS = {
+    "ada": ("Ada Lovelace", "ada@example.org"),
+    "zoe": ("Zoë Ürban-Ñúñez", "zoe@example.org"),
+}
+
+
+class Repo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str, env: dict[str, str] | None = None) -> str:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            env={**os.environ, **ENV, **(env or {})},
+            check=True,
+            capture_output=True,
+        )
+        return out.stdout.decode().strip()
+
+    def commit(self, message: str, files: dict[str, str], author: str = "ada", n: int = 0) -> str:
+        for rel, text in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        name, email = AUTHORS[author]
+        date = f"2024-01-{1 + n % 28:02d}T12:00:00+02:00"
+        self.git("add", "-A")
+        env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
+        self.git(
+            "commit", "-q", "--allow-empty", "-m", message, env={**env, "GIT_COMMITTER_DATE": date}
+        )
+        return self.git("rev-parse", "HEAD")
+
+
+FILES = {
+    "README.md": "# Sample\n\nA tiny service that parses invoices and sends emails.\n",
+    "billing/invoice.py": (
+        "import decimal\n\n\n"
+        "def parse_invoice(text):\n"
+        '    """Parse an invoice document into line items and a total."""\n'
+        "    items = [line.split(',') for line in text.splitlines() if line]\n"
+        "    total = sum(decimal.Decimal(price) for _, price in items)\n"
+        "    return items, total\n"
+    ),
+    "mail/sender.py": (
+        "import smtplib\n\n\n"
+        "def send_email(host, recipient, subject, body):\n"
+        '    """Send an email message through an SMTP relay."""\n'
+        "    with smtplib.SMTP(host) as smtp:\n"
+        "        smtp.sendmail('noreply@example.org', [recipient], subject + body)\n"
+    ),
+    "web/server.go": (
+        "package web\n\n"
+        'import "net/http"\n\n'
+        "// HealthHandler answers liveness probes.\n"
+        "func HealthHandler(w http.ResponseWriter, r *http.Request) {\n"
+        "\tw.WriteHeader(http.StatusOK)\n"
+        "}\n"
+    ),
+    NON_ASCII_PATH: "# Naïve café\n\nCrème brûlée recipes for the cafeteria.\n",
+}
+
+
+def make_repo(path: Path) -> Repo:
+    repo = Repo(path)
+    repo.commit("initial import", FILES, "ada", 0)
+    repo.commit(
+        "billing: compute tax — Steuer berechnen",
+        {
+            "billing/invoice.py": FILES["billing/invoice.py"]
+            + "\n\nclass TaxCalculator:\n    def __init__(self, rate):\n        self.rate = rate\n\n"
+            "    def tax_for(self, amount):\n        return amount * self.rate\n"
+        },
+        "zoe",
+        1,
+    )
+    repo.commit(
+        "café: more recipes", {NON_ASCII_PATH: FILES[NON_ASCII_PATH] + "Tarte Tatin.\n"}, "zoe", 2
+    )
+    os.symlink("/etc", repo.path / "escape")
+    os.symlink("../../outside", repo.path / "link_out")
+    os.symlink("billing/invoice.py", repo.path / "alias.py")
+    repo.commit("symlinks", {}, "ada", 3)
+    for i in range(4, 12):
+        repo.commit(
+            f"mail: tweak {i}",
+            {"mail/sender.py": FILES["mail/sender.py"] + f"# rev {i}\n"},
+            "ada",
+            i,
+        )
+    return repo
+
+
+def settings_for(store: Path, **server: Any) -> Settings:
+    return Settings.from_env(
+        {}, store={"path": store}, server={"reload_interval_seconds": 0.2, **server}
+    )
+
+
+def build_store(repo: Repo, store: Path, embedder: Any) -> Settings:
+    settings = settings_for(store)
+    pipeline.build(settings, str(repo.path), embedder)
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """A uvicorn server in a thread, with its own event loop, on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def wait_ready(
+        self, timeout: float = 60.0, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = httpx.get(f"{self.url}/readyz", headers=headers)
+            if r.status_code == 200:
+                return dict(r.json())
+            if time.monotonic() > deadline:
+                raise TimeoutError(r.text)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
