@@ -279,6 +279,8 @@ class OpenAIEmbeddingsClient:
     # -- sync -----------------------------------------------------------------
 
     def _post(self, texts: list[str]) -> np.ndarray:
+        if self._client.is_closed:
+            raise errors.EmbeddingError(f"embeddings client for {self.url} is closed")
         payload = _ENCODER.encode(_EmbeddingRequest(model=self.model, input=texts))
         deadline = time.monotonic() + self.retry_budget
         attempt = 0
