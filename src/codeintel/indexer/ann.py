@@ -71,7 +71,9 @@ TRAIN_SEED = 1234
 # nlist/16 (0.81 without re-ranking); at nlist >= 1024 that is >= 64 lists.
 IVF_FLAT_PROBE_FRACTION = 1 / 4
 IVF_PQ_PROBE_FRACTION = 1 / 16
-NPROBE_MIN = 8
+NPROBE_MIN = 16
+"""Fewest lists probed by default: with nlist 128 (a small corpus), nlist/16 = 8 probes gave
+recall@20 0.935 with re-ranking on the test mixture; 16 lists are still a small scan."""
 
 
 class IndexPlan(msgspec.Struct, frozen=True):
