@@ -388,6 +388,11 @@ class TestLineWindows:
         assert chunks[-1].text == "omega\n"
         assert all(c.text.strip() for c in chunks)
 
+    def test_content_seen_by_two_windows_only_in_their_overlap_is_not_repeated(self) -> None:
+        text = "start\n" + "\n" * 54 + "only\nhere\n" + "\n" * 103 + "end\n"
+        chunks = chunk_file("notes.txt", text, window_lines=60, overlap_lines=10)
+        assert [(c.start_line, c.end_line) for c in chunks] == [(1, 57), (161, 161)]
+
 
 def assert_exact_windows(chunks: list[ChunkDraft], text: str) -> None:
     for chunk in chunks:

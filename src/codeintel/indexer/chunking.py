@@ -152,7 +152,7 @@ def _symbol_spans(path: str, language: str, text: str, last_row: int) -> list[_S
     try:
         tree = parser.parse(text.encode("utf-8", "surrogatepass"))
         found: list[_Span] = []
-        _Collector(spec, found).collect(tree.root_node.children, ())
+        _Collector(spec).collect(tree.root_node.named_children, (), found)
     except Exception as e:  # content must never fail indexing (RecursionError included)
         logger.debug("%s: parse failed (%s), using line windows", path, e)
         return None
@@ -174,46 +174,61 @@ def _symbol_spans(path: str, language: str, text: str, last_row: int) -> list[_S
 class _Collector:
     """Walks the definitions of a tree (never into function bodies) appending spans in order."""
 
-    def __init__(self, spec: languages.GrammarSpec, out: list[_Span]) -> None:
+    def __init__(self, spec: languages.GrammarSpec) -> None:
         self.spec = spec
-        self.out = out
+        self.relevant = spec.leaves | spec.containers | spec.wrappers | spec.transparent
 
-    def collect(self, nodes: list[tree_sitter.Node], scope: tuple[str, ...]) -> None:
+    def collect(
+        self, nodes: list[tree_sitter.Node], scope: tuple[str, ...], out: list[_Span]
+    ) -> None:
+        """Spans of the definitions among sibling ``nodes`` (named children only)."""
         spec = self.spec
         prefix_start = prefix_end = -1
-        last_end = -1
+        previous: tree_sitter.Node | None = None
         for node in nodes:
-            start = node.start_point.row
-            end = _end_row(node)
-            if node.type in spec.prefixes:
-                if start > last_end:  # not a comment trailing the previous statement's line
+            kind = node.type
+            if kind in spec.prefixes:
+                start = node.start_point.row
+                # A comment on the line where the previous statement ends trails it.
+                if previous is None or start > _end_row(previous):
                     if prefix_start < 0 or start > prefix_end + 1:
                         prefix_start = start
-                    prefix_end = end
+                    prefix_end = _end_row(node)
+                continue
+            previous = node
+            if kind not in self.relevant:
+                prefix_start = -1
                 continue
             definition = node
-            while definition.type in spec.wrappers:
+            while kind in spec.wrappers:
                 inner = _wrapped(definition)
                 if inner is None:
                     break
                 definition = inner
-            kind = definition.type
+                kind = inner.type
             if kind in spec.transparent:
-                self.collect(_body_children(definition, spec), scope)
+                self.collect(_body_children(definition, spec), scope, out)
             elif kind in spec.leaves or kind in spec.containers:
                 name = languages.symbol_name(definition)
                 if name:
+                    start = node.start_point.row
                     if prefix_start >= 0 and prefix_end >= start - 1:
                         start = prefix_start
+                    end = _end_row(node)
                     if kind in spec.containers:
-                        self._container(definition, start, end, scope, name)
+                        self._container(definition, start, end, scope, name, out)
                     else:
-                        self.out.append(_Span(start, end, _join(scope, name), _SYMBOL, scope))
+                        out.append(_Span(start, end, _join(scope, name), _SYMBOL, scope))
             prefix_start = -1
-            last_end = max(last_end, end)
 
     def _container(
-        self, node: tree_sitter.Node, start: int, end: int, scope: tuple[str, ...], name: str
+        self,
+        node: tree_sitter.Node,
+        start: int,
+        end: int,
+        scope: tuple[str, ...],
+        name: str,
+        out: list[_Span],
     ) -> None:
         """The header, the members and the lines between them of a class-like definition."""
         inner_scope = (*scope, name)
@@ -221,22 +236,22 @@ class _Collector:
         members: list[_Span] = []
         body = node.child_by_field_name("body")
         if body is not None:
-            _Collector(self.spec, members).collect(body.children, inner_scope)
+            self.collect(body.named_children, inner_scope, members)
         if not members or members[0].start <= start:
-            self.out.append(_Span(start, end, qualified, _SYMBOL, scope))
+            out.append(_Span(start, end, qualified, _SYMBOL, scope))
             return
-        self.out.append(_Span(start, members[0].start - 1, qualified, _SYMBOL, scope))
+        out.append(_Span(start, members[0].start - 1, qualified, _SYMBOL, scope))
         covered = members[0].start - 1
         for member in members:
             if member.end <= covered:
                 continue
             member.start = max(member.start, covered + 1)
             if member.start > covered + 1:
-                self.out.append(_Span(covered + 1, member.start - 1, qualified, _GAP, inner_scope))
-            self.out.append(member)
+                out.append(_Span(covered + 1, member.start - 1, qualified, _GAP, inner_scope))
+            out.append(member)
             covered = member.end
         if end > covered:
-            self.out.append(_Span(covered + 1, end, qualified, _GAP, inner_scope))
+            out.append(_Span(covered + 1, end, qualified, _GAP, inner_scope))
 
 
 def _end_row(node: tree_sitter.Node) -> int:
@@ -259,10 +274,10 @@ def _body_children(node: tree_sitter.Node, spec: languages.GrammarSpec) -> list[
     """What a transparent node holds: its body's statements, or its own children."""
     body = node.child_by_field_name("body")
     if body is None:
-        return node.children
+        return node.named_children
     if body.type in spec.leaves or body.type in spec.containers:  # extern "C" int f() {…}
         return [body]
-    return body.children
+    return body.named_children
 
 
 def _join(scope: tuple[str, ...], name: str) -> str:
@@ -350,7 +365,7 @@ def _windows(
             first += 1
         while last >= first and not lines[last].strip():
             last -= 1
-        if first <= last:
+        if first <= last and not (pieces and last <= pieces[-1][1]):  # not blank, not a repeat
             pieces.append((first, last))
         if window_start + window - 1 >= end:
             break
