@@ -19,7 +19,9 @@ How a parsed file is cut:
   under the class's name, unless small (see below). A class without methods is
   one chunk.
 * Nested functions stay inside their function's chunk; namespaces, Rust ``mod``
-  and ``#ifdef`` blocks are looked through and add nothing to names.
+  and ``#ifdef`` blocks are looked through and add nothing to names (a name the
+  source writes qualified, ``ns::Box::set``, keeps its qualifiers: ``ns.Box.set``).
+  A Rust ``impl`` is named after its type, so its methods are ``Type.method``.
 * Lines outside every definition (imports, module statements) are grouped into
   line windows with symbol ``""``. A gap of at most ``_SMALL_GAP_LINES`` lines
   joins a neighbouring definition of the same scope instead (the previous one
