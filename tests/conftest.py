@@ -54,7 +54,9 @@ class GitRepo:
         for rel in rels:
             (self.path / rel).unlink()
 
-    def commit(self, message: str, files: dict[str, str | bytes] | None = None, *, date: str | None = None) -> str:
+    def commit(
+        self, message: str, files: dict[str, str | bytes] | None = None, *, date: str | None = None
+    ) -> str:
         if files:
             self.write(files)
         self.git("add", "-A")

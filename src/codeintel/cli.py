@@ -9,11 +9,12 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.source:
         with _embedder(settings) as embedder:
-            serving.ensure_index(settings, args.source, embedder, ref=args.ref, reporter=_reporter())
+            serving.ensure_index(
+                settings, args.source, embedder, ref=args.ref, reporter=_reporter()
+            )
     searcher.serve(settings)
     return 0
 
@@ -173,19 +176,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-class _embedder:
-    """Context manager: an embedder for these settings, closed on exit."""
+@contextlib.contextmanager
+def _embedder(settings: Settings) -> Iterator[Any]:
+    """An embedder for these settings, closed on exit."""
+    from codeintel.core import embedding
 
-    def __init__(self, settings: Settings) -> None:
-        from codeintel.core import embedding
-
-        self._embedder = embedding.make_embedder(settings.embedder)
-
-    def __enter__(self) -> Any:
-        return self._embedder
-
-    def __exit__(self, *exc: object) -> None:
-        self._embedder.close()
+    embedder = embedding.make_embedder(settings.embedder)
+    try:
+        yield embedder
+    finally:
+        embedder.close()
 
 
 def _reporter() -> Any:
@@ -245,8 +245,12 @@ class _JsonFormatter(logging.Formatter):
 
 def _add_embedder_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedder (or CODEINTEL_EMBEDDER_* env vars)")
-    g.add_argument("--embedder", choices=["local", "openai"], help="local model or an /v1/embeddings server")
-    g.add_argument("--embed-url", help="base URL of the embeddings server, e.g. http://vllm:8000/v1")
+    g.add_argument(
+        "--embedder", choices=["local", "openai"], help="local model or an /v1/embeddings server"
+    )
+    g.add_argument(
+        "--embed-url", help="base URL of the embeddings server, e.g. http://vllm:8000/v1"
+    )
     g.add_argument("--embed-model", help="embedding model name (or local model directory)")
     g.add_argument("--embed-dim", type=int, help="expected vector dimension (checked)")
 
@@ -261,14 +265,17 @@ def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> Non
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="codeintel", description="Code intelligence for AI agents: index a repository, serve five tools."
+        prog="codeintel",
+        description="Code intelligence for AI agents: index a repository, serve five tools.",
     )
     parser.add_argument("--version", action="version", version=f"codeintel {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("CODEINTEL_LOG_LEVEL", "info"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="index PATH if needed, then serve REST + MCP")
-    p.add_argument("source", nargs="?", help="repository path or URL (omit to serve the store as is)")
+    p.add_argument(
+        "source", nargs="?", help="repository path or URL (omit to serve the store as is)"
+    )
     _add_store_flag(p, required=False)
     p.add_argument("--ref", default="HEAD")
     p.add_argument("--host")

@@ -123,10 +123,13 @@ def search_store(
     """One-shot search of the store's live generation (the CLI path)."""
     store = store_mod.Store(settings.store.path)
     generation = store.current()
-    embedding_mod.check_dimension(embedder.dim, generation.manifest.embedding.dim, embedder.model)
+    text = [queries] if isinstance(queries, str) else list(queries)
+    xq = embedder.embed(text)
+    embedding_mod.check_dimension(
+        int(xq.shape[1]), generation.manifest.embedding.dim, embedder.model
+    )
     engine = open_engine(generation, settings.index.nprobe)
     try:
-        text = [queries] if isinstance(queries, str) else list(queries)
-        return search_generation(generation, engine, embedder.embed(text), k)[0]
+        return search_generation(generation, engine, xq, k)[0]
     finally:
         engine.close()

@@ -98,7 +98,9 @@ def build(
             )
             generation = writer.publish(manifest)
         _collect_garbage(store, settings)
-    return _result("build", generation, files=found.files, chunks=len(ids), skipped=len(found.skipped))
+    return _result(
+        "build", generation, files=found.files, chunks=len(ids), skipped=len(found.skipped)
+    )
 
 
 def update(
@@ -116,7 +118,8 @@ def update(
     with store.lock():
         parent = store.current()
         old = parent.manifest
-        embedding_mod.check_dimension(embedder.dim, old.embedding.dim, embedder.model)
+        if embedder.dim:  # a remote model's dimension is known only after its first answer
+            embedding_mod.check_dimension(embedder.dim, old.embedding.dim, embedder.model)
         if embedder.model != old.embedding.model:
             raise errors.ConfigError(
                 f"the store was built with embedding model {old.embedding.model!r}, not "
@@ -124,8 +127,9 @@ def update(
             )
         ref = ref or old.ref
         with reporter.stage("mirror"):
-            git = git_mod.GitClient(store.mirror_path)
-            git.fetch()
+            # The manifest, not the mirror's config, names the source: a failed build of
+            # another repository may have repointed the mirror's origin.
+            git = git_mod.GitClient.mirror(old.repo_url, store.mirror_path)
         with git:
             commit = git.resolve(ref)
             if commit == old.commit:
@@ -203,7 +207,9 @@ def update(
         _collect_garbage(store, settings)
     result = _result("update", generation, files=files, chunks=len(ids), skipped=len(skipped))
     if threshold > 0 and result.vectors.secondary >= threshold:
-        logger.info("secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold)
+        logger.info(
+            "secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold
+        )
         merged = merge(settings, reporter=reporter)
         return msgspec.structs.replace(merged, action="update", merged=True, chunks=len(ids))
     return result

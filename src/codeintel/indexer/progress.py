@@ -104,7 +104,7 @@ class RichReporter(Reporter):
         task = self.progress.add_task(name, total=total)
         bar = _RichStage(self.progress, task)
         with super().stage(name, total) as counter:
-            bar.counter = counter
+            bar.counter = counter if isinstance(counter, _Counter) else None
             yield bar
         if self.progress.tasks[task].total is None:
             self.progress.update(task, total=max(bar.counter.done, 1) if bar.counter else 1)

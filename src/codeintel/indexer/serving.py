@@ -43,7 +43,12 @@ def ensure_index(
         if m.repo_url != wanted or m.embedding.model != embedder.model or m.ref != ref:
             logger.info(
                 "store holds %s (%s, model %s); rebuilding for %s (%s, model %s)",
-                m.repo_url, m.ref, m.embedding.model, wanted, ref, embedder.model,
+                m.repo_url,
+                m.ref,
+                m.embedding.model,
+                wanted,
+                ref,
+                embedder.model,
             )
             return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
         with git_mod.GitClient(store.mirror_path) as git:
