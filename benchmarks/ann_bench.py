@@ -67,7 +67,7 @@ class ArrayVectors:
         return rows
 
 
-def recall_at(I: np.ndarray, gt: np.ndarray, k: int = K) -> float:  # noqa: E741
+def recall_at(I: np.ndarray, gt: np.ndarray, k: int = K) -> float:
     hits = [len(set(a[:k].tolist()) & set(b[:k].tolist())) for a, b in zip(I, gt, strict=True)]
     return round(float(np.mean(hits)) / k, 4)
 
@@ -190,7 +190,11 @@ def bench_latency(
     return rows
 
 
-def run(sizes: list[int], d: int, nq: int, opq: bool, seed: bool) -> list[dict[str, Any]]:
+def run(
+    sizes: list[int], d: int, nq: int, opq: bool, seed: bool, meta: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """All measurements; results are rewritten after each size so a long run that is
+    stopped (200K with the seed baseline takes many minutes on one core) keeps what it has."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -216,6 +220,7 @@ def run(sizes: list[int], d: int, nq: int, opq: bool, seed: bool) -> list[dict[s
                     _print(rows[-1])
             rows.extend(bench_latency(index, plan, xb, xq[: min(nq, 200)]))
             _print(rows[-2], rows[-1])
+            write_results("ann", rows, {**meta, "complete": False})
         rows.extend(bench_secondary(d, Path(tmp)))
         _print(rows[-2], rows[-1])
     return rows
@@ -240,22 +245,20 @@ def main(argv: list[str] | None = None) -> None:
     faiss.omp_set_num_threads(args.threads)
     sizes = [5_000, 20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     seed = not (args.quick or args.no_seed)
+    meta: dict[str, Any] = {
+        "what": "adaptive primary vs the seed's fixed index; recall@20 vs exact IndexFlatIP",
+        "data": "normalised gaussian mixture, n/40 clusters, noise 0.8 x centre norm",
+        "dim": args.dim,
+        "queries": args.queries,
+        "faiss": faiss.__version__,
+        "faiss_threads": args.threads,
+        "quick": args.quick,
+        "seed_factory": SEED_FACTORY if seed else "skipped",
+    }
     t0 = time.perf_counter()
-    rows = run(sizes, args.dim, args.queries, opq=not args.no_opq, seed=seed)
+    rows = run(sizes, args.dim, args.queries, opq=not args.no_opq, seed=seed, meta=meta)
     write_results(
-        "ann",
-        rows,
-        {
-            "what": "adaptive primary vs the seed's fixed index; recall@20 vs exact IndexFlatIP",
-            "data": "normalised gaussian mixture, n/40 clusters, noise 0.8 x centre norm",
-            "dim": args.dim,
-            "queries": args.queries,
-            "faiss": faiss.__version__,
-            "faiss_threads": args.threads,
-            "quick": args.quick,
-            "seed_factory": SEED_FACTORY if seed else "skipped",
-            "wall_s": round(time.perf_counter() - t0, 1),
-        },
+        "ann", rows, {**meta, "complete": True, "wall_s": round(time.perf_counter() - t0, 1)}
     )
 
 
