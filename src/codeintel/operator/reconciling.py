@@ -78,8 +78,9 @@ async def reconcile(
                 ctx, body, planning.invalid_spec_patch(status, str(e), observed, planning.now())
             )
             raise
+        # The claim first, always: a Job must never wait on a volume that is not coming.
+        await ensure_storage(ctx, body, spec)
         if ensure_children:
-            await ensure_storage(ctx, body, spec)
             if status.get("generation"):
                 await ensure_searchers(ctx, body, spec, str(status["generation"]))
         status = await observe_job(ctx, body, spec, status, logger)
