@@ -7,7 +7,6 @@ scheduled updates, merges, failures and retries, operator restarts, deletion.
 from __future__ import annotations
 
 import asyncio
-
 import dataclasses
 
 from conftest import FAST, Cluster, OperatorFactory, build_result, wait_for
