@@ -191,3 +191,22 @@ def test_operator_imports_no_faiss_or_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_options() -> None:
+    from codeintel.operator import parse_args
+
+    args = parse_args(
+        [
+            "-n",
+            "a",
+            "--namespace",
+            "b",
+            "--peering",
+            "codeintel",
+            "--liveness",
+            "http://0.0.0.0:8081/healthz",
+        ]
+    )
+    assert args.namespaces == ["a", "b"] and args.peering == "codeintel" and not args.standalone
+    assert parse_args(["--all-namespaces", "--standalone"]).namespaces == []

@@ -10,18 +10,54 @@ heavy work.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 
 from codeintel.operator.handlers import build_registry
 from codeintel.operator.settings import OperatorSettings
 
-__all__ = ["OperatorSettings", "build_registry", "run"]
+__all__ = ["OperatorSettings", "build_registry", "parse_args", "run", "serve"]
 
 logger = logging.getLogger(__name__)
 
 
-def run(
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Options of ``codeintel operator`` (the names follow ``kopf run``)."""
+    parser = argparse.ArgumentParser(prog="codeintel operator", description=run.__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch this namespace (repeatable; globs allowed)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch the whole cluster (default)"
+    )
+    parser.add_argument("--peering", help="ClusterKopfPeering name shared by the replicas")
+    parser.add_argument("--standalone", action="store_true", help="single replica: no peering")
+    parser.add_argument("--liveness", help="health endpoint, e.g. http://0.0.0.0:8081/healthz")
+    return parser.parse_args(list(argv))
+
+
+def run(argv: Sequence[str] = ()) -> None:
+    """Run the operator until SIGTERM/SIGINT, with ``codeintel operator`` options (see :func:`serve`).
+
+    ``[--namespace NS ... | --all-namespaces] [--peering NAME] [--standalone] [--liveness URL]``
+    """
+    args = parse_args(argv)
+    serve(
+        namespaces=args.namespaces,
+        peering=args.peering,
+        standalone=args.standalone,
+        liveness=args.liveness,
+    )
+
+
+def serve(
     namespaces: Sequence[str] = (),
     peering: str | None = None,
     standalone: bool = False,

@@ -80,9 +80,8 @@ async def reconcile(
             raise
         # The claim first, always: a Job must never wait on a volume that is not coming.
         await ensure_storage(ctx, body, spec)
-        if ensure_children:
-            if status.get("generation"):
-                await ensure_searchers(ctx, body, spec, str(status["generation"]))
+        if ensure_children and status.get("generation"):
+            await ensure_searchers(ctx, body, spec, str(status["generation"]))
         status = await observe_job(ctx, body, spec, status, logger)
         await start_next_job(ctx, body, spec, status, logger)
 
