@@ -207,12 +207,12 @@ async def test_aembed_retries_429(fake_server: Server) -> None:
 
 
 async def test_aembed_unreachable_names_the_url() -> None:
-    url = "http://127.0.0.1:9/v1"
-    async with _client(url, retry_budget=0.3) as client:
-        with pytest.raises(
-            errors.EmbeddingError, match=re.escape("unreachable at http://127.0.0.1:9/v1")
-        ):
-            await client.aembed(["x"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        async with _client(url, retry_budget=0.3) as client:
+            with pytest.raises(errors.EmbeddingError, match=re.escape(f"unreachable at {url}")):
+                await client.aembed(["x"])
 
 
 def test_malformed_answers_are_embedding_errors() -> None:
