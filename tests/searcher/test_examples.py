@@ -42,7 +42,8 @@ async def test_http_configs(
     assert entry["url"] == "http://127.0.0.1:8080/mcp"
     monkeypatch.setenv("CODEINTEL_API_TOKEN", "tok")
     headers = {
-        k: v.replace("${env:CODEINTEL_API_TOKEN}", "tok") for k, v in entry.get("headers", {}).items()
+        k: v.replace("${env:CODEINTEL_API_TOKEN}", "tok")
+        for k, v in entry.get("headers", {}).items()
     }
     with Served(create_app(store_settings, embedder=local_embedder)) as served:
         url = entry["url"].replace("http://127.0.0.1:8080", served.url)

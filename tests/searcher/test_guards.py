@@ -18,7 +18,11 @@ pytestmark = pytest.mark.slow
 class TestToken:
     @pytest.mark.parametrize("via_env", [False, True])
     def test_bearer_token_guards_all_but_probes(
-        self, store_settings: Settings, local_embedder: Any, monkeypatch: pytest.MonkeyPatch, via_env: bool
+        self,
+        store_settings: Settings,
+        local_embedder: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        via_env: bool,
     ) -> None:
         settings = store_settings
         if via_env:
@@ -33,11 +37,17 @@ class TestToken:
             assert r.status_code == 401
             assert r.json()["error"]["field"] == "authorization"
             wrong = {"Authorization": "Bearer s3creT"}
-            assert httpx.post(f"{served.url}/v1/file_history", json=body, headers=wrong).status_code == 401
+            assert (
+                httpx.post(f"{served.url}/v1/file_history", json=body, headers=wrong).status_code
+                == 401
+            )
             assert httpx.get(f"{served.url}/metrics").status_code == 401
             assert httpx.post(f"{served.url}/mcp", json={}).status_code == 401
             good = {"Authorization": "Bearer s3cret"}
-            assert httpx.post(f"{served.url}/v1/file_history", json=body, headers=good).status_code == 200
+            assert (
+                httpx.post(f"{served.url}/v1/file_history", json=body, headers=good).status_code
+                == 200
+            )
 
 
 class TestPaths:
@@ -114,14 +124,18 @@ class TestLimits:
         assert r.json()["error"]["field"] == "body"
 
     async def test_malformed_json_is_422(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/v1/list_paths", content=b"{not json", headers={"content-type": "application/json"})
+        r = await client.post(
+            "/v1/list_paths", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 422
         assert r.json()["error"]["field"]
 
 
 class TestNotReady:
     def test_no_generation_readyz_and_tools_503(self, tmp_path: Path, local_embedder: Any) -> None:
-        with Served(create_app(settings_for(tmp_path / "empty"), embedder=local_embedder)) as served:
+        with Served(
+            create_app(settings_for(tmp_path / "empty"), embedder=local_embedder)
+        ) as served:
             assert httpx.get(f"{served.url}/healthz").status_code == 200
             r = httpx.get(f"{served.url}/readyz")
             assert r.status_code == 503
@@ -131,7 +145,9 @@ class TestNotReady:
 
 
 class TestMcpHosts:
-    def test_service_host_allowed_others_refused(self, store_settings: Settings, local_embedder: Any) -> None:
+    def test_service_host_allowed_others_refused(
+        self, store_settings: Settings, local_embedder: Any
+    ) -> None:
         settings = store_settings.replace(server={"allowed_hosts": ("codeintel.tools.svc",)})
         init = {
             "jsonrpc": "2.0",

@@ -31,7 +31,9 @@ MIX: list[tuple[str, dict[str, Any]]] = [
 
 async def test_200_concurrent_requests_all_succeed(client: httpx.AsyncClient) -> None:
     calls = [MIX[i % len(MIX)] for i in range(200)]
-    responses = await asyncio.gather(*(client.post(f"/v1/{tool}", json=body) for tool, body in calls))
+    responses = await asyncio.gather(
+        *(client.post(f"/v1/{tool}", json=body) for tool, body in calls)
+    )
     assert [r.status_code for r in responses] == [200] * 200
 
 
@@ -59,7 +61,9 @@ async def test_new_generation_under_load(tmp_path: Path, local_embedder: Any) ->
         async with httpx.AsyncClient(base_url=served.url, timeout=60) as c:
             workers = [asyncio.create_task(hammer(c, w)) for w in range(16)]
             await asyncio.sleep(0.5)
-            new_commit = repo.commit("add refunds", {"billing/refund.py": "def refund_invoice(x):\n    return -x\n"})
+            new_commit = repo.commit(
+                "add refunds", {"billing/refund.py": "def refund_invoice(x):\n    return -x\n"}
+            )
             await asyncio.to_thread(pipeline.update, settings, local_embedder)
             deadline = time.monotonic() + 30
             while (await c.get("/readyz")).json()["commit"] != new_commit:

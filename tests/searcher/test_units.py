@@ -23,7 +23,9 @@ class TestNormalise:
     def test_spellings(self, given: str, expected: str) -> None:
         assert paths.normalise(given) == expected
 
-    @pytest.mark.parametrize("bad", ["../x", "a/../../x", "/etc/passwd", "C:/x", "a\x00b", "", "./"])
+    @pytest.mark.parametrize(
+        "bad", ["../x", "a/../../x", "/etc/passwd", "C:/x", "a\x00b", "", "./"]
+    )
     def test_refused(self, bad: str) -> None:
         with pytest.raises(errors.QueryError) as e:
             paths.normalise(bad)
@@ -51,7 +53,7 @@ class _Engine:
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.calls.append(len(xq))
-        D, I = self.index.search(xq, k)  # noqa: E741
+        D, I = self.index.search(xq, k)
         return D, I
 
 
@@ -76,7 +78,7 @@ async def test_micro_batching_coalesces_and_matches_brute_force() -> None:
     assert max(embeds) <= 16
     truth_D, truth_I = faiss.IndexFlatIP(16), None
     truth_D.add(xb)
-    for (_, I), q in zip(results, table, strict=True):  # noqa: E741
+    for (_, I), q in zip(results, table, strict=True):
         _, truth_I = truth_D.search(table[q][None, :], 5)
         assert I.tolist() == truth_I[0].tolist()
     await batcher.aclose()
