@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from conftest import FAST, Cluster, OperatorFactory, build_result, wait_for
+from operator_harness import FAST, Cluster, build_result, wait_for
+
+from conftest import OperatorFactory
 
 NS = "team-a"
 SPEC = {
