@@ -1,5 +1,3 @@
-# FAISS naming (D, I) on purpose.
-# ruff: noqa: E741
 """SearchEngine against brute force: recall, tombstones, secondary merge, batches, threads."""
 
 from __future__ import annotations

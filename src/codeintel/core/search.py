@@ -1,5 +1,3 @@
-# FAISS naming (xq, D, I) is the convention here, hence E741 is off for this file.
-# ruff: noqa: E741
 """Nearest-neighbour search over one generation: primary + secondary, tombstones, exact re-rank.
 
 A generation holds two indexes (DESIGN §3): the primary built by the last full
