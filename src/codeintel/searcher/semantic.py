@@ -114,7 +114,7 @@ class QueryBatcher:
                 for rows in groups.values():
                     engine = live[rows[0]].engine
                     fetch = max(live[r].fetch for r in rows)
-                    D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)  # noqa: E741
+                    D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)
                     for j, r in enumerate(rows):
                         if not live[r].future.done():
                             live[r].future.set_result((D[j], I[j]))
@@ -145,7 +145,7 @@ def fetch_size(k: int, filtered: bool) -> int:
     return min(MAX_FETCH, k * FILTER_OVERFETCH) if filtered else k
 
 
-def dense_pairs(D: np.ndarray, I: np.ndarray) -> list[tuple[int, float]]:  # noqa: E741
+def dense_pairs(D: np.ndarray, I: np.ndarray) -> list[tuple[int, float]]:
     """One query's FAISS row as (id, score), padding dropped."""
     return [(int(i), float(d)) for d, i in zip(D, I, strict=True) if i >= 0]
 
