@@ -336,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             sem_load = asyncio.run(
                 load(served.url, min(args.clients, 256), min(args.seconds, 20), sem_only)
             )
-        with Server(create_app(settings, embedder=embedder, batch_window=0.0)) as served:
+        with Server(
+            create_app(settings.replace(server={"batch_window_seconds": 0.0}), embedder=embedder)
+        ) as served:
             sem_unbatched = asyncio.run(
                 load(served.url, min(args.clients, 256), min(args.seconds, 20), sem_only)
             )

@@ -151,6 +151,17 @@ class ServerSettings:
     workers: int = 8
     """Threads for blocking work (FAISS, git, ripgrep) off the event loop."""
 
+    worktree_dir: str = ""
+    """Writable directory for the commit's files that ripgrep searches (the store may be
+    mounted read-only); empty picks a per-store directory under the system temp dir."""
+
+    batch_window_seconds: float = 0.002
+    """How long a semantic query waits for others to share one embed + FAISS batch.
+    2 ms costs a lone query little and lets concurrent ones coalesce; 0 disables batching."""
+
+    max_batch: int = 64
+    """Most queries embedded and searched as one batch."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:

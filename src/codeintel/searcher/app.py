@@ -129,7 +129,6 @@ def create_app(
     settings: settings_mod.Settings,
     *,
     embedder: embedding_mod.Embedder | None = None,
-    batch_window: float = context_mod.BATCH_WINDOW_SECONDS,
 ) -> FastAPI:
     """The searcher app over ``settings.store.path``; ``embedder`` overrides the configured one."""
     holder: dict[str, context_mod.AppContext] = {}
@@ -159,7 +158,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = context_mod.AppContext(settings, embedder=embedder, batch_window=batch_window)
+        context = context_mod.AppContext(settings, embedder=embedder)
         holder["ctx"] = context
         app.state.context = context
         try:

@@ -37,12 +37,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_WINDOW_SECONDS = 0.002
-"""How long the first query of a batch waits for company; ~1/5 of one query's embedding time."""
-
-MAX_BATCH = 64
-"""Queries per micro-batch at most; one local-model forward pass of 64 short texts stays ~50 ms."""
-
 MAX_INFLIGHT_BATCHES = 2
 """Batches embedded/searched at once; more only contend for the same cores."""
 
@@ -55,7 +49,6 @@ class AppContext:
         settings: settings_mod.Settings,
         *,
         embedder: embedding_mod.Embedder | None = None,
-        batch_window: float = BATCH_WINDOW_SECONDS,
     ) -> None:
         self.settings = settings
         self.metrics = metrics_mod.Metrics.create()
@@ -71,8 +64,8 @@ class AppContext:
         self.batcher = semantic.QueryBatcher(
             self._embed,
             self.run,
-            window=batch_window,
-            max_batch=MAX_BATCH,
+            window=settings.server.batch_window_seconds,
+            max_batch=settings.server.max_batch,
             max_inflight=MAX_INFLIGHT_BATCHES,
             on_batch=self.metrics.batch_size.observe,
         )

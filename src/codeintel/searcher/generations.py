@@ -113,7 +113,10 @@ class GenerationManager:
     ) -> None:
         self.settings = settings
         self.root = Path(settings.store.path)
-        self.cache_dir = cache_dir or worktree_mod.default_cache_dir(self.root)
+        configured = settings.server.worktree_dir
+        self.cache_dir = cache_dir or (
+            Path(configured) if configured else worktree_mod.default_cache_dir(self.root)
+        )
         self._run = run_blocking
         self._executor = executor
         self._metrics = metrics
