@@ -123,14 +123,16 @@ async def test_timer_starts_update_and_merge_past_threshold(
             NS, "demo-merge-00003", result=build_result("merge", "g000003", primary=160)
         )
         await status_where(cluster, "demo", lambda s: s.get("generation") == "g000003")
-        deployment = await wait_for(
-            lambda: cluster.get("apps/v1", "deployments", NS, "demo-searcher")
-        )
-        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["codeintel.io/generation"] == "g000003"
-    assert all(
-        len(j["spec"]["template"]["spec"]["containers"]) == 1 for j in await cluster.jobs(NS)
-    )
+
+        async def rolled() -> bool:
+            deployment = await cluster.get("apps/v1", "deployments", NS, "demo-searcher")
+            template = (deployment or {}).get("spec", {}).get("template", {})
+            return template["metadata"]["annotations"]["codeintel.io/generation"] == "g000003"
+
+        # The status is written first, then the Deployment is patched: the searchers roll.
+        await wait_for(rolled)
+    names = sorted(j["metadata"]["name"] for j in await cluster.jobs(NS))
+    assert names[:3] == ["demo-build-00001", "demo-merge-00003", "demo-update-00002"]
 
 
 async def test_failed_job_degrades_then_retries_with_backoff(
