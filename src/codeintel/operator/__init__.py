@@ -79,7 +79,7 @@ def serve(
     if operator_settings.log_format == "json":
         kopf.configure(log_format=kopf.LogFormat.JSON, verbose=False)
     else:
-        kopf.configure(log_format=kopf.LogFormat.PLAIN, verbose=False)
+        kopf.configure(log_format=kopf.LogFormat.FULL, verbose=False)
     clusterwide = not namespaces
     logger.info(
         "Starting the codeintel operator (%s)",
