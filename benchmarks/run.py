@@ -16,7 +16,10 @@ import time
 BENCHMARKS = {
     "ann": ("benchmarks.ann_bench", ["--quick"]),
     "indexing": ("benchmarks.indexing_bench", []),
-    "searcher": ("benchmarks.searcher_bench", ["--quick"]),
+    "searcher": (
+        "benchmarks.searcher_bench",
+        ["--commits", "300", "--samples", "20", "--clients", "50", "--seconds", "5"],
+    ),
 }
 
 

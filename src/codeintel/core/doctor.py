@@ -63,10 +63,10 @@ def _store(settings: settings_mod.Settings) -> Check:
     from codeintel.core import store as store_mod
 
     store = store_mod.Store(settings.store.path)
-    if not store.root.exists():
-        return {"ok": True, "path": str(store.root), "generation": None, "note": "no store yet"}
     try:
         generation = store.current()
+    except errors.NoGenerationError:
+        return {"ok": True, "path": str(store.root), "generation": None, "note": "no store yet"}
     except errors.CodeIntelError as e:
         return {"ok": False, "path": str(store.root), "error": str(e)}
     m = generation.manifest

@@ -1,0 +1,47 @@
+"""``codeintel doctor`` reports what runs here, check by check."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from codeintel.cli import main
+
+
+def test_reports_cpu_faiss_git_and_a_missing_store(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    code = main(
+        [
+            "doctor",
+            "--json",
+            "--store",
+            str(tmp_path / "nothing"),
+            "--embedder",
+            "openai",
+            "--embed-url",
+            dead,
+            "--embed-model",
+            "m",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["ok"] is False
+    assert report["git"]["ok"] and report["git"]["version"].startswith("git version")
+    assert report["faiss"]["gpus"] == 0 and report["faiss"]["path"] == "cpu"
+    assert report["embedder"]["ok"] is False and dead in report["embedder"]["error"]
+    assert report["store"] == {
+        "ok": True,
+        "path": str(tmp_path / "nothing"),
+        "generation": None,
+        "note": "no store yet",
+    }
+
+
+def test_healthy_machine_passes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CODEINTEL_EMBEDDER_MAX_RETRIES", "0")
+    assert main(["doctor", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] embedder: kind=local" in out and "dim=384" in out
+    assert out.rstrip().endswith("all checks passed")
