@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.core.chunks import Chunk, ChunkDB, fts_query, glob_match
+from codeintel.core.chunks import Chunk, ChunkDB, fts_query
+from codeintel.core.globs import matches as glob_match
 
 
 def make_chunk(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from codeintel.core import errors
+from codeintel.core.globs import matches as path_matches
 from codeintel.core.settings import IndexSettings
 from codeintel.indexer.selection import (
     FileEntry,
     Skipped,
     decode_text,
-    path_matches,
     select_files,
 )
 

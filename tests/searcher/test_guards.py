@@ -98,6 +98,9 @@ class TestLimits:
             ("file_history", {"path": "README.md", "limit": 501}, "limit"),
             ("file_history", {"path": "README.md", "bogus": 1}, "bogus"),
             ("file_history", {}, "path"),
+            ("semantic_search", {"query": "x", "path_glob": "!src/**"}, "path_glob"),
+            ("search_text", {"pattern": "x", "path_glob": "/"}, "path_glob"),
+            ("list_paths", {"include_globs": ["ok/**", "!neg"]}, "include_globs.1"),
         ],
     )
     async def test_limits_are_422_naming_the_field(

@@ -25,7 +25,6 @@ Choices:
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import sqlite3
@@ -37,7 +36,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from codeintel.core import errors
+from codeintel.core import errors, globs
 
 logger = logging.getLogger(__name__)
 
@@ -103,58 +102,6 @@ class Chunk(msgspec.Struct, frozen=True):
     """Enclosing function/class name, or ``""`` for a plain line window."""
     content_hash: str
     text: str
-
-
-def glob_match(path: str, pattern: str) -> bool:
-    """Whether a repository-relative ``path`` matches ``pattern`` (gitignore-like).
-
-    * A pattern without ``/`` matches the file's basename in any directory:
-      ``*.py`` matches ``a/b/c.py``.
-    * A pattern with ``/`` matches the whole path from the repository root (a
-      leading ``/`` is ignored): ``src/*.py`` matches ``src/a.py`` only.
-    * ``*``, ``?`` and ``[...]`` never cross ``/``; ``**`` does: ``src/**/*.py``
-      matches ``src/a.py`` and ``src/x/y/a.py``, ``**/vendor/**`` matches
-      anything under a ``vendor`` directory at any depth.
-    * A trailing ``/`` means everything below: ``docs/`` is ``docs/**``.
-    """
-    if "/" not in pattern:
-        return _compile(pattern).fullmatch(path.rsplit("/", 1)[-1]) is not None
-    return _compile(pattern).fullmatch(path.lstrip("/")) is not None
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    """Translate one glob pattern (see :func:`glob_match`) to a regular expression."""
-    pattern = pattern.lstrip("/")
-    if pattern.endswith("/"):
-        pattern += "**"
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith(("!", "^"))
-            body = body[1:] if negate else body
-            escaped = re.sub(r"([\\^\[])", r"\\\1", body)
-            out.append(f"[{'^/' if negate else ''}{escaped}]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
 
 
 def fts_query(query: str) -> str:
@@ -231,7 +178,7 @@ class ChunkDB:
                 conn.execute("PRAGMA synchronous = OFF")
         except sqlite3.Error as e:
             raise errors.IndexFormatError(f"cannot open chunk database {self._path}: {e}") from e
-        conn.create_function("glob_match", 2, glob_match, deterministic=True)
+        conn.create_function("glob_match", 2, globs.matches, deterministic=True)
         if self._readonly:
             self._local.conn = conn
         else:
@@ -371,7 +318,7 @@ class ChunkDB:
         """Top ``k`` ``(id, score)`` by BM25 over text, symbol and path; higher is better.
 
         ``query`` is plain words (see :func:`fts_query`); ``path_glob`` follows
-        :func:`glob_match`; ``language`` must equal the chunk's language.
+        :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's language.
         """
         match = fts_query(query)
         if not match or k <= 0:

@@ -15,6 +15,7 @@ import numpy as np
 
 from codeintel.core import chunks as chunks_mod
 from codeintel.core import embedding as embedding_mod
+from codeintel.core import globs
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -25,14 +26,17 @@ SNIPPET_LINES = 12
 FILTER_OVERFETCH = 5
 """Candidates fetched per wanted result when a path or language filter applies."""
 
+MAX_FETCH = 1000
+"""Most candidates fetched for one query, whatever k and the filters ask."""
+
 
 class Hit(msgspec.Struct, frozen=True):
     path: str
     start_line: int
     end_line: int
     score: float
-    symbol: str
-    language: str
+    symbol: str | None
+    language: str | None
     snippet: str
 
 
@@ -51,28 +55,36 @@ def open_engine(generation: store_mod.Generation, nprobe: int = 0) -> search_mod
 
 
 def snippet(text: str, lines: int = SNIPPET_LINES) -> str:
-    parts = text.split("\n", lines)
-    return "\n".join(parts[:lines])
+    """The first ``lines`` lines of a chunk."""
+    return "\n".join(text.split("\n", lines)[:lines])
+
+
+def fetch_size(k: int, filtered: bool) -> int:
+    """Candidates to ask the engine for, so that ``k`` survive a path/language filter."""
+    return min(MAX_FETCH, k * FILTER_OVERFETCH) if filtered else k
+
+
+def ranked_pairs(D: np.ndarray, I: np.ndarray) -> list[tuple[int, float]]:
+    """One query's FAISS row as best-first (id, score) pairs, padding dropped."""
+    return [(int(i), float(d)) for d, i in zip(D, I, strict=True) if i >= 0]
 
 
 def hydrate(
     db: chunks_mod.ChunkDB,
-    D: np.ndarray,
-    I: np.ndarray,
+    ranked: Sequence[tuple[int, float]],
     k: int,
     *,
     path_glob: str | None = None,
     language: str | None = None,
 ) -> list[Hit]:
-    """Rows of one query's (D, I) as hits, filtered, at most ``k``."""
-    ids = [int(i) for i in I if i >= 0]
-    found = db.get(ids)
+    """Best-first (id, score) pairs as hits, filtered, at most ``k``. Blocking (sqlite)."""
+    found = db.get([chunk_id for chunk_id, _ in ranked])
     out: list[Hit] = []
-    for score, i in zip(D, I, strict=True):
-        chunk = found.get(int(i))
+    for chunk_id, score in ranked:
+        chunk = found.get(chunk_id)
         if chunk is None:
             continue
-        if path_glob and not chunks_mod.glob_match(chunk.path, path_glob):
+        if path_glob and not globs.matches(chunk.path, path_glob):
             continue
         if language and chunk.language != language:
             continue
@@ -81,9 +93,9 @@ def hydrate(
                 path=chunk.path,
                 start_line=chunk.start_line,
                 end_line=chunk.end_line,
-                score=round(float(score), 6),
-                symbol=chunk.symbol,
-                language=chunk.language,
+                score=round(score, 6),
+                symbol=chunk.symbol or None,
+                language=chunk.language or None,
                 snippet=snippet(chunk.text),
             )
         )
@@ -102,12 +114,11 @@ def search_generation(
     language: str | None = None,
 ) -> list[list[Hit]]:
     """Hits for each query row of ``xq`` (float32 (nq, d))."""
-    fetch = k * FILTER_OVERFETCH if (path_glob or language) else k
-    D, I = engine.search(xq, fetch)
+    D, I = engine.search(xq, fetch_size(k, bool(path_glob or language)))
     db = generation.chunks()
     try:
         return [
-            hydrate(db, D[q], I[q], k, path_glob=path_glob, language=language)
+            hydrate(db, ranked_pairs(D[q], I[q]), k, path_glob=path_glob, language=language)
             for q in range(len(xq))
         ]
     finally:

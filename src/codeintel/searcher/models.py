@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from codeintel.core import errors
+from codeintel.core import errors, globs
 from codeintel.searcher import paths
 
 MAX_K = 100
@@ -27,6 +27,14 @@ MAX_GLOBS = 64
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
+    return value
+
+
+def _glob(value: str) -> str:
+    try:
+        globs.translate(_no_nul(value))
+    except errors.ConfigError as e:
+        raise ValueError(str(e)) from e
     return value
 
 
@@ -47,7 +55,7 @@ def _repo_dir(value: str | None) -> str | None:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-Glob = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_no_nul)]
+Glob = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_glob)]
 RepoPath = Annotated[
     str,
     Field(

@@ -8,7 +8,7 @@ refused with a :class:`~codeintel.core.errors.QueryError` naming the field.
 Symlinks are checked against the materialised worktree by :func:`confine`: a
 link that resolves outside the repository is refused, whatever the tool.
 
-Globs are matched by :func:`codeintel.core.chunks.glob_match`, the same rules
+Globs are matched by :func:`codeintel.core.globs.matches`, the same rules
 semantic_search's ``path_glob`` uses, so one glob means one thing everywhere.
 """
 

@@ -23,18 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from codeintel.core import chunks as chunks_mod
-
 logger = logging.getLogger(__name__)
 
 RRF_K = 60
 """Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
-
-FILTER_OVERFETCH = 5
-"""Dense candidates fetched per wanted result when a path or language filter applies."""
-
-MAX_FETCH = 1000
-SNIPPET_LINES = 12
 
 
 class Engine(Protocol):
@@ -141,15 +133,6 @@ class QueryBatcher:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def fetch_size(k: int, filtered: bool) -> int:
-    return min(MAX_FETCH, k * FILTER_OVERFETCH) if filtered else k
-
-
-def dense_pairs(D: np.ndarray, I: np.ndarray) -> list[tuple[int, float]]:
-    """One query's FAISS row as (id, score), padding dropped."""
-    return [(int(i), float(d)) for d, i in zip(D, I, strict=True) if i >= 0]
-
-
 def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     """Reciprocal rank fusion of several best-first rankings into one, best first."""
     fused: dict[int, float] = {}
@@ -157,38 +140,3 @@ def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
         for rank, (chunk_id, _) in enumerate(ranking, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def hydrate(
-    db: chunks_mod.ChunkDB,
-    ranked: Sequence[tuple[int, float]],
-    k: int,
-    *,
-    path_glob: str | None = None,
-    language: str | None = None,
-) -> list[dict[str, Any]]:
-    """Ranked (id, score) pairs as result rows, filtered, at most ``k``. Blocking (sqlite)."""
-    found = db.get([chunk_id for chunk_id, _ in ranked])
-    out: list[dict[str, Any]] = []
-    for chunk_id, score in ranked:
-        chunk = found.get(chunk_id)
-        if chunk is None:
-            continue
-        if path_glob and not chunks_mod.glob_match(chunk.path, path_glob):
-            continue
-        if language and chunk.language != language:
-            continue
-        out.append(
-            {
-                "path": chunk.path,
-                "start_line": chunk.start_line,
-                "end_line": chunk.end_line,
-                "score": round(score, 6),
-                "symbol": chunk.symbol or None,
-                "language": chunk.language or None,
-                "snippet": "\n".join(chunk.text.split("\n", SNIPPET_LINES)[:SNIPPET_LINES]),
-            }
-        )
-        if len(out) == k:
-            break
-    return out

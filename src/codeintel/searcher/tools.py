@@ -15,9 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from codeintel.core import chunks as chunks_mod
+import msgspec
+
 from codeintel.core import embedding as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -96,16 +97,16 @@ class Tools:
                 want = int(gen.manifest.embedding.dim)
                 if embedder.dim and want and embedder.dim != want:
                     embedding_mod.check_dimension(embedder.dim, want, embedder.model)
-                fetch = semantic.fetch_size(req.k, filtered)
+                fetch = hits.fetch_size(req.k, filtered)
                 if req.mode == "hybrid":
-                    fetch = max(fetch, min(semantic.MAX_FETCH, 2 * req.k))
+                    fetch = max(fetch, min(hits.MAX_FETCH, 2 * req.k))
                 scores, ids = await self.batcher.search(gen.engine, req.query, fetch)
-                dense = semantic.dense_pairs(scores, ids)
+                dense = hits.ranked_pairs(scores, ids)
             if req.mode in ("lexical", "hybrid"):
                 lexical = await self._run(
                     gen.chunks.lexical,
                     req.query,
-                    semantic.fetch_size(req.k, False) * (2 if req.mode == "hybrid" else 1),
+                    hits.fetch_size(req.k, False) * (2 if req.mode == "hybrid" else 1),
                     path_glob=req.path_glob,
                     language=req.language,
                 )
@@ -115,8 +116,8 @@ class Tools:
                 ranked = lexical
             else:
                 ranked = semantic.rrf(dense, lexical)
-            results = await self._run(
-                semantic.hydrate,
+            found = await self._run(
+                hits.hydrate,
                 gen.chunks,
                 ranked,
                 req.k,
@@ -124,7 +125,7 @@ class Tools:
                 language=req.language,
             )
             return {
-                "results": results,
+                "results": [msgspec.to_builtins(hit) for hit in found],
                 "mode": req.mode,
                 "generation": gen.name,
                 "commit": gen.commit,
@@ -265,9 +266,9 @@ def _list(
     total = 0
     for i in indices:
         entry = gen.tree[i]
-        if include and not any(chunks_mod.glob_match(entry.path, g) for g in include):
+        if include and not any(globs.matches(entry.path, g) for g in include):
             continue
-        if exclude and any(chunks_mod.glob_match(entry.path, g) for g in exclude):
+        if exclude and any(globs.matches(entry.path, g) for g in exclude):
             continue
         total += 1
         if len(rows) < limit:
