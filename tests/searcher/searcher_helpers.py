@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,13 +14,8 @@ import uvicorn
 
 from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
+from gitrepo import GitRepo
 
-ENV = {
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_COMMITTER_NAME": "CI",
-    "GIT_COMMITTER_EMAIL": "ci@example.org",
-}
 NON_ASCII_PATH = "docs/naïve café.md"
 AUTHORS = {
     "ada": ("Ada Lovelace", "ada@example.org"),
@@ -29,35 +23,21 @@ AUTHORS = {
 }
 
 
-class Repo:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main")
+class Repo(GitRepo):
+    """A repository whose commits carry chosen authors and dates (blame and history tests)."""
 
-    def git(self, *args: str, env: dict[str, str] | None = None) -> str:
-        out = subprocess.run(
-            ["git", *args],
-            cwd=self.path,
-            env={**os.environ, **ENV, **(env or {})},
-            check=True,
-            capture_output=True,
-        )
-        return out.stdout.decode().strip()
-
-    def commit(self, message: str, files: dict[str, str], author: str = "ada", n: int = 0) -> str:
-        for rel, text in files.items():
-            target = self.path / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+    def commit(  # type: ignore[override]
+        self, message: str, files: dict[str, str], author: str = "ada", n: int = 0
+    ) -> str:
         name, email = AUTHORS[author]
         date = f"2024-01-{1 + n % 28:02d}T12:00:00+02:00"
+        self.write(dict(files))
         self.git("add", "-A")
         env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
         self.git(
             "commit", "-q", "--allow-empty", "-m", message, env={**env, "GIT_COMMITTER_DATE": date}
         )
-        return self.git("rev-parse", "HEAD")
+        return self.head()
 
 
 FILES = {

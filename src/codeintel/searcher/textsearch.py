@@ -110,7 +110,10 @@ async def search(
     except TimeoutError:
         truncated = True
     finally:
-        if proc.returncode is None:
+        # Kill only a run we stopped early (enough matches, timeout, cancellation). After
+        # EOF rg is exiting on its own: killing it there would turn its exit status 2
+        # (a bad pattern) into -9 and an error into an empty answer.
+        if proc.returncode is None and (truncated or not _at_eof(proc)):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         _, stderr = await proc.communicate()
@@ -121,6 +124,10 @@ async def search(
         raise errors.QueryError(f"invalid {field}: {message[-500:]}", field=field)
     matches.sort(key=lambda m: (m.path, m.line))
     return matches, truncated
+
+
+def _at_eof(proc: asyncio.subprocess.Process) -> bool:
+    return proc.stdout is not None and proc.stdout.at_eof()
 
 
 def _match(data: dict[str, Any]) -> TextMatch | None:
