@@ -16,6 +16,7 @@ import time
 BENCHMARKS = {
     "ann": ("benchmarks.ann_bench", ["--quick"]),
     "indexing": ("benchmarks.indexing_bench", []),
+    "update": ("benchmarks.update_bench", ["--base-chunks", "5000"]),
     "searcher": (
         "benchmarks.searcher_bench",
         ["--commits", "300", "--samples", "20", "--clients", "50", "--seconds", "5"],
