@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.core.search import SearchEngine
+from codeintel.core.search import SECONDARY_IVF_MIN, SearchEngine
 from codeintel.core.settings import IndexSettings
 from codeintel.indexer import ann
 
@@ -181,6 +181,25 @@ class TestSecondaryMerge:
         np.testing.assert_allclose(D, gt_D, rtol=1e-5)
         assert (I >= 10_000).any()  # the secondary contributes
         assert engine.ntotal == 4_000
+
+    def test_large_secondary_is_probed_through_ivf_with_recall(self) -> None:
+        d = 64
+        n = SECONDARY_IVF_MIN * 2
+        x = clustered(n + 1_000 + 100, d, seed=6)
+        xa, xs, xq = x[:1_000], x[1_000 : 1_000 + n], x[1_000 + n :]
+        ids_a = np.arange(1_000, dtype=np.int64)
+        ids_s = np.arange(n, dtype=np.int64) + 100_000
+        secondary = ann.new_secondary(d)
+        ann.add_vectors(secondary, xs, ids_s)
+        dead = ids_s[:50]
+        engine = flat_engine(xa, ids_a, secondary=secondary, tombstones=dead)
+        assert isinstance(engine._secondary, faiss.IndexIVFFlat)
+        D, I = engine.search(xq, K)
+        live = ~np.isin(ids_s, dead)
+        _, gt_I = exact(xq, np.vstack([xa, xs[live]]), np.concatenate([ids_a, ids_s[live]]), K)
+        assert recall_at(I, gt_I) >= 0.95
+        assert not np.isin(I, dead).any()
+        assert (I >= 0).all() and (np.diff(D, axis=1) <= 1e-6).all()
 
     def test_secondary_only(self) -> None:
         secondary = ann.new_secondary(8)
