@@ -46,23 +46,21 @@ def materialise(mirror: Path, commit: str, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}.", dir=cache_dir))
     try:
-        archive = subprocess.Popen(
+        with subprocess.Popen(
             ["git", "-c", "safe.directory=*", "archive", "--format=tar", commit],
             cwd=mirror,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )
-        tar = subprocess.run(
-            ["tar", "-x", "--no-same-owner", "-C", str(tmp)],
-            stdin=archive.stdout,
-            capture_output=True,
-            timeout=ARCHIVE_TIMEOUT_SECONDS,
-            check=False,
-        )
-        if archive.stdout is not None:
-            archive.stdout.close()
-        archive_err = archive.stderr.read() if archive.stderr is not None else b""
-        if archive.wait(timeout=ARCHIVE_TIMEOUT_SECONDS) != 0 or tar.returncode != 0:
+        ) as archive:
+            tar = subprocess.run(
+                ["tar", "-x", "--no-same-owner", "-C", str(tmp)],
+                stdin=archive.stdout,
+                capture_output=True,
+                timeout=ARCHIVE_TIMEOUT_SECONDS,
+                check=False,
+            )
+            _, archive_err = archive.communicate(timeout=ARCHIVE_TIMEOUT_SECONDS)
+        if archive.returncode != 0 or tar.returncode != 0:
             detail = (archive_err or tar.stderr).decode("utf-8", "replace").strip()
             raise errors.GitError(f"cannot materialise {commit[:12]}: {detail}")
         try:
