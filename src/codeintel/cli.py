@@ -230,6 +230,9 @@ def _configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
+    # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 class _JsonFormatter(logging.Formatter):

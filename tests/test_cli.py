@@ -1,0 +1,41 @@
+"""The ``codeintel`` entry point: dispatch, flag errors, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeintel import __version__
+from codeintel.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"codeintel {__version__}"
+
+
+def test_operator_options_reach_the_operator_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["operator", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: codeintel operator") and "--all-namespaces" in out
+
+
+def test_unknown_flags_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "q", "--store", str(tmp_path), "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_search_without_an_index_is_one_clear_line(tmp_path, capsys):
+    assert main(["search", "q", "--store", str(tmp_path / "none"), "-k", "3"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "index build" in err[0]
+
+
+def test_k_out_of_range(tmp_path, capsys):
+    assert main(["search", "q", "--store", str(tmp_path), "-k", "101"]) != 0
+    assert capsys.readouterr().err.strip() == "error: -k must be between 1 and 100"
