@@ -27,134 +27,65 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import msgspec
 import numpy as np
 
-from codeintel import __version__
 from codeintel.core import errors
 from codeintel.core.chunks import ChunkDB
+from codeintel.core.manifest import (
+    CHUNKS_DB,
+    CURRENT,
+    FORMAT_VERSION,
+    INDEX_TYPES,
+    MANIFEST,
+    MIN_READER_VERSION,
+    PRIMARY,
+    SECONDARY,
+    TOMBSTONES,
+    VECTORS_DIR,
+    Counts,
+    EmbeddingInfo,
+    IndexInfo,
+    Manifest,
+    SkippedFile,
+    decode_manifest,
+    encode_manifest,
+)
 from codeintel.core.vectors import VectorStore
 
 logger = logging.getLogger(__name__)
 
-# Format versions (zoekt index/toc.go style). A manifest records the version that
-# wrote it (format_version) and the oldest reader able to read it
-# (min_reader_version). A reader refuses a manifest whose min_reader_version is
-# above its FORMAT_VERSION. Bump FORMAT_VERSION for every change to the layout;
-# bump MIN_READER_VERSION too when older readers would misread the new layout
-# (adding an optional manifest field does not need it; changing a file does).
-#
-# Changelog:
-#   1  manifest.json (msgspec), primary.faiss / secondary.faiss (IndexIDMap2),
-#      tombstones.npy (sorted int64), vectors/<segment>.{ids,f16}.npy,
-#      chunks.sqlite (schema 1, FTS5 unicode61 with tokenchars "_"),
-#      sha256 checksums of every file in the manifest.
-FORMAT_VERSION = 1
-MIN_READER_VERSION = 1
+__all__ = [
+    "CHUNKS_DB",
+    "CURRENT",
+    "FORMAT_VERSION",
+    "INDEX_TYPES",
+    "MANIFEST",
+    "MIN_READER_VERSION",
+    "PRIMARY",
+    "SECONDARY",
+    "TOMBSTONES",
+    "VECTORS_DIR",
+    "Counts",
+    "EmbeddingInfo",
+    "Generation",
+    "GenerationWriter",
+    "IndexInfo",
+    "Manifest",
+    "SkippedFile",
+    "Store",
+    "decode_manifest",
+    "encode_manifest",
+    "file_checksum",
+]
 
-PRIMARY = "primary.faiss"
-SECONDARY = "secondary.faiss"
-TOMBSTONES = "tombstones.npy"
-CHUNKS_DB = "chunks.sqlite"
-VECTORS_DIR = "vectors"
-MANIFEST = "manifest.json"
-CURRENT = "CURRENT"
-INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq")
 
 _LOCK = ".lock"
 _TMP_PREFIX = ".tmp-"  # a build in progress, or one that crashed
 _DEL_PREFIX = ".del-"  # a generation gc has decided to delete
 _NAME = re.compile(r"g(\d{6,})")
 _BLOCK = 1 << 20  # checksum read size
-
-
-class EmbeddingInfo(msgspec.Struct):
-    model: str
-    dim: int
-
-
-class IndexInfo(msgspec.Struct):
-    type: str
-    """One of :data:`INDEX_TYPES`."""
-    params: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class Counts(msgspec.Struct):
-    primary: int
-    secondary: int
-    tombstones: int
-
-
-class SkippedFile(msgspec.Struct):
-    path: str
-    reason: str
-    size: int = 0
-
-
-class Manifest(msgspec.Struct, kw_only=True):
-    """``manifest.json`` of one generation. :meth:`GenerationWriter.publish` fills in
-    ``format_version``, ``min_reader_version``, ``generation``, ``parent``,
-    ``checksums`` and ``created_at`` (and ``base_generation`` when left empty, i.e. a full build)."""
-
-    format_version: int = FORMAT_VERSION
-    min_reader_version: int = MIN_READER_VERSION
-    generation: str = ""
-    parent: str | None = None
-    base_generation: str = ""
-    """The last full build or merge, whose primary index this generation uses."""
-    repo_url: str
-    commit: str
-    ref: str
-    embedding: EmbeddingInfo
-    index: IndexInfo
-    counts: Counts
-    next_id: int
-    """Next free chunk id; ids are never reused across generations."""
-    files_indexed: int = 0
-    skipped: list[SkippedFile] = msgspec.field(default_factory=list)
-    timings: dict[str, float] = msgspec.field(default_factory=dict)
-    """Seconds per build stage."""
-    checksums: dict[str, str] = msgspec.field(default_factory=dict)
-    """Relative file path -> ``sha256:<hex>``, for every file but the manifest."""
-    created_at: str = ""
-    """ISO-8601 UTC time of publication; GC measures its grace period from it."""
-    codeintel_version: str = __version__
-
-
-class _VersionProbe(msgspec.Struct):
-    """The two fields read before anything else, so a newer layout is refused clearly."""
-
-    format_version: int
-    min_reader_version: int
-
-
-def encode_manifest(manifest: Manifest) -> bytes:
-    """Indented JSON, for people reading the store as much as for programs."""
-    return msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n"
-
-
-def decode_manifest(data: bytes, source: str = MANIFEST) -> Manifest:
-    """Parse a manifest, refusing corrupt ones and ones this reader is too old for."""
-    try:
-        probe = msgspec.json.decode(data, type=_VersionProbe)
-    except msgspec.MsgspecError as e:
-        raise errors.IndexFormatError(f"corrupt manifest {source}: {e}") from e
-    if probe.min_reader_version > FORMAT_VERSION:
-        raise errors.IndexFormatError(
-            f"{source} was written in store format version {probe.format_version} and needs a "
-            f"reader of format version {probe.min_reader_version} or newer; this codeintel "
-            f"({__version__}) reads format version {FORMAT_VERSION}: upgrade codeintel"
-        )
-    if probe.format_version < 1:
-        raise errors.IndexFormatError(
-            f"corrupt manifest {source}: format_version {probe.format_version}"
-        )
-    try:
-        return msgspec.json.decode(data, type=Manifest)
-    except msgspec.MsgspecError as e:
-        raise errors.IndexFormatError(f"corrupt manifest {source}: {e}") from e
 
 
 def file_checksum(path: Path, *, fsync: bool = False) -> str:
