@@ -105,9 +105,17 @@ class AppContext:
 
     async def _load_embedder(self) -> None:
         try:
-            self._embedder = await self.run(embedding_mod.make_embedder, self.settings.embedder)
-            logger.info("query embedder ready: %s", self._embedder.model)
+            embedder = await self.run(embedding_mod.make_embedder, self.settings.embedder)
+            self._embedder = embedder
+            # Load the weights (or open the connection) now, not inside the first request:
+            # a local model takes seconds to load, and the first agent query would pay it.
+            try:
+                await self.run(embedder.embed, ["codeintel warm-up"])
+            except errors.EmbeddingError as e:  # a remote server may come up later
+                logger.warning("embedder warm-up failed (queries will retry): %s", e)
+            logger.info("query embedder ready: %s", embedder.model)
         except Exception as e:
+            self._embedder = None
             self._embedder_error = f"embedding model unavailable: {e}"
             logger.exception("cannot load the query embedder")
 
