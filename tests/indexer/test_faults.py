@@ -238,3 +238,5 @@ def test_sigkill_mid_build_keeps_the_last_good_generation(
     assert _build(str(sample_repo.path), built, *_openai(embed_server)) == 0
     current = Store(built).current()
     assert current.name == "g000002" and current.manifest.commit == sample_repo.head()
+    leftovers = [p.name for p in (built / "generations").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == [], "the next build under the lock removes what the killed one left"

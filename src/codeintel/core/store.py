@@ -294,6 +294,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
         self._active: set[Path] = set()  # temp dirs of this process's open writers
+        self._locked = False  # this instance holds the writer lock
 
     def __repr__(self) -> str:
         return f"Store({str(self._root)!r})"
@@ -369,9 +370,11 @@ class Store:
                     time.sleep(0.05)
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            self._locked = True
             try:
                 yield
             finally:
+                self._locked = False
                 os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
@@ -389,7 +392,8 @@ class Store:
 
         Keeps the newest ``keep`` generations and ``CURRENT``; deletes an older one
         only ``grace_seconds`` after its successor went live (searchers may still
-        be serving it). Temp dirs of crashed builds go once untouched for the grace.
+        be serving it). Temp dirs of crashed builds go at once while this instance
+        holds the writer lock, otherwise once untouched for the grace.
         """
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
@@ -411,7 +415,9 @@ class Store:
         if self.generations_dir.is_dir():
             for path in self.generations_dir.iterdir():
                 stale = path.name.startswith(_TMP_PREFIX) and path not in self._active
-                if stale and now - _newest_mtime(path) >= grace_seconds:
+                # Under the writer lock no other build can be running: any temp dir that
+                # is not ours was left by a crashed one and goes now, not after the grace.
+                if stale and (self._locked or now - _newest_mtime(path) >= grace_seconds):
                     logger.info("removing leftover build directory %s", path)
                     self._remove(path)
                 elif path.name.startswith(_DEL_PREFIX):
