@@ -39,3 +39,18 @@ def test_search_without_an_index_is_one_clear_line(tmp_path, capsys):
 def test_k_out_of_range(tmp_path, capsys):
     assert main(["search", "q", "--store", str(tmp_path), "-k", "101"]) != 0
     assert capsys.readouterr().err.strip() == "error: -k must be between 1 and 100"
+
+
+def test_default_store_is_per_repository_under_the_cache(tmp_path, monkeypatch):
+    from codeintel.cli import default_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    repo = tmp_path / "My Repo"
+    repo.mkdir()
+    here = default_store(str(repo))
+    assert here.parent == tmp_path / "cache" / "codeintel"
+    assert here.name.startswith("My-Repo-")
+    assert default_store(str(repo) + "/") == here, "one repository, one store"
+    assert default_store(str(tmp_path / "other")) != here
+    url = default_store("https://example.org/org/tool.git")
+    assert url.name.startswith("tool-") and url != default_store("https://example.org/x/tool.git")

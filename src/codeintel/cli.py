@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -125,6 +127,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from codeintel.indexer import serving
 
     settings = _settings(args)
+    if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+        settings = settings.replace(store={"path": default_store(args.source)})
+        print(f"index store: {settings.store.path}", file=sys.stderr)
     if args.source:
         with _embedder(settings) as embedder:
             serving.ensure_index(
@@ -164,6 +169,22 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def default_store(source: str) -> Path:
+    """Where ``codeintel serve SOURCE`` keeps its index when no ``--store`` is given.
+
+    Under the user's cache directory, one store per repository (path or URL), so
+    serving the same repository from any directory reuses its index and nothing is
+    written into the repository's working tree.
+    """
+    from codeintel.core import git as git_mod
+
+    key = source if git_mod.is_url(source) else str(Path(source).expanduser().resolve())
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", key.rstrip("/").rsplit("/", 1)[-1]).strip("-.")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "codeintel" / f"{(name or 'repo').removesuffix('.git')}-{digest}"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
