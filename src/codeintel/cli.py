@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
-    if args.source:
-        with _embedder(settings) as embedder:
-            serving.ensure_index(
-                settings, args.source, embedder, ref=args.ref, reporter=_reporter()
-            )
-    searcher.serve(settings)
+    if not args.source:
+        searcher.serve(settings)
+        return 0
+    with _embedder(settings) as embedder:
+        serving.ensure_index(settings, args.source, embedder, ref=args.ref, reporter=_reporter())
+        stop = threading.Event()
+        follower = threading.Thread(
+            target=serving.follow,
+            args=(settings, args.source, embedder, stop),
+            kwargs={"ref": args.ref},
+            name="codeintel-follow",
+            daemon=True,
+        )
+        follower.start()
+        try:
+            searcher.serve(settings)
+        finally:
+            stop.set()
+            follower.join(timeout=5)
     return 0
 
 

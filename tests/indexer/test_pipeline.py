@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,29 @@ class TestServeBootstrap:
         assert second.action == "update" and second.changed
         third = serving.ensure_index(settings, str(sample_repo.path), local_embedder)
         assert not third.changed and third.generation == second.generation
+
+    def test_follow_indexes_new_commits_until_stopped(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        serving.ensure_index(settings, str(sample_repo.path), local_embedder)
+        store = Store(settings.store.path)
+        stop = threading.Event()
+        follower = threading.Thread(
+            target=serving.follow,
+            args=(settings, str(sample_repo.path), local_embedder, stop),
+            kwargs={"interval": 0.1},
+        )
+        follower.start()
+        try:
+            head = sample_repo.commit("feature", {"feature.py": "def shiny():\n    return 1\n"})
+            deadline = time.monotonic() + 60
+            while store.current().manifest.commit != head and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert store.current().manifest.commit == head
+        finally:
+            stop.set()
+            follower.join(10)
+        assert not follower.is_alive()
+        assert _search(settings, local_embedder, "shiny", k=1)[0].path == "feature.py"
 
 
 def test_result_file_is_the_job_contract(sample_repo, tmp_path, monkeypatch):

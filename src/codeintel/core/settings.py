@@ -145,6 +145,11 @@ class ServerSettings:
     reload_interval_seconds: float = 2.0
     """How often the searcher polls ``CURRENT`` for a new generation."""
 
+    reindex_interval_seconds: float = 30.0
+    """How often ``codeintel serve PATH`` checks the repository for new commits and
+    updates the index in the background (a fetch and a ref compare when nothing moved);
+    0 indexes only at start. In the cluster the operator's timer does this instead."""
+
     search_text_timeout_seconds: float = 10.0
     """Wall-clock limit for one ripgrep run."""
 

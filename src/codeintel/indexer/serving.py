@@ -1,14 +1,18 @@
-"""The embedded default's first step: make sure the store reflects the repository.
+"""The embedded default's indexing: make the store follow the repository.
 
 ``codeintel serve PATH`` calls :func:`ensure_index` before it serves: a missing
 store is built, a store behind the source's ref is updated incrementally, a
 store already at that commit is left alone, and a store of another repository
-or another embedding model is rebuilt rather than mixed.
+or another embedding model is rebuilt rather than mixed. While it serves,
+:func:`follow` repeats that every few seconds on a background thread, so an
+agent that commits sees its new code in answers without a restart (the
+searcher picks up each new ``CURRENT`` by itself).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from codeintel.core import embedding as embedding_mod
 from codeintel.core import errors
@@ -59,3 +63,31 @@ def ensure_index(
         return result
     finally:
         reporter.close()
+
+
+def follow(
+    settings: settings_mod.Settings,
+    source: str,
+    embedder: embedding_mod.Embedder,
+    stop: threading.Event,
+    *,
+    ref: str = "HEAD",
+    interval: float | None = None,
+) -> None:
+    """Until ``stop`` is set: every ``interval`` seconds, :func:`ensure_index`.
+
+    A failed round (repository briefly unreadable, store locked by a manual
+    ``index update``) is logged and retried next round; the served generation is
+    never touched by a failure.
+    """
+    every = settings.server.reindex_interval_seconds if interval is None else interval
+    if every <= 0:
+        return
+    while not stop.wait(every):
+        try:
+            result = ensure_index(settings, source, embedder, ref=ref)
+        except errors.CodeIntelError as e:
+            logger.warning("background index update failed (retrying in %.0f s): %s", every, e)
+            continue
+        if result.changed:
+            logger.info("indexed %s: %s at %s", source, result.generation, result.commit[:12])
