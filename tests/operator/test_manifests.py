@@ -130,6 +130,8 @@ def test_build_job_runs_the_contract_command() -> None:
     ]
     assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CODEINTEL_LOG_FORMAT"] == "json"
 
 
 def test_update_and_merge_jobs() -> None:
@@ -223,6 +225,7 @@ def test_searcher_deployment() -> None:
     assert env["CODEINTEL_INDEX_NPROBE"] == "64"
     assert "kgfoundry-searcher.search.svc" in env["CODEINTEL_SERVER_ALLOWED_HOSTS"]
     assert "CODEINTEL_SERVER_API_TOKEN" in env
+    assert env["CODEINTEL_LOG_FORMAT"] == "json"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert template["spec"]["securityContext"]["runAsNonRoot"] is True
 

@@ -116,6 +116,7 @@ def render_job(
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git writes its config under HOME
         {"name": "CODEINTEL_RESULT_FILE", "value": TERMINATION_LOG},
+        {"name": "CODEINTEL_LOG_FORMAT", "value": "json"},
         *manifests.embedder_env(spec),
     ]
     if spec.credentials_secret:

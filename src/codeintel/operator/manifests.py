@@ -223,6 +223,7 @@ def render_deployment(
         {"name": "CODEINTEL_INDEX_NPROBE", "value": str(spec.nprobe)},
         {"name": "CODEINTEL_SERVER_ALLOWED_HOSTS", "value": ",".join(hosts)},
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git wants a writable home
+        {"name": "CODEINTEL_LOG_FORMAT", "value": "json"},  # one object a line for collectors
     ]
     if spec.api_token:
         env.append(secret_env("CODEINTEL_SERVER_API_TOKEN", spec.api_token))

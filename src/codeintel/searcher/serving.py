@@ -58,11 +58,15 @@ def serve(settings: settings_mod.Settings) -> None:
 
     app = app_mod.create_app(settings)
     print_banner(settings)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     uvicorn.run(
         app,
         host=settings.server.host,
         port=settings.server.port,
-        log_level="info",
+        # uvicorn's lines go through the root handler the CLI configured (JSON in the
+        # cluster, readable on a terminal) at the level the CLI was given.
+        log_config=None,
+        log_level=level,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
