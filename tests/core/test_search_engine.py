@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,35 +9,17 @@ import faiss
 import numpy as np
 import pytest
 
+import vectors
 from codeintel.core import errors
 from codeintel.core.search import SECONDARY_IVF_MIN, SearchEngine
 from codeintel.core.settings import IndexSettings
 from codeintel.indexer import ann
+from vectors import clustered
 
 K = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_omp_thread() -> Iterator[None]:
-    """FAISS on one OpenMP thread for these tests, restored afterwards.
-
-    On a shared, loaded 2-core machine OpenMP's spinning threads oversubscribe:
-    training IVF128,PQ8np on 5K x 64 took 12.7 s with 2 threads, 2.3 s with 1.
-    """
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
-
-
-def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
-    """Normalised gaussian-mixture vectors: n/40 clusters, noise 0.8 x the centre norm."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(16, n // 40), d)).astype(np.float32)
-    xb = centres[rng.integers(len(centres), size=n)]
-    xb += 0.8 * rng.standard_normal((n, d)).astype(np.float32)
-    faiss.normalize_L2(xb)
-    return xb
+one_omp_thread = pytest.fixture(autouse=True, scope="module")(vectors.one_omp_thread)
 
 
 class DictVectors:
