@@ -133,7 +133,7 @@ def update(
         with git:
             commit = git.resolve(ref)
             if commit == old.commit:
-                logger.info("up to date at %s (%s)", commit[:12], parent.name)
+                logger.debug("up to date at %s (%s)", commit[:12], parent.name)
                 return _result("update", parent, changed=False)
             removed, added = git_mod.changed_paths(git.diff(old.commit, commit))
             found = corpus.read_corpus(git, commit, settings.index, reporter, only_paths=added)

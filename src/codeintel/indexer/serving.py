@@ -32,8 +32,12 @@ def ensure_index(
     *,
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
+    log_unchanged: int = logging.INFO,
 ) -> pipeline.IndexResult:
-    """Build or update the store so its live generation is ``source`` at ``ref``."""
+    """Build or update the store so its live generation is ``source`` at ``ref``.
+
+    ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling).
+    """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     try:
@@ -59,7 +63,12 @@ def ensure_index(
             git.set_origin(wanted)
         result = pipeline.update(settings, embedder, ref=ref, reporter=reporter)
         if not result.changed:
-            logger.info("index is up to date at %s (%s)", result.commit[:12], result.generation)
+            logger.log(
+                log_unchanged,
+                "index is up to date at %s (%s)",
+                result.commit[:12],
+                result.generation,
+            )
         return result
     finally:
         reporter.close()
@@ -85,7 +94,7 @@ def follow(
         return
     while not stop.wait(every):
         try:
-            result = ensure_index(settings, source, embedder, ref=ref)
+            result = ensure_index(settings, source, embedder, ref=ref, log_unchanged=logging.DEBUG)
         except errors.CodeIntelError as e:
             logger.warning("background index update failed (retrying in %.0f s): %s", every, e)
             continue
