@@ -118,8 +118,6 @@ def update(
     with store.lock():
         parent = store.current()
         old = parent.manifest
-        if embedder.dim:  # a remote model's dimension is known only after its first answer
-            embedding_mod.check_dimension(embedder.dim, old.embedding.dim, embedder.model)
         if embedder.model != old.embedding.model:
             raise errors.ConfigError(
                 f"the store was built with embedding model {old.embedding.model!r}, not "
@@ -137,6 +135,10 @@ def update(
                 return _result("update", parent, changed=False)
             removed, added = git_mod.changed_paths(git.diff(old.commit, commit))
             found = corpus.read_corpus(git, commit, settings.index, reporter, only_paths=added)
+        # After the up-to-date check: reading a local model's dimension loads its weights,
+        # which a no-op update (every `serve` poll, every idle cron Job) should not pay.
+        if embedder.dim:  # a remote model's dimension is known only after its first answer
+            embedding_mod.check_dimension(embedder.dim, old.embedding.dim, embedder.model)
         parent_chunks = parent.chunks()
         try:
             dead = parent_chunks.ids_for_paths(sorted(removed))
