@@ -64,6 +64,15 @@ class TestBuild:
             == "web/server.go"
         )
 
+    def test_several_queries_each_get_their_hits(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+
+        queries = ["deliver a message by SMTP", "health check endpoint"]
+        found = hits.search_store(settings, local_embedder, queries, 1)
+
+        assert [[h.path for h in rows] for rows in found] == [["mail/sender.py"], ["web/server.go"]]
+
     def test_cli_search_json_shape(self, sample_repo, local_embedder, tmp_path, capsys):
         store = tmp_path / "store"
         pipeline.build(_settings(store), str(sample_repo.path), local_embedder)
