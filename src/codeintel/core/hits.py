@@ -127,7 +127,7 @@ def search_generation(
 
 
 @overload
-def search_store(
+def search_store(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
     settings: settings_mod.Settings, embedder: embedding_mod.Embedder, queries: str, k: int
 ) -> list[Hit]: ...
 @overload
