@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from codeintel.cli import main
-from codeintel.core import hits
+from codeintel.core import errors, hits
+from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
 from codeintel.core.store import Store
 from codeintel.indexer import pipeline, serving
@@ -92,6 +93,17 @@ class TestBuild:
         }
         assert rows[0]["path"] == "billing/invoice.py"
         assert rows[0]["score"] >= rows[1]["score"]
+
+
+def test_nothing_to_index_with_an_unknown_dimension_is_a_config_error(git_repo, tmp_path):
+    """Only a binary file and an embedder that has not told its dimension: the user must give it."""
+    git_repo.commit("only an image", {"logo.png": b"\x89PNG\r\n\x1a\n\x00binary"})
+    embedder = OpenAIEmbeddingsClient("http://127.0.0.1:9/v1", "remote-model")  # never called
+    try:
+        with pytest.raises(errors.ConfigError, match="--embed-dim"):
+            pipeline.build(_settings(tmp_path / "store"), str(git_repo.path), embedder)
+    finally:
+        embedder.close()
 
 
 class TestIncremental:

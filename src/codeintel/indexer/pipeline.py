@@ -276,7 +276,11 @@ def _current_or_none(store: store_mod.Store) -> store_mod.Generation | None:
 def _dimension(embedder: embedding_mod.Embedder, xb: np.ndarray) -> int:
     dim = int(xb.shape[1]) if xb.size else int(embedder.dim)
     if dim <= 0:
-        raise errors.GitError("nothing to index: the commit has no indexable files")
+        raise errors.ConfigError(
+            "nothing to index: the commit has no indexable files, so the embedder "
+            f"{embedder.model!r} was never asked for a vector and its dimension is unknown; "
+            "give it with --embed-dim (CODEINTEL_EMBEDDER_DIM)"
+        )
     return dim
 
 
