@@ -382,18 +382,25 @@ class TestLock:
 
     def test_waits_up_to_the_timeout(self, store: Store) -> None:
         held = threading.Event()
+        events: list[str] = []
 
         def hold_briefly() -> None:
             with store.lock():
                 held.set()
-                time.sleep(0.2)
+                time.sleep(0.3)
+                events.append("released")
 
         thread = threading.Thread(target=hold_briefly)
         thread.start()
-        held.wait(5)
+        assert held.wait(5)
+        started = time.monotonic()
         with store.lock(timeout=5):
-            pass
+            events.append("acquired")
+            waited = time.monotonic() - started
         thread.join()
+
+        assert events == ["released", "acquired"]
+        assert 0.2 <= waited < 5
 
     def test_another_process_holding_the_lock_is_named(self, store: Store) -> None:
         with store.lock():
