@@ -218,7 +218,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 @contextlib.contextmanager
 def _embedder(settings: Settings) -> Iterator[Any]:
     """An embedder for these settings, closed on exit."""
-    from codeintel.core import embedding
+    from codeintel.core import embed as embedding
 
     embedder = embedding.make_embedder(settings.embedder)
     try:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from embed_helpers import FakeEmbeddingsServer, serve
 
-from codeintel.core.local_embedder import LocalEmbedder
+from codeintel.core.embed.local import LocalEmbedder
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from codeintel.cli import main
 from codeintel.core import errors, hits
-from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
+from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
 from codeintel.core.store import Store
 from codeintel.indexer import pipeline, serving

@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 
 from codeintel.core import errors
-from codeintel.core.local_embedder import LocalEmbedder
-from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
+from codeintel.core.embed.local import LocalEmbedder
+from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.searcher import embed_server
 
 pytestmark = pytest.mark.slow

@@ -36,13 +36,13 @@ def _faiss() -> Check:
 
 
 def _embedder(settings: settings_mod.Settings) -> Check:
-    from codeintel.core import embedding
+    from codeintel.core import embed
 
     cfg = settings.embedder
     target = cfg.url if cfg.kind == "openai" else cfg.model
     start = time.perf_counter()
     try:
-        embedder = embedding.make_embedder(cfg)
+        embedder = embed.make_embedder(cfg)
         try:
             xq = embedder.embed(["codeintel doctor"])
         finally:

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from codeintel.core import chunks as chunks_mod
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import globs
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 import msgspec
 import numpy as np
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod

@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 
 from codeintel import __version__
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod

@@ -31,7 +31,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import context as context_mod

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from codeintel.core import embedding, errors
+from codeintel.core import errors
+from codeintel.core.embed import base
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +132,10 @@ class LocalEmbedder:
             return st
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        with embedding.EMBED_SECONDS.time():
+        with base.EMBED_SECONDS.time():
             st = self._load()
             if not texts:
-                return embedding.empty(self._dim)
+                return base.empty(self._dim)
             with self._encode_lock:
                 vectors = st.encode(
                     list(texts),
