@@ -182,20 +182,6 @@ class GitClient:
         except git.GitCommandError:
             return bool(self.repo.git.for_each_ref("--count=1", "--format=%(objectname)").strip())
 
-    def is_ancestor(self, old: str, new: str) -> bool:
-        try:
-            self.repo.git.merge_base("--is-ancestor", old, new)
-            return True
-        except git.GitCommandError:
-            return False
-
-    def has_commit(self, sha: str) -> bool:
-        try:
-            self.repo.git.cat_file("-e", f"{sha}^{{commit}}")
-            return True
-        except git.GitCommandError:
-            return False
-
     def list_files(self, commit: str) -> list[TreeEntry]:
         """Every blob (and submodule/symlink entry) in the commit's tree, recursively."""
         try:
@@ -218,14 +204,6 @@ class GitClient:
                 stream = self.repo.odb.stream(bytes.fromhex(blob))
                 yield blob, stream.read()
 
-    def read_file(self, commit: str, path: str) -> bytes:
-        """One file's content at a commit; PathNotFoundError when it is not there."""
-        try:
-            blob = self.repo.git.rev_parse("--verify", "--quiet", f"{commit}:{path}")
-        except git.GitCommandError as e:
-            raise errors.PathNotFoundError(path, commit) from e
-        return next(self.read_blobs([blob.strip()]))[1]
-
     def diff(self, old: str, new: str) -> list[FileChange]:
         """``git diff --name-status -M`` between two commits, renames paired."""
         try:
@@ -237,22 +215,13 @@ class GitClient:
         i = 0
         while i < len(fields) and fields[i]:
             status = fields[i]
-            if status[0] in "RC":
+            if status[0] == "R":
                 changes.append(FileChange(status[0], fields[i + 2], fields[i + 1]))
                 i += 3
             else:
                 changes.append(FileChange(status[0], fields[i + 1]))
                 i += 2
         return changes
-
-    def run_git(self, *args: str) -> str:
-        """Run any git command in this repository; GitError with git's own message on failure."""
-        try:
-            return str(
-                self.repo.git.execute(["git", *args], env=_env(), strip_newline_in_stdout=False)
-            )
-        except git.GitCommandError as e:
-            raise errors.GitError(f"git {args[0] if args else ''} failed: {_short(e)}") from e
 
     def close(self) -> None:
         self.repo.close()
@@ -271,8 +240,8 @@ def changed_paths(changes: Sequence[FileChange]) -> tuple[set[str], set[str]]:
     for change in changes:
         if change.status == "D":
             removed.add(change.path)
-        elif change.status in "RC":
-            if change.status == "R" and change.old_path:
+        elif change.status == "R":
+            if change.old_path:
                 removed.add(change.old_path)
             added.add(change.path)
         else:  # A, M, T (type change) and anything unusual: re-index the new side

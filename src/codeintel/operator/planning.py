@@ -89,21 +89,6 @@ def next_action(
     return Plan(None, "UpToDate")
 
 
-def seconds_until_due(
-    spec: spec_mod.CodeIndexSpec, status: Mapping[str, Any], moment: datetime.datetime
-) -> float | None:
-    """Seconds until the next scheduled update or retry; ``None`` when nothing is scheduled."""
-    waits: list[float] = []
-    retry_after = parse_time(status.get("retryAfter"))
-    if retry_after is not None:
-        waits.append((retry_after - moment).total_seconds())
-    last = parse_time(status.get("lastUpdateTime"))
-    if spec.updates_enabled and last is not None:
-        due = last + datetime.timedelta(seconds=spec.update_interval_seconds)
-        waits.append((due - moment).total_seconds())
-    return max(0.0, min(waits)) if waits else None
-
-
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
