@@ -7,13 +7,11 @@ GitPython's ``Repo.blame`` runs the same ``git blame`` and then parses the
 porcelain in Python objects per line (slower, and it re-decodes names), and
 pygit2's ``Repository.blame`` (libgit2) has to walk the history without git's
 commit-graph and bloom-filter shortcuts, so it is several times slower on long
-histories; its path-limited log needs a diff per commit in Python. GitPython
-stays for repository handling (opening, validating) in ``core/git.py``.
+histories; its path-limited log needs a diff per commit in Python.
 
-Every call is pinned to a commit sha, so answers never mix commits (DESIGN §3),
-and runs with ``core.quotepath=off`` so non-ASCII paths come back intact.
-``safe.directory=*`` lets a searcher read a store mounted from another uid.
-:class:`AsyncGitClient` moves the blocking calls onto an executor so the event
+Every call is pinned to a commit sha, so answers never mix commits, and runs
+through :mod:`codeintel.core.gitrun` (non-ASCII paths intact, a store owned by
+another uid readable). :class:`AsyncGitClient` moves the blocking calls onto an executor so the event
 loop never waits on git.
 """
 
@@ -23,17 +21,11 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import datetime as dt
-import os
 import re
-import subprocess
 from pathlib import Path
 
-from codeintel.core import errors
+from codeintel.core import errors, gitrun
 
-GIT_TIMEOUT_SECONDS = 30.0
-"""Upper bound for one blame or log; a pathological history must not pin a worker forever."""
-
-_BASE_ARGS = ("-c", "core.quotepath=off", "-c", "safe.directory=*", "-c", "log.showSignature=false")
 _ONLY_LINES = re.compile(r"has only (\d+) lines?")
 _FIELD = "\x1f"
 _RECORD = "\x1e"
@@ -66,23 +58,7 @@ class LogEntry:
 
 
 def _git(repo: Path, *args: str) -> bytes:
-    """Run git in ``repo`` and return stdout; a failure becomes a GitError carrying stderr."""
-    try:
-        proc = subprocess.run(
-            ["git", *_BASE_ARGS, *args],
-            cwd=repo,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
-    except subprocess.TimeoutExpired as e:
-        raise errors.GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_SECONDS:.0f}s") from e
-    except OSError as e:
-        raise errors.GitError(f"cannot run git: {e}") from e
-    if proc.returncode != 0:
-        raise errors.GitError(proc.stderr.decode("utf-8", "replace").strip() or "git failed")
-    return proc.stdout
+    return gitrun.run(repo, *args)
 
 
 def _iso(epoch: str, tz: str) -> str:
@@ -106,6 +82,7 @@ def blame(repo: Path, commit: str, path: str, start_line: int, end_line: int) ->
     """
     if start_line < 1 or end_line < start_line:
         raise errors.QueryError("need 1 <= start_line <= end_line", field="start_line")
+    gitrun.check_ref(commit)
     try:
         out = _git(
             repo, "blame", "--porcelain", "-L", f"{start_line},{end_line}", commit, "--", path
@@ -168,9 +145,12 @@ def history(repo: Path, commit: str, path: str, limit: int) -> list[LogEntry]:
     """The last ``limit`` commits reachable from ``commit`` that touched ``path``, newest first."""
     if limit < 1:
         raise errors.QueryError("limit must be at least 1", field="limit")
+    gitrun.check_ref(commit)
     fmt = _FIELD.join(("%H", "%an", "%ae", "%aI", "%s")) + _RECORD
     try:
-        out = _git(repo, "log", f"-n{limit}", f"--format={fmt}", commit, "--", path)
+        out = _git(
+            repo, "log", f"-n{limit}", f"--format={fmt}", "--end-of-options", commit, "--", path
+        )
     except errors.GitError as e:
         if _missing(str(e)):
             raise errors.PathNotFoundError(path, commit) from e
@@ -190,7 +170,7 @@ def history(repo: Path, commit: str, path: str, limit: int) -> list[LogEntry]:
 def path_exists(repo: Path, commit: str, path: str) -> bool:
     """Whether ``path`` (file or directory) exists in ``commit``'s tree."""
     try:
-        _git(repo, "cat-file", "-e", f"{commit}:{path}")
+        _git(repo, "cat-file", "-e", "--end-of-options", f"{gitrun.check_ref(commit)}:{path}")
     except errors.GitError:
         return False
     return True
