@@ -7,10 +7,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from codeintel.core import errors, gitrun, history
 from codeintel.core import git as git_mod
+from codeintel.indexer import selection
 from codeintel.searcher import worktree
 from gitrepo import GitRepo
 
@@ -136,3 +138,35 @@ class TestRunner:
         monkeypatch.setattr(shutil, "which", lambda _name: None)
         with pytest.raises(errors.ConfigError, match="'git' binary"):
             gitrun.require_git()
+
+
+class TestRecords:
+    """Tree, blame and log rows are defined once, in core, and encode as the tools answer."""
+
+    def test_blame_and_log_rows(self, mirror: Path) -> None:
+        head = git_mod.GitClient(mirror).resolve("HEAD")
+        [row] = history.blame(mirror, head, PATH, 3, 3)
+        assert msgspec.to_builtins(row) == {
+            "line": 3,
+            "sha": head,
+            "short_sha": head[:12],
+            "author": "Ada Lovelace",
+            "email": "ada@example.org",
+            "date": row.date,
+            "summary": "second",
+            "text": "three",
+        }
+        [commit, _] = history.history(mirror, head, PATH, 5)
+        assert list(msgspec.to_builtins(commit)) == [
+            "sha",
+            "short_sha",
+            "author",
+            "email",
+            "date",
+            "summary",
+        ]
+
+    def test_the_tree_listing_is_what_selection_takes(self, mirror: Path) -> None:
+        tree = git_mod.list_tree(mirror, "HEAD")
+        kept, skipped = selection.select_files(tree, max_file_bytes=1 << 20, exclude_globs=())
+        assert kept == sorted(tree, key=lambda e: e.path) and skipped == []

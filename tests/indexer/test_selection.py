@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from codeintel.core import errors
+from codeintel.core.git import TreeEntry
 from codeintel.core.globs import matches as path_matches
 from codeintel.core.settings import IndexSettings
 from codeintel.indexer.selection import (
-    FileEntry,
     Skipped,
     decode_text,
     select_files,
@@ -17,13 +17,13 @@ from codeintel.indexer.selection import (
 DEFAULTS = IndexSettings()
 
 
-def entry(path: str, size: int = 100, mode: str = "100644") -> FileEntry:
-    return FileEntry(path=path, blob="0" * 40, size=size, mode=mode)
+def entry(path: str, size: int = 100, mode: str = "100644") -> TreeEntry:
+    return TreeEntry(path=path, blob="0" * 40, size=size, mode=mode)
 
 
 def select(
-    *entries: FileEntry, max_file_bytes: int = DEFAULTS.max_file_bytes
-) -> tuple[list[FileEntry], list[Skipped]]:
+    *entries: TreeEntry, max_file_bytes: int = DEFAULTS.max_file_bytes
+) -> tuple[list[TreeEntry], list[Skipped]]:
     return select_files(
         entries, max_file_bytes=max_file_bytes, exclude_globs=DEFAULTS.exclude_globs
     )

@@ -32,9 +32,13 @@ class TreeEntry(msgspec.Struct, frozen=True):
     """One entry of a commit's tree (``git ls-tree -r -l``): a blob, symlink or submodule."""
 
     path: str
+    """Repository-relative, ``/``-separated."""
     blob: str
+    """The object id (hex)."""
     size: int
+    """Size in bytes (0 for submodules)."""
     mode: str
+    """Git file mode: ``100644``, ``100755``, ``120000`` (symlink), ``160000`` (submodule)."""
 
 
 class FileChange(msgspec.Struct, frozen=True):

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
+
+import msgspec
 
 from codeintel.core import errors, gitrun
 
@@ -31,11 +32,26 @@ _FIELD = "\x1f"
 _RECORD = "\x1e"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BlameEntry:
-    """One line of a blame: who last changed it, in which commit."""
+class LogEntry(msgspec.Struct, frozen=True):
+    """One commit that touched a file: a ``file_history`` row, and the commit half of a blame row."""
+
+    sha: str
+    """Full commit id."""
+    short_sha: str
+    """The first 12 hex digits: unique in practice, short enough to quote."""
+    author: str
+    email: str
+    date: str
+    """Author date, ISO 8601 with the author's own UTC offset."""
+    summary: str
+    """The commit message's first line."""
+
+
+class BlameEntry(msgspec.Struct, frozen=True):
+    """One line of a blame (a ``blame_range`` row): who last changed it, in which commit."""
 
     line: int
+    """1-based line number at the blamed commit."""
     sha: str
     short_sha: str
     author: str
@@ -43,18 +59,7 @@ class BlameEntry:
     date: str
     summary: str
     text: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One commit that touched a file."""
-
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
+    """The line's content, without its newline."""
 
 
 def _git(repo: Path, *args: str) -> bytes:

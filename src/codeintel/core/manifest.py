@@ -8,7 +8,7 @@ instead of failing somewhere inside a FAISS or SQLite read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -37,7 +37,9 @@ CHUNKS_DB = "chunks.sqlite"
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
-INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq")
+IndexType = Literal["flat", "ivf_flat", "ivf_pq"]
+INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf_flat", "ivf_pq")
+"""Primary index kinds, smallest corpus first (docs/architecture.md, *Vector indexes*)."""
 
 
 class EmbeddingInfo(msgspec.Struct):

@@ -32,19 +32,19 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import faiss
 import msgspec
 import numpy as np
 
-from codeintel.core import errors, gpu
+from codeintel.core import errors, gpu, manifest
 from codeintel.core.settings import IndexSettings
 
 logger = logging.getLogger(__name__)
 
-IndexType = Literal["flat", "ivf_flat", "ivf_pq"]
-INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf_flat", "ivf_pq")
+IndexType = manifest.IndexType
+INDEX_TYPES = manifest.INDEX_TYPES
 
 MIN_POINTS_PER_CENTROID = 39
 """FAISS warns below 39 training points per centroid; nlist is lowered to stay above."""

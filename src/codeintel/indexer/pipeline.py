@@ -31,26 +31,12 @@ from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
 from codeintel.core.chunks import Chunk, ChunkDB
+from codeintel.core.indexresult import IndexResult
 from codeintel.core.vectors import VectorStore
 from codeintel.indexer import ann, chunking, corpus
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
-
-
-class IndexResult(msgspec.Struct, kw_only=True):
-    """What one indexer run did; the JSON a Job writes as its termination message."""
-
-    action: str
-    changed: bool
-    generation: str
-    commit: str
-    index_type: str
-    vectors: store_mod.Counts
-    files: int = 0
-    chunks: int = 0
-    skipped: int = 0
-    merged: bool = False
 
 
 def build(

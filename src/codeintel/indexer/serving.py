@@ -19,6 +19,7 @@ from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core.indexresult import IndexResult
 from codeintel.indexer import pipeline
 from codeintel.indexer import progress as progress_mod
 
@@ -33,7 +34,7 @@ def ensure_index(
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
     log_unchanged: int = logging.INFO,
-) -> pipeline.IndexResult:
+) -> IndexResult:
     """Build or update the store so its live generation is ``source`` at ``ref``.
 
     ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling).

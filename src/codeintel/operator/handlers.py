@@ -22,9 +22,9 @@ from codeintel.core import errors
 from codeintel.operator import jobs, kube, manifests, reconciling
 from codeintel.operator import settings as settings_mod
 
-GROUP, VERSION, PLURAL = "codeintel.io", "v1alpha1", "codeindexes"
-FINALIZER = "codeintel.io/finalizer"
-ANNOTATIONS_PREFIX = "operator.codeintel.io"
+GROUP, VERSION, PLURAL = manifests.GROUP, manifests.VERSION, manifests.PLURAL
+FINALIZER = f"{GROUP}/finalizer"
+ANNOTATIONS_PREFIX = f"operator.{GROUP}"
 API_RETRY_SECONDS = 10.0
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]

@@ -15,20 +15,18 @@ server refuses a duplicate.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from codeintel.core import errors
+from codeintel.core import errors, indexresult
 from codeintel.operator import manifests
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
 CONTAINER = "indexer"
 TERMINATION_LOG = "/dev/termination-log"
-ACTION_LABEL = "codeintel.io/action"
+ACTION_LABEL = f"{manifests.GROUP}/action"
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
@@ -46,34 +44,6 @@ class Outcome(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class JobResult:
-    """The indexer's JSON result; ``changed`` is false when an update found no new commit."""
-
-    action: str
-    changed: bool
-    generation: str
-    commit: str
-    index_type: str
-    primary: int
-    secondary: int
-    tombstones: int
-
-    @property
-    def total(self) -> int:
-        """Live vectors: every stored one not deleted or replaced since."""
-        return max(0, self.primary + self.secondary - self.tombstones)
-
-    def status_vectors(self) -> dict[str, int]:
-        """The counts as ``status.vectors``."""
-        return {
-            "primary": self.primary,
-            "secondary": self.secondary,
-            "tombstones": self.tombstones,
-            "total": self.total,
-        }
 
 
 def job_name(index_name: str, action: Action, sequence: int) -> str:
@@ -215,7 +185,7 @@ def termination(pod: Mapping[str, Any]) -> tuple[int, str] | None:
     return None
 
 
-def read_result(pods: Iterable[Mapping[str, Any]]) -> JobResult:
+def read_result(pods: Iterable[Mapping[str, Any]]) -> indexresult.IndexResult:
     """The result of a succeeded Job from its pod that exited 0."""
     for pod in reversed(list(pods)):
         ended = termination(pod)
@@ -233,20 +203,6 @@ def failure_message(pods: Iterable[Mapping[str, Any]], limit: int = 2000) -> str
     return ""
 
 
-def parse_result(message: str) -> JobResult:
+def parse_result(message: str) -> indexresult.IndexResult:
     """Parse the JSON result of ``codeintel index … --result-file``."""
-    try:
-        data = json.loads(message)
-        vectors = data.get("vectors") or {}
-        return JobResult(
-            action=str(data["action"]),
-            changed=bool(data.get("changed", True)),
-            generation=str(data["generation"]),
-            commit=str(data["commit"]),
-            index_type=str(data.get("index_type") or ""),
-            primary=int(vectors.get("primary", 0)),
-            secondary=int(vectors.get("secondary", 0)),
-            tombstones=int(vectors.get("tombstones", 0)),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise errors.IndexFormatError(f"unreadable indexer result {message[:200]!r}: {e}") from e
+    return indexresult.decode(message)

@@ -16,10 +16,14 @@ from typing import Any
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
-API_VERSION = "codeintel.io/v1alpha1"
+GROUP = "codeintel.io"
+"""The API group of the CodeIndex resource, and the prefix of every label and annotation we set."""
+VERSION = "v1alpha1"
+PLURAL = "codeindexes"
+API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "CodeIndex"
-GENERATION_ANNOTATION = "codeintel.io/generation"
-INDEX_LABEL = "codeintel.io/index"
+GENERATION_ANNOTATION = f"{GROUP}/generation"
+INDEX_LABEL = f"{GROUP}/index"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "codeintel-operator"
 GPU_RESOURCE = "nvidia.com/gpu"

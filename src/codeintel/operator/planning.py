@@ -19,6 +19,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from codeintel.core import indexresult
 from codeintel.operator import jobs
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
@@ -168,7 +169,7 @@ def start_patch(
 
 def success_patch(
     status: Mapping[str, Any],
-    result: jobs.JobResult,
+    result: indexresult.IndexResult,
     spec: spec_mod.CodeIndexSpec,
     observed_generation: int,
     moment: datetime.datetime,

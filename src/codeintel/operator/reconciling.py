@@ -27,7 +27,7 @@ from codeintel.operator import jobs, kube, manifests, planning
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
-CODEINDEXES = ("codeintel.io/v1alpha1", "codeindexes")
+CODEINDEXES = (manifests.API_VERSION, manifests.PLURAL)
 JOBS = ("batch/v1", "jobs")
 PODS = ("v1", "pods")
 PVCS = ("v1", "persistentvolumeclaims")
