@@ -37,7 +37,8 @@ def _aliases(*names: str) -> dict[str, tuple[str, ...]]:
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: Path = Path(".codeintel")
-    """Root of the index store (DESIGN §3). A local directory, or the shared volume's mount."""
+    """Root of the index store (docs/architecture.md, *Writing a generation*). A local
+    directory, or the shared volume's mount."""
 
     keep_generations: int = 3
     """Generations kept by garbage collection besides the live one; searchers may still hold them."""

@@ -1,9 +1,9 @@
 """Build the primary FAISS index adaptively, and the other FAISS files the indexer writes.
 
-Why adaptive: one fixed index type is wrong at both ends. The seed used
-``OPQ64,IVF1024,PQ64`` everywhere; at 50K x 384 on one core it trained for
-~460 s and reached recall@20 0.41, while a repository of 3 000 chunks needs no
-training at all. So (DESIGN §3):
+Why adaptive: one fixed index type is wrong at both ends. A fixed
+``OPQ64,IVF1024,PQ64`` at 50K x 384 on one core trained for ~460 s and reached
+recall@20 0.41, while a repository of 3 000 chunks needs no training at all. So
+(docs/architecture.md, *Vector indexes*):
 
 * ``flat`` below ``IndexSettings.flat_max`` vectors: exact, nothing to train.
 * ``ivf_flat`` up to ``ivf_flat_max``: nlist = clamp(sqrt n); float32 codes, so

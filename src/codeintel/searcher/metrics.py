@@ -1,4 +1,4 @@
-"""The searcher's Prometheus metrics (DESIGN §7), one registry per application.
+"""The searcher's Prometheus metrics (docs/architecture.md, *Searcher*), one registry per app.
 
 A registry per app, not the process-wide default, so tests and benchmarks can
 run several apps in one process without duplicate-series errors; ``/metrics``
