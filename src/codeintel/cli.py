@@ -162,7 +162,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed_server(args: argparse.Namespace) -> int:
-    from codeintel.searcher import embed_server
+    from codeintel import embed_server
 
     embed_server.run(args.host, args.port, args.model)
     return 0
@@ -176,7 +176,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from codeintel.core import doctor
+    from codeintel import doctor
 
     report = doctor.run(_settings(args))
     print(json.dumps(report, indent=2, default=str) if args.json else doctor.render(report))

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import uvicorn
 
+from codeintel import embed_server
 from codeintel.core import errors
 from codeintel.core.embed.local import LocalEmbedder
 from codeintel.core.embed.openai import OpenAIEmbeddingsClient
-from codeintel.searcher import embed_server
 
 pytestmark = pytest.mark.slow
 
