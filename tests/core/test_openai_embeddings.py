@@ -10,12 +10,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-from embed_helpers import FakeEmbeddingsServer, expected_vectors
 from prometheus_client import REGISTRY
 
 from codeintel.core import embed, errors
 from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import EmbedderSettings
+from servers import FakeEmbeddingsServer, expected_vectors
 
 Server = tuple[FakeEmbeddingsServer, str]
 

@@ -1,4 +1,4 @@
-"""Small pieces on their own: path normalisation, RRF, micro-batching, blame/log parsing."""
+"""Small pieces on their own: path normalisation, RRF, micro-batching."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from searcher_helpers import AUTHORS, NON_ASCII_PATH, Repo
 
-from codeintel.core import errors, history
+from codeintel.core import errors
 from codeintel.searcher import paths, semantic
 
 
@@ -97,31 +96,3 @@ async def test_batcher_fails_every_query_of_a_failed_batch() -> None:
         return_exceptions=True,
     )
     assert all(isinstance(o, errors.EmbeddingError) for o in outcome)
-
-
-class TestHistory:
-    def test_blame_and_log_at_a_pinned_commit(self, repo: Repo) -> None:
-        first = repo.git("rev-list", "--max-parents=0", "HEAD")
-        lines = history.blame(repo.path, first, NON_ASCII_PATH, 1, 100)
-        assert len(lines) == 3  # the later "Tarte Tatin." line does not exist yet
-        assert {e.author for e in lines} == {AUTHORS["ada"][0]}
-        log = history.history(repo.path, repo.git("rev-parse", "HEAD"), NON_ASCII_PATH, 10)
-        assert [e.summary for e in log] == ["café: more recipes", "initial import"]
-
-    def test_missing_paths(self, repo: Repo) -> None:
-        head = repo.git("rev-parse", "HEAD")
-        with pytest.raises(errors.PathNotFoundError):
-            history.blame(repo.path, head, "nope.py", 1, 2)
-        with pytest.raises(errors.PathNotFoundError):
-            history.history(repo.path, head, "nope.py", 2)
-
-    def test_porcelain_dates_keep_the_offset(self) -> None:
-        sha = "a" * 40
-        out = (
-            f"{sha} 1 1 1\nauthor Zoë\nauthor-mail <z@x>\nauthor-time 1700000000\n"
-            f"author-tz -0130\nsummary s\nfilename f\n\tline\n"
-        ).encode()
-        [entry] = history.parse_porcelain(out)
-        assert entry.date == "2023-11-14T20:43:20-01:30"
-        assert entry.author == "Zoë"
-        assert entry.text == "line"
