@@ -33,7 +33,7 @@ _RECORD = "\x1e"
 
 
 class LogEntry(msgspec.Struct, frozen=True):
-    """One commit that touched a file: a ``file_history`` row, and the commit half of a blame row."""
+    """One commit that touched a file: a ``file_history`` row, and the first half of a blame row."""
 
     sha: str
     """Full commit id."""
@@ -47,17 +47,11 @@ class LogEntry(msgspec.Struct, frozen=True):
     """The commit message's first line."""
 
 
-class BlameEntry(msgspec.Struct, frozen=True):
-    """One line of a blame (a ``blame_range`` row): who last changed it, in which commit."""
+class BlameEntry(LogEntry, frozen=True):
+    """One line of a blame (a ``blame_range`` row): the commit that last changed it, and the line."""
 
     line: int
     """1-based line number at the blamed commit."""
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
     text: str
     """The line's content, without its newline."""
 
