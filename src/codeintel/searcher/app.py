@@ -42,6 +42,8 @@ from codeintel.searcher import tools as tools_mod
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
+"""All the metrics port serves, without the token."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": text}
     for code, text in (
@@ -92,23 +94,42 @@ def _bearer(header: bytes) -> bytes | None:
 
 
 class GuardMiddleware:
-    """Bearer token (all but the probes) and the request body limit, before any route runs.
+    """Bearer token (all but the probes), the metrics port, and the body limit, before any route.
+
+    A connection to ``metrics_port`` reaches ``/metrics`` and the probes only, with no
+    token: Prometheus scrapes every searcher through one ServiceMonitor, whose
+    credentials could name only one secret of its own namespace.
 
     The body is read here, whole, before the app sees it: a chunked upload has no
     Content-Length to refuse up front, and an error raised while FastAPI reads the
     body would come out as its generic 400. 1 MiB is small enough to buffer.
     """
 
-    def __init__(self, app: ASGIApp, token: str, max_body: int = models.MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        max_body: int = models.MAX_BODY_BYTES,
+        metrics_port: int = 0,
+    ) -> None:
         self.app = app
         self._token = token.encode()
         self._max_body = max_body
+        self._metrics_port = metrics_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        server = scope.get("server") or (None, None)
+        if self._metrics_port and server[1] == self._metrics_port:
+            if scope["path"] in METRICS_PORT_PATHS and scope["method"] in ("GET", "HEAD"):
+                await self.app(scope, receive, send)
+            else:
+                only = "the metrics port serves GET /metrics, /healthz and /readyz only"
+                await _error(404, "NotFound", only)(scope, receive, send)
+            return
         if self._token and scope["path"] not in OPEN_PATHS:
             given = _bearer(headers.get(b"authorization", b""))
             if given is None or not hmac.compare_digest(given, self._token):
@@ -202,7 +223,9 @@ def create_app(
         description=mcp_tools.INSTRUCTIONS,
         lifespan=lifespan,
     )
-    app.add_middleware(GuardMiddleware, token=api_token(settings))
+    app.add_middleware(
+        GuardMiddleware, token=api_token(settings), metrics_port=settings.server.metrics_port
+    )
     # The MCP routes' ASGI endpoint, added as a plain route so "/mcp" needs no trailing slash.
     for route in mcp_http.routes:
         if isinstance(route, Route):
