@@ -124,7 +124,7 @@ class GuardMiddleware:
         headers = dict(scope.get("headers") or [])
         server = scope.get("server") or (None, None)
         if self._metrics_port and server[1] == self._metrics_port:
-            if scope["path"] in METRICS_PORT_PATHS and scope["method"] in ("GET", "HEAD"):
+            if scope["path"] in METRICS_PORT_PATHS and scope["method"] == "GET":
                 await self.app(scope, receive, send)
             else:
                 only = "the metrics port serves GET /metrics, /healthz and /readyz only"

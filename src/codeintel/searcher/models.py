@@ -27,8 +27,10 @@ MAX_BODY_BYTES = 1 << 20
 MAX_GLOBS = 64
 MAX_LINE_CHARS = 500
 """Snippet, blame and matched lines are cut to this many characters (minified files)."""
-MAX_ANSWER_TEXT_CHARS = 256_000
-"""Characters of source text (snippets, blame lines) one answer carries at most."""
+MAX_ANSWER_TEXT_CHARS = 512_000
+"""Characters of source text (snippets, blame lines) one answer carries at most: a whole
+5 000-line blame of ordinary code (up to ~100 characters a line) fits; a pathological
+file is cut instead of making a multi-megabyte answer."""
 
 
 def unencodable(value: Any) -> str | None:

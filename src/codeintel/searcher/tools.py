@@ -9,9 +9,9 @@ map from the error tree to HTTP statuses that REST and MCP both report.
 
 Source text in answers is bounded (docs/architecture.md, Searcher, guard rails):
 one line of a minified file is megabytes, and an agent's context is not. Each
-line is cut at ``models.MAX_LINE_CHARS`` and each answer carries at most
-``models.MAX_ANSWER_TEXT_CHARS`` of snippets or blame text; a cut row says
-``truncated: true``, and so does the answer.
+line is cut at ``models.MAX_LINE_CHARS`` and each semantic or blame answer
+carries at most ``models.MAX_ANSWER_TEXT_CHARS`` of snippets or blame text; a
+cut row says ``truncated: true``, and so does the answer.
 """
 
 from __future__ import annotations
@@ -161,23 +161,22 @@ class Tools:
                 max_results=req.max_results,
                 timeout=self.settings.server.search_text_timeout_seconds,
             )
-            budget = TextBudget()
+            # Lines are cut (in textsearch); the row count is the caller's max_results.
             results = []
             for m in matches:
-                text, cut = budget.take(m.text)
                 row: dict[str, Any] = {
                     "path": m.path,
                     "line": m.line,
                     "column": m.column,
-                    "text": text,
+                    "text": m.text,
                 }
-                if cut or len(m.text) < m.length:
+                if len(m.text) < m.length:
                     row["truncated"] = True
-                    budget.cut = True
+                    truncated = True
                 results.append(row)
             return {
                 "results": results,
-                "truncated": truncated or budget.cut,
+                "truncated": truncated,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
@@ -213,7 +212,7 @@ class Tools:
             results = []
             for e in entries:
                 text, cut = budget.take(e.text)
-                summary, cut_summary = budget.take(e.summary)
+                summary, cut_summary = budget.take(e.summary, count=False)
                 row: dict[str, Any] = {
                     "line": e.line,
                     "sha": e.sha,
@@ -272,18 +271,19 @@ class TextBudget:
         self.cut = False
         """Whether anything of this answer was cut."""
 
-    def take(self, text: str) -> tuple[str, bool]:
-        """``text`` with each line cut to ``line`` characters and within what is left."""
+    def take(self, text: str, *, count: bool = True) -> tuple[str, bool]:
+        """``text`` with each line cut to ``line`` characters and, if ``count``, within what is left."""
         cut = False
         if len(text) > self.line:
             lines = text.split("\n")
             if any(len(x) > self.line for x in lines):
                 text = "\n".join(x[: self.line] for x in lines)
                 cut = True
-        if len(text) > self.left:
-            text = text[: self.left]
-            cut = True
-        self.left -= len(text)
+        if count:
+            if len(text) > self.left:
+                text = text[: self.left]
+                cut = True
+            self.left -= len(text)
         self.cut = self.cut or cut
         return text, cut
 
