@@ -5,10 +5,11 @@ lifespan, never at import) to ``POST /v1/<tool>`` (DESIGN §5), to the MCP
 server mounted at ``/mcp`` (its session manager runs inside the same
 lifespan), and to ``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/index``.
 
-Guard rails live here, at the edge: an optional bearer token (compared in
-constant time; probes stay open), a 1 MiB body limit, and one exception
-handler that turns the error tree into JSON ``{"error": {type, message,
-field}}`` with a 4xx for anything a caller can cause. The MCP transport
+Guard rails live here, at the edge (docs/architecture.md, Searcher): an
+optional bearer token (constant-time compare, case-insensitive scheme; probes
+stay open), a metrics-only port without the token, a 1 MiB body limit counted
+on the bytes received, and exception handlers that turn the error tree and
+FastAPI's own 4xx into JSON ``{"error": {type, message, field}}``. The MCP transport
 accepts the Host names of a Kubernetes Service besides localhost
 (``ServerSettings.allowed_hosts``), since in a cluster agents reach the pod
 as ``codeintel.<namespace>.svc``.
@@ -277,7 +278,7 @@ def create_app(
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus exposition (DESIGN §7)."""
+        """Prometheus exposition (docs/architecture.md, Searcher, metrics port)."""
         return Response(ctx().metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)

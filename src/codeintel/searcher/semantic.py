@@ -6,6 +6,8 @@ therefore gathers the queries that arrive within ``window`` seconds (or while
 every batch slot is busy) into one ``aembed`` call and one ``engine.search``
 per generation, then hands each caller its own row. At low load a query waits
 at most ``window``; under load batches grow on their own, up to ``max_batch``.
+A batch that fails is retried query by query, so one query the model refuses
+fails alone instead of failing its neighbours.
 The gain is measured by ``benchmarks/searcher_bench.py`` (``docs/performance.md``).
 
 ``hybrid`` fuses the dense ranking and the FTS5 BM25 ranking with reciprocal
