@@ -1,7 +1,7 @@
 """The searcher's FastAPI application: REST, MCP over streamable HTTP, probes, metrics.
 
 :func:`create_app` wires one :class:`~context.AppContext` (built in the
-lifespan, never at import) to ``POST /v1/<tool>`` (DESIGN §5), to the MCP
+lifespan, never at import) to ``POST /v1/<tool>``, to the MCP
 server mounted at ``/mcp`` (its session manager runs inside the same
 lifespan), and to ``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/index``.
 
