@@ -304,3 +304,36 @@ def test_crd_documents_every_field() -> None:
         "lastTransitionTime",
         "observedGeneration",
     }
+
+
+def test_service_monitor_scrapes_the_searchers_metrics_port_without_a_token() -> None:
+    # The operator renders the searcher Service; the chart's ServiceMonitor must select it
+    # and name a port it has, one that answers /metrics without the API token.
+    from codeintel.operator import manifests
+    from codeintel.operator import spec as spec_mod
+    from codeintel.operator.settings import OperatorSettings
+
+    docs = render(gpu_values())
+    [monitor] = by_kind(docs, "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert "authorization" not in endpoint and "bearerTokenSecret" not in endpoint
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = OperatorSettings.from_env(env)
+    example = by_kind(docs, "CodeIndex")[0]
+    body = {**example, "metadata": {**example["metadata"], "uid": "u-1", "namespace": "search"}}
+    body["spec"].setdefault("searcher", {})["apiTokenSecret"] = {"name": "search-token"}
+    spec = spec_mod.parse(body["spec"], settings)
+    service = manifests.render_service(body, spec, settings)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert endpoint["port"] in ports
+    deployment = manifests.render_deployment(body, spec, settings, "g000001")
+    searcher = deployment["spec"]["template"]["spec"]["containers"][0]
+    searcher_env = {e["name"]: e.get("value") for e in searcher["env"]}
+    metrics_port = ports[endpoint["port"]]["port"]
+    assert searcher_env["CODEINTEL_SERVER_METRICS_PORT"] == str(metrics_port)
+    assert {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"} in searcher[
+        "ports"
+    ]

@@ -194,6 +194,11 @@ class ServerSettings:
     api_token: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_API_TOKEN"))
     """Optional bearer token guarding every route but the probes; empty disables auth."""
 
+    metrics_port: int = 0
+    """A second TCP port serving only ``/metrics`` and the probes, without the token, for
+    Prometheus (one ServiceMonitor scrapes searchers whose tokens differ); 0 keeps
+    ``/metrics`` on ``port`` only, behind the token. The operator sets 9090."""
+
     allowed_hosts: tuple[str, ...] = ()
     """Extra Host header values MCP accepts (Kubernetes Service names); localhost is always allowed."""
 

@@ -195,14 +195,23 @@ def render_service(
             "selector": selector_labels(name, "searcher"),
             "ports": [
                 {
-                    "name": "http",
-                    "port": settings.searcher_port,
-                    "targetPort": "http",
+                    "name": name,
+                    "port": port,
+                    "targetPort": name,
                     "protocol": "TCP",
                 }
+                for name, port in searcher_ports(settings)
             ],
         },
     }
+
+
+def searcher_ports(settings: settings_mod.OperatorSettings) -> list[tuple[str, int]]:
+    """Named ports of a searcher: ``http`` (API, token) and ``metrics`` (Prometheus, no token)."""
+    ports = [("http", settings.searcher_port)]
+    if settings.searcher_metrics_port:
+        ports.append(("metrics", settings.searcher_metrics_port))
+    return ports
 
 
 def searcher_command(settings: settings_mod.OperatorSettings) -> tuple[list[str], list[str]]:
@@ -231,6 +240,10 @@ def render_deployment(
     ]
     if spec.api_token:
         env.append(secret_env("CODEINTEL_SERVER_API_TOKEN", spec.api_token))
+    if settings.searcher_metrics_port:
+        env.append(
+            {"name": "CODEINTEL_SERVER_METRICS_PORT", "value": str(settings.searcher_metrics_port)}
+        )
     command, args = searcher_command(settings)
     container: dict[str, Any] = {
         "name": "searcher",
@@ -238,7 +251,10 @@ def render_deployment(
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "args": args,
-        "ports": [{"name": "http", "containerPort": settings.searcher_port, "protocol": "TCP"}],
+        "ports": [
+            {"name": name, "containerPort": port, "protocol": "TCP"}
+            for name, port in searcher_ports(settings)
+        ],
         "env": env,
         "resources": resources(
             spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu

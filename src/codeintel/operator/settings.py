@@ -91,7 +91,11 @@ class OperatorSettings:
     """Where the store volume is mounted in indexer and searcher pods."""
 
     searcher_port: int = 8080
-    """Container and Service port of the searchers (REST, MCP, probes, metrics)."""
+    """Container and Service port of the searchers (REST, MCP, probes; token-guarded)."""
+
+    searcher_metrics_port: int = 9090
+    """Container and Service port ``metrics`` of the searchers: ``/metrics`` without the
+    API token, which the chart's ServiceMonitor scrapes; 0 renders no metrics port."""
 
     run_as_user: int = 10001
     """UID of indexer and searcher pods; the images create this user."""
@@ -137,7 +141,12 @@ class OperatorSettings:
             raise errors.ConfigError(f"image_pull_policy {self.image_pull_policy!r} is not valid")
         if self.log_format not in {"json", "plain"}:
             raise errors.ConfigError(f"log_format must be json or plain, not {self.log_format!r}")
-        for name in ("job_backoff_limit", "job_active_deadline_seconds", "searcher_port"):
+        for name in (
+            "job_backoff_limit",
+            "job_active_deadline_seconds",
+            "searcher_port",
+            "searcher_metrics_port",
+        ):
             if getattr(self, name) < 0:
                 raise errors.ConfigError(f"{name} must not be negative")
 

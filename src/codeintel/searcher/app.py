@@ -1,14 +1,15 @@
 """The searcher's FastAPI application: REST, MCP over streamable HTTP, probes, metrics.
 
 :func:`create_app` wires one :class:`~context.AppContext` (built in the
-lifespan, never at import) to ``POST /v1/<tool>`` (DESIGN §5), to the MCP
+lifespan, never at import) to ``POST /v1/<tool>``, to the MCP
 server mounted at ``/mcp`` (its session manager runs inside the same
 lifespan), and to ``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/index``.
 
-Guard rails live here, at the edge: an optional bearer token (compared in
-constant time; probes stay open), a 1 MiB body limit, and one exception
-handler that turns the error tree into JSON ``{"error": {type, message,
-field}}`` with a 4xx for anything a caller can cause. The MCP transport
+Guard rails live here, at the edge (docs/architecture.md, Searcher): an
+optional bearer token (constant-time compare, case-insensitive scheme; probes
+stay open), a metrics-only port without the token, a 1 MiB body limit counted
+on the bytes received, and exception handlers that turn the error tree and
+FastAPI's own 4xx into JSON ``{"error": {type, message, field}}``. The MCP transport
 accepts the Host names of a Kubernetes Service besides localhost
 (``ServerSettings.allowed_hosts``), since in a cluster agents reach the pod
 as ``codeintel.<namespace>.svc``.
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +43,8 @@ from codeintel.searcher import tools as tools_mod
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
+"""All the metrics port serves, without the token."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": text}
     for code, text in (
@@ -60,29 +64,76 @@ def api_token(settings: settings_mod.Settings) -> str:
 
 
 def _json(status: int, body: Any) -> Response:
-    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+    try:
+        content = _encoder.encode(body)
+    except UnicodeEncodeError:  # an error echoing a lone surrogate from the request
+        content = _encoder.encode(_scrub(body))
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every string made UTF-8-safe (lone surrogates as ``\\udxxx`` escapes)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def _error(status: int, type_: str, message: str, field: str | None = None) -> Response:
     return _json(status, {"error": {"type": type_, "message": message, "field": field}})
 
 
-class GuardMiddleware:
-    """Bearer token (all but the probes) and the request body limit, before any route runs."""
+def _bearer(header: bytes) -> bytes | None:
+    """The credentials of a ``Bearer`` Authorization header; the scheme is case-insensitive."""
+    scheme, _, credentials = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return credentials.strip()
 
-    def __init__(self, app: ASGIApp, token: str, max_body: int = models.MAX_BODY_BYTES) -> None:
+
+class GuardMiddleware:
+    """Bearer token (all but the probes), the metrics port, and the body limit, before any route.
+
+    A connection to ``metrics_port`` reaches ``/metrics`` and the probes only, with no
+    token: Prometheus scrapes every searcher through one ServiceMonitor, whose
+    credentials could name only one secret of its own namespace.
+
+    The body is read here, whole, before the app sees it: a chunked upload has no
+    Content-Length to refuse up front, and an error raised while FastAPI reads the
+    body would come out as its generic 400. 1 MiB is small enough to buffer.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        max_body: int = models.MAX_BODY_BYTES,
+        metrics_port: int = 0,
+    ) -> None:
         self.app = app
-        self._token = f"Bearer {token}".encode() if token else b""
+        self._token = token.encode()
         self._max_body = max_body
+        self._metrics_port = metrics_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        server = scope.get("server") or (None, None)
+        if self._metrics_port and server[1] == self._metrics_port:
+            if scope["path"] in METRICS_PORT_PATHS and scope["method"] == "GET":
+                await self.app(scope, receive, send)
+            else:
+                only = "the metrics port serves GET /metrics, /healthz and /readyz only"
+                await _error(404, "NotFound", only)(scope, receive, send)
+            return
         if self._token and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._token):
+            given = _bearer(headers.get(b"authorization", b""))
+            if given is None or not hmac.compare_digest(given, self._token):
                 response = _error(
                     401, "Unauthorized", "missing or wrong bearer token", "authorization"
                 )
@@ -91,38 +142,36 @@ class GuardMiddleware:
                 return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self._max_body):
-            await _error(413, "PayloadTooLarge", "request body exceeds 1 MiB", "body")(
-                scope, receive, send
-            )
+            await self._too_large(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self._max_body:
-                    raise _BodyTooLargeError
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self._max_body:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
-                await _error(413, "PayloadTooLarge", "request body exceeds 1 MiB", "body")(
-                    scope, receive, send
-                )
+        await self.app(scope, replay, send)
 
-
-class _BodyTooLargeError(Exception):
-    pass
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body exceeds {self._max_body} bytes (1 MiB)"
+        await _error(413, "PayloadTooLarge", message, "body")(scope, receive, send)
 
 
 def create_app(
@@ -175,7 +224,9 @@ def create_app(
         description=mcp_tools.INSTRUCTIONS,
         lifespan=lifespan,
     )
-    app.add_middleware(GuardMiddleware, token=api_token(settings))
+    app.add_middleware(
+        GuardMiddleware, token=api_token(settings), metrics_port=settings.server.metrics_port
+    )
     # The MCP routes' ASGI endpoint, added as a plain route so "/mcp" needs no trailing slash.
     for route in mcp_http.routes:
         if isinstance(route, Route):
@@ -191,11 +242,25 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = exc.errors()
-        first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+        first: dict[str, Any] = dict(problems[0]) if problems else {"msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            # FastAPI puts the byte offset in the location; it is no field.
+            pos = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+            detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+            where = f" at byte {pos}" if pos is not None else ""
+            return _error(422, "ValidationError", f"body: invalid JSON{where}: {detail}", "body")
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field = ".".join(loc) or "body"
         message = f"{field}: {first.get('msg', 'invalid')}"
         return _error(422, "ValidationError", message, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own 4xx (unknown route, wrong method, unreadable body) in the one error shape.
+        field = "body" if exc.status_code == 400 else None
+        response = _error(exc.status_code, "HTTPError", str(exc.detail), field)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:
@@ -213,7 +278,7 @@ def create_app(
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus exposition (DESIGN §7)."""
+        """Prometheus exposition (docs/architecture.md, Searcher, metrics port)."""
         return Response(ctx().metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)

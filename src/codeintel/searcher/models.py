@@ -1,16 +1,19 @@
 """The five tools' parameters and answers, one definition for REST, MCP and OpenAPI.
 
-The limits (DESIGN §5 and issue #3) live here as constants and in the field
-constraints, so the OpenAPI schema, the MCP input schemas and the validation
-an agent hits all say the same thing. Descriptions are written for an agent
-choosing a tool: what the field means, its unit, its range.
+The limits (docs/architecture.md, Searcher, guard rails) live here as
+constants and in the field constraints, so the OpenAPI schema, the MCP input
+schemas and the validation an agent hits all say the same thing. Every string
+anywhere in a request must be encodable as UTF-8 (JSON lets ``"\\ud800"``
+through; the tokenizer, ripgrep and git cannot take it), and integers and
+booleans are strict (``"k": true`` is not 1). Descriptions are written for an
+agent choosing a tool: what the field means, its unit, its range.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 
 from codeintel.core import errors, globs
 from codeintel.searcher import paths
@@ -22,6 +25,27 @@ MAX_HISTORY = 500
 MAX_QUERY_CHARS = 2_000
 MAX_BODY_BYTES = 1 << 20
 MAX_GLOBS = 64
+MAX_LINE_CHARS = 500
+"""Snippet, blame and matched lines are cut to this many characters (minified files)."""
+MAX_ANSWER_TEXT_CHARS = 512_000
+"""Characters of source text (snippets, blame lines) one answer carries at most: a whole
+5 000-line blame of ordinary code (up to ~100 characters a line) fits; a pathological
+file is cut instead of making a multi-megabyte answer."""
+
+
+def unencodable(value: Any) -> str | None:
+    """Where a string inside ``value`` cannot be UTF-8 (a lone surrogate), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"invalid Unicode: lone surrogate {value[e.start]!a} at character {e.start}"
+        return None
+    if isinstance(value, list | tuple):
+        return next((p for p in map(unencodable, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in map(unencodable, [*value, *value.values()]) if p), None)
+    return None
 
 
 def _no_nul(value: str) -> str:
@@ -70,6 +94,14 @@ RepoPath = Annotated[
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        problem = unencodable(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class SemanticSearchRequest(_Request):
     query: Annotated[
@@ -81,7 +113,9 @@ class SemanticSearchRequest(_Request):
             "(e.g. 'retry HTTP requests with exponential backoff').",
         ),
     ]
-    k: Annotated[int, Field(ge=1, le=MAX_K, description="Number of chunks to return.")] = 20
+    k: Annotated[
+        int, Strict(), Field(ge=1, le=MAX_K, description="Number of chunks to return.")
+    ] = 20
     path_glob: Annotated[
         Glob | None,
         Field(description="Only chunks whose path matches this glob, e.g. 'src/**/*.py'."),
@@ -108,13 +142,15 @@ class SearchTextRequest(_Request):
             description="Literal text to find, or a Rust-syntax regular expression when regex=true.",
         ),
     ]
-    regex: Annotated[bool, Field(description="Treat pattern as a regular expression.")] = False
-    case_sensitive: Annotated[bool, Field(description="Match case exactly.")] = True
+    regex: Annotated[
+        bool, Strict(), Field(description="Treat pattern as a regular expression.")
+    ] = False
+    case_sensitive: Annotated[bool, Strict(), Field(description="Match case exactly.")] = True
     path_glob: Annotated[
         Glob | None, Field(description="Only files matching this glob, e.g. '*.py' or 'src/**'.")
     ] = None
     max_results: Annotated[
-        int, Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
     ] = 200
 
 
@@ -136,15 +172,18 @@ class ListPathsRequest(_Request):
         Field(max_length=MAX_GLOBS, description="Drop paths matching any of these globs."),
     ] = None
     max_results: Annotated[
-        int, Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
     ] = 1000
 
 
 class BlameRangeRequest(_Request):
     path: RepoPath
-    start_line: Annotated[int, Field(ge=1, le=10_000_000, description="First line, 1-based.")]
+    start_line: Annotated[
+        int, Strict(), Field(ge=1, le=10_000_000, description="First line, 1-based.")
+    ]
     end_line: Annotated[
         int,
+        Strict(),
         Field(
             ge=1,
             le=10_000_000,
@@ -165,7 +204,9 @@ class BlameRangeRequest(_Request):
 class FileHistoryRequest(_Request):
     path: RepoPath
     limit: Annotated[
-        int, Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first.")
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first."),
     ] = 50
 
 
@@ -185,11 +226,19 @@ class SemanticHit(BaseModel):
     symbol: str | None
     language: str | None
     snippet: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class SemanticSearchResponse(_Answer):
     results: list[SemanticHit]
     mode: str
+    truncated: bool = Field(
+        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
+        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
+    )
 
 
 class TextHit(BaseModel):
@@ -197,11 +246,18 @@ class TextHit(BaseModel):
     line: int
     column: int
     text: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class SearchTextResponse(_Answer):
     results: list[TextHit]
-    truncated: bool
+    truncated: bool = Field(
+        description="True when matches were left out (more than max_results, or the "
+        "timeout) or a line's text was cut."
+    )
 
 
 class PathEntry(BaseModel):
@@ -225,11 +281,19 @@ class BlameHit(BaseModel):
     date: str
     summary: str
     text: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class BlameRangeResponse(_Answer):
     results: list[BlameHit]
     path: str
+    truncated: bool = Field(
+        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
+        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
+    )
 
 
 class HistoryHit(BaseModel):

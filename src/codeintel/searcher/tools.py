@@ -6,10 +6,17 @@ work on the shared executor or as an asyncio subprocess, and returns a plain
 JSON object with ``results``, ``generation`` and ``commit``. :meth:`Tools.call`
 wraps every tool with the request metrics; :func:`status_for` is the single
 map from the error tree to HTTP statuses that REST and MCP both report.
+
+Source text in answers is bounded (docs/architecture.md, Searcher, guard rails):
+one line of a minified file is megabytes, and an agent's context is not. Each
+line is cut at ``models.MAX_LINE_CHARS`` and each semantic or blame answer
+carries at most ``models.MAX_ANSWER_TEXT_CHARS`` of snippets or blame text; a
+cut row says ``truncated: true``, and so does the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
 from collections.abc import Awaitable, Callable
@@ -79,7 +86,10 @@ class Tools:
             result = await handler(req)
             status = "ok"
             return result
-        except BaseException as e:
+        except asyncio.CancelledError:
+            status = "cancelled"  # the client went away or cancelled; no server error
+            raise
+        except Exception as e:
             status = str(status_for(e))
             raise
         finally:
@@ -124,9 +134,18 @@ class Tools:
                 path_glob=req.path_glob,
                 language=req.language,
             )
+            budget = TextBudget()
+            results = []
+            for hit in found:
+                row = msgspec.to_builtins(hit)
+                row["snippet"], cut = budget.take(row["snippet"])
+                if cut:
+                    row["truncated"] = True
+                results.append(row)
             return {
-                "results": [msgspec.to_builtins(hit) for hit in found],
+                "results": results,
                 "mode": req.mode,
+                "truncated": budget.cut,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
@@ -142,11 +161,21 @@ class Tools:
                 max_results=req.max_results,
                 timeout=self.settings.server.search_text_timeout_seconds,
             )
+            # Lines are cut (in textsearch); the row count is the caller's max_results.
+            results = []
+            for m in matches:
+                row: dict[str, Any] = {
+                    "path": m.path,
+                    "line": m.line,
+                    "column": m.column,
+                    "text": m.text,
+                }
+                if len(m.text) < m.length:
+                    row["truncated"] = True
+                    truncated = True
+                results.append(row)
             return {
-                "results": [
-                    {"path": m.path, "line": m.line, "column": m.column, "text": m.text}
-                    for m in matches
-                ],
+                "results": results,
                 "truncated": truncated,
                 "generation": gen.name,
                 "commit": gen.commit,
@@ -179,21 +208,28 @@ class Tools:
         with self.manager.use() as gen:
             _require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
+            budget = TextBudget()
+            results = []
+            for e in entries:
+                text, cut = budget.take(e.text)
+                summary, cut_summary = budget.take(e.summary, count=False)
+                row: dict[str, Any] = {
+                    "line": e.line,
+                    "sha": e.sha,
+                    "short_sha": e.short_sha,
+                    "author": e.author,
+                    "email": e.email,
+                    "date": e.date,
+                    "summary": summary,
+                    "text": text,
+                }
+                if cut or cut_summary:
+                    row["truncated"] = True
+                results.append(row)
             return {
-                "results": [
-                    {
-                        "line": e.line,
-                        "sha": e.sha,
-                        "short_sha": e.short_sha,
-                        "author": e.author,
-                        "email": e.email,
-                        "date": e.date,
-                        "summary": e.summary,
-                        "text": e.text,
-                    }
-                    for e in entries
-                ],
+                "results": results,
                 "path": req.path,
+                "truncated": budget.cut,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
@@ -220,6 +256,36 @@ class Tools:
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+
+
+class TextBudget:
+    """Cuts source text for one answer: each line, then the answer's total."""
+
+    def __init__(
+        self,
+        total: int = models.MAX_ANSWER_TEXT_CHARS,
+        line: int = models.MAX_LINE_CHARS,
+    ) -> None:
+        self.left = total
+        self.line = line
+        self.cut = False
+        """Whether anything of this answer was cut."""
+
+    def take(self, text: str, *, count: bool = True) -> tuple[str, bool]:
+        """``text`` with each line cut to ``line`` characters and, if ``count``, within what is left."""
+        cut = False
+        if len(text) > self.line:
+            lines = text.split("\n")
+            if any(len(x) > self.line for x in lines):
+                text = "\n".join(x[: self.line] for x in lines)
+                cut = True
+        if count:
+            if len(text) > self.left:
+                text = text[: self.left]
+                cut = True
+            self.left -= len(text)
+        self.cut = self.cut or cut
+        return text, cut
 
 
 def _entry_index(gen: generations_mod.LoadedGeneration, path: str) -> int | None:
