@@ -9,8 +9,10 @@ router Deployment).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import yaml
 from operator_harness import Cluster, build_result, wait_for
 
 from conftest import OperatorFactory
@@ -369,3 +371,22 @@ async def test_invalid_pool_spec_is_reported(
 
 async def _equals(value: Any, expected: Any) -> bool:
     return await value == expected
+
+
+async def test_pool_examples_run_on_the_emulated_cluster(
+    cluster: Cluster, run_operator: OperatorFactory
+) -> None:
+    """examples/searchpool.yaml and examples/codeindex-in-pool.yaml, applied as they are."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    pool = yaml.safe_load((examples / "searchpool.yaml").read_text())
+    index = yaml.safe_load((examples / "codeindex-in-pool.yaml").read_text())
+    async with run_operator():
+        await cluster.apply_searchpool(NS, pool["metadata"]["name"], pool["spec"])
+        await cluster.apply_codeindex(NS, index["metadata"]["name"], index["spec"])
+        job = await cluster.wait_for_job(NS, "requests-build-00001")
+        for replica in range(pool["spec"]["replicas"]):
+            await wait_for(lambda r=replica: get(cluster, "apps/v1", "statefulsets", f"fleet-r{r}"))
+        router = await wait_for(lambda: get(cluster, "apps/v1", "deployments", "fleet-router"))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--store") + 1] == f"/pool/{NS}/requests"
+    assert container(router)["args"][-1] == str(pool["spec"]["shards"])
