@@ -3,6 +3,7 @@ against Kubernetes' own schemas."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -68,9 +69,13 @@ def member_jobs() -> list[dict]:
     return [jobs.render_job(MEMBER, spec, SETTINGS, action, 3, where) for action in jobs.Action]
 
 
+def prune_job() -> dict:
+    return poolmanifests.render_prune_job(POOL, parsed(), SETTINGS, "api", "77aa-uid/g3", "search")
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_pool_manifest_validates_strictly(version: str) -> None:
-    for manifest in all_manifests() + member_jobs():
+    for manifest in [*all_manifests(), *member_jobs(), prune_job()]:
         kubernetes_validate.validate(manifest, version, strict=True)
 
 
@@ -194,6 +199,28 @@ def test_member_jobs_write_under_namespace_and_name_on_the_pool_volume() -> None
         assert args[args.index("--store") + 1] == "/pool/search/api"
         assert job["metadata"]["labels"]["codeintel.io/pool"] == "fleet"
         assert job["metadata"]["ownerReferences"][0]["kind"] == "CodeIndex"
+
+
+def test_prune_job_renames_the_store_away_then_deletes_it(tmp_path: Path) -> None:
+    job = prune_job()
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "SearchPool"
+    assert job["metadata"]["name"].startswith("api-prune-")
+    assert poolmanifests.prune_job_name("api", "a") != poolmanifests.prune_job_name("api", "b")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "fleet-pool"}
+    command = pod["containers"][0]["command"]
+    assert command[-2:] == ["/pool/search/api", "/pool"]
+    # Run the script itself against a stand-in for the pool volume.
+    pool = tmp_path / "pool"
+    (pool / "search" / "api" / "generations" / "g000001").mkdir(parents=True)
+    (pool / "search" / "api" / "CURRENT").write_text("g000001\n")
+    (pool / "search" / "web").mkdir()
+    script = [*command[:4], str(pool / "search" / "api"), str(pool)]
+    subprocess.run(script, check=True)
+    assert not (pool / "search" / "api").exists()
+    assert (pool / "search" / "web").is_dir()
+    assert list((pool / ".trash").iterdir()) == []
+    subprocess.run(script, check=True)  # already gone: nothing to do, no error
 
 
 def test_existing_claim_is_used_by_searchers_and_members() -> None:

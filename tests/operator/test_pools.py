@@ -239,6 +239,61 @@ async def test_codeindex_joins_a_pool_and_leaves_it(
         await wait_for(lambda: get(cluster, "apps/v1", "deployments", "demo-searcher"))
         pool = await pool_status_where(cluster, "fleet", lambda s: s.get("stores") == 0)
         assert pool["members"] == []
+        # The copy left in the pool is removed, so the pool stops serving it.
+        prune = await wait_for(lambda: prune_jobs(cluster, "demo"))
+    assert len(prune) == 1
+    assert prune[0]["metadata"]["ownerReferences"][0]["kind"] == "SearchPool"
+    command = prune[0]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["/pool/team-a/demo", "/pool"]
+
+
+async def prune_jobs(cluster: Cluster, index: str) -> list[dict]:
+    return [
+        job
+        for job in await cluster.jobs(NS)
+        if job["metadata"]["name"].startswith(f"{index}-prune-")
+    ]
+
+
+async def test_rejoining_waits_for_the_old_copy_to_be_removed(
+    cluster: Cluster, run_operator: OperatorFactory
+) -> None:
+    pooled = {**INDEX, "searcher": {"pool": "fleet"}}
+    async with run_operator():
+        await cluster.apply_searchpool(NS, "fleet", {})
+        await cluster.apply_codeindex(NS, "demo", pooled)
+        await cluster.finish_job(NS, "demo-build-00001", result=build_result("build", "g000001"))
+        await index_status_where(cluster, "demo", lambda s: s.get("pool") == "fleet")
+        await cluster.patch_spec("codeindexes", NS, "demo", {"searcher": {"pool": None}})
+        await cluster.finish_job(NS, "demo-build-00002", result=build_result("build", "g000002"))
+        prune = (await wait_for(lambda: prune_jobs(cluster, "demo")))[0]
+
+        await cluster.patch_spec("codeindexes", NS, "demo", {"searcher": {"pool": "fleet"}})
+        await asyncio.sleep(1.5)
+        assert await cluster.get("batch/v1", "jobs", NS, "demo-build-00003") is None
+        await cluster.client.patch(
+            f"/apis/batch/v1/namespaces/{NS}/jobs/{prune['metadata']['name']}/status",
+            {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}},
+        )
+        job = await cluster.wait_for_job(NS, "demo-build-00003")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--store") + 1] == "/pool/team-a/demo"
+
+
+async def test_deleting_a_member_removes_its_store_from_the_pool(
+    cluster: Cluster, run_operator: OperatorFactory
+) -> None:
+    async with run_operator():
+        await cluster.apply_searchpool(NS, "fleet", {})
+        await cluster.apply_codeindex(NS, "demo", {**INDEX, "searcher": {"pool": "fleet"}})
+        await cluster.finish_job(NS, "demo-build-00001", result=build_result("build", "g000001"))
+        await index_status_where(cluster, "demo", lambda s: s.get("pool") == "fleet")
+        await cluster.client.delete(f"/apis/{API}/namespaces/{NS}/codeindexes/demo")
+        await wait_for(lambda: gone(cluster, API, "codeindexes", "demo"))
+        prune = await wait_for(lambda: prune_jobs(cluster, "demo"))
+        await pool_status_where(cluster, "fleet", lambda s: s.get("stores") == 0)
+    command = prune[0]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["/pool/team-a/demo", "/pool"]
 
 
 async def test_codeindex_born_in_a_pool_has_no_claim_or_searchers(

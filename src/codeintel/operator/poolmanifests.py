@@ -460,3 +460,73 @@ def render_router(
             },
         },
     }
+
+
+PRUNE = "pool-prune"
+PRUNE_SCRIPT = (
+    'set -eu; store="$1"; trash="$2/.trash"; '
+    '[ -e "$store" ] || exit 0; mkdir -p "$trash"; '
+    'moved="$trash/$(basename "$(dirname "$store")")-$(basename "$store")-$(date +%s)"; '
+    'mv "$store" "$moved"; rm -rf "$moved"'
+)
+
+
+def prune_job_name(index_name: str, key: str) -> str:
+    """``<index>-prune-<digest of key>``, at most 63 characters; ``key`` names what is pruned
+    (CodeIndex uid, pool, abandoned generation), so each move or deletion gets its own Job."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    suffix = f"-prune-{digest}"
+    return manifests.truncate_name(index_name, 63 - len(suffix)) + suffix
+
+
+def render_prune_job(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+    index_name: str,
+    key: str,
+    store_namespace: str,
+) -> manifests.Manifest:
+    """A Job that removes a former member's store from the pool volume: it is first renamed
+    into ``<mount>/.trash`` (searchers see the store vanish at once, never half-deleted),
+    then deleted. Owned by the pool, which outlives the CodeIndex it cleans up after."""
+    pool = body["metadata"]["name"]
+    mount = settings.pool_mount_path
+    store = f"{mount}/{store_namespace}/{index_name}"
+    job_labels = {**labels(pool, PRUNE), manifests.INDEX_LABEL: manifests.truncate_name(index_name)}
+    meta = metadata(body, prune_job_name(index_name, key), PRUNE)
+    meta["labels"] = job_labels
+    container = {
+        "name": "prune",
+        "image": settings.indexer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["sh", "-c", PRUNE_SCRIPT, "prune", store, mount],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": POOL_VOLUME, "mountPath": mount}],
+        "securityContext": manifests.container_security_context(),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 3600,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": manifests.pod_security_context(settings),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": POOL_VOLUME,
+                            "persistentVolumeClaim": {"claimName": claim_name(pool, spec)},
+                        }
+                    ],
+                    "automountServiceAccountToken": False,
+                },
+            },
+        },
+    }

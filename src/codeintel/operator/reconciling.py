@@ -244,6 +244,8 @@ async def observe_job(
         job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
     )
     moment = planning.now()
+    previous_pool = str(status.get("pool") or "")
+    abandoned = str(status.get("generation") or "")
     if outcome is jobs.Outcome.SUCCEEDED:
         try:
             result = jobs.read_result(pods)
@@ -265,6 +267,8 @@ async def observe_job(
             ctx, body, planning.success_patch(status, result, spec, observed, moment)
         )
         await ensure_serving(ctx, body, spec, status)
+        if previous_pool and previous_pool != (status.get("pool") or ""):
+            await prune_store(ctx, body, previous_pool, abandoned, logger)
         return status
     detail = jobs.failure_message(pods) or message or "the indexer Job failed"
     logger.error("Job %s failed (%s): %s", job_name, reason, detail)
@@ -284,6 +288,9 @@ async def start_next_job(
     where = location or jobs.own_store(body["metadata"]["name"], spec, ctx.settings)
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
+        return
+    if where.pool and await _prune_running(ctx, body, where.pool):
+        logger.info("Waiting for the old store in SearchPool %s to be removed", where.pool)
         return
     namespace = body["metadata"]["namespace"]
     observed = int(body["metadata"].get("generation") or 0)
@@ -328,6 +335,14 @@ async def delete_owned(
             url(JOBS, namespace), manifests.selector_labels(name, "indexer")
         ):
             await ctx.client.delete(url(JOBS, namespace, job["metadata"]["name"]))
+        # Its stores in pools: the served one, and one a running Job was writing elsewhere.
+        status = body.get("status") or {}
+        pools = {
+            str(status.get("pool") or ""),
+            str((status.get("activeJob") or {}).get("pool") or ""),
+        }
+        for pool in sorted(pools - {""}):
+            await prune_store(ctx, body, pool, str(status.get("generation") or ""), logger)
         searchers = manifests.searcher_name(name)
         await ctx.client.delete(url(DEPLOYMENTS, namespace, searchers))
         await ctx.client.delete(url(SERVICES, namespace, searchers))
@@ -343,6 +358,46 @@ async def delete_owned(
                 manifests.claim_name(name, spec),
             )
     ctx.locks.pop((namespace, name), None)
+
+
+async def prune_store(
+    ctx: Context,
+    body: Mapping[str, Any],
+    pool_name: str,
+    generation: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Start the Job removing this CodeIndex's store from SearchPool ``pool_name`` (after it
+    left the pool, or was deleted), so the pool stops serving it."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    pool = await ctx.client.get(url(POOLS, namespace, pool_name))
+    if pool is None or pool["metadata"].get("deletionTimestamp"):
+        logger.warning("SearchPool %s is gone: its copy of %s is not removed", pool_name, name)
+        return
+    try:
+        pool_spec = poolspec_mod.parse(pool.get("spec") or {})
+    except errors.ConfigError as e:
+        logger.warning("SearchPool %s: cannot remove the store of %s: %s", pool_name, name, e)
+        return
+    key = f"{body['metadata'].get('uid', '')}/{pool_name}/{generation}"
+    manifest = poolmanifests.render_prune_job(pool, pool_spec, ctx.settings, name, key, namespace)
+    await create_or_adopt(ctx, url(JOBS, namespace), manifest)
+    logger.info(
+        "Removing the store of %s from SearchPool %s (Job %s)",
+        name,
+        pool_name,
+        manifest["metadata"]["name"],
+    )
+
+
+async def _prune_running(ctx: Context, body: Mapping[str, Any], pool: str) -> bool:
+    """A prune Job of this CodeIndex's store in ``pool`` has not finished yet."""
+    selector = {
+        **poolmanifests.selector_labels(pool, poolmanifests.PRUNE),
+        manifests.INDEX_LABEL: manifests.truncate_name(body["metadata"]["name"]),
+    }
+    running = await ctx.client.list(url(JOBS, body["metadata"]["namespace"]), selector)
+    return any(jobs.outcome(job)[0] is jobs.Outcome.RUNNING for job in running)
 
 
 async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:
