@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from codeintel.core import errors
-from codeintel.operator import jobs, pooling, poolmanifests, poolspec
+from codeintel.operator import jobs, pooling, poolmanifests, poolspec, pruning
 from codeintel.operator import spec as spec_mod
 from codeintel.operator.settings import OperatorSettings
 
@@ -70,7 +70,7 @@ def member_jobs() -> list[dict]:
 
 
 def prune_job() -> dict:
-    return poolmanifests.render_prune_job(POOL, parsed(), SETTINGS, "api", "77aa-uid/g3", "search")
+    return pruning.render_prune_job(POOL, parsed(), SETTINGS, "api", "77aa-uid/g3", "search")
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -205,7 +205,8 @@ def test_prune_job_renames_the_store_away_then_deletes_it(tmp_path: Path) -> Non
     job = prune_job()
     assert job["metadata"]["ownerReferences"][0]["kind"] == "SearchPool"
     assert job["metadata"]["name"].startswith("api-prune-")
-    assert poolmanifests.prune_job_name("api", "a") != poolmanifests.prune_job_name("api", "b")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == SETTINGS.searcher_image
+    assert pruning.prune_job_name("api", "a") != pruning.prune_job_name("api", "b")
     pod = job["spec"]["template"]["spec"]
     assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "fleet-pool"}
     command = pod["containers"][0]["command"]

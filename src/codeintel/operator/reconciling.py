@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
-from codeintel.operator import jobs, kube, manifests, planning, poolmanifests
+from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, pruning
 from codeintel.operator import poolspec as poolspec_mod
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
@@ -83,7 +83,7 @@ async def reconcile(
                 ctx, body, planning.invalid_spec_patch(status, str(e), observed, planning.now())
             )
             raise
-        # The claim first, always: a Job must never wait on a volume that is not coming.
+        # The volume first, always: a Job must never wait on a claim that is not coming.
         location = await store_location(ctx, body, spec, status)
         if location is None:
             return
@@ -268,7 +268,9 @@ async def observe_job(
         )
         await ensure_serving(ctx, body, spec, status)
         if previous_pool and previous_pool != (status.get("pool") or ""):
-            await prune_store(ctx, body, previous_pool, abandoned, logger)
+            await pruning.prune_store(
+                ctx.client, ctx.settings, body, previous_pool, abandoned, logger
+            )
         return status
     detail = jobs.failure_message(pods) or message or "the indexer Job failed"
     logger.error("Job %s failed (%s): %s", job_name, reason, detail)
@@ -289,7 +291,7 @@ async def start_next_job(
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
         return
-    if where.pool and await _prune_running(ctx, body, where.pool):
+    if where.pool and await pruning.prune_running(ctx.client, body, where.pool):
         logger.info("Waiting for the old store in SearchPool %s to be removed", where.pool)
         return
     namespace = body["metadata"]["namespace"]
@@ -342,7 +344,8 @@ async def delete_owned(
             str((status.get("activeJob") or {}).get("pool") or ""),
         }
         for pool in sorted(pools - {""}):
-            await prune_store(ctx, body, pool, str(status.get("generation") or ""), logger)
+            generation = str(status.get("generation") or "")
+            await pruning.prune_store(ctx.client, ctx.settings, body, pool, generation, logger)
         searchers = manifests.searcher_name(name)
         await ctx.client.delete(url(DEPLOYMENTS, namespace, searchers))
         await ctx.client.delete(url(SERVICES, namespace, searchers))
@@ -358,46 +361,6 @@ async def delete_owned(
                 manifests.claim_name(name, spec),
             )
     ctx.locks.pop((namespace, name), None)
-
-
-async def prune_store(
-    ctx: Context,
-    body: Mapping[str, Any],
-    pool_name: str,
-    generation: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-) -> None:
-    """Start the Job removing this CodeIndex's store from SearchPool ``pool_name`` (after it
-    left the pool, or was deleted), so the pool stops serving it."""
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    pool = await ctx.client.get(url(POOLS, namespace, pool_name))
-    if pool is None or pool["metadata"].get("deletionTimestamp"):
-        logger.warning("SearchPool %s is gone: its copy of %s is not removed", pool_name, name)
-        return
-    try:
-        pool_spec = poolspec_mod.parse(pool.get("spec") or {})
-    except errors.ConfigError as e:
-        logger.warning("SearchPool %s: cannot remove the store of %s: %s", pool_name, name, e)
-        return
-    key = f"{body['metadata'].get('uid', '')}/{pool_name}/{generation}"
-    manifest = poolmanifests.render_prune_job(pool, pool_spec, ctx.settings, name, key, namespace)
-    await create_or_adopt(ctx, url(JOBS, namespace), manifest)
-    logger.info(
-        "Removing the store of %s from SearchPool %s (Job %s)",
-        name,
-        pool_name,
-        manifest["metadata"]["name"],
-    )
-
-
-async def _prune_running(ctx: Context, body: Mapping[str, Any], pool: str) -> bool:
-    """A prune Job of this CodeIndex's store in ``pool`` has not finished yet."""
-    selector = {
-        **poolmanifests.selector_labels(pool, poolmanifests.PRUNE),
-        manifests.INDEX_LABEL: manifests.truncate_name(body["metadata"]["name"]),
-    }
-    running = await ctx.client.list(url(JOBS, body["metadata"]["namespace"]), selector)
-    return any(jobs.outcome(job)[0] is jobs.Outcome.RUNNING for job in running)
 
 
 async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:
