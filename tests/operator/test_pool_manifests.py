@@ -165,7 +165,15 @@ def test_router_has_no_volume_gpu_or_index() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["CODEINTEL_ROUTER_SHARDS_SERVICE"] == "fleet-shards.search.svc.cluster.local"
     assert env["CODEINTEL_ROUTER_SHARDS"] == "4"
-    assert "fleet.search.svc" in env["CODEINTEL_SERVER_ALLOWED_HOSTS"]
+    hosts = env["CODEINTEL_SERVER_ALLOWED_HOSTS"].split(",")
+    assert hosts == [
+        "fleet",
+        "fleet.search",
+        "fleet.search.svc",
+        "fleet.search.svc.cluster.local",
+        "code.example.org",
+        "code.example.org:443",
+    ]
 
 
 def test_front_service_targets_router_or_searchers() -> None:

@@ -186,9 +186,15 @@ def render_shards_service(
     }
 
 
-def _hosts(service: str, namespace: str, spec: poolspec_mod.SearchPoolSpec) -> list[str]:
-    """Host names MCP accepts: the Service's short and namespaced names, plus the spec's."""
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", *spec.allowed_hosts]
+def _hosts(
+    service: str,
+    namespace: str,
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> list[str]:
+    """Host names MCP accepts: every name of the Service in cluster DNS, plus the spec's."""
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+    return [*names, f"{names[-1]}.{settings.cluster_domain}", *spec.allowed_hosts]
 
 
 def _env(
@@ -305,7 +311,7 @@ def render_searchers(
 ) -> manifests.Manifest:
     """The searcher Deployment of an unsharded pool: every pod serves every store."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    hosts = _hosts(service_name(pool), namespace, spec)
+    hosts = _hosts(service_name(pool), namespace, spec, settings)
     container = _container(
         "searcher",
         searcher_args(settings),
@@ -345,7 +351,7 @@ def render_replica_set(
     label through the downward API and expanded into the args by the kubelet."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     headless = shards_service_name(pool)
-    hosts = _hosts(headless, namespace, spec)
+    hosts = _hosts(headless, namespace, spec, settings)
     env = [
         {
             "name": "CODEINTEL_SHARD_INDEX",
@@ -430,7 +436,7 @@ def render_router(
 ) -> manifests.Manifest:
     """The router Deployment: stateless, no volume, same image as the searchers."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    hosts = _hosts(service_name(pool), namespace, spec)
+    hosts = _hosts(service_name(pool), namespace, spec, settings)
     env = [
         *_env(spec, hosts, embedder=True),
         {
