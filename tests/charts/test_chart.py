@@ -182,6 +182,9 @@ def test_rbac_is_least_privilege() -> None:
         ("apps", "statefulsets", "patch"),
         ("apps", "statefulsets", "list"),
         ("apps", "statefulsets", "delete"),
+        ("policy", "poddisruptionbudgets", "create"),
+        ("policy", "poddisruptionbudgets", "patch"),
+        ("policy", "poddisruptionbudgets", "delete"),
         ("", "services", "create"),
         ("", "events", "create"),
     }

@@ -60,6 +60,14 @@ def all_manifests() -> list[dict]:
         poolmanifests.render_searchers(POOL, unsharded, SETTINGS),
     ]
     rendered += [poolmanifests.render_replica_set(POOL, spec, SETTINGS, j) for j in range(2)]
+    rendered += [
+        poolmanifests.render_disruption_budget(POOL, name, component)
+        for name, component in (
+            ("fleet-searchers", poolmanifests.SEARCHER),
+            ("fleet-shards", poolmanifests.SHARD),
+            ("fleet-router", poolmanifests.ROUTER),
+        )
+    ]
     return rendered
 
 
@@ -105,6 +113,9 @@ def test_names_are_predictable_for_the_router() -> None:
         "fleet-searchers",
         "fleet-r0",
         "fleet-r1",
+        "fleet-searchers",
+        "fleet-shards",
+        "fleet-router",
     ]
     assert poolmanifests.shards_service_host("fleet", "search", SETTINGS) == (
         "fleet-shards.search.svc.cluster.local"
@@ -186,6 +197,19 @@ def test_front_service_targets_router_or_searchers() -> None:
     searchers = poolmanifests.render_searchers(POOL, one, SETTINGS)
     assert plain["spec"]["selector"] == searchers["spec"]["selector"]["matchLabels"]
     assert searchers["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_disruption_budgets_select_the_pods_of_their_workload() -> None:
+    shards = poolmanifests.render_disruption_budget(POOL, "fleet-shards", poolmanifests.SHARD)
+    sts = poolmanifests.render_replica_set(POOL, parsed(), SETTINGS, 0)
+    selector = shards["spec"]["selector"]["matchLabels"]
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    # One budget over every replica set: one shard pod evicted at a time, whatever the set.
+    assert selector.items() <= pod_labels.items() and "codeintel.io/replica-set" not in selector
+    assert shards["spec"]["maxUnavailable"] == 1
+    router = poolmanifests.render_router(POOL, parsed(), SETTINGS)
+    budget = poolmanifests.render_disruption_budget(POOL, "fleet-router", poolmanifests.ROUTER)
+    assert budget["spec"]["selector"] == router["spec"]["selector"]
 
 
 def test_headless_service_publishes_only_ready_shards() -> None:

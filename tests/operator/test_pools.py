@@ -143,6 +143,9 @@ async def test_sharded_pool_renders_shards_router_services_and_claim(
     )
     assert front["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
     assert await get(cluster, "apps/v1", "deployments", "fleet-searchers") is None
+    for name in ("fleet-shards", "fleet-router"):
+        budget = await get(cluster, "policy/v1", "poddisruptionbudgets", name)
+        assert budget is not None and budget["spec"]["maxUnavailable"] == 1
 
 
 async def test_one_shard_runs_plain_searchers_and_resharding_swaps_the_shape(
@@ -166,11 +169,15 @@ async def test_one_shard_runs_plain_searchers_and_resharding_swaps_the_shape(
         ]
         assert front["spec"]["selector"] == searchers["spec"]["selector"]["matchLabels"]
         assert await get(cluster, "apps/v1", "deployments", "fleet-router") is None
+        assert await get(cluster, "policy/v1", "poddisruptionbudgets", "fleet-searchers")
 
         await cluster.patch_spec("searchpools", NS, "fleet", {"shards": 2, "replicas": 1})
         await wait_for(lambda: get(cluster, "apps/v1", "statefulsets", "fleet-r0"))
         router = await wait_for(lambda: get(cluster, "apps/v1", "deployments", "fleet-router"))
         await wait_for(lambda: gone(cluster, "apps/v1", "deployments", "fleet-searchers"))
+        await wait_for(
+            lambda: gone(cluster, "policy/v1", "poddisruptionbudgets", "fleet-searchers")
+        )
         front = await get(cluster, "v1", "services", "fleet")
         assert front is not None
         assert front["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
@@ -180,6 +187,7 @@ async def test_one_shard_runs_plain_searchers_and_resharding_swaps_the_shape(
         await wait_for(lambda: gone(cluster, "apps/v1", "statefulsets", "fleet-r0"))
         await wait_for(lambda: gone(cluster, "apps/v1", "deployments", "fleet-router"))
         await wait_for(lambda: gone(cluster, "v1", "services", "fleet-shards"))
+        await wait_for(lambda: gone(cluster, "policy/v1", "poddisruptionbudgets", "fleet-router"))
         await wait_for(lambda: get(cluster, "apps/v1", "deployments", "fleet-searchers"))
 
 
@@ -407,6 +415,7 @@ async def test_delete_pool_removes_serving_objects_and_keeps_the_claim(
         ("apps/v1", "deployments", "fleet-router"),
         ("v1", "services", "fleet-shards"),
         ("v1", "services", "fleet"),
+        ("policy/v1", "poddisruptionbudgets", "fleet-shards"),
     ):
         assert await get(cluster, api, plural, name) is None, name
     kept = await get(cluster, "v1", "persistentvolumeclaims", "fleet-pool")

@@ -28,6 +28,7 @@ from codeintel.operator import spec as spec_mod
 
 POOLS = ("codeintel.io/v1alpha1", "searchpools")
 STATEFULSETS = ("apps/v1", "statefulsets")
+PDBS = ("policy/v1", "poddisruptionbudgets")
 url = reconciling.url
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -103,17 +104,22 @@ async def ensure_unsharded(
 ) -> None:
     """Shards 1: a searcher Deployment behind the pool's Service; no StatefulSet, no router."""
     settings = ctx.settings
-    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_searchers(body, spec, settings))
-    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(body, spec, settings))
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    searchers = poolmanifests.searchers_name(pool)
+    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_searchers(body, spec, settings))
+    budget = poolmanifests.render_disruption_budget(body, searchers, poolmanifests.SEARCHER)
+    await _apply(ctx, PDBS, budget)
+    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(body, spec, settings))
     for replica_set in await _replica_sets(ctx, namespace, pool):
         await ctx.client.delete(url(STATEFULSETS, namespace, replica_set["metadata"]["name"]))
-    await ctx.client.delete(
-        url(reconciling.SERVICES, namespace, poolmanifests.shards_service_name(pool))
-    )
-    await ctx.client.delete(
-        url(reconciling.DEPLOYMENTS, namespace, poolmanifests.router_name(pool))
-    )
+    shards, router = poolmanifests.shards_service_name(pool), poolmanifests.router_name(pool)
+    for kind, name in (
+        (reconciling.SERVICES, shards),
+        (PDBS, shards),
+        (reconciling.DEPLOYMENTS, router),
+        (PDBS, router),
+    ):
+        await ctx.client.delete(url(kind, namespace, name))
 
 
 async def ensure_sharded(
@@ -126,7 +132,10 @@ async def ensure_sharded(
     time), the router and the pool's Service in front of it."""
     settings = ctx.settings
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    shards, router = poolmanifests.shards_service_name(pool), poolmanifests.router_name(pool)
     await _apply(ctx, reconciling.SERVICES, poolmanifests.render_shards_service(body, settings))
+    budget = poolmanifests.render_disruption_budget(body, shards, poolmanifests.SHARD)
+    await _apply(ctx, PDBS, budget)
     existing = {s["metadata"]["name"]: s for s in await _replica_sets(ctx, namespace, pool)}
     earlier_settled = True
     for replica in range(spec.replicas):
@@ -140,11 +149,11 @@ async def ensure_sharded(
         wanted = manifest["metadata"]["annotations"][poolmanifests.TEMPLATE_HASH_ANNOTATION]
         annotations = current["metadata"].get("annotations") or {}
         if annotations.get(poolmanifests.TEMPLATE_HASH_ANNOTATION) != wanted:
-            if not earlier_settled:
+            if earlier_settled:
+                logger.info("Rolling StatefulSet %s to template %s", name, wanted)
+                await _apply(ctx, STATEFULSETS, manifest)
+            else:
                 logger.info("StatefulSet %s waits for the replica sets before it to roll", name)
-                continue
-            logger.info("Rolling StatefulSet %s to template %s", name, wanted)
-            current = await _apply(ctx, STATEFULSETS, manifest)
             earlier_settled = False
             continue
         earlier_settled = earlier_settled and settled(current)
@@ -152,10 +161,12 @@ async def ensure_sharded(
         logger.info("Deleting StatefulSet %s: spec.replicas is %d", name, spec.replicas)
         await ctx.client.delete(url(STATEFULSETS, namespace, name))
     await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_router(body, spec, settings))
+    budget = poolmanifests.render_disruption_budget(body, router, poolmanifests.ROUTER)
+    await _apply(ctx, PDBS, budget)
     await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(body, spec, settings))
-    await ctx.client.delete(
-        url(reconciling.DEPLOYMENTS, namespace, poolmanifests.searchers_name(pool))
-    )
+    searchers = poolmanifests.searchers_name(pool)
+    await ctx.client.delete(url(reconciling.DEPLOYMENTS, namespace, searchers))
+    await ctx.client.delete(url(PDBS, namespace, searchers))
 
 
 def settled(statefulset: Mapping[str, Any]) -> bool:
@@ -316,6 +327,9 @@ async def delete_pool_owned(
             (reconciling.DEPLOYMENTS, poolmanifests.searchers_name(pool)),
             (reconciling.SERVICES, poolmanifests.shards_service_name(pool)),
             (reconciling.SERVICES, poolmanifests.service_name(pool)),
+            (PDBS, poolmanifests.router_name(pool)),
+            (PDBS, poolmanifests.searchers_name(pool)),
+            (PDBS, poolmanifests.shards_service_name(pool)),
         ):
             await ctx.client.delete(url(kind, namespace, name))
         if spec is not None and not spec.existing_claim:

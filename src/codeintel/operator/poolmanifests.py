@@ -466,3 +466,22 @@ def render_router(
             },
         },
     }
+
+
+def render_disruption_budget(
+    body: Mapping[str, Any], name: str, component: str
+) -> manifests.Manifest:
+    """At most one of the ``component`` pods evicted at a time (node drains, autoscaler):
+    with 2+ replicas per shard a drain never empties a shard. Unhealthy pods may always be
+    evicted, so a crash-looping pod never blocks a drain."""
+    pool = body["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(body, name, component),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(pool, component)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
