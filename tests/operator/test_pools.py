@@ -221,7 +221,7 @@ async def test_codeindex_joins_a_pool_and_leaves_it(
         await wait_for(lambda: gone(cluster, "apps/v1", "deployments", "demo-searcher"))
         assert await gone(cluster, "v1", "services", "demo-searcher")
         pool = await pool_status_where(
-            cluster, "fleet", lambda s: s["members"] and s["members"][0]["generation"]
+            cluster, "fleet", lambda s: s.get("members") and s["members"][0]["generation"]
         )
         assert pool["stores"] == 1
         assert pool["members"] == [
@@ -454,3 +454,46 @@ async def test_pool_examples_run_on_the_emulated_cluster(
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--store") + 1] == f"/pool/{NS}/requests"
     assert container(router)["args"][-1] == str(pool["spec"]["shards"])
+
+
+def pruned_fields(value: Any, schema: dict, where: str = "") -> list[str]:
+    """Fields a real API server would drop: not described by the CRD's structural schema."""
+    if isinstance(value, dict) and "properties" in schema:
+        found = []
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                found.append(f"{where}.{key}")
+            else:
+                found += pruned_fields(item, schema["properties"][key], f"{where}.{key}")
+        return found
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [f for item in value for f in pruned_fields(item, schema["items"], f"{where}[]")]
+    return []
+
+
+def crd_schema(name: str, part: str) -> dict:
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / name).read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][part]
+
+
+async def test_every_status_field_written_is_in_the_crds(
+    cluster: Cluster, run_operator: OperatorFactory
+) -> None:
+    async with run_operator():
+        await cluster.apply_searchpool(NS, "fleet", {"shards": 2})
+        await cluster.apply_codeindex(NS, "demo", {**INDEX, "searcher": {"pool": "fleet"}})
+        await cluster.apply_codeindex(NS, "lost", {**INDEX, "searcher": {"pool": "nope"}})
+        await cluster.finish_job(NS, "demo-build-00001", result=build_result("build", "g000001"))
+        await index_status_where(cluster, "demo", lambda s: s.get("pool") == "fleet")
+        await index_status_where(cluster, "lost", lambda s: bool(s.get("conditions")))
+        pool = await pool_status_where(
+            cluster, "fleet", lambda s: s.get("members") and s["members"][0]["generation"]
+        )
+        await cluster.patch_spec("codeindexes", NS, "demo", {"searcher": {"pool": None}})
+        await cluster.wait_for_job(NS, "demo-build-00002")
+        demo = await cluster.status(NS, "demo")
+        lost = await cluster.status(NS, "lost")
+    assert pruned_fields(pool, crd_schema("searchpool.yaml", "status")) == []
+    for status in (demo, lost):
+        assert pruned_fields(status, crd_schema("codeindex.yaml", "status")) == []
+    assert demo["activeJob"]["pool"] == ""
