@@ -64,6 +64,15 @@ class OperatorSettings:
     """Resources of a searcher pod when the CodeIndex sets none. A searcher maps
     the index into memory: size it with ``estimate_memory_usage`` (docs/operations.md)."""
 
+    router_resources: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        }
+    )
+    """Resources of a SearchPool's router pod when the pool sets none. It holds no index,
+    only the answers of one request's shards while it merges them."""
+
     job_backoff_limit: int = 2
     """Pod retries inside one indexer Job before the Job fails (then the operator's own backoff)."""
 
@@ -89,6 +98,12 @@ class OperatorSettings:
 
     store_mount_path: str = "/store"
     """Where the store volume is mounted in indexer and searcher pods."""
+
+    pool_mount_path: str = "/pool"
+    """Where a SearchPool's volume is mounted; member stores are ``<it>/<namespace>/<name>``."""
+
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain, in the headless Service name a SearchPool's router resolves."""
 
     searcher_port: int = 8080
     """Container and Service port of the searchers (REST, MCP, probes; token-guarded)."""
