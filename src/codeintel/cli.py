@@ -104,6 +104,18 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from codeintel.core import store as store_mod
+
+    settings = _settings(args)
+    store = store_mod.Store(settings.store.path)
+    previous, target = store.rollback(args.to)
+    m = target.manifest
+    was = previous or "nothing readable"
+    print(f"CURRENT: {was} -> {target.name} (commit {m.commit[:12]}, {m.index.type})")
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from codeintel.core import hits
 
@@ -325,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    index = sub.add_parser("index", help="build, update or merge an index store")
+    index = sub.add_parser("index", help="build, update, merge or roll back an index store")
     isub = index.add_subparsers(dest="index_command", required=True)
     for name, func, helptext in (
         ("build", _cmd_build, "index a repository from scratch"),
@@ -348,6 +360,18 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--result-file", help="write the result JSON here (a Job's termination log)")
         q.add_argument("--json", action="store_true", help="print the result JSON on stdout")
         q.set_defaults(func=func)
+    q = isub.add_parser(
+        "rollback",
+        help="point CURRENT at an older intact generation (checksums verified)",
+        description="Point CURRENT at the newest intact generation older than the current one, "
+        "or at --to. Every file of the target is checked against its manifest first; "
+        "searchers pick the change up on their own.",
+    )
+    _add_store_flag(q)
+    q.add_argument(
+        "--to", metavar="GENERATION", help="e.g. g000041 (default: the newest intact older one)"
+    )
+    q.set_defaults(func=_cmd_rollback)
 
     p = sub.add_parser("search", help="semantic search over a store")
     p.add_argument("query")
