@@ -208,7 +208,8 @@ def create_app(
         context = holder.get("ctx")
         gen = context.manager.live if context else None
         if gen is None:
-            return _error(503, "NotReady", "no generation loaded yet")
+            reason = context.manager.not_ready_reason() if context else "the searcher is starting"
+            return _error(503, "NotReady", reason)
         return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
@@ -218,11 +219,12 @@ def create_app(
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
-        """The live generation's manifest."""
-        with ctx().manager.use() as gen:
-            from codeintel.core import store as store_mod
-
-            return Response(store_mod.encode_manifest(gen.manifest), media_type="application/json")
+        """The live generation's manifest, and under ``serving`` whether it is a fallback and why."""
+        manager = ctx().manager
+        with manager.use() as gen:
+            body = msgspec.to_builtins(gen.manifest)
+            body["serving"] = manager.serving()
+            return _json(200, body)
 
     def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
         async def endpoint(request: Any) -> Response:
