@@ -48,7 +48,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "The path does not exist at the indexed commit."),
         (413, "Request body larger than 1 MiB."),
         (422, "A parameter is invalid; `error.field` names it."),
-        (503, "No generation loaded yet, or the embedding model is unavailable."),
+        (
+            503,
+            "No generation can be served yet (the message says why), the served one is "
+            "damaged, or the embedding model is unavailable or not the index's model.",
+        ),
     )
 }
 _encoder = msgspec.json.Encoder()
