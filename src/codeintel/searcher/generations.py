@@ -272,6 +272,7 @@ class GenerationManager:
                 self._problem = str(e)
                 self._log_change("store", str(e), logging.ERROR)
                 return None
+            self._problem = None
             self._log_change("store", None)
         return self._store
 
@@ -298,6 +299,7 @@ class GenerationManager:
                 self._swap(gen, fallback=None)
                 return True
         if name is None and unreadable is None:
+            self._problem = None
             return False  # nothing published yet
         why = unreadable or f"generation {name} was refused: {self._refused[str(name)]}"
         if live is not None:
