@@ -225,7 +225,8 @@ def test_damage_that_goes_away_reopens_the_same_generation(
     tmp_path: Path, local_embedder: Any
 ) -> None:
     root, _ = _two_generation_store(tmp_path, local_embedder)
-    settings = settings_for(root, reload_interval_seconds=1.0)
+    # A slow poll, so the bytes are back before the searcher re-verifies them.
+    settings = settings_for(root, reload_interval_seconds=3.0)
     with Served(create_app(settings, embedder=local_embedder)) as served:
         served.wait_ready()
         db = root / "generations" / "g000002" / "chunks.sqlite"
@@ -262,7 +263,6 @@ def test_a_generation_of_another_model_serves_no_dense_results(
             pipeline.build(settings, str(repo.path), other)
         finally:
             other.close()
-        assert served.wait_ready()["generation"] == "g000001"  # readiness is not the point
         until(lambda: served.wait_ready()["generation"] == "g000002", "g000002 never went live")
         for mode in ("semantic", "hybrid"):
             r = httpx.post(f"{served.url}/v1/semantic_search", json={**body, "mode": mode})
