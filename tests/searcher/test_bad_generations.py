@@ -9,6 +9,7 @@ rebuild with another embedding model, a store path that is a file.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
@@ -294,3 +295,16 @@ def test_store_path_that_is_a_file_is_the_reason_not_ready(
             "readyz never named the bad store path",
         )
         assert r.json()["error"]["message"].endswith(f"store path {path} is not a directory")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the store to another uid")
+def test_a_store_owned_by_another_user_is_served(tmp_path: Path, local_embedder: Any) -> None:
+    repo = make_repo(tmp_path / "repo")
+    settings = build_store(repo, tmp_path / "store", local_embedder)
+    nobody = 65534
+    for path in [tmp_path / "store", *(tmp_path / "store").rglob("*")]:
+        os.lchown(path, nobody, nobody)
+    with Served(create_app(settings, embedder=local_embedder)) as served:
+        assert served.wait_ready(timeout=30)["generation"] == "g000001"
+        r = httpx.post(f"{served.url}/v1/list_paths", json={})
+        assert r.status_code == 200 and r.json()["total"] > 0

@@ -93,6 +93,11 @@ class GitClient:
             self.repo = git.Repo(self.path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
             raise errors.GitError(f"not a git repository: {self.path}") from e
+        # A searcher may run as another uid than the indexer that owns the shared volume;
+        # git then refuses the repository ("dubious ownership") unless it is trusted.
+        self.repo.git.update_environment(
+            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*"
+        )
         self._lock = threading.Lock()
 
     # -- mirroring -------------------------------------------------------------------------
