@@ -119,7 +119,9 @@ _CORRUPT_CODES = frozenset({10, 11, 26})
 def damage_of(exc: BaseException) -> sqlite3.DatabaseError | None:
     """The SQLite error in ``exc``'s chain that says a database file is damaged, if any."""
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
         if isinstance(seen, sqlite3.DatabaseError):
             code = getattr(seen, "sqlite_errorcode", None)
             if type(seen) is sqlite3.DatabaseError or (
