@@ -65,8 +65,11 @@ def test_default_store_is_per_repository_under_the_cache(tmp_path, monkeypatch):
         ["index", "rollback", "--store", "{store}"],
         ["search", "q", "--store", "{store}"],
         ["index", "build", ".", "--store", "{store}/inside"],
+        ["serve", "--store", "{store}", "--port", "0"],
+        ["mcp", "--store", "{store}"],
     ],
 )
+@pytest.mark.timeout(60)  # before the fix, serve would start and block
 def test_store_that_is_a_file_is_one_line(tmp_path, capsys, argv):
     store = tmp_path / "notes.txt"
     store.write_text("not a store")

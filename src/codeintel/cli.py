@@ -143,6 +143,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
+    _check_store_path(settings)
     if not args.source:
         searcher.serve(settings)
         return 0
@@ -168,7 +169,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from codeintel import searcher
 
-    searcher.run_stdio(_settings(args))
+    settings = _settings(args)
+    _check_store_path(settings)
+    searcher.run_stdio(settings)
     return 0
 
 
@@ -225,6 +228,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
     )
+
+
+def _check_store_path(settings: Settings) -> None:
+    """Refuse a store path that can never hold a store (a file) before serving starts."""
+    from codeintel.core import store as store_mod
+
+    store_mod.Store(settings.store.path)
 
 
 @contextlib.contextmanager
