@@ -210,11 +210,12 @@ def create_app(
     async def readyz() -> Response:
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")
-        gen = context.manager.live if context else None
-        if gen is None:
-            reason = context.manager.not_ready_reason() if context else "the searcher is starting"
-            return _error(503, "NotReady", reason)
-        return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
+        if context is None:
+            return _error(503, "NotReady", "the searcher is starting")
+        ready, body = context.readiness()
+        if not ready:
+            return _error(503, "NotReady", str(body.get("reason", "not ready")))
+        return _json(200, {"status": "ready", **body})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
@@ -224,11 +225,7 @@ def create_app(
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
         """The live generation's manifest, and under ``serving`` whether it is a fallback and why."""
-        manager = ctx().manager
-        with manager.use() as gen:
-            body = msgspec.to_builtins(gen.manifest)
-            body["serving"] = manager.serving()
-            return _json(200, body)
+        return Response(await ctx().index_document(), media_type="application/json")
 
     def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
         async def endpoint(request: Any) -> Response:
