@@ -105,6 +105,18 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from codeintel.core import store as store_mod
+
+    settings = _settings(args)
+    store = store_mod.Store(settings.store.path)
+    previous, target = store.rollback(args.to)
+    m = target.manifest
+    was = previous or "nothing readable"
+    print(f"CURRENT: {was} -> {target.name} (commit {m.commit[:12]}, {m.index.type})")
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from codeintel.core import hits
 
@@ -132,6 +144,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
+    _check_store_path(settings)
     if not args.source:
         searcher.serve(settings)
         return 0
@@ -157,7 +170,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from codeintel import searcher
 
-    searcher.run_stdio(_settings(args))
+    settings = _settings(args)
+    _check_store_path(settings)
+    searcher.run_stdio(settings)
     return 0
 
 
@@ -215,6 +230,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
         index={"result_file": getattr(args, "result_file", None)},
     )
+
+
+def _check_store_path(settings: Settings) -> None:
+    """Refuse a store path that can never hold a store (a file) before serving starts."""
+    from codeintel.core import store as store_mod
+
+    store_mod.Store(settings.store.path)
 
 
 @contextlib.contextmanager
@@ -329,7 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    index = sub.add_parser("index", help="build, update or merge an index store")
+    index = sub.add_parser("index", help="build, update, merge or roll back an index store")
     isub = index.add_subparsers(dest="index_command", required=True)
     for name, func, helptext in (
         ("build", _cmd_build, "index a repository from scratch"),
@@ -352,6 +374,18 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--result-file", help="write the result JSON here (a Job's termination log)")
         q.add_argument("--json", action="store_true", help="print the result JSON on stdout")
         q.set_defaults(func=func)
+    q = isub.add_parser(
+        "rollback",
+        help="point CURRENT at an older intact generation (checksums verified)",
+        description="Point CURRENT at the newest intact generation older than the current one, "
+        "or at --to. Every file of the target is checked against its manifest first; "
+        "searchers pick the change up on their own.",
+    )
+    _add_store_flag(q)
+    q.add_argument(
+        "--to", metavar="GENERATION", help="e.g. g000041 (default: the newest intact older one)"
+    )
+    q.set_defaults(func=_cmd_rollback)
 
     p = sub.add_parser("search", help="semantic search over a store")
     p.add_argument("query")

@@ -245,3 +245,53 @@ def test_result_file_is_the_job_contract(sample_repo, tmp_path, monkeypatch):
     assert payload["generation"] == "g000001" and payload["commit"] == sample_repo.head()
     assert payload["index_type"] == "flat"
     assert set(payload["vectors"]) == {"primary", "secondary", "tombstones"}
+
+
+class TestManifestFacts:
+    def test_files_count_is_the_same_after_a_build_and_an_update(
+        self, sample_repo, local_embedder, tmp_path
+    ):
+        # Empty and blank files give no chunk: they are read, but nothing of them is indexed.
+        sample_repo.commit("empties", {"pkg/__init__.py": "", "blank.txt": "\n\n  \n"})
+        settings = _settings(tmp_path / "store")
+        built = pipeline.build(settings, str(sample_repo.path), local_embedder)
+        store = Store(settings.store.path)
+
+        def indexed_paths() -> int:
+            db = store.current().chunks()
+            try:
+                return len(db.paths())
+            finally:
+                db.close()
+
+        assert built.files == store.current().manifest.files_indexed == indexed_paths() == 4
+        sample_repo.commit("touch", {"README.md": "# Sample\n\nNow with refunds.\n"})
+        updated = pipeline.update(settings, local_embedder)
+        assert updated.files == store.current().manifest.files_indexed == indexed_paths() == 4
+        assert pipeline.merge(settings).files == 4
+
+    def test_update_result_counts_newly_skipped_files(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        built = pipeline.build(settings, str(sample_repo.path), local_embedder)
+        sample_repo.commit("binary", {"assets/icon.png": b"\x89PNG\r\n\x1a\n\x00binary"})
+        updated = pipeline.update(settings, local_embedder)
+        manifest = Store(settings.store.path).current().manifest
+        assert updated.skipped == len(manifest.skipped) == built.skipped + 1
+
+    def test_every_published_file_is_readable_by_other_users(
+        self, sample_repo, local_embedder, tmp_path
+    ):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+        sample_repo.commit("more", {"extra.py": "def extra():\n    return 'extra'\n"})
+        pipeline.update(settings, local_embedder)
+        pipeline.merge(settings)
+        root = Path(settings.store.path)
+        published = [root / "CURRENT", *(root / "generations").rglob("*")]
+        modes = {
+            str(p.relative_to(root)): oct(p.stat().st_mode & 0o777)
+            for p in published
+            if p.stat().st_mode & (0o555 if p.is_dir() else 0o444)
+            != (0o555 if p.is_dir() else 0o444)
+        }
+        assert modes == {}

@@ -7,9 +7,11 @@
     ├── EmbeddingError       the embedder failed
     │   ├── EmbeddingTimeoutError
     │   ├── EmbeddingHTTPError   a status the retries could not get past
-    │   └── DimensionMismatchError
+    │   ├── DimensionMismatchError
+    │   └── ModelMismatchError   the query model is not the model that embedded the index
     ├── IndexFormatError     a store that is missing, corrupt, newer than us, or half-written
-    │   └── NoGenerationError    no generation has been published yet
+    │   ├── NoGenerationError    no generation has been published yet
+    │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
@@ -66,12 +68,28 @@ class DimensionMismatchError(EmbeddingError):
     """Vectors whose dimension differs from the store's."""
 
 
+class ModelMismatchError(EmbeddingError):
+    """Query vectors from another model than the one that embedded the generation.
+
+    Two models of the same dimension give vectors that compare without error and
+    rank at random, so the searcher refuses dense search instead (lexical still works).
+    """
+
+
 class IndexFormatError(CodeIntelError):
     """A store or generation that cannot be read: missing, corrupt, or too new."""
 
 
 class NoGenerationError(IndexFormatError):
     """A store with no published generation yet."""
+
+
+class GenerationCorruptError(IndexFormatError):
+    """A file of the generation being served failed a read (e.g. a damaged ``chunks.sqlite``)."""
+
+    def __init__(self, message: str, generation: str) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 class QueryError(CodeIntelError):

@@ -102,6 +102,21 @@ class _VersionProbe(msgspec.Struct):
     min_reader_version: int
 
 
+class ManifestPeek(msgspec.Struct):
+    """What a writer may still learn from a manifest it cannot fully read (corrupt or newer)."""
+
+    next_id: int = 1
+    repo_url: str = ""
+
+
+def peek_manifest(data: bytes) -> ManifestPeek | None:
+    """``next_id`` and ``repo_url`` of any JSON manifest, without the version check; None if unreadable."""
+    try:
+        return msgspec.json.decode(data, type=ManifestPeek)
+    except msgspec.MsgspecError:
+        return None
+
+
 def encode_manifest(manifest: Manifest) -> bytes:
     """Indented JSON, for people reading the store as much as for programs."""
     return msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n"

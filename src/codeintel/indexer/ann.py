@@ -290,6 +290,8 @@ def write_index(index: faiss.Index, path: Path) -> None:
     tmp = Path(tmp_name)
     try:
         faiss.write_index(index, str(tmp))
+        # mkstemp creates 0600; searchers may read the store as another user.
+        os.chmod(tmp, 0o644)
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

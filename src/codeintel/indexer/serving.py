@@ -47,6 +47,9 @@ def ensure_index(
         except errors.NoGenerationError:
             logger.info("no index at %s yet: building", store.root)
             return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+        except errors.IndexFormatError as e:
+            logger.warning("the current generation cannot be read (%s): rebuilding", e)
+            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
         m = current.manifest
         wanted = pipeline.repo_url(source)
         if m.repo_url != wanted or m.embedding.model != embedder.model or m.ref != ref:

@@ -52,7 +52,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "The path does not exist at the indexed commit."),
         (413, "Request body larger than 1 MiB."),
         (422, "A parameter is invalid; `error.field` names it."),
-        (503, "No generation loaded yet, or the embedding model is unavailable."),
+        (
+            503,
+            "No generation can be served yet (the message says why), the served one is "
+            "damaged, or the embedding model is unavailable or not the index's model.",
+        ),
     )
 }
 _encoder = msgspec.json.Encoder()
@@ -271,10 +275,12 @@ def create_app(
     async def readyz() -> Response:
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")
-        gen = context.manager.live if context else None
-        if gen is None:
-            return _error(503, "NotReady", "no generation loaded yet")
-        return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
+        if context is None:
+            return _error(503, "NotReady", "the searcher is starting")
+        ready, body = context.readiness()
+        if not ready:
+            return _error(503, "NotReady", str(body.get("reason", "not ready")))
+        return _json(200, {"status": "ready", **body})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
@@ -283,11 +289,8 @@ def create_app(
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
-        """The live generation's manifest."""
-        with ctx().manager.use() as gen:
-            from codeintel.core import store as store_mod
-
-            return Response(store_mod.encode_manifest(gen.manifest), media_type="application/json")
+        """The live generation's manifest, and under ``serving`` whether it is a fallback and why."""
+        return Response(await ctx().index_document(), media_type="application/json")
 
     def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
         async def endpoint(request: Any) -> Response:

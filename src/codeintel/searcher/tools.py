@@ -103,10 +103,7 @@ class Tools:
             dense: list[tuple[int, float]] = []
             lexical: list[tuple[int, float]] = []
             if req.mode in ("semantic", "hybrid"):
-                embedder = self._embedder()
-                want = int(gen.manifest.embedding.dim)
-                if embedder.dim and want and embedder.dim != want:
-                    embedding_mod.check_dimension(embedder.dim, want, embedder.model)
+                self.manager.check_embedder(gen, self._embedder())
                 fetch = hits.fetch_size(req.k, filtered)
                 if req.mode == "hybrid":
                     fetch = max(fetch, min(hits.MAX_FETCH, 2 * req.k))
