@@ -38,6 +38,13 @@ def listening_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for a server in another process (the CLI
+    binds its own socket). In-process servers use :func:`serve`, which cannot race."""
+    with listening_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def serve(app: Any, **config: Any) -> Iterator[str]:
     """Run ``app`` with uvicorn in a thread on its own socket; yields ``http://127.0.0.1:PORT``."""
