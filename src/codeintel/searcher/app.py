@@ -20,8 +20,8 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -34,9 +34,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codeintel.core import embedding as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import catalog, mcp_tools, models
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import mcp_tools, models
-from codeintel.searcher import tools as tools_mod
+from codeintel.searcher import errors as errors_mod
+from codeintel.searcher import metrics as metrics_mod
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": text}
     for code, text in (
+        (400, "The selected repositories mix embedding models; `error.groups` lists them."),
         (401, "Missing or wrong bearer token."),
-        (404, "The path does not exist at the indexed commit."),
+        (404, "The path does not exist at the indexed commit, or no served repository matches."),
         (413, "Request body larger than 1 MiB."),
         (422, "A parameter is invalid; `error.field` names it."),
         (503, "No generation loaded yet, or the embedding model is unavailable."),
@@ -125,21 +127,48 @@ class _BodyTooLargeError(Exception):
     pass
 
 
+class Serving(Protocol):
+    """What the app serves from: a single store, many stores, or shards (the router)."""
+
+    metrics: metrics_mod.Metrics
+
+    @property
+    def service(self) -> catalog.Service: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def index_document(self) -> bytes: ...
+
+
 def create_app(
     settings: settings_mod.Settings,
     *,
     embedder: embedding_mod.Embedder | None = None,
 ) -> FastAPI:
-    """The searcher app over ``settings.store.path``; ``embedder`` overrides the configured one."""
-    holder: dict[str, context_mod.AppContext] = {}
+    """The searcher app: one store (``settings.store.path``) or every store under
+    ``settings.fleet.stores_root``; ``embedder`` overrides the configured one."""
+    if settings.fleet.stores_root:
+        from codeintel.searcher import fleet
 
-    def ctx() -> context_mod.AppContext:
+        return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
+    return build_app(settings, lambda: context_mod.AppContext(settings, embedder=embedder))
+
+
+def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> FastAPI:
+    """REST, MCP, probes and metrics over whatever ``make`` builds in the lifespan."""
+    holder: dict[str, Serving] = {}
+
+    def ctx() -> Serving:
         found = holder.get("ctx")
         if found is None:
             raise errors.NoGenerationError("the searcher is starting")
         return found
 
-    mcp = mcp_tools.build_server(lambda: ctx().tools)
+    mcp = mcp_tools.build_server(lambda: ctx().service)
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     for host in settings.server.allowed_hosts:
         hosts += [host, f"{host}:*"]
@@ -158,9 +187,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = context_mod.AppContext(settings, embedder=embedder)
+        context = make()
         holder["ctx"] = context
-        app.state.context = context
         try:
             await context.start()
             async with mcp.session_manager.run():
@@ -172,7 +200,7 @@ def create_app(
     app = FastAPI(
         title="codeintel searcher",
         version="1",
-        description=mcp_tools.INSTRUCTIONS,
+        description=catalog.INSTRUCTIONS,
         lifespan=lifespan,
     )
     app.add_middleware(GuardMiddleware, token=api_token(settings))
@@ -183,10 +211,10 @@ def create_app(
 
     @app.exception_handler(errors.CodeIntelError)
     async def _codeintel_error(request: Request, exc: errors.CodeIntelError) -> Response:
-        status = tools_mod.status_for(exc)
+        status = errors_mod.status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc)
-        return _json(status, tools_mod.error_body(exc))
+        return _json(status, errors_mod.error_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -206,10 +234,12 @@ def create_app(
     async def readyz() -> Response:
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")
-        gen = context.manager.live if context else None
-        if gen is None:
-            return _error(503, "NotReady", "no generation loaded yet")
-        return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
+        if context is None:
+            return _error(503, "NotReady", "the searcher is starting")
+        ready, body = context.readiness()
+        if not ready:
+            return _error(503, "NotReady", str(body.get("reason", "not ready")))
+        return _json(200, {"status": "ready", **body})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
@@ -218,34 +248,26 @@ def create_app(
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
-        """The live generation's manifest."""
-        with ctx().manager.use() as gen:
-            from codeintel.core import store as store_mod
+        """The live generation's manifest (per repository when several are served)."""
+        return Response(await ctx().index_document(), media_type="application/json")
 
-            return Response(store_mod.encode_manifest(gen.manifest), media_type="application/json")
-
-    def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
+    def tool_route(tool: catalog.Tool) -> None:
         async def endpoint(request: Any) -> Response:
-            tools = ctx().tools
-            result = await tools.call(name, getattr(tools, name), request)
-            return _json(200, result)
+            return _json(200, await ctx().service.call(tool.name, request))
 
-        endpoint.__annotations__ = {"request": model, "return": Response}
+        endpoint.__annotations__ = {"request": tool.request, "return": Response}
         app.add_api_route(
-            f"/v1/{name}",
+            f"/v1/{tool.name}",
             endpoint,
             methods=["POST"],
-            name=name,
-            summary=mcp_tools.TITLES[name],
-            description=mcp_tools.DESCRIPTIONS[name],
+            name=tool.name,
+            summary=tool.title,
+            description=tool.description,
             response_class=JSONResponse,
-            responses={200: {"model": answer}, **_ERRORS},
+            responses={200: {"model": tool.response}, **_ERRORS},
             tags=["tools"],
         )
 
-    tool_route("semantic_search", models.SemanticSearchRequest, models.SemanticSearchResponse)
-    tool_route("search_text", models.SearchTextRequest, models.SearchTextResponse)
-    tool_route("list_paths", models.ListPathsRequest, models.ListPathsResponse)
-    tool_route("blame_range", models.BlameRangeRequest, models.BlameRangeResponse)
-    tool_route("file_history", models.FileHistoryRequest, models.FileHistoryResponse)
+    for tool in catalog.CATALOG:
+        tool_route(tool)
     return app

@@ -92,8 +92,22 @@ class AppContext:
         return xq
 
     @property
-    def ready(self) -> bool:
-        return self.manager.live is not None
+    def service(self) -> tools_mod.Tools:
+        return self.tools
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body) for ``/readyz``: ready once a generation is live."""
+        gen = self.manager.live
+        if gen is None:
+            return False, {"reason": "no generation loaded yet"}
+        return True, {"generation": gen.name, "commit": gen.commit}
+
+    async def index_document(self) -> bytes:
+        """``/v1/index``: the live generation's manifest."""
+        from codeintel.core import store as store_mod
+
+        with self.manager.use() as gen:
+            return store_mod.encode_manifest(gen.manifest)
 
     async def start(self) -> None:
         """Begin loading the embedder and watching CURRENT; returns at once."""
