@@ -201,6 +201,10 @@ class FleetSettings:
     """The router's shards: base URLs (``http://pool-shard-0.pool-shards:8080``), or one
     template with ``{i}`` expanded for i in 0..shards-1."""
 
+    shard_replicas: int = 1
+    """Replicas of each shard behind a ``{i}`` template: shard i is pods i, i+N, i+2N, …
+    (the StatefulSet layout the operator renders); the router fails over between them."""
+
     shard_timeout_seconds: float = 10.0
     """The router's wait for one shard; a slower shard is reported missing in a
     ``partial`` answer, never turned into an error."""

@@ -154,8 +154,17 @@ def create_app(
     if settings.fleet.stores_root:
         from codeintel.searcher import fleet
 
+        fleet.check_settings(settings.fleet)
         return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
     return build_app(settings, lambda: context_mod.AppContext(settings, embedder=embedder))
+
+
+def create_router_app(settings: settings_mod.Settings) -> FastAPI:
+    """The router: the same API, answered by the shards in ``settings.fleet.shard_urls``."""
+    from codeintel.searcher import router
+
+    router.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
+    return build_app(settings, lambda: router.RouterContext(settings))
 
 
 def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> FastAPI:

@@ -31,7 +31,8 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, errors.PathNotFoundError):
         field = "path"
     message = str(exc) if isinstance(exc, errors.CodeIntelError) else "internal error"
-    body: dict[str, Any] = {"type": type(exc).__name__, "message": message, "field": field}
+    kind = getattr(exc, "type_name", type(exc).__name__)  # a shard's type, relayed by the router
+    body: dict[str, Any] = {"type": kind, "message": message, "field": field}
     if isinstance(exc, errors.ModelMixError):
         body["groups"] = exc.groups
     return {"error": body}

@@ -123,6 +123,8 @@ class GenerationManager:
         self._live: LoadedGeneration | None = None
         self._open: set[LoadedGeneration] = set()
         self._refused: set[str] = set()
+        self.last_error: str | None = None
+        """Why the newest generation CURRENT named was refused, until one loads."""
         self._lock = threading.Lock()
         self._store: Any = None
         self.loaded = asyncio.Event()
@@ -178,16 +180,19 @@ class GenerationManager:
             gen = await self._run(load, store, name, self.settings, self.cache_dir, self._executor)
         except errors.IndexFormatError as e:
             self._refused.add(name)
+            self.last_error = f"generation {name} was refused: {e}"
             self._metrics.generation_loads.labels(result="refused_format").inc()
             kept = live.name if live else "none"
             logger.error("refused generation %s (keeping %s): %s", name, kept, e)
             return False
         except Exception as e:
             self._refused.add(name)
+            self.last_error = f"generation {name} failed to load: {e}"
             self._metrics.generation_loads.labels(result="failed").inc()
             logger.exception("failed to load generation %s: %s", name, e)
             return False
         self._swap(gen)
+        self.last_error = None
         self._metrics.generation_loads.labels(result="ok").inc()
         self._metrics.set_generation(gen.name, gen.commit, gen.index_type, gen.counts())
         logger.info("serving generation %s at commit %s", gen.name, gen.commit[:12])
