@@ -663,9 +663,13 @@ class FleetContext:
             await self.embedders.ready.wait()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready once the stores root has been listed (an empty pool is ready too)."""
+        """Ready once the stores root is listed and the query embedder has loaded (or
+        failed: lexical still answers). An empty pool is ready too. Waiting for the model
+        keeps a router from sending semantic queries to a shard that would stall on it."""
         if not self.stores.scanned.is_set():
             return False, {"reason": f"listing stores under {self.stores.root}"}
+        if not self.embedders.ready.is_set():
+            return False, {"reason": "loading the query embedding model"}
         return True, {"repos": len(self.stores.entries)}
 
     async def index_document(self) -> bytes:
