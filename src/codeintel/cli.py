@@ -165,18 +165,6 @@ def _cmd_router(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shard_urls(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """``--shard-url`` as given, or the StatefulSet template ``--shards-service`` implies."""
-    urls = tuple(getattr(args, "shard_url", None) or ())
-    service = getattr(args, "shards_service", None)
-    if service:
-        host, _, port = service.partition(":")
-        # A StatefulSet's pods are <set>-<ordinal>.<headless service>; the operator names
-        # the set after its headless Service.
-        urls += (f"http://{host.split('.')[0]}-{{i}}.{host}:{port or 8080}",)
-    return urls or None
-
-
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from codeintel import searcher
 
@@ -240,7 +228,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "stores_root": getattr(args, "stores_root", None),
             "shards": getattr(args, "shards", None),
             "shard_index": getattr(args, "shard_index", None),
-            "shard_urls": _shard_urls(args),
+            "shard_urls": tuple(getattr(args, "shard_url", None) or ()) or None,
             "shard_replicas": getattr(args, "shard_replicas", None),
             "shard_timeout_seconds": getattr(args, "shard_timeout", None),
         },
@@ -369,14 +357,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard-url",
         action="append",
-        help="a shard's base URL (repeat in shard order), or one template with {i}",
+        help="a shard's base URL (repeat, in shard order), or one template where {i} is the "
+        "shard and {r} the replica: http://pool-r{r}-{i}.pool-shards.ns.svc:8080",
     )
-    p.add_argument(
-        "--shards-service",
-        help="the shards' headless Service, e.g. pool-shards.ns.svc:8080 (pods <name>-<i>)",
-    )
-    p.add_argument("--shards", type=int, help="number of shards (with a {i} template)")
-    p.add_argument("--shard-replicas", type=int, help="replicas per shard (pods i, i+N, ...)")
+    p.add_argument("--shards", type=int, help="number of shards (with a template)")
+    p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
     p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
     p.set_defaults(func=_cmd_router)
 

@@ -294,5 +294,12 @@ def test_shard_url_templates_expand_replicas() -> None:
         ["http://pool-0.pool:8080", "http://pool-2.pool:8080"],
         ["http://pool-1.pool:8080", "http://pool-3.pool:8080"],
     ]
+    pods = FleetSettings(
+        shard_urls=("http://p-r{r}-{i}.p-shards:8080",), shards=2, shard_replicas=2
+    )
+    assert shard_urls(pods) == [
+        ["http://p-r0-0.p-shards:8080", "http://p-r1-0.p-shards:8080"],
+        ["http://p-r0-1.p-shards:8080", "http://p-r1-1.p-shards:8080"],
+    ]
     listed = FleetSettings(shard_urls=("http://a:1/", "http://b:2"))
     assert shard_urls(listed) == [["http://a:1"], ["http://b:2"]]

@@ -279,4 +279,19 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
 
     for tool in catalog.CATALOG:
         tool_route(tool)
+
+    async def vector_search(request: models.VectorSearchRequest) -> Response:
+        """The router's semantic_search with a query vector embedded once for all shards."""
+        service: Any = ctx().service
+        if not hasattr(service, "semantic_search_vector"):
+            raise errors.QueryError("this searcher takes no query vectors", field="vector")
+        return _json(200, await service.call("semantic_search_vector", request))
+
+    app.add_api_route(
+        "/internal/v1/semantic_search",
+        vector_search,
+        methods=["POST"],
+        include_in_schema=False,
+        response_class=JSONResponse,
+    )
     return app

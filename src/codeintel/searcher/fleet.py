@@ -471,16 +471,25 @@ class FleetTools:
         )
         return result
 
-    def _tools(self, manager: generations_mod.GenerationManager) -> tools_mod.Tools:
-        """Single-store tools over one loaded store, with the batcher of its model."""
+    def _tools(
+        self, manager: generations_mod.GenerationManager, vector: np.ndarray | None = None
+    ) -> tools_mod.Tools:
+        """Single-store tools over one loaded store, with the batcher of its model (or,
+        when the router sent the query vector, a batcher that searches with it)."""
         live = manager.live
         model = str(live.manifest.embedding.model) if live is not None else ""
         embedders = self._ctx.embedders
 
         def batcher_embedder() -> embedding_mod.Embedder:
+            if vector is not None:
+                return _Given(model, int(vector.shape[0]))  # type: ignore[return-value]
             return embedders.batcher(model)[0]
 
-        batcher: Any = _LazyBatcher(embedders, model)
+        batcher: Any = (
+            _LazyBatcher(embedders, model)
+            if vector is None
+            else _VectorBatcher(vector, self._ctx.run)
+        )
         return tools_mod.Tools(
             self._ctx.settings,
             manager,
@@ -491,14 +500,14 @@ class FleetTools:
         )
 
     async def _each(
-        self, names: Sequence[str], tool: str, request: Any
+        self, names: Sequence[str], tool: str, request: Any, vector: np.ndarray | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Run ``tool`` on every named store at once: (tagged answers, skipped repo -> reason)."""
         single = request.model_copy(update={"repos": None})
 
         async def one(name: str) -> dict[str, Any]:
             async with self.stores.open(name) as manager:
-                handler = getattr(self._tools(manager), tool)
+                handler = getattr(self._tools(manager, vector), tool)
                 answer: dict[str, Any] = await handler(single)
                 return answer
 
@@ -517,7 +526,7 @@ class FleetTools:
             raise errors.NoGenerationError(f"no selected repository can answer: {name}: {reason}")
         return answers, skipped
 
-    def _check_models(self, names: Sequence[str]) -> None:
+    def _check_models(self, names: Sequence[str]) -> dict[str, list[str]]:
         """One embedding model across the selection, or ModelMixError naming the groups."""
         groups: dict[str, list[str]] = {}
         for name in names:
@@ -529,6 +538,7 @@ class FleetTools:
                 groups.setdefault(str(m.embedding.model), []).append(name)
         if len(groups) > 1:
             raise errors.ModelMixError(groups)
+        return groups
 
     async def semantic_search(self, req: models.SemanticSearchRequest) -> dict[str, Any]:
         names = self.stores.select(req.repos)
@@ -536,6 +546,17 @@ class FleetTools:
             self._check_models(names)
         answers, skipped = await self._each(names, "semantic_search", req)
         return merging.semantic(answers, req.k, req.mode, skipped)
+
+    async def semantic_search_vector(self, req: models.VectorSearchRequest) -> dict[str, Any]:
+        """semantic_search with the query vector the router embedded once for all shards."""
+        names = self.stores.select(req.request.repos)
+        vector = req.vector_array()
+        groups = self._check_models(names)
+        if groups and req.model not in groups:
+            raise errors.ModelMixError({req.model: ["(the router's query)"], **groups})
+        inner = req.request
+        answers, skipped = await self._each(names, "semantic_search", inner, vector)
+        return merging.semantic(answers, inner.k, inner.mode, skipped)
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
         names = self.stores.select(req.repos)
@@ -604,6 +625,26 @@ class _LazyBatcher:
 
     async def search(self, engine: Any, query: str, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         return await self._embedders.batcher(self._model)[1].search(engine, query, fetch)
+
+
+class _VectorBatcher:
+    """A Tools batcher for a query vector that arrived with the request: search only."""
+
+    def __init__(self, vector: np.ndarray, run: Any) -> None:
+        self._xq = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        self._run = run
+
+    async def search(self, engine: Any, query: str, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        D, I = await self._run(engine.search, self._xq, fetch)
+        return D[0], I[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Given:
+    """Stands in for the embedder when the vector was given: its model and dimension."""
+
+    model: str
+    dim: int
 
 
 def _unavailable(name: str, reason: str) -> dict[str, Any]:

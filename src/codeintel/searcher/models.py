@@ -220,6 +220,32 @@ class ListReposRequest(_ManyRepos):
     pass
 
 
+class VectorSearchRequest(_Request):
+    """The router's internal semantic_search: the request plus the query vector it
+    embedded once for every shard (base64 float32, little-endian), and its model."""
+
+    request: SemanticSearchRequest
+    vector: Annotated[str, Field(min_length=4, max_length=200_000)]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+
+    def vector_array(self) -> Any:
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = base64.b64decode(self.vector, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise errors.QueryError(f"vector is not base64: {e}", field="vector") from e
+        if len(raw) % 4:
+            raise errors.QueryError("vector is not a float32 array", field="vector")
+        xq = np.frombuffer(raw, dtype="<f4")
+        if not np.all(np.isfinite(xq)):
+            raise errors.QueryError("vector has non-finite values", field="vector")
+        return xq
+
+
 # -- answers (documented in OpenAPI; built as plain dicts for speed) ------------------------
 
 

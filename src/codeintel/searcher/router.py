@@ -21,8 +21,11 @@ would mix models, which no single shard can see.
 from __future__ import annotations
 
 import asyncio
+import base64
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -30,11 +33,12 @@ from typing import Any
 
 import httpx
 import msgspec
+import numpy as np
 import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import merging, models
+from codeintel.searcher import fleet, merging, models
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import tools as tools_mod
 from codeintel.searcher.fleet import shard_of
@@ -46,12 +50,18 @@ CATALOGUE_REFRESH_SECONDS = 10.0
 
 
 def shard_urls(settings: settings_mod.FleetSettings) -> list[list[str]]:
-    """Replica base URLs of each shard, from ``shard_urls`` (a list, or one ``{i}`` template)."""
+    """Replica base URLs of each shard, from ``shard_urls``: a list (one URL per shard, in
+    shard order), or one template where ``{i}`` is the shard and ``{r}`` the replica
+    (``http://pool-r{r}-{i}.pool-shards.ns.svc.cluster.local:8080``, the operator's
+    layout); a template without ``{r}`` numbers replicas as pods i, i+N, i+2N, ..."""
     urls = [u.rstrip("/") for u in settings.shard_urls]
     if len(urls) == 1 and "{i}" in urls[0]:
         n = max(1, settings.shards)
         replicas = max(1, settings.shard_replicas)
-        return [[urls[0].format(i=i + r * n) for r in range(replicas)] for i in range(n)]
+        template = urls[0]
+        if "{r}" in template:
+            return [[template.format(i=i, r=r) for r in range(replicas)] for i in range(n)]
+        return [[template.format(i=i + r * n) for r in range(replicas)] for i in range(n)]
     if not urls:
         raise errors.ConfigError("the router needs shard URLs (--shard-url)")
     return [[u] for u in urls]
@@ -97,8 +107,14 @@ class RouterMetrics:
 class Router:
     """The catalogue answered by fanning out to shards and merging."""
 
-    def __init__(self, settings: settings_mod.Settings, metrics: RouterMetrics) -> None:
+    def __init__(
+        self,
+        settings: settings_mod.Settings,
+        metrics: RouterMetrics,
+        embedders: fleet.QueryEmbedders,
+    ) -> None:
         self.settings = settings
+        self.embedders = embedders
         self.shards = shard_urls(settings.fleet)
         self.timeout = settings.fleet.shard_timeout_seconds
         self.metrics = metrics
@@ -125,7 +141,7 @@ class Router:
 
     # -- transport -------------------------------------------------------------------------
 
-    async def _ask(self, shard: int, tool: str, body: bytes) -> dict[str, Any]:
+    async def _ask(self, shard: int, path: str, body: bytes) -> dict[str, Any]:
         """One shard's answer (trying its replicas in turn), or an error from the tree.
 
         _ShardUnavailableError when no replica answered in time or one failed with a 5xx."""
@@ -134,7 +150,7 @@ class Router:
         last: Exception | None = None
         for url in self.shards[shard]:
             try:
-                response = await self.client.post(f"{url}/v1/{tool}", content=body)
+                response = await self.client.post(f"{url}{path}", content=body)
             except httpx.TimeoutException as e:
                 self.metrics.shard_failures.labels(shard=label, reason="timeout").inc()
                 raise _ShardUnavailableError(f"{label} timed out after {self.timeout:g}s") from e
@@ -155,16 +171,23 @@ class Router:
         raise _ShardUnavailableError(f"{label} is unreachable: {last}")
 
     async def _fan(
-        self, tool: str, request: Any, shards: Sequence[int] | None = None
+        self,
+        tool: str,
+        request: Any,
+        shards: Sequence[int] | None = None,
+        *,
+        path: str | None = None,
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Ask ``shards`` (default all) at once: (answers, missing shard names).
 
         A RepoNotFoundError from a shard means it holds none of the selection; it is
         re-raised only when no shard answered and none is missing."""
         targets = list(range(len(self.shards))) if shards is None else list(shards)
-        body = msgspec.json.encode(request.model_dump(exclude_none=True))
+        data = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
+        body = msgspec.json.encode(data)
+        path = path or f"/v1/{tool}"
         results = await asyncio.gather(
-            *(asyncio.wait_for(self._ask(i, tool, body), self.timeout + 1) for i in targets),
+            *(asyncio.wait_for(self._ask(i, path, body), self.timeout + 1) for i in targets),
             return_exceptions=True,
         )
         answers: list[dict[str, Any]] = []
@@ -189,10 +212,31 @@ class Router:
     # -- the catalogue ---------------------------------------------------------------------
 
     async def semantic_search(self, req: models.SemanticSearchRequest) -> dict[str, Any]:
-        if req.mode != "lexical":
-            self._check_models(req.repos)
-        answers, missing = await self._fan("semantic_search", req)
+        model = self._check_models(req.repos) if req.mode != "lexical" else None
+        vector = await self._embed(model, req.query) if model else None
+        if vector is None:  # lexical, or the router cannot embed: each shard embeds
+            answers, missing = await self._fan("semantic_search", req)
+        else:
+            body = {
+                "request": req.model_dump(exclude_none=True),
+                "vector": base64.b64encode(vector.astype("<f4").tobytes()).decode(),
+                "model": model,
+            }
+            answers, missing = await self._fan(
+                "semantic_search", body, path="/internal/v1/semantic_search"
+            )
         return _partial(merging.semantic(answers, req.k, req.mode), missing)
+
+    async def _embed(self, model: str, query: str) -> np.ndarray | None:
+        """The query vector for ``model``, embedded once here for every shard (micro-batched
+        like a searcher's), or None when this router cannot embed for that model."""
+        try:
+            _, batcher = self.embedders.batcher(model)
+            vector, _ = await batcher.search(_IDENTITY, query, 0)
+        except errors.EmbeddingError as e:
+            logger.debug("router cannot embed for %s (%s); shards will", model, e)
+            return None
+        return vector
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
         answers, missing = await self._fan("search_text", req)
@@ -241,19 +285,21 @@ class Router:
         self.models = {r["name"]: r["embedding_model"] for r in rows if r.get("embedding_model")}
         self.catalogue_ready.set()
 
-    def _check_models(self, patterns: Sequence[str] | None) -> None:
+    def _check_models(self, patterns: Sequence[str] | None) -> str | None:
+        """The one model of the selection (None if unknown yet); ModelMixError for several."""
         known = self.models
         if not known:
-            return  # nothing learnt yet: the shards still refuse a mix within themselves
+            return None  # nothing learnt yet: the shards still refuse a mix within themselves
         try:
             names = tools_mod.select(known, patterns)
         except errors.RepoNotFoundError:
-            return  # a store newer than the last refresh: let the shards decide
+            return None  # a store newer than the last refresh: let the shards decide
         groups: dict[str, list[str]] = {}
         for name in names:
             groups.setdefault(known[name], []).append(name)
         if len(groups) > 1:
             raise errors.ModelMixError(groups)
+        return next(iter(groups), None)
 
     async def refresh_catalogue(self) -> None:
         """Re-read every shard's list_repos forever (cancel to stop)."""
@@ -315,22 +361,40 @@ def _relayed(response: httpx.Response) -> errors.CodeIntelError:
     return relayed
 
 
+class _Identity:
+    """An 'engine' whose search returns the query vectors: the batcher then only embeds."""
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return xq, np.zeros((len(xq), 0), dtype=np.int64)
+
+
+_IDENTITY = _Identity()
+
+
 class RouterContext:
-    """The router's long-lived state for the app lifespan: the HTTP client and metrics."""
+    """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
 
     def __init__(self, settings: settings_mod.Settings) -> None:
         self.settings = settings
         self.router_metrics = RouterMetrics.create()
         self.metrics = self.router_metrics.base
-        self.router = Router(settings, self.router_metrics)
+        self.executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="router")
+        self.embedders = fleet.QueryEmbedders(settings, self.run, self.metrics.batch_size.observe)
+        self.router = Router(settings, self.router_metrics, self.embedders)
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     @property
     def service(self) -> Router:
         return self.router
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self.router.refresh_catalogue()))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.embedders.start()))
+        self._tasks.append(loop.create_task(self.router.refresh_catalogue()))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready at once: a router with shards down still answers (partially)."""
@@ -345,7 +409,9 @@ class RouterContext:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.embedders.aclose()
         await self.router.aclose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _flags(answer: dict[str, Any]) -> dict[str, Any]:
