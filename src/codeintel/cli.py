@@ -141,6 +141,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from codeintel.indexer import serving
 
     settings = _settings(args)
+    if settings.fleet.stores_root:
+        if args.source:
+            raise errors.ConfigError("serve takes a repository or --stores-root, not both")
+        searcher.serve(settings)
+        return 0
     if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
@@ -164,6 +169,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         finally:
             stop.set()
             follower.join(timeout=5)
+    return 0
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    from codeintel import searcher
+
+    searcher.serve(_settings(args), router=True)
     return 0
 
 
@@ -229,6 +241,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
         index={"result_file": getattr(args, "result_file", None)},
+        fleet={
+            "stores_root": getattr(args, "stores_root", None),
+            "shards": getattr(args, "shards", None),
+            "shard_index": getattr(args, "shard_index", None),
+            "shard_urls": tuple(getattr(args, "shard_url", None) or ()) or None,
+            "shard_replicas": getattr(args, "shard_replicas", None),
+            "shard_timeout_seconds": getattr(args, "shard_timeout", None),
+        },
     )
 
 
@@ -348,8 +368,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", default="HEAD")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    g = p.add_argument_group("many stores (a search pool; or CODEINTEL_FLEET_* env vars)")
+    g.add_argument(
+        "--stores-root", help="serve every store at DIR/<namespace>/<name>/ instead of one"
+    )
+    g.add_argument("--shards", type=int, help="shards the stores are split across")
+    g.add_argument("--shard-index", type=int, help="this process's shard, 0-based")
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("router", help="one REST + MCP endpoint fanning out to pool shards")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument(
+        "--shard-url",
+        action="append",
+        help="a shard's base URL (repeat, in shard order), or one template where {i} is the "
+        "shard and {r} the replica: http://pool-r{r}-{i}.pool-shards.ns.svc:8080",
+    )
+    p.add_argument("--shards", type=int, help="number of shards (with a template)")
+    p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
+    p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
+    p.set_defaults(func=_cmd_router)
 
     index = sub.add_parser("index", help="build, update, merge or roll back an index store")
     isub = index.add_subparsers(dest="index_command", required=True)

@@ -37,7 +37,7 @@ def _operations(schema: Any) -> list[Any]:
 def test_no_input_produces_a_5xx(server: Served, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = _operations(schema)
-    assert len(operations) == 9  # 4 GET (probes, metrics, index) + 5 tools
+    assert len(operations) == 10  # 4 GET (probes, metrics, index) + 6 tools
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.method.upper() != "POST":
             continue  # nothing to make invalid in a parameterless GET

@@ -13,6 +13,8 @@
     │   ├── NoGenerationError    no generation has been published yet
     │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
+        ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
+        └── ModelMixError        repositories of different embedding models in one query (400)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
 each class to an HTTP status in one exception handler; the operator maps them to
@@ -98,3 +100,26 @@ class QueryError(CodeIntelError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RepoNotFoundError(QueryError):
+    """A repository name or glob that matches no store this searcher (or router) serves."""
+
+    def __init__(self, message: str, field: str = "repos") -> None:
+        super().__init__(message, field=field)
+
+
+class ModelMixError(QueryError):
+    """A semantic query over repositories indexed with different embedding models.
+
+    ``groups`` maps each model to the repositories indexed with it, so the caller
+    can narrow ``repos`` to one group."""
+
+    def __init__(self, groups: dict[str, list[str]]) -> None:
+        named = "; ".join(f"{model}: {', '.join(repos)}" for model, repos in sorted(groups.items()))
+        super().__init__(
+            "the selected repositories were indexed with different embedding models, and one "
+            f"query vector cannot search them all; narrow `repos` to one group ({named})",
+            field="repos",
+        )
+        self.groups = groups

@@ -227,6 +227,51 @@ class ServerSettings:
     max_batch: int = 64
     """Most queries embedded and searched as one batch."""
 
+    repo_name: str = ""
+    """The served repository's name in ``repos``/``repo`` and list_repos (single-store
+    searchers); empty derives it from the indexed URL's last two path segments."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetSettings:
+    stores_root: str = ""
+    """Serve every store at ``<stores_root>/<namespace>/<name>/`` (a SearchPool's volume)
+    instead of the one store of ``store.path``; empty serves one store."""
+
+    shards: int = 1
+    """Shards the stores are split across (rendezvous hashing of ``namespace/name``), so
+    adding a shard moves about 1/N of the stores."""
+
+    shard_index: int = 0
+    """Which shard this process is (0-based); it serves only the stores hashed to it."""
+
+    scan_interval_seconds: float = 10.0
+    """How often ``stores_root`` is listed for stores that appeared or disappeared. A
+    listing reads one directory level per namespace: cheap at 1,000 stores."""
+
+    idle_unload_seconds: float = 1800.0
+    """A store unused this long is closed (FAISS maps, sqlite, worktree) and loads again
+    on its next query; 0 keeps every store loaded."""
+
+    max_loaded_stores: int = 256
+    """Most stores held open at once; past it the least recently used idle one is closed.
+    Each costs open files, an mmap and a worktree on disk (docs/operations.md, sizing)."""
+
+    shard_urls: tuple[str, ...] = ()
+    """The router's shards: base URLs (``http://pool-shard-0.pool-shards:8080``), or one
+    template with ``{i}`` expanded for i in 0..shards-1."""
+
+    shard_replicas: int = 1
+    """Replicas of each shard behind a ``{i}`` template: shard i is pods i, i+N, i+2N, …
+    (the StatefulSet layout the operator renders); the router fails over between them."""
+
+    shard_timeout_seconds: float = 10.0
+    """The router's wait for one shard; a slower shard is reported missing in a
+    ``partial`` answer, never turned into an error."""
+
+    shard_token: str = ""
+    """Bearer token the router sends to the shards (their ``server.api_token``)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
@@ -236,6 +281,7 @@ class Settings:
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
     git: GitSettings = dataclasses.field(default_factory=GitSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    fleet: FleetSettings = dataclasses.field(default_factory=FleetSettings)
 
     @classmethod
     def from_env(

@@ -21,8 +21,8 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -36,9 +36,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import catalog, mcp_tools, models
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import mcp_tools, models
-from codeintel.searcher import tools as tools_mod
+from codeintel.searcher import errors as errors_mod
+from codeintel.searcher import metrics as metrics_mod
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": text}
     for code, text in (
+        (400, "The selected repositories mix embedding models; `error.groups` lists them."),
         (401, "Missing or wrong bearer token."),
-        (404, "The path does not exist at the indexed commit."),
+        (404, "The path does not exist at the indexed commit, or no served repository matches."),
         (413, "Request body larger than 1 MiB."),
         (422, "A parameter is invalid; `error.field` names it."),
         (
@@ -178,21 +180,57 @@ class GuardMiddleware:
         await _error(413, "PayloadTooLarge", message, "body")(scope, receive, send)
 
 
+class Serving(Protocol):
+    """What the app serves from: a single store, many stores, or shards (the router)."""
+
+    metrics: metrics_mod.Metrics
+
+    @property
+    def service(self) -> catalog.Service: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def index_document(self) -> bytes: ...
+
+
 def create_app(
     settings: settings_mod.Settings,
     *,
     embedder: embedding_mod.Embedder | None = None,
 ) -> FastAPI:
-    """The searcher app over ``settings.store.path``; ``embedder`` overrides the configured one."""
-    holder: dict[str, context_mod.AppContext] = {}
+    """The searcher app: one store (``settings.store.path``) or every store under
+    ``settings.fleet.stores_root``; ``embedder`` overrides the configured one."""
+    if settings.fleet.stores_root:
+        from codeintel.searcher import fleet
 
-    def ctx() -> context_mod.AppContext:
+        fleet.check_settings(settings.fleet)
+        return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
+    return build_app(settings, lambda: context_mod.AppContext(settings, embedder=embedder))
+
+
+def create_router_app(settings: settings_mod.Settings) -> FastAPI:
+    """The router: the same API, answered by the shards in ``settings.fleet.shard_urls``."""
+    from codeintel.searcher import router
+
+    router.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
+    return build_app(settings, lambda: router.RouterContext(settings))
+
+
+def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> FastAPI:
+    """REST, MCP, probes and metrics over whatever ``make`` builds in the lifespan."""
+    holder: dict[str, Serving] = {}
+
+    def ctx() -> Serving:
         found = holder.get("ctx")
         if found is None:
             raise errors.NoGenerationError("the searcher is starting")
         return found
 
-    mcp = mcp_tools.build_server(lambda: ctx().tools)
+    mcp = mcp_tools.build_server(lambda: ctx().service)
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     for host in settings.server.allowed_hosts:
         hosts += [host, f"{host}:*"]
@@ -211,9 +249,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = context_mod.AppContext(settings, embedder=embedder)
+        context = make()
         holder["ctx"] = context
-        app.state.context = context
         try:
             await context.start()
             async with mcp.session_manager.run():
@@ -225,7 +262,7 @@ def create_app(
     app = FastAPI(
         title="codeintel searcher",
         version="1",
-        description=mcp_tools.INSTRUCTIONS,
+        description=catalog.INSTRUCTIONS,
         lifespan=lifespan,
     )
     app.add_middleware(
@@ -238,10 +275,10 @@ def create_app(
 
     @app.exception_handler(errors.CodeIntelError)
     async def _codeintel_error(request: Request, exc: errors.CodeIntelError) -> Response:
-        status = tools_mod.status_for(exc)
+        status = errors_mod.status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc)
-        return _json(status, tools_mod.error_body(exc))
+        return _json(status, errors_mod.error_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -289,31 +326,42 @@ def create_app(
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
-        """The live generation's manifest, and under ``serving`` whether it is a fallback and why."""
+        """The live generation's manifest (with ``serving``: whether it is a fallback and why),
+        or every served repository's summary when several are served."""
         return Response(await ctx().index_document(), media_type="application/json")
 
-    def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
+    def tool_route(tool: catalog.Tool) -> None:
         async def endpoint(request: Any) -> Response:
-            tools = ctx().tools
-            result = await tools.call(name, getattr(tools, name), request)
-            return _json(200, result)
+            return _json(200, await ctx().service.call(tool.name, request))
 
-        endpoint.__annotations__ = {"request": model, "return": Response}
+        endpoint.__annotations__ = {"request": tool.request, "return": Response}
         app.add_api_route(
-            f"/v1/{name}",
+            f"/v1/{tool.name}",
             endpoint,
             methods=["POST"],
-            name=name,
-            summary=mcp_tools.TITLES[name],
-            description=mcp_tools.DESCRIPTIONS[name],
+            name=tool.name,
+            summary=tool.title,
+            description=tool.description,
             response_class=JSONResponse,
-            responses={200: {"model": answer}, **_ERRORS},
+            responses={200: {"model": tool.response}, **_ERRORS},
             tags=["tools"],
         )
 
-    tool_route("semantic_search", models.SemanticSearchRequest, models.SemanticSearchResponse)
-    tool_route("search_text", models.SearchTextRequest, models.SearchTextResponse)
-    tool_route("list_paths", models.ListPathsRequest, models.ListPathsResponse)
-    tool_route("blame_range", models.BlameRangeRequest, models.BlameRangeResponse)
-    tool_route("file_history", models.FileHistoryRequest, models.FileHistoryResponse)
+    for tool in catalog.CATALOG:
+        tool_route(tool)
+
+    async def vector_search(request: models.VectorSearchRequest) -> Response:
+        """The router's semantic_search with a query vector embedded once for all shards."""
+        service: Any = ctx().service
+        if not hasattr(service, "semantic_search_vector"):
+            raise errors.QueryError("this searcher takes no query vectors", field="vector")
+        return _json(200, await service.call("semantic_search_vector", request))
+
+    app.add_api_route(
+        "/internal/v1/semantic_search",
+        vector_search,
+        methods=["POST"],
+        include_in_schema=False,
+        response_class=JSONResponse,
+    )
     return app

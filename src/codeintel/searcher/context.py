@@ -93,8 +93,8 @@ class AppContext:
         return xq
 
     @property
-    def ready(self) -> bool:
-        return self.manager.live is not None
+    def service(self) -> tools_mod.Tools:
+        return self.tools
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body) for ``/readyz``: ready once a generation is live, else the reason."""

@@ -91,6 +91,42 @@ RepoPath = Annotated[
 ]
 
 
+MAX_REPOS = 1_000
+"""Names or globs one request may list in ``repos``."""
+
+
+def _repo_name(value: str) -> str:
+    value = _no_nul(value).strip().strip("/")
+    if not value:
+        raise ValueError("must name a repository ('namespace/name')")
+    return value
+
+
+RepoName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        description="A served repository, 'namespace/name' (list_repos shows them).",
+    ),
+    AfterValidator(_repo_name),
+]
+RepoSelector = Annotated[
+    str,
+    Field(min_length=1, max_length=256),
+    AfterValidator(_repo_name),
+    AfterValidator(_glob),
+]
+Repos = Annotated[
+    list[RepoSelector] | None,
+    Field(
+        max_length=MAX_REPOS,
+        description="Repositories to search: names ('team/api') or globs ('team/*', 'api' "
+        "matches that name in any namespace); omit for every served repository.",
+    ),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -103,7 +139,18 @@ class _Request(BaseModel):
         return value
 
 
-class SemanticSearchRequest(_Request):
+class _ManyRepos(_Request):
+    repos: Repos = None
+
+
+class _OneRepo(_Request):
+    repo: Annotated[
+        RepoName | None,
+        Field(description="The repository the path belongs to; needed when several are served."),
+    ] = None
+
+
+class SemanticSearchRequest(_ManyRepos):
     query: Annotated[
         Text,
         Field(
@@ -133,7 +180,7 @@ class SemanticSearchRequest(_Request):
     ] = "semantic"
 
 
-class SearchTextRequest(_Request):
+class SearchTextRequest(_ManyRepos):
     pattern: Annotated[
         Text,
         Field(
@@ -154,7 +201,7 @@ class SearchTextRequest(_Request):
     ] = 200
 
 
-class ListPathsRequest(_Request):
+class ListPathsRequest(_ManyRepos):
     path: Annotated[
         str | None,
         Field(
@@ -176,7 +223,7 @@ class ListPathsRequest(_Request):
     ] = 1000
 
 
-class BlameRangeRequest(_Request):
+class BlameRangeRequest(_OneRepo):
     path: RepoPath
     start_line: Annotated[
         int, Strict(), Field(ge=1, le=10_000_000, description="First line, 1-based.")
@@ -201,7 +248,7 @@ class BlameRangeRequest(_Request):
             )
 
 
-class FileHistoryRequest(_Request):
+class FileHistoryRequest(_OneRepo):
     path: RepoPath
     limit: Annotated[
         int,
@@ -210,15 +257,73 @@ class FileHistoryRequest(_Request):
     ] = 50
 
 
+class ListReposRequest(_ManyRepos):
+    pass
+
+
+class VectorSearchRequest(_Request):
+    """The router's internal semantic_search: the request plus the query vector it
+    embedded once for every shard (base64 float32, little-endian), and its model."""
+
+    request: SemanticSearchRequest
+    vector: Annotated[str, Field(min_length=4, max_length=200_000)]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+
+    def vector_array(self) -> Any:
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = base64.b64decode(self.vector, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise errors.QueryError(f"vector is not base64: {e}", field="vector") from e
+        if len(raw) % 4:
+            raise errors.QueryError("vector is not a float32 array", field="vector")
+        xq = np.frombuffer(raw, dtype="<f4")
+        if not np.all(np.isfinite(xq)):
+            raise errors.QueryError("vector has non-finite values", field="vector")
+        return xq
+
+
 # -- answers (documented in OpenAPI; built as plain dicts for speed) ------------------------
 
 
+class RepoVersion(BaseModel):
+    generation: str
+    commit: str
+
+
 class _Answer(BaseModel):
-    generation: str = Field(description="Index generation that answered, e.g. 'g000042'.")
-    commit: str = Field(description="Full sha of the commit every result is taken from.")
+    generation: str | None = Field(
+        None,
+        description="Index generation that answered, e.g. 'g000042' (absent when the answer "
+        "read several repositories: see `repos`).",
+    )
+    commit: str | None = Field(
+        None, description="Full sha of the commit every result is taken from."
+    )
+    repos: dict[str, RepoVersion] | None = Field(
+        None,
+        description="Every repository the answer read, with the generation and commit it "
+        "was answered from (searchers serving many repositories, and the router).",
+    )
+    skipped: dict[str, str] | None = Field(
+        None,
+        description="Selected repositories that could not answer (no generation yet, a "
+        "refused index, an unavailable embedding model), with the reason.",
+    )
+    partial: bool | None = Field(
+        None, description="True when some shards did not answer (router); see missing_shards."
+    )
+    missing_shards: list[str] | None = Field(
+        None, description="Shards whose repositories are absent from a partial answer."
+    )
 
 
 class SemanticHit(BaseModel):
+    repo: str | None = None
     path: str
     start_line: int
     end_line: int
@@ -242,6 +347,7 @@ class SemanticSearchResponse(_Answer):
 
 
 class TextHit(BaseModel):
+    repo: str | None = None
     path: str
     line: int
     column: int
@@ -261,6 +367,7 @@ class SearchTextResponse(_Answer):
 
 
 class PathEntry(BaseModel):
+    repo: str | None = None
     path: str
     size: int
     mode: str
@@ -308,6 +415,28 @@ class HistoryHit(BaseModel):
 class FileHistoryResponse(_Answer):
     results: list[HistoryHit]
     path: str
+
+
+class RepoInfo(BaseModel):
+    name: str = Field(description="'namespace/name', what `repos` and `repo` take.")
+    url: str
+    ref: str
+    commit: str
+    generation: str
+    vectors: dict[str, int] = Field(description="primary, secondary and tombstones.")
+    index_type: str
+    updated_at: str = Field(description="When the served generation was published (ISO-8601).")
+    embedding_model: str
+    embedding_dim: int
+    error: str | None = Field(
+        None, description="Why the repository cannot be served, when it cannot."
+    )
+
+
+class ListReposResponse(BaseModel):
+    results: list[RepoInfo]
+    partial: bool | None = None
+    missing_shards: list[str] | None = None
 
 
 class ErrorBody(BaseModel):

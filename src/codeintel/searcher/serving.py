@@ -58,9 +58,11 @@ def print_banner(settings: settings_mod.Settings, out: TextIO = sys.stdout) -> N
     print(json.dumps(client_config(settings), indent=2), file=out, flush=True)
 
 
-def serve(settings: settings_mod.Settings) -> None:
-    """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking)."""
-    server = make_server(settings, app_mod.create_app(settings))
+def serve(settings: settings_mod.Settings, *, router: bool = False) -> None:
+    """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking):
+    one store, every store under ``fleet.stores_root``, or (``router``) the pool's shards."""
+    app = app_mod.create_router_app(settings) if router else app_mod.create_app(settings)
+    server = make_server(settings, app)
     sockets = bind(server.config, settings)
     print_banner(settings)
     server.run(sockets=sockets)
