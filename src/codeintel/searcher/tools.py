@@ -236,18 +236,9 @@ class Tools:
             budget = TextBudget()
             results = []
             for e in entries:
-                text, cut = budget.take(e.text)
-                summary, cut_summary = budget.take(e.summary, count=False)
-                row: dict[str, Any] = {
-                    "line": e.line,
-                    "sha": e.sha,
-                    "short_sha": e.short_sha,
-                    "author": e.author,
-                    "email": e.email,
-                    "date": e.date,
-                    "summary": summary,
-                    "text": text,
-                }
+                row: dict[str, Any] = msgspec.to_builtins(e)
+                row["text"], cut = budget.take(e.text)
+                row["summary"], cut_summary = budget.take(e.summary, count=False)
                 if cut or cut_summary:
                     row["truncated"] = True
                 results.append(row)
@@ -267,17 +258,7 @@ class Tools:
                 raise errors.PathNotFoundError(req.path, gen.commit)
             entries = await gen.git.history(gen.commit, req.path, req.limit)
             return {
-                "results": [
-                    {
-                        "sha": e.sha,
-                        "short_sha": e.short_sha,
-                        "author": e.author,
-                        "email": e.email,
-                        "date": e.date,
-                        "summary": e.summary,
-                    }
-                    for e in entries
-                ],
+                "results": msgspec.to_builtins(entries),
                 "path": req.path,
                 "generation": gen.name,
                 "commit": gen.commit,
