@@ -42,7 +42,41 @@ MAX_INFLIGHT_BATCHES = 2
 """Batches embedded/searched at once; more only contend for the same cores."""
 
 
-class AppContext:
+class Runtime:
+    """A bounded executor for blocking work and the background tasks of one serving context
+    (single store, many stores, router), started in ``start`` and stopped in ``aclose``."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix=name
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run blocking ``fn`` on the bounded executor and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        """Start a background task that ``stop`` cancels."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        return task
+
+    async def stop(self) -> None:
+        """Cancel the background tasks and wait for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class AppContext(Runtime):
     """The searcher's long-lived state, shared by REST, MCP over HTTP and MCP over stdio."""
 
     def __init__(
@@ -51,11 +85,9 @@ class AppContext:
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
+        super().__init__(settings.server.workers, "codeintel-search")
         self.settings = settings
         self.metrics = metrics_mod.Metrics.create()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, settings.server.workers), thread_name_prefix="codeintel-search"
-        )
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._embedder_error: str | None = None
@@ -73,13 +105,7 @@ class AppContext:
         self.tools = tools_mod.Tools(
             settings, self.manager, self.batcher, self.embedder, self.run, self.metrics
         )
-        self._tasks: list[asyncio.Task[None]] = []
         self._embedder_task: asyncio.Task[None] | None = None
-
-    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Run blocking ``fn`` on the bounded executor and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     def embedder(self) -> embedding_mod.Embedder:
         """The query embedder, or EmbeddingError (503) while it loads or if it failed."""
@@ -112,11 +138,9 @@ class AppContext:
 
     async def start(self) -> None:
         """Begin loading the embedder and watching CURRENT; returns at once."""
-        loop = asyncio.get_running_loop()
         if self._embedder is None:
-            self._embedder_task = loop.create_task(self._load_embedder())
-            self._tasks.append(self._embedder_task)
-        self._tasks.append(loop.create_task(self.manager.watch()))
+            self._embedder_task = self.spawn(self._load_embedder())
+        self.spawn(self.manager.watch())
 
     async def _load_embedder(self) -> None:
         try:
@@ -142,15 +166,10 @@ class AppContext:
                 await asyncio.shield(self._embedder_task)
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.stop()
         await self.batcher.aclose()
         self.manager.close()
         if self._owns_embedder and self._embedder is not None:
             with contextlib.suppress(Exception):
                 await self._embedder.aclose()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.shutdown()

@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import logging
 import tempfile
@@ -43,6 +42,7 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import manifest as manifest_mod
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import merging, models, semantic
 from codeintel.searcher import metrics as metrics_mod
@@ -652,7 +652,7 @@ def _unavailable(name: str, reason: str) -> dict[str, Any]:
     }
 
 
-class FleetContext:
+class FleetContext(context_mod.Runtime):
     """The long-lived state of a searcher serving many stores (the app's lifespan owns it)."""
 
     def __init__(
@@ -661,31 +661,23 @@ class FleetContext:
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
+        super().__init__(settings.server.workers, "codeintel-search")
         self.settings = settings
         self.fleet_metrics = FleetMetrics.create()
         self.metrics = self.fleet_metrics.base
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, settings.server.workers), thread_name_prefix="codeintel-search"
-        )
         self.embedders = QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe, embedder
         )
         self.stores = StoreSet(settings, self.run, self.executor, self.fleet_metrics)
         self.tools = FleetTools(self)
-        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def service(self) -> FleetTools:
         return self.tools
 
-    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
-
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self.embedders.start()))
-        self._tasks.append(loop.create_task(self.stores.watch()))
+        self.spawn(self.embedders.start())
+        self.spawn(self.stores.watch())
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -708,12 +700,7 @@ class FleetContext:
         return msgspec.json.encode({"repos": rows, "shard": self.settings.fleet.shard_index})
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.stop()
         await self.embedders.aclose()
         await self.stores.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.shutdown()

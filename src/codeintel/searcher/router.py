@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
-import contextlib
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -38,6 +35,7 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import context as context_mod
 from codeintel.searcher import fleet, merging, models
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import tools as tools_mod
@@ -373,30 +371,24 @@ class _Identity:
 _IDENTITY = _Identity()
 
 
-class RouterContext:
+class RouterContext(context_mod.Runtime):
     """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
 
     def __init__(self, settings: settings_mod.Settings) -> None:
+        super().__init__(2, "codeintel-router")
         self.settings = settings
         self.router_metrics = RouterMetrics.create()
         self.metrics = self.router_metrics.base
-        self.executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="router")
         self.embedders = fleet.QueryEmbedders(settings, self.run, self.metrics.batch_size.observe)
         self.router = Router(settings, self.router_metrics, self.embedders)
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     @property
     def service(self) -> Router:
         return self.router
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self.embedders.start()))
-        self._tasks.append(loop.create_task(self.router.refresh_catalogue()))
+        self.spawn(self.embedders.start())
+        self.spawn(self.router.refresh_catalogue())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready at once: a router with shards down still answers (partially)."""
@@ -407,13 +399,10 @@ class RouterContext:
         return msgspec.json.encode({"repos": answer["results"], **_flags(answer)})
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.stop()
         await self.embedders.aclose()
         await self.router.aclose()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.shutdown()
 
 
 def _flags(answer: dict[str, Any]) -> dict[str, Any]:
