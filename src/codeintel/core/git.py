@@ -133,6 +133,7 @@ class GitClient:
         with client.repo.config_writer() as cw:
             cw.set_value("gc", "auto", "0")
             cw.set_value("gc", "pruneExpire", "never")
+        client.write_commit_graph()
         client.close()
         os.replace(tmp, dest)
         return cls(dest)
@@ -157,6 +158,18 @@ class GitClient:
             )
         except git.GitCommandError as e:
             raise errors.GitError(f"cannot fetch {self.origin_url()}: {_short(e)}") from e
+        self.write_commit_graph()
+
+    def write_commit_graph(self) -> None:
+        """Refresh the commit-graph with changed-path Bloom filters (a new split layer for
+        new commits only): path-limited ``log`` and ``blame`` then skip most commits."""
+        try:
+            self.repo.git.execute(
+                ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split"],
+                env=_env(),
+            )
+        except git.GitCommandError as e:  # an optimisation only: answers stay correct
+            logger.warning("cannot write the commit-graph of %s: %s", self.path, _short(e))
 
     # -- refs and trees ---------------------------------------------------------------------
 

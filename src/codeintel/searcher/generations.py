@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from codeintel.core import chunks as chunks_mod
-from codeintel.core import errors
+from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
@@ -95,7 +95,12 @@ def load(
         chunks=chunks,
         tree=tree,
         worktree=worktree,
-        git=history_mod.AsyncGitClient(mirror, executor),
+        git=history_mod.AsyncGitClient(
+            mirror,
+            executor,
+            index=history_index.HistoryIndex.open(generation.path, commit),
+            worktree=worktree,
+        ),
         tree_paths=[e.path for e in tree],
     )
 
