@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from searcher_helpers import Served, settings_for
 
 from codeintel.core import history as history_mod
+from codeintel.core import history_index
 from codeintel.core.history_index import HistoryIndex
 from codeintel.core.store import Store
 from codeintel.indexer import history_build, pipeline, progress
@@ -290,3 +292,21 @@ def test_walk_order_is_git_log_order(tmp_path: Path) -> None:
     table.append(history_build.walk(repo.path, repo.head()))
     order = table.walk_order(table.ids[bytes.fromhex(repo.head())])
     assert [table.shas[i].hex() for i in order] == repo.git("log", "--format=%H").split()
+
+
+def test_generations_without_usable_history_fall_back(tmp_path: Path) -> None:
+    v1 = Path(__file__).resolve().parents[1] / "fixtures" / "store-v1" / "generations" / "g000002"
+    assert HistoryIndex.open(v1, Store(v1.parents[1]).current().manifest.commit) is None
+    repo = GitRepo(tmp_path / "repo")
+    make_history(repo)
+    out = tmp_path / "gen"
+    (out / history_index.HISTORY_DIR).mkdir(parents=True)
+    table = history_build._Table(repo.head())
+    table.append(history_build.walk(repo.path, repo.head()))
+    encoded = table.encode()
+    (out / history_index.COMMITS_FILE).write_bytes(msgspec.msgpack.encode(encoded))
+    assert HistoryIndex.open(out, repo.head()) is not None
+    assert HistoryIndex.open(out, "0" * 40) is None  # another commit's tables
+    newer = msgspec.structs.replace(encoded, format=history_index.HISTORY_FORMAT + 1)
+    (out / history_index.COMMITS_FILE).write_bytes(msgspec.msgpack.encode(newer))
+    assert HistoryIndex.open(out, repo.head()) is None
