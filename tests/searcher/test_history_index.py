@@ -37,7 +37,13 @@ APP = "".join(f"def f{i}():\n    return {i}\n" for i in range(12))
 CAFE = "docs/café notes.md"
 
 
-def _commit(repo: GitRepo, msg: str, files: dict[str, str | bytes], day: int, who=None) -> str:
+def _commit(
+    repo: GitRepo,
+    msg: str,
+    files: dict[str, str | bytes],
+    day: int,
+    who: tuple[str, str] | None = None,
+) -> str:
     repo.write(files)
     repo.git("add", "-A")
     name, email = who or ("Ada Lovelace", "ada@example.org")
@@ -103,9 +109,8 @@ def make_history(repo: GitRepo) -> None:
         BOB,
     )
     repo.delete("gone.py")
-    _commit(
-        repo, "delete gone", {"logo.bin": b"\x89PNG\x00\x03binary\n"}, 6
-    )  # same time as the last
+    # Committed in the same second as the last: the walk order breaks the tie as git does.
+    _commit(repo, "delete gone", {"logo.bin": b"\x89PNG\x00\x03binary\n"}, 6)
 
 
 def grow_history(repo: GitRepo) -> None:
@@ -232,6 +237,11 @@ def test_identical_to_git_before_and_after_an_update(tmp_path: Path, local_embed
         "main: name",
         "initial",  # as old/name.py: followed across the rename
     ]
+    # Blame reports the .mailmap name and the subject's first line; log the raw name and
+    # the whole first paragraph. Each tool keeps its own, as git does.
+    line6 = built.blame("new/name.py", 6, 6, (repo.path / "new/name.py").read_bytes())
+    assert line6 is not None and (line6[0].author, line6[0].summary) == ("Robert", "move name")
+    assert built.log("new/name.py", 1)[0].author == "Bob"
 
     with Served(create_app(settings, embedder=local_embedder)) as served:
         served.wait_ready()
