@@ -10,11 +10,13 @@ commit-graph and bloom-filter shortcuts, so it is several times slower on long
 histories; its path-limited log needs a diff per commit in Python. GitPython
 stays for repository handling (opening, validating) in ``core/git.py``.
 
-Every call is pinned to a commit sha, so answers never mix commits (DESIGN §3),
-and runs with ``core.quotepath=off`` so non-ASCII paths come back intact.
+Every call is pinned to a commit sha, so answers never mix commits, and runs
+with ``core.quotepath=off`` so non-ASCII paths come back intact.
 ``safe.directory=*`` lets a searcher read a store mounted from another uid.
-:class:`AsyncGitClient` moves the blocking calls onto an executor so the event
-loop never waits on git.
+:class:`AsyncGitClient` answers from the generation's precomputed history when
+it has one (``core/history_index.py``: ~0.2 ms instead of ~150 ms on 20K
+commits) and otherwise runs git through a bounded cache, on an executor so the
+event loop never waits on git.
 """
 
 from __future__ import annotations
