@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.common import write_results
 from codeintel.core import git as git_mod
-from codeintel.core.local_embedder import LocalEmbedder
+from codeintel.core.embed.local import LocalEmbedder
 from codeintel.core.settings import Settings
 from codeintel.indexer import corpus, pipeline, progress
 

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from codeintel.core import hits
-    from codeintel.core.local_embedder import LocalEmbedder
+    from codeintel.core.embed.local import LocalEmbedder
     from codeintel.core.settings import Settings
     from codeintel.core.store import Store
     from codeintel.indexer import pipeline

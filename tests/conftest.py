@@ -63,7 +63,7 @@ def sample_repo(git_repo: GitRepo) -> GitRepo:
 @pytest.fixture(scope="session")
 def local_embedder() -> Iterator[object]:
     """The real bundled model, loaded once per test session."""
-    from codeintel.core.local_embedder import LocalEmbedder
+    from codeintel.core.embed.local import LocalEmbedder
 
     embedder = LocalEmbedder()
     yield embedder

@@ -54,3 +54,30 @@ def test_default_store_is_per_repository_under_the_cache(tmp_path, monkeypatch):
     assert default_store(str(tmp_path / "other")) != here
     url = default_store("https://example.org/org/tool.git")
     assert url.name.startswith("tool-") and url != default_store("https://example.org/x/tool.git")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["index", "build", ".", "--store", "{store}"],
+        ["index", "update", "--store", "{store}"],
+        ["index", "merge", "--store", "{store}"],
+        ["index", "rollback", "--store", "{store}"],
+        ["search", "q", "--store", "{store}"],
+        ["index", "build", ".", "--store", "{store}/inside"],
+        ["serve", "--store", "{store}", "--port", "0"],
+        ["mcp", "--store", "{store}"],
+    ],
+)
+@pytest.mark.timeout(60)  # before the fix, serve would start and block
+def test_store_that_is_a_file_is_one_line(tmp_path, capsys, argv):
+    store = tmp_path / "notes.txt"
+    store.write_text("not a store")
+    code = main([a.replace("{store}", str(store)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert lines == [line for line in err.strip().splitlines() if "notes.txt" in line]
+    assert len(lines) == 1 and f"store path {store}" in lines[0] and "not a directory" in lines[0]
+    assert store.read_text() == "not a store"

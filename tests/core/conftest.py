@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from embed_helpers import FakeEmbeddingsServer, serve
 
-from codeintel.core.local_embedder import LocalEmbedder
+from codeintel.core.embed.local import LocalEmbedder
+from servers import FakeEmbeddingsServer
 
 
 @pytest.fixture(scope="session")
@@ -22,5 +22,5 @@ def local_embedder() -> Iterator[LocalEmbedder]:
 def fake_server() -> Iterator[tuple[FakeEmbeddingsServer, str]]:
     """A scriptable embeddings server on loopback and its base URL (``…/v1``)."""
     state = FakeEmbeddingsServer()
-    with serve(state.app()) as url:
-        yield state, f"{url}/v1"
+    with state.running() as url:
+        yield state, url

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codeintel.core import embedding, errors
-from codeintel.core.local_embedder import LocalEmbedder
+from codeintel.core import embed, errors
+from codeintel.core.embed.local import LocalEmbedder
 from codeintel.core.settings import EmbedderSettings
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_missing_model_directory_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_make_embedder_builds_the_local_model_lazily() -> None:
-    embedder = embedding.make_embedder(EmbedderSettings(kind="local", batch_size=8))
+    embedder = embed.make_embedder(EmbedderSettings(kind="local", batch_size=8))
     assert isinstance(embedder, LocalEmbedder)
     assert embedder.batch_size == 8
     embedder.close()
@@ -88,9 +88,9 @@ def test_make_embedder_builds_the_local_model_lazily() -> None:
 
 
 def test_check_dimension_names_model_and_both_dims() -> None:
-    embedding.check_dimension(384, 384, "m")
+    embed.check_dimension(384, 384, "m")
     with pytest.raises(errors.DimensionMismatchError, match=r"'m'.*384.*2560") as info:
-        embedding.check_dimension(384, 2560, "m")
+        embed.check_dimension(384, 2560, "m")
     assert isinstance(info.value, errors.EmbeddingError)
 
 

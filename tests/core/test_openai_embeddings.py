@@ -10,12 +10,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-from embed_helpers import FakeEmbeddingsServer, expected_vectors
 from prometheus_client import REGISTRY
 
-from codeintel.core import embedding, errors
-from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
+from codeintel.core import embed, errors
+from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import EmbedderSettings
+from servers import FakeEmbeddingsServer, expected_vectors
 
 Server = tuple[FakeEmbeddingsServer, str]
 
@@ -249,7 +249,7 @@ def test_make_embedder_builds_the_client_from_settings() -> None:
     settings = EmbedderSettings(
         kind="openai", url="http://vllm:8000/v1/", model="Qwen/Qwen3-Embedding-4B", dim=2560
     )
-    client = embedding.make_embedder(settings)
+    client = embed.make_embedder(settings)
     assert isinstance(client, OpenAIEmbeddingsClient)
     assert client.url == "http://vllm:8000/v1/embeddings"
     assert (client.model, client.dim, client.batch_size) == ("Qwen/Qwen3-Embedding-4B", 2560, 64)

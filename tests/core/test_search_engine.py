@@ -73,7 +73,7 @@ def flat_engine(xb: np.ndarray, ids: np.ndarray, **kwargs: object) -> SearchEngi
 
 
 class TestRecall:
-    """recall@20 against IndexFlatIP >= 0.95 at the default nprobe (DESIGN §3)."""
+    """recall@20 against IndexFlatIP >= 0.95 at the default nprobe (docs/architecture.md, *Vector indexes*)."""
 
     def test_ivf_flat(self, tmp_path: Path) -> None:
         n, d = 20_000, 64

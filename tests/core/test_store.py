@@ -382,18 +382,25 @@ class TestLock:
 
     def test_waits_up_to_the_timeout(self, store: Store) -> None:
         held = threading.Event()
+        events: list[str] = []
 
         def hold_briefly() -> None:
             with store.lock():
                 held.set()
-                time.sleep(0.2)
+                time.sleep(0.3)
+                events.append("released")
 
         thread = threading.Thread(target=hold_briefly)
         thread.start()
-        held.wait(5)
+        assert held.wait(5)
+        started = time.monotonic()
         with store.lock(timeout=5):
-            pass
+            events.append("acquired")
+            waited = time.monotonic() - started
         thread.join()
+
+        assert events == ["released", "acquired"]
+        assert 0.2 <= waited < 5
 
     def test_another_process_holding_the_lock_is_named(self, store: Store) -> None:
         with store.lock():
@@ -424,3 +431,103 @@ class TestLock:
             proc.communicate("", timeout=10)
         with store.lock():
             pass
+
+
+def three_generations(store: Store) -> list[Generation]:
+    g1 = build(store)
+    g2 = build(store, g1, first_id=3)
+    return [g1, g2, build(store, g2, first_id=6)]
+
+
+class TestRollback:
+    def test_points_current_at_the_newest_intact_older_generation(self, store: Store) -> None:
+        _, g2, g3 = three_generations(store)
+        flip_byte(g3.path / CHUNKS_DB)
+        previous, target = store.rollback()
+        assert (previous, target.name) == ("g000003", "g000002")
+        assert (store.root / CURRENT).read_text() == "g000002\n"
+        assert store.current().manifest == g2.manifest
+
+    def test_skips_damaged_and_too_new_candidates(self, store: Store) -> None:
+        g2 = three_generations(store)[1]
+        raw = msgspec.json.decode((g2.path / MANIFEST).read_bytes())
+        raw["min_reader_version"] = FORMAT_VERSION + 1
+        (g2.path / MANIFEST).write_bytes(msgspec.json.encode(raw))
+        previous, target = store.rollback()
+        assert (previous, target.name) == ("g000003", "g000001")
+        assert store.current_name() == "g000001"
+
+    def test_to_a_named_generation_verifies_it_first(self, store: Store) -> None:
+        g1 = three_generations(store)[0]
+        flip_byte(g1.path / CHUNKS_DB)
+        with pytest.raises(errors.IndexFormatError, match=r"g000001: chunks\.sqlite"):
+            store.rollback("g000001")
+        assert store.current_name() == "g000003", "a refused rollback leaves CURRENT alone"
+        assert store.rollback("g000002")[1].name == "g000002"
+        with pytest.raises(errors.IndexFormatError, match="not found"):
+            store.rollback("g000009")
+
+    def test_no_intact_older_generation_is_a_clear_error(self, store: Store) -> None:
+        g1, g2, _ = three_generations(store)
+        flip_byte(g1.path / PRIMARY)
+        (g2.path / MANIFEST).write_text("{broken")
+        with pytest.raises(errors.IndexFormatError) as info:
+            store.rollback()
+        message = str(info.value)
+        assert "no intact generation older than g000003" in message
+        assert "primary.faiss" in message and "corrupt manifest" in message
+        assert store.current_name() == "g000003"
+
+    def test_garbage_current_rolls_to_the_newest_intact_generation(self, store: Store) -> None:
+        three_generations(store)
+        (store.root / CURRENT).write_text("\x00garbage\n")
+        previous, target = store.rollback()
+        assert (previous, target.name) == (None, "g000003")
+        assert store.current_name() == "g000003"
+
+    def test_takes_the_writer_lock(self, store: Store) -> None:
+        three_generations(store)
+        with store.lock(), pytest.raises(errors.ConfigError, match="locked by another writer"):
+            Store(store.root).rollback()
+        assert store.current_name() == "g000003"
+
+    def test_next_id_survives_an_unreadable_generation(self, store: Store) -> None:
+        g3 = three_generations(store)[2]
+        raw = msgspec.json.decode((g3.path / MANIFEST).read_bytes())
+        raw.update(format_version=FORMAT_VERSION + 1, min_reader_version=FORMAT_VERSION + 1)
+        (g3.path / MANIFEST).write_bytes(msgspec.json.encode(raw))
+        with pytest.raises(errors.IndexFormatError):
+            store.current()
+        assert store.max_next_id() == 9
+        (g3.path / MANIFEST).write_text("{broken")
+        assert store.max_next_id() == 6
+
+
+class TestStorePath:
+    def test_a_file_is_refused_in_one_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "notes.txt"
+        path.write_text("not a store")
+        with pytest.raises(errors.ConfigError, match=r"notes\.txt is not a directory$"):
+            Store(path)
+        with pytest.raises(errors.ConfigError, match=r"notes\.txt is a file\)"):
+            Store(path / "store")
+        Store(tmp_path / "new" / "store")  # a path that does not exist yet is fine
+
+
+class TestPermissions:
+    def test_published_files_are_readable_by_other_users_whatever_the_umask(
+        self, store: Store
+    ) -> None:
+        old = os.umask(0o077)
+        try:
+            g1 = build(store)
+            g2 = build(store, g1, first_id=3)
+        finally:
+            os.umask(old)
+        paths = [store.root / CURRENT, store.generations_dir]
+        for gen in (g1, g2):
+            paths += [gen.path, *gen.path.rglob("*")]
+        for path in paths:
+            mode = path.stat().st_mode & 0o777
+            wanted = 0o555 if path.is_dir() else 0o444
+            assert mode & wanted == wanted, f"{path} is {oct(mode)}"

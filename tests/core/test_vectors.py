@@ -57,10 +57,10 @@ class TestWriteSegment:
             (np.arange(2), np.full((2, DIM), 1e6), "finite"),
         ],
     )
-    def test_bad_input_is_a_value_error(
+    def test_bad_input_is_an_index_format_error(
         self, tmp_path: Path, ids: np.ndarray, xb: np.ndarray, message: str
     ) -> None:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(errors.IndexFormatError, match=message):
             VectorStore.write_segment(tmp_path, "s", ids, xb)
 
     def test_empty_segment_keeps_its_dimension(self, tmp_path: Path) -> None:

@@ -191,6 +191,9 @@ async def test_operator_build_serve_and_answer_over_mcp(
         container, {"/store": str(tmp_path / "store"), "/tmp": str(tmp_path / "pod-tmp")}
     )
     argv = [("127.0.0.1" if a == "0.0.0.0" else str(port) if a == "8080" else a) for a in argv]
+    assert env["CODEINTEL_SERVER_METRICS_PORT"] == "9090"  # the port the ServiceMonitor scrapes
+    metrics_port = free_port()
+    env["CODEINTEL_SERVER_METRICS_PORT"] = str(metrics_port)
     searcher = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", 120, searcher)
@@ -215,6 +218,8 @@ async def test_operator_build_serve_and_answer_over_mcp(
             )
             assert blame["commit"] == head
             assert blame["results"], blame
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")  # no token, as Prometheus
+        assert scraped.status_code == 200 and "codeintel_requests_total" in scraped.text
     finally:
         searcher.terminate()
         searcher.wait(20)

@@ -220,9 +220,9 @@ class TestGpuFallback:
         assert info["path"] == "cpu"
         assert info["faiss_version"] == faiss.__version__
 
-    def test_use_cuvs_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("USE_CUVS", "0")
-        assert gpu.use_cuvs() is False
+    def test_cuvs_not_wanted(self) -> None:
+        assert gpu.use_cuvs(False) is False
+        assert gpu.describe(False)["cuvs_wanted"] is False
 
     def test_gpu_failure_falls_back_to_cpu(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

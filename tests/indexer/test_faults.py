@@ -2,97 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from codeintel.cli import main
 from codeintel.core.store import Store
+from servers import FakeEmbeddingsServer, refused_url
 
 pytestmark = pytest.mark.slow
 
 
-class EmbeddingsServer:
-    """A real /v1/embeddings server on loopback whose behaviour a test can switch."""
-
-    def __init__(self) -> None:
-        self.dim = 8
-        self.status = 200
-        self.requests = 0
-        self.hang_after: int | None = None
-        self.hanging = threading.Event()
-        self.release = threading.Event()
-        app = FastAPI()
-
-        @app.post("/v1/embeddings")
-        async def embeddings(request: Request) -> JSONResponse:
-            body = await request.json()
-            self.requests += 1
-            if self.hang_after is not None and self.requests > self.hang_after:
-                self.hanging.set()
-                while not self.release.is_set():  # hold the request until the test is done
-                    await _sleep(0.05)
-            if self.status != 200:
-                headers = {"Retry-After": "0"} if self.status == 429 else {}
-                return JSONResponse(
-                    {"error": {"message": "nope"}}, status_code=self.status, headers=headers
-                )
-            data = [
-                {"index": i, "object": "embedding", "embedding": _vector(text, self.dim)}
-                for i, text in enumerate(body["input"])
-            ]
-            return JSONResponse({"object": "list", "model": body["model"], "data": data})
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> EmbeddingsServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.should_exit = True
-        self.thread.join(5)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
-def _vector(text: str, dim: int) -> list[float]:
-    seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-    v = np.random.default_rng(seed).standard_normal(dim)
-    return [float(x) for x in v / np.linalg.norm(v)]
-
-
 @pytest.fixture
-def embed_server() -> Iterator[EmbeddingsServer]:
-    with EmbeddingsServer() as server:
+def embed_server() -> Iterator[FakeEmbeddingsServer]:
+    server = FakeEmbeddingsServer()
+    with server.running():
         yield server
 
 
@@ -103,7 +32,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEINTEL_EMBEDDER_TIMEOUT_SECONDS", "5")
 
 
-def _openai(server: EmbeddingsServer, *extra: str) -> list[str]:
+def _openai(server: FakeEmbeddingsServer, *extra: str) -> list[str]:
     return [
         "--embedder",
         "openai",
@@ -170,16 +99,14 @@ class TestEmbeddingFaults:
         embed_server.status = status
         assert main(["index", "update", "--store", str(built), *_openai(embed_server)]) != 0
         _one_error_line(capsys, str(status), embed_server.url)
-        assert embed_server.requests > 1, "5xx and 429 must be retried"
+        assert embed_server.attempts > 1, "5xx and 429 must be retried"
         assert Store(built).current_name() == "g000001"
 
     def test_server_unreachable(self, sample_repo, built, fast_retries, capsys):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
         sample_repo.commit("change", {"new.py": "def fresh():\n    return 2\n"})
-        args = ["--embedder", "openai", "--embed-url", dead, "--embed-model", "test-embed"]
-        assert main(["index", "update", "--store", str(built), *args]) != 0
+        with refused_url() as dead:
+            args = ["--embedder", "openai", "--embed-url", dead, "--embed-model", "test-embed"]
+            assert main(["index", "update", "--store", str(built), *args]) != 0
         _one_error_line(capsys, dead)
         assert Store(built).current_name() == "g000001"
 
@@ -207,7 +134,7 @@ def test_sigkill_mid_build_keeps_the_last_good_generation(
     sample_repo.commit(
         "many files", {f"pkg/mod{i}.py": f"def f{i}():\n    return {i}\n" for i in range(40)}
     )
-    embed_server.hang_after = embed_server.requests  # the next embeddings request never answers
+    embed_server.hang_after = embed_server.attempts  # the next embeddings request never answers
     env = {**os.environ, "CODEINTEL_EMBEDDER_BATCH_SIZE": "4"}
     cmd = [
         sys.executable,

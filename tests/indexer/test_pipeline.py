@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from codeintel.cli import main
-from codeintel.core import hits
+from codeintel.core import errors, hits
+from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
 from codeintel.core.store import Store
 from codeintel.indexer import pipeline, serving
@@ -64,6 +65,15 @@ class TestBuild:
             == "web/server.go"
         )
 
+    def test_several_queries_each_get_their_hits(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+
+        queries = ["deliver a message by SMTP", "health check endpoint"]
+        found = hits.search_store(settings, local_embedder, queries, 1)
+
+        assert [[h.path for h in rows] for rows in found] == [["mail/sender.py"], ["web/server.go"]]
+
     def test_cli_search_json_shape(self, sample_repo, local_embedder, tmp_path, capsys):
         store = tmp_path / "store"
         pipeline.build(_settings(store), str(sample_repo.path), local_embedder)
@@ -83,6 +93,17 @@ class TestBuild:
         }
         assert rows[0]["path"] == "billing/invoice.py"
         assert rows[0]["score"] >= rows[1]["score"]
+
+
+def test_nothing_to_index_with_an_unknown_dimension_is_a_config_error(git_repo, tmp_path):
+    """Only a binary file and an embedder that has not told its dimension: the user must give it."""
+    git_repo.commit("only an image", {"logo.png": b"\x89PNG\r\n\x1a\n\x00binary"})
+    embedder = OpenAIEmbeddingsClient("http://127.0.0.1:9/v1", "remote-model")  # never called
+    try:
+        with pytest.raises(errors.ConfigError, match="--embed-dim"):
+            pipeline.build(_settings(tmp_path / "store"), str(git_repo.path), embedder)
+    finally:
+        embedder.close()
 
 
 class TestIncremental:
@@ -224,3 +245,53 @@ def test_result_file_is_the_job_contract(sample_repo, tmp_path, monkeypatch):
     assert payload["generation"] == "g000001" and payload["commit"] == sample_repo.head()
     assert payload["index_type"] == "flat"
     assert set(payload["vectors"]) == {"primary", "secondary", "tombstones"}
+
+
+class TestManifestFacts:
+    def test_files_count_is_the_same_after_a_build_and_an_update(
+        self, sample_repo, local_embedder, tmp_path
+    ):
+        # Empty and blank files give no chunk: they are read, but nothing of them is indexed.
+        sample_repo.commit("empties", {"pkg/__init__.py": "", "blank.txt": "\n\n  \n"})
+        settings = _settings(tmp_path / "store")
+        built = pipeline.build(settings, str(sample_repo.path), local_embedder)
+        store = Store(settings.store.path)
+
+        def indexed_paths() -> int:
+            db = store.current().chunks()
+            try:
+                return len(db.paths())
+            finally:
+                db.close()
+
+        assert built.files == store.current().manifest.files_indexed == indexed_paths() == 4
+        sample_repo.commit("touch", {"README.md": "# Sample\n\nNow with refunds.\n"})
+        updated = pipeline.update(settings, local_embedder)
+        assert updated.files == store.current().manifest.files_indexed == indexed_paths() == 4
+        assert pipeline.merge(settings).files == 4
+
+    def test_update_result_counts_newly_skipped_files(self, sample_repo, local_embedder, tmp_path):
+        settings = _settings(tmp_path / "store")
+        built = pipeline.build(settings, str(sample_repo.path), local_embedder)
+        sample_repo.commit("binary", {"assets/icon.png": b"\x89PNG\r\n\x1a\n\x00binary"})
+        updated = pipeline.update(settings, local_embedder)
+        manifest = Store(settings.store.path).current().manifest
+        assert updated.skipped == len(manifest.skipped) == built.skipped + 1
+
+    def test_every_published_file_is_readable_by_other_users(
+        self, sample_repo, local_embedder, tmp_path
+    ):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(sample_repo.path), local_embedder)
+        sample_repo.commit("more", {"extra.py": "def extra():\n    return 'extra'\n"})
+        pipeline.update(settings, local_embedder)
+        pipeline.merge(settings)
+        root = Path(settings.store.path)
+        published = [root / "CURRENT", *(root / "generations").rglob("*")]
+        modes = {
+            str(p.relative_to(root)): oct(p.stat().st_mode & 0o777)
+            for p in published
+            if p.stat().st_mode & (0o555 if p.is_dir() else 0o444)
+            != (0o555 if p.is_dir() else 0o444)
+        }
+        assert modes == {}

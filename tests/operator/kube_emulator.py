@@ -15,7 +15,7 @@ API server fills; this subclass fills the ones that matter here:
 
 :func:`make_emulator` also loads kmock's bundled discovery (so ``v1``, ``apps/v1``,
 ``batch/v1`` resources exist) and registers ``codeindexes`` with a status
-subresource. kopf must run cluster-wide against it: listing namespaces is not
+subresource, and ``searchpools`` likewise. kopf must run cluster-wide against it: listing namespaces is not
 emulated.
 """
 
@@ -34,6 +34,7 @@ import kmock
 from kmock._internal import enums, rendering
 
 CODEINDEXES = "codeintel.io/v1alpha1/codeindexes"
+SEARCHPOOLS = "codeintel.io/v1alpha1/searchpools"
 
 
 class ClusterEmulator(kmock.KubernetesEmulator):
@@ -142,6 +143,15 @@ def make_emulator() -> ClusterEmulator:
         namespaced=True,
         verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
         shortnames={"cidx"},
+        categories={"codeintel", "all"},
+        subresources={"status"},
+    )
+    emulator.resources[SEARCHPOOLS] = kmock.ResourceInfo(
+        kind="SearchPool",
+        singular="searchpool",
+        namespaced=True,
+        verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+        shortnames={"spool"},
         categories={"codeintel", "all"},
         subresources={"status"},
     )

@@ -52,6 +52,51 @@ class Cluster:
             kube.path("codeintel.io/v1alpha1", "codeindexes", namespace), body
         )
 
+    async def apply_searchpool(
+        self, namespace: str, name: str, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": "codeintel.io/v1alpha1",
+            "kind": "SearchPool",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        return await self.client.create(
+            kube.path("codeintel.io/v1alpha1", "searchpools", namespace), body
+        )
+
+    async def pool_status(self, namespace: str, name: str) -> dict[str, Any]:
+        body = await self.get("codeintel.io/v1alpha1", "searchpools", namespace, name)
+        assert body is not None
+        return dict(body.get("status") or {})
+
+    async def patch_spec(self, plural: str, namespace: str, name: str, spec: Any) -> None:
+        path = kube.path("codeintel.io/v1alpha1", plural, namespace, name)
+        assert await self.client.patch(path, {"spec": spec}) is not None
+
+    async def start_shard_pod(
+        self, namespace: str, statefulset: dict[str, Any], ordinal: int, *, ready: bool = True
+    ) -> None:
+        """Play the StatefulSet controller and kubelet: pod ``<set>-<ordinal>`` with the
+        labels the controller stamps (its selector and the pod-index label), Ready or not."""
+        template = statefulset["spec"]["template"]
+        labels = {**template["metadata"]["labels"], "apps.kubernetes.io/pod-index": str(ordinal)}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{statefulset['metadata']['name']}-{ordinal}",
+                "namespace": namespace,
+                "labels": labels,
+            },
+            "spec": template["spec"],
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        }
+        await self.client.create(kube.path("v1", "pods", namespace), pod)
+
     async def get(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.client.get(kube.path(api, plural, namespace, name))
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from operator_harness import FAST, Cluster, build_result, wait_for
-
-from conftest import OperatorFactory
+from operator_harness import FAST, Cluster, OperatorFactory, build_result, wait_for
 
 NS = "team-a"
 SPEC = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 
@@ -61,6 +62,47 @@ def test_vector_invalidating_changes_rebuild() -> None:
         "EmbeddingChanged",
     )
     assert plan({**SERVING, "repoUrl": "https://x/z.git"}) == ("build", "RepositoryChanged")
+
+
+def test_moving_into_out_of_or_between_pools_rebuilds() -> None:
+    pooled = dataclasses.replace(SPEC, pool="fleet")
+    decided = planning.next_action(pooled, SERVING, T0)
+    assert (decided.action, decided.reason) == (jobs.Action.BUILD, "PoolChanged")
+    assert plan({**SERVING, "pool": "fleet"}) == ("build", "PoolChanged")
+    other = planning.next_action(pooled, {**SERVING, "pool": "other"}, T0)
+    assert other.reason == "PoolChanged"
+    # Served from the pool it names, or never in one (status written before pools): no rebuild.
+    assert planning.next_action(pooled, {**SERVING, "pool": "fleet"}, T0).action is None
+    assert plan({**SERVING, "pool": ""}) == (None, "UpToDate")
+
+
+def test_the_store_location_travels_with_the_job() -> None:
+    start = planning.start_patch(
+        {}, planning.Plan(jobs.Action.BUILD, "PoolChanged"), "x-build-00002", 2, 3, T0, pool="fleet"
+    )
+    assert start["activeJob"]["pool"] == "fleet"
+    result = jobs.parse_result(
+        json.dumps({"action": "build", "generation": "g000002", "commit": "c" * 40})
+    )
+    done = planning.success_patch({"activeJob": start["activeJob"]}, result, SPEC, 3, T0)
+    assert done["pool"] == "fleet"
+    # A Job recorded by an operator that knew no pools leaves the recorded place alone.
+    old = planning.success_patch({"activeJob": {"action": "update"}}, result, SPEC, 3, T0)
+    assert "pool" not in old
+
+
+def test_missing_pool_degrades_and_clears_once_found() -> None:
+    patch = planning.pool_problem_patch({}, "PoolNotFound", "SearchPool x does not exist", 4)
+    degraded = next(c for c in patch["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "PoolNotFound"
+    assert patch["phase"] == "Pending"
+    assert "phase" not in planning.pool_problem_patch(SERVING, "PoolNotFound", "gone", 4)
+    cleared = planning.pool_found_patch(patch, "x", 4)
+    assert cleared is not None
+    assert next(c for c in cleared["conditions"] if c["type"] == "Degraded")["status"] == "False"
+    # A failed Job's Degraded is not the pool's to clear.
+    failed = planning.failure_patch(SERVING, "BackoffLimitExceeded", "boom", SETTINGS, 4, T0)
+    assert planning.pool_found_patch(failed, "x", 4) is None
 
 
 def test_ref_change_updates_and_threshold_merges() -> None:

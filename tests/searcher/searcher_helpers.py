@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
+import servers
 from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
 from gitrepo import GitRepo
@@ -111,32 +110,16 @@ def build_store(repo: Repo, store: Path, embedder: Any) -> Settings:
     return settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Served:
-    """A uvicorn server in a thread, with its own event loop, on a free loopback port."""
+    """The app served on loopback through ``servers.serve`` (its own bound socket)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = ""
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        self.url = self._stack.enter_context(servers.serve(self.app))
         return self
 
     def wait_ready(
@@ -152,5 +135,4 @@ class Served:
             time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self._stack.close()

@@ -21,7 +21,14 @@ from codeintel.searcher import create_app
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mcp"
-TOOLS = {"semantic_search", "search_text", "list_paths", "blame_range", "file_history"}
+TOOLS = {
+    "semantic_search",
+    "search_text",
+    "list_paths",
+    "blame_range",
+    "file_history",
+    "list_repos",
+}
 
 
 def _entry(name: str) -> dict[str, Any]:
@@ -62,6 +69,8 @@ async def test_stdio_config(store_settings: Settings) -> None:
     args = [str(store_settings.store.path) if a == ".codeintel" else a for a in entry["args"]]
     command = str(Path(sys.executable).parent / entry["command"])
     env = {**entry.get("env", {}), "PATH": os.environ["PATH"]}
+    if "PYTHONPATH" in os.environ:  # a worktree's sources over the editable install
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     params = StdioServerParameters(command=command, args=args, env=env)
     with open(os.devnull, "w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):

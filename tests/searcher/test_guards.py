@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 from searcher_helpers import Served, settings_for
 
 from codeintel.core.settings import Settings
-from codeintel.searcher import create_app
+from codeintel.searcher import create_app, serving
+from servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +175,44 @@ class TestMcpHosts:
             ):
                 r = httpx.post(f"{served.url}/mcp", json=init, headers={**headers, "host": host})
                 assert r.status_code == status, (host, r.text)
+
+
+class TestMetricsPort:
+    def test_metrics_port_serves_metrics_without_the_token_and_nothing_else(
+        self, store_settings: Settings, local_embedder: Any
+    ) -> None:
+        # As `codeintel serve` runs it in a pod: one uvicorn, the API port and the metrics port.
+        api_port, metrics_port = free_port(), free_port()
+        settings = store_settings.replace(
+            server={"api_token": "s3cret", "port": api_port, "metrics_port": metrics_port}
+        )
+        server = serving.make_server(settings, create_app(settings, embedder=local_embedder))
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": serving.bind(server.config, settings)}
+        )
+        thread.start()
+        try:
+            api, metrics = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}"
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{metrics}/readyz").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            r = httpx.get(f"{metrics}/metrics")
+            assert r.status_code == 200 and "codeintel_requests_total" in r.text
+            assert httpx.get(f"{api}/metrics").status_code == 401  # the API port keeps the token
+            good = {"Authorization": "Bearer s3cret"}
+            assert httpx.get(f"{api}/metrics", headers=good).status_code == 200
+            for method, path in (
+                ("POST", "/v1/file_history"),
+                ("GET", "/v1/index"),
+                ("POST", "/mcp"),
+                ("GET", "/docs"),
+                ("POST", "/metrics"),
+            ):
+                r = httpx.request(method, f"{metrics}{path}", json={"path": "README.md"})
+                assert r.status_code == 404, (method, path, r.text)
+                r = httpx.request(method, f"{metrics}{path}", headers=good, json={})
+                assert r.status_code == 404, (method, path, r.text)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)

@@ -38,7 +38,7 @@ async def _exercise(session: ClientSession, repo: Repo) -> None:
     await session.initialize()
     listed = await session.list_tools()
     tools = {t.name: t for t in listed.tools}
-    assert set(tools) == set(CALLS)
+    assert set(tools) == {*CALLS, "list_repos"}
     for tool in tools.values():
         assert len(tool.description or "") > 80
         assert tool.input_schema["type"] == "object"
@@ -50,6 +50,9 @@ async def _exercise(session: ClientSession, repo: Repo) -> None:
         assert body["commit"] == head, name
         assert body["generation"] == "g000001"
         assert body["results"], name
+    (row,) = _payload(await session.call_tool("list_repos", {}))["results"]
+    assert (row["commit"], row["generation"]) == (head, "g000001")
+    assert row["embedding_model"] and row["vectors"]["primary"] > 0
     body = _payload(await session.call_tool("search_text", {"pattern": "TaxCalculator"}))
     assert body["results"][0]["path"] == "billing/invoice.py"
     missing = await session.call_tool("file_history", {"path": "gone.txt"})
@@ -73,7 +76,12 @@ async def test_stdio(store_settings: Settings, repo: Repo) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "codeintel.cli", "mcp", "--store", str(store_settings.store.path)],
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": os.environ["PATH"]},
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PATH": os.environ["PATH"],
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+        },
     )
     with open(os.devnull, "w") as errlog:
         async with (

@@ -1,18 +1,20 @@
-"""Small pieces on their own: path normalisation, RRF, micro-batching, blame/log parsing."""
+"""Small pieces on their own: path normalisation, RRF, micro-batching, ripgrep order, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 import pytest
-from searcher_helpers import AUTHORS, NON_ASCII_PATH, Repo
 
-from codeintel.core import errors, history
-from codeintel.searcher import paths, semantic
+from codeintel.core import errors
+from codeintel.core.settings import Settings
+from codeintel.searcher import models, paths, semantic, textsearch
+from codeintel.searcher.context import AppContext
 
 
 class TestNormalise:
@@ -99,29 +101,105 @@ async def test_batcher_fails_every_query_of_a_failed_batch() -> None:
     assert all(isinstance(o, errors.EmbeddingError) for o in outcome)
 
 
-class TestHistory:
-    def test_blame_and_log_at_a_pinned_commit(self, repo: Repo) -> None:
-        first = repo.git("rev-list", "--max-parents=0", "HEAD")
-        lines = history.blame(repo.path, first, NON_ASCII_PATH, 1, 100)
-        assert len(lines) == 3  # the later "Tarte Tatin." line does not exist yet
-        assert {e.author for e in lines} == {AUTHORS["ada"][0]}
-        log = history.history(repo.path, repo.git("rev-parse", "HEAD"), NON_ASCII_PATH, 10)
-        assert [e.summary for e in log] == ["café: more recipes", "initial import"]
+async def test_one_bad_query_fails_alone_in_a_batch(local_embedder: Any) -> None:
+    # The real tokenizer refuses a lone surrogate (TypeError); the 15 others must still answer.
+    rng = np.random.default_rng(1)
+    xb = rng.standard_normal((200, local_embedder.dim)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    engine = _Engine(xb)
+    batches: list[int] = []
 
-    def test_missing_paths(self, repo: Repo) -> None:
-        head = repo.git("rev-parse", "HEAD")
-        with pytest.raises(errors.PathNotFoundError):
-            history.blame(repo.path, head, "nope.py", 1, 2)
-        with pytest.raises(errors.PathNotFoundError):
-            history.history(repo.path, head, "nope.py", 2)
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.to_thread(fn, *args)
 
-    def test_porcelain_dates_keep_the_offset(self) -> None:
-        sha = "a" * 40
-        out = (
-            f"{sha} 1 1 1\nauthor Zoë\nauthor-mail <z@x>\nauthor-time 1700000000\n"
-            f"author-tz -0130\nsummary s\nfilename f\n\tline\n"
-        ).encode()
-        [entry] = history.parse_porcelain(out)
-        assert entry.date == "2023-11-14T20:43:20-01:30"
-        assert entry.author == "Zoë"
-        assert entry.text == "line"
+    batcher = semantic.QueryBatcher(
+        local_embedder.aembed, run, window=0.05, max_batch=64, on_batch=batches.append
+    )
+    queries = [f"parse an invoice {i}" for i in range(15)]
+    outcome = await asyncio.gather(
+        batcher.search(engine, "\ud800 abc", 5),
+        *(batcher.search(engine, q, 5) for q in queries),
+        return_exceptions=True,
+    )
+    await batcher.aclose()
+    assert batches == [16]  # they did share one batch
+    assert isinstance(outcome[0], Exception)
+    alone = await local_embedder.aembed(queries)
+    for q, (_, I) in enumerate(outcome[1:]):  # type: ignore[misc]
+        _, truth = engine.index.search(alone[q : q + 1], 5)
+        assert I.tolist() == truth[0].tolist()
+
+
+async def test_a_down_embedder_is_not_retried_per_query() -> None:
+    calls: list[int] = []
+
+    async def embed(texts: Sequence[str]) -> np.ndarray:
+        calls.append(len(texts))
+        raise errors.EmbeddingTimeoutError("no answer in 30 s")
+
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    batcher = semantic.QueryBatcher(embed, run, window=0.01)
+    engine = _Engine(np.eye(4, dtype=np.float32))
+    outcome = await asyncio.gather(
+        *(batcher.search(engine, f"q{i}", 1) for i in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(o, errors.EmbeddingTimeoutError) for o in outcome)
+    assert calls == [8]
+
+
+@pytest.fixture(scope="module")
+def rg_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rg-order")
+    rng = np.random.default_rng(7)
+    names = [f"pkg{rng.integers(0, 9)}/mod_{i:03d}.py" for i in range(240)]
+    # names where path order and component order differ: "a b", "a.txt", "a/..."
+    names += ["a/b.py", "a b.py", "a.py", "a-b/c.py", "a_b.py", "Z.py", "é.py"]
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"needle {j}\n" for j in range(int(rng.integers(1, 5)))))
+    return root
+
+
+class TestDeterministicTruncation:
+    async def test_a_cut_answer_is_the_sorted_prefix_every_time(self, rg_tree: Path) -> None:
+        full, more = await textsearch.search(rg_tree, "needle", max_results=10_000)
+        assert not more and len(full) > 400
+        for limit in (1, 7, 50, 333):
+            for _ in range(5):
+                cut, more = await textsearch.search(rg_tree, "needle", max_results=limit)
+                assert more
+                assert cut == full[:limit]
+
+    async def test_order_is_by_path_component_then_line(self, rg_tree: Path) -> None:
+        full, _ = await textsearch.search(rg_tree, "needle", max_results=10_000)
+        keys = [(m.path.split("/"), m.line) for m in full]
+        assert keys == sorted(keys)
+        assert [m.path for m in full].index("a/b.py") < [m.path for m in full].index("a b.py")
+
+
+async def test_a_cancelled_call_is_not_counted_as_a_server_error(
+    store_settings: Settings, local_embedder: Any
+) -> None:
+    # A semantic query parked in the batcher's window is cancelled, as a client disconnect does.
+    settings = store_settings.replace(server={"batch_window_seconds": 5.0})
+    context = AppContext(settings, embedder=local_embedder)
+    await context.start()
+    try:
+        await context.wait_ready(60)
+        tools = context.tools
+        request = models.SemanticSearchRequest(query="send an email")
+        task = asyncio.create_task(tools.call("semantic_search", tools.semantic_search, request))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        exposition = context.metrics.exposition().decode()
+        assert (
+            'codeintel_requests_total{status="cancelled",tool="semantic_search"} 1.0' in exposition
+        )
+        assert 'status="500"' not in exposition
+    finally:
+        await context.aclose()

@@ -1,7 +1,7 @@
 """The layer under everything: settings, errors, the store format, embedders, git access.
 
-Deliberately light: importing ``codeintel.core`` pulls in no FAISS, torch or
-GitPython, so the operator can use settings and errors alone. Import the
+Deliberately light: importing ``codeintel.core`` pulls in no FAISS or torch,
+so the operator can use settings and errors alone. Import the
 modules you need (``from codeintel.core import store``).
 """
 

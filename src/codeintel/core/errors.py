@@ -7,10 +7,14 @@
     ├── EmbeddingError       the embedder failed
     │   ├── EmbeddingTimeoutError
     │   ├── EmbeddingHTTPError   a status the retries could not get past
-    │   └── DimensionMismatchError
+    │   ├── DimensionMismatchError
+    │   └── ModelMismatchError   the query model is not the model that embedded the index
     ├── IndexFormatError     a store that is missing, corrupt, newer than us, or half-written
-    │   └── NoGenerationError    no generation has been published yet
+    │   ├── NoGenerationError    no generation has been published yet
+    │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
+        ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
+        └── ModelMixError        repositories of different embedding models in one query (400)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
 each class to an HTTP status in one exception handler; the operator maps them to
@@ -66,6 +70,14 @@ class DimensionMismatchError(EmbeddingError):
     """Vectors whose dimension differs from the store's."""
 
 
+class ModelMismatchError(EmbeddingError):
+    """Query vectors from another model than the one that embedded the generation.
+
+    Two models of the same dimension give vectors that compare without error and
+    rank at random, so the searcher refuses dense search instead (lexical still works).
+    """
+
+
 class IndexFormatError(CodeIntelError):
     """A store or generation that cannot be read: missing, corrupt, or too new."""
 
@@ -74,9 +86,40 @@ class NoGenerationError(IndexFormatError):
     """A store with no published generation yet."""
 
 
+class GenerationCorruptError(IndexFormatError):
+    """A file of the generation being served failed a read (e.g. a damaged ``chunks.sqlite``)."""
+
+    def __init__(self, message: str, generation: str) -> None:
+        super().__init__(message)
+        self.generation = generation
+
+
 class QueryError(CodeIntelError):
     """A request refused because of one of its fields."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RepoNotFoundError(QueryError):
+    """A repository name or glob that matches no store this searcher (or router) serves."""
+
+    def __init__(self, message: str, field: str = "repos") -> None:
+        super().__init__(message, field=field)
+
+
+class ModelMixError(QueryError):
+    """A semantic query over repositories indexed with different embedding models.
+
+    ``groups`` maps each model to the repositories indexed with it, so the caller
+    can narrow ``repos`` to one group."""
+
+    def __init__(self, groups: dict[str, list[str]]) -> None:
+        named = "; ".join(f"{model}: {', '.join(repos)}" for model, repos in sorted(groups.items()))
+        super().__init__(
+            "the selected repositories were indexed with different embedding models, and one "
+            f"query vector cannot search them all; narrow `repos` to one group ({named})",
+            field="repos",
+        )
+        self.groups = groups

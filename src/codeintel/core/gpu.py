@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 
 import faiss
 
@@ -46,17 +45,16 @@ def cuvs_available() -> bool:
     return "CUVS" in options or "RAFT" in options
 
 
-def use_cuvs() -> bool:
-    """cuVS kernels for GPU cloning: on when the build has them, unless ``USE_CUVS=0``."""
-    if os.environ.get("USE_CUVS", "1").strip() == "0":
-        return False
-    return cuvs_available() and hasattr(faiss, "GpuClonerOptions")
+def use_cuvs(wanted: bool = True) -> bool:
+    """cuVS kernels for GPU cloning: on when the build has them and they are ``wanted``
+    (``IndexSettings.use_cuvs``, off with ``USE_CUVS=0``)."""
+    return wanted and cuvs_available() and hasattr(faiss, "GpuClonerOptions")
 
 
-def describe() -> dict[str, object]:
+def describe(wanted_cuvs: bool = True) -> dict[str, object]:
     """What ``codeintel doctor`` prints: faiss version, GPUs, cuVS and the path that runs."""
     gpus = gpu_count()
-    cuvs = use_cuvs() if gpus else False
+    cuvs = use_cuvs(wanted_cuvs) if gpus else False
     if gpus == 0:
         path = "cpu"
     elif cuvs:
@@ -68,7 +66,7 @@ def describe() -> dict[str, object]:
         "gpus": gpus,
         "cuvs_compiled": cuvs_available(),
         "cuvs": cuvs,
-        "use_cuvs_env": os.environ.get("USE_CUVS", ""),
+        "cuvs_wanted": wanted_cuvs,
         "omp_threads": int(faiss.omp_get_max_threads()),
         "path": path,
     }

@@ -7,16 +7,14 @@ GitPython's ``Repo.blame`` runs the same ``git blame`` and then parses the
 porcelain in Python objects per line (slower, and it re-decodes names), and
 pygit2's ``Repository.blame`` (libgit2) has to walk the history without git's
 commit-graph and bloom-filter shortcuts, so it is several times slower on long
-histories; its path-limited log needs a diff per commit in Python. GitPython
-stays for repository handling (opening, validating) in ``core/git.py``.
+histories; its path-limited log needs a diff per commit in Python.
 
 Every call is pinned to a commit sha, so answers never mix commits, and runs
-with ``core.quotepath=off`` so non-ASCII paths come back intact.
-``safe.directory=*`` lets a searcher read a store mounted from another uid.
-:class:`AsyncGitClient` answers from the generation's precomputed history when
-it has one (``core/history_index.py``: ~0.2 ms instead of ~150 ms on 20K
-commits) and otherwise runs git through a bounded cache, on an executor so the
-event loop never waits on git.
+through :mod:`codeintel.core.gitrun` (non-ASCII paths intact, a store owned by
+another uid readable). :class:`AsyncGitClient` answers from the generation's
+precomputed history when it has one (``core/history_index.py``: ~0.2 ms instead
+of ~150 ms on 20K commits) and otherwise runs git through a bounded cache, on an
+executor so the event loop never waits on git.
 """
 
 from __future__ import annotations
@@ -24,82 +22,56 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import dataclasses
 import datetime as dt
-import os
 import re
-import subprocess
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codeintel.core import errors
+import msgspec
+
+from codeintel.core import errors, gitrun
 
 if TYPE_CHECKING:
     from codeintel.core.history_index import HistoryIndex
 
-GIT_TIMEOUT_SECONDS = 30.0
-"""Upper bound for one blame or log; a pathological history must not pin a worker forever."""
-
-_BASE_ARGS = ("-c", "core.quotepath=off", "-c", "safe.directory=*", "-c", "log.showSignature=false")
 _ONLY_LINES = re.compile(r"has only (\d+) lines?")
 _FIELD = "\x1f"
 _RECORD = "\x1e"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BlameEntry:
-    """One line of a blame: who last changed it, in which commit."""
+class LogEntry(msgspec.Struct, frozen=True):
+    """One commit that touched a file: a ``file_history`` row, and the first half of a blame row."""
+
+    sha: str
+    """Full commit id."""
+    short_sha: str
+    """The first 12 hex digits: unique in practice, short enough to quote."""
+    author: str
+    email: str
+    date: str
+    """Author date, ISO 8601 with the author's own UTC offset."""
+    summary: str
+    """The commit message's first line."""
+
+
+class BlameEntry(LogEntry, frozen=True):
+    """One line of a blame (a ``blame_range`` row): the commit that last changed it, and the line."""
 
     line: int
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
+    """1-based line number at the blamed commit."""
     text: str
+    """The line's content, without its newline."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One commit that touched a file."""
-
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
-
-
-def run_git(repo: Path, *args: str, timeout: float | None = GIT_TIMEOUT_SECONDS) -> bytes:
-    """Run git in ``repo`` and return stdout; a failure becomes a GitError carrying stderr."""
-    try:
-        proc = subprocess.run(
-            ["git", *_BASE_ARGS, *args],
-            cwd=repo,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
-    except subprocess.TimeoutExpired as e:
-        raise errors.GitError(f"git {args[0]} timed out after {timeout:.0f}s") from e
-    except OSError as e:
-        raise errors.GitError(f"cannot run git: {e}") from e
-    if proc.returncode != 0:
-        raise errors.GitError(proc.stderr.decode("utf-8", "replace").strip() or "git failed")
-    return proc.stdout
-
-
-_git = run_git
+def _git(repo: Path, *args: str) -> bytes:
+    return gitrun.run(repo, *args)
 
 
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
     """Whether commit ``old`` is reachable from ``new`` (both present in ``repo``)."""
     try:
-        run_git(repo, "merge-base", "--is-ancestor", old, new)
+        _git(repo, "merge-base", "--is-ancestor", gitrun.check_ref(old), gitrun.check_ref(new))
     except errors.GitError:
         return False
     return True
@@ -126,6 +98,7 @@ def blame(repo: Path, commit: str, path: str, start_line: int, end_line: int) ->
     """
     if start_line < 1 or end_line < start_line:
         raise errors.QueryError("need 1 <= start_line <= end_line", field="start_line")
+    gitrun.check_ref(commit)
     try:
         out = _git(
             repo, "blame", "--porcelain", "-L", f"{start_line},{end_line}", commit, "--", path
@@ -177,7 +150,9 @@ def parse_porcelain(out: bytes) -> list[BlameEntry]:
                 info.get("summary", ""),
             )
         author, email, date, summary = fields[sha]
-        entries.append(BlameEntry(final_line, sha, sha[:12], author, email, date, summary, text))
+        entries.append(
+            BlameEntry(sha, sha[:12], author, email, date, summary, line=final_line, text=text)
+        )
     return entries
 
 
@@ -190,10 +165,21 @@ def history(
     """
     if limit < 1:
         raise errors.QueryError("limit must be at least 1", field="limit")
+    gitrun.check_ref(commit)
     fmt = _FIELD.join(("%H", "%an", "%ae", "%aI", "%s")) + _RECORD
     extra = ("--follow",) if follow else ()
     try:
-        out = _git(repo, "log", *extra, f"-n{limit}", f"--format={fmt}", commit, "--", path)
+        out = _git(
+            repo,
+            "log",
+            *extra,
+            f"-n{limit}",
+            f"--format={fmt}",
+            "--end-of-options",
+            commit,
+            "--",
+            path,
+        )
     except errors.GitError as e:
         if _missing(str(e)):
             raise errors.PathNotFoundError(path, commit) from e
@@ -213,7 +199,7 @@ def history(
 def path_exists(repo: Path, commit: str, path: str) -> bool:
     """Whether ``path`` (file or directory) exists in ``commit``'s tree."""
     try:
-        _git(repo, "cat-file", "-e", f"{commit}:{path}")
+        _git(repo, "cat-file", "-e", "--end-of-options", f"{gitrun.check_ref(commit)}:{path}")
     except errors.GitError:
         return False
     return True

@@ -245,5 +245,7 @@ class HistoryIndex:
             author, email, date, summary = (self._strings[s] for s in self._blame_fields[cid])
             sha = self._sha(cid)
             text = raw.decode("utf-8", "replace")
-            entries.append(BlameEntry(line, sha, sha[:12], author, email, date, summary, text))
+            entries.append(
+                BlameEntry(sha, sha[:12], author, email, date, summary, line=line, text=text)
+            )
         return entries

@@ -9,12 +9,13 @@ language) are applied after hydration, so the engine over-fetches for them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import msgspec
 import numpy as np
 
 from codeintel.core import chunks as chunks_mod
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import globs
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
@@ -125,13 +126,27 @@ def search_generation(
         db.close()
 
 
+@overload
+def search_store(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
+    settings: settings_mod.Settings, embedder: embedding_mod.Embedder, queries: str, k: int
+) -> list[Hit]: ...
+@overload
+def search_store(
+    settings: settings_mod.Settings,
+    embedder: embedding_mod.Embedder,
+    queries: Sequence[str],
+    k: int,
+) -> list[list[Hit]]: ...
 def search_store(
     settings: settings_mod.Settings,
     embedder: embedding_mod.Embedder,
     queries: str | Sequence[str],
     k: int,
-) -> list[Hit]:
-    """One-shot search of the store's live generation (the CLI path)."""
+) -> list[Hit] | list[list[Hit]]:
+    """One-shot search of the store's live generation (the CLI path).
+
+    One query text gives its hits; a sequence of texts gives one list of hits per text.
+    """
     store = store_mod.Store(settings.store.path)
     generation = store.current()
     text = [queries] if isinstance(queries, str) else list(queries)
@@ -141,6 +156,7 @@ def search_store(
     )
     engine = open_engine(generation, settings.index.nprobe)
     try:
-        return search_generation(generation, engine, xq, k)[0]
+        found = search_generation(generation, engine, xq, k)
     finally:
         engine.close()
+    return found[0] if isinstance(queries, str) else found

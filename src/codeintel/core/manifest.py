@@ -8,7 +8,7 @@ instead of failing somewhere inside a FAISS or SQLite read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -39,7 +39,9 @@ CHUNKS_DB = "chunks.sqlite"
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
-INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq")
+IndexType = Literal["flat", "ivf_flat", "ivf_pq"]
+INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf_flat", "ivf_pq")
+"""Primary index kinds, smallest corpus first (docs/architecture.md, *Vector indexes*)."""
 
 
 class EmbeddingInfo(msgspec.Struct):
@@ -100,6 +102,21 @@ class _VersionProbe(msgspec.Struct):
 
     format_version: int
     min_reader_version: int
+
+
+class ManifestPeek(msgspec.Struct):
+    """What a writer may still learn from a manifest it cannot fully read (corrupt or newer)."""
+
+    next_id: int = 1
+    repo_url: str = ""
+
+
+def peek_manifest(data: bytes) -> ManifestPeek | None:
+    """``next_id`` and ``repo_url`` of any JSON manifest, without the version check; None if unreadable."""
+    try:
+        return msgspec.json.decode(data, type=ManifestPeek)
+    except msgspec.MsgspecError:
+        return None
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

@@ -1,6 +1,6 @@
 """Nearest-neighbour search over one generation: primary + secondary, tombstones, exact re-rank.
 
-A generation holds two indexes (DESIGN §3): the primary built by the last full
+A generation holds two indexes (docs/architecture.md, *Build, update, merge*): the primary built by the last full
 build or merge, and a flat secondary of chunks added by incremental updates,
 plus tombstones: ids of chunks deleted or changed since the primary was built.
 :class:`SearchEngine` answers a batch of queries from both as if they were one
@@ -54,8 +54,8 @@ SECONDARY_IVF_MIN = 4_096
 
 A lone query scans a flat index end to end: 10K x 384 float32 is 15 MB of memory
 traffic, ~0.6 ms here, which made primary + 10K secondary 1.75-1.85x the primary
-alone at 50K (the seed's bar is 1.5x). The file on disk stays the exact
-``IndexIDMap2(IndexFlatIP)`` of DESIGN §3; searchers train sqrt(n) lists over it
+alone at 50K (the bar is 1.5x). The file on disk stays the exact
+``IndexIDMap2(IndexFlatIP)`` the store format fixes; searchers train sqrt(n) lists over it
 when they load a generation (~0.1-0.3 s at 10K, off the request path) and probe
 a quarter of them, the same recall bar (recall@20 >= 0.95) as the primary's IVF."""
 

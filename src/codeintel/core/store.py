@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,9 +49,11 @@ from codeintel.core.manifest import (
     EmbeddingInfo,
     IndexInfo,
     Manifest,
+    ManifestPeek,
     SkippedFile,
     decode_manifest,
     encode_manifest,
+    peek_manifest,
 )
 from codeintel.core.vectors import VectorStore
 
@@ -86,6 +89,10 @@ _TMP_PREFIX = ".tmp-"  # a build in progress, or one that crashed
 _DEL_PREFIX = ".del-"  # a generation gc has decided to delete
 _NAME = re.compile(r"g(\d{6,})")
 _BLOCK = 1 << 20  # checksum read size
+# Searchers may run as another uid on the same volume: every published file must be
+# readable, and every directory listable, by all (whatever the writer's umask).
+_FILE_READ = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_DIR_READ = _FILE_READ | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
 def file_checksum(path: Path, *, fsync: bool = False) -> str:
@@ -238,6 +245,8 @@ class GenerationWriter:
         """Seal the temp directory as ``generations/<name>`` and point ``CURRENT`` at it."""
         if self._done:
             raise RuntimeError(f"generation {self.name} was already published or aborted")
+        for path in [self.path, *self.path.rglob("*")]:
+            _share(path, _DIR_READ if path.is_dir() else _FILE_READ)
         parent_sums = self.parent.manifest.checksums if self.parent else {}
         checksums: dict[str, str] = {}
         for path in sorted(p for p in self.path.rglob("*") if p.is_file()):
@@ -260,6 +269,7 @@ class GenerationWriter:
             created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
         _write_atomic(self.path / MANIFEST, encode_manifest(manifest))
+        _share(self.store.generations_dir, _DIR_READ)
         final = self.store.generations_dir / self.name
         try:
             os.rename(self.path, final)
@@ -293,6 +303,13 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
+        for path in (self._root, *self._root.parents):
+            if path.exists() or path.is_symlink():
+                if not path.is_dir():
+                    what = "a file" if path.is_file() else "no directory"
+                    where = "" if path == self._root else f" ({path} is {what})"
+                    raise errors.ConfigError(f"store path {self._root} is not a directory{where}")
+                break
         self._active: set[Path] = set()  # temp dirs of this process's open writers
         self._locked = False  # this instance holds the writer lock
 
@@ -338,6 +355,69 @@ class Store:
         if not path.is_dir():
             raise errors.IndexFormatError(f"generation {name} not found in store {self._root}")
         return Generation(path, verify=verify)
+
+    def older_than(self, name: str | None) -> list[str]:
+        """Published generations older than ``name``, newest first (all of them for ``None``)."""
+        names = self.list_generations()
+        if name is not None and _NAME.fullmatch(name):
+            names = [n for n in names if _number(n) < _number(name)]
+        return names[::-1]
+
+    def peek(self, name: str) -> ManifestPeek | None:
+        """``next_id`` and ``repo_url`` of a generation's manifest, unverified; None if unreadable."""
+        try:
+            return peek_manifest((self.generations_dir / name / MANIFEST).read_bytes())
+        except OSError:
+            return None
+
+    def max_next_id(self) -> int:
+        """The highest ``next_id`` any published manifest records, readable or not (1 if none).
+
+        A build over an unreadable generation starts its ids here, so an id never
+        names two different chunks in one store.
+        """
+        peeks = (self.peek(name) for name in self.list_generations())
+        return max((p.next_id for p in peeks if p is not None), default=1)
+
+    def rollback(self, to: str | None = None) -> tuple[str | None, Generation]:
+        """Point ``CURRENT`` at an intact older generation: ``to``, else the newest one.
+
+        Takes the writer lock, verifies every checksum of the target (skipping
+        damaged or too-new candidates when choosing), then replaces ``CURRENT``
+        atomically. Returns the name ``CURRENT`` held before (``None`` when it
+        named nothing readable) and the generation it names now.
+        """
+        with self.lock():
+            try:
+                previous = self.current_name()
+            except errors.IndexFormatError as e:
+                logger.warning("%s", e)
+                previous = None
+            if to is not None:
+                target = self.open_generation(to, verify=True)
+            else:
+                problems: list[str] = []
+                for name in self.older_than(previous):
+                    try:
+                        target = self.open_generation(name, verify=True)
+                        break
+                    except errors.IndexFormatError as e:
+                        logger.warning("cannot roll back to %s: %s", name, e)
+                        problems.append(str(e))
+                else:
+                    older = f" older than {previous}" if previous else ""
+                    why = f" ({'; '.join(problems)})" if problems else ""
+                    raise errors.IndexFormatError(
+                        f"store {self._root} has no intact generation{older} to roll back to{why}"
+                    )
+            _write_atomic(self._root / CURRENT, f"{target.name}\n".encode())
+            logger.info(
+                "CURRENT now names %s (commit %s), was %s",
+                target.name,
+                target.manifest.commit[:12],
+                previous or "unreadable",
+            )
+            return previous, target
 
     def list_generations(self) -> list[str]:
         """Published generation names, oldest first."""
@@ -463,6 +543,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _share(path: Path, bits: int) -> None:
+    """Add read (and, for directories, list) permission for everyone if it is missing."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & bits == bits:
+        return
+    try:
+        os.chmod(path, mode | bits)
+    except PermissionError:
+        logger.warning("cannot make %s readable by other users: not its owner", path)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``path.tmp``, fsync, ``os.replace`` onto ``path``, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")
@@ -470,6 +561,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    _share(tmp, _FILE_READ)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 

@@ -79,7 +79,8 @@ class VectorStore:
         An empty ``xb`` without a dimension writes nothing and returns ``[]``.
 
         ``xb`` is ``(n, dim)`` float; it is stored as float16. The dimension must
-        match the segments already in ``directory`` (``DimensionMismatchError``).
+        match the segments already in ``directory`` (``DimensionMismatchError``);
+        ids and vectors that cannot make a segment raise ``IndexFormatError``.
         """
         directory = Path(directory)
         if not name or "/" in name or name.startswith("."):
@@ -87,13 +88,17 @@ class VectorStore:
         ids = np.asarray(ids)
         xb = np.asarray(xb)
         if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
-            raise ValueError(f"ids must be a 1-d integer array, got {ids.dtype} {ids.shape}")
+            raise errors.IndexFormatError(
+                f"ids must be a 1-d integer array, got {ids.dtype} {ids.shape}"
+            )
         if ids.size == 0 and xb.size == 0 and (xb.ndim != 2 or xb.shape[1] == 0):
             return []  # nothing embedded (an empty repository): no dimension to record
         if xb.ndim != 2 or xb.shape[1] == 0:
-            raise ValueError(f"vectors must be a 2-d (n, dim) array, got shape {xb.shape}")
+            raise errors.IndexFormatError(
+                f"vectors must be a 2-d (n, dim) array, got shape {xb.shape}"
+            )
         if xb.shape[0] != ids.shape[0]:
-            raise ValueError(f"{ids.shape[0]} ids for {xb.shape[0]} vectors")
+            raise errors.IndexFormatError(f"{ids.shape[0]} ids for {xb.shape[0]} vectors")
         existing = _existing_dim(directory)
         if existing is not None and existing != xb.shape[1]:
             raise errors.DimensionMismatchError(
@@ -102,11 +107,13 @@ class VectorStore:
         order = np.argsort(ids, kind="stable")
         ids = ids[order].astype(np.int64)
         if len(ids) > 1 and bool(np.any(ids[1:] == ids[:-1])):
-            raise ValueError(f"duplicate ids in segment {name!r}")
+            raise errors.IndexFormatError(f"duplicate ids in segment {name!r}")
         with np.errstate(over="ignore"):  # overflow shows as inf, refused just below
             rows = xb[order].astype(np.float16)
         if not bool(np.isfinite(rows).all()):
-            raise ValueError(f"segment {name!r} has vectors that are not finite in float16")
+            raise errors.IndexFormatError(
+                f"segment {name!r} has vectors that are not finite in float16"
+            )
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for suffix, array in ((IDS_SUFFIX, ids), (VECTORS_SUFFIX, rows)):

@@ -12,8 +12,9 @@ It is the only component that writes FAISS files.
 
 from __future__ import annotations
 
+from codeintel.core.indexresult import IndexResult
 from codeintel.indexer.ann import estimate_memory_usage
-from codeintel.indexer.pipeline import IndexResult, build, merge, update
+from codeintel.indexer.pipeline import build, merge, update
 from codeintel.indexer.serving import ensure_index
 
 __all__ = ["IndexResult", "build", "ensure_index", "estimate_memory_usage", "merge", "update"]

@@ -1,9 +1,9 @@
 """Build the primary FAISS index adaptively, and the other FAISS files the indexer writes.
 
-Why adaptive: one fixed index type is wrong at both ends. The seed used
-``OPQ64,IVF1024,PQ64`` everywhere; at 50K x 384 on one core it trained for
-~460 s and reached recall@20 0.41, while a repository of 3 000 chunks needs no
-training at all. So (DESIGN §3):
+Why adaptive: one fixed index type is wrong at both ends. A fixed
+``OPQ64,IVF1024,PQ64`` at 50K x 384 on one core trained for ~460 s and reached
+recall@20 0.41, while a repository of 3 000 chunks needs no training at all. So
+(docs/architecture.md, *Vector indexes*):
 
 * ``flat`` below ``IndexSettings.flat_max`` vectors: exact, nothing to train.
 * ``ivf_flat`` up to ``ivf_flat_max``: nlist = clamp(sqrt n); float32 codes, so
@@ -32,19 +32,19 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import faiss
 import msgspec
 import numpy as np
 
-from codeintel.core import errors, gpu
+from codeintel.core import errors, gpu, manifest
 from codeintel.core.settings import IndexSettings
 
 logger = logging.getLogger(__name__)
 
-IndexType = Literal["flat", "ivf_flat", "ivf_pq"]
-INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf_flat", "ivf_pq")
+IndexType = manifest.IndexType
+INDEX_TYPES = manifest.INDEX_TYPES
 
 MIN_POINTS_PER_CENTROID = 39
 """FAISS warns below 39 training points per centroid; nlist is lowered to stay above."""
@@ -181,7 +181,9 @@ def build_primary(
     t0 = time.perf_counter()
     if plan.type != "flat":
         sample = _training_sample(xb, settings.train_sample_max)
-        inner, where = _train(inner, sample, use_gpu=settings.use_gpu, log=log)
+        inner, where = _train(
+            inner, sample, use_gpu=settings.use_gpu, use_cuvs=settings.use_cuvs, log=log
+        )
     train_s = time.perf_counter() - t0
 
     index = faiss.IndexIDMap2(inner)
@@ -219,31 +221,32 @@ def _training_sample(xb: np.ndarray, sample_max: int) -> np.ndarray:
 
 
 def _train(
-    inner: faiss.Index, sample: np.ndarray, *, use_gpu: bool, log: logging.Logger
+    inner: faiss.Index, sample: np.ndarray, *, use_gpu: bool, use_cuvs: bool, log: logging.Logger
 ) -> tuple[faiss.Index, str]:
     """Train on GPU when allowed and present, else (or on any GPU failure) on CPU."""
     if use_gpu and gpu.gpu_count() > 0:
+        cuvs = gpu.use_cuvs(use_cuvs)
         try:
-            return _train_gpu(inner, sample), "gpu-cuvs" if gpu.use_cuvs() else "gpu"
+            return _train_gpu(inner, sample, cuvs), "gpu-cuvs" if cuvs else "gpu"
         except Exception:
             log.warning("GPU training failed; training on CPU instead", exc_info=True)
     inner.train(sample)
     return inner, "cpu"
 
 
-def _train_gpu(inner: faiss.Index, sample: np.ndarray) -> faiss.Index:
+def _train_gpu(inner: faiss.Index, sample: np.ndarray, cuvs: bool) -> faiss.Index:
     """Clone the untrained index to every GPU, train there, and copy the trained index back.
 
     Vectors are added on CPU afterwards, into ``IndexIDMap2``: adding is one
     coarse assignment plus encoding per vector, and keeping it on CPU keeps the
     written index identical whichever device trained it. cuVS kernels are used
-    when the build has them and ``USE_CUVS`` is not 0 (``GpuClonerOptions.use_cuvs``).
+    when ``cuvs`` (``GpuClonerOptions.use_cuvs``).
     """
     co = faiss.GpuMultipleClonerOptions()
     # float16 lookup tables: classic GPU IVF-PQ needs them above 48 bytes per code.
     co.useFloat16 = True
     if hasattr(co, "use_cuvs"):
-        co.use_cuvs = gpu.use_cuvs()
+        co.use_cuvs = cuvs
     gpu_index = faiss.index_cpu_to_all_gpus(inner, co)
     gpu_index.train(sample)
     return faiss.index_gpu_to_cpu(gpu_index)
@@ -287,6 +290,8 @@ def write_index(index: faiss.Index, path: Path) -> None:
     tmp = Path(tmp_name)
     try:
         faiss.write_index(index, str(tmp))
+        # mkstemp creates 0600; searchers may read the store as another user.
+        os.chmod(tmp, 0o644)
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 import msgspec
 import numpy as np
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -44,18 +44,14 @@ def read_corpus(
     only_paths: Collection[str] | None = None,
 ) -> Corpus:
     """Chunks of every indexable file of ``commit`` (or only of ``only_paths``)."""
-    entries = [
-        selection.FileEntry(path=e.path, blob=e.blob, size=e.size, mode=e.mode)
-        for e in git.list_files(commit)
-        if only_paths is None or e.path in only_paths
-    ]
+    entries = [e for e in git.list_files(commit) if only_paths is None or e.path in only_paths]
     chosen, skipped_meta = selection.select_files(
         entries, max_file_bytes=cfg.max_file_bytes, exclude_globs=cfg.exclude_globs
     )
     skipped = [store_mod.SkippedFile(s.path, s.reason, s.size) for s in skipped_meta]
     drafts: list[chunking.ChunkDraft] = []
     files = 0
-    by_blob: dict[str, list[selection.FileEntry]] = {}
+    by_blob: dict[str, list[git_mod.TreeEntry]] = {}
     for entry in chosen:
         by_blob.setdefault(entry.blob, []).append(entry)
     with reporter.stage("chunk", total=len(chosen)) as stage:

@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from codeintel.core import errors
+from codeintel.core import errors, gitrun
 from codeintel.core import history as history_mod
 from codeintel.core import history_index as hx
 from codeintel.core import settings as settings_mod
@@ -165,7 +165,7 @@ class _Table:
 
 def walk(mirror: Path, *revs: str) -> list[tuple[list[str], list[tuple[str, str, str]]]]:
     """``git log --name-status -M`` over ``revs``: (header fields, [(status, path, old path)])."""
-    out = history_mod.run_git(
+    out = gitrun.run(
         mirror, "log", "-z", "--name-status", "-M", f"--format={_FORMAT}", *revs, "--", timeout=None
     )
     tokens = out.split(b"\0")
@@ -201,14 +201,14 @@ def _path(raw: bytes) -> str:
 
 def _touched(mirror: Path, old: str, new: str) -> set[str]:
     """Every path any commit of ``old..new`` changed against any of its parents."""
-    out = history_mod.run_git(
+    out = gitrun.run(
         mirror, "log", "-z", "-m", "-r", "--name-only", "--no-renames", "--format=", f"{old}..{new}"
     )
     return {_path(t.strip(b"\n")) for t in out.split(b"\0") if t.strip(b"\n")}
 
 
 def _tree(mirror: Path, commit: str) -> dict[str, tuple[str, str, int]]:
-    out = history_mod.run_git(mirror, "ls-tree", "-r", "-l", "-z", "--full-tree", commit)
+    out = gitrun.run(mirror, "ls-tree", "-r", "-l", "-z", "--full-tree", commit)
     tree: dict[str, tuple[str, str, int]] = {}
     for record in out.split(b"\0"):
         if not record:
@@ -373,7 +373,7 @@ def _reusable_blame(
 
 def _blame_file(mirror: Path, commit: str, path: str) -> list[history_mod.BlameEntry] | None:
     try:
-        out = history_mod.run_git(mirror, "blame", "--porcelain", commit, "--", path)
+        out = gitrun.run(mirror, "blame", "--porcelain", commit, "--", path)
     except errors.GitError as e:
         logger.warning("history: %s stays on git at query time: %s", path, e)
         return None

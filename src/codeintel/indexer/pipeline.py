@@ -25,32 +25,18 @@ import msgspec
 import numpy as np
 
 from codeintel import __version__
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
 from codeintel.core.chunks import Chunk, ChunkDB
+from codeintel.core.indexresult import IndexResult
 from codeintel.core.vectors import VectorStore
 from codeintel.indexer import ann, chunking, corpus, history_build
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
-
-
-class IndexResult(msgspec.Struct, kw_only=True):
-    """What one indexer run did; the JSON a Job writes as its termination message."""
-
-    action: str
-    changed: bool
-    generation: str
-    commit: str
-    index_type: str
-    vectors: store_mod.Counts
-    files: int = 0
-    chunks: int = 0
-    skipped: int = 0
-    merged: bool = False
 
 
 def build(
@@ -67,13 +53,14 @@ def build(
     store.root.mkdir(parents=True, exist_ok=True)
     with store.lock():
         with reporter.stage("mirror"):
-            git = git_mod.GitClient.mirror(source, store.mirror_path)
+            git = git_mod.GitClient.mirror(source, store.mirror_path, settings.git.credentials)
         with git:
             commit = git.resolve(ref)
             found = corpus.read_corpus(git, commit, settings.index, reporter)
-        parent = _current_or_none(store)
-        next_id = parent.manifest.next_id if parent else 1
+        parent = _readable_current(store)
+        next_id = store.max_next_id()
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
+        files = _files_with_chunks(found.drafts)
         with store.begin(parent) as writer:
             _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
             history_build.write(
@@ -95,15 +82,13 @@ def build(
                 index=_index_info(plan),
                 counts=store_mod.Counts(primary=len(ids), secondary=0, tombstones=0),
                 next_id=int(next_id + len(ids)),
-                files=found.files,
+                files=files,
                 skipped=found.skipped,
                 reporter=reporter,
             )
             generation = writer.publish(manifest)
         _collect_garbage(store, settings)
-    return _result(
-        "build", generation, files=found.files, chunks=len(ids), skipped=len(found.skipped)
-    )
+    return _result("build", generation, files=files, chunks=len(ids), skipped=len(found.skipped))
 
 
 def update(
@@ -119,7 +104,7 @@ def update(
     store = store_mod.Store(settings.store.path)
     threshold = settings.index.merge_threshold if merge_threshold is None else merge_threshold
     with store.lock():
-        parent = store.current()
+        parent = _current_for(store, "update")
         old = parent.manifest
         if embedder.model != old.embedding.model:
             raise errors.ConfigError(
@@ -130,7 +115,9 @@ def update(
         with reporter.stage("mirror"):
             # The manifest, not the mirror's config, names the source: a failed build of
             # another repository may have repointed the mirror's origin.
-            git = git_mod.GitClient.mirror(old.repo_url, store.mirror_path)
+            git = git_mod.GitClient.mirror(
+                old.repo_url, store.mirror_path, settings.git.credentials
+            )
         with git:
             commit = git.resolve(ref)
             if commit == old.commit:
@@ -147,7 +134,8 @@ def update(
             dead = parent_chunks.ids_for_paths(sorted(removed))
         finally:
             parent_chunks.close()
-        ids = np.arange(old.next_id, old.next_id + len(found.drafts), dtype=np.int64)
+        next_id = store.max_next_id()
+        ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
         xb = corpus.embed_drafts(embedder, found.drafts, reporter)
         if len(ids):
             embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
@@ -198,7 +186,7 @@ def update(
                     secondary=int(secondary.ntotal),
                     tombstones=len(tombstones),
                 ),
-                next_id=int(old.next_id + len(ids)),
+                next_id=int(next_id + len(ids)),
                 files=files,
                 skipped=skipped + found.skipped,
                 reporter=reporter,
@@ -213,7 +201,7 @@ def update(
             len(dead),
         )
         _collect_garbage(store, settings)
-    result = _result("update", generation, files=files, chunks=len(ids), skipped=len(skipped))
+    result = _result("update", generation, files=files, chunks=len(ids))
     if threshold > 0 and result.vectors.secondary >= threshold:
         logger.info(
             "secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold
@@ -230,7 +218,7 @@ def merge(
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     with store.lock():
-        parent = store.current()
+        parent = _current_for(store, "merge")
         old = parent.manifest
         vectors = parent.vectors()
         dead = parent.tombstones()
@@ -275,17 +263,59 @@ def merge(
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _current_or_none(store: store_mod.Store) -> store_mod.Generation | None:
+def _readable_current(store: store_mod.Store) -> store_mod.Generation | None:
+    """The live generation, or None when there is none or it cannot be read.
+
+    A full build needs nothing from its parent, so a corrupt or too-new current
+    generation must not stop the build that replaces it.
+    """
     try:
         return store.current()
     except errors.NoGenerationError:
         return None
+    except errors.IndexFormatError as e:
+        logger.warning("the current generation cannot be read, building over it: %s", e)
+        return None
+
+
+def _current_for(store: store_mod.Store, action: str) -> store_mod.Generation:
+    """The live generation an update or merge starts from; a bad one names the way out."""
+    try:
+        return store.current()
+    except errors.NoGenerationError:
+        raise
+    except errors.IndexFormatError as e:
+        name = _current_name_or_none(store)
+        peek = store.peek(name) if name else None
+        source = peek.repo_url if peek and peek.repo_url else "SOURCE"
+        root = store.root
+        raise errors.IndexFormatError(
+            f"cannot {action}: {e}. To recover, serve the newest intact older generation "
+            f"again with `codeintel index rollback --store {root}`, or write a fresh one with "
+            f"`codeintel index build {source} --store {root}`"
+        ) from e
+
+
+def _current_name_or_none(store: store_mod.Store) -> str | None:
+    try:
+        return store.current_name()
+    except errors.IndexFormatError:
+        return None
+
+
+def _files_with_chunks(drafts: list[chunking.ChunkDraft]) -> int:
+    """Files that gave at least one chunk: what ``chunks.sqlite`` holds, so updates can recount."""
+    return len({d.path for d in drafts})
 
 
 def _dimension(embedder: embedding_mod.Embedder, xb: np.ndarray) -> int:
     dim = int(xb.shape[1]) if xb.size else int(embedder.dim)
     if dim <= 0:
-        raise errors.GitError("nothing to index: the commit has no indexable files")
+        raise errors.ConfigError(
+            "nothing to index: the commit has no indexable files, so the embedder "
+            f"{embedder.model!r} was never asked for a vector and its dimension is unknown; "
+            "give it with --embed-dim (CODEINTEL_EMBEDDER_DIM)"
+        )
     return dim
 
 

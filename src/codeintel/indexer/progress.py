@@ -31,8 +31,6 @@ STAGE_SECONDS = Histogram(
 class Stage(Protocol):
     def advance(self, n: int = 1) -> None: ...
 
-    def set_total(self, total: int) -> None: ...
-
 
 class Reporter:
     """Plain reporter: one log line when a stage starts and one when it ends."""
@@ -67,9 +65,6 @@ class _Counter:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-
-    def set_total(self, total: int) -> None:
-        self.total = total
 
 
 class RichReporter(Reporter):
@@ -137,11 +132,6 @@ class _RichStage:
         if self.counter:
             self.counter.advance(n)
         self.progress.advance(self.task, n)
-
-    def set_total(self, total: int) -> None:
-        if self.counter:
-            self.counter.set_total(total)
-        self.progress.update(self.task, total=total)
 
 
 def make_reporter(interactive: bool | None = None) -> Reporter:

@@ -33,7 +33,7 @@ from typing import Final
 
 import msgspec
 
-from codeintel.core import globs
+from codeintel.core import git, globs
 
 SYMLINK_MODE: Final = "120000"
 SUBMODULE_MODE: Final = "160000"
@@ -43,19 +43,6 @@ BINARY_SNIFF_BYTES: Final = 8000
 """Bytes searched for a NUL; git's ``buffer_is_binary`` looks at the same 8000."""
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
-
-
-class FileEntry(msgspec.Struct, frozen=True):
-    """One blob of a commit's tree, as git lists it."""
-
-    path: str
-    """Repository-relative, ``/``-separated."""
-    blob: str
-    """The blob's object id (hex)."""
-    size: int
-    """Size in bytes (0 for submodules)."""
-    mode: str
-    """Git file mode: ``100644``, ``100755``, ``120000`` (symlink), ``160000`` (submodule)."""
 
 
 class Skipped(msgspec.Struct, frozen=True):
@@ -68,18 +55,18 @@ class Skipped(msgspec.Struct, frozen=True):
 
 
 def select_files(
-    entries: Iterable[FileEntry],
+    entries: Iterable[git.TreeEntry],
     *,
     max_file_bytes: int,
     exclude_globs: Sequence[str],
-) -> tuple[list[FileEntry], list[Skipped]]:
+) -> tuple[list[git.TreeEntry], list[Skipped]]:
     """Split tree entries into the files to read and the files skipped, keeping their order.
 
     Reasons are checked in this order: ``symlink``, ``submodule``, ``excluded``,
     ``too_large``, so a vendored symlink is reported as a symlink.
     """
     excluded = globs.compile_many(tuple(exclude_globs))
-    kept: list[FileEntry] = []
+    kept: list[git.TreeEntry] = []
     skipped: list[Skipped] = []
     for entry in entries:
         mode = entry.mode.lstrip("0")

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core.indexresult import IndexResult
 from codeintel.indexer import pipeline
 from codeintel.indexer import progress as progress_mod
 
@@ -33,7 +34,7 @@ def ensure_index(
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
     log_unchanged: int = logging.INFO,
-) -> pipeline.IndexResult:
+) -> IndexResult:
     """Build or update the store so its live generation is ``source`` at ``ref``.
 
     ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling).
@@ -45,6 +46,9 @@ def ensure_index(
             current = store.current()
         except errors.NoGenerationError:
             logger.info("no index at %s yet: building", store.root)
+            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+        except errors.IndexFormatError as e:
+            logger.warning("the current generation cannot be read (%s): rebuilding", e)
             return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
         m = current.manifest
         wanted = pipeline.repo_url(source)

@@ -1,11 +1,12 @@
-"""The Kubernetes operator: kopf handlers for CodeIndex resources and the manifests they render.
+"""The Kubernetes operator: kopf handlers for CodeIndex and SearchPool resources and their manifests.
 
 ``codeintel operator`` calls :func:`run`. For every CodeIndex the operator owns
 a store PVC, at most one indexer Job at a time (``codeintel index
 build|update|merge``), a searcher Deployment and its Service; it reads each
 Job's result from its pod's termination message and rolls the searchers to the
-new generation. It imports no FAISS and no torch: the indexer image does the
-heavy work.
+new generation. A SearchPool owns a shared volume and one searcher fleet (shard
+StatefulSets and a router when sharded) for the CodeIndexes that name it. It
+imports no FAISS and no torch: the indexer image does the heavy work.
 """
 
 from __future__ import annotations

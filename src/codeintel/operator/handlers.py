@@ -19,12 +19,13 @@ import aiohttp
 import kopf
 
 from codeintel.core import errors
-from codeintel.operator import jobs, kube, manifests, reconciling
+from codeintel.operator import jobs, kube, manifests, pooling, reconciling
 from codeintel.operator import settings as settings_mod
 
-GROUP, VERSION, PLURAL = "codeintel.io", "v1alpha1", "codeindexes"
-FINALIZER = "codeintel.io/finalizer"
-ANNOTATIONS_PREFIX = "operator.codeintel.io"
+GROUP, VERSION, PLURAL = manifests.GROUP, manifests.VERSION, manifests.PLURAL
+POOL_PLURAL = "searchpools"
+FINALIZER = f"{GROUP}/finalizer"
+ANNOTATIONS_PREFIX = f"operator.{GROUP}"
 API_RETRY_SECONDS = 10.0
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -136,7 +137,45 @@ def build_registry(
         async with translated_errors():
             await reconciling.delete_owned(_context(memo), body, logger)
 
+    register_pool_handlers(registry, operator_settings)
     return registry
+
+
+def register_pool_handlers(
+    registry: kopf.OperatorRegistry, operator_settings: settings_mod.OperatorSettings
+) -> None:
+    """SearchPool handlers: the same pass on create, change, resume and every tick (the
+    tick refreshes members, ready shards and the staged rollout of replica sets)."""
+
+    @kopf.on.create(GROUP, VERSION, POOL_PLURAL, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, POOL_PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, POOL_PLURAL, field="spec", registry=registry)
+    async def apply_pool(
+        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
+    ) -> None:
+        """A new, changed or resumed SearchPool: claim, serving objects, status."""
+        async with translated_errors():
+            await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        POOL_PLURAL,
+        interval=operator_settings.poll_interval_seconds,
+        registry=registry,
+    )
+    async def tick_pool(
+        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
+    ) -> None:
+        """Members, ready shards, and the next replica set of a staged rollout."""
+        async with translated_errors():
+            await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
+
+    @kopf.on.delete(GROUP, VERSION, POOL_PLURAL, registry=registry)
+    async def delete_pool(*, body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+        """Delete the searchers, shards and router; keep the claim unless deleteWithPool."""
+        async with translated_errors():
+            await pooling.delete_pool_owned(_context(memo), body, logger)
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:

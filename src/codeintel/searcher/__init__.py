@@ -7,9 +7,6 @@ Public surface for the CLI and tests:
 * :func:`serve` — ``codeintel serve``: print the URLs and an MCP client
   config, then run uvicorn (blocking).
 * :func:`run_stdio` — ``codeintel mcp``: the same tools over MCP stdio.
-
-``embed_server`` (``codeintel embed-server``) is deliberately not imported
-here: it loads the embedding model, which the searcher does only on demand.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The searcher's FastAPI application: REST, MCP over streamable HTTP, probes, metrics.
 
 :func:`create_app` wires one :class:`~context.AppContext` (built in the
-lifespan, never at import) to ``POST /v1/<tool>`` (DESIGN §5), to the MCP
+lifespan, never at import) to ``POST /v1/<tool>``, to the MCP
 server mounted at ``/mcp`` (its session manager runs inside the same
 lifespan), and to ``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/index``.
 
-Guard rails live here, at the edge: an optional bearer token (compared in
-constant time; probes stay open), a 1 MiB body limit, and one exception
-handler that turns the error tree into JSON ``{"error": {type, message,
-field}}`` with a 4xx for anything a caller can cause. The MCP transport
+Guard rails live here, at the edge (docs/architecture.md, Searcher): an
+optional bearer token (constant-time compare, case-insensitive scheme; probes
+stay open), a metrics-only port without the token, a 1 MiB body limit counted
+on the bytes received, and exception handlers that turn the error tree and
+FastAPI's own 4xx into JSON ``{"error": {type, message, field}}``. The MCP transport
 accepts the Host names of a Kubernetes Service besides localhost
 (``ServerSettings.allowed_hosts``), since in a cluster agents reach the pod
 as ``codeintel.<namespace>.svc``.
@@ -20,35 +21,44 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import catalog, mcp_tools, models
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import mcp_tools, models
-from codeintel.searcher import tools as tools_mod
+from codeintel.searcher import errors as errors_mod
+from codeintel.searcher import metrics as metrics_mod
 
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
+"""All the metrics port serves, without the token."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": text}
     for code, text in (
+        (400, "The selected repositories mix embedding models; `error.groups` lists them."),
         (401, "Missing or wrong bearer token."),
-        (404, "The path does not exist at the indexed commit."),
+        (404, "The path does not exist at the indexed commit, or no served repository matches."),
         (413, "Request body larger than 1 MiB."),
         (422, "A parameter is invalid; `error.field` names it."),
-        (503, "No generation loaded yet, or the embedding model is unavailable."),
+        (
+            503,
+            "No generation can be served yet (the message says why), the served one is "
+            "damaged, or the embedding model is unavailable or not the index's model.",
+        ),
     )
 }
 _encoder = msgspec.json.Encoder()
@@ -60,29 +70,76 @@ def api_token(settings: settings_mod.Settings) -> str:
 
 
 def _json(status: int, body: Any) -> Response:
-    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+    try:
+        content = _encoder.encode(body)
+    except UnicodeEncodeError:  # an error echoing a lone surrogate from the request
+        content = _encoder.encode(_scrub(body))
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every string made UTF-8-safe (lone surrogates as ``\\udxxx`` escapes)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def _error(status: int, type_: str, message: str, field: str | None = None) -> Response:
     return _json(status, {"error": {"type": type_, "message": message, "field": field}})
 
 
-class GuardMiddleware:
-    """Bearer token (all but the probes) and the request body limit, before any route runs."""
+def _bearer(header: bytes) -> bytes | None:
+    """The credentials of a ``Bearer`` Authorization header; the scheme is case-insensitive."""
+    scheme, _, credentials = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return credentials.strip()
 
-    def __init__(self, app: ASGIApp, token: str, max_body: int = models.MAX_BODY_BYTES) -> None:
+
+class GuardMiddleware:
+    """Bearer token (all but the probes), the metrics port, and the body limit, before any route.
+
+    A connection to ``metrics_port`` reaches ``/metrics`` and the probes only, with no
+    token: Prometheus scrapes every searcher through one ServiceMonitor, whose
+    credentials could name only one secret of its own namespace.
+
+    The body is read here, whole, before the app sees it: a chunked upload has no
+    Content-Length to refuse up front, and an error raised while FastAPI reads the
+    body would come out as its generic 400. 1 MiB is small enough to buffer.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        max_body: int = models.MAX_BODY_BYTES,
+        metrics_port: int = 0,
+    ) -> None:
         self.app = app
-        self._token = f"Bearer {token}".encode() if token else b""
+        self._token = token.encode()
         self._max_body = max_body
+        self._metrics_port = metrics_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        server = scope.get("server") or (None, None)
+        if self._metrics_port and server[1] == self._metrics_port:
+            if scope["path"] in METRICS_PORT_PATHS and scope["method"] == "GET":
+                await self.app(scope, receive, send)
+            else:
+                only = "the metrics port serves GET /metrics, /healthz and /readyz only"
+                await _error(404, "NotFound", only)(scope, receive, send)
+            return
         if self._token and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._token):
+            given = _bearer(headers.get(b"authorization", b""))
+            if given is None or not hmac.compare_digest(given, self._token):
                 response = _error(
                     401, "Unauthorized", "missing or wrong bearer token", "authorization"
                 )
@@ -91,38 +148,53 @@ class GuardMiddleware:
                 return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self._max_body):
-            await _error(413, "PayloadTooLarge", "request body exceeds 1 MiB", "body")(
-                scope, receive, send
-            )
+            await self._too_large(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self._max_body:
-                    raise _BodyTooLargeError
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self._max_body:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
-                await _error(413, "PayloadTooLarge", "request body exceeds 1 MiB", "body")(
-                    scope, receive, send
-                )
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body exceeds {self._max_body} bytes (1 MiB)"
+        await _error(413, "PayloadTooLarge", message, "body")(scope, receive, send)
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class Serving(Protocol):
+    """What the app serves from: a single store, many stores, or shards (the router)."""
+
+    metrics: metrics_mod.Metrics
+
+    @property
+    def service(self) -> catalog.Service: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def index_document(self) -> bytes: ...
 
 
 def create_app(
@@ -130,16 +202,35 @@ def create_app(
     *,
     embedder: embedding_mod.Embedder | None = None,
 ) -> FastAPI:
-    """The searcher app over ``settings.store.path``; ``embedder`` overrides the configured one."""
-    holder: dict[str, context_mod.AppContext] = {}
+    """The searcher app: one store (``settings.store.path``) or every store under
+    ``settings.fleet.stores_root``; ``embedder`` overrides the configured one."""
+    if settings.fleet.stores_root:
+        from codeintel.searcher import fleet
 
-    def ctx() -> context_mod.AppContext:
+        fleet.check_settings(settings.fleet)
+        return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
+    return build_app(settings, lambda: context_mod.AppContext(settings, embedder=embedder))
+
+
+def create_router_app(settings: settings_mod.Settings) -> FastAPI:
+    """The router: the same API, answered by the shards in ``settings.fleet.shard_urls``."""
+    from codeintel.searcher import router
+
+    router.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
+    return build_app(settings, lambda: router.RouterContext(settings))
+
+
+def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> FastAPI:
+    """REST, MCP, probes and metrics over whatever ``make`` builds in the lifespan."""
+    holder: dict[str, Serving] = {}
+
+    def ctx() -> Serving:
         found = holder.get("ctx")
         if found is None:
             raise errors.NoGenerationError("the searcher is starting")
         return found
 
-    mcp = mcp_tools.build_server(lambda: ctx().tools)
+    mcp = mcp_tools.build_server(lambda: ctx().service)
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     for host in settings.server.allowed_hosts:
         hosts += [host, f"{host}:*"]
@@ -158,9 +249,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = context_mod.AppContext(settings, embedder=embedder)
+        context = make()
         holder["ctx"] = context
-        app.state.context = context
         try:
             await context.start()
             async with mcp.session_manager.run():
@@ -172,10 +262,12 @@ def create_app(
     app = FastAPI(
         title="codeintel searcher",
         version="1",
-        description=mcp_tools.INSTRUCTIONS,
+        description=catalog.INSTRUCTIONS,
         lifespan=lifespan,
     )
-    app.add_middleware(GuardMiddleware, token=api_token(settings))
+    app.add_middleware(
+        GuardMiddleware, token=api_token(settings), metrics_port=settings.server.metrics_port
+    )
     # The MCP routes' ASGI endpoint, added as a plain route so "/mcp" needs no trailing slash.
     for route in mcp_http.routes:
         if isinstance(route, Route):
@@ -183,19 +275,33 @@ def create_app(
 
     @app.exception_handler(errors.CodeIntelError)
     async def _codeintel_error(request: Request, exc: errors.CodeIntelError) -> Response:
-        status = tools_mod.status_for(exc)
+        status = errors_mod.status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc)
-        return _json(status, tools_mod.error_body(exc))
+        return _json(status, errors_mod.error_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = exc.errors()
-        first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+        first: dict[str, Any] = dict(problems[0]) if problems else {"msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            # FastAPI puts the byte offset in the location; it is no field.
+            pos = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+            detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+            where = f" at byte {pos}" if pos is not None else ""
+            return _error(422, "ValidationError", f"body: invalid JSON{where}: {detail}", "body")
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field = ".".join(loc) or "body"
         message = f"{field}: {first.get('msg', 'invalid')}"
         return _error(422, "ValidationError", message, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own 4xx (unknown route, wrong method, unreadable body) in the one error shape.
+        field = "body" if exc.status_code == 400 else None
+        response = _error(exc.status_code, "HTTPError", str(exc.detail), field)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:
@@ -206,46 +312,56 @@ def create_app(
     async def readyz() -> Response:
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")
-        gen = context.manager.live if context else None
-        if gen is None:
-            return _error(503, "NotReady", "no generation loaded yet")
-        return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
+        if context is None:
+            return _error(503, "NotReady", "the searcher is starting")
+        ready, body = context.readiness()
+        if not ready:
+            return _error(503, "NotReady", str(body.get("reason", "not ready")))
+        return _json(200, {"status": "ready", **body})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus exposition (DESIGN §7)."""
+        """Prometheus exposition (docs/architecture.md, Searcher, metrics port)."""
         return Response(ctx().metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)
     async def index() -> Response:
-        """The live generation's manifest."""
-        with ctx().manager.use() as gen:
-            from codeintel.core import store as store_mod
+        """The live generation's manifest (with ``serving``: whether it is a fallback and why),
+        or every served repository's summary when several are served."""
+        return Response(await ctx().index_document(), media_type="application/json")
 
-            return Response(store_mod.encode_manifest(gen.manifest), media_type="application/json")
-
-    def tool_route(name: str, model: type[Any], answer: type[Any]) -> None:
+    def tool_route(tool: catalog.Tool) -> None:
         async def endpoint(request: Any) -> Response:
-            tools = ctx().tools
-            result = await tools.call(name, getattr(tools, name), request)
-            return _json(200, result)
+            return _json(200, await ctx().service.call(tool.name, request))
 
-        endpoint.__annotations__ = {"request": model, "return": Response}
+        endpoint.__annotations__ = {"request": tool.request, "return": Response}
         app.add_api_route(
-            f"/v1/{name}",
+            f"/v1/{tool.name}",
             endpoint,
             methods=["POST"],
-            name=name,
-            summary=mcp_tools.TITLES[name],
-            description=mcp_tools.DESCRIPTIONS[name],
+            name=tool.name,
+            summary=tool.title,
+            description=tool.description,
             response_class=JSONResponse,
-            responses={200: {"model": answer}, **_ERRORS},
+            responses={200: {"model": tool.response}, **_ERRORS},
             tags=["tools"],
         )
 
-    tool_route("semantic_search", models.SemanticSearchRequest, models.SemanticSearchResponse)
-    tool_route("search_text", models.SearchTextRequest, models.SearchTextResponse)
-    tool_route("list_paths", models.ListPathsRequest, models.ListPathsResponse)
-    tool_route("blame_range", models.BlameRangeRequest, models.BlameRangeResponse)
-    tool_route("file_history", models.FileHistoryRequest, models.FileHistoryResponse)
+    for tool in catalog.CATALOG:
+        tool_route(tool)
+
+    async def vector_search(request: models.VectorSearchRequest) -> Response:
+        """The router's semantic_search with a query vector embedded once for all shards."""
+        service: Any = ctx().service
+        if not hasattr(service, "semantic_search_vector"):
+            raise errors.QueryError("this searcher takes no query vectors", field="vector")
+        return _json(200, await service.call("semantic_search_vector", request))
+
+    app.add_api_route(
+        "/internal/v1/semantic_search",
+        vector_search,
+        methods=["POST"],
+        include_in_schema=False,
+        response_class=JSONResponse,
+    )
     return app

@@ -23,9 +23,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import msgspec
 import numpy as np
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod
@@ -92,8 +93,22 @@ class AppContext:
         return xq
 
     @property
-    def ready(self) -> bool:
-        return self.manager.live is not None
+    def service(self) -> tools_mod.Tools:
+        return self.tools
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body) for ``/readyz``: ready once a generation is live, else the reason."""
+        gen = self.manager.live
+        if gen is None:
+            return False, {"reason": self.manager.not_ready_reason()}
+        return True, {"generation": gen.name, "commit": gen.commit}
+
+    async def index_document(self) -> bytes:
+        """``/v1/index``: the live manifest, and under ``serving`` whether it is a fallback and why."""
+        with self.manager.use() as gen:
+            body = msgspec.to_builtins(gen.manifest)
+            body["serving"] = self.manager.serving()
+            return msgspec.json.encode(body)
 
     async def start(self) -> None:
         """Begin loading the embedder and watching CURRENT; returns at once."""

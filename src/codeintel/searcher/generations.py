@@ -9,9 +9,19 @@ with through :meth:`GenerationManager.use`, so in-flight requests finish on the
 old one, which is closed (and its worktree removed) when its last user leaves.
 
 A generation that is newer than this reader or fails its checksums raises
-:class:`~codeintel.core.errors.IndexFormatError`; it is refused, the old one is
-kept, ``codeintel_generation_loads_total{result="refused_format"}`` counts it
-and one log line says why. It is not retried until ``CURRENT`` changes again.
+:class:`~codeintel.core.errors.IndexFormatError`; it is refused for good
+(generations are immutable), ``codeintel_generation_loads_total{result="refused_format"}``
+counts it and one error line says why. The searcher then keeps serving what it
+serves, or, with nothing live yet, falls back to the newest intact generation
+older than the refused one (``result="fallback"``). Either way
+``codeintel_generation_fallback`` is 1 and :meth:`GenerationManager.serving`
+(``/v1/index``) says which generation CURRENT names and why it is not served;
+with nothing to fall back to, tools and ``/readyz`` answer 503 with that reason.
+
+A request that hits a damaged file of the live generation (SQLite reports a
+malformed ``chunks.sqlite``) gets :class:`~codeintel.core.errors.GenerationCorruptError`
+(503, naming the generation) and marks it suspect; the next poll re-verifies
+its checksums and reopens it if they hold, or refuses it and falls back.
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from codeintel.core import chunks as chunks_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
@@ -105,8 +117,32 @@ def load(
     )
 
 
+_CORRUPT_CODES = frozenset({10, 11, 26})
+"""SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB: the file, not the query, is at fault."""
+
+
+def damage_of(exc: BaseException) -> sqlite3.DatabaseError | None:
+    """The SQLite error in ``exc``'s chain that says a database file is damaged, if any."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
+        if isinstance(seen, sqlite3.DatabaseError):
+            code = getattr(seen, "sqlite_errorcode", None)
+            if type(seen) is sqlite3.DatabaseError or (
+                code is not None and code & 0xFF in _CORRUPT_CODES
+            ):
+                return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class GenerationManager:
-    """Holds the live generation, swaps in new ones, retires old ones when idle."""
+    """Holds the live generation, swaps in new ones, retires old ones when idle.
+
+    Only :meth:`refresh` (the watcher task) changes which generation is live;
+    requests read it through :meth:`use`.
+    """
 
     def __init__(
         self,
@@ -127,7 +163,16 @@ class GenerationManager:
         self._metrics = metrics
         self._live: LoadedGeneration | None = None
         self._open: set[LoadedGeneration] = set()
-        self._refused: set[str] = set()
+        self._refused: dict[str, str] = {}
+        """Generation name -> why it cannot be served; generations are immutable, so for good."""
+        self._suspect: set[str] = set()
+        """Live generations a request found damaged, re-verified at the next poll."""
+        self._current: str | None = None
+        self._fallback: str | None = None
+        """Why the live generation is not the one CURRENT names (None: it is)."""
+        self._problem: str | None = None
+        """Why nothing is live, once that is known to be more than a build in progress."""
+        self._logged: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._store: Any = None
         self.loaded = asyncio.Event()
@@ -136,24 +181,93 @@ class GenerationManager:
     def live(self) -> LoadedGeneration | None:
         return self._live
 
+    def serving(self) -> dict[str, Any]:
+        """What is served and why (``/v1/index``): a fallback names CURRENT's generation and the reason."""
+        live = self._live
+        return {
+            "generation": live.name if live else None,
+            "current": self._current,
+            "fallback": self._fallback is not None,
+            "reason": self._fallback if live else self.not_ready_reason(),
+        }
+
+    def not_ready_reason(self) -> str:
+        """Why no generation is live (``/readyz`` and the tools' 503)."""
+        if self._problem:
+            return f"no generation can be served from {self.root}: {self._problem}"
+        if self._current:
+            return f"generation {self._current} is loading"
+        return f"no generation published in {self.root} yet; the index is still being built"
+
     @contextlib.contextmanager
     def use(self) -> Iterator[LoadedGeneration]:
-        """The live generation, kept open until the caller is done with it."""
+        """The live generation, kept open until the caller is done with it.
+
+        A damaged database file met on the way becomes a 503 naming the generation,
+        and the generation is re-verified at the next poll.
+        """
         with self._lock:
             gen = self._live
             if gen is None:
-                raise errors.NoGenerationError(
-                    f"no generation loaded yet from {self.root}; the index is still being built"
-                )
+                reason = self.not_ready_reason()
+                if self._problem:
+                    raise errors.IndexFormatError(reason)
+                raise errors.NoGenerationError(reason)
             gen.users += 1
         try:
             yield gen
+        except Exception as e:
+            damage = damage_of(e)
+            if damage is None or isinstance(e, errors.GenerationCorruptError):
+                raise
+            self._metrics.generation_corruptions.labels(generation=gen.name).inc()
+            if gen.name not in self._refused:  # already re-verified and found damaged
+                self._suspect.add(gen.name)
+            self._log_change(
+                f"damaged {gen.name}",
+                f"generation {gen.name} is damaged ({damage}); re-verifying its checksums",
+                logging.ERROR,
+            )
+            raise errors.GenerationCorruptError(
+                f"generation {gen.name} is damaged ({damage}); the searcher is re-verifying "
+                "it and will reopen it or fall back to an intact generation",
+                gen.name,
+            ) from e
         finally:
             with self._lock:
                 gen.users -= 1
                 done = gen.retired and gen.users == 0
             if done:
                 self._close(gen)
+
+    def check_embedder(self, gen: LoadedGeneration, embedder: Any) -> None:
+        """Refuse dense search when the query embedder is not the one that built ``gen``.
+
+        Two models of one dimension compare without error and rank at random, so
+        the model's name must match too. Lexical search does not embed and is unaffected.
+        """
+        want = gen.manifest.embedding
+        if embedder.model != want.model:
+            self._metrics.dense_refusals.labels(reason="model_mismatch").inc()
+            message = (
+                f"generation {gen.name} was embedded with model {want.model!r}, but this "
+                f"searcher embeds queries with {embedder.model!r}; semantic and hybrid search "
+                "are refused (mode=lexical still works): serve with the index's model "
+                "(CODEINTEL_EMBEDDER_MODEL) or rebuild the index with this one"
+            )
+            self._log_change(f"model {gen.name}", message, logging.ERROR)
+            raise errors.ModelMismatchError(message)
+        if embedder.dim and want.dim and embedder.dim != want.dim:
+            self._metrics.dense_refusals.labels(reason="dimension_mismatch").inc()
+            embedding_mod.check_dimension(embedder.dim, want.dim, embedder.model)
+
+    def _log_change(self, topic: str, message: str | None, level: int = logging.WARNING) -> None:
+        """Log ``message`` once, and again only after it changed (a poll repeats every 2 s)."""
+        if self._logged.get(topic) == message:
+            return
+        self._logged[topic] = message
+        if message is not None:
+            logger.log(level, "%s", message)
 
     def _store_or_none(self) -> Any:
         from codeintel.core import store as store_mod
@@ -162,44 +276,114 @@ class GenerationManager:
             try:
                 self._store = store_mod.Store(self.root)
             except errors.CodeIntelError as e:
-                logger.debug("store %s not usable yet: %s", self.root, e)
+                self._problem = str(e)
+                self._log_change("store", str(e), logging.ERROR)
                 return None
+            self._problem = None
+            self._log_change("store", None)
         return self._store
 
     async def refresh(self) -> bool:
-        """Load and swap in the generation CURRENT names, if it is new. True if swapped."""
+        """Serve the generation CURRENT names, or the best fallback; True if one was swapped in."""
         store = await self._run(self._store_or_none)
         if store is None:
             return False
         try:
             name = await self._run(store.current_name)
+            unreadable = None
         except errors.CodeIntelError as e:
-            logger.warning("cannot read CURRENT in %s: %s", self.root, e)
-            return False
+            name, unreadable = None, f"cannot read CURRENT: {e}"
+        self._current = name
         live = self._live
-        if name is None or (live is not None and name == live.name) or name in self._refused:
+        if live is not None and live.name in self._suspect:
+            return await self._recheck(store, live)
+        if live is not None and name == live.name:
+            self._set_fallback(self._refused.get(name))  # None unless it is damaged
             return False
+        if name is not None and name not in self._refused:
+            gen = await self._try_load(store, name)
+            if gen is not None:
+                self._swap(gen, fallback=None)
+                return True
+        if name is None and unreadable is None:
+            self._problem = None
+            return False  # nothing published yet
+        why = unreadable or f"generation {name} was refused: {self._refused[str(name)]}"
+        if live is not None:
+            self._set_fallback(why)
+            return False
+        return await self._fall_back(store, name, why)
+
+    async def _try_load(self, store: Any, name: str) -> LoadedGeneration | None:
+        """Load ``name`` fully, or record why it cannot be served (once) and return None."""
         try:
-            gen = await self._run(load, store, name, self.settings, self.cache_dir, self._executor)
+            gen: LoadedGeneration = await self._run(
+                load, store, name, self.settings, self.cache_dir, self._executor
+            )
+            return gen
         except errors.IndexFormatError as e:
-            self._refused.add(name)
+            self._refused[name] = str(e)
             self._metrics.generation_loads.labels(result="refused_format").inc()
-            kept = live.name if live else "none"
+            kept = self._live.name if self._live else "none"
             logger.error("refused generation %s (keeping %s): %s", name, kept, e)
-            return False
         except Exception as e:
-            self._refused.add(name)
+            self._refused[name] = f"failed to load: {e}"
             self._metrics.generation_loads.labels(result="failed").inc()
             logger.exception("failed to load generation %s: %s", name, e)
+        return None
+
+    async def _fall_back(self, store: Any, newer_than: str | None, why: str) -> bool:
+        """Swap in the newest loadable generation older than ``newer_than`` (any, for None)."""
+        for name in await self._run(store.older_than, newer_than):
+            if name in self._refused:
+                continue
+            gen = await self._try_load(store, name)
+            if gen is not None:
+                self._swap(gen, fallback=why, result="fallback")
+                return True
+        older = f" older than {newer_than}" if newer_than else ""
+        self._problem = f"{why}; no intact generation{older} to fall back to"
+        self._log_change("problem", self._problem, logging.ERROR)
+        return False
+
+    async def _recheck(self, store: Any, live: LoadedGeneration) -> bool:
+        """After a read error: reopen ``live`` if its checksums hold, else refuse it and fall back."""
+        self._suspect.discard(live.name)
+        try:
+            await self._run(store.open_generation, live.name, verify=True)
+        except errors.IndexFormatError as e:
+            why = f"generation {live.name} was damaged while served: {e}"
+            self._refused[live.name] = f"{why}; no intact older generation to fall back to"
+            self._metrics.generation_loads.labels(result="refused_format").inc()
+            logger.error("%s", why)
+            for name in await self._run(store.older_than, live.name):
+                if name in self._refused:
+                    continue
+                gen = await self._try_load(store, name)
+                if gen is not None:
+                    self._swap(gen, fallback=why, result="fallback")
+                    return True
+            self._set_fallback(self._refused[live.name])
             return False
-        self._swap(gen)
-        self._metrics.generation_loads.labels(result="ok").inc()
-        self._metrics.set_generation(gen.name, gen.commit, gen.index_type, gen.counts())
-        logger.info("serving generation %s at commit %s", gen.name, gen.commit[:12])
-        self.loaded.set()
+        gen = await self._try_load(store, live.name)
+        if gen is None:
+            return False
+        logger.warning("generation %s verified intact after a read error; reopened it", live.name)
+        self._swap(gen, fallback=self._fallback, result="reloaded")
         return True
 
-    def _swap(self, gen: LoadedGeneration) -> None:
+    def _set_fallback(self, why: str | None) -> None:
+        self._fallback = why
+        self._metrics.generation_fallback.set(1 if why else 0)
+        live = self._live.name if self._live else "none"
+        if why:
+            self._log_change(
+                "fallback", f"serving generation {live}, not CURRENT's: {why}", logging.ERROR
+            )
+        else:
+            self._log_change("fallback", None)
+
+    def _swap(self, gen: LoadedGeneration, *, fallback: str | None, result: str = "ok") -> None:
         with self._lock:
             old = self._live
             self._live = gen
@@ -210,6 +394,13 @@ class GenerationManager:
                 close_now = old.users == 0
         if old is not None and close_now:
             self._close(old)
+        self._problem = None
+        self._log_change("problem", None)
+        self._set_fallback(fallback)
+        self._metrics.generation_loads.labels(result=result).inc()
+        self._metrics.set_generation(gen.name, gen.commit, gen.index_type, gen.counts())
+        logger.info("serving generation %s at commit %s", gen.name, gen.commit[:12])
+        self.loaded.set()
 
     def _close(self, gen: LoadedGeneration) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The searcher's Prometheus metrics (DESIGN §7), one registry per application.
+"""The searcher's Prometheus metrics (docs/architecture.md, *Searcher*), one registry per app.
 
 A registry per app, not the process-wide default, so tests and benchmarks can
 run several apps in one process without duplicate-series errors; ``/metrics``
@@ -25,6 +25,9 @@ class Metrics:
     generation_info: prom.Gauge
     batch_size: prom.Histogram
     generation_loads: prom.Counter
+    generation_fallback: prom.Gauge
+    generation_corruptions: prom.Counter
+    dense_refusals: prom.Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -67,8 +70,29 @@ class Metrics:
             ),
             generation_loads=prom.Counter(
                 "codeintel_generation_loads",
-                "Attempts to load a generation, by result (ok, refused_format, failed).",
+                "Attempts to load a generation, by result: ok, refused_format, failed, "
+                "fallback (an older generation loaded because the current one cannot be "
+                "served) or reloaded (reopened after a read error, its checksums intact).",
                 ["result"],
+                registry=r,
+            ),
+            generation_fallback=prom.Gauge(
+                "codeintel_generation_fallback",
+                "1 while the served generation is not the one CURRENT names (CURRENT is "
+                "unreadable, or its generation was refused or found damaged); see /v1/index.",
+                registry=r,
+            ),
+            generation_corruptions=prom.Counter(
+                "codeintel_generation_corruptions",
+                "Requests that hit a damaged file of the served generation (e.g. chunks.sqlite).",
+                ["generation"],
+                registry=r,
+            ),
+            dense_refusals=prom.Counter(
+                "codeintel_dense_refusals",
+                "Semantic/hybrid queries refused because the query embedder does not match "
+                "the generation (reason: model_mismatch, dimension_mismatch).",
+                ["reason"],
                 registry=r,
             ),
         )

@@ -1,16 +1,19 @@
 """The five tools' parameters and answers, one definition for REST, MCP and OpenAPI.
 
-The limits (DESIGN §5 and issue #3) live here as constants and in the field
-constraints, so the OpenAPI schema, the MCP input schemas and the validation
-an agent hits all say the same thing. Descriptions are written for an agent
-choosing a tool: what the field means, its unit, its range.
+The limits (docs/architecture.md, Searcher, guard rails) live here as
+constants and in the field constraints, so the OpenAPI schema, the MCP input
+schemas and the validation an agent hits all say the same thing. Every string
+anywhere in a request must be encodable as UTF-8 (JSON lets ``"\\ud800"``
+through; the tokenizer, ripgrep and git cannot take it), and integers and
+booleans are strict (``"k": true`` is not 1). Descriptions are written for an
+agent choosing a tool: what the field means, its unit, its range.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 
 from codeintel.core import errors, globs
 from codeintel.searcher import paths
@@ -22,6 +25,27 @@ MAX_HISTORY = 500
 MAX_QUERY_CHARS = 2_000
 MAX_BODY_BYTES = 1 << 20
 MAX_GLOBS = 64
+MAX_LINE_CHARS = 500
+"""Snippet, blame and matched lines are cut to this many characters (minified files)."""
+MAX_ANSWER_TEXT_CHARS = 512_000
+"""Characters of source text (snippets, blame lines) one answer carries at most: a whole
+5 000-line blame of ordinary code (up to ~100 characters a line) fits; a pathological
+file is cut instead of making a multi-megabyte answer."""
+
+
+def unencodable(value: Any) -> str | None:
+    """Where a string inside ``value`` cannot be UTF-8 (a lone surrogate), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"invalid Unicode: lone surrogate {value[e.start]!a} at character {e.start}"
+        return None
+    if isinstance(value, list | tuple):
+        return next((p for p in map(unencodable, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in map(unencodable, [*value, *value.values()]) if p), None)
+    return None
 
 
 def _no_nul(value: str) -> str:
@@ -67,11 +91,66 @@ RepoPath = Annotated[
 ]
 
 
+MAX_REPOS = 1_000
+"""Names or globs one request may list in ``repos``."""
+
+
+def _repo_name(value: str) -> str:
+    value = _no_nul(value).strip().strip("/")
+    if not value:
+        raise ValueError("must name a repository ('namespace/name')")
+    return value
+
+
+RepoName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        description="A served repository, 'namespace/name' (list_repos shows them).",
+    ),
+    AfterValidator(_repo_name),
+]
+RepoSelector = Annotated[
+    str,
+    Field(min_length=1, max_length=256),
+    AfterValidator(_repo_name),
+    AfterValidator(_glob),
+]
+Repos = Annotated[
+    list[RepoSelector] | None,
+    Field(
+        max_length=MAX_REPOS,
+        description="Repositories to search: names ('team/api') or globs ('team/*', 'api' "
+        "matches that name in any namespace); omit for every served repository.",
+    ),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        problem = unencodable(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
-class SemanticSearchRequest(_Request):
+
+class _ManyRepos(_Request):
+    repos: Repos = None
+
+
+class _OneRepo(_Request):
+    repo: Annotated[
+        RepoName | None,
+        Field(description="The repository the path belongs to; needed when several are served."),
+    ] = None
+
+
+class SemanticSearchRequest(_ManyRepos):
     query: Annotated[
         Text,
         Field(
@@ -81,7 +160,9 @@ class SemanticSearchRequest(_Request):
             "(e.g. 'retry HTTP requests with exponential backoff').",
         ),
     ]
-    k: Annotated[int, Field(ge=1, le=MAX_K, description="Number of chunks to return.")] = 20
+    k: Annotated[
+        int, Strict(), Field(ge=1, le=MAX_K, description="Number of chunks to return.")
+    ] = 20
     path_glob: Annotated[
         Glob | None,
         Field(description="Only chunks whose path matches this glob, e.g. 'src/**/*.py'."),
@@ -99,7 +180,7 @@ class SemanticSearchRequest(_Request):
     ] = "semantic"
 
 
-class SearchTextRequest(_Request):
+class SearchTextRequest(_ManyRepos):
     pattern: Annotated[
         Text,
         Field(
@@ -108,17 +189,19 @@ class SearchTextRequest(_Request):
             description="Literal text to find, or a Rust-syntax regular expression when regex=true.",
         ),
     ]
-    regex: Annotated[bool, Field(description="Treat pattern as a regular expression.")] = False
-    case_sensitive: Annotated[bool, Field(description="Match case exactly.")] = True
+    regex: Annotated[
+        bool, Strict(), Field(description="Treat pattern as a regular expression.")
+    ] = False
+    case_sensitive: Annotated[bool, Strict(), Field(description="Match case exactly.")] = True
     path_glob: Annotated[
         Glob | None, Field(description="Only files matching this glob, e.g. '*.py' or 'src/**'.")
     ] = None
     max_results: Annotated[
-        int, Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
     ] = 200
 
 
-class ListPathsRequest(_Request):
+class ListPathsRequest(_ManyRepos):
     path: Annotated[
         str | None,
         Field(
@@ -136,15 +219,18 @@ class ListPathsRequest(_Request):
         Field(max_length=MAX_GLOBS, description="Drop paths matching any of these globs."),
     ] = None
     max_results: Annotated[
-        int, Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
     ] = 1000
 
 
-class BlameRangeRequest(_Request):
+class BlameRangeRequest(_OneRepo):
     path: RepoPath
-    start_line: Annotated[int, Field(ge=1, le=10_000_000, description="First line, 1-based.")]
+    start_line: Annotated[
+        int, Strict(), Field(ge=1, le=10_000_000, description="First line, 1-based.")
+    ]
     end_line: Annotated[
         int,
+        Strict(),
         Field(
             ge=1,
             le=10_000_000,
@@ -162,22 +248,82 @@ class BlameRangeRequest(_Request):
             )
 
 
-class FileHistoryRequest(_Request):
+class FileHistoryRequest(_OneRepo):
     path: RepoPath
     limit: Annotated[
-        int, Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first.")
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first."),
     ] = 50
+
+
+class ListReposRequest(_ManyRepos):
+    pass
+
+
+class VectorSearchRequest(_Request):
+    """The router's internal semantic_search: the request plus the query vector it
+    embedded once for every shard (base64 float32, little-endian), and its model."""
+
+    request: SemanticSearchRequest
+    vector: Annotated[str, Field(min_length=4, max_length=200_000)]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+
+    def vector_array(self) -> Any:
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = base64.b64decode(self.vector, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise errors.QueryError(f"vector is not base64: {e}", field="vector") from e
+        if len(raw) % 4:
+            raise errors.QueryError("vector is not a float32 array", field="vector")
+        xq = np.frombuffer(raw, dtype="<f4")
+        if not np.all(np.isfinite(xq)):
+            raise errors.QueryError("vector has non-finite values", field="vector")
+        return xq
 
 
 # -- answers (documented in OpenAPI; built as plain dicts for speed) ------------------------
 
 
+class RepoVersion(BaseModel):
+    generation: str
+    commit: str
+
+
 class _Answer(BaseModel):
-    generation: str = Field(description="Index generation that answered, e.g. 'g000042'.")
-    commit: str = Field(description="Full sha of the commit every result is taken from.")
+    generation: str | None = Field(
+        None,
+        description="Index generation that answered, e.g. 'g000042' (absent when the answer "
+        "read several repositories: see `repos`).",
+    )
+    commit: str | None = Field(
+        None, description="Full sha of the commit every result is taken from."
+    )
+    repos: dict[str, RepoVersion] | None = Field(
+        None,
+        description="Every repository the answer read, with the generation and commit it "
+        "was answered from (searchers serving many repositories, and the router).",
+    )
+    skipped: dict[str, str] | None = Field(
+        None,
+        description="Selected repositories that could not answer (no generation yet, a "
+        "refused index, an unavailable embedding model), with the reason.",
+    )
+    partial: bool | None = Field(
+        None, description="True when some shards did not answer (router); see missing_shards."
+    )
+    missing_shards: list[str] | None = Field(
+        None, description="Shards whose repositories are absent from a partial answer."
+    )
 
 
 class SemanticHit(BaseModel):
+    repo: str | None = None
     path: str
     start_line: int
     end_line: int
@@ -185,26 +331,43 @@ class SemanticHit(BaseModel):
     symbol: str | None
     language: str | None
     snippet: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class SemanticSearchResponse(_Answer):
     results: list[SemanticHit]
     mode: str
+    truncated: bool = Field(
+        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
+        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
+    )
 
 
 class TextHit(BaseModel):
+    repo: str | None = None
     path: str
     line: int
     column: int
     text: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class SearchTextResponse(_Answer):
     results: list[TextHit]
-    truncated: bool
+    truncated: bool = Field(
+        description="True when matches were left out (more than max_results, or the "
+        "timeout) or a line's text was cut."
+    )
 
 
 class PathEntry(BaseModel):
+    repo: str | None = None
     path: str
     size: int
     mode: str
@@ -225,11 +388,19 @@ class BlameHit(BaseModel):
     date: str
     summary: str
     text: str
+    truncated: bool = Field(
+        default=False,
+        description="Present and true when this row's text was cut (long lines, answer size).",
+    )
 
 
 class BlameRangeResponse(_Answer):
     results: list[BlameHit]
     path: str
+    truncated: bool = Field(
+        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
+        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
+    )
 
 
 class HistoryHit(BaseModel):
@@ -244,6 +415,28 @@ class HistoryHit(BaseModel):
 class FileHistoryResponse(_Answer):
     results: list[HistoryHit]
     path: str
+
+
+class RepoInfo(BaseModel):
+    name: str = Field(description="'namespace/name', what `repos` and `repo` take.")
+    url: str
+    ref: str
+    commit: str
+    generation: str
+    vectors: dict[str, int] = Field(description="primary, secondary and tombstones.")
+    index_type: str
+    updated_at: str = Field(description="When the served generation was published (ISO-8601).")
+    embedding_model: str
+    embedding_dim: int
+    error: str | None = Field(
+        None, description="Why the repository cannot be served, when it cannot."
+    )
+
+
+class ListReposResponse(BaseModel):
+    results: list[RepoInfo]
+    partial: bool | None = None
+    missing_shards: list[str] | None = None
 
 
 class ErrorBody(BaseModel):

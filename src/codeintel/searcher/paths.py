@@ -71,8 +71,3 @@ def confine(root: Path, path: str, field: str = "path") -> None:
         raise errors.QueryError(
             f"{field} resolves outside the repository through a symlink", field=field
         )
-
-
-def under(path: str, prefix: str) -> bool:
-    """Whether ``path`` is ``prefix`` itself or lies inside the directory ``prefix``."""
-    return not prefix or path == prefix or path.startswith(prefix + "/")

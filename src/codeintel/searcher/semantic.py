@@ -6,6 +6,8 @@ therefore gathers the queries that arrive within ``window`` seconds (or while
 every batch slot is busy) into one ``aembed`` call and one ``engine.search``
 per generation, then hands each caller its own row. At low load a query waits
 at most ``window``; under load batches grow on their own, up to ``max_batch``.
+A batch that fails is retried query by query, so one query the model refuses
+fails alone instead of failing its neighbours.
 The gain is measured by ``benchmarks/searcher_bench.py`` (``docs/performance.md``).
 
 ``hybrid`` fuses the dense ranking and the FTS5 BM25 ranking with reciprocal
@@ -22,6 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from codeintel.core import errors
 
 logger = logging.getLogger(__name__)
 
@@ -99,17 +103,7 @@ class QueryBatcher:
             if self._on_batch is not None:
                 self._on_batch(len(live))
             if live:
-                xq = await self._embed([p.query for p in live])
-                groups: dict[int, list[int]] = {}
-                for row, p in enumerate(live):
-                    groups.setdefault(id(p.engine), []).append(row)
-                for rows in groups.values():
-                    engine = live[rows[0]].engine
-                    fetch = max(live[r].fetch for r in rows)
-                    D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)
-                    for j, r in enumerate(rows):
-                        if not live[r].future.done():
-                            live[r].future.set_result((D[j], I[j]))
+                await self._answer(live)
         except BaseException as e:
             for p in batch:
                 if not p.future.done():
@@ -119,6 +113,50 @@ class QueryBatcher:
         finally:
             self._inflight -= 1
             self._dispatch()
+
+    async def _answer(self, live: list[_Pending]) -> None:
+        """Embed and search ``live`` as one batch; if that fails, each query on its own.
+
+        One bad query (text the tokenizer refuses, say) must not fail its neighbours:
+        after a batch error every query is retried alone, so only the ones that fail
+        alone fail, each with its own error.
+        """
+        try:
+            results = await self._embed_and_search(live)
+        except Exception as e:
+            if len(live) == 1 or not _may_be_one_query(e):
+                raise
+            logger.warning("a batch of %d queries failed; retrying them one by one", len(live))
+            for p in live:
+                if p.future.done():
+                    continue
+                try:
+                    [result] = await self._embed_and_search([p])
+                except Exception as e:
+                    if not p.future.done():
+                        p.future.set_exception(e)
+                else:
+                    if not p.future.done():
+                        p.future.set_result(result)
+            return
+        for p, result in zip(live, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(result)
+
+    async def _embed_and_search(self, live: list[_Pending]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One embed call and one FAISS search per engine; the (scores, ids) row of each query."""
+        xq = await self._embed([p.query for p in live])
+        groups: dict[int, list[int]] = {}
+        for row, p in enumerate(live):
+            groups.setdefault(id(p.engine), []).append(row)
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(live)
+        for rows in groups.values():
+            engine = live[rows[0]].engine
+            fetch = max(live[r].fetch for r in rows)
+            D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)
+            for j, r in enumerate(rows):
+                out[r] = (D[j], I[j])
+        return [row for row in out if row is not None]
 
     async def aclose(self) -> None:
         """Fail queries still waiting and let running batches finish."""
@@ -131,6 +169,18 @@ class QueryBatcher:
         self._pending.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _may_be_one_query(exc: Exception) -> bool:
+    """Whether a batch error may come from one query's text, so retrying alone can help.
+
+    An embedder that is down, slow, overloaded or loading fails every query the same
+    way: retrying each would multiply the load on it for nothing.
+    """
+    if isinstance(exc, errors.EmbeddingHTTPError):
+        status = exc.status_code or 500
+        return 400 <= status < 500 and status != 429
+    return not isinstance(exc, errors.EmbeddingError)
 
 
 def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sys
 from typing import Any, TextIO
+
+import uvicorn
 
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import app as app_mod
@@ -48,18 +51,27 @@ def print_banner(settings: settings_mod.Settings, out: TextIO = sys.stdout) -> N
     print(f"codeintel searcher on {url}", file=out)
     print(f"  REST  POST {url}/v1/<tool>   (docs: {url}/docs)", file=out)
     print(f"  MCP   {url}/mcp   (streamable HTTP)", file=out)
+    if settings.server.metrics_port:
+        metrics = url.rsplit(":", 1)[0] + f":{settings.server.metrics_port}/metrics"
+        print(f"  Prometheus  {metrics}   (no token)", file=out)
     print("MCP client config (Claude Code .mcp.json, Cursor ~/.cursor/mcp.json):", file=out)
     print(json.dumps(client_config(settings), indent=2), file=out, flush=True)
 
 
-def serve(settings: settings_mod.Settings) -> None:
-    """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking)."""
-    import uvicorn
-
-    app = app_mod.create_app(settings)
+def serve(settings: settings_mod.Settings, *, router: bool = False) -> None:
+    """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking):
+    one store, every store under ``fleet.stores_root``, or (``router``) the pool's shards."""
+    app = app_mod.create_router_app(settings) if router else app_mod.create_app(settings)
+    server = make_server(settings, app)
+    sockets = bind(server.config, settings)
     print_banner(settings)
+    server.run(sockets=sockets)
+
+
+def make_server(settings: settings_mod.Settings, app: Any) -> uvicorn.Server:
+    """The uvicorn server of ``app`` as ``codeintel serve`` runs it."""
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
@@ -70,6 +82,18 @@ def serve(settings: settings_mod.Settings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
+    return uvicorn.Server(config)
+
+
+def bind(config: uvicorn.Config, settings: settings_mod.Settings) -> list[socket.socket]:
+    """The API socket, and the metrics socket when ``server.metrics_port`` is set."""
+    sockets = [config.bind_socket()]
+    if settings.server.metrics_port:
+        metrics = uvicorn.Config(
+            config.app, host=config.host, port=settings.server.metrics_port, log_config=None
+        )
+        sockets.append(metrics.bind_socket())
+    return sockets
 
 
 def run_stdio(settings: settings_mod.Settings) -> None:

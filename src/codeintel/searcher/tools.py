@@ -3,23 +3,30 @@
 Each tool takes its validated request model, holds the live generation for the
 whole call (so a hot swap never mixes commits in one answer), does its blocking
 work on the shared executor or as an asyncio subprocess, and returns a plain
-JSON object with ``results``, ``generation`` and ``commit``. :meth:`Tools.call`
-wraps every tool with the request metrics; :func:`status_for` is the single
-map from the error tree to HTTP statuses that REST and MCP both report.
+JSON object with ``results``, ``generation`` and ``commit``. :func:`metered`
+wraps every tool with the request metrics (here, in the fleet and in the router).
+
+Source text in answers is bounded (docs/architecture.md, Searcher, guard rails):
+one line of a minified file is megabytes, and an agent's context is not. Each
+line is cut at ``models.MAX_LINE_CHARS`` and each semantic or blame answer
+carries at most ``models.MAX_ANSWER_TEXT_CHARS`` of snippets or blame text; a
+cut row says ``truncated: true``, and so does the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
-from codeintel.core import embedding as embedding_mod
+from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import errors as errors_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import models, semantic, textsearch
@@ -30,24 +37,55 @@ Req = TypeVar("Req")
 _SUBMODULE_MODE = "160000"
 
 
-def status_for(exc: BaseException) -> int:
-    """HTTP status for an error (REST status and the ``status`` label of the metrics)."""
-    if isinstance(exc, errors.PathNotFoundError):
-        return 404
-    if isinstance(exc, errors.QueryError):
-        return 422
-    if isinstance(exc, errors.IndexFormatError | errors.EmbeddingError):
-        return 503
-    return 500
+async def metered(
+    metrics: metrics_mod.Metrics, tool: str, handler: Callable[[Req], Awaitable[Any]], req: Req
+) -> Any:
+    """Run one tool with latency, outcome and in-flight metrics.
+
+    The outcome is ``ok`` or the HTTP status of the error; a request cancelled by its
+    client (disconnect, shutdown) is ``cancelled``, not a server error."""
+    metrics.inflight_requests.inc()
+    start = time.perf_counter()
+    status = "500"
+    try:
+        result = await handler(req)
+        status = "ok"
+        return result
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    except Exception as e:
+        status = str(errors_mod.status_for(e))
+        raise
+    finally:
+        metrics.inflight_requests.dec()
+        metrics.request_seconds.labels(tool=tool).observe(time.perf_counter() - start)
+        metrics.requests_total.labels(tool=tool, status=status).inc()
 
 
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The JSON error object: a type, a one-line message and the field at fault."""
-    field = getattr(exc, "field", None)
-    if isinstance(exc, errors.PathNotFoundError):
-        field = "path"
-    message = str(exc) if isinstance(exc, errors.CodeIntelError) else "internal error"
-    return {"error": {"type": type(exc).__name__, "message": message, "field": field}}
+def repo_name(url: str) -> str:
+    """A repository's display name from its URL or path: the last two path segments."""
+    tail = url.rstrip("/").removesuffix(".git").replace(":", "/").split("/")
+    parts = [p for p in tail if p]
+    return "/".join(parts[-2:]) if parts else "repo"
+
+
+def select(names: Iterable[str], patterns: Sequence[str] | None, field: str = "repos") -> list[str]:
+    """The served ``names`` that ``patterns`` (names or globs) select, sorted; all when None.
+
+    RepoNotFoundError when a pattern selects nothing, so a typo is not an empty answer."""
+    served = sorted(names)
+    if not patterns:
+        return served
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hit = [n for n in served if n == pattern or globs.matches(n, pattern)]
+        if not hit:
+            raise errors.RepoNotFoundError(
+                f"no served repository matches {pattern!r} (list_repos shows them)", field=field
+            )
+        chosen.update(hit)
+    return sorted(chosen)
 
 
 class Tools:
@@ -69,34 +107,44 @@ class Tools:
         self._run = run_blocking
         self.metrics = metrics
 
-    async def call(self, tool: str, handler: Callable[[Req], Awaitable[Any]], req: Req) -> Any:
-        """Run one tool with latency, outcome and in-flight metrics."""
-        m = self.metrics
-        m.inflight_requests.inc()
-        start = time.perf_counter()
-        status = "500"
-        try:
-            result = await handler(req)
-            status = "ok"
-            return result
-        except BaseException as e:
-            status = str(status_for(e))
-            raise
-        finally:
-            m.inflight_requests.dec()
-            m.request_seconds.labels(tool=tool).observe(time.perf_counter() - start)
-            m.requests_total.labels(tool=tool, status=status).inc()
+    async def call(self, name: str, request: Any) -> dict[str, Any]:
+        """Run the tool ``name`` (a catalogue row) on a validated request, with metrics."""
+        result: dict[str, Any] = await metered(self.metrics, name, getattr(self, name), request)
+        return result
+
+    @property
+    def repo(self) -> str:
+        """This store's name in ``repos``, ``repo`` and list_repos."""
+        configured = self.settings.server.repo_name
+        if configured:
+            return configured
+        live = self.manager.live
+        return repo_name(str(live.manifest.repo_url)) if live is not None else "repo"
+
+    def _check_repos(self, req: Any) -> None:
+        """A single-store searcher answers for its one repository; any other is a 404."""
+        patterns = getattr(req, "repos", None)
+        if patterns:
+            select([self.repo], patterns)
+        one = getattr(req, "repo", None)
+        if one is not None and one != self.repo:
+            raise errors.RepoNotFoundError(
+                f"this searcher serves only {self.repo!r}, not {one!r}", field="repo"
+            )
+
+    async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
+        self._check_repos(req)
+        with self.manager.use() as gen:
+            return {"results": [repo_info(self.repo, gen.manifest)]}
 
     async def semantic_search(self, req: models.SemanticSearchRequest) -> models.Answer:
+        self._check_repos(req)
         filtered = bool(req.path_glob or req.language)
         with self.manager.use() as gen:
             dense: list[tuple[int, float]] = []
             lexical: list[tuple[int, float]] = []
             if req.mode in ("semantic", "hybrid"):
-                embedder = self._embedder()
-                want = int(gen.manifest.embedding.dim)
-                if embedder.dim and want and embedder.dim != want:
-                    embedding_mod.check_dimension(embedder.dim, want, embedder.model)
+                self.manager.check_embedder(gen, self._embedder())
                 fetch = hits.fetch_size(req.k, filtered)
                 if req.mode == "hybrid":
                     fetch = max(fetch, min(hits.MAX_FETCH, 2 * req.k))
@@ -124,14 +172,24 @@ class Tools:
                 path_glob=req.path_glob,
                 language=req.language,
             )
+            budget = TextBudget()
+            results = []
+            for hit in found:
+                row = msgspec.to_builtins(hit)
+                row["snippet"], cut = budget.take(row["snippet"])
+                if cut:
+                    row["truncated"] = True
+                results.append(row)
             return {
-                "results": [msgspec.to_builtins(hit) for hit in found],
+                "results": results,
                 "mode": req.mode,
+                "truncated": budget.cut,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
 
     async def search_text(self, req: models.SearchTextRequest) -> models.Answer:
+        self._check_repos(req)
         with self.manager.use() as gen:
             matches, truncated = await textsearch.search(
                 gen.worktree,
@@ -142,17 +200,28 @@ class Tools:
                 max_results=req.max_results,
                 timeout=self.settings.server.search_text_timeout_seconds,
             )
+            # Lines are cut (in textsearch); the row count is the caller's max_results.
+            results = []
+            for m in matches:
+                row: dict[str, Any] = {
+                    "path": m.path,
+                    "line": m.line,
+                    "column": m.column,
+                    "text": m.text,
+                }
+                if len(m.text) < m.length:
+                    row["truncated"] = True
+                    truncated = True
+                results.append(row)
             return {
-                "results": [
-                    {"path": m.path, "line": m.line, "column": m.column, "text": m.text}
-                    for m in matches
-                ],
+                "results": results,
                 "truncated": truncated,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
 
     async def list_paths(self, req: models.ListPathsRequest) -> models.Answer:
+        self._check_repos(req)
         with self.manager.use() as gen:
             prefix = req.path or ""
             paths_mod.confine(gen.worktree, prefix)
@@ -176,29 +245,38 @@ class Tools:
 
     async def blame_range(self, req: models.BlameRangeRequest) -> models.Answer:
         req.check()
+        self._check_repos(req)
         with self.manager.use() as gen:
             _require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
+            budget = TextBudget()
+            results = []
+            for e in entries:
+                text, cut = budget.take(e.text)
+                summary, cut_summary = budget.take(e.summary, count=False)
+                row: dict[str, Any] = {
+                    "line": e.line,
+                    "sha": e.sha,
+                    "short_sha": e.short_sha,
+                    "author": e.author,
+                    "email": e.email,
+                    "date": e.date,
+                    "summary": summary,
+                    "text": text,
+                }
+                if cut or cut_summary:
+                    row["truncated"] = True
+                results.append(row)
             return {
-                "results": [
-                    {
-                        "line": e.line,
-                        "sha": e.sha,
-                        "short_sha": e.short_sha,
-                        "author": e.author,
-                        "email": e.email,
-                        "date": e.date,
-                        "summary": e.summary,
-                        "text": e.text,
-                    }
-                    for e in entries
-                ],
+                "results": results,
                 "path": req.path,
+                "truncated": budget.cut,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
+        self._check_repos(req)
         with self.manager.use() as gen:
             paths_mod.confine(gen.worktree, req.path)
             if not _exists(gen, req.path):
@@ -222,6 +300,54 @@ class Tools:
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+
+
+class TextBudget:
+    """Cuts source text for one answer: each line, then the answer's total."""
+
+    def __init__(
+        self,
+        total: int = models.MAX_ANSWER_TEXT_CHARS,
+        line: int = models.MAX_LINE_CHARS,
+    ) -> None:
+        self.left = total
+        self.line = line
+        self.cut = False
+        """Whether anything of this answer was cut."""
+
+    def take(self, text: str, *, count: bool = True) -> tuple[str, bool]:
+        """``text`` with each line cut to ``line`` characters and, if ``count``, within what is left."""
+        cut = False
+        if len(text) > self.line:
+            lines = text.split("\n")
+            if any(len(x) > self.line for x in lines):
+                text = "\n".join(x[: self.line] for x in lines)
+                cut = True
+        if count:
+            if len(text) > self.left:
+                text = text[: self.left]
+                cut = True
+            self.left -= len(text)
+        self.cut = self.cut or cut
+        return text, cut
+
+
+def repo_info(name: str, manifest: Any) -> dict[str, Any]:
+    """One list_repos row for a repository's served manifest."""
+    c = manifest.counts
+    return {
+        "name": name,
+        "url": str(manifest.repo_url),
+        "ref": str(manifest.ref),
+        "commit": str(manifest.commit),
+        "generation": str(manifest.generation),
+        "vectors": {"primary": c.primary, "secondary": c.secondary, "tombstones": c.tombstones},
+        "index_type": str(manifest.index.type),
+        "updated_at": str(manifest.created_at),
+        "embedding_model": str(manifest.embedding.model),
+        "embedding_dim": int(manifest.embedding.dim),
+        "error": None,
+    }
 
 
 def _entry_index(gen: generations_mod.LoadedGeneration, path: str) -> int | None:

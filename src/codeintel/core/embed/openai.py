@@ -37,7 +37,8 @@ import msgspec
 import numpy as np
 import prometheus_client
 
-from codeintel.core import embedding, errors
+from codeintel.core import errors
+from codeintel.core.embed import base
 from codeintel.core.settings import EmbedderSettings
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class OpenAIEmbeddingsClient:
                 )
             self.dim = expected
         vectors = np.array([item.embedding for item in ordered], dtype=np.float32)
-        return embedding.normalize_rows(vectors)
+        return base.normalize_rows(vectors)
 
     def _classify(self, response: httpx.Response) -> None:
         """Raise for a failed response: :class:`_RetryableError` if worth retrying, else the error."""
@@ -301,9 +302,9 @@ class OpenAIEmbeddingsClient:
                 attempt += 1
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        with embedding.EMBED_SECONDS.time():
+        with base.EMBED_SECONDS.time():
             if not texts:
-                return embedding.empty(self.dim)
+                return base.empty(self.dim)
             parts = [self._post(list(texts[a:b])) for a, b in self.batches(texts)]
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -341,9 +342,9 @@ class OpenAIEmbeddingsClient:
                 attempt += 1
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        with embedding.EMBED_SECONDS.time():
+        with base.EMBED_SECONDS.time():
             if not texts:
-                return embedding.empty(self.dim)
+                return base.empty(self.dim)
             client = self._async_client()
             slots = asyncio.Semaphore(_ASYNC_CONCURRENCY)
 

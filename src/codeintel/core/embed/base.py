@@ -1,31 +1,19 @@
-"""The one interface every component embeds text through, whatever runs the model.
+"""What every embedder shares: the :class:`Embedder` contract, its metric and row helpers.
 
-The indexer embeds chunks and the searcher embeds queries; both must get the
-same vectors from the same model whether it runs in-process on a laptop
-(:class:`~codeintel.core.local_embedder.LocalEmbedder`) or behind an
-OpenAI-compatible ``/v1/embeddings`` server in a cluster
-(:class:`~codeintel.core.openai_embeddings.OpenAIEmbeddingsClient`). This module
-fixes that contract (:class:`Embedder`), builds the right implementation from
-settings (:func:`make_embedder`), checks a model against a store
-(:func:`check_dimension`) and owns the ``codeintel_embed_seconds`` histogram both
-implementations observe.
-
-Implementations are imported lazily so the operator and the CLI's light
-commands never import torch.
+Both implementations (``local.py``, ``openai.py``) import this module and
+nothing else of the package, so the factory in ``__init__`` can import them
+lazily without a cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import prometheus_client
 
 from codeintel.core import errors
-
-if TYPE_CHECKING:
-    from codeintel.core.settings import EmbedderSettings
 
 EMBED_SECONDS = prometheus_client.Histogram(
     "codeintel_embed_seconds",
@@ -62,19 +50,6 @@ class Embedder(Protocol):
     async def aclose(self) -> None:
         """:meth:`close` from async code."""
         ...
-
-
-def make_embedder(settings: EmbedderSettings) -> Embedder:
-    """The embedder ``settings.kind`` names, configured from ``settings``."""
-    if settings.kind == "local":
-        from codeintel.core.local_embedder import LocalEmbedder
-
-        return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
-    if settings.kind == "openai":
-        from codeintel.core.openai_embeddings import OpenAIEmbeddingsClient
-
-        return OpenAIEmbeddingsClient.from_settings(settings)
-    raise errors.ConfigError(f"unknown embedder kind {settings.kind!r}; use 'local' or 'openai'")
 
 
 def check_dimension(embedder_dim: int, store_dim: int, model: str) -> None:

@@ -1,10 +1,11 @@
-"""Real HTTP on loopback for the embedder tests: a uvicorn thread and a scriptable server.
+"""Real HTTP on loopback for every test package: one uvicorn harness and one fake embeddings server.
 
-``serve(app)`` runs any ASGI app on 127.0.0.1 with an ephemeral port in a
-background thread. ``FakeEmbeddingsServer`` is a small OpenAI-compatible
-``/v1/embeddings`` app that records which client ports talked to it and can be
-told to fail, shuffle, stall or change dimension, so the client's connection
-reuse, retries and checks are tested against a real socket.
+``serve(app)`` binds and listens on 127.0.0.1:0 *before* uvicorn starts and hands
+it that socket, so no other process can take the port between choosing and
+binding it (picking a free port, closing it and letting uvicorn bind again races).
+``FakeEmbeddingsServer`` is a small OpenAI-compatible ``/v1/embeddings`` app a test
+scripts: failures, a sticky error status, shuffled or stalled answers, a wrong
+dimension, and it records what reached it.
 """
 
 from __future__ import annotations
@@ -25,29 +26,52 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+START_TIMEOUT_SECONDS = 30.0
 
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn on an ephemeral loopback port; yields ``http://127.0.0.1:PORT``."""
+
+def listening_socket() -> socket.socket:
+    """A TCP socket bound to an ephemeral loopback port and already listening."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=30)
-    server = uvicorn.Server(config)
+    sock.listen(128)
+    return sock
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for a server in another process (the CLI
+    binds its own socket). In-process servers use :func:`serve`, which cannot race."""
+    with listening_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on its own socket; yields ``http://127.0.0.1:PORT``."""
+    sock = listening_socket()
+    options = {"log_level": "warning", "lifespan": "on", "timeout_keep_alive": 30, **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
     try:
-        yield f"http://127.0.0.1:{port}"
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=30)
         sock.close()
+
+
+@contextmanager
+def refused_url(path: str = "/v1") -> Iterator[str]:
+    """A loopback URL that refuses connections: its port stays bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
 
 
 def fake_vector(text: str, dim: int) -> list[float]:
@@ -66,12 +90,20 @@ class FakeEmbeddingsServer:
     """Scriptable OpenAI-compatible embeddings endpoint; state is read by the tests."""
 
     dim: int = 8
+    url: str = ""
+    """The base URL (``…/v1``) while :meth:`running`."""
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     """Statuses (with headers) answered, in order, before requests succeed again."""
+    status: int = 200
+    """Answer every request with this status while it is not 200 (429 says Retry-After: 0)."""
     shuffle: bool = False
     delay: float = 0.0
     wrong_dim_after: int | None = None
     """After this many successful requests, answer vectors one longer than ``dim``."""
+    hang_after: int | None = None
+    """After this many requests, hold every further one until :attr:`release` is set."""
+    hanging: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     client_ports: set[int] = field(default_factory=set)
     requests: list[list[str]] = field(default_factory=list)
     attempts: int = 0
@@ -79,6 +111,16 @@ class FakeEmbeddingsServer:
     max_in_flight: int = 0
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def running(self) -> Iterator[str]:
+        """Serve on loopback; yields the base URL (``…/v1``). Held requests are released at exit."""
+        with serve(self.app()) as url:
+            self.url = f"{url}/v1"
+            try:
+                yield self.url
+            finally:
+                self.release.set()  # before uvicorn shuts down, which waits for held requests
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -98,10 +140,18 @@ class FakeEmbeddingsServer:
             body = await request.json()
             with self._lock:
                 self.attempts += 1
+                attempt = self.attempts
                 failure = self.failures.pop(0) if self.failures else None
+                if failure is None and self.status != 200:
+                    headers = {"Retry-After": "0"} if self.status == 429 else {}
+                    failure = (self.status, headers)
                 self._in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self._in_flight)
             try:
+                if self.hang_after is not None and attempt > self.hang_after:
+                    self.hanging.set()
+                    while not self.release.is_set():
+                        await asyncio.sleep(0.05)
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 if failure is not None:

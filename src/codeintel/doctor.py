@@ -28,21 +28,21 @@ def _git() -> Check:
     return {"ok": out.returncode == 0, "path": path, "version": out.stdout.strip()}
 
 
-def _faiss() -> Check:
+def _faiss(settings: settings_mod.Settings) -> Check:
     from codeintel.core import gpu
 
-    info = gpu.describe()
+    info = gpu.describe(settings.index.use_cuvs)
     return {"ok": True, **info}
 
 
 def _embedder(settings: settings_mod.Settings) -> Check:
-    from codeintel.core import embedding
+    from codeintel.core import embed
 
     cfg = settings.embedder
     target = cfg.url if cfg.kind == "openai" else cfg.model
     start = time.perf_counter()
     try:
-        embedder = embedding.make_embedder(cfg)
+        embedder = embed.make_embedder(cfg)
         try:
             xq = embedder.embed(["codeintel doctor"])
         finally:
@@ -85,7 +85,7 @@ def run(settings: settings_mod.Settings) -> dict[str, Any]:
     """Every check's result, plus ``ok`` when all passed."""
     checks: dict[str, Callable[[], Check]] = {
         "git": _git,
-        "faiss": _faiss,
+        "faiss": lambda: _faiss(settings),
         "embedder": lambda: _embedder(settings),
         "store": lambda: _store(settings),
     }

@@ -1,0 +1,487 @@
+"""The objects a SearchPool owns, rendered as plain dicts (docs/architecture.md, "Search pools").
+
+For pool ``P`` in namespace ``NS``:
+
+* ``P-pool``: the ReadWriteMany claim (unless ``storage.existingClaim``), holding
+  every member's store at ``<namespace>/<name>/``;
+* ``P``: the Service agents connect to (REST and ``/mcp``);
+* shards 1: ``P-searchers``, a Deployment whose pods all serve every store;
+* shards N > 1: ``P-r0`` … ``P-r<replicas-1>``, one StatefulSet per replica set with N
+  pods each (pod ``P-r<j>-<s>`` serves shard ``s``, its ordinal), all behind the headless
+  Service ``P-shards``, and ``P-router``, a Deployment fanning requests out to them.
+
+Rendering is pure, like :mod:`codeintel.operator.manifests`, so every object is
+validated against the Kubernetes schemas without a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from codeintel.operator import jobs, manifests
+from codeintel.operator import poolspec as poolspec_mod
+from codeintel.operator import settings as settings_mod
+
+KIND = "SearchPool"
+POOL_LABEL = jobs.POOL_LABEL
+REPLICA_SET_LABEL = f"{manifests.GROUP}/replica-set"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+TEMPLATE_HASH_ANNOTATION = f"{manifests.GROUP}/template-hash"
+POOL_VOLUME = "pool"
+SEARCHER, SHARD, ROUTER = "pool-searcher", "pool-shard", "pool-router"
+
+
+def service_name(pool: str) -> str:
+    """The Service agents connect to: the pool's own name."""
+    return pool
+
+
+def claim_name(pool: str, spec: poolspec_mod.SearchPoolSpec) -> str:
+    """The claim holding the stores: the user's existing claim, or ``<pool>-pool``."""
+    return spec.existing_claim or f"{pool}-pool"
+
+
+def searchers_name(pool: str) -> str:
+    """The searcher Deployment of an unsharded pool."""
+    return f"{pool}-searchers"
+
+
+def replica_set_name(pool: str, replica: int) -> str:
+    """StatefulSet of replica set ``replica``; its pod ``<it>-<s>`` serves shard ``s``."""
+    return f"{pool}-r{replica}"
+
+
+def shards_service_name(pool: str) -> str:
+    """The headless Service governing the shard StatefulSets."""
+    return f"{pool}-shards"
+
+
+def router_name(pool: str) -> str:
+    """The router Deployment."""
+    return f"{pool}-router"
+
+
+def shards_service_host(pool: str, namespace: str, settings: settings_mod.OperatorSettings) -> str:
+    """Fully qualified DNS name of the headless Service, as the router resolves it."""
+    return f"{shards_service_name(pool)}.{namespace}.svc.{settings.cluster_domain}"
+
+
+def member_store(
+    pool: str,
+    spec: poolspec_mod.SearchPoolSpec,
+    namespace: str,
+    index_name: str,
+    settings: settings_mod.OperatorSettings,
+) -> jobs.StoreLocation:
+    """Where a member CodeIndex keeps its store: ``<pool mount>/<namespace>/<name>``."""
+    mount = settings.pool_mount_path
+    return jobs.StoreLocation(
+        claim=claim_name(pool, spec),
+        mount_path=mount,
+        store_path=f"{mount}/{namespace}/{index_name}",
+        pool=pool,
+    )
+
+
+def labels(pool: str, component: str) -> dict[str, str]:
+    """Labels on everything the operator creates for SearchPool ``pool``."""
+    return {
+        "app.kubernetes.io/name": "codeintel",
+        "app.kubernetes.io/instance": pool,
+        manifests.COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": manifests.MANAGED_BY,
+        POOL_LABEL: pool,
+    }
+
+
+def selector_labels(pool: str, component: str) -> dict[str, str]:
+    """The immutable subset of :func:`labels` that selectors match on (always these two keys,
+    so a merge patch of the front Service's selector replaces both values)."""
+    return {POOL_LABEL: pool, manifests.COMPONENT_LABEL: component}
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An owner reference to the SearchPool, so Kubernetes garbage-collects what it owns."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": manifests.API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(body: Mapping[str, Any], name: str, component: str) -> dict[str, Any]:
+    """Metadata of an owned object: name, namespace, labels, owner reference."""
+    return {
+        "name": name,
+        "namespace": body["metadata"]["namespace"],
+        "labels": labels(body["metadata"]["name"], component),
+        "ownerReferences": [owner_reference(body)],
+    }
+
+
+def render_pvc(body: Mapping[str, Any], spec: poolspec_mod.SearchPoolSpec) -> manifests.Manifest:
+    """The pool's ReadWriteMany claim (only when the spec names no existing claim)."""
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": spec.storage_size}},
+    }
+    if spec.storage_class:
+        claim_spec["storageClassName"] = spec.storage_class
+    pool = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(body, claim_name(pool, spec), "pool-store"),
+        "spec": claim_spec,
+    }
+
+
+def _port(settings: settings_mod.OperatorSettings) -> dict[str, Any]:
+    return {"name": "http", "port": settings.searcher_port, "targetPort": "http", "protocol": "TCP"}
+
+
+def render_service(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> manifests.Manifest:
+    """The Service agents use: in front of the router, or of the searchers when unsharded."""
+    pool = body["metadata"]["name"]
+    target = ROUTER if spec.sharded else SEARCHER
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(body, service_name(pool), "pool"),
+        "spec": {
+            "type": spec.service_type,
+            "selector": selector_labels(pool, target),
+            "ports": [_port(settings)],
+        },
+    }
+
+
+def render_shards_service(
+    body: Mapping[str, Any], settings: settings_mod.OperatorSettings
+) -> manifests.Manifest:
+    """The headless Service of the shard pods: DNS, not load balancing. Only ready pods are
+    published, so a shard with no ready pod is missing from the router's view."""
+    pool = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(body, shards_service_name(pool), SHARD),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": False,
+            "selector": selector_labels(pool, SHARD),
+            "ports": [_port(settings)],
+        },
+    }
+
+
+def _hosts(
+    service: str,
+    namespace: str,
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> list[str]:
+    """Host names MCP accepts: every name of the Service in cluster DNS, plus the spec's."""
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+    return [*names, f"{names[-1]}.{settings.cluster_domain}", *spec.allowed_hosts]
+
+
+def _env(
+    spec: poolspec_mod.SearchPoolSpec, hosts: list[str], *, embedder: bool
+) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    if embedder:
+        # Each store's manifest names its model; the endpoint embeds queries for all of them.
+        env += [
+            {"name": "CODEINTEL_EMBEDDER_KIND", "value": "openai"},
+            {"name": "CODEINTEL_EMBEDDER_URL", "value": spec.embed_url},
+        ]
+        if spec.embed_api_key:
+            env.append(manifests.secret_env("CODEINTEL_EMBEDDER_API_KEY", spec.embed_api_key))
+    env += [
+        {"name": "CODEINTEL_SERVER_ALLOWED_HOSTS", "value": ",".join(hosts)},
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - git wants a writable home
+        {"name": "CODEINTEL_LOG_FORMAT", "value": "json"},
+    ]
+    if spec.api_token:
+        env.append(manifests.secret_env("CODEINTEL_SERVER_API_TOKEN", spec.api_token))
+    return env
+
+
+def _container(
+    name: str,
+    args: list[str],
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    settings: settings_mod.OperatorSettings,
+    *,
+    mounts_pool: bool,
+) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
+    if mounts_pool:
+        mounts.insert(
+            0, {"name": POOL_VOLUME, "mountPath": settings.pool_mount_path, "readOnly": True}
+        )
+    return {
+        "name": name,
+        "image": settings.searcher_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["codeintel"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": settings.searcher_port, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": mounts,
+        "securityContext": manifests.container_security_context(),
+    }
+
+
+def _pod_spec(
+    container: dict[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+    claim: str | None,
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if claim:
+        volumes.insert(
+            0,
+            {"name": POOL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+        )
+    pod: dict[str, Any] = {
+        "securityContext": manifests.pod_security_context(settings),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+    }
+    if spec.searcher.node_selector:
+        pod["nodeSelector"] = dict(spec.searcher.node_selector)
+    if spec.searcher.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.searcher.tolerations]
+    return pod
+
+
+def _searcher_resources(
+    spec: poolspec_mod.SearchPoolSpec, settings: settings_mod.OperatorSettings
+) -> dict[str, Any]:
+    return manifests.resources(
+        spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu
+    )
+
+
+def searcher_args(settings: settings_mod.OperatorSettings) -> list[str]:
+    """``codeintel serve`` over every store under the pool volume."""
+    return [
+        "serve",
+        "--stores-root",
+        settings.pool_mount_path,
+        "--host",
+        "0.0.0.0",  # noqa: S104 - a pod listens on its own interface
+        "--port",
+        str(settings.searcher_port),
+    ]
+
+
+def render_searchers(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> manifests.Manifest:
+    """The searcher Deployment of an unsharded pool: every pod serves every store."""
+    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    hosts = _hosts(service_name(pool), namespace, spec, settings)
+    container = _container(
+        "searcher",
+        searcher_args(settings),
+        _env(spec, hosts, embedder=True),
+        _searcher_resources(spec, settings),
+        settings,
+        mounts_pool=True,
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(body, searchers_name(pool), SEARCHER),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(pool, SEARCHER)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(pool, SEARCHER)},
+                "spec": _pod_spec(container, spec, settings, claim_name(pool, spec)),
+            },
+        },
+    }
+
+
+def render_replica_set(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+    replica: int,
+) -> manifests.Manifest:
+    """StatefulSet ``replica``: ``shards`` pods, pod ``s`` serving shard ``s``.
+
+    The shard index is the pod's ordinal, read from the ``apps.kubernetes.io/pod-index``
+    label through the downward API and expanded into the args by the kubelet."""
+    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    headless = shards_service_name(pool)
+    hosts = _hosts(headless, namespace, spec, settings)
+    env = [
+        {
+            "name": "CODEINTEL_SHARD_INDEX",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}},
+        },
+        *_env(spec, hosts, embedder=True),
+    ]
+    args = [
+        *searcher_args(settings),
+        "--shard-index",
+        "$(CODEINTEL_SHARD_INDEX)",
+        "--shards",
+        str(spec.shards),
+    ]
+    container = _container(
+        "searcher", args, env, _searcher_resources(spec, settings), settings, mounts_pool=True
+    )
+    pod = _pod_spec(container, spec, settings, claim_name(pool, spec))
+    # Replicas of one shard (same ordinal, different StatefulSets) on different nodes.
+    pod["topologySpreadConstraints"] = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(pool, SHARD)},
+            "matchLabelKeys": [POD_INDEX_LABEL],
+        }
+    ]
+    selector = {**selector_labels(pool, SHARD), REPLICA_SET_LABEL: str(replica)}
+    manifest: manifests.Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(body, replica_set_name(pool, replica), SHARD),
+        "spec": {
+            "replicas": spec.shards,
+            "serviceName": headless,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": {**labels(pool, SHARD), REPLICA_SET_LABEL: str(replica)}},
+                "spec": pod,
+            },
+        },
+    }
+    manifest["metadata"]["labels"][REPLICA_SET_LABEL] = str(replica)
+    manifest["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: template_hash(manifest)}
+    return manifest
+
+
+def template_hash(manifest: Mapping[str, Any]) -> str:
+    """A digest of what the operator renders in a spec, so it can tell whether an object
+    still needs patching without diffing against the API server's defaults."""
+    text = json.dumps(manifest["spec"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def router_args(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> list[str]:
+    """``codeintel router`` pointed at the headless Service of the shards."""
+    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    return [
+        "router",
+        "--host",
+        "0.0.0.0",  # noqa: S104 - a pod listens on its own interface
+        "--port",
+        str(settings.searcher_port),
+        "--shards-service",
+        shards_service_host(pool, namespace, settings),
+        "--shards",
+        str(spec.shards),
+    ]
+
+
+def render_router(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+) -> manifests.Manifest:
+    """The router Deployment: stateless, no volume, same image as the searchers."""
+    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    hosts = _hosts(service_name(pool), namespace, spec, settings)
+    env = [
+        *_env(spec, hosts, embedder=True),
+        {
+            "name": "CODEINTEL_ROUTER_SHARDS_SERVICE",
+            "value": shards_service_host(pool, namespace, settings),
+        },
+        {"name": "CODEINTEL_ROUTER_SHARDS", "value": str(spec.shards)},
+    ]
+    resources = manifests.resources(spec.router_resources, settings.router_resources, False)
+    container = _container(
+        "router", router_args(body, spec, settings), env, resources, settings, mounts_pool=False
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(body, router_name(pool), ROUTER),
+        "spec": {
+            "replicas": spec.router_replicas,
+            "selector": {"matchLabels": selector_labels(pool, ROUTER)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(pool, ROUTER)},
+                "spec": _pod_spec(container, spec, settings, None),
+            },
+        },
+    }
+
+
+def render_disruption_budget(
+    body: Mapping[str, Any], name: str, component: str
+) -> manifests.Manifest:
+    """At most one of the ``component`` pods evicted at a time (node drains, autoscaler):
+    with 2+ replicas per shard a drain never empties a shard. Unhealthy pods may always be
+    evicted, so a crash-looping pod never blocks a drain."""
+    pool = body["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(body, name, component),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(pool, component)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }

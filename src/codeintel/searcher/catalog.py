@@ -1,0 +1,116 @@
+"""The tool catalogue: one row per tool, which REST, MCP and the router all loop over.
+
+A row names the tool and carries what an agent reads when choosing it (title,
+description), the request model that validates its parameters (and so the
+OpenAPI and MCP input schemas) and the response model OpenAPI documents. Each
+serving object (:class:`~tools.Tools` over one store, :class:`~fleet.FleetTools`
+over many, :class:`~router.Router` over shards) has one async method per row,
+named after the tool, so adding a tool is adding a row and those methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import pydantic
+
+from codeintel.searcher import models
+
+INSTRUCTIONS = """\
+codeintel answers questions about git repositories, each as of one indexed commit
+(every answer names the `generation` and `commit` it read, per repository in `repos`).
+- Which repositories can I ask about? list_repos.
+- Don't know where something is implemented? semantic_search (natural language; mode=hybrid
+  when the query also contains identifiers).
+- Know an exact string, identifier or regex? search_text.
+- Need the layout or the files of a directory? list_paths.
+- Who wrote these lines and why? blame_range. How did a file evolve? file_history.
+When several repositories are served, `repos` narrows a search and `repo` names the one
+repository blame_range and file_history read.
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    title: str
+    description: str
+    request: type[pydantic.BaseModel]
+    response: type[pydantic.BaseModel]
+
+
+class Service(Protocol):
+    """What REST and MCP call: one tool by name, with metrics, on a validated request."""
+
+    async def call(self, name: str, request: Any) -> dict[str, Any]: ...
+
+
+CATALOG: tuple[Tool, ...] = (
+    Tool(
+        "semantic_search",
+        "Search code by meaning",
+        "Find the code that does something, by meaning. Give a natural-language description "
+        "('where are invoices parsed', 'retry with exponential backoff'); returns the best "
+        "matching chunks (functions, classes or line windows) with path, line range, symbol, "
+        "language, score and a snippet. mode='hybrid' also ranks exact words (good when the "
+        "query mixes prose and identifiers); mode='lexical' ranks words only (BM25). Narrow "
+        "with path_glob ('src/**/*.py'), language ('python') or repos. For exact strings use "
+        "search_text instead.",
+        models.SemanticSearchRequest,
+        models.SemanticSearchResponse,
+    ),
+    Tool(
+        "search_text",
+        "Search text (ripgrep)",
+        "Find every line containing an exact string (or a regular expression with regex=true, "
+        "Rust regex syntax) at the indexed commit, like grep/ripgrep. Returns path, 1-based "
+        "line and column, and the line text, sorted by repository, path and line; 'truncated' "
+        "is true when more than max_results lines matched. Use for identifiers, error "
+        "messages, config keys; use semantic_search when you only know what the code does.",
+        models.SearchTextRequest,
+        models.SearchTextResponse,
+    ),
+    Tool(
+        "list_paths",
+        "List repository paths",
+        "List files at the indexed commit, optionally under a directory ('src/app') and "
+        "filtered by include_globs / exclude_globs (gitignore-style: '*.py', 'tests/**'). "
+        "Returns path, size in bytes and git mode, sorted; 'total' counts all matches and "
+        "'truncated' says whether max_results cut the list.",
+        models.ListPathsRequest,
+        models.ListPathsResponse,
+    ),
+    Tool(
+        "blame_range",
+        "Blame a line range",
+        "Who last changed each line of a file, for lines start_line..end_line (1-based, "
+        "inclusive, at most 5000 lines): commit sha (full and short), author, email, ISO-8601 "
+        "date and commit summary per line, plus the line text. Use to find why code looks "
+        "the way it does; follow up with file_history.",
+        models.BlameRangeRequest,
+        models.BlameRangeResponse,
+    ),
+    Tool(
+        "file_history",
+        "History of a file",
+        "The commits that changed a file (or a directory), newest first, up to 'limit' "
+        "(default 50, at most 500): full and short sha, author, email, ISO-8601 date and "
+        "summary. A file's history follows it across renames (git log --follow). Use to see "
+        "how and when a file evolved.",
+        models.FileHistoryRequest,
+        models.FileHistoryResponse,
+    ),
+    Tool(
+        "list_repos",
+        "List served repositories",
+        "The repositories this server answers about: name (what `repos` and `repo` take), "
+        "URL, ref, indexed commit and generation, vector counts, index type, when the index "
+        "was last updated and its embedding model. Semantic search can span repositories "
+        "of one embedding model at a time.",
+        models.ListReposRequest,
+        models.ListReposResponse,
+    ),
+)
+
+BY_NAME: dict[str, Tool] = {tool.name: tool for tool in CATALOG}

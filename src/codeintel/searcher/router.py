@@ -1,0 +1,418 @@
+"""``codeintel router``: one REST + MCP endpoint in front of the shards of a search pool.
+
+The router holds no index. It validates a request with the same catalogue
+models as a searcher, sends it to every shard at once (``blame_range`` and
+``file_history`` go only to the shard that owns the repository, found by the
+same rendezvous hash the shards use) and merges the answers with
+:mod:`merging`, so an agent cannot tell a router from a single searcher.
+
+A shard that is slow, down or failing never turns a query into a 5xx: after
+``shard_timeout_seconds`` the router answers with what it has, sets
+``partial: true`` and names the missing shards. Each shard may have replicas;
+a replica that refuses the connection is skipped for the next one.
+
+A repository selection that matches nothing on one shard is normal (that
+shard's 404 means "none of mine"); only when no shard has a match is the answer
+a 404. The router learns each repository's embedding model from its shards'
+``list_repos`` (refreshed in the background) to refuse a semantic query that
+would mix models, which no single shard can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+import prometheus_client as prom
+
+from codeintel.core import errors
+from codeintel.core import settings as settings_mod
+from codeintel.searcher import fleet, merging, models
+from codeintel.searcher import metrics as metrics_mod
+from codeintel.searcher import tools as tools_mod
+from codeintel.searcher.fleet import shard_of
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE_REFRESH_SECONDS = 10.0
+"""How often the router re-reads every shard's list_repos (repository -> model)."""
+
+
+def shard_urls(settings: settings_mod.FleetSettings) -> list[list[str]]:
+    """Replica base URLs of each shard, from ``shard_urls``: a list (one URL per shard, in
+    shard order), or one template where ``{i}`` is the shard and ``{r}`` the replica
+    (``http://pool-r{r}-{i}.pool-shards.ns.svc.cluster.local:8080``, the operator's
+    layout); a template without ``{r}`` numbers replicas as pods i, i+N, i+2N, ..."""
+    urls = [u.rstrip("/") for u in settings.shard_urls]
+    if len(urls) == 1 and "{i}" in urls[0]:
+        n = max(1, settings.shards)
+        replicas = max(1, settings.shard_replicas)
+        template = urls[0]
+        if "{r}" in template:
+            return [[template.format(i=i, r=r) for r in range(replicas)] for i in range(n)]
+        return [[template.format(i=i + r * n) for r in range(replicas)] for i in range(n)]
+    if not urls:
+        raise errors.ConfigError("the router needs shard URLs (--shard-url)")
+    return [[u] for u in urls]
+
+
+class _ShardUnavailableError(Exception):
+    """A shard did not answer usefully: down, slow, or a server error."""
+
+
+@dataclasses.dataclass
+class RouterMetrics:
+    base: metrics_mod.Metrics
+    shard_seconds: prom.Histogram
+    shard_failures: prom.Counter
+    partial_answers: prom.Counter
+
+    @classmethod
+    def create(cls) -> RouterMetrics:
+        base = metrics_mod.Metrics.create()
+        r = base.registry
+        return cls(
+            base=base,
+            shard_seconds=prom.Histogram(
+                "codeintel_router_shard_seconds",
+                "Time one shard took to answer one fanned-out request.",
+                ["shard"],
+                registry=r,
+            ),
+            shard_failures=prom.Counter(
+                "codeintel_router_shard_failures",
+                "Shard requests that failed, by shard and reason (timeout, connect, status).",
+                ["shard", "reason"],
+                registry=r,
+            ),
+            partial_answers=prom.Counter(
+                "codeintel_router_partial_answers",
+                "Answers sent without every shard (partial: true).",
+                registry=r,
+            ),
+        )
+
+
+class Router:
+    """The catalogue answered by fanning out to shards and merging."""
+
+    def __init__(
+        self,
+        settings: settings_mod.Settings,
+        metrics: RouterMetrics,
+        embedders: fleet.QueryEmbedders,
+    ) -> None:
+        self.settings = settings
+        self.embedders = embedders
+        self.shards = shard_urls(settings.fleet)
+        self.timeout = settings.fleet.shard_timeout_seconds
+        self.metrics = metrics
+        headers = {"content-type": "application/json"}
+        if settings.fleet.shard_token:
+            headers["authorization"] = f"Bearer {settings.fleet.shard_token}"
+        self.client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout, connect=min(2.0, self.timeout)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=64),
+        )
+        self.models: dict[str, str] = {}
+        """Repository -> embedding model, from the shards' list_repos."""
+        self.catalogue_ready = asyncio.Event()
+
+    def name(self, shard: int) -> str:
+        return f"shard-{shard}"
+
+    async def call(self, name: str, request: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await tools_mod.metered(
+            self.metrics.base, name, getattr(self, name), request
+        )
+        return result
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def _ask(self, shard: int, path: str, body: bytes) -> dict[str, Any]:
+        """One shard's answer (trying its replicas in turn), or an error from the tree.
+
+        _ShardUnavailableError when no replica answered in time or one failed with a 5xx."""
+        label = self.name(shard)
+        start = time.perf_counter()
+        last: Exception | None = None
+        for url in self.shards[shard]:
+            try:
+                response = await self.client.post(f"{url}{path}", content=body)
+            except httpx.TimeoutException as e:
+                self.metrics.shard_failures.labels(shard=label, reason="timeout").inc()
+                raise _ShardUnavailableError(f"{label} timed out after {self.timeout:g}s") from e
+            except httpx.TransportError as e:
+                self.metrics.shard_failures.labels(shard=label, reason="connect").inc()
+                last = e
+                continue
+            self.metrics.shard_seconds.labels(shard=label).observe(time.perf_counter() - start)
+            if response.status_code == 200:
+                answer: dict[str, Any] = response.json()
+                return answer
+            if response.status_code >= 500 or response.status_code in (401, 403):
+                # 401/403: the router's shard token is wrong, a configuration fault that
+                # the caller cannot fix; report the shard missing and log why.
+                self.metrics.shard_failures.labels(shard=label, reason="status").inc()
+                raise _ShardUnavailableError(f"{label} answered {response.status_code}")
+            raise _relayed(response)
+        raise _ShardUnavailableError(f"{label} is unreachable: {last}")
+
+    async def _fan(
+        self,
+        tool: str,
+        request: Any,
+        shards: Sequence[int] | None = None,
+        *,
+        path: str | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Ask ``shards`` (default all) at once: (answers, missing shard names).
+
+        A RepoNotFoundError from a shard means it holds none of the selection; it is
+        re-raised only when no shard answered and none is missing."""
+        targets = list(range(len(self.shards))) if shards is None else list(shards)
+        data = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
+        body = msgspec.json.encode(data)
+        path = path or f"/v1/{tool}"
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._ask(i, path, body), self.timeout + 1) for i in targets),
+            return_exceptions=True,
+        )
+        answers: list[dict[str, Any]] = []
+        missing: list[str] = []
+        not_found: errors.RepoNotFoundError | None = None
+        for shard, result in zip(targets, results, strict=True):
+            if isinstance(result, errors.RepoNotFoundError):
+                not_found = result
+            elif isinstance(result, _ShardUnavailableError | TimeoutError):
+                logger.warning("%s: %s", self.name(shard), result or "timed out")
+                missing.append(self.name(shard))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers.append(result)
+        if not answers and not missing and not_found is not None:
+            raise not_found
+        if missing:
+            self.metrics.partial_answers.inc()
+        return answers, missing
+
+    # -- the catalogue ---------------------------------------------------------------------
+
+    async def semantic_search(self, req: models.SemanticSearchRequest) -> dict[str, Any]:
+        model = self._check_models(req.repos) if req.mode != "lexical" else None
+        vector = await self._embed(model, req.query) if model else None
+        if vector is None:  # lexical, or the router cannot embed: each shard embeds
+            answers, missing = await self._fan("semantic_search", req)
+        else:
+            body = {
+                "request": req.model_dump(exclude_none=True),
+                "vector": base64.b64encode(vector.astype("<f4").tobytes()).decode(),
+                "model": model,
+            }
+            answers, missing = await self._fan(
+                "semantic_search", body, path="/internal/v1/semantic_search"
+            )
+        return _partial(merging.semantic(answers, req.k, req.mode), missing)
+
+    async def _embed(self, model: str, query: str) -> np.ndarray | None:
+        """The query vector for ``model``, embedded once here for every shard (micro-batched
+        like a searcher's), or None when this router cannot embed for that model."""
+        try:
+            _, batcher = self.embedders.batcher(model)
+            vector, _ = await batcher.search(_IDENTITY, query, 0)
+        except errors.EmbeddingError as e:
+            logger.debug("router cannot embed for %s (%s); shards will", model, e)
+            return None
+        return vector
+
+    async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
+        answers, missing = await self._fan("search_text", req)
+        return _partial(merging.text(answers, req.max_results), missing)
+
+    async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
+        answers, missing = await self._fan("list_paths", req)
+        return _partial(merging.paths(answers, req.max_results), missing)
+
+    async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
+        req.check()
+        return await self._single("blame_range", req)
+
+    async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
+        return await self._single("file_history", req)
+
+    async def _single(self, tool: str, req: Any) -> dict[str, Any]:
+        """A one-repository tool, sent to the shard that owns ``repo`` only."""
+        repo = req.repo
+        if repo is None:
+            if len(self.models) != 1:
+                raise errors.QueryError(
+                    "several repositories are served; name one in `repo` (list_repos)",
+                    field="repo",
+                )
+            repo = next(iter(self.models))
+            req = req.model_copy(update={"repo": repo})
+        shard = shard_of(repo, len(self.shards))
+        answers, missing = await self._fan(tool, req, [shard])
+        if not answers:
+            raise errors.NoGenerationError(
+                f"{missing[0]}, which serves {repo!r}, did not answer; try again shortly"
+            )
+        return answers[0]
+
+    async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
+        answers, missing = await self._fan("list_repos", req)
+        answer = merging.repos(answers)
+        if req.repos is None and not missing:
+            self._learn(answer["results"])
+        return _partial(answer, missing)
+
+    # -- what the shards serve ---------------------------------------------------------------
+
+    def _learn(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.models = {r["name"]: r["embedding_model"] for r in rows if r.get("embedding_model")}
+        self.catalogue_ready.set()
+
+    def _check_models(self, patterns: Sequence[str] | None) -> str | None:
+        """The one model of the selection (None if unknown yet); ModelMixError for several."""
+        known = self.models
+        if not known:
+            return None  # nothing learnt yet: the shards still refuse a mix within themselves
+        try:
+            names = tools_mod.select(known, patterns)
+        except errors.RepoNotFoundError:
+            return None  # a store newer than the last refresh: let the shards decide
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            groups.setdefault(known[name], []).append(name)
+        if len(groups) > 1:
+            raise errors.ModelMixError(groups)
+        return next(iter(groups), None)
+
+    async def refresh_catalogue(self) -> None:
+        """Re-read every shard's list_repos forever (cancel to stop)."""
+        while True:
+            try:
+                await self.list_repos(models.ListReposRequest())
+            except Exception as e:
+                logger.warning("cannot refresh the repository list: %s", e)
+            await asyncio.sleep(CATALOGUE_REFRESH_SECONDS)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _partial(answer: dict[str, Any], missing: Sequence[str]) -> dict[str, Any]:
+    if missing:
+        answer["partial"] = True
+        answer["missing_shards"] = sorted(missing)
+    return answer
+
+
+class _RelayedError(errors.QueryError):
+    """A shard's 4xx, relayed with its type, message and field."""
+
+    type_name = "QueryError"
+
+
+class _RelayedNotFound(errors.RepoNotFoundError):
+    type_name = "RepoNotFoundError"
+
+
+class _RelayedPathNotFound(errors.PathNotFoundError):
+    type_name = "PathNotFoundError"
+
+    def __init__(self, message: str) -> None:
+        errors.GitError.__init__(self, message)
+        self.path = ""
+        self.commit = None
+
+
+def _relayed(response: httpx.Response) -> errors.CodeIntelError:
+    """A shard's error answer as the error the router raises (same status, same body)."""
+    try:
+        body = response.json()["error"]
+        message, field, kind = str(body["message"]), body.get("field"), str(body["type"])
+    except (ValueError, KeyError, TypeError):
+        message, field, kind = response.text[:500], None, ""
+    relayed: errors.CodeIntelError
+    if response.status_code == 404 and kind == "PathNotFoundError":
+        relayed = _RelayedPathNotFound(message)
+    elif response.status_code == 404:
+        relayed = _RelayedNotFound(message, field=field or "repos")
+    elif response.status_code == 400 and kind == "ModelMixError":
+        relayed = errors.ModelMixError(dict(body.get("groups") or {}))
+    else:
+        relayed = _RelayedError(message, field=field)
+    if kind:
+        relayed.type_name = kind  # type: ignore[union-attr]
+    return relayed
+
+
+class _Identity:
+    """An 'engine' whose search returns the query vectors: the batcher then only embeds."""
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return xq, np.zeros((len(xq), 0), dtype=np.int64)
+
+
+_IDENTITY = _Identity()
+
+
+class RouterContext:
+    """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
+
+    def __init__(self, settings: settings_mod.Settings) -> None:
+        self.settings = settings
+        self.router_metrics = RouterMetrics.create()
+        self.metrics = self.router_metrics.base
+        self.executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="router")
+        self.embedders = fleet.QueryEmbedders(settings, self.run, self.metrics.batch_size.observe)
+        self.router = Router(settings, self.router_metrics, self.embedders)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def service(self) -> Router:
+        return self.router
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.embedders.start()))
+        self._tasks.append(loop.create_task(self.router.refresh_catalogue()))
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready at once: a router with shards down still answers (partially)."""
+        return True, {"shards": len(self.router.shards), "repos": len(self.router.models)}
+
+    async def index_document(self) -> bytes:
+        answer = await self.router.list_repos(models.ListReposRequest())
+        return msgspec.json.encode({"repos": answer["results"], **_flags(answer)})
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.embedders.aclose()
+        await self.router.aclose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _flags(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: answer[k] for k in ("partial", "missing_shards") if k in answer}
