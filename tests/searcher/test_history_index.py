@@ -10,7 +10,6 @@ generation built without history (the git fallback).
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import time
 from pathlib import Path
@@ -188,7 +187,7 @@ def check_answers(client: httpx.Client, repo: GitRepo, index: HistoryIndex | Non
         r = client.post("/v1/file_history", json={"path": path, "limit": 2})
         assert r.json()["results"] == expected[:2], path
         if index is not None:
-            assert [dataclasses.asdict(e) for e in index.log(path, 500)] == expected, path
+            assert [msgspec.structs.asdict(e) for e in index.log(path, 500)] == expected, path
         data = (repo.path / path).read_bytes()
         n = len(data.splitlines())
         for start, end in ((1, n + 5), (min(2, n), min(3, n)), (n, n)):
@@ -199,7 +198,7 @@ def check_answers(client: httpx.Client, repo: GitRepo, index: HistoryIndex | Non
             assert r.json()["results"] == want, (path, start, end)
             if index is not None and index.blamed_blob(path) is not None:
                 got = index.blame(path, start, end, data)
-                assert got is not None and [dataclasses.asdict(e) for e in got] == want
+                assert got is not None and [msgspec.structs.asdict(e) for e in got] == want
         body = {"path": path, "start_line": n + 1, "end_line": n + 2}
         r = client.post("/v1/blame_range", json=body)
         assert r.status_code == 422 and r.json()["error"]["field"] == "start_line"
