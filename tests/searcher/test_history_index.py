@@ -255,6 +255,22 @@ def test_identical_to_git_before_and_after_an_update(tmp_path: Path, local_embed
             check_answers(client, repo, updated)
 
 
+def test_a_force_push_rebuilds_the_history(tmp_path: Path, local_embedder: Any) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    make_history(repo)
+    settings = settings_for(tmp_path / "store")
+    pipeline.build(settings, str(repo.path), local_embedder)
+    repo.git("reset", "-q", "--hard", "HEAD~2")  # the parent's commit leaves the branch
+    _commit(repo, "rewritten", {"src/app.py": repo_text(repo, "src/app.py") + "# new\n"}, 20)
+    pipeline.update(settings, local_embedder)
+    index = _index(tmp_path / "store")
+    assert index is not None and len(index) == len(repo.git("log", "--format=%H").split())
+    with Served(create_app(settings, embedder=local_embedder)) as served:
+        served.wait_ready()
+        with httpx.Client(base_url=served.url, timeout=60) as client:
+            check_answers(client, repo, index)
+
+
 def test_update_reblames_only_touched_files(tmp_path: Path, local_embedder: Any) -> None:
     repo = GitRepo(tmp_path / "repo")
     make_history(repo)
