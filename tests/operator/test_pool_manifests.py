@@ -174,8 +174,11 @@ def test_router_has_no_volume_gpu_or_index() -> None:
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
     assert container["resources"] == {"limits": {"memory": "2Gi"}}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["CODEINTEL_ROUTER_SHARDS_SERVICE"] == "fleet-shards.search.svc.cluster.local"
-    assert env["CODEINTEL_ROUTER_SHARDS"] == "4"
+    args = container["args"]
+    assert args[args.index("--shard-url") + 1] == (
+        "http://fleet-r{r}-{i}.fleet-shards.search.svc.cluster.local:8080"
+    )
+    assert args[args.index("--shards") + 1] == "4"
     hosts = env["CODEINTEL_SERVER_ALLOWED_HOSTS"].split(",")
     assert hosts == [
         "fleet",

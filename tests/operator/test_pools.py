@@ -133,10 +133,12 @@ async def test_sharded_pool_renders_shards_router_services_and_claim(
         "0.0.0.0",
         "--port",
         "8080",
-        "--shards-service",
-        "fleet-shards.team-a.svc.cluster.local",
+        "--shard-url",
+        "http://fleet-r{r}-{i}.fleet-shards.team-a.svc.cluster.local:8080",
         "--shards",
         "3",
+        "--shard-replicas",
+        "2",
     ]
     assert "volumes" not in router["spec"]["template"]["spec"] or all(
         "persistentVolumeClaim" not in v for v in router["spec"]["template"]["spec"]["volumes"]
@@ -453,7 +455,8 @@ async def test_pool_examples_run_on_the_emulated_cluster(
         router = await wait_for(lambda: get(cluster, "apps/v1", "deployments", "fleet-router"))
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--store") + 1] == f"/pool/{NS}/requests"
-    assert container(router)["args"][-1] == str(pool["spec"]["shards"])
+    router_args = container(router)["args"]
+    assert router_args[router_args.index("--shards") + 1] == str(pool["spec"]["shards"])
 
 
 def pruned_fields(value: Any, schema: dict, where: str = "") -> list[str]:

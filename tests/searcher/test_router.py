@@ -17,11 +17,12 @@ import pytest
 from fleet_helpers import REPOS, RenamedModel, build, fleet_settings, make_repo
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from searcher_helpers import Served, free_port
+from searcher_helpers import Served
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, fleet
 from codeintel.searcher.app import create_router_app
+from servers import free_port
 
 pytestmark = pytest.mark.slow
 

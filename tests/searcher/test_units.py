@@ -191,7 +191,7 @@ async def test_a_cancelled_call_is_not_counted_as_a_server_error(
         await context.wait_ready(60)
         tools = context.tools
         request = models.SemanticSearchRequest(query="send an email")
-        task = asyncio.create_task(tools.call("semantic_search", tools.semantic_search, request))
+        task = asyncio.create_task(tools.call("semantic_search", request))
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -280,7 +280,8 @@ class FleetSettings:
     ``partial`` answer, never turned into an error."""
 
     shard_token: str = ""
-    """Bearer token the router sends to the shards (their ``server.api_token``)."""
+    """Bearer token the router sends to the shards; empty sends the router's own
+    ``server.api_token`` (a pool's router and shards read the same Secret)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

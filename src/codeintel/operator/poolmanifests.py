@@ -414,18 +414,23 @@ def router_args(
     spec: poolspec_mod.SearchPoolSpec,
     settings: settings_mod.OperatorSettings,
 ) -> list[str]:
-    """``codeintel router`` pointed at the headless Service of the shards."""
+    """``codeintel router`` pointed at every shard pod: pod ``s`` of replica set ``r`` is
+    ``<pool>-r<r>-<s>.<headless service>``, stable DNS a StatefulSet gives its pods."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    host = shards_service_host(pool, namespace, settings)
+    pod = f"{replica_set_name(pool, 0)[:-1]}{{r}}-{{i}}"
     return [
         "router",
         "--host",
         "0.0.0.0",  # noqa: S104 - a pod listens on its own interface
         "--port",
         str(settings.searcher_port),
-        "--shards-service",
-        shards_service_host(pool, namespace, settings),
+        "--shard-url",
+        f"http://{pod}.{host}:{settings.searcher_port}",
         "--shards",
         str(spec.shards),
+        "--shard-replicas",
+        str(spec.replicas),
     ]
 
 
@@ -437,14 +442,7 @@ def render_router(
     """The router Deployment: stateless, no volume, same image as the searchers."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     hosts = _hosts(service_name(pool), namespace, spec, settings)
-    env = [
-        *_env(spec, hosts, embedder=True),
-        {
-            "name": "CODEINTEL_ROUTER_SHARDS_SERVICE",
-            "value": shards_service_host(pool, namespace, settings),
-        },
-        {"name": "CODEINTEL_ROUTER_SHARDS", "value": str(spec.shards)},
-    ]
+    env = _env(spec, hosts, embedder=True)
     resources = manifests.resources(spec.router_resources, settings.router_resources, False)
     container = _container(
         "router", router_args(body, spec, settings), env, resources, settings, mounts_pool=False

@@ -119,8 +119,10 @@ class Router:
         self.timeout = settings.fleet.shard_timeout_seconds
         self.metrics = metrics
         headers = {"content-type": "application/json"}
-        if settings.fleet.shard_token:
-            headers["authorization"] = f"Bearer {settings.fleet.shard_token}"
+        # The shards of a pool share the router's token (one Secret) unless told otherwise.
+        token = settings.fleet.shard_token or settings.server.api_token
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self.client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(self.timeout, connect=min(2.0, self.timeout)),
