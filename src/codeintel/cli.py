@@ -123,8 +123,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not 1 <= args.k <= 100:
         raise errors.QueryError("-k must be between 1 and 100", field="k")
-    with _embedder(settings) as embedder:
-        found = hits.search_store(settings, embedder, args.query, args.k)
+    if args.mode == "lexical":  # BM25 only: no model to load
+        found = hits.search_store(settings, None, args.query, args.k, "lexical")
+    else:
+        with _embedder(settings) as embedder:
+            found = hits.search_store(settings, embedder, args.query, args.k, args.mode)
     if args.json:
         print(json.dumps([msgspec.to_builtins(h) for h in found], ensure_ascii=False, indent=2))
         return 0
@@ -442,10 +445,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=_cmd_rollback)
 
-    p = sub.add_parser("search", help="semantic search over a store")
+    p = sub.add_parser("search", help="search a store by meaning, by words, or both")
     p.add_argument("query")
     _add_store_flag(p)
     p.add_argument("-k", type=int, default=10)
+    p.add_argument(
+        "--mode",
+        choices=["semantic", "hybrid", "lexical"],
+        default="semantic",
+        help="semantic (embeddings), lexical (BM25 words), hybrid (both, fused), as the API",
+    )
     p.add_argument("--json", action="store_true")
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_search)

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 
-from codeintel.core import errors
+from codeintel.core import errors, hits
 from codeintel.core.settings import Settings
 from codeintel.searcher import models, paths, semantic, textsearch
 from codeintel.searcher.context import AppContext
@@ -43,7 +43,7 @@ class TestNormalise:
 
 
 def test_rrf_rewards_agreement() -> None:
-    fused = semantic.rrf([(1, 0.9), (2, 0.8), (3, 0.7)], [(3, 9.0), (4, 8.0)])
+    fused = hits.rrf([(1, 0.9), (2, 0.8), (3, 0.7)], [(3, 9.0), (4, 8.0)])
     assert [i for i, _ in fused][:2] == [3, 1]
 
 

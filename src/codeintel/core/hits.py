@@ -1,22 +1,24 @@
-"""Semantic search over one generation, from query text to hydrated hits.
+"""Ranking one query in one generation, from query text to hydrated hits: the one path.
 
-The CLI's ``codeintel search`` and the searcher's ``semantic_search`` both
-answer with :class:`Hit` rows: the engine returns ids and scores, and the chunk
-store turns them into paths, line ranges and snippets. Filters (path glob,
-language) are applied after hydration, so the engine over-fetches for them.
+The CLI's ``codeintel search`` and the searcher's ``semantic_search`` both call
+:func:`rank` (mode, filters, fusion) and answer with :class:`Hit` rows: the engine
+returns ids and scores, BM25 comes from the chunk database, ``hybrid`` fuses the
+two by reciprocal rank (no score calibration between cosine and BM25 needed), and
+the chunk store turns ids into paths, line ranges and snippets. Filters (path
+glob, language) apply while hydrating, so the engine over-fetches for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import overload
+from typing import Literal, overload
 
 import msgspec
 import numpy as np
 
 from codeintel.core import chunks as chunks_mod
 from codeintel.core import embed as embedding_mod
-from codeintel.core import globs
+from codeintel.core import errors, globs
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -105,58 +107,110 @@ def hydrate(
     return out
 
 
-def search_generation(
-    generation: store_mod.Generation,
-    engine: search_mod.SearchEngine,
-    xq: np.ndarray,
+Mode = Literal["semantic", "hybrid", "lexical"]
+MODES: tuple[Mode, ...] = ("semantic", "hybrid", "lexical")
+
+RRF_K = 60
+"""Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
+
+
+def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
+    """(dense, lexical) candidates to fetch for ``k`` hits in ``mode``; 0 where not used.
+
+    hybrid fetches deeper on both sides, so fusion sees what one ranking alone would cut."""
+    dense = fetch_size(k, filtered)
+    lexical = fetch_size(k, False)
+    if mode == "hybrid":
+        dense, lexical = max(dense, min(MAX_FETCH, 2 * k)), 2 * lexical
+    return (0 if mode == "lexical" else dense, 0 if mode == "semantic" else lexical)
+
+
+def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several best-first rankings into one, best first."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank_, (chunk_id, _) in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank_)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def rank(
+    db: chunks_mod.ChunkDB,
+    query: str,
+    mode: Mode,
     k: int,
+    dense: Sequence[tuple[int, float]] = (),
     *,
     path_glob: str | None = None,
     language: str | None = None,
-) -> list[list[Hit]]:
-    """Hits for each query row of ``xq`` (float32 (nq, d))."""
-    D, I = engine.search(xq, fetch_size(k, bool(path_glob or language)))
-    db = generation.chunks()
-    try:
-        return [
-            hydrate(db, ranked_pairs(D[q], I[q]), k, path_glob=path_glob, language=language)
-            for q in range(len(xq))
-        ]
-    finally:
-        db.close()
+) -> list[Hit]:
+    """The ranking of one query in one generation, the CLI's and the searcher's alike.
+
+    ``dense`` is the query's nearest chunks (best first, fetched as :func:`plan` says;
+    empty in lexical mode): the caller embeds and searches, so a searcher can batch
+    those calls across queries. BM25 comes from the chunk database; hybrid fuses both
+    by reciprocal rank; filters apply while hydrating. Blocking (sqlite)."""
+    _, lexical_fetch = plan(k, mode, bool(path_glob or language))
+    lexical: list[tuple[int, float]] = []
+    if lexical_fetch:
+        lexical = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
+    if mode == "semantic":
+        ranked = list(dense)
+    elif mode == "lexical":
+        ranked = lexical
+    else:
+        ranked = rrf(dense, lexical)
+    return hydrate(db, ranked, k, path_glob=path_glob, language=language)
 
 
 @overload
 def search_store(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
-    settings: settings_mod.Settings, embedder: embedding_mod.Embedder, queries: str, k: int
+    settings: settings_mod.Settings,
+    embedder: embedding_mod.Embedder | None,
+    queries: str,
+    k: int,
+    mode: Mode = "semantic",
 ) -> list[Hit]: ...
 @overload
 def search_store(
     settings: settings_mod.Settings,
-    embedder: embedding_mod.Embedder,
+    embedder: embedding_mod.Embedder | None,
     queries: Sequence[str],
     k: int,
+    mode: Mode = "semantic",
 ) -> list[list[Hit]]: ...
 def search_store(
     settings: settings_mod.Settings,
-    embedder: embedding_mod.Embedder,
+    embedder: embedding_mod.Embedder | None,
     queries: str | Sequence[str],
     k: int,
+    mode: Mode = "semantic",
 ) -> list[Hit] | list[list[Hit]]:
     """One-shot search of the store's live generation (the CLI path).
 
     One query text gives its hits; a sequence of texts gives one list of hits per text.
-    """
+    Lexical mode needs no embedder (``None``)."""
     store = store_mod.Store(settings.store.path)
     generation = store.current()
     text = [queries] if isinstance(queries, str) else list(queries)
-    xq = embedder.embed(text)
-    embedding_mod.check_dimension(
-        int(xq.shape[1]), generation.manifest.embedding.dim, embedder.model
-    )
-    engine = open_engine(generation, settings.index.nprobe)
+    dense: list[list[tuple[int, float]]] = [[] for _ in text]
+    dense_fetch, _ = plan(k, mode, False)
+    if dense_fetch:
+        if embedder is None:
+            raise errors.ConfigError(f"{mode} search needs an embedder")
+        xq = embedder.embed(text)
+        embedding_mod.check_dimension(
+            int(xq.shape[1]), generation.manifest.embedding.dim, embedder.model
+        )
+        engine = open_engine(generation, settings.index.nprobe)
+        try:
+            D, I = engine.search(xq, dense_fetch)
+        finally:
+            engine.close()
+        dense = [ranked_pairs(D[q], I[q]) for q in range(len(text))]
+    db = generation.chunks()
     try:
-        found = search_generation(generation, engine, xq, k)
+        found = [rank(db, t, mode, k, d) for t, d in zip(text, dense, strict=True)]
     finally:
-        engine.close()
+        db.close()
     return found[0] if isinstance(queries, str) else found

@@ -1,4 +1,4 @@
-"""semantic_search: micro-batched embedding + FAISS, BM25, and reciprocal-rank fusion.
+"""Micro-batching of semantic queries: one embed call and one FAISS search per batch.
 
 Embedding a query costs far more than searching it, and both a transformer
 and FAISS amortise their per-call overhead over a batch. :class:`QueryBatcher`
@@ -10,9 +10,8 @@ A batch that fails is retried query by query, so one query the model refuses
 fails alone instead of failing its neighbours.
 The gain is measured by ``benchmarks/searcher_bench.py`` (``docs/performance.md``).
 
-``hybrid`` fuses the dense ranking and the FTS5 BM25 ranking with reciprocal
-rank fusion (score = sum of 1 / (60 + rank)), which needs no score calibration
-between cosine similarities and BM25 values.
+Ranking itself (BM25, fusion, filters) is :func:`codeintel.core.hits.rank`, the
+same function the CLI's ``codeintel search`` calls.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ import numpy as np
 from codeintel.core import errors
 
 logger = logging.getLogger(__name__)
-
-RRF_K = 60
-"""Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
 
 
 class Engine(Protocol):
@@ -181,12 +177,3 @@ def _may_be_one_query(exc: Exception) -> bool:
         status = exc.status_code or 500
         return 400 <= status < 500 and status != 429
     return not isinstance(exc, errors.EmbeddingError)
-
-
-def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of several best-first rankings into one, best first."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -139,36 +139,20 @@ class Tools:
 
     async def semantic_search(self, req: models.SemanticSearchRequest) -> models.Answer:
         self._check_repos(req)
-        filtered = bool(req.path_glob or req.language)
         with self.manager.use() as gen:
             dense: list[tuple[int, float]] = []
-            lexical: list[tuple[int, float]] = []
-            if req.mode in ("semantic", "hybrid"):
+            dense_fetch, _ = hits.plan(req.k, req.mode, bool(req.path_glob or req.language))
+            if dense_fetch:
                 self.manager.check_embedder(gen, self._embedder())
-                fetch = hits.fetch_size(req.k, filtered)
-                if req.mode == "hybrid":
-                    fetch = max(fetch, min(hits.MAX_FETCH, 2 * req.k))
-                scores, ids = await self.batcher.search(gen.engine, req.query, fetch)
+                scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
                 dense = hits.ranked_pairs(scores, ids)
-            if req.mode in ("lexical", "hybrid"):
-                lexical = await self._run(
-                    gen.chunks.lexical,
-                    req.query,
-                    hits.fetch_size(req.k, False) * (2 if req.mode == "hybrid" else 1),
-                    path_glob=req.path_glob,
-                    language=req.language,
-                )
-            if req.mode == "semantic":
-                ranked = dense
-            elif req.mode == "lexical":
-                ranked = lexical
-            else:
-                ranked = semantic.rrf(dense, lexical)
             found = await self._run(
-                hits.hydrate,
+                hits.rank,
                 gen.chunks,
-                ranked,
+                req.query,
+                req.mode,
                 req.k,
+                dense,
                 path_glob=req.path_glob,
                 language=req.language,
             )
