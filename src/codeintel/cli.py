@@ -243,7 +243,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             "dim": getattr(args, "embed_dim", None),
         },
         server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
-        index={"result_file": getattr(args, "result_file", None)},
+        index={
+            "result_file": getattr(args, "result_file", None),
+            "history": getattr(args, "history", None),
+            "history_workers": getattr(args, "history_workers", None),
+        },
         fleet={
             "stores_root": getattr(args, "stores_root", None),
             "shards": getattr(args, "shards", None),
@@ -414,6 +418,17 @@ def _parser() -> argparse.ArgumentParser:
                 type=int,
                 help="merge when the secondary holds this many vectors (0: never)",
             )
+        q.add_argument(
+            "--history",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="precompute blame and file history (env CODEINTEL_INDEX_HISTORY; default on)",
+        )
+        q.add_argument(
+            "--history-workers",
+            type=int,
+            help="parallel git blame processes (env CODEINTEL_INDEX_HISTORY_WORKERS; 0: all CPUs)",
+        )
         q.add_argument("--result-file", help="write the result JSON here (a Job's termination log)")
         q.add_argument("--json", action="store_true", help="print the result JSON on stdout")
         q.set_defaults(func=func)

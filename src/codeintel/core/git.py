@@ -149,6 +149,7 @@ class GitClient:
         # automatic gc prune objects a live generation still answers from.
         gitrun.run(tmp, "config", "gc.auto", "0")
         gitrun.run(tmp, "config", "gc.pruneExpire", "never")
+        write_commit_graph(tmp)
         os.replace(tmp, dest)
         return cls(dest, credentials)
 
@@ -174,6 +175,7 @@ class GitClient:
             )
         except errors.GitError as e:
             raise errors.GitError(f"cannot fetch {self.origin_url()}: {e}") from e
+        write_commit_graph(self.path)
 
     # -- refs and trees ---------------------------------------------------------------------
 
@@ -282,3 +284,15 @@ def changed_paths(changes: Sequence[FileChange]) -> tuple[set[str], set[str]]:
             removed.add(change.path)
             added.add(change.path)
     return removed, added
+
+
+def write_commit_graph(repo: Path) -> None:
+    """Refresh ``repo``'s commit-graph with changed-path Bloom filters (a new split layer
+    for new commits only; nothing when none arrived): path-limited ``log`` and ``blame``
+    then skip most commits."""
+    try:
+        gitrun.run(
+            repo, "commit-graph", "write", "--reachable", "--changed-paths", "--split", timeout=None
+        )
+    except errors.GitError as e:  # an optimisation only: answers stay correct without it
+        logger.warning("cannot write the commit-graph of %s: %s", repo, e)

@@ -27,7 +27,9 @@ from codeintel.core import errors
 #      tombstones.npy (sorted int64), vectors/<segment>.{ids,f16}.npy,
 #      chunks.sqlite (schema 1, FTS5 unicode61 with tokenchars "_"),
 #      sha256 checksums of every file in the manifest.
-FORMAT_VERSION = 1
+#   2  optional history/commits.msgpack and history/blame.msgpack (precomputed
+#      path history and blame, core/history_index.py); readers of 1 ignore them.
+FORMAT_VERSION = 2
 MIN_READER_VERSION = 1
 
 PRIMARY = "primary.faiss"

@@ -151,6 +151,16 @@ class IndexSettings:
     ``terminationMessagePath``, see docs/architecture.md *Index job result*); empty writes
     none. ``--result-file`` wins."""
 
+    history: bool = True
+    """Precompute blame and path history into each generation, so ``blame_range`` and
+    ``file_history`` answer in milliseconds whatever the depth of history. Costs one
+    history walk plus one ``git blame`` per indexed file at build time (updates re-blame
+    only touched files); off, both tools run git per call."""
+
+    history_workers: int = 0
+    """Parallel ``git blame`` processes while precomputing history; 0 uses every CPU this
+    process may run on (the Job's CPU budget)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GitSettings:

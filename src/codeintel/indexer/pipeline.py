@@ -33,7 +33,7 @@ from codeintel.core import store as store_mod
 from codeintel.core.chunks import Chunk, ChunkDB
 from codeintel.core.indexresult import IndexResult
 from codeintel.core.vectors import VectorStore
-from codeintel.indexer import ann, chunking, corpus
+from codeintel.indexer import ann, chunking, corpus, history_build
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ def build(
         files = _files_with_chunks(found.drafts)
         with store.begin(parent) as writer:
             _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+            history_build.write(
+                writer.path, store.mirror_path, commit, parent, settings.index, reporter
+            )
             xb = corpus.embed_drafts(embedder, found.drafts, reporter)
             dim = _dimension(embedder, xb)
             VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
@@ -164,6 +167,9 @@ def update(
                 files = len(db.paths())
             finally:
                 db.close()
+            history_build.write(
+                writer.path, store.mirror_path, commit, parent, settings.index, reporter
+            )
             skipped = [s for s in old.skipped if s.path not in removed and s.path not in added]
             manifest = _manifest(
                 writer,
@@ -229,6 +235,9 @@ def merge(
         with store.begin(parent) as writer:
             VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             writer.link_from_parent(store_mod.CHUNKS_DB)
+            history_build.write(
+                writer.path, store.mirror_path, old.commit, parent, settings.index, reporter
+            )
             plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
             manifest = _manifest(
                 writer,

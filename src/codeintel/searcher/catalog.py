@@ -96,7 +96,8 @@ CATALOG: tuple[Tool, ...] = (
         "History of a file",
         "The commits that changed a file (or a directory), newest first, up to 'limit' "
         "(default 50, at most 500): full and short sha, author, email, ISO-8601 date and "
-        "summary. Use to see how and when a file evolved.",
+        "summary. A file's history follows it across renames (git log --follow). Use to see "
+        "how and when a file evolved.",
         models.FileHistoryRequest,
         models.FileHistoryResponse,
     ),

@@ -38,7 +38,7 @@ from typing import Any
 
 from codeintel.core import chunks as chunks_mod
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
@@ -107,7 +107,12 @@ def load(
         chunks=chunks,
         tree=tree,
         worktree=worktree,
-        git=history_mod.AsyncGitClient(mirror, executor),
+        git=history_mod.AsyncGitClient(
+            mirror,
+            executor,
+            index=history_index.HistoryIndex.open(generation.path, commit),
+            worktree=worktree,
+        ),
         tree_paths=[e.path for e in tree],
     )
 

@@ -256,7 +256,9 @@ class Tools:
             paths_mod.confine(gen.worktree, req.path)
             if not _exists(gen, req.path):
                 raise errors.PathNotFoundError(req.path, gen.commit)
-            entries = await gen.git.history(gen.commit, req.path, req.limit)
+            # A file's history follows renames (git log --follow); a directory's cannot.
+            follow = _entry_index(gen, req.path) is not None
+            entries = await gen.git.history(gen.commit, req.path, req.limit, follow=follow)
             return {
                 "results": msgspec.to_builtins(entries),
                 "path": req.path,
