@@ -142,8 +142,9 @@ class TestOverHttp:
                 r = httpx.post(f"{served.url}/mcp", json=INIT, headers={**ACCEPT, "host": host})
                 assert r.status_code == status, (host, r.text)
                 if status == 421:
-                    assert r.json()["error"]["field"] == "host"
-                    assert "CODEINTEL_SERVER_ALLOWED_HOSTS" in r.json()["error"]["message"]
+                    error = r.json()["error"]
+                    assert error["data"] == {"type": "MisdirectedRequest", "field": "host"}
+                    assert "CODEINTEL_SERVER_ALLOWED_HOSTS" in error["message"]
             # REST never looked at the Host; it still answers the same names.
             r = httpx.get(
                 f"{served.url}/healthz",

@@ -26,13 +26,13 @@ import urllib.parse
 from collections import Counter
 from typing import Any
 
-import anyio
 import msgspec
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import INVALID_REQUEST
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import Route
@@ -145,9 +145,35 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
-def _refuse(status: int, type_: str, message: str, field: str) -> Response:
-    body = {"error": {"type": type_, "message": message, "field": field}}
-    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
+def _refuse(
+    status: int, type_: str, message: str, field: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON-RPC error (what MCP clients read) whose ``data`` names the type and field."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": INVALID_REQUEST,
+            "message": message,
+            "data": {"type": type_, "field": field},
+        },
+    }
+    return Response(
+        msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+class _RefusedError(Exception):
+    """No room for a new session; raised under the SDK's creation lock, answered outside it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        retry = {"retry-after": "1"}
+        type_ = "TooManySessions" if status == 429 else "SessionsBusy"
+        self.response = _refuse(status, type_, message, None, retry)
 
 
 class BoundedSessionManager(StreamableHTTPSessionManager):
@@ -205,6 +231,12 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
     def open_sessions(self) -> int:
         return len(self._server_instances)
 
+    @property
+    def idle_sessions(self) -> int:
+        """Open sessions with no request in flight (an open GET stream is one)."""
+        transports = list(self._server_instances.values())
+        return sum(1 for t in transports if _idle_since(t) is not None)
+
     def sessions_of(self, client: str) -> int:
         return self._per_client[client]
 
@@ -213,6 +245,8 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
         token = _client.set(str(peer[0]) if peer else "")
         try:
             await super()._handle_stateful_request(scope, receive, send)
+        except _RefusedError as e:
+            await e.response(scope, receive, send)
         finally:
             _client.reset(token)
 
@@ -222,10 +256,18 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
         client = _client.get()
         mine = self.max_per_client and self._per_client[client] >= self.max_per_client
         if mine and not self._evict_oldest_idle("per_client", client):
-            return None
+            raise _RefusedError(
+                429,
+                f"client {client} already holds {self.max_per_client} MCP sessions, all busy;"
+                " close one (DELETE /mcp) or raise CODEINTEL_SERVER_MCP_MAX_SESSIONS_PER_CLIENT",
+            )
         full = self.max_sessions is not None and self.open_sessions >= self.max_sessions
         if full and not self._evict_oldest_idle("full", None):
-            return None
+            raise _RefusedError(
+                503,
+                f"all {self.max_sessions} MCP sessions are busy; retry shortly"
+                " or raise CODEINTEL_SERVER_MCP_MAX_SESSIONS",
+            )
         transport = super()._admit_session(requestor)
         if transport is not None and transport.mcp_session_id is not None:
             self._clients[transport.mcp_session_id] = client
@@ -234,26 +276,27 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
 
     def _evict_oldest_idle(self, reason: str, client: str | None) -> bool:
         """Evict the session (of ``client``, or any) idle the longest; False if none is idle."""
-        oldest: tuple[float, str, anyio.CancelScope] | None = None
+        oldest: tuple[float, str, StreamableHTTPServerTransport] | None = None
         for sid, transport in self._server_instances.items():
-            scope = transport.idle_scope
-            if scope is None or not math.isfinite(scope.deadline):
-                continue  # not started yet, or a request (a GET stream too) is in flight
-            if client is not None and self._clients.get(sid) != client:
+            deadline = _idle_since(transport)
+            if deadline is None or (client is not None and self._clients.get(sid) != client):
                 continue
-            if oldest is None or scope.deadline < oldest[0]:
-                oldest = (scope.deadline, sid, scope)
+            if oldest is None or deadline < oldest[0]:
+                oldest = (deadline, sid, transport)
         if oldest is None:
             self.refused[reason] += 1
             logger.warning(
-                "MCP session refused (%s): %d open, none idle", reason, self.open_sessions
+                "new MCP session refused (%s): %d open, none of them idle",
+                reason,
+                self.open_sessions,
             )
             return False
-        _, sid, scope = oldest
+        _, sid, transport = oldest
         self._server_instances.pop(sid, None)
         self._session_owners.pop(sid, None)
         self._forget(sid)
-        scope.cancel()
+        if transport.idle_scope is not None:
+            transport.idle_scope.cancel()
         self.evicted[reason] += 1
         logger.debug("MCP session %s evicted (%s)", sid, reason)
         return True
@@ -270,6 +313,18 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
     ) -> None:
         self._forget(session_id)
         await super()._discard_session(session_id, transport)
+
+
+def _idle_since(transport: StreamableHTTPServerTransport) -> float | None:
+    """The idle deadline (last activity + timeout) of an idle session; None while one is busy.
+
+    The SDK keeps the deadline at infinity while a request (a GET stream too) is
+    in flight, and has no scope before the session's task has started.
+    """
+    scope = transport.idle_scope
+    if scope is None or not math.isfinite(scope.deadline):
+        return None
+    return float(scope.deadline)
 
 
 def route(sessions: BoundedSessionManager, policy: HostPolicy, path: str = "/mcp") -> Route:
