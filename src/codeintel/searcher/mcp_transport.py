@@ -225,7 +225,7 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
         self.evicted: Counter[str] = Counter()
         """Sessions evicted to make room, by reason: ``full`` or ``per_client``."""
         self.refused: Counter[str] = Counter()
-        """New sessions refused (503) because no session was idle, by the same reasons."""
+        """New sessions refused because none was idle: ``per_client`` (429), ``full`` (503)."""
 
     @property
     def open_sessions(self) -> int:
