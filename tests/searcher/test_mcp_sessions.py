@@ -43,13 +43,28 @@ def _sessions(served: Served) -> BoundedSessionManager:
     return manager
 
 
-async def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll without blocking the loop, where the MCP client's own tasks run."""
+async def _wait(condition: Callable[[], bool], timeout: float = 20.0, steady: float = 0.0) -> None:
+    """Poll (without blocking the loop the MCP client's tasks run on) until ``condition``
+    has held for ``steady`` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
+    held_since: float | None = None
+    while True:
+        now = time.monotonic()
+        if condition():
+            held_since = now if held_since is None else held_since
+            if now - held_since >= steady:
+                return
+        else:
+            held_since = None
+        if now > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.02)
+
+
+def _agents_streaming(sessions: BoundedSessionManager, agents: int) -> Callable[[], bool]:
+    """True once ``agents`` sessions are busy. A new agent is briefly idle between its
+    ``notifications/initialized`` POST and its GET stream, hence the steady wait."""
+    return lambda: sessions.open_sessions - sessions.idle_sessions == agents
 
 
 async def _flood(
@@ -129,7 +144,7 @@ async def test_flood_of_abandoned_sessions_never_locks_out_new_clients(
             assert not first.is_error, first.content
             # Its GET stream keeps the agent's session busy, so the next flood evicts
             # the idle sessions around it and never the agent.
-            await _wait(lambda: sessions.open_sessions - sessions.idle_sessions == 1)
+            await _wait(_agents_streaming(sessions, 1), steady=1.0)
             statuses, _ = await _flood(served.url, 300, watch=watch)
             assert statuses == Counter({200: 300})
             again = await session.call_tool("search_text", {"pattern": "TaxCalculator"})
@@ -165,7 +180,8 @@ async def test_per_client_cap_refuses_only_that_client_when_its_sessions_are_bus
             ClientSession(read, write) as agent,
         ):
             await agent.initialize()
-            await _wait(lambda: sessions.open_sessions == 1 and sessions.idle_sessions == 0)
+            await _wait(_agents_streaming(sessions, 1), steady=1.0)
+            assert sessions.open_sessions == 1
             r = httpx.post(f"{served.url}/mcp", json=INIT, headers=ACCEPT)
             assert r.status_code == 429
             assert r.headers["retry-after"] == "1"
@@ -192,7 +208,8 @@ async def test_refused_only_when_every_session_is_busy(
                 ClientSession(r2, w2) as two,
             ):
                 await two.initialize()
-                await _wait(lambda: sessions.open_sessions == 2 and sessions.idle_sessions == 0)
+                await _wait(_agents_streaming(sessions, 2), steady=1.0)
+                assert sessions.open_sessions == 2
                 r = httpx.post(f"{served.url}/mcp", json=INIT, headers=ACCEPT)
                 assert r.status_code == 503
                 assert r.json()["error"]["data"]["type"] == "SessionsBusy"
