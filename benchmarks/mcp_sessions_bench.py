@@ -123,7 +123,11 @@ async def _requests(
 
         async def worker() -> None:
             for body, headers in todo:
-                r = await client.post(f"{url}/mcp", json=body, headers={**ACCEPT, **headers})
+                try:
+                    r = await client.post(f"{url}/mcp", json=body, headers={**ACCEPT, **headers})
+                except httpx.TransportError:  # counted, as a client would see it
+                    statuses[0] += 1
+                    continue
                 statuses[r.status_code] += 1
                 if sid := r.headers.get("mcp-session-id"):
                     ids.append(sid)
@@ -166,8 +170,10 @@ def run(name: str, env: dict[str, str], calls: int, workers: int) -> dict[str, A
             "flood_calls": calls,
             "flood_seconds": round(seconds, 1),
             "flood_200": statuses[200],
-            "flood_refused": calls - statuses[200],
+            "flood_refused": sum(n for code, n in statuses.items() if code >= 400),
+            "flood_transport_errors": statuses[0],
             "flood_sessions_still_open": alive[200],
+            "ping_transport_errors": alive[0],
             "rss_before_mb": round(before["VmRSS"] / 1024, 1),
             "rss_after_mb": round(after["VmRSS"] / 1024, 1),
             "rss_growth_mb": round((after["VmRSS"] - before["VmRSS"]) / 1024, 1),
