@@ -65,7 +65,7 @@ def corpus(limit: int) -> list[tuple[str, str]]:
             except (UnicodeDecodeError, OSError):
                 continue
             lines = text.splitlines()
-            if 20 <= len(lines):
+            if len(lines) >= 20:
                 files.append((str(path.relative_to(site)), "\n".join(lines[:MAX_LINES]) + "\n"))
     random.Random(7).shuffle(files)
     return files[:limit]

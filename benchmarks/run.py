@@ -21,6 +21,7 @@ BENCHMARKS = {
         "benchmarks.searcher_bench",
         ["--commits", "300", "--samples", "20", "--clients", "50", "--seconds", "5"],
     ),
+    "mcp_sessions": ("benchmarks.mcp_sessions_bench", ["--calls", "1500"]),
 }
 
 

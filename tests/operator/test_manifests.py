@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -43,7 +45,11 @@ BODY = {
             ],
             "backoffLimit": 1,
         },
-        "searcher": {"replicas": 3, "apiTokenSecret": {"name": "search-token"}},
+        "searcher": {
+            "replicas": 3,
+            "apiTokenSecret": {"name": "search-token"},
+            "allowedHosts": ["Code.Example.com"],
+        },
         "storage": {"size": "50Gi", "storageClassName": "nfs"},
     },
 }
@@ -282,8 +288,63 @@ def test_spec_defaults_match_the_crd() -> None:
             {"repo": {"url": "https://x"}, "storage": {"accessMode": "Shared"}},
             "spec.storage.accessMode",
         ),
+        (
+            {"repo": {"url": "https://x"}, "searcher": {"allowedHosts": ["https://a.example"]}},
+            "spec.searcher.allowedHosts[0]",
+        ),
+        (
+            {"repo": {"url": "https://x"}, "searcher": {"allowedHosts": ["a.example", "b:8080"]}},
+            "spec.searcher.allowedHosts[1]",
+        ),
+        (
+            {"repo": {"url": "https://x"}, "searcher": {"allowedHosts": "a.example"}},
+            "spec.searcher.allowedHosts",
+        ),
+        (
+            {"repo": {"url": "https://x"}, "searcher": {"allowedHosts": ["h"] * 33}},
+            "spec.searcher.allowedHosts",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict, field: str) -> None:
-    with pytest.raises(errors.ConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(errors.ConfigError, match=re.escape(field)):
         spec_mod.parse(spec, SETTINGS)
+
+
+def test_allowed_hosts_follow_the_service_names_in_the_searcher_env() -> None:
+    deployment = manifests.render_deployment(BODY, parsed(), SETTINGS, "g1")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["CODEINTEL_SERVER_ALLOWED_HOSTS"] == (
+        "kgfoundry-searcher,kgfoundry-searcher.search,kgfoundry-searcher.search.svc,"
+        "code.example.com"
+    )
+    body = copy.deepcopy(BODY)
+    body["spec"]["searcher"]["allowedHosts"] = ["kgfoundry-searcher", "x.example", "X.example"]
+    deployment = manifests.render_deployment(body, parsed(body), SETTINGS, "g1")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["CODEINTEL_SERVER_ALLOWED_HOSTS"].split(",")[3:] == ["x.example"]
+
+
+def test_allowed_hosts_rule_is_the_crds() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "codeindex.yaml").read_text())
+    field = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["searcher"]["properties"]["allowedHosts"]
+    assert field["items"]["pattern"] == f"^{spec_mod.HOST_NAME.pattern}$"
+    assert field["maxItems"] == spec_mod.MAX_ALLOWED_HOSTS
+    validator = jsonschema.Draft7Validator(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    validator.validate(BODY)
+    for bad in (["code.example.com:443"], ["https://code.example.com"], ["a,b"]):
+        body = copy.deepcopy(BODY)
+        body["spec"]["searcher"]["allowedHosts"] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(body)
+        with pytest.raises(errors.ConfigError, match=r"spec\.searcher\.allowedHosts\[0\]"):
+            parsed(body)
+    assert spec_mod.parse({"repo": {"url": "https://x"}}, SETTINGS).allowed_hosts == ()

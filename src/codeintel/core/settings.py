@@ -210,7 +210,33 @@ class ServerSettings:
     ``/metrics`` on ``port`` only, behind the token. The operator sets 9090."""
 
     allowed_hosts: tuple[str, ...] = ()
-    """Extra Host header values MCP accepts (Kubernetes Service names); localhost is always allowed."""
+    """Extra Host names MCP accepts, any port (Kubernetes Service names, Ingress names);
+    localhost is always accepted. A name ending in ``.svc`` is also accepted under
+    :attr:`cluster_domain`. Non-empty means "serving a cluster": MCP then also accepts
+    IP-literal Hosts (pod and ClusterIP addresses), which DNS rebinding cannot forge."""
+
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain: ``<svc>.<ns>.svc`` in :attr:`allowed_hosts` also admits
+    ``<svc>.<ns>.svc.<cluster_domain>``. ``cluster.local`` is the kubelet default."""
+
+    mcp_max_sessions: int = 1000
+    """Most MCP sessions kept open at once (count). A new session past it evicts the
+    oldest idle one; only when every session has a request in flight is it refused (503).
+    This is also the memory bound: an idle session costs ~46 KB of RSS (measured after
+    10 200 abandoned ``initialize`` calls: +46 MB at this cap, +13 MB with the per-client
+    cap), so 1000 serve far more agents than a pod can for under 50 MB."""
+
+    mcp_max_sessions_per_client: int = 256
+    """Most MCP sessions one client address may hold (count); past it the client's own
+    oldest idle session is evicted, or the new one refused. A quarter of
+    :attr:`mcp_max_sessions`, so one address holding streams open cannot take every slot.
+    0 disables it; raise it behind a proxy, where every client shares one address."""
+
+    mcp_session_idle_seconds: float = 600.0
+    """Seconds an MCP session may go without a request in flight (an open GET stream
+    counts as one) before it is closed; its id then answers 404 and the client
+    re-initialises. Ten minutes outlasts an agent's pause between tool calls; abandoned
+    sessions are reclaimed at the cap anyway, so this bounds memory between floods."""
 
     reload_interval_seconds: float = 2.0
     """How often the searcher polls ``CURRENT`` for a new generation."""

@@ -21,6 +21,9 @@ from codeintel.operator import settings as settings_mod
 
 DEFAULT_EMBED_URL = "http://codeintel-embed:8000/v1"
 DEFAULT_EMBED_MODEL = core_settings.DEFAULT_MODEL
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+"""A Host name the searcher's MCP transport may accept; the CRD's pattern for allowedHosts."""
+MAX_ALLOWED_HOSTS = 32
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 MAX_POOL_NAME = 40
@@ -69,6 +72,7 @@ class CodeIndexSpec:
     replicas: int = 2
     service_type: str = "ClusterIP"
     api_token: SecretKey | None = None
+    allowed_hosts: tuple[str, ...] = ()
     storage_size: str = "10Gi"
     storage_class: str | None = None
     access_mode: str = "ReadWriteMany"
@@ -135,6 +139,7 @@ def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> C
         replicas=_int(searcher, "searcher.replicas", 2, minimum=0) or 0,
         service_type=service_type,
         api_token=_secret_key(searcher, "apiTokenSecret", "token"),
+        allowed_hosts=parse_allowed_hosts(searcher, "searcher.allowedHosts"),
         storage_size=str(storage.get("size") or "10Gi"),
         storage_class=_optional_str(storage, "storageClassName"),
         access_mode=access_mode,
@@ -180,6 +185,24 @@ def _int(
     if raw < minimum:
         raise errors.ConfigError(f"spec.{field} must be >= {minimum}, not {raw}")
     return raw
+
+
+def parse_allowed_hosts(section: Mapping[str, Any], field: str) -> tuple[str, ...]:
+    """Extra Host names for MCP at ``spec.<field>``, lowercased, each checked like the CRD does."""
+    raw = section.get(field.rsplit(".", 1)[-1]) or []
+    if not isinstance(raw, list):
+        raise errors.ConfigError(f"spec.{field} must be a list of host names")
+    if len(raw) > MAX_ALLOWED_HOSTS:
+        raise errors.ConfigError(f"spec.{field} holds at most {MAX_ALLOWED_HOSTS} names")
+    names: list[str] = []
+    for i, name in enumerate(raw):
+        if not isinstance(name, str) or len(name) > 253 or not HOST_NAME.fullmatch(name):
+            raise errors.ConfigError(
+                f"spec.{field}[{i}] must be a DNS name or IPv4 address without port, not {name!r}"
+            )
+        if name.lower() not in names:
+            names.append(name.lower())
+    return tuple(names)
 
 
 def _secret_key(section: Mapping[str, Any], key: str, default_key: str) -> SecretKey | None:

@@ -28,15 +28,13 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import catalog, mcp_tools, models
+from codeintel.searcher import catalog, mcp_tools, mcp_transport, models
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import errors as errors_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -231,20 +229,11 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
         return found
 
     mcp = mcp_tools.build_server(lambda: ctx().service)
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    for host in settings.server.allowed_hosts:
-        hosts += [host, f"{host}:*"]
-    if settings.server.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104
-        hosts += [settings.server.host, f"{settings.server.host}:*"]
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts,
-        allowed_origins=[f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts],
+    sessions = mcp_transport.BoundedSessionManager(
+        mcp, settings.server, max_request_body_size=models.MAX_BODY_BYTES
     )
-    mcp_http = mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=security,
-        max_request_body_size=models.MAX_BODY_BYTES,
+    mcp_route = mcp_transport.route(
+        sessions, mcp_transport.HostPolicy.from_settings(settings.server)
     )
 
     @contextlib.asynccontextmanager
@@ -253,7 +242,7 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
         holder["ctx"] = context
         try:
             await context.start()
-            async with mcp.session_manager.run():
+            async with sessions.run():
                 yield
         finally:
             await context.aclose()
@@ -268,10 +257,9 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
     app.add_middleware(
         GuardMiddleware, token=api_token(settings), metrics_port=settings.server.metrics_port
     )
-    # The MCP routes' ASGI endpoint, added as a plain route so "/mcp" needs no trailing slash.
-    for route in mcp_http.routes:
-        if isinstance(route, Route):
-            app.router.routes.append(route)
+    # A plain route, not a mount, so "/mcp" needs no trailing slash.
+    app.router.routes.append(mcp_route)
+    app.state.mcp_sessions = sessions
 
     @app.exception_handler(errors.CodeIntelError)
     async def _codeintel_error(request: Request, exc: errors.CodeIntelError) -> Response:
