@@ -253,20 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                    "fds_per_store": round((fds1 - fds0) / n, 1),
                    "worktree_kb_per_store": round(disk / n / 1024, 1)}  # fmt: skip
             rows.append(row)
+            shard_args = ["serve", "--stores-root", str(root), "--shards", str(args.shards)]
             shard_procs = [
-                Proc(
-                    [
-                        "serve",
-                        "--stores-root",
-                        str(root),
-                        "--shards",
-                        str(args.shards),
-                        "--shard-index",
-                        str(i),
-                    ],
-                    env,
-                )  # fmt: skip
-                for i in range(args.shards)
+                Proc([*shard_args, "--shard-index", str(i)], env) for i in range(args.shards)
             ]
             for p in shard_procs:
                 p.__enter__()
