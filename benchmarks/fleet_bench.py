@@ -52,6 +52,7 @@ PACKAGES = (
     "click", "h11", "pydantic", "msgspec", "yaml", "httpcore", "hypothesis", "_pytest",
 )  # fmt: skip
 MAX_LINES = 400
+NO_HISTORY = {"history": False}  # blame precompute is beside the point here
 
 
 def corpus(limit: int) -> list[tuple[str, str]]:
@@ -220,13 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             name = f"ns{i % 10}/repo-{i:04d}"
             part = files[i * args.files_per_store : (i + 1) * args.files_per_store]
             repo = git_repo(base / "src" / f"r{i}", part)
-            pipeline.build(
-                Settings.from_env({}, store={"path": stores / name}), str(repo), embedder
-            )
+            settings = Settings.from_env({}, store={"path": stores / name}, index=NO_HISTORY)
+            pipeline.build(settings, str(repo), embedder)
             names.append(name)
         meta["build_all_seconds"] = round(time.perf_counter() - start, 1)
         big = git_repo(base / "src" / "all", files)
-        pipeline.build(Settings.from_env({}, store={"path": base / "one"}), str(big), embedder)
+        one = Settings.from_env({}, store={"path": base / "one"}, index=NO_HISTORY)
+        pipeline.build(one, str(big), embedder)
         embedder.close()
         worktrees = base / "worktrees"
         env = {"CODEINTEL_SERVER_WORKTREE_DIR": str(worktrees),
