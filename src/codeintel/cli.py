@@ -1,4 +1,4 @@
-"""The single ``codeintel`` entry point (DESIGN §4).
+"""The single ``codeintel`` entry point (the commands of docs/architecture.md).
 
 Parses flags, builds :class:`Settings` once (flags over ``CODEINTEL_*`` env over
 defaults) and hands it to the component that does the work. Every

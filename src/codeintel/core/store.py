@@ -1,7 +1,7 @@
 """The on-disk index store: immutable generations, published by an atomic ``CURRENT`` swap.
 
 This is the contract between the indexer (the only writer) and the searchers
-(many readers, possibly on other machines sharing a volume); DESIGN §3 fixes the
+(many readers, possibly on other machines sharing a volume); docs/architecture.md, "Writing a generation", fixes the
 layout. A writer builds a generation in a temp directory under
 ``generations/``, fsyncs it, records a sha256 of every file in its manifest,
 renames the directory to its final name and only then replaces ``CURRENT``. A
@@ -299,7 +299,7 @@ class GenerationWriter:
 
 
 class Store:
-    """A store root: ``CURRENT``, ``mirror.git/`` and ``generations/`` (DESIGN §3)."""
+    """A store root: ``CURRENT``, ``mirror.git/`` and ``generations/``."""
 
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
