@@ -1,8 +1,8 @@
 """The on-disk index store: immutable generations, published by an atomic ``CURRENT`` swap.
 
 This is the contract between the indexer (the only writer) and the searchers
-(many readers, possibly on other machines sharing a volume); docs/architecture.md, "Writing a generation", fixes the
-layout. A writer builds a generation in a temp directory under
+(many readers, possibly on other machines sharing a volume; docs/architecture.md,
+"Writing a generation"). A writer builds a generation in a temp directory under
 ``generations/``, fsyncs it, records a sha256 of every file in its manifest,
 renames the directory to its final name and only then replaces ``CURRENT``. A
 crash at any point before that last rename leaves ``CURRENT`` on the previous
