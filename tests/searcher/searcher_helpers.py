@@ -122,6 +122,10 @@ class Served:
         self.url = self._stack.enter_context(servers.serve(self.app))
         return self
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def wait_ready(
         self, timeout: float = 60.0, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:

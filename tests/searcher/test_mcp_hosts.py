@@ -183,4 +183,4 @@ class TestOverHttp:
                 result = await session.initialize()
                 assert result.server_info.name == "codeintel"
                 tools = await session.list_tools()
-                assert len(tools.tools) == 5
+                assert len(tools.tools) == 6  # the five questions and list_repos
