@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--sizes", default="10,50,100,200")
     args = parser.parse_args(argv)
-    from codeintel.core.local_embedder import LocalEmbedder
+    from codeintel.core.embed.local import LocalEmbedder
 
     sizes = [int(s) for s in args.sizes.split(",") if int(s) <= args.stores]
     files = corpus(args.stores * args.files_per_store)

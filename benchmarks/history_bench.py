@@ -213,7 +213,7 @@ def embed_estimate(gen_dir: Path, chunks: int, sample: int = 256) -> float:
     """Seconds the local CPU model would take for ``chunks`` chunks, from a timed sample."""
     import sqlite3
 
-    from codeintel.core.local_embedder import LocalEmbedder
+    from codeintel.core.embed.local import LocalEmbedder
 
     with sqlite3.connect(gen_dir / "chunks.sqlite") as db:
         rows = db.execute("SELECT path, symbol, text FROM chunks LIMIT ?", (sample,)).fetchall()

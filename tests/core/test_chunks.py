@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.core.chunks import Chunk, ChunkDB, fts_query
 from codeintel.core.globs import matches as glob_match
+from codeintel.core.store.chunks import Chunk, ChunkDB, fts_query
 
 
 def make_chunk(

@@ -8,7 +8,7 @@ import pytest
 
 from codeintel.core import errors, indexresult
 from codeintel.core.indexresult import IndexResult
-from codeintel.core.manifest import Counts
+from codeintel.core.store.manifest import Counts
 from codeintel.operator import jobs
 
 

@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.core import store as store_mod
-from codeintel.core.chunks import Chunk, ChunkDB
 from codeintel.core.store import (
     CHUNKS_DB,
     CURRENT,
@@ -35,7 +33,10 @@ from codeintel.core.store import (
     decode_manifest,
     encode_manifest,
 )
-from codeintel.core.vectors import VectorStore
+from codeintel.core.store import root as root_mod
+from codeintel.core.store import writer as writer_mod
+from codeintel.core.store.chunks import Chunk, ChunkDB
+from codeintel.core.store.vectors import VectorStore
 
 DIM = 8
 
@@ -174,7 +175,7 @@ class TestPublish:
         def no_link(src: object, dst: object) -> None:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-        monkeypatch.setattr(store_mod.os, "link", no_link)
+        monkeypatch.setattr(writer_mod.os, "link", no_link)
         with store.begin(parent) as writer:
             writer.link_from_parent(PRIMARY)
             copied = writer.path / PRIMARY
@@ -259,9 +260,9 @@ class TestCrashSafety:
             real_rename(src, dst)
 
         if crash_at == "hash":
-            monkeypatch.setattr(store_mod, "file_checksum", boom)
-        monkeypatch.setattr(store_mod.os, "replace", replace)
-        monkeypatch.setattr(store_mod.os, "rename", rename)
+            monkeypatch.setattr(writer_mod.files, "file_checksum", boom)
+        monkeypatch.setattr(writer_mod.os, "replace", replace)
+        monkeypatch.setattr(writer_mod.os, "rename", rename)
         with pytest.raises((OSError, errors.IndexFormatError)):
             build(store, parent, first_id=3)
         monkeypatch.undo()
@@ -342,7 +343,7 @@ class TestGarbageCollection:
             build(store, first_id=3 * i)
         assert store.gc(keep=1, grace_seconds=60) == []
         later = time.time() + 120
-        monkeypatch.setattr(store_mod.time, "time", lambda: later)
+        monkeypatch.setattr(root_mod.time, "time", lambda: later)
         assert store.gc(keep=1, grace_seconds=60) == ["g000001", "g000002"]
 
     def test_removes_stale_temp_dirs_but_not_live_builds(self, store: Store) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.core.vectors import VectorStore
+from codeintel.core.store.vectors import VectorStore
 
 DIM = 16
 Segments = tuple[Path, np.ndarray, np.ndarray]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codeintel.core import errors
-from codeintel.core.chunks import ChunkDB
+from codeintel.core.store.chunks import ChunkDB
 from codeintel.searcher.generations import damage_of
 
 

@@ -16,12 +16,12 @@ from typing import Literal, overload
 import msgspec
 import numpy as np
 
-from codeintel.core import chunks as chunks_mod
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core.store import chunks as chunks_mod
 
 SNIPPET_LINES = 12
 """Lines of chunk text returned as the snippet: enough to recognise the code, small for an agent's context."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from codeintel.core import errors
-from codeintel.core.manifest import Counts
+from codeintel.core.store.manifest import Counts
 
 
 class IndexResult(msgspec.Struct, kw_only=True):

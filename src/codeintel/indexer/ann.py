@@ -38,8 +38,9 @@ import faiss
 import msgspec
 import numpy as np
 
-from codeintel.core import errors, gpu, manifest
+from codeintel.core import errors, gpu
 from codeintel.core.settings import IndexSettings
+from codeintel.core.store import manifest
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from codeintel.core import history as history_mod
 from codeintel.core import history_index as hx
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
-from codeintel.core.chunks import ChunkDB
+from codeintel.core.store.chunks import ChunkDB
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)

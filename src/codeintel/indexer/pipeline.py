@@ -30,9 +30,9 @@ from codeintel.core import errors
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
-from codeintel.core.chunks import Chunk, ChunkDB
 from codeintel.core.indexresult import IndexResult
-from codeintel.core.vectors import VectorStore
+from codeintel.core.store.chunks import Chunk, ChunkDB
+from codeintel.core.store.vectors import VectorStore
 from codeintel.indexer import ann, chunking, corpus, history_build
 from codeintel.indexer import progress as progress_mod
 

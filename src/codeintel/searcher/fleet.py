@@ -40,8 +40,8 @@ import prometheus_client as prom
 
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
-from codeintel.core import manifest as manifest_mod
 from codeintel.core import settings as settings_mod
+from codeintel.core.store import manifest as manifest_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import merging, models, semantic

@@ -36,12 +36,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from codeintel.core import chunks as chunks_mod
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
+from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import worktree as worktree_mod
 
