@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         for i in range(args.stores):
             name = f"ns{i % 10}/repo-{i:04d}"
-            part = files[i * args.files_per_store : (i + 1) * args.files_per_store]
+            first = i * args.files_per_store  # the corpus wraps if stores outnumber it
+            part = [files[(first + j) % len(files)] for j in range(args.files_per_store)]
             repo = git_repo(base / "src" / f"r{i}", part)
             settings = Settings.from_env({}, store={"path": stores / name}, index=NO_HISTORY)
             pipeline.build(settings, str(repo), embedder)
