@@ -54,8 +54,9 @@ BASE_IMAGE  ?= localhost/debian-base:bookworm
 SUITE       ?= bookworm
 IMAGE_CACHE ?= $(HOME)/.cache/codeintel-images
 CA_BUNDLE   ?= /etc/ssl/certs/ca-certificates.crt
+# BUDFLAGS: more `buildah bud` options, e.g. --no-cache to rebuild every layer.
 BUD = buildah bud --isolation chroot --layers --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-      -v $(CA_BUNDLE):$(CA_BUNDLE):ro -v $(abspath $(IMAGE_CACHE))/pip:/root/.cache/pip
+      -v $(CA_BUNDLE):$(CA_BUNDLE):ro -v $(abspath $(IMAGE_CACHE))/pip:/root/.cache/pip $(BUDFLAGS)
 
 # $(call need,COMMAND PACKAGE ...): apt-get install the packages of missing commands.
 define need
@@ -64,9 +65,10 @@ define need
 if [ -n "$$missing" ]; then \
   if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
     echo "error: $@ needs$$missing; install them (apt-get install$$missing) as root" >&2; exit 2; fi; \
-  echo "installing$$missing"; \
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; } >/dev/null \
-    || { echo "error: $@ needs$$missing and 'apt-get install$$missing' failed" >&2; exit 2; }; \
+  echo "installing$$missing"; mkdir -p $(IMAGE_CACHE); \
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; } \
+    >$(IMAGE_CACHE)/apt.log 2>&1 \
+    || { echo "error: $@ needs$$missing and 'apt-get install$$missing' failed (see $(IMAGE_CACHE)/apt.log)" >&2; exit 2; }; \
 fi
 endef
 

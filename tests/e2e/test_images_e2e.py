@@ -308,7 +308,9 @@ async def test_failing_job_in_the_image_degrades_and_retries(
         "embedding": {"endpoint": embed_server, "model": MODEL, "dimension": 384},
         "updates": {"enabled": False},
     }
-    async with emulated_cluster() as cluster, running_operator(cluster, image_settings()):
+    # A backoff long enough to see the Failed phase before the retry starts.
+    settings = dataclasses.replace(image_settings(), retry_base_seconds=4, retry_max_seconds=4)
+    async with emulated_cluster() as cluster, running_operator(cluster, settings):
         kubelet = Kubelet(cluster, tmp_path / "pods", {"broken-store": tmp_path / "store"})
         await cluster.apply_codeindex(NS, "broken", spec)
         assert await kubelet.run_job("broken-build-00001") is None
@@ -409,6 +411,7 @@ def run_in_image(
     volumes: dict[Path, str] | None = None,
     check: bool = True,
     user: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> str:
     """Run a command in a fresh container of ``image`` (as its image's user unless
     ``user``); its stdout."""
@@ -417,6 +420,8 @@ def run_in_image(
         argv = ["buildah", "run", "--isolation", "chroot"]
         if user:
             argv += ["--user", user]
+        for name, value in (env or {}).items():
+            argv += ["--env", f"{name}={value}"]
         for host, path in (volumes or {}).items():
             argv += ["--volume", f"{host}:{path}"]
         done = subprocess.run(
@@ -458,7 +463,8 @@ def test_operator_image_holds_only_what_the_operator_imports() -> None:
         "python3",
         "-c",
         "import importlib.util as u, codeintel.operator, codeintel.cli;"
-        " print([m for m in ('faiss', 'numpy', 'torch', 'git', 'fastapi') if u.find_spec(m)])",
+        " print([m for m in ('faiss', 'numpy', 'torch', 'git', 'fastapi', 'kubernetes')"
+        " if u.find_spec(m)])",
     )
     assert out.strip() == "[]"
     assert "--standalone" in run_in_image(OPERATOR, "codeintel", "operator", "--help")
@@ -498,9 +504,15 @@ def test_gpu_image_has_the_gpu_build_and_falls_back_to_cpu(
     assert found["self_hits"] == [0, 1, 2, 3, 4]
     assert found["faiss_dists"] == ["faiss-gpu"]  # no faiss-cpu beside it
 
-    doctor = json.loads(run_in_image(INDEXER_GPU, "codeintel", "doctor", "--json", check=False))
-    assert doctor["faiss"]["ok"] and doctor["faiss"]["gpus"] == 0
-    assert doctor["faiss"]["path"] == "cpu"
+    server = {
+        "CODEINTEL_EMBEDDER_URL": embed_server,
+        "CODEINTEL_EMBEDDER_MODEL": MODEL,
+        "CODEINTEL_EMBEDDER_DIM": "384",
+    }
+    doctor = json.loads(run_in_image(INDEXER_GPU, "codeintel", "doctor", "--json", env=server))
+    assert doctor["ok"], doctor
+    assert doctor["faiss"]["gpus"] == 0 and doctor["faiss"]["path"] == "cpu"
+    assert doctor["embedder"]["kind"] == "openai" and doctor["embedder"]["dim"] == 384
     assert doctor["git"]["ok"]
 
     # The indexer's own build and search, in the GPU image, on this GPU-less machine.
