@@ -207,8 +207,10 @@ def create_app(
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")
         gen = context.manager.live if context else None
-        if gen is None:
+        if context is None or gen is None:
             return _error(503, "NotReady", "no generation loaded yet")
+        if not context.ready:
+            return _error(503, "NotReady", "the query embedder is still loading")
         return _json(200, {"status": "ready", "generation": gen.name, "commit": gen.commit})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)

@@ -93,7 +93,10 @@ class AppContext:
 
     @property
     def ready(self) -> bool:
-        return self.manager.live is not None
+        """A generation is live and the embedder is made (or failed), as :meth:`wait_ready`:
+        a ready pod gets traffic, and semantic queries must not meet 'still loading'."""
+        embedder_settled = self._embedder_task is None or self._embedder_task.done()
+        return self.manager.live is not None and embedder_settled
 
     async def start(self) -> None:
         """Begin loading the embedder and watching CURRENT; returns at once."""
