@@ -13,7 +13,7 @@ TORCH  := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: all setup serve test check bench clean base-image images images-gpu e2e-images e2e-images-gpu
+.PHONY: all setup serve test check bench clean base-image base-image-build images images-gpu e2e-images e2e-images-gpu
 
 all: test
 
@@ -73,11 +73,15 @@ fi
 endef
 
 base-image:
-	$(call need,buildah buildah mmdebstrap mmdebstrap)
-	@if buildah inspect --type image $(BASE_IMAGE) >/dev/null 2>&1; then \
-	  echo "$(BASE_IMAGE) is present"; exit 0; fi; \
-	case "$(BASE_IMAGE)" in localhost/*) ;; *) echo "$(BASE_IMAGE) is pulled by buildah when needed"; exit 0;; esac; \
-	mkdir -p $(IMAGE_CACHE) && tar=$(IMAGE_CACHE)/debian-$(SUITE).tar && \
+	$(call need,buildah buildah)
+	@if buildah inspect --type image $(BASE_IMAGE) >/dev/null 2>&1; then echo "$(BASE_IMAGE) is present"; \
+	elif case "$(BASE_IMAGE)" in localhost/*) false;; esac; then echo "$(BASE_IMAGE) is pulled when needed"; \
+	else $(MAKE) --no-print-directory base-image-build; fi
+
+# Only when the base is missing: a Debian root filesystem from mmdebstrap, imported.
+base-image-build:
+	$(call need,mmdebstrap mmdebstrap)
+	@mkdir -p $(IMAGE_CACHE) && tar=$(IMAGE_CACHE)/debian-$(SUITE).tar && \
 	{ mmdebstrap --quiet --variant=apt --include=python3,python3-venv,git,ca-certificates \
 	    $(SUITE) $$tar.tmp && mv $$tar.tmp $$tar; } \
 	  || { rm -f $$tar.tmp; echo "error: mmdebstrap could not build a Debian $(SUITE) root filesystem" >&2; exit 2; }; \
