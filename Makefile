@@ -102,9 +102,10 @@ images-gpu: base-image
 # The CodeIndex lifecycle with every Job and searcher run inside the images.
 e2e-images: images $(STAMP)
 	CODEINTEL_E2E_IMAGES=1 CODEINTEL_IMAGE_VERSION=$(VERSION) \
-	  $(BIN)/python -m pytest tests/e2e/test_images_e2e.py -k "not gpu" $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest tests/e2e/test_images_e2e.py tests/e2e/test_image_contents.py \
+	  -k "not gpu" $(PYTEST_ARGS)
 
 # What the GPU indexer image proves on a machine without a GPU.
 e2e-images-gpu: images-gpu $(STAMP)
 	CODEINTEL_E2E_IMAGES=1 CODEINTEL_IMAGE_VERSION=$(VERSION) \
-	  $(BIN)/python -m pytest tests/e2e/test_images_e2e.py -k gpu $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest tests/e2e/test_image_contents.py -k gpu $(PYTEST_ARGS)

