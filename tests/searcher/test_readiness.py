@@ -15,7 +15,7 @@ import httpx
 import pytest
 from searcher_helpers import Served
 
-from codeintel.core import embedding
+from codeintel.core import embed as embedding
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app
 
