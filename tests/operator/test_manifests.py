@@ -253,6 +253,16 @@ def test_long_names_fit_kubernetes_limits() -> None:
     )
 
 
+def test_history_can_be_turned_off_per_index() -> None:
+    """``spec.index.history: false`` reaches every indexer Job as ``--no-history``."""
+    off = spec_mod.parse({**BODY["spec"], "index": {"history": False}}, SETTINGS)
+    for action in jobs.Action:
+        on_args = jobs.render_job(BODY, parsed(), SETTINGS, action, 1)["spec"]["template"]["spec"]
+        off_args = jobs.render_job(BODY, off, SETTINGS, action, 1)["spec"]["template"]["spec"]
+        assert "--no-history" not in on_args["containers"][0]["args"]
+        assert "--no-history" in off_args["containers"][0]["args"]
+
+
 def test_spec_defaults_match_the_crd() -> None:
     crd = yaml.safe_load((ROOT / "crds" / "codeindex.yaml").read_text())
     props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
@@ -264,6 +274,7 @@ def test_spec_defaults_match_the_crd() -> None:
     assert props["embedding"]["properties"]["model"]["default"] == spec.embed_model
     assert props["index"]["properties"]["nprobe"]["default"] == spec.nprobe
     assert props["index"]["properties"]["mergeThreshold"]["default"] == spec.merge_threshold
+    assert props["index"]["properties"]["history"]["default"] == spec.history
     assert (
         parse_duration(props["updates"]["properties"]["interval"]["default"])
         == spec.update_interval_seconds
@@ -288,6 +299,7 @@ def test_spec_defaults_match_the_crd() -> None:
             {"repo": {"url": "https://x"}, "storage": {"accessMode": "Shared"}},
             "spec.storage.accessMode",
         ),
+        ({"repo": {"url": "https://x"}, "index": {"history": "no"}}, "spec.index.history"),
         (
             {"repo": {"url": "https://x"}, "searcher": {"allowedHosts": ["https://a.example"]}},
             "spec.searcher.allowedHosts[0]",

@@ -77,6 +77,8 @@ def serve(
     import kopf  # imported here: `codeintel --help` need not load kopf and aiohttp
 
     operator_settings = settings or OperatorSettings.from_env()
+    # kopf.configure adds its own root handler: the CLI's would print every line twice.
+    logging.getLogger().handlers.clear()
     if operator_settings.log_format == "json":
         kopf.configure(log_format=kopf.LogFormat.JSON, verbose=False)
     else:

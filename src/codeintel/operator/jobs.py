@@ -94,6 +94,8 @@ def indexer_command(
     if spec.embed_dim:
         embedder += ["--embed-dim", str(spec.embed_dim)]
     result = ["--result-file", TERMINATION_LOG]
+    if not spec.history:
+        result.append("--no-history")
     if action is Action.BUILD:
         args = ["index", "build", spec.repo_url, *store, "--ref", spec.ref, *embedder, *result]
     elif action is Action.UPDATE:

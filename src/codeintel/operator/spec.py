@@ -61,6 +61,7 @@ class CodeIndexSpec:
     embed_api_key: SecretKey | None = None
     nprobe: int = 0
     merge_threshold: int = 10_000
+    history: bool = True
     updates_enabled: bool = True
     update_interval_seconds: float = 900.0
     indexer: PodPlacement = dataclasses.field(default_factory=PodPlacement)
@@ -127,6 +128,7 @@ def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> C
         embed_api_key=_secret_key(embedding, "apiKeySecret", "api-key"),
         nprobe=_int(index, "index.nprobe", 0, minimum=0) or 0,
         merge_threshold=_int(index, "index.mergeThreshold", 10_000, minimum=0) or 0,
+        history=_bool(index, "index.history", True),
         updates_enabled=bool(updates.get("enabled", True)),
         update_interval_seconds=interval_seconds,
         indexer=_placement(indexer, "indexer"),
@@ -184,6 +186,16 @@ def _int(
         raise errors.ConfigError(f"spec.{field} must be an integer, not {raw!r}")
     if raw < minimum:
         raise errors.ConfigError(f"spec.{field} must be >= {minimum}, not {raw}")
+    return raw
+
+
+def _bool(section: Mapping[str, Any], field: str, default: bool) -> bool:
+    """A boolean field (``field`` is its path under spec, for the error message)."""
+    raw = section.get(field.rsplit(".", 1)[-1])
+    if raw is None:
+        return default
+    if not isinstance(raw, bool):
+        raise errors.ConfigError(f"spec.{field} must be true or false, not {raw!r}")
     return raw
 
 

@@ -127,6 +127,10 @@ class AppContext(Runtime):
         gen = self.manager.live
         if gen is None:
             return False, {"reason": self.manager.not_ready_reason()}
+        if self._embedder_task is not None and not self._embedder_task.done():
+            # A ready pod gets traffic: semantic queries must not meet "still loading".
+            # A failed embedder settles too (lexical and the other tools still answer).
+            return False, {"reason": "the query embedder is still loading"}
         return True, {"generation": gen.name, "commit": gen.commit}
 
     async def index_document(self) -> bytes:

@@ -11,8 +11,9 @@ verifies checksums never serves a corrupted one. Old generations are deleted
 only after a grace period, because searchers may still be serving them.
 """
 
-from codeintel.core.store.files import file_checksum
-from codeintel.core.store.generation import Generation
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from codeintel.core.store.manifest import (
     CHUNKS_DB,
     CURRENT,
@@ -34,8 +35,30 @@ from codeintel.core.store.manifest import (
     encode_manifest,
     peek_manifest,
 )
-from codeintel.core.store.root import Store
-from codeintel.core.store.writer import GenerationWriter
+
+if TYPE_CHECKING:
+    from codeintel.core.store.files import file_checksum
+    from codeintel.core.store.generation import Generation
+    from codeintel.core.store.root import Store
+    from codeintel.core.store.writer import GenerationWriter
+
+# The reader and writer pull in numpy, sqlite and the vector store; the manifest format
+# does not. They load on first use, so the operator (which reads Job results, i.e. the
+# format only) never imports numpy.
+_LAZY = {
+    "file_checksum": "files",
+    "Generation": "generation",
+    "Store": "root",
+    "GenerationWriter": "writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "CHUNKS_DB",
