@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--sizes", default="10,50,100,200")
+    parser.add_argument("--out", default="fleet", help="results name (benchmarks/results/NAME)")
     args = parser.parse_args(argv)
     from codeintel.core.embed.local import LocalEmbedder
 
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-2], rows[-1], flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    write_results("fleet", rows, meta)
+    write_results(args.out, rows, meta)
     return 0
 
 

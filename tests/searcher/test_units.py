@@ -86,6 +86,32 @@ async def test_micro_batching_coalesces_and_matches_brute_force() -> None:
     await batcher.aclose()
 
 
+async def test_one_query_over_many_stores_is_embedded_once_and_searched_in_one_hop() -> None:
+    """A cross-repository query is one pending item per store, all with the same text."""
+    rng = np.random.default_rng(1)
+    engines = [_Engine(rng.standard_normal((50, 8)).astype(np.float32)) for _ in range(30)]
+    query = rng.standard_normal(8).astype(np.float32)
+    embedded: list[list[str]] = []
+    hops: list[str] = []
+
+    async def embed(texts: Sequence[str]) -> np.ndarray:
+        embedded.append(list(texts))
+        return np.stack([query for _ in texts])
+
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        hops.append(fn.__name__)
+        return await asyncio.to_thread(fn, *args)
+
+    batcher = semantic.QueryBatcher(embed, run, window=0.01, max_batch=64, max_inflight=1)
+    results = await asyncio.gather(*(batcher.search(e, "where is x", 3) for e in engines))
+    assert embedded == [["where is x"]]
+    assert len(hops) == 1
+    for engine, (_, I) in zip(engines, results, strict=True):
+        assert engine.calls == [1]
+        assert I.tolist() == engine.index.search(query[None, :], 3)[1][0].tolist()
+    await batcher.aclose()
+
+
 async def test_batcher_fails_every_query_of_a_failed_batch() -> None:
     async def embed(texts: Sequence[str]) -> np.ndarray:
         raise errors.EmbeddingError("model down")

@@ -140,16 +140,25 @@ class QueryBatcher:
                 p.future.set_result(result)
 
     async def _embed_and_search(self, live: list[_Pending]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One embed call and one FAISS search per engine; the (scores, ids) row of each query."""
-        xq = await self._embed([p.query for p in live])
+        """One embed call for the batch's distinct texts and one executor call that searches
+        every engine; the (scores, ids) row of each query.
+
+        A query over many stores arrives as one pending item per store with the same text:
+        it is embedded once, and the stores' FAISS searches run in one hop off the loop
+        instead of one hop each."""
+        texts = list(dict.fromkeys(p.query for p in live))
+        where = {text: i for i, text in enumerate(texts)}
+        xq = (await self._embed(texts))[[where[p.query] for p in live]]
         groups: dict[int, list[int]] = {}
         for row, p in enumerate(live):
             groups.setdefault(id(p.engine), []).append(row)
+        jobs = [
+            (live[rows[0]].engine, np.ascontiguousarray(xq[rows]), max(live[r].fetch for r in rows))
+            for rows in groups.values()
+        ]
+        found = await self._run(_search_each, jobs)
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(live)
-        for rows in groups.values():
-            engine = live[rows[0]].engine
-            fetch = max(live[r].fetch for r in rows)
-            D, I = await self._run(engine.search, np.ascontiguousarray(xq[rows]), fetch)
+        for rows, (D, I) in zip(groups.values(), found, strict=True):
             for j, r in enumerate(rows):
                 out[r] = (D[j], I[j])
         return [row for row in out if row is not None]
@@ -165,6 +174,13 @@ class QueryBatcher:
         self._pending.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _search_each(
+    jobs: Sequence[tuple[Engine, np.ndarray, int]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """FAISS search of each (engine, queries, k); blocking, one executor hop for them all."""
+    return [engine.search(xq, k) for engine, xq, k in jobs]
 
 
 def _may_be_one_query(exc: Exception) -> bool:
