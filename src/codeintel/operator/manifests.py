@@ -66,12 +66,13 @@ def selector_labels(name: str, component: str) -> dict[str, str]:
     return {INDEX_LABEL: truncate_name(name), COMPONENT_LABEL: component}
 
 
-def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """An owner reference to the CodeIndex, so Kubernetes garbage-collects what it owns."""
+def owner_reference(body: Mapping[str, Any], kind: str = KIND) -> dict[str, Any]:
+    """An owner reference to the CodeIndex (or a SearchPool, ``kind``), so Kubernetes
+    garbage-collects what it owns."""
     meta = body["metadata"]
     return {
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": kind,
         "name": meta["name"],
         "uid": meta["uid"],
         "controller": True,

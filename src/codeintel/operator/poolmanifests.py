@@ -103,26 +103,13 @@ def selector_labels(pool: str, component: str) -> dict[str, str]:
     return {POOL_LABEL: pool, manifests.COMPONENT_LABEL: component}
 
 
-def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """An owner reference to the SearchPool, so Kubernetes garbage-collects what it owns."""
-    meta = body["metadata"]
-    return {
-        "apiVersion": manifests.API_VERSION,
-        "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def metadata(body: Mapping[str, Any], name: str, component: str) -> dict[str, Any]:
     """Metadata of an owned object: name, namespace, labels, owner reference."""
     return {
         "name": name,
         "namespace": body["metadata"]["namespace"],
         "labels": labels(body["metadata"]["name"], component),
-        "ownerReferences": [owner_reference(body)],
+        "ownerReferences": [manifests.owner_reference(body, KIND)],
     }
 
 
