@@ -219,6 +219,9 @@ class TestGpuFallback:
         assert info["gpus"] == 0
         assert info["path"] == "cpu"
         assert info["faiss_version"] == faiss.__version__
+        # This machine has the CPU wheel: doctor must say so, not just "no GPU".
+        assert info["build"] == "cpu"
+        assert "faiss-cpu" in str(info["distribution"])
 
     def test_cuvs_not_wanted(self) -> None:
         assert gpu.use_cuvs(False) is False
