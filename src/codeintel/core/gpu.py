@@ -63,7 +63,7 @@ def distribution() -> str:
     names = sorted(
         name
         for dist in metadata.distributions()
-        if (name := str(dist.metadata.get("Name") or "")).lower().startswith("faiss")
+        if (name := str(dist.metadata["Name"] or "")).lower().startswith("faiss")
     )
     return ", ".join(names) or "unknown"
 
