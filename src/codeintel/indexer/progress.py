@@ -93,6 +93,18 @@ class Progress(msgspec.Struct, frozen=True):
             return None
         return round(min(100.0, 100.0 * self.done / self.total), 1)
 
+    def line_fields(self) -> dict[str, Any]:
+        """The ``progress`` object of a JSON log line (docs/architecture.md, *Progress*)."""
+        return {
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "rate": self.rate,
+            "eta_seconds": self.eta_seconds,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
 
 Listener = Callable[[Progress], None]
 
@@ -198,7 +210,6 @@ class Reporter:
 
     @contextlib.contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Stage]:
-        logger.info("stage %s: started%s", name, f" ({total} items)" if total else "")
         with self._lock:
             run = _Running(name, total, self._clock())
             self._stack.append(run)
@@ -206,13 +217,23 @@ class Reporter:
                 self._started_at = _utcnow()
             PROGRESS_DONE.labels(stage=name).set(0)
             PROGRESS_ITEMS.labels(stage=name).set(total or 0)
+            for sub in self._subs:
+                sub.last = run.start  # the first tick comes one interval into the stage
             if self._subs:
                 self._start_ticker()
+            started = self.snapshot()
+        logger.info(
+            "stage %s: started%s",
+            name,
+            f" ({total} items)" if total else "",
+            extra={"progress": started.line_fields()},
+        )
         self._notify(force=True)
         try:
             yield _Handle(self, run)
         finally:
             with self._lock:
+                ended = self.snapshot()
                 elapsed = self._clock() - run.start
                 self._stack.remove(run)
                 self._history.append(StageRecord(name, run.done, run.total, round(elapsed, 3)))
@@ -220,7 +241,13 @@ class Reporter:
                     PROGRESS_ITEMS.labels(stage=name).set(run.done)
             self.timings[name] = self.timings.get(name, 0.0) + elapsed
             STAGE_SECONDS.labels(stage=name).observe(elapsed)
-            logger.info("stage %s: %d items in %.2f s", name, run.done, elapsed)
+            logger.info(
+                "stage %s: %d items in %.2f s",
+                name,
+                run.done,
+                elapsed,
+                extra={"progress": ended.line_fields()},
+            )
             self._notify(force=True)
 
     def _advance(self, run: _Running, n: int) -> None:
@@ -316,10 +343,12 @@ def log_line(p: Progress) -> None:
     """One progress line for logs: ``progress embed: 1200/35483 (3.4%) 41.2/s eta 13m52s``."""
     if p.stage is None:
         return
-    logger.info("progress %s", format_line(p))
+    logger.info("progress %s", format_line(p), extra={"progress": p.line_fields()})
 
 
 def format_line(p: Progress) -> str:
+    if p.total is None and not p.done:
+        return f"{p.stage}: running, elapsed {_duration(p.elapsed_seconds)}"
     parts = [f"{p.stage}: {p.done}/{p.total}" if p.total is not None else f"{p.stage}: {p.done}"]
     if p.percent is not None:
         parts.append(f"({p.percent:.1f}%)")
