@@ -6,8 +6,10 @@ import threading
 import time
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
-from codeintel.indexer import progress
+from codeintel.core.settings import Settings
+from codeintel.indexer import pipeline, progress
 
 
 def test_snapshot_follows_stages_and_keeps_history() -> None:
@@ -103,3 +105,37 @@ def test_ticker_thread_ends_with_the_stage() -> None:
         assert ticker is not None and ticker.is_alive()
     ticker.join(timeout=2)
     assert not ticker.is_alive(), "ticker outlived its stage"
+
+
+def _gauge(name: str, stage: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"stage": stage})
+
+
+@pytest.mark.slow
+def test_gauges_follow_a_real_build(sample_repo, local_embedder, tmp_path) -> None:
+    """``codeintel_indexer_progress_done`` / ``…_items`` as Prometheus sees them, mid-build and after."""
+    settings = Settings().replace(store={"path": tmp_path / "store"}, index={"history": False})
+    reporter = progress.Reporter(interval=None)
+    seen: list[tuple[progress.Progress, float | None, float | None]] = []
+
+    def read_gauges(p: progress.Progress) -> None:
+        if p.stage is not None:
+            done = _gauge("codeintel_indexer_progress_done", p.stage)
+            items = _gauge("codeintel_indexer_progress_items", p.stage)
+            seen.append((p, done, items))
+
+    reporter.subscribe(read_gauges, interval=0.01)
+    result = pipeline.build(settings, str(sample_repo.path), local_embedder, reporter=reporter)
+    reporter.close()
+
+    embed_seen = [(p, done, items) for p, done, items in seen if p.stage == "embed"]
+    assert embed_seen[0][1] == 0 and embed_seen[0][2] == result.chunks  # at the start edge
+    for p, done, items in seen:
+        assert items == (p.total or 0)
+        assert done is not None and done >= p.done  # the gauge is set as the stage advances
+    assert _gauge("codeintel_indexer_progress_done", "embed") == result.chunks
+    assert _gauge("codeintel_indexer_progress_items", "embed") == result.chunks
+    for record in reporter.snapshot().stages:
+        assert _gauge("codeintel_indexer_progress_done", record.name) == record.done
+    exposition = generate_latest(REGISTRY).decode()
+    assert f'codeintel_indexer_progress_done{{stage="embed"}} {float(result.chunks)}' in exposition
