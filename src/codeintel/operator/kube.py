@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import ssl
@@ -119,7 +120,11 @@ class KubeClient:
         headers = {"Accept": "text/plain, */*", **self._auth_headers()}
         async with session.get(server + url, params=params, headers=headers) as response:
             if response.status >= 400:
-                raise ApiError("GET", url, response.status, (await response.text())[:500])
+                text = await response.text()
+                message = text[:500]
+                with contextlib.suppress(ValueError, AttributeError):
+                    message = str(json.loads(text).get("message", message))[:500]
+                raise ApiError("GET", url, response.status, message)
             return await response.text(errors="replace")
 
     async def create(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:

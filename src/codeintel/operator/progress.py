@@ -15,9 +15,11 @@ the reconciliation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,26 +89,45 @@ def moved(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     return any(old.get(k) != new.get(k) for k in ("job", "stage", "done", "total"))
 
 
+@dataclasses.dataclass(slots=True)
+class Tracker:
+    """What the operator remembers about running Jobs' progress (kept in its memo)."""
+
+    interval: float
+    """Least seconds between two progress writes for one Job."""
+    written: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Job name -> monotonic time of its last progress write."""
+    warned: set[str] = dataclasses.field(default_factory=set)
+    """Jobs whose log could not be read, already logged once."""
+
+    def due(self, job_name: str) -> bool:
+        last = self.written.get(job_name)
+        return last is None or time.monotonic() - last >= self.interval
+
+    def wrote(self, job_name: str) -> None:
+        self.written[job_name] = time.monotonic()
+
+    def forget(self, job_name: str) -> None:
+        """The Job ended: drop what was kept about it."""
+        self.written.pop(job_name, None)
+        self.warned.discard(job_name)
+
+
 async def refresh(
     client: kube.KubeClient,
     body: Mapping[str, Any],
     status: Mapping[str, Any],
     job_name: str,
-    interval: float,
-    warned: set[str],
+    tracker: Tracker,
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> dict[str, Any] | None:
     """The new ``status.progress`` of running Job ``job_name``, or ``None`` to leave it.
 
-    Reads nothing while the recorded progress of this Job is younger than
-    ``interval`` seconds. A failure to read is logged once per Job (``warned``).
+    Reads nothing until ``tracker.interval`` seconds after the last write for this
+    Job. A failure to read is logged once per Job.
     """
-    moment = planning.now()
-    current = status.get("progress") or None
-    if current and current.get("job") == job_name:
-        updated = planning.parse_time(current.get("updatedAt"))
-        if updated is not None and (moment - updated).total_seconds() < interval:
-            return None
+    if not tracker.due(job_name):
+        return None
     namespace = body["metadata"]["namespace"]
     try:
         pods = jobs.pods_of(
@@ -122,15 +143,15 @@ async def refresh(
             {"container": jobs.CONTAINER, "tailLines": str(TAIL_LINES)},
         )
     except (kube.ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
-        if job_name not in warned:
-            warned.add(job_name)
+        if job_name not in tracker.warned:
+            tracker.warned.add(job_name)
             logger.warning("Job %s: cannot read its progress from the pod log: %s", job_name, e)
         return None
     line = last_progress(log)
     if line is None:
         return None
-    new = status_progress(job_name, line, moment)
-    return new if moved(current, new) else None
+    new = status_progress(job_name, line, planning.now())
+    return new if moved(status.get("progress") or None, new) else None
 
 
 def _int(value: Any) -> int | None:

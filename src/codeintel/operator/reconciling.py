@@ -48,8 +48,11 @@ class Context:
     settings: settings_mod.OperatorSettings
     client: kube.KubeClient
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
-    progress_warned: set[str] = dataclasses.field(default_factory=set)
-    """Jobs whose progress could not be read, already logged once."""
+    progress: progress.Tracker = dataclasses.field(init=False)
+    """Throttling and warnings of running Jobs' ``status.progress``."""
+
+    def __post_init__(self) -> None:
+        self.progress = progress.Tracker(self.settings.progress_interval_seconds)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """The lock serialising passes over one CodeIndex."""
@@ -242,7 +245,7 @@ async def observe_job(
     outcome, reason, message = jobs.outcome(job)
     if outcome is jobs.Outcome.RUNNING:
         return await _refresh_progress(ctx, body, status, job_name, logger)
-    ctx.progress_warned.discard(job_name)
+    ctx.progress.forget(job_name)
     pods = jobs.pods_of(
         job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
     )
@@ -374,17 +377,10 @@ async def _refresh_progress(
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> dict[str, Any]:
     """Copy the running Job's last reported progress into the status, throttled."""
-    new = await progress.refresh(
-        ctx.client,
-        body,
-        status,
-        job_name,
-        ctx.settings.progress_interval_seconds,
-        ctx.progress_warned,
-        logger,
-    )
+    new = await progress.refresh(ctx.client, body, status, job_name, ctx.progress, logger)
     if new is None:
         return status
+    ctx.progress.wrote(job_name)
     return await _patch_status(ctx, body, {"progress": new})
 
 
