@@ -50,14 +50,14 @@ def last_progress(log: str) -> dict[str, Any] | None:
 def status_progress(
     job_name: str, line: Mapping[str, Any], moment: datetime.datetime
 ) -> dict[str, Any]:
-    """``status.progress`` from a log line's ``progress`` object (CRD field names)."""
+    """``status.progress`` from a log line's ``progress`` object (the CRD's field names)."""
     stage = str(line["stage"])
     done = _int(line.get("done")) or 0
     total = _int(line.get("total"))
     percent = _number(line.get("percent"))
     rate = _number(line.get("rate"))
     eta = _number(line.get("eta_seconds"))
-    return {
+    fields = {
         "job": job_name,
         "stage": stage,
         "done": done,
@@ -68,6 +68,8 @@ def status_progress(
         "summary": summary(stage, done, total, percent, eta),
         "updatedAt": planning.timestamp(moment),
     }
+    # Unknown values are left out rather than written as null.
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def summary(
