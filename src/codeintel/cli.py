@@ -321,6 +321,9 @@ def _configure_logging(level: str | None) -> None:
     # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
     # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    # httpx logs every embeddings request at INFO: hundreds of lines a minute that
+    # drown the indexer's progress lines (and push them out of a log tail).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class _JsonFormatter(logging.Formatter):

@@ -139,3 +139,20 @@ def test_gauges_follow_a_real_build(sample_repo, local_embedder, tmp_path) -> No
         assert _gauge("codeintel_indexer_progress_done", record.name) == record.done
     exposition = generate_latest(REGISTRY).decode()
     assert f'codeintel_indexer_progress_done{{stage="embed"}} {float(result.chunks)}' in exposition
+
+
+def test_a_terminal_gets_bars_and_no_progress_lines(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    caplog.set_level("INFO", logger="codeintel.indexer.progress")
+    screen = io.StringIO()
+    reporter = progress.make_reporter(interactive=True, interval=0.05)
+    assert isinstance(reporter, progress.RichReporter)
+    reporter.console.file = screen
+    with reporter.stage("embed", total=4) as stage:
+        time.sleep(0.3)
+        stage.advance(4)
+        assert reporter.snapshot().done == 4
+    reporter.close()
+    assert not [r for r in caplog.records if r.getMessage().startswith("progress ")]
+    assert "embed" in screen.getvalue()

@@ -256,7 +256,7 @@ class Reporter:
             now = self._clock()
             if now - run.samples[-1][0] >= 1.0:
                 run.samples.append((now, run.done))
-        PROGRESS_DONE.labels(stage=run.name).set(run.done)
+            PROGRESS_DONE.labels(stage=run.name).set(run.done)
 
     def summary(self, rows: dict[str, Any]) -> None:
         logger.info("summary: %s", ", ".join(f"{k}={v}" for k, v in rows.items()))

@@ -25,7 +25,7 @@ import pytest
 from operator_harness import FAST, Cluster, OperatorFactory, build_result, wait_for
 
 from codeintel.indexer import corpus
-from codeintel.operator import kube
+from codeintel.operator import kube, progress
 from gitrepo import GitRepo
 from servers import FakeEmbeddingsServer
 
@@ -249,3 +249,18 @@ def _passes(cluster: Cluster) -> int:
     """Reconciliation passes: each starts by reading the CodeIndex."""
     path = kube.path("codeintel.io/v1alpha1", "codeindexes", NS, "demo")
     return sum(1 for r in cluster.emulator["get"] if r.url.path == path)
+
+
+def test_the_last_progress_line_wins_and_garbage_is_skipped() -> None:
+    log = (
+        b'ion": 3}}\n'  # a tail can start mid-line
+        + _line("embed", 10, 50)
+        + _line("embed", 20, 50)
+        + b'{"msg": "progress is a word", "progress": "not an object"}\n'
+        + b"Traceback (most recent call last): progress\n"
+        + b'{"level": "info", "msg": "HTTP Request: POST /v1/embeddings"}\n'
+    ).decode()
+    found = progress.last_progress(log)
+    assert found is not None and found["done"] == 20
+    assert progress.last_progress("no json here\n") is None
+    assert progress.last_progress("") is None
