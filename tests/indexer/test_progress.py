@@ -41,6 +41,18 @@ def test_rate_and_eta_come_from_recent_advances() -> None:
     assert snap.eta_seconds == pytest.approx((1000 - 200) / 20.0)
 
 
+def test_a_long_silence_falls_back_to_the_stage_average() -> None:
+    now = [0.0]
+    reporter = progress.Reporter(interval=None, clock=lambda: now[0])
+    with reporter.stage("embed", total=2048) as stage:
+        now[0] = 100.0
+        stage.advance(512)  # one group of long chunks took 100 s
+        now[0] = 250.0  # the next group has been running for 150 s
+        snap = reporter.snapshot()
+    assert snap.rate == pytest.approx(512 / 250.0, abs=0.01)
+    assert snap.eta_seconds == pytest.approx((2048 - 512) / (512 / 250.0), rel=0.01)
+
+
 def test_snapshot_is_consistent_while_another_thread_advances() -> None:
     reporter = progress.Reporter(interval=None)
     seen: list[progress.Progress] = []

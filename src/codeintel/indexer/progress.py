@@ -75,7 +75,8 @@ class Progress(msgspec.Struct, frozen=True):
     done: int
     total: int | None
     rate: float | None
-    """Items per second over the last :data:`RATE_WINDOW` seconds of the stage."""
+    """Items per second over the last :data:`RATE_WINDOW` seconds of the stage (the
+    stage's average when nothing advanced in that window); None before any advance."""
     eta_seconds: float | None
     """Seconds left in this stage at ``rate``; None while total or rate is unknown."""
     elapsed_seconds: float
@@ -127,9 +128,13 @@ class _Running:
         while len(self.samples) > 1 and now - self.samples[1][0] >= RATE_WINDOW:
             self.samples.popleft()
         t0, d0 = self.samples[0]
-        if self.done <= d0 or now <= t0:
-            return None
-        return (self.done - d0) / (now - t0)
+        if self.done > d0 and now > t0:
+            return (self.done - d0) / (now - t0)
+        if self.done and now > self.start:
+            # No advance within the window (a CPU model can spend minutes on one group
+            # of long chunks): the stage's average still gives an honest ETA.
+            return self.done / (now - self.start)
+        return None
 
 
 class _Subscription:
