@@ -59,7 +59,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.build(
                 settings, args.source, embedder, ref=args.ref, reporter=reporter
@@ -75,7 +75,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.update(
                 settings,
@@ -96,7 +96,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from codeintel.indexer import pipeline
 
     settings = _settings(args)
-    reporter = _reporter()
+    reporter = _reporter(settings)
     try:
         result = pipeline.merge(settings, reporter=reporter)
     finally:
@@ -157,7 +157,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         searcher.serve(settings)
         return 0
     with _embedder(settings) as embedder:
-        serving.ensure_index(settings, args.source, embedder, ref=args.ref, reporter=_reporter())
+        serving.ensure_index(
+            settings, args.source, embedder, ref=args.ref, reporter=_reporter(settings)
+        )
         stop = threading.Event()
         follower = threading.Thread(
             target=serving.follow,
@@ -278,10 +280,10 @@ def _embedder(settings: Settings) -> Iterator[Any]:
         embedder.close()
 
 
-def _reporter() -> Any:
+def _reporter(settings: Settings) -> Any:
     from codeintel.indexer import progress
 
-    return progress.make_reporter()
+    return progress.make_reporter(interval=settings.log.progress_interval_seconds)
 
 
 def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
@@ -319,6 +321,9 @@ def _configure_logging(level: str | None) -> None:
     # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
     # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    # httpx logs every embeddings request at INFO: hundreds of lines a minute that
+    # drown the indexer's progress lines (and push them out of a log tail).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -333,6 +338,9 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        progress = getattr(record, "progress", None)
+        if progress is not None:
+            entry["progress"] = progress
         return json.dumps(entry, ensure_ascii=False)
 
 
