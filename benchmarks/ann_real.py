@@ -94,9 +94,10 @@ def _queries_of(generation: store_mod.Generation) -> list[calibration.QuerySourc
 
 
 def bench_corpus(
-    name: str, embedder: Any, max_queries: int, store_root: Path
+    corpus: retrieval_bench.Corpus, embedder: Any, max_queries: int, store_root: Path
 ) -> list[dict[str, Any]]:
-    corpus = retrieval_bench.prepare(name)
+    """The rows of one corpus: flat, then each IVF type at every nprobe of the ladder."""
+    name = corpus.name
     settings = retrieval_bench.build_store(corpus, store_root / name, embedder)
     generation = store_mod.Store(settings.store.path).current()
     chosen = generation.manifest.index
@@ -148,6 +149,8 @@ def bench_corpus(
             xb, ids, index_settings, queries=lambda: sets["calib"]
         )
         build_s = time.perf_counter() - t0
+        if plan.type != kind:  # too few vectors for PQ codebooks: it stayed IVF-Flat
+            continue
         pc = plan.calibration
         if pc is None:
             raise RuntimeError("build_primary recorded no calibration")
@@ -197,7 +200,8 @@ def run(corpora: Sequence[str], max_queries: int) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ann-real-") as tmp:
         for name in corpora:
-            rows.extend(bench_corpus(name, embedder, max_queries, Path(tmp)))
+            corpus = retrieval_bench.prepare(name)
+            rows.extend(bench_corpus(corpus, embedder, max_queries, Path(tmp)))
             write_results("ann-real", rows, {**meta, "complete": False})
     write_results(
         "ann-real", rows, {**meta, "complete": True, "wall_s": round(time.perf_counter() - t0, 1)}

@@ -48,6 +48,14 @@ class TestPlanByCost:
         assert plan(600_000, 384, IndexSettings()).type == "ivf_flat"
         assert plan(700_000, 384, IndexSettings()).type == "ivf_pq"
 
+    def test_too_few_vectors_for_pq_codebooks_stay_ivf_flat(self) -> None:
+        no_memory = IndexSettings(exact_budget_ms=0.0, ivf_flat_max_bytes=0)
+        assert plan(ann.PQ_MIN_VECTORS - 1, 64, no_memory).type == "ivf_flat"
+        assert plan(ann.PQ_MIN_VECTORS, 64, no_memory).type == "ivf_pq"
+        xb = clustered(300, 16)
+        index, p, _ = ann.build_primary(xb, np.arange(300), no_memory)  # PQ would not train
+        assert p.type == "ivf_flat" and index.ntotal == 300
+
     @pytest.mark.parametrize(
         ("field", "value"),
         [("exact_budget_ms", -1.0), ("ivf_flat_max_bytes", -1), ("calibration_recall", 1.5)],

@@ -70,6 +70,10 @@ PQ64 training alone take minutes on a 100K sample."""
 
 TRAIN_SEED = 1234
 
+PQ_MIN_VECTORS = 1_024
+"""IVF-PQ needs 256 points per sub-quantiser codebook to train at all; below 4x that the
+primary stays IVF-Flat whatever the memory limit (a few MB at most)."""
+
 # Fallback nprobe (when calibration has no text queries) as a fraction of nlist, to give
 # recall@20 >= 0.95 against IndexFlatIP on data-distributed queries.
 # Measured on normalised gaussian mixtures (n/40 clusters, noise 0.8 x the centre norm),
@@ -115,9 +119,8 @@ def plan_index(n: int, dim: int, settings: IndexSettings, *, flat_ms: float) -> 
         return IndexPlan("flat", 0, 0, False, 0, 1, "Flat")
     nlist = _capped_nlist(_formula_nlist(n, "ivf_flat"), n, settings.train_sample_max)
     ivf_flat_bytes = estimate_memory_usage(n, dim, "ivf_flat", nlist=nlist)
-    index_type: IndexType = (
-        "ivf_flat" if ivf_flat_bytes <= settings.ivf_flat_max_bytes else "ivf_pq"
-    )
+    fits = ivf_flat_bytes <= settings.ivf_flat_max_bytes
+    index_type: IndexType = "ivf_flat" if fits or n < PQ_MIN_VECTORS else "ivf_pq"
     if index_type == "ivf_pq":
         nlist = _capped_nlist(_formula_nlist(n, index_type), n, settings.train_sample_max)
     nprobe = settings.nprobe if settings.nprobe > 0 else _default_nprobe(index_type, nlist)
