@@ -42,6 +42,8 @@ from codeintel.indexer import ann, calibration
 K = 10
 LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 LATENCY_QUERIES = 100
+FLAT_SIZES = (10_000, 35_000, 50_000, 75_000, 100_000, 200_000)
+"""Where the exact scan crosses the budget: its cost depends on n and d, not on the data."""
 
 
 class _Rows:
@@ -173,6 +175,27 @@ def bench_corpus(
     return out
 
 
+def flat_costs(sizes: Sequence[int], d: int) -> list[dict[str, Any]]:
+    """What the build measures (``calibration.flat_cost_ms``) at each size, d dimensions."""
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((max(sizes), d), dtype=np.float32)
+    faiss.normalize_L2(xb)
+    rows = []
+    for n in sizes:
+        ms = calibration.flat_cost_ms(xb[:n])
+        rows.append(
+            {
+                "corpus": f"(any {d}-d)",
+                "n": n,
+                "index": "flat scan cost",
+                "p50_ms": round(ms, 3),
+                "note": "best of 16 single-query scans, one core: the build's measurement",
+            }
+        )
+        print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    return rows
+
+
 def run(corpora: Sequence[str], max_queries: int) -> None:
     faiss.omp_set_num_threads(1)
     embedder = retrieval_bench.cached_embedder()
@@ -198,6 +221,7 @@ def run(corpora: Sequence[str], max_queries: int) -> None:
         },
     }
     t0 = time.perf_counter()
+    rows.extend(flat_costs(FLAT_SIZES, embedder.dim or 384))
     with tempfile.TemporaryDirectory(prefix="ann-real-") as tmp:
         for name in corpora:
             corpus = retrieval_bench.prepare(name)
