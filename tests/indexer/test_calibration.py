@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 
 import vectors
-from codeintel.core import hits
 from codeintel.core.settings import IndexSettings, Settings
 from codeintel.core.store import Store
 from codeintel.indexer import ann, calibration, pipeline
+from codeintel.searcher import generations
 from gitrepo import GitRepo
 from vectors import clustered
 
@@ -214,22 +215,25 @@ class TestPipeline:
         )
         assert {"index_measure", "index_calibrate"} <= set(m.timings)
 
-    def test_the_searcher_uses_the_recorded_nprobe(self, h11_store: Settings) -> None:
-        generation = Store(h11_store.store.path).current()
-        cal = generation.manifest.index.calibration
+    def test_the_searcher_uses_the_recorded_nprobe(
+        self, h11_store: Settings, tmp_path: Path
+    ) -> None:
+        store = Store(h11_store.store.path)
+        name = store.current_name()
+        cal = store.current().manifest.index.calibration
         assert cal is not None
-        engine = hits.open_engine(generation, h11_store.index.nprobe)
-        try:
-            assert engine.nprobe == cal.nprobe
-            assert engine._primary is not None
-            assert faiss.extract_index_ivf(engine._primary).nprobe == cal.nprobe
-        finally:
-            engine.close()
-        engine = hits.open_engine(generation, cal.nprobe + 1)  # CODEINTEL_INDEX_NPROBE wins
-        try:
-            assert engine.nprobe == cal.nprobe + 1
-        finally:
-            engine.close()
+        with ThreadPoolExecutor(1) as executor:
+            for settings, expected in (
+                (h11_store, cal.nprobe),  # nprobe 0: the recorded one
+                (Settings.from_env({}, index={"nprobe": cal.nprobe + 1}), cal.nprobe + 1),
+            ):
+                loaded = generations.load(store, name, settings, tmp_path, executor)
+                try:
+                    engine = loaded.engine
+                    assert engine.nprobe == expected
+                    assert faiss.extract_index_ivf(engine._primary).nprobe == expected
+                finally:
+                    loaded.close()
 
     def test_update_keeps_merge_recalibrates(self, tmp_path: Path, local_embedder: Any) -> None:
         repo = _h11_repo(tmp_path / "repo")

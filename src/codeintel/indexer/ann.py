@@ -294,7 +294,7 @@ def _calibrate(
             note = f"embedding the calibration queries failed: {e}"
     nq = len(xq)
     if settings.nprobe > 0:
-        note = f"nprobe {settings.nprobe} fixed by settings"
+        note = "; ".join(filter(None, (f"nprobe {settings.nprobe} fixed by settings", note)))
     elif nq < calibration.MIN_QUERIES and not note:
         note = (
             f"only {nq} text queries in the corpus (calibration needs "
