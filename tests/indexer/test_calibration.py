@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import vectors
+from codeintel.cli import main
 from codeintel.core.settings import IndexSettings, Settings
 from codeintel.core.store import Store
 from codeintel.indexer import ann, calibration, pipeline
@@ -259,3 +261,18 @@ class TestPipeline:
         pipeline.merge(settings)  # no embedder: the fallback nprobe, said so
         fallback = store.current().manifest.index.calibration
         assert fallback is not None and "no embedder" in fallback.note
+
+    def test_cli_merge_recalibrates_with_the_stores_model(
+        self, h11_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CODEINTEL_INDEX_EXACT_BUDGET_MS", "0")
+        store_path = tmp_path / "store"
+        shutil.copytree(h11_store.store.path, store_path, symlinks=True)
+        built = Store(store_path).current().manifest.index.calibration
+        argv = ["index", "merge", "--store", str(store_path), "--embedder", "local"]
+        assert main(argv) == 0
+        merged = Store(store_path).current()
+        cal = merged.manifest.index.calibration
+        assert merged.name != h11_store.store.path.name and cal is not None and built is not None
+        assert cal.note == "" and cal.queries == built.queries and cal.reached
+        assert cal.seconds > 0 and merged.manifest.index.params["nprobe"] == cal.nprobe
