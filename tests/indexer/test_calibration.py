@@ -78,6 +78,13 @@ class TestExtractQueries:
         assert some == calibration.extract_queries(list(reversed(chunks)), limit=20)
         assert some != calibration.extract_queries(chunks, limit=20, seed=7)
 
+    def test_sentences_come_from_a_bounded_seeded_sample_of_chunks(self) -> None:
+        small = calibration.source_rows(100)
+        np.testing.assert_array_equal(small, np.arange(100))
+        big = calibration.source_rows(calibration.SOURCE_CHUNKS_MAX * 3)
+        assert len(big) == calibration.SOURCE_CHUNKS_MAX and np.all(np.diff(big) > 0)
+        np.testing.assert_array_equal(big, calibration.source_rows(len(big) * 3))
+
 
 class TestFlatCost:
     def test_measured_on_one_core_and_threads_restored(self) -> None:

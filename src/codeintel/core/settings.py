@@ -90,7 +90,7 @@ class IndexSettings:
     build times a few single-query exact searches over its own vectors; while the cost
     fits this budget the primary is exact (``Flat``, recall 1), beyond it IVF. 5 ms: one
     core scans ~70K x 384 float32 vectors in that time here, and the local model takes
-    longer than that to embed the query itself (docs/architecture.md, *Index choice*)."""
+    longer than that to embed the query itself (docs/architecture.md, *Vector indexes*)."""
 
     ivf_flat_max_bytes: int = 1 << 30
     """Largest IVF-Flat primary (float32 codes, estimated before building); above it the

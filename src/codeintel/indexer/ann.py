@@ -4,7 +4,7 @@ Why measured: one fixed index type is wrong at both ends, and count thresholds a
 guesses about someone else's machine and data. A fixed ``OPQ64,IVF1024,PQ64`` at
 50K x 384 on one core trained for ~460 s and reached recall@20 0.41, while an exact
 scan of 35K x 384 costs ~2.5 ms on one core, less than embedding the query. So
-(docs/architecture.md, *Index choice*):
+(docs/architecture.md, *Vector indexes*):
 
 * ``flat`` while one exact single-query scan of the corpus, timed at build time on
   one core, fits ``IndexSettings.exact_budget_ms``: exact, nothing to train.

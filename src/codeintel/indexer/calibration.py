@@ -11,7 +11,7 @@ questions although it met recall@20 0.95 on data-distributed queries. So the bui
 * otherwise calibrates nprobe on text queries drawn from the corpus itself
   (:func:`extract_queries`: docstring, comment and prose sentences), embedded with
   the build's model, against exact search over the same vectors
-  (:func:`calibrate_nprobe`). docs/architecture.md, *Index choice*.
+  (:func:`calibrate_nprobe`). docs/architecture.md, *Vector indexes*.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import faiss
 import msgspec
@@ -35,6 +35,9 @@ median of 16 scans of 35K x 384 varied from 2.2 to 6.2 ms while the minimum stay
 FLAT_TIMING_ROWS = 131_072
 """Rows scanned per timed query at most; the cost is linear in n, so larger corpora
 are timed on a prefix and scaled, which bounds the measurement at ~16 x 10 ms."""
+SOURCE_CHUNKS_MAX = 20_000
+"""Chunks read for sentences at most (a seeded sample): 300 sentences need far fewer, and a
+merge of a 1M-chunk store should not read every chunk's text to find them."""
 MIN_QUERIES = 20
 """Fewer text queries than this measure recall too coarsely to choose nprobe."""
 RECALL_K = 10
@@ -256,14 +259,22 @@ def calibrate_nprobe(
     return NprobeChoice(chosen, best, False, dict(sorted(curve.items())))
 
 
+def source_rows(n: int) -> np.ndarray:
+    """Which of ``n`` chunks to read sentences from: all, or a seeded sample of
+    :data:`SOURCE_CHUNKS_MAX`, sorted."""
+    if n <= SOURCE_CHUNKS_MAX:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(QUERY_SEED).choice(n, SOURCE_CHUNKS_MAX, replace=False))
+
+
 def text_queries(
-    embedder: embedding_mod.Embedder, chunks: Iterable[QuerySource], limit: int
+    embedder: embedding_mod.Embedder, chunks: Sequence[QuerySource], limit: int
 ) -> Callable[[], np.ndarray]:
-    """A deferred ``(q, d)`` float32 array: :func:`extract_queries` of ``chunks`` embedded
-    with ``embedder`` (deferred because an exact primary needs no calibration)."""
+    """A deferred ``(q, d)`` float32 array: :func:`extract_queries` of (a sample of)
+    ``chunks`` embedded with ``embedder`` (deferred: an exact primary needs no calibration)."""
 
     def embed() -> np.ndarray:
-        texts = extract_queries(chunks, limit)
+        texts = extract_queries([chunks[i] for i in source_rows(len(chunks))], limit)
         if not texts:
             return np.empty((0, max(embedder.dim, 0)), dtype=np.float32)
         return np.asarray(embedder.embed(texts), dtype=np.float32)

@@ -401,7 +401,8 @@ def _stored_queries(
             )
         db = ChunkDB.open(writer.path / store_mod.CHUNKS_DB, readonly=True)
         try:
-            chunks = db.get([int(i) for i in db.all_ids()])
+            live = db.all_ids()
+            chunks = db.get([int(i) for i in live[calibration.source_rows(len(live))]])
         finally:
             db.close()
         sources = [calibration.QuerySource(c.path, c.text) for c in chunks.values()]

@@ -418,7 +418,7 @@ class FileHistoryResponse(_Answer):
 
 
 class IndexCalibration(BaseModel):
-    """What the build measured to choose the primary index (docs/architecture.md, *Index choice*)."""
+    """What the build measured to choose the primary index (docs/architecture.md, *Vector indexes*)."""
 
     flat_ms: float = Field(description="Exact scan of the vectors, ms per query on one core.")
     budget_ms: float = Field(description="Latency budget: the primary is exact when flat_ms fits.")

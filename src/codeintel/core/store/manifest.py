@@ -52,7 +52,7 @@ class EmbeddingInfo(msgspec.Struct):
 
 
 class Calibration(msgspec.Struct, kw_only=True):
-    """What the build measured to choose the primary (docs/architecture.md, *Index choice*)."""
+    """What the build measured to choose the primary (docs/architecture.md, *Vector indexes*)."""
 
     flat_ms: float
     """Per-query cost of an exact scan of these vectors on one core, in milliseconds."""
