@@ -96,12 +96,13 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from codeintel.indexer import pipeline
 
     settings = _settings(args)
-    reporter = _reporter(settings)
-    try:
-        result = pipeline.merge(settings, reporter=reporter)
-    finally:
-        reporter.close()
-    _finish(args, result, reporter)
+    with _embedder(settings) as embedder:  # embeds the queries that recalibrate nprobe
+        reporter = _reporter(settings)
+        try:
+            result = pipeline.merge(settings, embedder=embedder, reporter=reporter)
+        finally:
+            reporter.close()
+        _finish(args, result, reporter)
     return 0
 
 
@@ -419,7 +420,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_store_flag(q)
         if name != "merge":
             q.add_argument("--ref", default="HEAD" if name == "build" else None)
-            _add_embedder_flags(q)
+        _add_embedder_flags(q)
         if name == "update":
             q.add_argument(
                 "--merge-threshold",
