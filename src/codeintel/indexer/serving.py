@@ -1,18 +1,27 @@
 """The embedded default's indexing: make the store follow the repository.
 
-``codeintel serve PATH`` calls :func:`ensure_index` before it serves: a missing
-store is built, a store behind the source's ref is updated incrementally, a
+``codeintel serve PATH`` and ``codeintel mcp PATH`` run :func:`ensure_index`
+beside the searcher: a missing store is built, a store behind the source's ref is updated incrementally, a
 store already at that commit is left alone, and a store of another repository
 or another embedding model is rebuilt rather than mixed. While it serves,
 :func:`follow` repeats that every few seconds on a background thread, so an
 agent that commits sees its new code in answers without a restart (the
 searcher picks up each new ``CURRENT`` by itself).
+
+:func:`keep_indexed` is what the CLI runs beside the searcher: the first round at
+once (the searcher already answers from the commit's tree meanwhile), then
+:func:`follow`'s rounds, telling an :class:`IndexingObserver` about each round's
+progress and failures (docs/architecture.md, *The embedded default answers at once*).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
@@ -26,6 +35,68 @@ from codeintel.indexer import progress as progress_mod
 logger = logging.getLogger(__name__)
 
 
+class IndexingObserver(pipeline.BuildObserver, Protocol):
+    """What the serving side learns from the indexing rounds besides a build's products."""
+
+    def round_started(self, progress: Callable[[], dict[str, Any]]) -> None:
+        """A round began; ``progress()`` reads its stage, done, total and ETA at any time."""
+
+    def round_failed(self, error: str) -> None:
+        """The round ended with ``error``; the next one retries."""
+
+
+class TrackingReporter(progress_mod.Reporter):
+    """Another reporter's display, plus the current stage's done/total/rate for :meth:`snapshot`."""
+
+    def __init__(self, inner: progress_mod.Reporter) -> None:
+        super().__init__()
+        self.inner = inner
+        self.timings = inner.timings
+        self._lock = threading.Lock()
+        self._stage: tuple[str, int | None, float] | None = None
+        self._done = 0
+
+    @contextlib.contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[progress_mod.Stage]:
+        with self.inner.stage(name, total) as shown:
+            with self._lock:
+                self._stage, self._done = (name, total, time.monotonic()), 0
+            yield _TrackedStage(self, shown)
+
+    def _advance(self, n: int) -> None:
+        with self._lock:
+            self._done += n
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{phase, done, total, eta_seconds}`` of the stage running now (or last run)."""
+        with self._lock:
+            if self._stage is None:
+                return {"phase": "starting", "done": 0, "total": None, "eta_seconds": None}
+            name, total, started = self._stage
+            done = self._done
+        elapsed = time.monotonic() - started
+        eta = None
+        if total and done and elapsed > 0:
+            eta = round(max(total - done, 0) / (done / elapsed))
+        return {"phase": name, "done": done, "total": total, "eta_seconds": eta}
+
+    def summary(self, rows: dict[str, Any]) -> None:
+        self.inner.summary(rows)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _TrackedStage:
+    def __init__(self, owner: TrackingReporter, shown: progress_mod.Stage) -> None:
+        self._owner = owner
+        self._shown = shown
+
+    def advance(self, n: int = 1) -> None:
+        self._shown.advance(n)
+        self._owner._advance(n)
+
+
 def ensure_index(
     settings: settings_mod.Settings,
     source: str,
@@ -34,10 +105,12 @@ def ensure_index(
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
     log_unchanged: int = logging.INFO,
+    observer: pipeline.BuildObserver | None = None,
 ) -> IndexResult:
     """Build or update the store so its live generation is ``source`` at ``ref``.
 
-    ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling).
+    ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling);
+    ``observer`` is told when a build has resolved its commit and written its chunks.
     """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
@@ -46,10 +119,14 @@ def ensure_index(
             current = store.current()
         except errors.NoGenerationError:
             logger.info("no index at %s yet: building", store.root)
-            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+            return pipeline.build(
+                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
+            )
         except errors.IndexFormatError as e:
             logger.warning("the current generation cannot be read (%s): rebuilding", e)
-            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+            return pipeline.build(
+                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
+            )
         m = current.manifest
         wanted = pipeline.repo_url(source)
         if m.repo_url != wanted or m.embedding.model != embedder.model or m.ref != ref:
@@ -62,7 +139,9 @@ def ensure_index(
                 ref,
                 embedder.model,
             )
-            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
+            return pipeline.build(
+                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
+            )
         with git_mod.GitClient(store.mirror_path) as git:
             git.set_origin(wanted)
         result = pipeline.update(settings, embedder, ref=ref, reporter=reporter)
@@ -104,3 +183,47 @@ def follow(
             continue
         if result.changed:
             logger.info("indexed %s: %s at %s", source, result.generation, result.commit[:12])
+
+
+def keep_indexed(
+    settings: settings_mod.Settings,
+    source: str,
+    embedder: embedding_mod.Embedder,
+    stop: threading.Event,
+    observer: IndexingObserver,
+    *,
+    ref: str = "HEAD",
+    make_reporter: Callable[[], progress_mod.Reporter] = progress_mod.Reporter,
+    interval: float | None = None,
+) -> None:
+    """Index now, then every ``interval`` seconds until ``stop`` is set (a thread's target).
+
+    Unlike :func:`follow`, a failure of any kind (a bad first build included) is
+    reported to ``observer`` and retried next round, never raised: the process
+    keeps serving what it can.
+    """
+    every = settings.server.reindex_interval_seconds if interval is None else interval
+    first = True
+    while first or (every > 0 and not stop.wait(every)):
+        reporter = TrackingReporter(make_reporter() if first else progress_mod.Reporter())
+        observer.round_started(reporter.snapshot)
+        try:
+            result = ensure_index(
+                settings,
+                source,
+                embedder,
+                ref=ref,
+                reporter=reporter,
+                log_unchanged=logging.INFO if first else logging.DEBUG,
+                observer=observer,
+            )
+        except errors.CodeIntelError as e:
+            logger.error("indexing %s failed (retrying in %.0f s): %s", source, every, e)
+            observer.round_failed(str(e))
+        except Exception as e:  # a bug or an embedder crash: keep serving the tree, say why
+            logger.exception("indexing %s failed (retrying in %.0f s)", source, every)
+            observer.round_failed(f"{type(e).__name__}: {e}")
+        else:
+            if result.changed and not first:
+                logger.info("indexed %s: %s at %s", source, result.generation, result.commit[:12])
+        first = False
