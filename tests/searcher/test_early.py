@@ -7,7 +7,10 @@ A real repository is indexed by ``indexer/serving.keep_indexed`` on a thread, as
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,9 +22,11 @@ import httpx2
 import numpy as np
 import pytest
 from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from searcher_helpers import Repo, Served, make_repo, settings_for
 
+import servers
 from codeintel.core import errors
 from codeintel.core.settings import Settings
 from codeintel.indexer import serving
@@ -213,3 +218,61 @@ def test_a_failed_first_build_keeps_the_tree_and_says_why(
     _until(lambda: _post(url, "search_text", pattern="x").json()["generation"] == "g000001")
     dense = _post(url, "semantic_search", query="send an email", mode="semantic").json()
     assert dense["results"][0]["path"] == "mail/sender.py"
+
+
+async def test_mcp_path_over_stdio_answers_before_and_after_publication(tmp_path: Path) -> None:
+    """``codeintel mcp PATH`` (the real CLI, spawned) with the official stdio client; the
+    OpenAI-compatible embeddings server holds every request until the test releases it."""
+    repo = make_repo(tmp_path / "repo")
+    head = repo.head()
+    fake = servers.FakeEmbeddingsServer(dim=8, hang_after=0)
+    with fake.running() as embed_url:
+        env = {
+            "PATH": os.environ["PATH"],
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "CODEINTEL_SERVER_RELOAD_INTERVAL_SECONDS": "0.2",
+        }
+        if "PYTHONPATH" in os.environ:  # a worktree's sources over the editable install
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        args = ["-m", "codeintel.cli", "mcp", str(repo.path), "--embedder", "openai"]
+        args += ["--embed-url", embed_url, "--embed-model", "fake-model", "--embed-dim", "8"]
+        params = StdioServerParameters(command=sys.executable, args=args, env=env)
+        with (tmp_path / "stderr.log").open("w") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write, read_timeout_seconds=120) as session,
+            ):
+                await session.initialize()
+
+                async def call(tool: str, **arguments: Any) -> Any:
+                    return await session.call_tool(tool, arguments)
+
+                deadline = time.monotonic() + 60
+                while (found := await call("search_text", pattern="TaxCalculator")).is_error:
+                    assert time.monotonic() < deadline, found.content[0].text
+                    await asyncio.sleep(0.1)
+                body = _payload(found)
+                assert (body["commit"], body["generation"]) == (head, "indexing")
+                assert fake.hanging.wait(60), "the build never asked for embeddings"
+                refused = await call("semantic_search", query="parse an invoice")
+                assert refused.is_error
+                assert "503 IndexingError" in refused.content[0].text
+                assert f'"commit": "{head}"' in refused.content[0].text
+
+                fake.release.set()
+                deadline = time.monotonic() + 120
+                while (found := await call("semantic_search", query="invoice")).is_error:
+                    assert "IndexingError" in found.content[0].text, found.content[0].text
+                    assert time.monotonic() < deadline, found.content[0].text
+                    await asyncio.sleep(0.2)
+                body = _payload(found)
+                assert (body["commit"], body["generation"]) == (head, "g000001")
+                assert body["results"]
+    assert "index store:" in (tmp_path / "stderr.log").read_text()
+
+
+def _payload(result: Any) -> dict[str, Any]:
+    if result.structured_content:
+        return dict(result.structured_content.get("result", result.structured_content))
+    return dict(json.loads(result.content[0].text))
