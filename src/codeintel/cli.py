@@ -59,7 +59,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.build(
                 settings, args.source, embedder, ref=args.ref, reporter=reporter
@@ -75,7 +75,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.update(
                 settings,
@@ -96,7 +96,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from codeintel.indexer import pipeline
 
     settings = _settings(args)
-    reporter = _reporter()
+    reporter = _reporter(settings)
     try:
         result = pipeline.merge(settings, reporter=reporter)
     finally:
@@ -310,7 +310,7 @@ def _index_in_background(
     settings: Settings, source: str, ref: str, early: Any, stop: threading.Event
 ) -> None:
     from codeintel.core import embed as embedding
-    from codeintel.indexer import progress, serving
+    from codeintel.indexer import serving
 
     try:
         embedder = embedding.make_embedder(settings.embedder)
@@ -320,16 +320,22 @@ def _index_in_background(
         return
     try:
         serving.keep_indexed(
-            settings, source, embedder, stop, early, ref=ref, make_reporter=progress.make_reporter
+            settings,
+            source,
+            embedder,
+            stop,
+            early,
+            ref=ref,
+            make_reporter=lambda: _reporter(settings),
         )
     finally:
         embedder.close()
 
 
-def _reporter() -> Any:
+def _reporter(settings: Settings) -> Any:
     from codeintel.indexer import progress
 
-    return progress.make_reporter()
+    return progress.make_reporter(interval=settings.log.progress_interval_seconds)
 
 
 def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
@@ -381,6 +387,9 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        progress = getattr(record, "progress", None)
+        if progress is not None:
+            entry["progress"] = progress
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -186,7 +186,17 @@ class LogSettings:
     """``text``: readable lines on a terminal; ``json``: one object a line for the cluster's
     log collectors (the operator renders Jobs and searchers with ``json``)."""
 
+    progress_interval_seconds: float = 10.0
+    """Seconds between progress lines (done/total, rate, ETA) while an indexer stage runs
+    without a terminal; 10 s keeps a Job's log alive without flooding it. In ``json``
+    format each line carries a ``progress`` object the operator reads into the
+    CodeIndex's ``status.progress``."""
+
     def __post_init__(self) -> None:
+        if self.progress_interval_seconds <= 0:
+            raise errors.ConfigError(
+                f"log progress interval must be > 0 seconds, not {self.progress_interval_seconds}"
+            )
         if self.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise errors.ConfigError(
                 f"log level must be debug, info, warning, error or critical, not {self.level!r}"

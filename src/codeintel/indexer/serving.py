@@ -16,11 +16,9 @@ progress and failures (docs/architecture.md, *The embedded default answers at on
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from codeintel.core import embed as embedding_mod
@@ -45,56 +43,22 @@ class IndexingObserver(pipeline.BuildObserver, Protocol):
         """The round ended with ``error``; the next one retries."""
 
 
-class TrackingReporter(progress_mod.Reporter):
-    """Another reporter's display, plus the current stage's done/total/rate for :meth:`snapshot`."""
+def progress_of(reporter: progress_mod.Reporter) -> Callable[[], dict[str, Any]]:
+    """``{phase, done, total, rate, eta_seconds}`` of ``reporter``'s build, read at call time:
+    the stage running now, else the last one that ran (``starting`` before any)."""
 
-    def __init__(self, inner: progress_mod.Reporter) -> None:
-        super().__init__()
-        self.inner = inner
-        self.timings = inner.timings
-        self._lock = threading.Lock()
-        self._stage: tuple[str, int | None, float] | None = None
-        self._done = 0
+    def read() -> dict[str, Any]:
+        p = reporter.snapshot()
+        phase = p.stage or (p.stages[-1].name if p.stages else "starting")
+        return {
+            "phase": phase,
+            "done": p.done,
+            "total": p.total,
+            "rate": p.rate,
+            "eta_seconds": p.eta_seconds,
+        }
 
-    @contextlib.contextmanager
-    def stage(self, name: str, total: int | None = None) -> Iterator[progress_mod.Stage]:
-        with self.inner.stage(name, total) as shown:
-            with self._lock:
-                self._stage, self._done = (name, total, time.monotonic()), 0
-            yield _TrackedStage(self, shown)
-
-    def _advance(self, n: int) -> None:
-        with self._lock:
-            self._done += n
-
-    def snapshot(self) -> dict[str, Any]:
-        """``{phase, done, total, eta_seconds}`` of the stage running now (or last run)."""
-        with self._lock:
-            if self._stage is None:
-                return {"phase": "starting", "done": 0, "total": None, "eta_seconds": None}
-            name, total, started = self._stage
-            done = self._done
-        elapsed = time.monotonic() - started
-        eta = None
-        if total and done and elapsed > 0:
-            eta = round(max(total - done, 0) / (done / elapsed))
-        return {"phase": name, "done": done, "total": total, "eta_seconds": eta}
-
-    def summary(self, rows: dict[str, Any]) -> None:
-        self.inner.summary(rows)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class _TrackedStage:
-    def __init__(self, owner: TrackingReporter, shown: progress_mod.Stage) -> None:
-        self._owner = owner
-        self._shown = shown
-
-    def advance(self, n: int = 1) -> None:
-        self._shown.advance(n)
-        self._owner._advance(n)
+    return read
 
 
 def ensure_index(
@@ -205,8 +169,8 @@ def keep_indexed(
     every = settings.server.reindex_interval_seconds if interval is None else interval
     first = True
     while first or (every > 0 and not stop.wait(every)):
-        reporter = TrackingReporter(make_reporter() if first else progress_mod.Reporter())
-        observer.round_started(reporter.snapshot)
+        reporter = make_reporter() if first else progress_mod.Reporter()
+        observer.round_started(progress_of(reporter))
         try:
             result = ensure_index(
                 settings,

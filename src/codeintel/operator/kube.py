@@ -113,6 +113,15 @@ class KubeClient:
             )
         ]
 
+    async def text(self, url: str, params: Mapping[str, str]) -> str:
+        """A plain-text answer (a pod's log); :class:`ApiError` on any error status."""
+        session, server = await self._open()
+        headers = {"Accept": "text/plain, */*", **self._auth_headers()}
+        async with session.get(server + url, params=params, headers=headers) as response:
+            if response.status >= 400:
+                raise ApiError("GET", url, response.status, (await response.text())[:500])
+            return await response.text(errors="replace")
+
     async def create(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create an object; :class:`ConflictError` when one of that name exists."""
         answer = await self._request("POST", url, json=body)

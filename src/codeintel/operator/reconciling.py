@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
-from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, pruning
+from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, progress, pruning
 from codeintel.operator import poolspec as poolspec_mod
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
@@ -48,6 +48,8 @@ class Context:
     settings: settings_mod.OperatorSettings
     client: kube.KubeClient
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    progress_warned: set[str] = dataclasses.field(default_factory=set)
+    """Jobs whose progress could not be read, already logged once."""
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """The lock serialising passes over one CodeIndex."""
@@ -239,7 +241,8 @@ async def observe_job(
 
     outcome, reason, message = jobs.outcome(job)
     if outcome is jobs.Outcome.RUNNING:
-        return status
+        return await _refresh_progress(ctx, body, status, job_name, logger)
+    ctx.progress_warned.discard(job_name)
     pods = jobs.pods_of(
         job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
     )
@@ -361,6 +364,28 @@ async def delete_owned(
                 manifests.claim_name(name, spec),
             )
     ctx.locks.pop((namespace, name), None)
+
+
+async def _refresh_progress(
+    ctx: Context,
+    body: Mapping[str, Any],
+    status: dict[str, Any],
+    job_name: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> dict[str, Any]:
+    """Copy the running Job's last reported progress into the status, throttled."""
+    new = await progress.refresh(
+        ctx.client,
+        body,
+        status,
+        job_name,
+        ctx.settings.progress_interval_seconds,
+        ctx.progress_warned,
+        logger,
+    )
+    if new is None:
+        return status
+    return await _patch_status(ctx, body, {"progress": new})
 
 
 async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -134,6 +134,7 @@ class EarlyIndex:
                 "phase": phase,
                 "done": snapshot.get("done", 0),
                 "total": snapshot.get("total"),
+                "rate": snapshot.get("rate"),
                 "eta_seconds": snapshot.get("eta_seconds"),
                 "commit": self._commit,
                 "last_error": self._error,
@@ -154,7 +155,7 @@ class EarlyIndex:
         if status["total"]:
             detail += f": {status['done']}/{status['total']}"
         if status["eta_seconds"] is not None:
-            detail += f", about {status['eta_seconds']} s left"
+            detail += f", about {round(status['eta_seconds'])} s left in this phase"
         detail += ")"
         if status["last_error"]:
             detail += f"; the last indexing attempt failed: {status['last_error']}"
