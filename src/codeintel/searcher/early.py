@@ -242,7 +242,7 @@ class EarlyManager(generations_mod.GenerationManager):
             if gen is not None:
                 gen.users += 1
         if gen is None:
-            if self._live is None and not self._problem:
+            if self._live is None and not self._problem and self._current is None:
                 raise self.early.error(
                     f"the repository is being mirrored; {_TOOLS_NOW} answer once the commit's "
                     "tree is read"
