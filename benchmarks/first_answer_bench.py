@@ -6,26 +6,33 @@ Spawns the real CLI on a fresh store and polls it over HTTP: the port opening, t
 first ``search_text`` answer (from the commit's tree), the first lexical
 ``semantic_search`` answer (from the build's chunks) and the first dense one (once
 the first generation is published: all of the embedding, on CPU with the local
-model unless told otherwise). ``/v1/index``'s ``indexing`` phases are recorded as
-they change. Writes ``results/first_answer.{json,md}``; the default repository is the
+model; ``--embedder instant`` serves hash vectors from a loopback OpenAI-compatible
+endpoint instead, which measures everything but the model's cost). ``/v1/index``'s
+``indexing`` phases are recorded as they change; SIGTERM stops the wait and writes
+what was measured. Writes ``results/first_answer.{json,md}``; the default repository is the
 sympy corpus that ``benchmarks/retrieval_corpus.py`` makes under /work/benchcache.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 
 DEFAULT_REPO = Path("/work/benchcache/corpora/sympy")
 WORK = Path("/work/benchcache/f1")
@@ -37,11 +44,51 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _InstantEmbeddings(http.server.BaseHTTPRequestHandler):
+    """``POST /v1/embeddings``: a unit vector seeded by each text's hash, at once."""
+
+    DIM = 384
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        data = []
+        for i, text in enumerate(body["input"]):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.DIM).astype(np.float32)
+            data.append(
+                {"index": i, "object": "embedding", "embedding": (v / np.linalg.norm(v)).tolist()}
+            )
+        payload = json.dumps({"object": "list", "model": body["model"], "data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+def _instant_server() -> tuple[http.server.ThreadingHTTPServer, str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _InstantEmbeddings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
 def _post(client: httpx.Client, tool: str, body: dict[str, Any]) -> httpx.Response | None:
     try:
         return client.post(f"/v1/{tool}", json=body)
     except httpx.TransportError:
         return None
+
+
+interrupted = False
+"""Set by SIGTERM: stop waiting and write what was measured."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    global interrupted
+    interrupted = True
 
 
 def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -51,7 +98,14 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
     WORK.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     command = [sys.executable, "-m", "codeintel.cli", "serve", str(repo), "--store", str(store)]
-    command += ["--port", str(port), "--embedder", embedder]
+    command += ["--port", str(port)]
+    instant = None
+    if embedder == "instant":
+        instant, url = _instant_server()
+        command += ["--embedder", "openai", "--embed-url", url, "--embed-model", "instant-hash"]
+        command += ["--embed-dim", str(_InstantEmbeddings.DIM)]
+    else:
+        command += ["--embedder", embedder]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
@@ -78,10 +132,22 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
             ]
             last_phase = None
             last_index = 0.0
+            last_indexing: dict[str, Any] = {}
             while todo:
                 now = time.monotonic() - started
-                if now > timeout:
-                    raise TimeoutError(f"not answered within {timeout} s: {todo[0][0]}")
+                if now > timeout or interrupted:
+                    # Not reached: say so, with where the build was, rather than write nothing.
+                    for name, _, _ in todo:
+                        rows.append(
+                            {
+                                "milestone": name,
+                                "seconds": f"not reached in {now:.0f} s",
+                                "generation": "",
+                                "commit": "",
+                                "results": f"build at {last_indexing}",
+                            }
+                        )
+                    break
                 if proc.poll() is not None:
                     raise RuntimeError(f"serve exited with {proc.returncode}; see {log_path}")
                 name, tool, body = todo[0]
@@ -114,6 +180,10 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
                         indexing = client.get("/v1/index").json().get("indexing") or {}
                     except (httpx.TransportError, ValueError):
                         indexing = {}
+                    last_indexing = {
+                        k: indexing.get(k)
+                        for k in ("phase", "done", "total", "rate", "eta_seconds")
+                    }
                     phase = indexing.get("phase")
                     if phase == "embed" and indexing.get("total"):
                         total_chunks = indexing["total"]
@@ -130,6 +200,8 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if instant is not None:
+                instant.shutdown()
     meta = {
         "command": " ".join(command),
         "repo": str(repo),
@@ -152,14 +224,31 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
     return rows, meta
 
 
+def save(embedder: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Write this run's rows into ``results/first_answer``, keeping other embedders' runs."""
+    path = RESULTS_DIR / "first_answer.json"
+    kept: list[dict[str, Any]] = []
+    runs: dict[str, Any] = {}
+    if path.exists():
+        old = json.loads(path.read_text())
+        kept = [r for r in old["rows"] if r.get("embedder") != embedder]
+        runs = {k: v for k, v in old["meta"].get("runs", {}).items() if k != embedder}
+    runs[embedder] = meta
+    rows = kept + [{"embedder": embedder, **r} for r in rows]
+    write_results("first_answer", rows, {"runs": runs})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=DEFAULT_REPO)
     parser.add_argument("--embedder", default="local")
     parser.add_argument("--timeout", type=float, default=3 * 3600)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     rows, meta = run(args.repo, args.embedder, args.timeout)
-    write_results("first_answer", rows, meta)
+    write_results(
+        "first_answer" if args.embedder == "local" else f"first_answer-{args.embedder}", rows, meta
+    )
     return 0
 
 

@@ -298,6 +298,15 @@ def _indexing(settings: Settings, source: str, ref: str) -> Iterator[Any]:
     finally:
         stop.set()
         thread.join(timeout=5)
+        if thread.is_alive():
+            # A build is inside the model (native threads): finalising the interpreter under
+            # it aborts the process (SIGABRT). Leave at once; the writer lock is an flock,
+            # released with the process, and the next run removes the temp directory.
+            logger.warning("stopped while indexing; the next run starts that build again")
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 def _repo_url(source: str) -> str:

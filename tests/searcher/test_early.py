@@ -196,6 +196,12 @@ async def test_tools_answer_while_embedding_is_held(
     index = httpx.get(f"{url}/v1/index").json()
     assert index["generation"] == "g000001" and index["indexing"]["phase"] == "ready"
 
+    # Then it follows the repository: a new commit is answered without a restart.
+    new_head = run.repo.commit("refunds", {"billing/refund.py": "def refund_order():\n    pass\n"})
+    found = _until(lambda: _post(url, "search_text", pattern="refund_order").json()["results"])
+    assert found[0]["path"] == "billing/refund.py"
+    assert _post(url, "search_text", pattern="refund_order").json()["commit"] == new_head
+
 
 def test_a_failed_first_build_keeps_the_tree_and_says_why(
     indexing: tuple[Indexing, str], held: HeldEmbedder

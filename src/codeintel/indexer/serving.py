@@ -50,13 +50,14 @@ def progress_of(reporter: progress_mod.Reporter) -> Callable[[], dict[str, Any]]
     def read() -> dict[str, Any]:
         p = reporter.snapshot()
         phase = p.stage or (p.stages[-1].name if p.stages else "starting")
-        return {
-            "phase": phase,
-            "done": p.done,
-            "total": p.total,
-            "rate": p.rate,
-            "eta_seconds": p.eta_seconds,
-        }
+        rate, eta = p.rate, p.eta_seconds
+        if rate is None and p.done and p.elapsed_seconds > 0:
+            # No advance within the reporter's rate window (a CPU model can take minutes
+            # per group of long chunks): the stage's average rate still gives an ETA.
+            rate = round(p.done / p.elapsed_seconds, 2)
+            if p.total is not None:
+                eta = round(max(0, p.total - p.done) / rate, 1)
+        return {"phase": phase, "done": p.done, "total": p.total, "rate": rate, "eta_seconds": eta}
 
     return read
 

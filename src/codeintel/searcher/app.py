@@ -54,8 +54,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A parameter is invalid; `error.field` names it."),
         (
             503,
-            "No generation can be served yet (the message says why), the served one is "
-            "damaged, or the embedding model is unavailable or not the index's model.",
+            "No generation can be served yet (the message says why; while `serve PATH` "
+            "builds its first index, an `IndexingError` with phase, done, total and "
+            "eta_seconds, and `Retry-After`), the served one is damaged, or the embedding "
+            "model is unavailable or not the index's model.",
         ),
     )
 }
