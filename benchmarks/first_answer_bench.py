@@ -9,8 +9,9 @@ the first generation is published: all of the embedding, on CPU with the local
 model; ``--embedder instant`` serves hash vectors from a loopback OpenAI-compatible
 endpoint instead, which measures everything but the model's cost). ``/v1/index``'s
 ``indexing`` phases are recorded as they change; SIGTERM stops the wait and writes
-what was measured. Writes ``results/first_answer.{json,md}``; the default repository is the
-sympy corpus that ``benchmarks/retrieval_corpus.py`` makes under /work/benchcache.
+what was measured. Writes ``results/first_answer.{json,md}`` (``first_answer-instant``
+with the instant embedder); the default repository is the sympy corpus that
+``benchmarks/retrieval_corpus.py`` makes under /work/benchcache.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import write_results
 
 DEFAULT_REPO = Path("/work/benchcache/corpora/sympy")
 WORK = Path("/work/benchcache/f1")
@@ -107,6 +108,9 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
     else:
         command += ["--embedder", embedder]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    files = subprocess.run(
+        ["git", "-C", str(repo), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.count("\n")
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
@@ -205,14 +209,7 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
     meta = {
         "command": " ".join(command),
         "repo": str(repo),
-        "files": int(
-            subprocess.run(
-                ["git", "-C", str(repo), "ls-files"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.count("\n")
-        ),
+        "files": files,
         "chunks": total_chunks,
         "embedder": embedder,
         "load_average_at_start": [round(x, 2) for x in load_before],
@@ -222,20 +219,6 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
         "store": str(store),
     }
     return rows, meta
-
-
-def save(embedder: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Write this run's rows into ``results/first_answer``, keeping other embedders' runs."""
-    path = RESULTS_DIR / "first_answer.json"
-    kept: list[dict[str, Any]] = []
-    runs: dict[str, Any] = {}
-    if path.exists():
-        old = json.loads(path.read_text())
-        kept = [r for r in old["rows"] if r.get("embedder") != embedder]
-        runs = {k: v for k, v in old["meta"].get("runs", {}).items() if k != embedder}
-    runs[embedder] = meta
-    rows = kept + [{"embedder": embedder, **r} for r in rows]
-    write_results("first_answer", rows, {"runs": runs})
 
 
 def main(argv: list[str] | None = None) -> int:

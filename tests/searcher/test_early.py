@@ -111,7 +111,9 @@ def indexing(
             run.thread.join(timeout=60)
 
 
-def _until(check: Any, timeout: float = 60.0) -> Any:
+def _until(check: Any, timeout: float = 240.0) -> Any:
+    """``check()``'s first truthy value; the bound is generous: on a loaded machine the real
+    model embeds even a few chunks slowly."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
