@@ -142,7 +142,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from codeintel import searcher
-    from codeintel.indexer import serving
 
     settings = _settings(args)
     if settings.fleet.stores_root:
@@ -157,24 +156,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not args.source:
         searcher.serve(settings)
         return 0
-    with _embedder(settings) as embedder:
-        serving.ensure_index(
-            settings, args.source, embedder, ref=args.ref, reporter=_reporter(settings)
-        )
-        stop = threading.Event()
-        follower = threading.Thread(
-            target=serving.follow,
-            args=(settings, args.source, embedder, stop),
-            kwargs={"ref": args.ref},
-            name="codeintel-follow",
-            daemon=True,
-        )
-        follower.start()
-        try:
-            searcher.serve(settings)
-        finally:
-            stop.set()
-            follower.join(timeout=5)
+    with _indexing(settings, args.source, args.ref) as early:
+        searcher.serve(settings, early=early)
     return 0
 
 
@@ -189,8 +172,18 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     from codeintel import searcher
 
     settings = _settings(args)
+    if not args.source:
+        if not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+            raise errors.ConfigError("mcp needs a repository (codeintel mcp .) or --store DIR")
+        _check_store_path(settings)
+        searcher.run_stdio(settings)
+        return 0
+    if not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+        settings = settings.replace(store={"path": default_store(args.source)})
+    print(f"index store: {settings.store.path}", file=sys.stderr)  # stdout speaks MCP only
     _check_store_path(settings)
-    searcher.run_stdio(settings)
+    with _indexing(settings, args.source, args.ref) as early:
+        searcher.run_stdio(settings, early=early)
     return 0
 
 
@@ -277,6 +270,74 @@ def _embedder(settings: Settings) -> Iterator[Any]:
     embedder = embedding.make_embedder(settings.embedder)
     try:
         yield embedder
+    finally:
+        embedder.close()
+
+
+@contextlib.contextmanager
+def _indexing(settings: Settings, source: str, ref: str) -> Iterator[Any]:
+    """Index ``source`` on a background thread (build now, then follow the ref) while the
+    caller serves; yields the ``EarlyIndex`` the searcher answers from meanwhile."""
+    from codeintel.core import git as git_mod
+    from codeintel.searcher import early as early_mod
+
+    if not git_mod.is_url(source) and not Path(source).expanduser().is_dir():
+        raise errors.ConfigError(f"not a directory or URL: {source!r}")
+    early = early_mod.EarlyIndex(
+        _repo_url(source), retry_seconds=settings.server.reindex_interval_seconds
+    )
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_index_in_background,
+        args=(settings, source, ref, early, stop),
+        name="codeintel-index",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield early
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        if thread.is_alive():
+            # A build is inside the model (native threads): finalising the interpreter under
+            # it aborts the process (SIGABRT). Leave at once; the writer lock is an flock,
+            # released with the process, and the next run removes the temp directory.
+            logger.warning("stopped while indexing; the next run starts that build again")
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+
+def _repo_url(source: str) -> str:
+    from codeintel.indexer import pipeline
+
+    return pipeline.repo_url(source)
+
+
+def _index_in_background(
+    settings: Settings, source: str, ref: str, early: Any, stop: threading.Event
+) -> None:
+    from codeintel.core import embed as embedding
+    from codeintel.indexer import serving
+
+    try:
+        embedder = embedding.make_embedder(settings.embedder)
+    except Exception as e:  # the searcher keeps answering from the tree and shows why
+        logger.exception("cannot load the embedding model for indexing")
+        early.round_failed(f"cannot load the embedding model: {e}")
+        return
+    try:
+        serving.keep_indexed(
+            settings,
+            source,
+            embedder,
+            stop,
+            early,
+            ref=ref,
+            make_reporter=lambda: _reporter(settings),
+        )
     finally:
         embedder.close()
 
@@ -468,8 +529,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_search)
 
-    p = sub.add_parser("mcp", help="serve the tools over MCP stdio (for local editors)")
-    _add_store_flag(p)
+    p = sub.add_parser(
+        "mcp",
+        help="serve the tools over MCP stdio (for local editors): codeintel mcp .",
+        description="Index PATH if needed (in the user cache, as serve does) and follow its "
+        "new commits while speaking MCP on stdin/stdout; tools answer at once from the commit "
+        "being indexed. With --store and no PATH, serve a prepared store.",
+    )
+    p.add_argument("source", nargs="?", help="repository path or URL (omit to serve --store as is)")
+    _add_store_flag(p, required=False)
+    p.add_argument("--ref", default="HEAD")
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_mcp)
 

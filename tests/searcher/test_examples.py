@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from searcher_helpers import Served
+from searcher_helpers import Repo, Served
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app
@@ -63,15 +65,46 @@ async def test_http_configs(
             assert await _list_tools(read, write) == TOOLS
 
 
-async def test_stdio_config(store_settings: Settings) -> None:
-    entry = _entry("stdio.mcp.json")
+def _spawn(entry: dict[str, Any], args: list[str], **extra: Any) -> StdioServerParameters:
+    """The configured command, run as this interpreter's ``codeintel`` (``-m codeintel.cli``),
+    which works whatever the venv's console-script shebang says."""
     assert entry["command"] == "codeintel"
-    args = [str(store_settings.store.path) if a == ".codeintel" else a for a in entry["args"]]
-    command = str(Path(sys.executable).parent / entry["command"])
-    env = {**entry.get("env", {}), "PATH": os.environ["PATH"]}
+    env = {**entry.get("env", {}), "PATH": os.environ["PATH"], **extra.pop("env", {})}
     if "PYTHONPATH" in os.environ:  # a worktree's sources over the editable install
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    params = StdioServerParameters(command=command, args=args, env=env)
+    command = [sys.executable, "-m", "codeintel.cli", *args]
+    return StdioServerParameters(command=command[0], args=command[1:], env=env, **extra)
+
+
+async def test_stdio_config_indexes_the_project(repo: Repo, tmp_path: Path) -> None:
+    """``codeintel mcp .`` in the project directory: the tools list at once, and search_text
+    answers from the repository's HEAD while (or after) it is indexed."""
+    entry = _entry("stdio.mcp.json")
+    assert entry["args"] == ["mcp", "."]
+    params = _spawn(
+        entry, entry["args"], cwd=repo.path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    )
     with open(os.devnull, "w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=180) as session,
+        ):
+            await session.initialize()
+            assert {t.name for t in (await session.list_tools()).tools} == TOOLS
+            deadline = time.monotonic() + 120
+            while (
+                found := await session.call_tool("search_text", {"pattern": "smtplib"})
+            ).is_error:
+                assert time.monotonic() < deadline, found.content[0].text
+                await asyncio.sleep(0.2)
+            body = json.loads(found.content[0].text)
+            assert body["commit"] == repo.head()
+            assert body["results"][0]["path"] == "mail/sender.py"
+
+
+async def test_stdio_store_config(store_settings: Settings) -> None:
+    entry = _entry("stdio-store.mcp.json")
+    args = [str(store_settings.store.path) if a == ".codeintel" else a for a in entry["args"]]
+    with open(os.devnull, "w") as errlog:
+        async with stdio_client(_spawn(entry, args), errlog=errlog) as (read, write):
             assert await _list_tools(read, write) == TOOLS

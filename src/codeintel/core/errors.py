@@ -11,6 +11,7 @@
     │   └── ModelMismatchError   the query model is not the model that embedded the index
     ├── IndexFormatError     a store that is missing, corrupt, newer than us, or half-written
     │   ├── NoGenerationError    no generation has been published yet
+    │   │   └── IndexingError        … and the first one is being built (progress attached)
     │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
         ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
@@ -84,6 +85,19 @@ class IndexFormatError(CodeIntelError):
 
 class NoGenerationError(IndexFormatError):
     """A store with no published generation yet."""
+
+
+class IndexingError(NoGenerationError):
+    """The embedded default is building its first generation: what needs it answers 503.
+
+    ``progress`` (phase, done, total, eta_seconds, commit, error) goes into the error
+    body as it is; ``retry_after`` is the seconds a client should wait (``Retry-After``).
+    """
+
+    def __init__(self, message: str, progress: dict[str, object], retry_after: int) -> None:
+        super().__init__(message)
+        self.progress = progress
+        self.retry_after = retry_after
 
 
 class GenerationCorruptError(IndexFormatError):

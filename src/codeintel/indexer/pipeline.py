@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import msgspec
@@ -40,6 +41,16 @@ from codeintel.indexer import progress as progress_mod
 logger = logging.getLogger(__name__)
 
 
+class BuildObserver(Protocol):
+    """Told when a build's early products exist (the embedded default answers from them)."""
+
+    def commit_resolved(self, mirror: Path, commit: str) -> None:
+        """The mirror holds ``commit``, the commit being indexed."""
+
+    def chunks_written(self, path: Path, generation: str) -> None:
+        """``chunks.sqlite`` of unpublished ``generation`` is complete at ``path``."""
+
+
 def build(
     settings: settings_mod.Settings,
     source: str,
@@ -47,6 +58,7 @@ def build(
     *,
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
+    observer: BuildObserver | None = None,
 ) -> IndexResult:
     """Index ``source`` at ``ref`` from scratch into a new base generation."""
     reporter = reporter or progress_mod.Reporter()
@@ -57,6 +69,8 @@ def build(
             git = git_mod.GitClient.mirror(source, store.mirror_path, settings.git.credentials)
         with git:
             commit = git.resolve(ref)
+            if observer:
+                observer.commit_resolved(store.mirror_path, commit)
             found = corpus.read_corpus(git, commit, settings.index, reporter)
         parent = _readable_current(store)
         next_id = store.max_next_id()
@@ -64,6 +78,8 @@ def build(
         files = _files_with_chunks(found.drafts)
         with store.begin(parent) as writer:
             _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+            if observer:
+                observer.chunks_written(writer.path / store_mod.CHUNKS_DB, writer.name)
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
             )

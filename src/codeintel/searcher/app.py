@@ -54,8 +54,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A parameter is invalid; `error.field` names it."),
         (
             503,
-            "No generation can be served yet (the message says why), the served one is "
-            "damaged, or the embedding model is unavailable or not the index's model.",
+            "No generation can be served yet (the message says why; while `serve PATH` "
+            "builds its first index, an `IndexingError` with phase, done, total and "
+            "eta_seconds, and `Retry-After`), the served one is damaged, or the embedding "
+            "model is unavailable or not the index's model.",
         ),
     )
 }
@@ -199,14 +201,24 @@ def create_app(
     settings: settings_mod.Settings,
     *,
     embedder: embedding_mod.Embedder | None = None,
+    early: Any = None,
 ) -> FastAPI:
     """The searcher app: one store (``settings.store.path``) or every store under
-    ``settings.fleet.stores_root``; ``embedder`` overrides the configured one."""
+    ``settings.fleet.stores_root``; ``embedder`` overrides the configured one.
+
+    ``early`` (an ``early.EarlyIndex``, ``serve PATH``) answers from the commit being
+    indexed until its first generation is published."""
     if settings.fleet.stores_root:
         from codeintel.searcher import fleet
 
         fleet.check_settings(settings.fleet)
         return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
+    if early is not None:
+        from codeintel.searcher import early as early_mod
+
+        return build_app(
+            settings, lambda: early_mod.EarlyContext(settings, early, embedder=embedder)
+        )
     return build_app(settings, lambda: context_mod.AppContext(settings, embedder=embedder))
 
 
@@ -266,7 +278,11 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
         status = errors_mod.status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc)
-        return _json(status, errors_mod.error_body(exc))
+        response = _json(status, errors_mod.error_body(exc))
+        retry = errors_mod.retry_after(exc)
+        if retry is not None:
+            response.headers["Retry-After"] = str(retry)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

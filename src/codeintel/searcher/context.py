@@ -91,9 +91,7 @@ class AppContext(Runtime):
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._embedder_error: str | None = None
-        self.manager = generations_mod.GenerationManager(
-            settings, self.run, self.executor, self.metrics
-        )
+        self.manager = self._make_manager()
         self.batcher = semantic.QueryBatcher(
             self._embed,
             self.run,
@@ -106,6 +104,11 @@ class AppContext(Runtime):
             settings, self.manager, self.batcher, self.embedder, self.run, self.metrics
         )
         self._embedder_task: asyncio.Task[None] | None = None
+
+    def _make_manager(self) -> generations_mod.GenerationManager:
+        return generations_mod.GenerationManager(
+            self.settings, self.run, self.executor, self.metrics
+        )
 
     def embedder(self) -> embedding_mod.Embedder:
         """The query embedder, or EmbeddingError (503) while it loads or if it failed."""

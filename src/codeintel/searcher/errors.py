@@ -7,6 +7,7 @@ outcomes with the same status.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from codeintel.core import errors
@@ -35,11 +36,22 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     body: dict[str, Any] = {"type": kind, "message": message, "field": field}
     if isinstance(exc, errors.ModelMixError):
         body["groups"] = exc.groups
+    if isinstance(exc, errors.IndexingError):
+        # What is happening, beside the one error shape: phase, done, total, eta_seconds, …
+        return {"error": body, **exc.progress}
     return {"error": body}
+
+
+def retry_after(exc: BaseException) -> int | None:
+    """Seconds for a ``Retry-After`` header, for errors that pass with time."""
+    return exc.retry_after if isinstance(exc, errors.IndexingError) else None
 
 
 def tool_error_text(exc: BaseException) -> str:
     """An MCP tool error's text: the REST status, the error type, the message and the field."""
     body = error_body(exc)["error"]
     where = f" (field: {body['field']})" if body["field"] else ""
-    return f"{status_for(exc)} {body['type']}: {body['message']}{where}"
+    text = f"{status_for(exc)} {body['type']}: {body['message']}{where}"
+    if isinstance(exc, errors.IndexingError):
+        text += f" (retry after {exc.retry_after} s) " + json.dumps(error_body(exc))
+    return text

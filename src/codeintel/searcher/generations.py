@@ -240,6 +240,10 @@ class GenerationManager:
             if done:
                 self._close(gen)
 
+    def check_dense(self, gen: LoadedGeneration) -> None:
+        """Refuse dense search on ``gen`` when it has no vectors yet (the embedded default's
+        first build, ``searcher/early.py``); every published generation has them."""
+
     def check_embedder(self, gen: LoadedGeneration, embedder: Any) -> None:
         """Refuse dense search when the query embedder is not the one that built ``gen``
         (:func:`codeintel.core.embed.check_model`), counted and logged once."""

@@ -299,7 +299,8 @@ class _Answer(BaseModel):
     generation: str | None = Field(
         None,
         description="Index generation that answered, e.g. 'g000042' (absent when the answer "
-        "read several repositories: see `repos`).",
+        "read several repositories: see `repos`; 'indexing' when `serve PATH` answered from "
+        "the commit its first index is being built from).",
     )
     commit: str | None = Field(
         None, description="Full sha of the commit every result is taken from."

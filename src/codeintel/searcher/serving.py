@@ -58,10 +58,14 @@ def print_banner(settings: settings_mod.Settings, out: TextIO = sys.stdout) -> N
     print(json.dumps(client_config(settings), indent=2), file=out, flush=True)
 
 
-def serve(settings: settings_mod.Settings, *, router: bool = False) -> None:
+def serve(settings: settings_mod.Settings, *, router: bool = False, early: Any = None) -> None:
     """Serve REST + MCP on ``settings.server.host:port`` until interrupted (blocking):
-    one store, every store under ``fleet.stores_root``, or (``router``) the pool's shards."""
-    app = app_mod.create_router_app(settings) if router else app_mod.create_app(settings)
+    one store, every store under ``fleet.stores_root``, or (``router``) the pool's shards.
+    ``early`` (``serve PATH``): answer from the commit being indexed until it is published."""
+    if router:
+        app = app_mod.create_router_app(settings)
+    else:
+        app = app_mod.create_app(settings, early=early)
     server = make_server(settings, app)
     sockets = bind(server.config, settings)
     print_banner(settings)
@@ -96,20 +100,31 @@ def bind(config: uvicorn.Config, settings: settings_mod.Settings) -> list[socket
     return sockets
 
 
-def run_stdio(settings: settings_mod.Settings) -> None:
-    """Serve the five tools over MCP stdio (``codeintel mcp --store DIR``), blocking."""
-    asyncio.run(_stdio(settings))
+def run_stdio(settings: settings_mod.Settings, *, early: Any = None) -> None:
+    """Serve the five tools over MCP stdio, blocking: a prepared store (``codeintel mcp
+    --store DIR``), or with ``early`` (``codeintel mcp PATH``) at once, from the commit
+    being indexed until its first generation is published."""
+    asyncio.run(_stdio(settings, early))
 
 
-async def _stdio(settings: settings_mod.Settings) -> None:
-    context = context_mod.AppContext(settings)
+async def _stdio(settings: settings_mod.Settings, early: Any) -> None:
+    context: context_mod.AppContext
+    if early is not None:
+        from codeintel.searcher import early as early_mod
+
+        context = early_mod.EarlyContext(settings, early)
+    else:
+        context = context_mod.AppContext(settings)
     server = mcp_tools.build_server(lambda: context.tools)
     try:
         await context.start()
-        try:
-            await context.wait_ready(STDIO_READY_TIMEOUT_SECONDS)
-        except TimeoutError:
-            logger.warning("no generation ready in %s yet; tools answer 503", settings.store.path)
+        if early is None:
+            try:
+                await context.wait_ready(STDIO_READY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                logger.warning(
+                    "no generation ready in %s yet; tools answer 503", settings.store.path
+                )
         await server.run_stdio_async()
     finally:
         await context.aclose()

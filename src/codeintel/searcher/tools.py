@@ -143,6 +143,7 @@ class Tools:
             dense: list[tuple[int, float]] = []
             dense_fetch, _ = hits.plan(req.k, req.mode, bool(req.path_glob or req.language))
             if dense_fetch:
+                self.manager.check_dense(gen)
                 self.manager.check_embedder(gen, self._embedder())
                 scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
                 dense = hits.ranked_pairs(scores, ids)

@@ -1,0 +1,286 @@
+"""The embedded default answers before its first generation: from the tree, then the chunks.
+
+A real repository is indexed by ``indexer/serving.keep_indexed`` on a thread, as
+``codeintel serve PATH`` runs it, with the real local model held at its embed call
+(or failing there); the searcher answers over real HTTP and the official MCP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import numpy as np
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from searcher_helpers import Repo, Served, make_repo, settings_for
+
+import servers
+from codeintel.core import errors
+from codeintel.core.settings import Settings
+from codeintel.indexer import serving
+from codeintel.searcher import create_app
+from codeintel.searcher import early as early_mod
+
+pytestmark = pytest.mark.slow
+
+
+class HeldEmbedder:
+    """The real local model, whose indexing calls wait at a gate (or fail) until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        self.fail_with: Exception | None = None
+
+    @property
+    def model(self) -> str:
+        return str(self.inner.model)
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.waiting.set()
+        if self.fail_with is not None:
+            raise self.fail_with
+        assert self.gate.wait(120), "the test never opened the gate"
+        xb: np.ndarray = self.inner.embed(texts)
+        return xb
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
+
+    def close(self) -> None:
+        """The inner model belongs to the session fixture."""
+
+    async def aclose(self) -> None:
+        """As :meth:`close`."""
+
+
+class Indexing:
+    """``keep_indexed`` on a thread, and the searcher app over its :class:`EarlyIndex`."""
+
+    def __init__(self, tmp_path: Path, embedder: HeldEmbedder, reindex: float) -> None:
+        self.repo: Repo = make_repo(tmp_path / "repo")
+        self.settings: Settings = settings_for(tmp_path / "store", reindex_interval_seconds=reindex)
+        self.early = early_mod.EarlyIndex(str(self.repo.path), retry_seconds=reindex)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=serving.keep_indexed,
+            args=(self.settings, str(self.repo.path), embedder, self.stop, self.early),
+            daemon=True,
+        )
+
+    @property
+    def head(self) -> str:
+        return self.repo.head()
+
+
+@pytest.fixture
+def held(local_embedder: Any) -> HeldEmbedder:
+    return HeldEmbedder(local_embedder)
+
+
+@pytest.fixture
+def indexing(
+    tmp_path: Path, held: HeldEmbedder, local_embedder: Any
+) -> Iterator[tuple[Indexing, str]]:
+    run = Indexing(tmp_path, held, reindex=0.5)
+    app = create_app(run.settings, embedder=local_embedder, early=run.early)
+    with Served(app) as served:
+        run.thread.start()
+        try:
+            yield run, served.url
+        finally:
+            run.stop.set()
+            held.gate.set()
+            run.thread.join(timeout=60)
+
+
+def _until(check: Any, timeout: float = 240.0) -> Any:
+    """``check()``'s first truthy value; the bound is generous: on a loaded machine the real
+    model embeds even a few chunks slowly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.05)
+
+
+def _post(url: str, tool: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/{tool}", json=body, timeout=60)
+
+
+def _lexical_answers(url: str) -> bool:
+    return _post(url, "semantic_search", query="invoice", mode="lexical").status_code == 200
+
+
+async def _mcp_call(url: str, tool: str, arguments: dict[str, Any]) -> Any:
+    async with (
+        httpx2.AsyncClient(timeout=60) as http,
+        streamable_http_client(f"{url}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        return await session.call_tool(tool, arguments)
+
+
+async def test_tools_answer_while_embedding_is_held(
+    indexing: tuple[Indexing, str], held: HeldEmbedder
+) -> None:
+    run, url = indexing
+    assert held.waiting.wait(60), "the build never reached its embed stage"
+    _until(lambda: _lexical_answers(url))
+    head = run.head
+
+    text = _post(url, "search_text", pattern="parse_invoice").json()
+    assert (text["commit"], text["generation"]) == (head, "indexing")
+    assert {r["path"] for r in text["results"]} == {"billing/invoice.py"}
+    paths = _post(url, "list_paths").json()
+    assert "README.md" in {r["path"] for r in paths["results"]}
+    assert paths["commit"] == head
+    blame = _post(url, "blame_range", path="billing/invoice.py", start_line=1, end_line=4).json()
+    assert blame["commit"] == head and len(blame["results"]) == 4
+    history = _post(url, "file_history", path="mail/sender.py").json()
+    assert history["commit"] == head and len(history["results"]) == 9
+    lexical = _post(url, "semantic_search", query="invoice", mode="lexical").json()
+    assert (lexical["commit"], lexical["generation"]) == (head, "indexing")
+    assert lexical["results"][0]["path"] == "billing/invoice.py"
+
+    for mode in ("semantic", "hybrid"):
+        refused = _post(url, "semantic_search", query="parse an invoice", mode=mode)
+        assert refused.status_code == 503, refused.text
+        assert 5 <= int(refused.headers["retry-after"]) <= 120
+        body = refused.json()
+        assert body["error"]["type"] == "IndexingError"
+        assert "mode=lexical" in body["error"]["message"]
+        assert (body["phase"], body["done"], body["commit"]) == ("embed", 0, head)
+        assert body["total"] > 0 and body["last_error"] is None
+
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 503  # /readyz still means a published generation
+    index = httpx.get(f"{url}/v1/index").json()
+    assert index["generation"] is None and index["commit"] == head
+    assert index["indexing"]["phase"] == "embed" and index["indexing"]["total"] > 0
+
+    result = await _mcp_call(url, "semantic_search", {"query": "parse an invoice"})
+    assert result.is_error
+    message = result.content[0].text
+    assert "503 IndexingError: the first index is being built" in message
+    detail = json.loads(message[message.index("{") :])
+    assert (detail["phase"], detail["commit"]) == ("embed", head)
+    answered = await _mcp_call(url, "search_text", {"pattern": "TaxCalculator"})
+    assert not answered.is_error
+
+    held.gate.set()
+    _until(lambda: _post(url, "search_text", pattern="x").json()["generation"] == "g000001")
+    dense = _post(url, "semantic_search", query="parse an invoice", mode="semantic").json()
+    assert (dense["generation"], dense["commit"]) == ("g000001", head)
+    assert dense["results"][0]["path"] == "billing/invoice.py"
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    index = httpx.get(f"{url}/v1/index").json()
+    assert index["generation"] == "g000001" and index["indexing"]["phase"] == "ready"
+
+    # Then it follows the repository: a new commit is answered without a restart.
+    new_head = run.repo.commit("refunds", {"billing/refund.py": "def refund_order():\n    pass\n"})
+    found = _until(lambda: _post(url, "search_text", pattern="refund_order").json()["results"])
+    assert found[0]["path"] == "billing/refund.py"
+    assert _post(url, "search_text", pattern="refund_order").json()["commit"] == new_head
+
+
+def test_a_failed_first_build_keeps_the_tree_and_says_why(
+    indexing: tuple[Indexing, str], held: HeldEmbedder
+) -> None:
+    held.fail_with = errors.EmbeddingError("scripted: the model ran out of memory")
+    run, url = indexing
+    _until(lambda: run.early.status()["phase"] == "failed")
+    _until(lambda: _post(url, "search_text", pattern="send_email").status_code == 200)
+    text = _post(url, "search_text", pattern="send_email").json()
+    assert (text["commit"], text["generation"]) == (run.head, "indexing")
+    # The failed build's chunks went with its temp directory: lexical waits for the retry.
+    refused = _post(url, "semantic_search", query="email", mode="semantic")
+    assert refused.status_code == 503
+    body = refused.json()
+    assert "ran out of memory" in body["error"]["message"]
+    assert "ran out of memory" in str(httpx.get(f"{url}/v1/index").json()["indexing"]["last_error"])
+
+    held.fail_with = None
+    held.gate.set()  # the next round (0.5 s later) builds and publishes
+    _until(lambda: _post(url, "search_text", pattern="x").json()["generation"] == "g000001")
+    dense = _post(url, "semantic_search", query="send an email", mode="semantic").json()
+    assert dense["results"][0]["path"] == "mail/sender.py"
+
+
+async def test_mcp_path_over_stdio_answers_before_and_after_publication(tmp_path: Path) -> None:
+    """``codeintel mcp PATH`` (the real CLI, spawned) with the official stdio client; the
+    OpenAI-compatible embeddings server holds every request until the test releases it."""
+    repo = make_repo(tmp_path / "repo")
+    head = repo.head()
+    fake = servers.FakeEmbeddingsServer(dim=8, hang_after=0)
+    with fake.running() as embed_url:
+        env = {
+            "PATH": os.environ["PATH"],
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "CODEINTEL_SERVER_RELOAD_INTERVAL_SECONDS": "0.2",
+        }
+        if "PYTHONPATH" in os.environ:  # a worktree's sources over the editable install
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        args = ["-m", "codeintel.cli", "mcp", str(repo.path), "--embedder", "openai"]
+        args += ["--embed-url", embed_url, "--embed-model", "fake-model", "--embed-dim", "8"]
+        params = StdioServerParameters(command=sys.executable, args=args, env=env)
+        with (tmp_path / "stderr.log").open("w") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write, read_timeout_seconds=120) as session,
+            ):
+                await session.initialize()
+
+                async def call(tool: str, **arguments: Any) -> Any:
+                    return await session.call_tool(tool, arguments)
+
+                deadline = time.monotonic() + 60
+                while (found := await call("search_text", pattern="TaxCalculator")).is_error:
+                    assert time.monotonic() < deadline, found.content[0].text
+                    await asyncio.sleep(0.1)
+                body = _payload(found)
+                assert (body["commit"], body["generation"]) == (head, "indexing")
+                assert fake.hanging.wait(60), "the build never asked for embeddings"
+                refused = await call("semantic_search", query="parse an invoice")
+                assert refused.is_error
+                assert "503 IndexingError" in refused.content[0].text
+                assert f'"commit": "{head}"' in refused.content[0].text
+
+                fake.release.set()
+                deadline = time.monotonic() + 120
+                while (found := await call("semantic_search", query="invoice")).is_error:
+                    assert "IndexingError" in found.content[0].text, found.content[0].text
+                    assert time.monotonic() < deadline, found.content[0].text
+                    await asyncio.sleep(0.2)
+                body = _payload(found)
+                assert (body["commit"], body["generation"]) == (head, "g000001")
+                assert body["results"]
+    assert "index store:" in (tmp_path / "stderr.log").read_text()
+
+
+def _payload(result: Any) -> dict[str, Any]:
+    if result.structured_content:
+        return dict(result.structured_content.get("result", result.structured_content))
+    return dict(json.loads(result.content[0].text))
