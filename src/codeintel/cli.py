@@ -157,7 +157,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         searcher.serve(settings)
         return 0
     with _embedder(settings) as embedder:
-        serving.ensure_index(settings, args.source, embedder, ref=args.ref, reporter=_reporter())
+        serving.ensure_index(
+            settings,
+            args.source,
+            embedder,
+            ref=args.ref,
+            reporter=_reporter(),
+            rebuild=args.rebuild,
+        )
         stop = threading.Event()
         follower = threading.Thread(
             target=serving.follow,
@@ -297,6 +304,7 @@ def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
             "files": result.files,
             "skipped": result.skipped,
             "chunks": result.chunks,
+            "embedded": f"{result.embedded} ({result.embed_cache_hits} from the cache)",
             "vectors": f"{result.vectors.primary} + {result.vectors.secondary}"
             f" (-{result.vectors.tombstones})",
             "index": result.index_type,
@@ -373,6 +381,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_store_flag(p, required=False)
     p.add_argument("--ref", default="HEAD")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build the index from scratch before serving, even if it is up to date "
+        "(after changing chunking settings); unchanged texts come from the embedding cache",
+    )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     g = p.add_argument_group("many stores (a search pool; or CODEINTEL_FLEET_* env vars)")

@@ -34,14 +34,19 @@ def ensure_index(
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
     log_unchanged: int = logging.INFO,
+    rebuild: bool = False,
 ) -> IndexResult:
     """Build or update the store so its live generation is ``source`` at ``ref``.
 
-    ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling).
+    ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling);
+    ``rebuild`` builds from scratch whatever the store holds (``serve --rebuild``).
     """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     try:
+        if rebuild:
+            logger.info("rebuilding %s from scratch (--rebuild)", store.root)
+            return pipeline.build(settings, source, embedder, ref=ref, reporter=reporter)
         try:
             current = store.current()
         except errors.NoGenerationError:
