@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from codeintel.core.store import Store, embcache
 
@@ -240,7 +239,7 @@ class TestCrashesAndConcurrency:
         path = tmp_path / embcache.FILE
         procs = [_writer(path, tag, 15) for tag in ("a", "b")]
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
             assert "disabled" not in err, err
         with sqlite3.connect(path) as db:
