@@ -15,7 +15,7 @@ import numpy as np
 import prometheus_client
 import pytest
 
-from codeintel.cli import _parser, main
+from codeintel.cli import _parser
 from codeintel.core.embed.local import LocalEmbedder, resolve_model_dir
 from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
@@ -78,7 +78,10 @@ def _by_chunk(generation: Generation) -> dict[str, bytes]:
     finally:
         db.close()
     rows = vectors.get(ids).astype(np.float16)
-    return {corpus.embedding_text(chunks[int(i)]): row.tobytes() for i, row in zip(ids, rows)}  # type: ignore[arg-type]
+    return {
+        corpus.embedding_text(chunks[int(i)]): row.tobytes()
+        for i, row in zip(ids, rows, strict=True)
+    }  # type: ignore[arg-type]
 
 
 def _hits() -> float:
