@@ -155,6 +155,17 @@ class TestRebuild:
         assert _parser().parse_args(["serve", ".", "--rebuild"]).rebuild is True
         assert _parser().parse_args(["serve", "."]).rebuild is False
 
+    def test_a_rebuild_from_the_cache_never_loads_the_local_model(self, repo, counting, tmp_path):
+        settings = _settings(tmp_path / "store")
+        pipeline.build(settings, str(repo.path), counting)
+        cold = LocalEmbedder()  # weights load on first use only
+        try:
+            result = pipeline.build(settings, str(repo.path), cold)
+            assert result.embed_cache_hits == result.chunks > 0
+            assert cold._st is None, "a rebuild wholly from the cache must not load the model"
+        finally:
+            cold.close()
+
     def test_an_update_that_reverts_a_file_reuses_its_vectors(self, repo, counting, tmp_path):
         settings = _settings(tmp_path / "store")
         pipeline.build(settings, str(repo.path), counting)
