@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -301,3 +303,35 @@ def test_concurrent_builds_leave_the_cache_whole(repo, tmp_path):
     result = json.loads(out)
     assert result["embedded"] == 0 and result["embed_cache_hits"] == result["chunks"] > 0
     assert "from the cache" in err  # the summary names what was reused
+
+
+def test_a_build_killed_mid_embedding_resumes_from_the_cache(git_repo, tmp_path):
+    # 1100 one-function files: three embed groups (512, 512, 76), eight requests each.
+    git_repo.commit(
+        "many", {f"pkg/m{i:04d}.py": f"def f{i}():\n    return {i}\n" for i in range(1100)}
+    )
+    store = tmp_path / "store"
+    server = FakeEmbeddingsServer(dim=8, hang_after=8)  # the first group only, then hang
+    with server.running():
+        proc = _cli_build(git_repo.path, store, server)
+        try:
+            assert server.hanging.wait(120), "the build never reached its second group"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert Store(store).current_name() is None
+        server.hang_after = None
+        server.release.set()
+        deadline = time.monotonic() + 10
+        while len(server.requests) < server.attempts and time.monotonic() < deadline:
+            time.sleep(0.05)  # the held request is recorded once released
+        sent = len(server.requests)
+        again = _cli_build(git_repo.path, store, server)
+        out, err = again.communicate(timeout=180)
+        assert again.returncode == 0, err
+        resent = sum(len(r) for r in server.requests[sent:])
+    result = json.loads(out)
+    assert result["chunks"] == 1100
+    assert result["embed_cache_hits"] == 512 and resent == result["embedded"] == 1100 - 512
