@@ -175,6 +175,24 @@ class TestDamage:
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
+    def test_a_cache_locked_too_long_is_skipped_not_fatal(self, tmp_path, caplog):
+        path = tmp_path / embcache.FILE
+        _fill(path, _keys(3), _rows(3))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with caplog.at_level(logging.WARNING):
+                cache = embcache.EmbeddingCache(path, 1 << 30, timeout=0.2)
+                cache.put(MODEL, 384, _keys(2, "x"), _rows(2))
+                assert cache.get(MODEL, 384, _keys(3)) == {}
+                cache.close()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert cache.disabled and "disabled for this run" in caplog.text
+        with embcache.EmbeddingCache(path, 1 << 30) as cache:
+            assert len(cache) == 3  # untouched
+
     def test_a_newer_format_is_left_alone(self, tmp_path, caplog):
         path = tmp_path / embcache.FILE
         with sqlite3.connect(path) as db:

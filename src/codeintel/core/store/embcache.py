@@ -158,7 +158,10 @@ class EmbeddingCache:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        # One run may embed on another thread than the one that opened it; calls never overlap.
+        db = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > FORMAT_VERSION:
@@ -377,7 +380,7 @@ class EmbeddingCache:
             logger.warning("embedding cache disabled for this run (%s failed): %s", what, e)
             self._disable()
             return default
-        except OSError as e:
+        except (sqlite3.Error, OSError) as e:
             logger.warning("embedding cache disabled for this run: %s", e)
             self._disable()
             return default
