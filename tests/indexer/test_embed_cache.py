@@ -144,6 +144,20 @@ class TestRebuild:
         assert Store(tmp_path / "store").current().manifest.repo_url == str(moved.resolve())
         assert counting.texts == [] and result.embedded == 0
 
+    def test_a_build_over_an_unreadable_generation_reuses_the_cache(self, repo, counting, tmp_path):
+        settings = _settings(tmp_path / "store")
+        first = pipeline.build(settings, str(repo.path), counting)
+        manifest = tmp_path / "store" / "generations" / first.generation / "manifest.json"
+        data = json.loads(manifest.read_text())
+        data["min_reader_version"] = data["format_version"] + 1  # written by a newer codeintel
+        manifest.write_text(json.dumps(data))
+
+        counting.texts.clear()
+        result = pipeline.build(settings, str(repo.path), counting)
+
+        assert result.generation == "g000002"
+        assert counting.texts == [] and result.embed_cache_hits == result.chunks
+
     def test_serve_rebuild_builds_from_scratch_from_the_cache(self, repo, counting, tmp_path):
         settings = _settings(tmp_path / "store")
         serving.ensure_index(settings, str(repo.path), counting)
