@@ -1,6 +1,7 @@
 """ANN benchmark: the adaptive primary against the seed's fixed IVF8192,PQ64, on one core.
 
     python -m benchmarks.ann_bench [--sizes 5000,50000,200000] [--dim 384] [--quick]
+    python -m benchmarks.ann_bench --real sympy,kopf   # real text queries: see ann_real
 
 For each size of synthetic 384-d vectors (normalised gaussian mixture, n/40
 clusters, noise 0.8 x the centre norm; the tests use the same mixture) it measures:
@@ -212,7 +213,7 @@ def run(
                     )
                 _print(rows[-1])
             if opq and n == 50_000:
-                forced = IndexSettings(ivf_flat_max=10_000)
+                forced = IndexSettings(exact_budget_ms=0.0, ivf_flat_max_bytes=0)
                 for use_opq in (False, True):
                     settings = dataclasses.replace(forced, use_opq=use_opq)
                     label = "IVF-PQ + OPQ" if use_opq else "IVF-PQ"
@@ -240,8 +241,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="5K and 20K, no seed baseline")
     parser.add_argument("--no-seed", action="store_true", help=f"skip the {SEED_FACTORY} baseline")
     parser.add_argument("--no-opq", action="store_true", help="skip the OPQ comparison at 50K")
+    parser.add_argument(
+        "--real",
+        default="",
+        help="comma-separated retrieval corpora: real text queries vs code vectors (ann_real)",
+    )
+    parser.add_argument("--max-queries", type=int, default=300, help="per query set, --real")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.real:
+        from benchmarks import ann_real
+
+        ann_real.run(args.real.split(","), args.max_queries)
+        return
     faiss.omp_set_num_threads(args.threads)
     sizes = [5_000, 20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     seed = not (args.quick or args.no_seed)

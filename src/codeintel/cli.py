@@ -59,7 +59,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.build(
                 settings, args.source, embedder, ref=args.ref, reporter=reporter
@@ -75,7 +75,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _embedder(settings) as embedder:
-        reporter = _reporter()
+        reporter = _reporter(settings)
         try:
             result = pipeline.update(
                 settings,
@@ -96,12 +96,13 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from codeintel.indexer import pipeline
 
     settings = _settings(args)
-    reporter = _reporter()
-    try:
-        result = pipeline.merge(settings, reporter=reporter)
-    finally:
-        reporter.close()
-    _finish(args, result, reporter)
+    with _embedder(settings) as embedder:  # embeds the queries that recalibrate nprobe
+        reporter = _reporter(settings)
+        try:
+            result = pipeline.merge(settings, embedder=embedder, reporter=reporter)
+        finally:
+            reporter.close()
+        _finish(args, result, reporter)
     return 0
 
 
@@ -162,7 +163,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             args.source,
             embedder,
             ref=args.ref,
-            reporter=_reporter(),
+            reporter=_reporter(settings),
             rebuild=args.rebuild,
         )
         stop = threading.Event()
@@ -285,10 +286,10 @@ def _embedder(settings: Settings) -> Iterator[Any]:
         embedder.close()
 
 
-def _reporter() -> Any:
+def _reporter(settings: Settings) -> Any:
     from codeintel.indexer import progress
 
-    return progress.make_reporter()
+    return progress.make_reporter(interval=settings.log.progress_interval_seconds)
 
 
 def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
@@ -327,6 +328,9 @@ def _configure_logging(level: str | None) -> None:
     # faiss >= 1.10 dispatches SIMD at run time; its loader still logs every legacy
     # module it tries (avx512, avx2) at INFO, which reads like an error. Keep its warnings.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    # httpx logs every embeddings request at INFO: hundreds of lines a minute that
+    # drown the indexer's progress lines (and push them out of a log tail).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -341,6 +345,9 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        progress = getattr(record, "progress", None)
+        if progress is not None:
+            entry["progress"] = progress
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -425,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_store_flag(q)
         if name != "merge":
             q.add_argument("--ref", default="HEAD" if name == "build" else None)
-            _add_embedder_flags(q)
+        _add_embedder_flags(q)
         if name == "update":
             q.add_argument(
                 "--merge-threshold",

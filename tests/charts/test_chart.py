@@ -324,7 +324,7 @@ def test_crd_validates(version: str, path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "columns"),
     [
-        (CRD, ["Phase", "Generation", "Commit", "Vectors", "Age"]),
+        (CRD, ["Phase", "Generation", "Commit", "Vectors", "Progress", "Age"]),
         (POOL_CRD, ["Ready", "Shards", "Replicas", "Stores", "Age"]),
     ],
     ids=["codeindex", "searchpool"],

@@ -170,3 +170,46 @@ class TestRecords:
         tree = git_mod.list_tree(mirror, "HEAD")
         kept, skipped = selection.select_files(tree, max_file_bytes=1 << 20, exclude_globs=())
         assert kept == sorted(tree, key=lambda e: e.path) and skipped == []
+
+
+class TestMirrorPermissions:
+    """Searchers may run as another user than the indexer: the mirror must stay readable."""
+
+    @staticmethod
+    def unreadable(root: Path) -> list[str]:
+        bad = []
+        for path in [root, *root.rglob("*")]:
+            if path.name == "FETCH_HEAD" or "hooks" in path.relative_to(root).parts:
+                continue  # git's scratch file and sample hooks: no reader opens them
+            mode = path.stat().st_mode & 0o777
+            wanted = 0o555 if path.is_dir() else 0o444
+            if mode & wanted != wanted:
+                bad.append(f"{path.relative_to(root)} {oct(mode)}")
+        return bad
+
+    def test_clone_and_fetch_under_a_strict_umask_stay_readable(
+        self, git_repo: GitRepo, tmp_path: Path
+    ) -> None:
+        git_repo.commit("first", {"a.py": "x = 1\n"})
+        dest = tmp_path / "store" / "mirror.git"
+        old = os.umask(0o077)
+        try:
+            git_mod.GitClient.mirror(str(git_repo.path), dest).close()
+            assert self.unreadable(dest) == []
+            for i in range(3):  # small fetches land as loose objects in new directories
+                git_repo.commit(f"more {i}", {f"new{i}/b{i}.py": f"y = {i}\n"})
+                git_mod.GitClient.mirror(str(git_repo.path), dest).close()
+        finally:
+            os.umask(old)
+        assert self.unreadable(dest) == []
+
+    def test_an_older_mirror_is_opened_up_on_its_next_fetch(
+        self, mirror: Path, git_repo: GitRepo
+    ) -> None:
+        subprocess.run(
+            ["git", "config", "--unset", "core.sharedRepository"], cwd=mirror, check=True
+        )
+        for path in [mirror, *mirror.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        git_mod.GitClient.mirror(str(git_repo.path), mirror).close()
+        assert self.unreadable(mirror) == []

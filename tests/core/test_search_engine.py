@@ -17,6 +17,8 @@ from codeintel.indexer import ann
 from vectors import clustered
 
 K = 20
+IVF = IndexSettings(exact_budget_ms=0.0)
+"""Always IVF: any measured exact-scan cost exceeds a zero budget."""
 
 
 one_omp_thread = pytest.fixture(autouse=True, scope="module")(vectors.one_omp_thread)
@@ -79,7 +81,7 @@ class TestRecall:
         n, d = 20_000, 64
         x = clustered(n + 200, d)
         xb, xq, ids = x[:n], x[n:], np.arange(n, dtype=np.int64) + 5
-        index, plan, _ = ann.build_primary(xb, ids, IndexSettings())
+        index, plan, _ = ann.build_primary(xb, ids, IVF)
         assert plan.type == "ivf_flat"
         engine = load(tmp_path, index, plan)
         D, I = engine.search(xq, K)
@@ -90,7 +92,9 @@ class TestRecall:
         n, d = 20_000, 64
         x = clustered(n + 200, d, seed=1)
         xb, xq, ids = x[:n], x[n:], np.arange(n, dtype=np.int64) * 3
-        settings = IndexSettings(ivf_flat_max=10_000, pq_m=8, train_sample_max=5_000)
+        settings = IndexSettings(
+            exact_budget_ms=0.0, ivf_flat_max_bytes=0, pq_m=8, train_sample_max=5_000
+        )
         index, plan, _ = ann.build_primary(xb, ids, settings)
         assert plan.type == "ivf_pq"
         gt = exact(xq, xb, ids, K)[1]
@@ -127,7 +131,9 @@ class TestTombstones:
         n, d = 6_000, 32
         x = clustered(n + 20, d, seed=3)
         xb, xq, ids = x[:n], x[n:], np.arange(n, dtype=np.int64)
-        settings = IndexSettings(flat_max=100, ivf_flat_max=1_000, pq_m=8, train_sample_max=2_000)
+        settings = IndexSettings(
+            exact_budget_ms=0.0, ivf_flat_max_bytes=0, pq_m=8, train_sample_max=2_000
+        )
         index, plan, _ = ann.build_primary(xb, ids, settings)
         tombstones = np.unique(exact(xq, xb, ids, 5)[1])  # the 5 nearest of each query
         engine = load(tmp_path, index, plan, tombstones=tombstones, vectors=DictVectors(ids, xb))
@@ -204,7 +210,7 @@ class TestBatchesAndThreads:
     def test_concurrent_callers(self, tmp_path: Path) -> None:
         x = clustered(8_000 + 64, 32, seed=6)
         xb, xq = x[:8_000], x[8_000:]
-        index, plan, _ = ann.build_primary(xb, np.arange(8_000), IndexSettings())
+        index, plan, _ = ann.build_primary(xb, np.arange(8_000), IVF)
         engine = load(tmp_path, index, plan)
         expected = engine.search(xq, K)[1]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -215,7 +221,7 @@ class TestBatchesAndThreads:
 class TestLoad:
     def test_nprobe_from_params_or_override(self, tmp_path: Path) -> None:
         xb = clustered(8_000, 16)
-        index, plan, _ = ann.build_primary(xb, np.arange(8_000), IndexSettings())
+        index, plan, _ = ann.build_primary(xb, np.arange(8_000), IVF)
         engine = load(tmp_path, index, plan)
         assert engine.nprobe == plan.nprobe
         assert engine._primary is not None

@@ -107,6 +107,7 @@ def test_gpu_image_has_the_gpu_build_and_falls_back_to_cpu(
     doctor = json.loads(run_in_image(INDEXER_GPU, "codeintel", "doctor", "--json", env=server))
     assert doctor["ok"], doctor
     assert doctor["faiss"]["gpus"] == 0 and doctor["faiss"]["path"] == "cpu"
+    assert doctor["faiss"]["build"] == "gpu"  # the GPU wheel, running its CPU fallback
     assert doctor["embedder"]["kind"] == "openai" and doctor["embedder"]["dim"] == 384
     assert doctor["git"]["ok"]
 

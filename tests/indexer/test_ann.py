@@ -1,4 +1,4 @@
-"""The adaptive primary build: plans, builds, sizes, atomic writes and the CPU fallback."""
+"""The primary build: plans by measured cost, builds, sizes, atomic writes, the CPU fallback."""
 
 from __future__ import annotations
 
@@ -18,46 +18,63 @@ from vectors import clustered
 one_omp_thread = pytest.fixture(autouse=True, scope="module")(vectors.one_omp_thread)
 
 
+# The type follows the measured exact-scan cost (flat_ms) against exact_budget_ms, and
+# the IVF-Flat size against ivf_flat_max_bytes; tests force each with the settings.
+EXACT = IndexSettings(exact_budget_ms=1e9)
+IVF = IndexSettings(exact_budget_ms=0.0, pq_m=8, train_sample_max=3_000)
 # Small, fast IVF-PQ: 64-d, M=8 (8-d sub-quantisers), 3K training vectors.
-SMALL_PQ = IndexSettings(flat_max=1_000, ivf_flat_max=4_000, pq_m=8, train_sample_max=3_000)
+SMALL_PQ = IndexSettings(exact_budget_ms=0.0, ivf_flat_max_bytes=0, pq_m=8, train_sample_max=3_000)
+OVER = 1e9
+"""A flat_ms above any budget the plans below use: IVF of some kind."""
 
 
-class TestPlanThresholds:
+def plan(n: int, dim: int, settings: IndexSettings, flat_ms: float = OVER) -> ann.IndexPlan:
+    return ann.plan_index(n, dim, settings, flat_ms=flat_ms)
+
+
+class TestPlanByCost:
+    def test_exact_while_the_scan_fits_the_budget(self) -> None:
+        budget = IndexSettings().exact_budget_ms
+        assert plan(35_000, 384, IndexSettings(), flat_ms=budget).type == "flat"
+        assert plan(35_000, 384, IndexSettings(), flat_ms=budget * 1.01).type == "ivf_flat"
+        assert plan(0, 384, IndexSettings(exact_budget_ms=0.0), flat_ms=0.0).type == "flat"
+
+    def test_ivf_pq_only_when_ivf_flat_would_not_fit_in_memory(self) -> None:
+        n, dim = 60_000, 384
+        ivf_flat = ann.estimate_memory_usage(n, dim, "ivf_flat")
+        assert plan(n, dim, IndexSettings(ivf_flat_max_bytes=ivf_flat)).type == "ivf_flat"
+        assert plan(n, dim, IndexSettings(ivf_flat_max_bytes=ivf_flat - 1)).type == "ivf_pq"
+        # the default (1 GiB) keeps ~650K x 384 in IVF-Flat
+        assert plan(600_000, 384, IndexSettings()).type == "ivf_flat"
+        assert plan(700_000, 384, IndexSettings()).type == "ivf_pq"
+
+    def test_too_few_vectors_for_pq_codebooks_stay_ivf_flat(self) -> None:
+        no_memory = IndexSettings(exact_budget_ms=0.0, ivf_flat_max_bytes=0)
+        assert plan(ann.PQ_MIN_VECTORS - 1, 64, no_memory).type == "ivf_flat"
+        assert plan(ann.PQ_MIN_VECTORS, 64, no_memory).type == "ivf_pq"
+        xb = clustered(300, 16)
+        index, p, _ = ann.build_primary(xb, np.arange(300), no_memory)  # PQ would not train
+        assert p.type == "ivf_flat" and index.ntotal == 300
+
     @pytest.mark.parametrize(
-        ("n", "expected"),
-        [
-            (0, "flat"),
-            (4_999, "flat"),
-            (5_000, "ivf_flat"),
-            (50_000, "ivf_flat"),
-            (50_001, "ivf_pq"),
-        ],
+        ("field", "value"),
+        [("exact_budget_ms", -1.0), ("ivf_flat_max_bytes", -1), ("calibration_recall", 1.5)],
     )
-    def test_defaults(self, n: int, expected: str) -> None:
-        assert ann.plan_index(n, 384, IndexSettings()).type == expected
-
-    def test_thresholds_are_configurable(self) -> None:
-        settings = IndexSettings(flat_max=100, ivf_flat_max=1_000)
-        assert ann.plan_index(99, 64, settings).type == "flat"
-        assert ann.plan_index(100, 64, settings).type == "ivf_flat"
-        assert ann.plan_index(1_001, 64, settings).type == "ivf_pq"
-
-    def test_inconsistent_thresholds_are_refused(self) -> None:
-        with pytest.raises(errors.ConfigError):
-            ann.plan_index(10, 64, IndexSettings(flat_max=10, ivf_flat_max=5))
+    def test_bad_settings_are_refused(self, field: str, value: float) -> None:
+        with pytest.raises(errors.ConfigError, match=field):
+            plan(10, 64, IndexSettings(**{field: value}))
 
 
 class TestPlanParameters:
     @pytest.mark.parametrize(("n", "nlist"), [(10_000, 100), (40_000, 200), (50_000, 224)])
     def test_ivf_flat_nlist_is_sqrt_n(self, n: int, nlist: int) -> None:
-        plan = ann.plan_index(n, 384, IndexSettings())
-        assert (plan.nlist, plan.factory) == (nlist, f"IVF{nlist},Flat")
+        p = plan(n, 384, IndexSettings())
+        assert (p.nlist, p.factory) == (nlist, f"IVF{nlist},Flat")
 
     def test_nlist_leaves_39_training_points_per_centroid(self) -> None:
-        plan = ann.plan_index(1_000, 64, IndexSettings(flat_max=10))
-        assert plan.nlist == 1_000 // ann.MIN_POINTS_PER_CENTROID
-        plan = ann.plan_index(50_000, 64, IndexSettings(train_sample_max=2_000))
-        assert plan.nlist == 2_000 // ann.MIN_POINTS_PER_CENTROID
+        assert plan(1_000, 64, IndexSettings()).nlist == 1_000 // ann.MIN_POINTS_PER_CENTROID
+        p = plan(50_000, 64, IndexSettings(train_sample_max=2_000))
+        assert p.nlist == 2_000 // ann.MIN_POINTS_PER_CENTROID
 
     @pytest.mark.parametrize(
         ("n", "sample", "nlist"),
@@ -69,43 +86,44 @@ class TestPlanParameters:
         ],
     )
     def test_ivf_pq_nlist(self, n: int, sample: int, nlist: int) -> None:
-        plan = ann.plan_index(n, 384, IndexSettings(train_sample_max=sample))
-        assert plan.type == "ivf_pq"
-        assert plan.nlist == nlist
-        assert plan.factory == f"IVF{nlist},PQ64np"  # no polysemous training
-        assert plan.rerank_factor == IndexSettings().rerank_factor
+        p = plan(n, 384, IndexSettings(train_sample_max=sample, ivf_flat_max_bytes=0))
+        assert p.type == "ivf_pq"
+        assert p.nlist == nlist
+        assert p.factory == f"IVF{nlist},PQ64np"  # no polysemous training
+        assert p.rerank_factor == IndexSettings().rerank_factor
 
     @pytest.mark.parametrize(("dim", "pq_m", "m"), [(384, 64, 64), (100, 64, 50), (96, 64, 48)])
     def test_pq_m_divides_dim(self, dim: int, pq_m: int, m: int) -> None:
-        plan = ann.plan_index(60_000, dim, IndexSettings(pq_m=pq_m))
-        assert plan.pq_m == m
-        assert dim % plan.pq_m == 0
+        p = plan(60_000, dim, IndexSettings(pq_m=pq_m, ivf_flat_max_bytes=0))
+        assert p.pq_m == m
+        assert dim % p.pq_m == 0
 
-    def test_nprobe_default_and_override(self) -> None:
-        plan = ann.plan_index(60_000, 384, IndexSettings())
-        assert plan.nprobe == 64  # nlist / 16
-        assert ann.plan_index(60_000, 384, IndexSettings(nprobe=7)).nprobe == 7
-        assert ann.plan_index(40_000, 384, IndexSettings()).nprobe == 50  # nlist / 4
+    def test_fallback_nprobe_and_override(self) -> None:
+        pq = IndexSettings(ivf_flat_max_bytes=0)
+        assert plan(60_000, 384, pq).nprobe == 64  # nlist / 16
+        assert plan(60_000, 384, IndexSettings(nprobe=7)).nprobe == 7
+        assert plan(40_000, 384, IndexSettings()).nprobe == 50  # nlist / 4
 
     def test_opq_is_opt_in(self) -> None:
-        plan = ann.plan_index(60_000, 384, IndexSettings(use_opq=True))
-        assert plan.opq
-        assert plan.factory == "OPQ64,IVF1024,PQ64np"
+        p = plan(60_000, 384, IndexSettings(use_opq=True, ivf_flat_max_bytes=0))
+        assert p.opq
+        assert p.factory == "OPQ64,IVF1024,PQ64np"
 
     def test_params_dict_is_plain(self) -> None:
-        plan = ann.plan_index(60_000, 384, IndexSettings())
-        params = ann.params_dict(plan)
+        p = plan(60_000, 384, IndexSettings(ivf_flat_max_bytes=0))
+        params = ann.params_dict(p)
         assert params["type"] == "ivf_pq"
-        assert params["nprobe"] == plan.nprobe
+        assert params["nprobe"] == p.nprobe
         assert set(params) >= {"nlist", "pq_m", "opq", "rerank_factor", "factory"}
+        assert "calibration" not in params  # the manifest's index.calibration holds it
 
 
 class TestBuildPrimary:
     @pytest.mark.parametrize(
         ("n", "settings", "kind"),
         [
-            (800, SMALL_PQ, "flat"),
-            (3_000, SMALL_PQ, "ivf_flat"),
+            (800, EXACT, "flat"),
+            (3_000, IVF, "ivf_flat"),
             (6_000, SMALL_PQ, "ivf_pq"),
         ],
     )
@@ -119,7 +137,8 @@ class TestBuildPrimary:
         assert plan.type == kind
         assert isinstance(index, faiss.IndexIDMap2)
         assert index.ntotal == n
-        assert set(timings) == {"train", "add"}
+        assert set(timings) == {"measure", "train", "add", "calibrate"}
+        assert plan.calibration is not None and plan.calibration.flat_ms > 0
         np.testing.assert_array_equal(faiss.vector_to_array(index.id_map), ids)
         if kind != "flat":
             assert faiss.extract_index_ivf(index).nprobe == plan.nprobe
@@ -128,6 +147,7 @@ class TestBuildPrimary:
         assert f"type={kind}" in message
         assert f"nlist={plan.nlist}" in message
         assert "train=" in message
+        assert "exact scan" in message
 
     def test_training_sample_is_capped(self) -> None:
         xb = clustered(5_000, 32)
@@ -169,7 +189,8 @@ class TestEstimateMemoryUsage:
     )
     def test_within_20_percent_of_written_size(self, tmp_path: Path, n: int, kind: str) -> None:
         xb = clustered(n, 64)
-        index, plan, _ = ann.build_primary(xb, np.arange(n), SMALL_PQ)
+        settings = {"flat": EXACT, "ivf_flat": IVF, "ivf_pq": SMALL_PQ}[kind]
+        index, plan, _ = ann.build_primary(xb, np.arange(n), settings)
         assert plan.type == kind
         path = tmp_path / "primary.faiss"
         ann.write_index(index, path)
@@ -177,9 +198,9 @@ class TestEstimateMemoryUsage:
         assert abs(estimate - path.stat().st_size) <= 0.2 * path.stat().st_size
 
     def test_default_nlist_follows_the_plan(self) -> None:
-        plan = ann.plan_index(200_000, 384, IndexSettings())
+        p = plan(200_000, 384, IndexSettings(ivf_flat_max_bytes=0))
         assert ann.estimate_memory_usage(200_000, 384, "ivf_pq") == ann.estimate_memory_usage(
-            200_000, 384, "ivf_pq", nlist=plan.nlist
+            200_000, 384, "ivf_pq", nlist=p.nlist
         )
 
     def test_unknown_type(self) -> None:
@@ -219,6 +240,9 @@ class TestGpuFallback:
         assert info["gpus"] == 0
         assert info["path"] == "cpu"
         assert info["faiss_version"] == faiss.__version__
+        # This machine has the CPU wheel: doctor must say so, not just "no GPU".
+        assert info["build"] == "cpu"
+        assert "faiss-cpu" in str(info["distribution"])
 
     def test_cuvs_not_wanted(self) -> None:
         assert gpu.use_cuvs(False) is False
@@ -232,7 +256,7 @@ class TestGpuFallback:
         monkeypatch.setattr(gpu, "gpu_count", lambda: 1)
         xb = clustered(3_000, 32)
         with caplog.at_level(logging.INFO, logger="codeintel.indexer.ann"):
-            index, plan, _ = ann.build_primary(xb, np.arange(3_000), SMALL_PQ)
+            index, plan, _ = ann.build_primary(xb, np.arange(3_000), IVF)
         assert plan.type == "ivf_flat"
         assert index.is_trained
         assert index.ntotal == 3_000
@@ -245,6 +269,6 @@ class TestGpuFallback:
 
         monkeypatch.setattr(gpu, "gpu_count", lambda: 1)
         monkeypatch.setattr(ann, "_train_gpu", no_gpu_expected)
-        settings = IndexSettings(flat_max=1_000, ivf_flat_max=4_000, use_gpu=False)
+        settings = IndexSettings(exact_budget_ms=0.0, use_gpu=False)
         index, _, _ = ann.build_primary(clustered(2_000, 16), np.arange(2_000), settings)
         assert index.ntotal == 2_000

@@ -112,6 +112,22 @@ class TestRebuild:
         assert again.generation != first.generation
         assert new == old  # bit for bit, chunk by chunk
 
+    def test_an_ivf_rebuild_takes_its_calibration_queries_from_the_cache(
+        self, repo, counting, tmp_path
+    ):
+        settings = _settings(tmp_path / "store", exact_budget_ms=0.0)  # forces IVF
+        first = pipeline.build(settings, str(repo.path), counting)
+        assert first.index_type.startswith("ivf")
+        assert first.embedded == len(set(counting.texts)) > first.chunks  # + the queries
+
+        counting.texts.clear()
+        again = pipeline.build(settings, str(repo.path), counting)
+
+        assert counting.texts == [] and again.embedded == 0
+        assert again.embed_cache_hits == first.embedded
+        old = Store(tmp_path / "store").open_generation(first.generation).manifest.index
+        assert Store(tmp_path / "store").current().manifest.index.params == old.params
+
     def test_new_chunk_settings_embed_only_new_texts(self, repo, counting, tmp_path):
         store = tmp_path / "store"
         first = pipeline.build(_settings(store), str(repo.path), counting)

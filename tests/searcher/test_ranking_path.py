@@ -50,3 +50,21 @@ def test_lexical_search_needs_no_embedder(
     monkeypatch.setenv("CODEINTEL_EMBEDDER_URL", "http://127.0.0.1:9/v1")
     rows = _cli(str(store_settings.store.path), "TaxCalculator", "lexical", capsys)
     assert rows[0][0] == "billing/invoice.py"
+
+
+def test_cli_refuses_dense_search_with_another_model_of_the_same_dimension(
+    store_settings: Settings, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codeintel.core.embed.local import resolve_model_dir
+
+    # The same 384-d weights under another name: dimensions agree, rankings would not.
+    other = str(resolve_model_dir(store_settings.embedder.model))
+    monkeypatch.setenv("CODEINTEL_EMBEDDER_MODEL", other)
+    store = str(store_settings.store.path)
+    capsys.readouterr()
+    assert main(["search", "invoice", "--store", store, "--mode", "semantic"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert repr(other) in err[0] and repr(store_settings.embedder.model) in err[0]
+    assert "mode=lexical" in err[0]
+    assert _cli(store, "TaxCalculator", "lexical", capsys)  # lexical is unaffected

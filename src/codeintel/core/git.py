@@ -22,8 +22,13 @@ from pathlib import Path
 import msgspec
 
 from codeintel.core import errors, gitrun
+from codeintel.core.store import files
 
 logger = logging.getLogger(__name__)
+
+SHARED_MODE = "0644"
+"""``core.sharedRepository`` of every mirror: files 0644 and directories 0755 whatever
+the umask, so searchers running as another user can read what the indexer fetched."""
 
 require_git = gitrun.require_git
 
@@ -130,6 +135,12 @@ class GitClient:
         if (dest / "HEAD").exists():
             client = cls(dest, credentials)
             client.set_origin(source)
+            if gitrun.run(
+                dest, "config", "--default", "", "core.sharedRepository"
+            ).decode().strip() != (SHARED_MODE):
+                # A mirror made before its permissions were pinned: open it up once.
+                gitrun.run(dest, "config", "core.sharedRepository", SHARED_MODE)
+                share_tree(dest)
             client.fetch()
             return client
         tmp = dest.with_name(dest.name + ".tmp")
@@ -149,6 +160,11 @@ class GitClient:
         # automatic gc prune objects a live generation still answers from.
         gitrun.run(tmp, "config", "gc.auto", "0")
         gitrun.run(tmp, "config", "gc.pruneExpire", "never")
+        # Searchers may run as another user than the indexer: whatever the indexer's
+        # umask, every file git writes from now on is world-readable, and what the
+        # clone already wrote is opened up here.
+        gitrun.run(tmp, "config", "core.sharedRepository", SHARED_MODE)
+        share_tree(tmp)
         write_commit_graph(tmp)
         os.replace(tmp, dest)
         return cls(dest, credentials)
@@ -296,3 +312,14 @@ def write_commit_graph(repo: Path) -> None:
         )
     except errors.GitError as e:  # an optimisation only: answers stay correct without it
         logger.warning("cannot write the commit-graph of %s: %s", repo, e)
+
+
+def share_tree(root: Path) -> None:
+    """Make everything under ``root`` readable (and directories listable) by everyone."""
+    files.share(root, files.DIR_READ)
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in dirnames:
+            files.share(base / name, files.DIR_READ)
+        for name in filenames:
+            files.share(base / name, files.FILE_READ)

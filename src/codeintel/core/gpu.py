@@ -51,6 +51,23 @@ def use_cuvs(wanted: bool = True) -> bool:
     return wanted and cuvs_available() and hasattr(faiss, "GpuClonerOptions")
 
 
+def gpu_build() -> bool:
+    """Whether the installed faiss was compiled with GPU support (whatever GPUs exist)."""
+    return hasattr(faiss, "StandardGpuResources")
+
+
+def distribution() -> str:
+    """The installed faiss wheel (``faiss-cpu``, ``faiss-gpu-cu12``, …), or ``unknown``."""
+    from importlib import metadata
+
+    names = sorted(
+        name
+        for dist in metadata.distributions()
+        if (name := str(dist.metadata["Name"] or "")).lower().startswith("faiss")
+    )
+    return ", ".join(names) or "unknown"
+
+
 def describe(wanted_cuvs: bool = True) -> dict[str, object]:
     """What ``codeintel doctor`` prints: faiss version, GPUs, cuVS and the path that runs."""
     gpus = gpu_count()
@@ -63,6 +80,8 @@ def describe(wanted_cuvs: bool = True) -> dict[str, object]:
         path = "gpu"
     return {
         "faiss_version": str(getattr(faiss, "__version__", "unknown")),
+        "build": "gpu" if gpu_build() else "cpu",
+        "distribution": distribution(),
         "gpus": gpus,
         "cuvs_compiled": cuvs_available(),
         "cuvs": cuvs,

@@ -198,6 +198,9 @@ def search_store(
     if dense_fetch:
         if embedder is None:
             raise errors.ConfigError(f"{mode} search needs an embedder")
+        embedding_mod.check_model(
+            embedder.model, generation.manifest.embedding.model, generation.name
+        )
         xq = embedder.embed(text)
         embedding_mod.check_dimension(
             int(xq.shape[1]), generation.manifest.embedding.dim, embedder.model

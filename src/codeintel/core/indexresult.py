@@ -29,7 +29,8 @@ class IndexResult(msgspec.Struct, kw_only=True):
     embedded: int = 0
     """Texts sent to the embedding model this run (the rest came from the store's cache)."""
     embed_cache_hits: int = 0
-    """Chunk texts whose vectors came from the store's embedding cache."""
+    """Texts (chunks, and an IVF primary's calibration queries) whose vectors came from
+    the store's embedding cache."""
 
     @property
     def total(self) -> int:

@@ -120,8 +120,8 @@ class SearchEngine:
     ) -> SearchEngine:
         """Read a generation's index files, memory-mapped (see ``_MMAP_IFC``).
 
-        ``nprobe`` 0 uses ``params["nprobe"]`` (the build's default, chosen for
-        recall@20 >= 0.95). A missing secondary file means an empty secondary.
+        ``nprobe`` 0 uses ``params["nprobe"]`` (the build's, calibrated for recall@10
+        >= 0.99 on text queries from the corpus: docs/architecture.md, *Vector indexes*). A missing secondary file means an empty secondary.
         """
         primary = _read(primary_path, index_type)
         secondary = _read(secondary_path, "flat") if Path(secondary_path).exists() else None

@@ -1,19 +1,23 @@
-"""Build the primary FAISS index adaptively, and the other FAISS files the indexer writes.
+"""Build the primary FAISS index by measured cost, and the other FAISS files the indexer writes.
 
-Why adaptive: one fixed index type is wrong at both ends. A fixed
-``OPQ64,IVF1024,PQ64`` at 50K x 384 on one core trained for ~460 s and reached
-recall@20 0.41, while a repository of 3 000 chunks needs no training at all. So
+Why measured: one fixed index type is wrong at both ends, and count thresholds are
+guesses about someone else's machine and data. A fixed ``OPQ64,IVF1024,PQ64`` at
+50K x 384 on one core trained for ~460 s and reached recall@20 0.41, while an exact
+scan of 35K x 384 costs ~2.5 ms on one core, less than embedding the query. So
 (docs/architecture.md, *Vector indexes*):
 
-* ``flat`` below ``IndexSettings.flat_max`` vectors: exact, nothing to train.
-* ``ivf_flat`` up to ``ivf_flat_max``: nlist = clamp(sqrt n); float32 codes, so
-  scores are exact and only the probed lists limit recall.
-* ``ivf_pq`` above: ``IVF{nlist},PQ{m}np`` with nlist = max(1024, sqrt n)
-  (4 sqrt n above 500K). ``np``: no polysemous training (12.5 s instead of
-  minutes at 50K x 384, recall unchanged since we never use Hamming filtering).
-  PQ codes alone cap recall@20 at 0.36-0.48, so the searcher over-fetches
-  ``rerank_factor`` x k candidates and re-ranks them exactly with the stored
-  vectors. OPQ is an option (``use_opq``), off unless a benchmark shows it pays.
+* ``flat`` while one exact single-query scan of the corpus, timed at build time on
+  one core, fits ``IndexSettings.exact_budget_ms``: exact, nothing to train.
+* ``ivf_flat`` beyond it: nlist = clamp(sqrt n); float32 codes, so scores are exact
+  and only the probed lists limit recall.
+* ``ivf_pq`` when an IVF-Flat index would exceed ``ivf_flat_max_bytes``:
+  ``IVF{nlist},PQ{m}np`` with nlist = max(1024, sqrt n) (4 sqrt n above 500K).
+  ``np``: no polysemous training (12.5 s instead of minutes at 50K x 384). PQ codes
+  alone cap recall@20 at 0.36-0.48, so the searcher over-fetches ``rerank_factor`` x k
+  candidates and re-ranks them exactly with the stored vectors. OPQ is an option.
+
+nprobe is then calibrated on text queries drawn from the corpus (``calibration``) and
+recorded with what was measured in the manifest's ``index.calibration``.
 
 Every index is wrapped in ``IndexIDMap2`` so FAISS labels are chunk ids.
 Training uses at most ``train_sample_max`` vectors, which bounds its time
@@ -31,6 +35,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ import numpy as np
 from codeintel.core import errors, gpu
 from codeintel.core.settings import IndexSettings
 from codeintel.core.store import manifest
+from codeintel.indexer import calibration
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,12 @@ PQ64 training alone take minutes on a 100K sample."""
 
 TRAIN_SEED = 1234
 
-# Default nprobe as a fraction of nlist, to give recall@20 >= 0.95 against IndexFlatIP.
+PQ_MIN_VECTORS = 1_024
+"""IVF-PQ needs 256 points per sub-quantiser codebook to train at all; below 4x that the
+primary stays IVF-Flat whatever the memory limit (a few MB at most)."""
+
+# Fallback nprobe (when calibration has no text queries) as a fraction of nlist, to give
+# recall@20 >= 0.95 against IndexFlatIP on data-distributed queries.
 # Measured on normalised gaussian mixtures (n/40 clusters, noise 0.8 x the centre norm),
 # one core: IVF200,Flat at 40K x 64 reaches 0.945 at nlist/8 and 0.976 at nlist/4, and
 # scanning a quarter of <= 50K float vectors costs ~2 ms, so ivf_flat probes a quarter.
@@ -87,28 +98,31 @@ class IndexPlan(msgspec.Struct, frozen=True):
     """PQ sub-quantisers, a divisor of the dimension (0 unless ivf_pq)."""
     opq: bool
     nprobe: int
-    """Lists visited per query by default; chosen to meet recall@20 >= 0.95."""
+    """Lists visited per query: calibrated by :func:`build_primary`, a fraction of nlist before."""
     rerank_factor: int
     """Candidates fetched per requested result and re-ranked exactly (1: no re-ranking)."""
     factory: str
     """The faiss ``index_factory`` string of the index inside ``IndexIDMap2``."""
+    calibration: manifest.Calibration | None = None
+    """What the build measured (the manifest's ``index.calibration``, not ``params``)."""
 
 
-def plan_index(n: int, dim: int, settings: IndexSettings) -> IndexPlan:
-    """Choose the index type and its parameters for ``n`` vectors of ``dim`` dimensions."""
+def plan_index(n: int, dim: int, settings: IndexSettings, *, flat_ms: float) -> IndexPlan:
+    """Choose the index type and its parameters for ``n`` vectors of ``dim`` dimensions,
+    whose exact scan costs ``flat_ms`` per query on one core (:func:`calibration.flat_cost_ms`)."""
     if n < 0:
         raise errors.ConfigError(f"vector count must be >= 0, got {n}")
     if dim <= 0:
         raise errors.ConfigError(f"dimension must be > 0, got {dim}")
-    if not 0 <= settings.flat_max <= settings.ivf_flat_max:
-        raise errors.ConfigError(
-            f"index thresholds must satisfy 0 <= flat_max <= ivf_flat_max, got "
-            f"{settings.flat_max} and {settings.ivf_flat_max}"
-        )
-    if n < settings.flat_max:
+    _check_settings(settings)
+    if n == 0 or flat_ms <= settings.exact_budget_ms:
         return IndexPlan("flat", 0, 0, False, 0, 1, "Flat")
-    index_type: IndexType = "ivf_flat" if n <= settings.ivf_flat_max else "ivf_pq"
-    nlist = _capped_nlist(_formula_nlist(n, index_type), n, settings.train_sample_max)
+    nlist = _capped_nlist(_formula_nlist(n, "ivf_flat"), n, settings.train_sample_max)
+    ivf_flat_bytes = estimate_memory_usage(n, dim, "ivf_flat", nlist=nlist)
+    fits = ivf_flat_bytes <= settings.ivf_flat_max_bytes
+    index_type: IndexType = "ivf_flat" if fits or n < PQ_MIN_VECTORS else "ivf_pq"
+    if index_type == "ivf_pq":
+        nlist = _capped_nlist(_formula_nlist(n, index_type), n, settings.train_sample_max)
     nprobe = settings.nprobe if settings.nprobe > 0 else _default_nprobe(index_type, nlist)
     nprobe = min(nprobe, nlist)
     if index_type == "ivf_flat":
@@ -119,6 +133,21 @@ def plan_index(n: int, dim: int, settings: IndexSettings) -> IndexPlan:
         factory = f"OPQ{pq_m}," + factory
     rerank = max(1, settings.rerank_factor)
     return IndexPlan("ivf_pq", nlist, pq_m, settings.use_opq, nprobe, rerank, factory)
+
+
+def _check_settings(settings: IndexSettings) -> None:
+    if not settings.exact_budget_ms >= 0:
+        raise errors.ConfigError(
+            f"exact_budget_ms must be >= 0 milliseconds, got {settings.exact_budget_ms}"
+        )
+    if settings.ivf_flat_max_bytes < 0:
+        raise errors.ConfigError(
+            f"ivf_flat_max_bytes must be >= 0, got {settings.ivf_flat_max_bytes}"
+        )
+    if not 0 < settings.calibration_recall <= 1:
+        raise errors.ConfigError(
+            f"calibration_recall must be in (0, 1], got {settings.calibration_recall}"
+        )
 
 
 def pq_subquantizers(dim: int, pq_m: int) -> int:
@@ -151,7 +180,9 @@ def _default_nprobe(index_type: IndexType, nlist: int) -> int:
 
 def params_dict(plan: IndexPlan) -> dict[str, Any]:
     """The plan as plain JSON types, for the manifest's ``index.params``."""
-    return msgspec.to_builtins(plan)  # type: ignore[no-any-return]
+    params: dict[str, Any] = msgspec.to_builtins(plan)
+    params.pop("calibration", None)
+    return params
 
 
 def build_primary(
@@ -159,19 +190,27 @@ def build_primary(
     ids: np.ndarray,
     settings: IndexSettings,
     *,
+    queries: Callable[[], np.ndarray] | None = None,
     log: logging.Logger | None = None,
 ) -> tuple[faiss.Index, IndexPlan, dict[str, float]]:
-    """Train and fill the primary index: ``IndexIDMap2`` over the type :func:`plan_index` picks.
+    """Measure, train and fill the primary index: ``IndexIDMap2`` over the type
+    :func:`plan_index` picks for the measured cost of an exact scan.
 
     ``xb`` is (n, d) float32, L2-normalised; ``ids`` is (n,) int64 chunk ids.
-    Returns the index (nprobe already set to the plan's, and saved with it), the
-    plan, and timings ``{"train": s, "add": s}``. Logs n, type, nlist and the
-    training time.
+    ``queries`` gives the calibration query vectors ((q, d) float32, unit rows: text
+    from the corpus embedded by the build's model); it is called only for an IVF
+    primary. Returns the index (its nprobe set to the calibrated one, and saved with
+    it), the plan with ``calibration`` filled in, and timings ``{"measure": s,
+    "train": s, "add": s, "calibrate": s}``. Logs the choice and what it measured.
     """
     log = log or logger
     xb, ids = _check_vectors(xb, ids)
     n, d = xb.shape
-    plan = plan_index(n, d, settings)
+    _check_settings(settings)
+    t_measure = time.perf_counter()
+    flat_ms = calibration.flat_cost_ms(xb)
+    measure_s = time.perf_counter() - t_measure
+    plan = plan_index(n, d, settings, flat_ms=flat_ms)
     inner = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
     if plan.type == "ivf_pq":
         ivfpq = faiss.downcast_index(faiss.extract_index_ivf(inner))
@@ -192,23 +231,100 @@ def build_primary(
     if n:
         index.add_with_ids(xb, ids)
     add_s = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    cal = manifest.Calibration(
+        flat_ms=round(flat_ms, 4),
+        budget_ms=settings.exact_budget_ms,
+        target=settings.calibration_recall,
+    )
     if plan.type != "flat":
-        faiss.extract_index_ivf(index).nprobe = plan.nprobe
+        cal = _calibrate(index, plan, xb, ids, queries, settings, cal, log)
+        faiss.extract_index_ivf(index).nprobe = cal.nprobe
+    calibrate_s = time.perf_counter() - t2
+    cal = msgspec.structs.replace(cal, seconds=round(measure_s + calibrate_s, 3))
+    plan = msgspec.structs.replace(plan, nprobe=cal.nprobe, calibration=cal)
 
     log.info(
-        "built primary index: n=%d dim=%d type=%s nlist=%d pq_m=%d nprobe=%d "
-        "train=%.2fs (%s) add=%.2fs",
+        "built primary index: n=%d dim=%d type=%s (exact scan %.2f ms/query on one core, "
+        "budget %.2f ms) nlist=%d pq_m=%d nprobe=%d recall@10=%s on %d text queries%s "
+        "train=%.2fs (%s) add=%.2fs measure+calibrate=%.2fs",
         n,
         d,
         plan.type,
+        flat_ms,
+        settings.exact_budget_ms,
         plan.nlist,
         plan.pq_m,
         plan.nprobe,
+        "n/a" if cal.recall_at_10 is None else f"{cal.recall_at_10:.3f}",
+        cal.queries,
+        f" ({cal.note})" if cal.note else "",
         train_s,
         where,
         add_s,
+        measure_s + calibrate_s,
     )
-    return index, plan, {"train": train_s, "add": add_s}
+    timings = {"measure": measure_s, "train": train_s, "add": add_s, "calibrate": calibrate_s}
+    return index, plan, timings
+
+
+def _calibrate(
+    index: faiss.Index,
+    plan: IndexPlan,
+    xb: np.ndarray,
+    ids: np.ndarray,
+    queries: Callable[[], np.ndarray] | None,
+    settings: IndexSettings,
+    cal: manifest.Calibration,
+    log: logging.Logger,
+) -> manifest.Calibration:
+    """nprobe for ``index``: calibrated on the text queries, else the plan's, and what it finds."""
+    target = settings.calibration_recall
+    xq = np.empty((0, xb.shape[1]), dtype=np.float32)
+    note = ""
+    if queries is None:
+        note = "no calibration queries (no embedder given)"
+    else:
+        try:
+            xq = np.ascontiguousarray(queries(), dtype=np.float32).reshape(-1, xb.shape[1])
+        except Exception as e:
+            # The index is sound without calibration: fall back, say so, never fail the build.
+            log.warning("could not embed the calibration queries: %s", e, exc_info=True)
+            note = f"embedding the calibration queries failed: {e}"
+    nq = len(xq)
+    if settings.nprobe > 0:
+        note = "; ".join(filter(None, (f"nprobe {settings.nprobe} fixed by settings", note)))
+    elif nq < calibration.MIN_QUERIES and not note:
+        note = (
+            f"only {nq} text queries in the corpus (calibration needs "
+            f"{calibration.MIN_QUERIES}): nprobe is the default fraction of nlist"
+        )
+    if not note:
+        choice = calibration.calibrate_nprobe(
+            index, plan.nlist, xq, xb, ids, target=target, rerank_factor=plan.rerank_factor
+        )
+        log.debug("nprobe calibration curve (nprobe: recall@10): %s", choice.curve)
+        return msgspec.structs.replace(
+            cal,
+            nprobe=choice.nprobe,
+            recall_at_10=round(choice.recall, 4),
+            reached=choice.reached,
+            queries=nq,
+        )
+    recall = None
+    if nq:
+        k = min(calibration.RECALL_K, xb.shape[0])
+        truth = calibration.exact_top_ids(xq, xb, ids, k)
+        recall = calibration.recall_at(index, plan.nprobe, xq, truth, xb, ids, plan.rerank_factor)
+    return msgspec.structs.replace(
+        cal,
+        nprobe=plan.nprobe,
+        recall_at_10=None if recall is None else round(recall, 4),
+        reached=recall is not None and recall >= target,
+        queries=nq,
+        note=note,
+    )
 
 
 def _training_sample(xb: np.ndarray, sample_max: int) -> np.ndarray:

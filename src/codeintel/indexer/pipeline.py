@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -33,7 +34,7 @@ from codeintel.core import store as store_mod
 from codeintel.core.indexresult import IndexResult
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.store.vectors import VectorStore
-from codeintel.indexer import ann, chunking, corpus, embed_cache, history_build
+from codeintel.indexer import ann, calibration, chunking, corpus, embed_cache, history_build
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,18 @@ def build(
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
             )
+            # The calibration queries (a seeded sample of the chunks' sentences) go
+            # through the cache too, so a rebuild of an IVF primary embeds nothing.
             with embed_cache.caching(store.root, settings, embedder) as cached:
                 xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
-            dim = _dimension(embedder, xb)
-            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
-            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
+                dim = _dimension(embedder, xb)
+                VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
+                queries = calibration.text_queries(
+                    cached or embedder,
+                    [calibration.QuerySource(d.path, d.text) for d in found.drafts],
+                    settings.index.calibration_queries,
+                )
+                plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter, queries)
             manifest = _manifest(
                 writer,
                 parent=parent,
@@ -217,7 +225,7 @@ def update(
         logger.info(
             "secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold
         )
-        merged = merge(settings, reporter=reporter)
+        merged = merge(settings, embedder=embedder, reporter=reporter)
         return msgspec.structs.replace(
             merged,
             action="update",
@@ -230,9 +238,16 @@ def update(
 
 
 def merge(
-    settings: settings_mod.Settings, *, reporter: progress_mod.Reporter | None = None
+    settings: settings_mod.Settings,
+    *,
+    embedder: embedding_mod.Embedder | None = None,
+    reporter: progress_mod.Reporter | None = None,
 ) -> IndexResult:
-    """Rebuild the primary from all live stored vectors; empty secondary and tombstones."""
+    """Rebuild the primary from all live stored vectors; empty secondary and tombstones.
+
+    ``embedder`` (the store's model) embeds the text queries that recalibrate nprobe
+    for the new primary; without it the manifest records the fallback nprobe as such.
+    """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     with store.lock():
@@ -256,7 +271,8 @@ def merge(
             history_build.write(
                 writer.path, store.mirror_path, old.commit, parent, settings.index, reporter
             )
-            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
+            queries = _stored_queries(writer, embedder, old, settings.index)
+            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter, queries)
             manifest = _manifest(
                 writer,
                 parent=parent,
@@ -369,9 +385,10 @@ def _write_indexes(
     dim: int,
     cfg: settings_mod.IndexSettings,
     reporter: progress_mod.Reporter,
+    queries: Callable[[], np.ndarray] | None,
 ) -> ann.IndexPlan:
     with reporter.stage("train", total=len(ids)) as stage:
-        primary, plan, timings = ann.build_primary(xb, ids, cfg, log=logger)
+        primary, plan, timings = ann.build_primary(xb, ids, cfg, queries=queries, log=logger)
         stage.advance(len(ids))
     reporter.timings.update({f"index_{k}": v for k, v in timings.items()})
     ann.write_index(primary, writer.path / store_mod.PRIMARY)
@@ -381,7 +398,37 @@ def _write_indexes(
 
 
 def _index_info(plan: ann.IndexPlan) -> store_mod.IndexInfo:
-    return store_mod.IndexInfo(type=plan.type, params=ann.params_dict(plan))
+    return store_mod.IndexInfo(
+        type=plan.type, params=ann.params_dict(plan), calibration=plan.calibration
+    )
+
+
+def _stored_queries(
+    writer: store_mod.GenerationWriter,
+    embedder: embedding_mod.Embedder | None,
+    old: store_mod.Manifest,
+    cfg: settings_mod.IndexSettings,
+) -> Callable[[], np.ndarray] | None:
+    """Calibration queries for a merge: from the live chunks' text, with the store's model."""
+    if embedder is None:
+        return None
+
+    def embed() -> np.ndarray:
+        if embedder.model != old.embedding.model:
+            raise errors.ConfigError(
+                f"the store was built with embedding model {old.embedding.model!r}, "
+                f"not {embedder.model!r}"
+            )
+        db = ChunkDB.open(writer.path / store_mod.CHUNKS_DB, readonly=True)
+        try:
+            live = db.all_ids()
+            chunks = db.get([int(i) for i in live[calibration.source_rows(len(live))]])
+        finally:
+            db.close()
+        sources = [calibration.QuerySource(c.path, c.text) for c in chunks.values()]
+        return calibration.text_queries(embedder, sources, cfg.calibration_queries)()
+
+    return embed
 
 
 def _segment_files(generation: store_mod.Generation) -> list[str]:

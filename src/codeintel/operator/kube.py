@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import ssl
@@ -112,6 +113,19 @@ class KubeClient:
                 for k, v in label_selector.items()
             )
         ]
+
+    async def text(self, url: str, params: Mapping[str, str]) -> str:
+        """A plain-text answer (a pod's log); :class:`ApiError` on any error status."""
+        session, server = await self._open()
+        headers = {"Accept": "text/plain, */*", **self._auth_headers()}
+        async with session.get(server + url, params=params, headers=headers) as response:
+            if response.status >= 400:
+                text = await response.text()
+                message = text[:500]
+                with contextlib.suppress(ValueError, AttributeError):
+                    message = str(json.loads(text).get("message", message))[:500]
+                raise ApiError("GET", url, response.status, message)
+            return await response.text(errors="replace")
 
     async def create(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create an object; :class:`ConflictError` when one of that name exists."""

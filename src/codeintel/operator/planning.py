@@ -6,6 +6,9 @@ became useless, merge past the threshold, update on schedule or a new ref, wait
 out the backoff after a failure — are unit-tested without a cluster. The
 handlers (:mod:`codeintel.operator.reconciling`) only carry them out.
 
+The patches that start and end a Job also clear ``progress`` (what the running Job
+last reported), so it never outlives its Job.
+
 The status is the operator's memory: ``activeJob`` and ``jobSequence`` make Job
 creation idempotent across restarts, ``failures`` and ``retryAfter`` drive the
 backoff, and ``embedding`` / ``repoUrl`` / ``ref`` record what the served
@@ -171,6 +174,7 @@ def start_patch(
             "pool": pool,
         },
         "jobSequence": sequence,
+        "progress": None,  # a new Job: nothing reported yet
         "conditions": conditions,
         "observedGeneration": observed_generation,
     }
@@ -217,6 +221,7 @@ def success_patch(
     patch: dict[str, Any] = {
         "phase": "Ready",
         "activeJob": None,
+        "progress": None,
         "failures": 0,
         "retryAfter": None,
         "lastUpdateTime": timestamp(moment),
@@ -282,6 +287,7 @@ def failure_patch(
     return {
         "phase": "Ready" if serving else "Failed",
         "activeJob": None,
+        "progress": None,
         "failures": failures,
         "retryAfter": timestamp(retry_after),
         "conditions": conditions,

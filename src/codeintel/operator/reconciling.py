@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from codeintel.core import errors
-from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, pruning
+from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, progress, pruning
 from codeintel.operator import poolspec as poolspec_mod
 from codeintel.operator import settings as settings_mod
 from codeintel.operator import spec as spec_mod
@@ -48,6 +48,11 @@ class Context:
     settings: settings_mod.OperatorSettings
     client: kube.KubeClient
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    progress: progress.Tracker = dataclasses.field(init=False)
+    """Throttling and warnings of running Jobs' ``status.progress``."""
+
+    def __post_init__(self) -> None:
+        self.progress = progress.Tracker(self.settings.progress_interval_seconds)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """The lock serialising passes over one CodeIndex."""
@@ -239,7 +244,8 @@ async def observe_job(
 
     outcome, reason, message = jobs.outcome(job)
     if outcome is jobs.Outcome.RUNNING:
-        return status
+        return await _refresh_progress(ctx, body, status, job_name, logger)
+    ctx.progress.forget(job_name)
     pods = jobs.pods_of(
         job_name, await ctx.client.list(url(PODS, namespace), {"job-name": job_name})
     )
@@ -361,6 +367,21 @@ async def delete_owned(
                 manifests.claim_name(name, spec),
             )
     ctx.locks.pop((namespace, name), None)
+
+
+async def _refresh_progress(
+    ctx: Context,
+    body: Mapping[str, Any],
+    status: dict[str, Any],
+    job_name: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> dict[str, Any]:
+    """Copy the running Job's last reported progress into the status, throttled."""
+    new = await progress.refresh(ctx.client, body, status, job_name, ctx.progress, logger)
+    if new is None:
+        return status
+    ctx.progress.wrote(job_name)
+    return await _patch_status(ctx, body, {"progress": new})
 
 
 async def _find_running_job(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:

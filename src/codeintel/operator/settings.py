@@ -90,6 +90,11 @@ class OperatorSettings:
     """Period of each CodeIndex's timer, which starts scheduled updates and retries and
     catches Jobs whose events were missed. Job events trigger the same check at once."""
 
+    progress_interval_seconds: float = 20.0
+    """Least seconds between two ``status.progress`` writes for one running Job (read from
+    its pod's log at each check, so at most every ``poll_interval_seconds`` as well):
+    a ``kubectl get -w`` stays alive without a status write per log line."""
+
     retry_base_seconds: float = 30.0
     """Delay before retrying after the first failed Job; it doubles with each failure."""
 
@@ -150,6 +155,8 @@ class OperatorSettings:
         parse_duration(self.default_update_interval)
         if self.poll_interval_seconds <= 0:
             raise errors.ConfigError("poll_interval_seconds must be positive")
+        if self.progress_interval_seconds <= 0:
+            raise errors.ConfigError("progress_interval_seconds must be positive")
         if self.retry_base_seconds <= 0 or self.retry_max_seconds < self.retry_base_seconds:
             raise errors.ConfigError("retry_base_seconds must be > 0 and <= retry_max_seconds")
         if self.image_pull_policy not in {"Always", "IfNotPresent", "Never"}:

@@ -648,6 +648,7 @@ def _unavailable(name: str, reason: str) -> dict[str, Any]:
         "updated_at": "",
         "embedding_model": "",
         "embedding_dim": 0,
+        "calibration": None,
         "error": reason,
     }
 

@@ -241,22 +241,15 @@ class GenerationManager:
                 self._close(gen)
 
     def check_embedder(self, gen: LoadedGeneration, embedder: Any) -> None:
-        """Refuse dense search when the query embedder is not the one that built ``gen``.
-
-        Two models of one dimension compare without error and rank at random, so
-        the model's name must match too. Lexical search does not embed and is unaffected.
-        """
+        """Refuse dense search when the query embedder is not the one that built ``gen``
+        (:func:`codeintel.core.embed.check_model`), counted and logged once."""
         want = gen.manifest.embedding
-        if embedder.model != want.model:
+        try:
+            embedding_mod.check_model(embedder.model, want.model, gen.name)
+        except errors.ModelMismatchError as e:
             self._metrics.dense_refusals.labels(reason="model_mismatch").inc()
-            message = (
-                f"generation {gen.name} was embedded with model {want.model!r}, but this "
-                f"searcher embeds queries with {embedder.model!r}; semantic and hybrid search "
-                "are refused (mode=lexical still works): serve with the index's model "
-                "(CODEINTEL_EMBEDDER_MODEL) or rebuild the index with this one"
-            )
-            self._log_change(f"model {gen.name}", message, logging.ERROR)
-            raise errors.ModelMismatchError(message)
+            self._log_change(f"model {gen.name}", str(e), logging.ERROR)
+            raise
         if embedder.dim and want.dim and embedder.dim != want.dim:
             self._metrics.dense_refusals.labels(reason="dimension_mismatch").inc()
             embedding_mod.check_dimension(embedder.dim, want.dim, embedder.model)

@@ -417,6 +417,22 @@ class FileHistoryResponse(_Answer):
     path: str
 
 
+class IndexCalibration(BaseModel):
+    """What the build measured to choose the primary index (docs/architecture.md, *Vector indexes*)."""
+
+    flat_ms: float = Field(description="Exact scan of the vectors, ms per query on one core.")
+    budget_ms: float = Field(description="Latency budget: the primary is exact when flat_ms fits.")
+    nprobe: int = Field(description="IVF lists probed per query (0: exact primary).")
+    recall_at_10: float | None = Field(
+        description="Recall@10 against exact search at nprobe, on text queries from the corpus."
+    )
+    target: float
+    reached: bool
+    queries: int = Field(description="Calibration queries (docstring/comment/README sentences).")
+    seconds: float
+    note: str
+
+
 class RepoInfo(BaseModel):
     name: str = Field(description="'namespace/name', what `repos` and `repo` take.")
     url: str
@@ -428,6 +444,9 @@ class RepoInfo(BaseModel):
     updated_at: str = Field(description="When the served generation was published (ISO-8601).")
     embedding_model: str
     embedding_dim: int
+    calibration: IndexCalibration | None = Field(
+        None, description="How the index type and nprobe were measured (absent in older stores)."
+    )
     error: str | None = Field(
         None, description="Why the repository cannot be served, when it cannot."
     )

@@ -311,6 +311,7 @@ def repo_info(name: str, manifest: Any) -> dict[str, Any]:
         "updated_at": str(manifest.created_at),
         "embedding_model": str(manifest.embedding.model),
         "embedding_dim": int(manifest.embedding.dim),
+        "calibration": msgspec.to_builtins(manifest.index.calibration),
         "error": None,
     }
 

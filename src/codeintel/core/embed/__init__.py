@@ -19,6 +19,7 @@ from codeintel.core.embed.base import (
     EMBED_SECONDS,
     Embedder,
     check_dimension,
+    check_model,
     empty,
     normalize_rows,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "EMBED_SECONDS",
     "Embedder",
     "check_dimension",
+    "check_model",
     "empty",
     "make_embedder",
     "normalize_rows",

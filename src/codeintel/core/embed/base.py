@@ -62,6 +62,20 @@ def check_dimension(embedder_dim: int, store_dim: int, model: str) -> None:
         )
 
 
+def check_model(query_model: str, index_model: str, generation: str) -> None:
+    """Refuse dense search when the query model is not the one that built ``generation``.
+
+    Two models of one dimension compare without error and rank at random, so the
+    model's name must match, not only the dimension. Lexical search does not embed."""
+    if query_model != index_model:
+        raise errors.ModelMismatchError(
+            f"generation {generation} was embedded with model {index_model!r}, but this "
+            f"searcher embeds queries with {query_model!r}; semantic and hybrid search "
+            "are refused (mode=lexical still works): use the index's model "
+            "(CODEINTEL_EMBEDDER_MODEL) or rebuild the index with this one"
+        )
+
+
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm as float32; all-zero rows stay zero."""
     out = np.asarray(vectors, dtype=np.float32)

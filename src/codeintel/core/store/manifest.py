@@ -29,7 +29,9 @@ from codeintel.core import errors
 #      sha256 checksums of every file in the manifest.
 #   2  optional history/commits.msgpack and history/blame.msgpack (precomputed
 #      path history and blame, core/history_index.py); readers of 1 ignore them.
-FORMAT_VERSION = 2
+#   3  optional index.calibration in the manifest (how the primary's type and nprobe
+#      were measured); readers of 1 and 2 ignore it, and read its absence as "not recorded".
+FORMAT_VERSION = 3
 MIN_READER_VERSION = 1
 
 PRIMARY = "primary.faiss"
@@ -49,10 +51,36 @@ class EmbeddingInfo(msgspec.Struct):
     dim: int
 
 
+class Calibration(msgspec.Struct, kw_only=True):
+    """What the build measured to choose the primary (docs/architecture.md, *Vector indexes*)."""
+
+    flat_ms: float
+    """Per-query cost of an exact scan of these vectors on one core, in milliseconds."""
+    budget_ms: float
+    """The ``exact_budget_ms`` it was compared with: exact when ``flat_ms`` fits it."""
+    nprobe: int = 0
+    """Lists probed per query (0 for an exact primary)."""
+    recall_at_10: float | None = None
+    """Mean recall@10 against exact search at ``nprobe`` for the calibration queries
+    (None when not measured: an exact primary, or no queries)."""
+    target: float = 0.0
+    """The recall@10 calibration aimed for."""
+    reached: bool = True
+    """Whether ``recall_at_10`` met ``target``; when not, ``nprobe`` is the best found."""
+    queries: int = 0
+    """Text queries drawn from the corpus that calibration searched with."""
+    seconds: float = 0.0
+    """Build time spent measuring and calibrating."""
+    note: str = ""
+    """Why calibration fell back to a default, when it did."""
+
+
 class IndexInfo(msgspec.Struct):
     type: str
     """One of :data:`INDEX_TYPES`."""
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+    calibration: Calibration | None = None
+    """Absent in stores written before format version 3."""
 
 
 class Counts(msgspec.Struct):
