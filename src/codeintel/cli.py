@@ -156,7 +156,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not args.source:
         searcher.serve(settings)
         return 0
-    with _indexing(settings, args.source, args.ref) as early:
+    with _indexing(settings, args.source, args.ref, rebuild=args.rebuild) as early:
         searcher.serve(settings, early=early)
     return 0
 
@@ -182,7 +182,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         settings = settings.replace(store={"path": default_store(args.source)})
     print(f"index store: {settings.store.path}", file=sys.stderr)  # stdout speaks MCP only
     _check_store_path(settings)
-    with _indexing(settings, args.source, args.ref) as early:
+    with _indexing(settings, args.source, args.ref, rebuild=args.rebuild) as early:
         searcher.run_stdio(settings, early=early)
     return 0
 
@@ -275,9 +275,10 @@ def _embedder(settings: Settings) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _indexing(settings: Settings, source: str, ref: str) -> Iterator[Any]:
-    """Index ``source`` on a background thread (build now, then follow the ref) while the
-    caller serves; yields the ``EarlyIndex`` the searcher answers from meanwhile."""
+def _indexing(settings: Settings, source: str, ref: str, *, rebuild: bool = False) -> Iterator[Any]:
+    """Index ``source`` on a background thread (build now — from scratch with ``rebuild`` —
+    then follow the ref) while the caller serves; yields the ``EarlyIndex`` the searcher
+    answers from meanwhile."""
     from codeintel.core import git as git_mod
     from codeintel.searcher import early as early_mod
 
@@ -289,7 +290,7 @@ def _indexing(settings: Settings, source: str, ref: str) -> Iterator[Any]:
     stop = threading.Event()
     thread = threading.Thread(
         target=_index_in_background,
-        args=(settings, source, ref, early, stop),
+        args=(settings, source, ref, early, stop, rebuild),
         name="codeintel-index",
         daemon=True,
     )
@@ -317,7 +318,7 @@ def _repo_url(source: str) -> str:
 
 
 def _index_in_background(
-    settings: Settings, source: str, ref: str, early: Any, stop: threading.Event
+    settings: Settings, source: str, ref: str, early: Any, stop: threading.Event, rebuild: bool
 ) -> None:
     from codeintel.core import embed as embedding
     from codeintel.indexer import serving
@@ -337,6 +338,7 @@ def _index_in_background(
             early,
             ref=ref,
             make_reporter=lambda: _reporter(settings),
+            rebuild=rebuild,
         )
     finally:
         embedder.close()
@@ -361,6 +363,7 @@ def _finish(args: argparse.Namespace, result: Any, reporter: Any) -> None:
             "files": result.files,
             "skipped": result.skipped,
             "chunks": result.chunks,
+            "embedded": f"{result.embedded} ({result.embed_cache_hits} from the cache)",
             "vectors": f"{result.vectors.primary} + {result.vectors.secondary}"
             f" (-{result.vectors.tombstones})",
             "index": result.index_type,
@@ -418,6 +421,15 @@ def _add_embedder_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embed-dim", type=int, help="expected vector dimension (checked)")
 
 
+def _add_rebuild_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build the index from scratch before serving, even if it is up to date "
+        "(after changing chunking settings); unchanged texts come from the embedding cache",
+    )
+
+
 def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--store",
@@ -443,6 +455,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_store_flag(p, required=False)
     p.add_argument("--ref", default="HEAD")
+    _add_rebuild_flag(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     g = p.add_argument_group("many stores (a search pool; or CODEINTEL_FLEET_* env vars)")
@@ -539,6 +552,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="repository path or URL (omit to serve --store as is)")
     _add_store_flag(p, required=False)
     p.add_argument("--ref", default="HEAD")
+    _add_rebuild_flag(p)
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_mcp)
 

@@ -26,6 +26,11 @@ class IndexResult(msgspec.Struct, kw_only=True):
     chunks: int = 0
     skipped: int = 0
     merged: bool = False
+    embedded: int = 0
+    """Texts sent to the embedding model this run (the rest came from the store's cache)."""
+    embed_cache_hits: int = 0
+    """Texts (chunks, and an IVF primary's calibration queries) whose vectors came from
+    the store's embedding cache."""
 
     @property
     def total(self) -> int:

@@ -47,6 +47,13 @@ class StoreSettings:
     """A generation is deleted only this long after a newer one went live, so a
     searcher that is still swapping (or serving in-flight requests) never loses files."""
 
+    embedding_cache_bytes: int = 1 << 30
+    """Bound (bytes on disk) of the store's embedding cache (``STORE/embcache.sqlite``):
+    vectors by model, dimension and text hash, so a rebuild embeds only texts it never
+    embedded. Least recently used entries go first; 0 turns the cache off and deletes
+    it. 1 GiB holds ~1M 384-d or ~190K 2560-d vectors (1 073 bytes per 384-d row
+    measured): several full corpora of a large repository (docs/operations.md, *Sizing*)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EmbedderSettings:

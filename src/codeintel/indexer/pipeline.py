@@ -35,7 +35,7 @@ from codeintel.core import store as store_mod
 from codeintel.core.indexresult import IndexResult
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.store.vectors import VectorStore
-from codeintel.indexer import ann, calibration, chunking, corpus, history_build
+from codeintel.indexer import ann, calibration, chunking, corpus, embed_cache, history_build
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -83,15 +83,18 @@ def build(
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
             )
-            xb = corpus.embed_drafts(embedder, found.drafts, reporter)
-            dim = _dimension(embedder, xb)
-            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
-            queries = calibration.text_queries(
-                embedder,
-                [calibration.QuerySource(d.path, d.text) for d in found.drafts],
-                settings.index.calibration_queries,
-            )
-            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter, queries)
+            # The calibration queries (a seeded sample of the chunks' sentences) go
+            # through the cache too, so a rebuild of an IVF primary embeds nothing.
+            with embed_cache.caching(store.root, settings, embedder) as cached:
+                xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
+                dim = _dimension(embedder, xb)
+                VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
+                queries = calibration.text_queries(
+                    cached or embedder,
+                    [calibration.QuerySource(d.path, d.text) for d in found.drafts],
+                    settings.index.calibration_queries,
+                )
+                plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter, queries)
             manifest = _manifest(
                 writer,
                 parent=parent,
@@ -110,7 +113,14 @@ def build(
             )
             generation = writer.publish(manifest)
         _collect_garbage(store, settings)
-    return _result("build", generation, files=files, chunks=len(ids), skipped=len(found.skipped))
+    return _result(
+        "build",
+        generation,
+        files=files,
+        chunks=len(ids),
+        skipped=len(found.skipped),
+        cache=cached.stats if cached else None,
+    )
 
 
 def update(
@@ -158,7 +168,8 @@ def update(
             parent_chunks.close()
         next_id = store.max_next_id()
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
-        xb = corpus.embed_drafts(embedder, found.drafts, reporter)
+        with embed_cache.caching(store.root, settings, embedder) as cached:
+            xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
         if len(ids):
             embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
         tombstones = np.union1d(parent.tombstones(), dead).astype(np.int64)
@@ -223,13 +234,22 @@ def update(
             len(dead),
         )
         _collect_garbage(store, settings)
-    result = _result("update", generation, files=files, chunks=len(ids))
+    result = _result(
+        "update", generation, files=files, chunks=len(ids), cache=cached.stats if cached else None
+    )
     if threshold > 0 and result.vectors.secondary >= threshold:
         logger.info(
             "secondary holds %d vectors (>= %d): merging", result.vectors.secondary, threshold
         )
         merged = merge(settings, embedder=embedder, reporter=reporter)
-        return msgspec.structs.replace(merged, action="update", merged=True, chunks=len(ids))
+        return msgspec.structs.replace(
+            merged,
+            action="update",
+            merged=True,
+            chunks=len(ids),
+            embedded=result.embedded,
+            embed_cache_hits=result.embed_cache_hits,
+        )
     return result
 
 
@@ -486,6 +506,7 @@ def _result(
     chunks: int = 0,
     skipped: int | None = None,
     merged: bool = False,
+    cache: embed_cache.CacheStats | None = None,
 ) -> IndexResult:
     m = generation.manifest
     return IndexResult(
@@ -499,11 +520,17 @@ def _result(
         chunks=chunks,
         skipped=len(m.skipped) if skipped is None else skipped,
         merged=merged,
+        embedded=cache.embedded if cache else chunks,
+        embed_cache_hits=cache.hits if cache else 0,
     )
 
 
 def _collect_garbage(store: store_mod.Store, settings: settings_mod.Settings) -> None:
     started = time.perf_counter()
-    removed = store.gc(settings.store.keep_generations, settings.store.gc_grace_seconds)
+    removed = store.gc(
+        settings.store.keep_generations,
+        settings.store.gc_grace_seconds,
+        embedding_cache_bytes=settings.store.embedding_cache_bytes,
+    )
     if removed:
         logger.info("gc removed %s in %.2f s", ", ".join(removed), time.perf_counter() - started)

@@ -71,15 +71,22 @@ def ensure_index(
     reporter: progress_mod.Reporter | None = None,
     log_unchanged: int = logging.INFO,
     observer: pipeline.BuildObserver | None = None,
+    rebuild: bool = False,
 ) -> IndexResult:
     """Build or update the store so its live generation is ``source`` at ``ref``.
 
     ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling);
     ``observer`` is told when a build has resolved its commit and written its chunks.
+    ``rebuild`` builds from scratch whatever the store holds (``serve --rebuild``).
     """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     try:
+        if rebuild:
+            logger.info("rebuilding %s from scratch (--rebuild)", store.root)
+            return pipeline.build(
+                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
+            )
         try:
             current = store.current()
         except errors.NoGenerationError:
@@ -160,8 +167,10 @@ def keep_indexed(
     ref: str = "HEAD",
     make_reporter: Callable[[], progress_mod.Reporter] = progress_mod.Reporter,
     interval: float | None = None,
+    rebuild: bool = False,
 ) -> None:
-    """Index now, then every ``interval`` seconds until ``stop`` is set (a thread's target).
+    """Index now (from scratch with ``rebuild``), then every ``interval`` seconds until
+    ``stop`` is set (a thread's target).
 
     Unlike :func:`follow`, a failure of any kind (a bad first build included) is
     reported to ``observer`` and retried next round, never raised: the process
@@ -181,6 +190,7 @@ def keep_indexed(
                 reporter=reporter,
                 log_unchanged=logging.INFO if first else logging.DEBUG,
                 observer=observer,
+                rebuild=rebuild and first,
             )
         except errors.CodeIntelError as e:
             logger.error("indexing %s failed (retrying in %.0f s): %s", source, every, e)

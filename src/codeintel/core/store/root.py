@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from codeintel.core import errors
-from codeintel.core.store import files
+from codeintel.core.store import embcache, files
 from codeintel.core.store.generation import Generation
 from codeintel.core.store.manifest import (
     CURRENT,
@@ -198,13 +198,16 @@ class Store:
         number = files.number(names[-1]) + 1 if names else 1
         return GenerationWriter(self, f"g{number:06d}", parent)
 
-    def gc(self, keep: int, grace_seconds: float) -> list[str]:
+    def gc(
+        self, keep: int, grace_seconds: float, *, embedding_cache_bytes: int | None = None
+    ) -> list[str]:
         """Delete old generations and crashed builds; returns the generation names deleted.
 
         Keeps the newest ``keep`` generations and ``CURRENT``; deletes an older one
         only ``grace_seconds`` after its successor went live (searchers may still
         be serving it). Temp dirs of crashed builds go at once while this instance
-        holds the writer lock, otherwise once untouched for the grace.
+        holds the writer lock, otherwise once untouched for the grace. With
+        ``embedding_cache_bytes`` the embedding cache is bounded to it too (0 deletes it).
         """
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
@@ -235,6 +238,8 @@ class Store:
                     shutil.rmtree(path, ignore_errors=True)
         if removed:
             logger.info("garbage-collected generations %s", ", ".join(removed))
+        if embedding_cache_bytes is not None:
+            embcache.trim(self._root, embedding_cache_bytes)
         return removed
 
     def _published_at(self, name: str) -> float:
