@@ -33,7 +33,7 @@ from codeintel.core import store as store_mod
 from codeintel.core.indexresult import IndexResult
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.store.vectors import VectorStore
-from codeintel.indexer import ann, chunking, corpus, history_build
+from codeintel.indexer import ann, chunking, corpus, history_build, windows
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,11 @@ def build(
             )
             xb = corpus.embed_drafts(embedder, found.drafts, reporter)
             dim = _dimension(embedder, xb)
-            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
-            plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter)
+            vids, xv = windows.add_windows(
+                embedder, embedder, found.drafts, ids, xb, settings.index.chunk_windows, reporter
+            )
+            VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv)
+            plan = _write_indexes(writer, xv, vids, dim, settings.index, reporter)
             manifest = _manifest(
                 writer,
                 parent=parent,
@@ -80,7 +83,7 @@ def build(
                 model=embedder.model,
                 dim=dim,
                 index=_index_info(plan),
-                counts=store_mod.Counts(primary=len(ids), secondary=0, tombstones=0),
+                counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
                 next_id=int(next_id + len(ids)),
                 files=files,
                 skipped=found.skipped,
@@ -139,20 +142,23 @@ def update(
         xb = corpus.embed_drafts(embedder, found.drafts, reporter)
         if len(ids):
             embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
+        vids, xv = windows.add_windows(
+            embedder, embedder, found.drafts, ids, xb, settings.index.chunk_windows, reporter
+        )
         tombstones = np.union1d(parent.tombstones(), dead).astype(np.int64)
         with store.begin(parent) as writer:
             writer.link_from_parent(store_mod.PRIMARY)
             for name in _segment_files(parent):
                 writer.link_from_parent(f"{store_mod.VECTORS_DIR}/{name}")
-            with reporter.stage("add", total=len(ids)) as stage:
+            with reporter.stage("add", total=len(vids)) as stage:
                 secondary = faiss.read_index(str(parent.secondary_path))
                 if len(ids):
                     VectorStore.write_segment(
-                        writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb
+                        writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv
                     )
-                    ann.add_vectors(secondary, xb, ids)
+                    ann.add_vectors(secondary, xv, vids)
                 ann.write_index(secondary, writer.path / store_mod.SECONDARY)
-                stage.advance(len(ids))
+                stage.advance(len(vids))
             writer.write_tombstones(tombstones)
             db = ChunkDB.open(parent.path / store_mod.CHUNKS_DB, readonly=True)
             try:
@@ -377,6 +383,13 @@ def repo_url(source: str) -> str:
     return str(Path(source).expanduser().resolve())
 
 
+def _min_reader_version(writer: store_mod.GenerationWriter) -> int:
+    """Readers before windows would take window ids for chunk ids: keep them out."""
+    if VectorStore.open(writer.path / store_mod.VECTORS_DIR).has_windows:
+        return store_mod.WINDOWS_READER_VERSION
+    return store_mod.MIN_READER_VERSION
+
+
 def _manifest(
     writer: store_mod.GenerationWriter,
     *,
@@ -396,7 +409,7 @@ def _manifest(
 ) -> store_mod.Manifest:
     return store_mod.Manifest(
         format_version=store_mod.FORMAT_VERSION,
-        min_reader_version=store_mod.MIN_READER_VERSION,
+        min_reader_version=_min_reader_version(writer),
         generation=writer.name,
         parent=parent.name if parent else None,
         base_generation=base,

@@ -148,6 +148,23 @@ class LocalEmbedder:
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embed, texts)
 
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the model reads per text (special tokens included); 0 when unlimited."""
+        return int(self._load().max_seq_length or 0)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text without special tokens and without truncation.
+
+        The indexer cuts chunks longer than :attr:`max_tokens` into windows
+        (``indexer/windows.py``) with these counts."""
+        st = self._load()
+        if not texts:
+            return []
+        with self._encode_lock:
+            encoded = st.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model reads for ``texts`` (after truncation), for usage reports."""
         st = self._load()

@@ -29,8 +29,14 @@ from codeintel.core import errors
 #      sha256 checksums of every file in the manifest.
 #   2  optional history/commits.msgpack and history/blame.msgpack (precomputed
 #      path history and blame, core/history_index.py); readers of 1 ignore them.
-FORMAT_VERSION = 2
+#   3  long chunks may have several vectors: ids above 2**48 in the indexes and
+#      vector segments are windows of a chunk (core/windows.py). A generation
+#      holding any sets min_reader_version 3 (an older reader would take them
+#      for chunk ids); one without them stays readable by 1.
+FORMAT_VERSION = 3
 MIN_READER_VERSION = 1
+WINDOWS_READER_VERSION = 3
+"""min_reader_version of a generation whose vectors include windows."""
 
 PRIMARY = "primary.faiss"
 SECONDARY = "secondary.faiss"
