@@ -383,13 +383,6 @@ def repo_url(source: str) -> str:
     return str(Path(source).expanduser().resolve())
 
 
-def _min_reader_version(writer: store_mod.GenerationWriter) -> int:
-    """Readers before windows would take window ids for chunk ids: keep them out."""
-    if VectorStore.open(writer.path / store_mod.VECTORS_DIR).has_windows:
-        return store_mod.WINDOWS_READER_VERSION
-    return store_mod.MIN_READER_VERSION
-
-
 def _manifest(
     writer: store_mod.GenerationWriter,
     *,
@@ -409,7 +402,7 @@ def _manifest(
 ) -> store_mod.Manifest:
     return store_mod.Manifest(
         format_version=store_mod.FORMAT_VERSION,
-        min_reader_version=_min_reader_version(writer),
+        min_reader_version=store_mod.MIN_READER_VERSION,
         generation=writer.name,
         parent=parent.name if parent else None,
         base_generation=base,
