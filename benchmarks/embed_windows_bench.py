@@ -5,10 +5,10 @@ The local model reads 256 tokens; a longer chunk is embedded from its first
 docstring (``nl``) queries, what reading the rest as extra windows buys:
 
 * ``head``: one vector per chunk, as the product stores it (truncated text);
-* ``windows<=m``: the head vector plus up to ``m`` vectors for further windows
-  (the chunk's header line, then whole lines packed up to the model's limit,
-  starting at the first line the head did not read); a chunk scores its best
-  window.
+* ``windows<=m``: the head vector plus up to ``m`` vectors for further windows,
+  cut by the product's ``indexer.windows.split`` (the chunk's header line, then
+  whole lines packed up to the model's limit, starting at the first line the
+  head did not read); a chunk scores its best window.
 
 Both rankings are exact inner-product scans over the same stored head vectors
 (the ANN is left out so only the vectors differ), cut to the candidates the
@@ -33,6 +33,7 @@ from benchmarks import retrieval_bench as rb
 from benchmarks.common import write_results
 from codeintel.core import hits as hits_mod
 from codeintel.core import store as store_mod
+from codeintel.indexer import windows as windows_mod
 
 logger = logging.getLogger("embed_windows_bench")
 
@@ -41,32 +42,6 @@ MAX_WINDOWS = 8
 
 WINDOW_CAPS = (1, 2, 4, MAX_WINDOWS)
 """Caps on extra windows per chunk measured (the first windows of the same run)."""
-
-
-def windows(header: str, text: str, tokenizer: Any, limit: int) -> list[str]:
-    """Texts of the windows after the head: header + whole lines up to ``limit`` tokens.
-
-    The head (header + text, truncated at ``limit``) reads lines until its
-    budget runs out; windows start at the first line it did not read whole."""
-    budget = limit - 2  # [CLS] and [SEP]
-    lines = text.split("\n")
-    counts = [len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]]
-    head_tokens = len(tokenizer(header, add_special_tokens=False)["input_ids"])
-    used, i = head_tokens, 0
-    while i < len(lines) and used + counts[i] <= budget:
-        used += counts[i]
-        i += 1
-    out: list[str] = []
-    room = budget - head_tokens
-    while i < len(lines) and len(out) < MAX_WINDOWS:
-        start, used = i, 0
-        while i < len(lines) and (i == start or used + counts[i] <= room):
-            used += counts[i]
-            i += 1
-        body = "\n".join(lines[start:i]).strip()
-        if body:
-            out.append(f"{header}\n{body}")
-    return out
 
 
 def header_of(chunk: store_mod.Chunk) -> str:
@@ -84,7 +59,11 @@ def measure(
     db = generation.chunks()
     chunks = db.get([int(i) for i in ids])
     st = embedder.inner._load()  # type: ignore[attr-defined]
-    tokenizer, limit = st.tokenizer, st.max_seq_length
+    limit = st.max_seq_length
+
+    def counts(texts: Sequence[str]) -> list[int]:
+        ids = st.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
 
     win_embedder = rb.cached_embedder(cache, variant="windows")
     owner: list[int] = []
@@ -93,7 +72,7 @@ def measure(
     long_chunks = 0
     for cid in ids.tolist():
         c = chunks[cid]
-        extra = windows(header_of(c), c.text, tokenizer, limit)
+        extra = windows_mod.split(header_of(c), c.text, counts, limit, MAX_WINDOWS)
         long_chunks += bool(extra)
         owner += [cid] * len(extra)
         number += range(1, len(extra) + 1)
