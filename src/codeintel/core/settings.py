@@ -67,6 +67,13 @@ class EmbedderSettings:
     dim: int = 0
     """Expected vector dimension; 0 learns it from the first answer. Checked against the store."""
 
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    """What runs the local model. ``onnx-int8``: onnxruntime on an int8 copy exported
+    here from the bundled weights (no download), about 2x torch's chunks/s on CPU
+    with no loss on the retrieval benchmark (docs/performance.md, "CPU embedding
+    speed"); ``onnx``: the fp32 export; ``torch``: sentence-transformers. ``auto``
+    picks ``onnx-int8`` when onnxruntime is installed, else ``torch``."""
+
     batch_size: int = 64
     """Texts per request or per model batch; 64 keeps a vLLM batch full without long tails."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from codeintel.core import errors
-from codeintel.core.embed import base
+from codeintel.core.embed import base, onnxrt
 from codeintel.core.settings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -58,10 +58,23 @@ class LocalEmbedder:
     """
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"
+        self,
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        device: str = "cpu",
+        backend: str = "torch",
     ) -> None:
         if batch_size < 1:
             raise errors.ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
+        if backend not in (*onnxrt.BACKENDS, "auto"):
+            raise errors.ConfigError(
+                f"embedder backend must be auto, {', '.join(onnxrt.BACKENDS)}; got {backend!r}"
+            )
+        if backend == "auto":
+            backend = "onnx-int8" if device == "cpu" and onnxrt.available() else "torch"
+        self.backend = backend
+        """What runs the model: ``torch``, ``onnx`` (fp32) or ``onnx-int8`` (see ``onnxrt``)."""
+        self._onnx: onnxrt.OnnxEncoder | None = None
         self._model_name = model
         self._path = resolve_model_dir(model)
         self.batch_size = batch_size
@@ -119,12 +132,15 @@ class LocalEmbedder:
                     f"local embedding model at {self._path} does not declare its dimension"
                 )
             self._dim = int(dim)
+            if self.backend != "torch":
+                self._onnx = onnxrt.OnnxEncoder(st, onnxrt.model_file(st, self._path, self.backend))
             self._st = st
             logger.info(
-                "loaded embedding model %s (%d-d) on %s in %.2fs",
+                "loaded embedding model %s (%d-d) on %s (%s) in %.2fs",
                 self._model_name,
                 self._dim,
                 self.device,
+                self.backend,
                 time.perf_counter() - started,
             )
             return st
@@ -135,13 +151,16 @@ class LocalEmbedder:
             if not texts:
                 return base.empty(self._dim)
             with self._encode_lock:
-                vectors = st.encode(
-                    list(texts),
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                if self._onnx is not None:
+                    vectors = self._onnx.encode(list(texts), self.batch_size)
+                else:
+                    vectors = st.encode(
+                        list(texts),
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
             # normalize_embeddings already made rows unit length; this only fixes the dtype.
             return np.ascontiguousarray(vectors, dtype=np.float32)
 
@@ -185,6 +204,7 @@ class LocalEmbedder:
         with self._load_lock:
             self._closed = True
             self._st = None
+            self._onnx = None
 
     async def aclose(self) -> None:
         self.close()
