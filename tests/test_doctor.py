@@ -52,4 +52,4 @@ def test_names_the_backend_that_embeds(tmp_path, capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["embedder"]["backend"] == "torch"
     monkeypatch.setenv("CODEINTEL_EMBEDDER_BACKEND", "auto")
     assert main(["doctor", "--store", str(tmp_path)]) == 0
-    assert "backend=onnx-int8" in capsys.readouterr().out
+    assert "backend=onnx, dim=384" in capsys.readouterr().out

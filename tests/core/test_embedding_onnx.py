@@ -56,10 +56,11 @@ def test_export_is_made_once_and_reused(tmp_path, monkeypatch):
     assert path.stat().st_mtime_ns == stamp
 
 
-def test_backend_setting_reaches_the_embedder_and_auto_prefers_int8():
+def test_backend_setting_reaches_the_embedder_and_auto_prefers_fp32_onnx():
     assert onnxrt.available()
     assert make_embedder(EmbedderSettings(backend="torch")).backend == "torch"  # type: ignore[attr-defined]
-    assert make_embedder(EmbedderSettings()).backend == "onnx-int8"  # type: ignore[attr-defined]
+    assert make_embedder(EmbedderSettings(backend="onnx-int8")).backend == "onnx-int8"  # type: ignore[attr-defined]
+    assert make_embedder(EmbedderSettings()).backend == "onnx"  # type: ignore[attr-defined]
 
 
 def test_unknown_backend_is_a_config_error():

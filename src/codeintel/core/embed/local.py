@@ -71,7 +71,7 @@ class LocalEmbedder:
                 f"embedder backend must be auto, {', '.join(onnxrt.BACKENDS)}; got {backend!r}"
             )
         if backend == "auto":
-            backend = "onnx-int8" if device == "cpu" and onnxrt.available() else "torch"
+            backend = "onnx" if device == "cpu" and onnxrt.available() else "torch"
         self.backend = backend
         """What runs the model: ``torch``, ``onnx`` (fp32) or ``onnx-int8`` (see ``onnxrt``)."""
         self._onnx: onnxrt.OnnxEncoder | None = None
