@@ -66,3 +66,18 @@ def test_backend_setting_reaches_the_embedder_and_auto_prefers_fp32_onnx():
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="backend"):
         LocalEmbedder(backend="tensorrt")
+
+
+def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(blocker / "onnx"))
+    auto = LocalEmbedder(backend="auto")
+    try:
+        assert auto.embed(["still embeds"]).shape == (1, 384)
+        assert auto.backend == "torch"
+    finally:
+        auto.close()
+    chosen = LocalEmbedder(backend="onnx")
+    with pytest.raises(errors.ConfigError, match="backend 'onnx' failed"):
+        chosen.embed(["must not silently change backend"])

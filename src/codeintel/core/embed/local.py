@@ -70,7 +70,8 @@ class LocalEmbedder:
             raise errors.ConfigError(
                 f"embedder backend must be auto, {', '.join(onnxrt.BACKENDS)}; got {backend!r}"
             )
-        if backend == "auto":
+        self._auto = backend == "auto"
+        if self._auto:
             backend = "onnx" if device == "cpu" and onnxrt.available() else "torch"
         self.backend = backend
         """What runs the model: ``torch``, ``onnx`` (fp32) or ``onnx-int8`` (see ``onnxrt``)."""
@@ -133,7 +134,18 @@ class LocalEmbedder:
                 )
             self._dim = int(dim)
             if self.backend != "torch":
-                self._onnx = onnxrt.OnnxEncoder(st, onnxrt.model_file(st, self._path, self.backend))
+                try:
+                    self._onnx = onnxrt.OnnxEncoder(
+                        st, onnxrt.model_file(st, self._path, self.backend)
+                    )
+                except Exception as e:  # export or session: any failure of an optional path
+                    if not self._auto:
+                        raise errors.ConfigError(
+                            f"embedder backend {self.backend!r} failed for {self._path}: {e}"
+                        ) from e
+                    # ``auto`` only prefers ONNX (e.g. a read-only home has no export cache).
+                    logger.warning("ONNX backend unavailable (%s); embedding with torch", e)
+                    self.backend = "torch"
             self._st = st
             logger.info(
                 "loaded embedding model %s (%d-d) on %s (%s) in %.2fs",
