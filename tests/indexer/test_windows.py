@@ -215,3 +215,19 @@ class TestPipeline:
             live.close()
         assert set(windows_mod.chunk_ids(merged.vectors().ids()).tolist()) == live_ids
         assert merged.manifest.min_reader_version == MIN_READER_VERSION
+
+    def test_update_puts_a_new_long_chunks_windows_in_the_secondary(
+        self, git_repo, local_embedder, tmp_path
+    ):
+        git_repo.commit("initial", SAMPLE_FILES)
+        settings = _settings(tmp_path / "store", chunk_windows=4, merge_threshold=0)
+        pipeline.build(settings, str(git_repo.path), local_embedder)
+        git_repo.commit("measure", {"geo/measure.py": _long_function()})
+        result = pipeline.update(settings, local_embedder)
+
+        generation = Store(tmp_path / "store").current()
+        assert result.vectors.secondary > result.chunks, "windows went to the secondary"
+        assert generation.manifest.min_reader_version == WINDOWS_READER_VERSION
+        found = hits.search_store(settings, local_embedder, QUERY, 10)  # type: ignore[arg-type]
+        assert found[0].path == "geo/measure.py"
+        assert len({(h.path, h.start_line) for h in found}) == len(found)
