@@ -156,6 +156,42 @@ class TestEngine:
             assert I[q].tolist() == expected
             assert D[q] == pytest.approx([best[c] for c in expected], abs=1e-5)
 
+    def test_ivf_pq_rerank_scores_every_window_exactly(self):
+        rng = np.random.default_rng(1)
+        n, d = 2000, 32
+        owners = rng.choice(n, 1500, replace=False)
+        ids = np.concatenate(
+            [np.arange(n, dtype=np.int64), windows_mod.window_ids(owners, np.ones(1500, np.int64))]
+        )
+        xb = rng.standard_normal((len(ids), d)).astype(np.float32)
+        xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+        index = faiss.index_factory(d, "IDMap2,IVF16,PQ8", faiss.METRIC_INNER_PRODUCT)
+        index.train(xb)
+        index.add_with_ids(xb, ids)
+        engine = self._engine(ids, xb, np.empty(0, np.int64))
+        engine = SearchEngine(
+            index,
+            None,
+            np.empty(0, np.int64),
+            engine._vectors,
+            index_type="ivf_pq",
+            nprobe=16,
+            rerank_factor=8,
+        )
+        xq = rng.standard_normal((20, d)).astype(np.float32)
+        D, I = engine.search(xq, 10)
+        scores = xq @ xb.T
+        found = 0
+        for q in range(len(xq)):
+            assert len(set(I[q].tolist())) == 10, "each chunk once"
+            best: dict[int, float] = {}
+            for j in np.argsort(-scores[q]):
+                best.setdefault(int(windows_mod.chunk_ids(ids[j : j + 1])[0]), float(scores[q, j]))
+            # Re-ranked scores are exact: each is the chunk's best vector's inner product.
+            assert D[q] == pytest.approx([best[int(c)] for c in I[q]], abs=1e-4)
+            found += len(set(I[q].tolist()) & set(list(best)[:10]))
+        assert found / (10 * len(xq)) >= 0.8
+
 
 class TestPipeline:
     def test_a_long_chunk_is_found_by_what_only_its_window_reads(
