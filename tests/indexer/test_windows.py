@@ -18,7 +18,24 @@ from codeintel.core.search import SearchEngine
 from codeintel.core.settings import Settings
 from codeintel.core.store import MIN_READER_VERSION, WINDOWS_READER_VERSION, Store
 from codeintel.indexer import chunking, pipeline, progress, windows
-from conftest import SAMPLE_FILES
+
+SAMPLE_FILES = {
+    "billing/invoice.py": (
+        "import decimal\n\n\n"
+        "def parse_invoice(text):\n"
+        "    items = [line.split(',') for line in text.splitlines() if line]\n"
+        "    total = sum(decimal.Decimal(price) for _, price in items)\n"
+        "    return items, total\n"
+    ),
+    "mail/sender.py": (
+        "import smtplib\n\n\n"
+        "def send_email(host, recipient, subject, body):\n"
+        "    with smtplib.SMTP(host) as smtp:\n"
+        "        smtp.sendmail('noreply@example.org', [recipient], body)\n"
+    ),
+    "geo/maps.py": "def tile_url(zoom, x, y):\n    return f'https://tiles/{zoom}/{x}/{y}.png'\n",
+}
+"""Short chunks around the long one (no windows of their own)."""
 
 
 def _settings(store: Path, **index: object) -> Settings:
