@@ -43,3 +43,13 @@ def test_healthy_machine_passes(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "[ok  ] embedder: kind=local" in out and "dim=384" in out
     assert out.rstrip().endswith("all checks passed")
+
+
+def test_names_the_backend_that_embeds(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CODEINTEL_EMBEDDER_MAX_RETRIES", "0")
+    monkeypatch.setenv("CODEINTEL_EMBEDDER_BACKEND", "torch")
+    assert main(["doctor", "--json", "--store", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["embedder"]["backend"] == "torch"
+    monkeypatch.setenv("CODEINTEL_EMBEDDER_BACKEND", "auto")
+    assert main(["doctor", "--store", str(tmp_path)]) == 0
+    assert "backend=onnx, dim=384" in capsys.readouterr().out

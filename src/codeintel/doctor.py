@@ -49,11 +49,14 @@ def _embedder(settings: settings_mod.Settings) -> Check:
             embedder.close()
     except errors.CodeIntelError as e:
         return {"ok": False, "kind": cfg.kind, "target": target, "error": str(e)}
+    # Which runtime embeds (local only): torch, onnx or onnx-int8, after ``auto`` resolved.
+    backend = getattr(embedder, "backend", None)
     return {
         "ok": True,
         "kind": cfg.kind,
         "target": target,
         "model": cfg.model,
+        **({"backend": backend} if backend else {}),
         "dim": int(xq.shape[1]),
         "latency_ms": round((time.perf_counter() - start) * 1000, 1),
     }

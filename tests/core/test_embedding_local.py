@@ -98,3 +98,19 @@ def _embed_count() -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value("codeintel_embed_seconds_count") or 0.0
+
+
+def test_token_counts_need_no_weights_and_match_the_models_tokenizer() -> None:
+    texts = ["def parse_args(argv):\n    return argv", "naïve café ☕ " * 40, ""]
+    cold = LocalEmbedder()
+    try:
+        counts = cold.token_counts(texts)
+        assert cold.max_tokens == 256
+        assert cold._st is None, "counting tokens must not load the weights"
+        st = cold._load()
+        expected = st.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        assert counts == [len(ids) for ids in expected]
+        assert counts[1] > 256, "no truncation"
+        assert cold.max_tokens == st.max_seq_length
+    finally:
+        cold.close()

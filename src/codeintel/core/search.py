@@ -13,7 +13,10 @@ exact index:
 * IVF-PQ candidates (``k * rerank_factor``) are re-scored exactly against the
   stored vectors, because PQ scores alone cap recall@20 at ~0.4 on 384-d
   embeddings;
-* the two lists are merged by score.
+* the two lists are merged by score;
+* a long chunk may have several vectors (its windows, ids from
+  :mod:`codeintel.core.windows`): ids are mapped back to chunks and each chunk
+  counts once, with its best window's score.
 
 The engine is read-only and shares nothing mutable between calls: nprobe is set
 once at construction, so any number of threads may call :meth:`search`
@@ -32,6 +35,7 @@ import faiss
 import numpy as np
 
 from codeintel.core import errors
+from codeintel.core import windows as windows_mod
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +96,10 @@ class SearchEngine:
         self._secondary = secondary
         self._tombstones = np.unique(np.asarray(tombstones, dtype=np.int64).ravel())
         self._vectors = vectors
+        # Whether some chunk has several vectors: stored ids are sorted, so the last is
+        # the largest, and window ids lie above every chunk id.
+        ids = getattr(vectors, "ids", None)
+        self._windows = windows_mod.has_windows(ids()[-1:]) if callable(ids) else False
         self.index_type = index_type
         self.nprobe = nprobe
         self._rerank = index_type == "ivf_pq" and rerank_factor > 1
@@ -170,8 +178,11 @@ class SearchEngine:
         primary, secondary = self._primary, self._secondary
         if primary is not None and primary.ntotal:
             if self._rerank:
-                _, I = self._search_live(primary, xq, k * self.rerank_factor)
-                parts.append(self._rerank_exact(xq, I, k))
+                _, I = self._search_live(primary, xq, k * self.rerank_factor, by_chunk=False)
+                D, I = self._rerank_exact(xq, I, I.shape[1])
+                if self._windows:
+                    D, I = windows_mod.best_per_chunk(D, I)
+                parts.append(_top_k(D, I, k))
             else:
                 parts.append(self._search_live(primary, xq, k))
         if secondary is not None and secondary.ntotal:
@@ -181,12 +192,16 @@ class SearchEngine:
         return _merge(parts, k)
 
     def _search_live(
-        self, index: faiss.Index, xq: np.ndarray, k: int
+        self, index: faiss.Index, xq: np.ndarray, k: int, *, by_chunk: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k non-tombstoned results of one index, re-querying short rows deeper."""
+        """Top-k non-tombstoned results of one index, re-querying short rows deeper.
+
+        ``by_chunk``: ids are chunk ids, each chunk once (its best window); else
+        vector ids, a chunk's windows side by side (for the exact re-rank)."""
         nq = xq.shape[0]
         extra = min(self._tombstones.size, MAX_INITIAL_TOMBSTONE_OVERFETCH)
-        k_fetch = min(k + extra, index.ntotal)
+        # A chunk's windows often sit next to each other in a ranking: fetch twice as deep.
+        k_fetch = min((2 * k if self._windows and by_chunk else k) + extra, index.ntotal)
         D_out = np.full((nq, k), -np.inf, dtype=np.float32)
         I_out = np.full((nq, k), -1, dtype=np.int64)
         rows = np.arange(nq)
@@ -194,9 +209,12 @@ class SearchEngine:
             D, I = index.search(xq[rows], k_fetch)
             exhausted = (I < 0).any(axis=1) | (k_fetch >= index.ntotal)
             if self._tombstones.size:
-                dead = np.isin(I, self._tombstones)
+                # Tombstones name chunks: every window of a dead chunk goes with it.
+                dead = np.isin(windows_mod.chunk_ids(I) if self._windows else I, self._tombstones)
                 I[dead] = -1
                 D[dead] = -np.inf
+            if self._windows and by_chunk:
+                D, I = windows_mod.best_per_chunk(D, I)
             D, I = _top_k(D, I, k)
             D_out[rows], I_out[rows] = D, I
             short = ((I < 0).any(axis=1)) & ~exhausted

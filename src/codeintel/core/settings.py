@@ -74,6 +74,15 @@ class EmbedderSettings:
     dim: int = 0
     """Expected vector dimension; 0 learns it from the first answer. Checked against the store."""
 
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    """What runs the local model. ``onnx``: onnxruntime on an fp32 export made here
+    from the bundled weights (no download): the same vectors as torch (cosine
+    0.9999+) at about 1.35x its chunks/s on CPU; ``onnx-int8``: a per-channel
+    int8 copy, about 2x, but it lost 3-4 points of recall@10 on identifier queries
+    of the retrieval benchmark; ``torch``: sentence-transformers. ``auto`` picks
+    ``onnx`` when onnxruntime is installed, else ``torch`` (docs/performance.md,
+    "CPU embedding speed")."""
+
     batch_size: int = 64
     """Texts per request or per model batch; 64 keeps a vLLM batch full without long tails."""
 
@@ -161,6 +170,12 @@ class IndexSettings:
 
     chunk_overlap_lines: int = 10
     """Overlap between consecutive line windows."""
+
+    chunk_windows: int = 4
+    """Extra vectors at most per chunk longer than the local model reads (256 tokens),
+    one per window of the rest of its text; a search scores a chunk by its best
+    window; 0 embeds the head only. Measured on the retrieval benchmark
+    (docs/performance.md, "Long chunks"). Remote embedders get none."""
 
     use_gpu: bool = True
     """Train and add on GPU when faiss reports one; CPU otherwise (``codeintel doctor`` says which)."""

@@ -76,10 +76,14 @@ def read_corpus(
     return Corpus(drafts=drafts, skipped=skipped, files=files)
 
 
+def embedding_header(draft: chunking.ChunkDraft) -> str:
+    """The first line the model sees for a chunk (and for each of its windows)."""
+    return f"{draft.path}" + (f" :: {draft.symbol}" if draft.symbol else "")
+
+
 def embedding_text(draft: chunking.ChunkDraft) -> str:
     """What the model sees for a chunk: a one-line header, then the code."""
-    header = f"{draft.path}" + (f" :: {draft.symbol}" if draft.symbol else "")
-    return f"{header}\n{draft.text}"
+    return f"{embedding_header(draft)}\n{draft.text}"
 
 
 def embed_drafts(

@@ -35,7 +35,15 @@ from codeintel.core import store as store_mod
 from codeintel.core.indexresult import IndexResult
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.store.vectors import VectorStore
-from codeintel.indexer import ann, calibration, chunking, corpus, embed_cache, history_build
+from codeintel.indexer import (
+    ann,
+    calibration,
+    chunking,
+    corpus,
+    embed_cache,
+    history_build,
+    windows,
+)
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -83,18 +91,29 @@ def build(
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
             )
-            # The calibration queries (a seeded sample of the chunks' sentences) go
-            # through the cache too, so a rebuild of an IVF primary embeds nothing.
+            # The calibration queries (a seeded sample of the chunks' sentences) and the
+            # long chunks' windows go through the cache too: a rebuild embeds nothing.
             with embed_cache.caching(store.root, settings, embedder) as cached:
                 xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
                 dim = _dimension(embedder, xb)
-                VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
+                vids, xv = windows.add_windows(
+                    embedder,
+                    cached or embedder,
+                    found.drafts,
+                    ids,
+                    xb,
+                    settings.index.chunk_windows,
+                    reporter,
+                )
+                VectorStore.write_segment(
+                    writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv
+                )
                 queries = calibration.text_queries(
                     cached or embedder,
                     [calibration.QuerySource(d.path, d.text) for d in found.drafts],
                     settings.index.calibration_queries,
                 )
-                plan = _write_indexes(writer, xb, ids, dim, settings.index, reporter, queries)
+                plan = _write_indexes(writer, xv, vids, dim, settings.index, reporter, queries)
             manifest = _manifest(
                 writer,
                 parent=parent,
@@ -105,7 +124,7 @@ def build(
                 model=embedder.model,
                 dim=dim,
                 index=_index_info(plan),
-                counts=store_mod.Counts(primary=len(ids), secondary=0, tombstones=0),
+                counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
                 next_id=int(next_id + len(ids)),
                 files=files,
                 skipped=found.skipped,
@@ -170,22 +189,31 @@ def update(
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
         with embed_cache.caching(store.root, settings, embedder) as cached:
             xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
-        if len(ids):
-            embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
+            if len(ids):
+                embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
+            vids, xv = windows.add_windows(
+                embedder,
+                cached or embedder,
+                found.drafts,
+                ids,
+                xb,
+                settings.index.chunk_windows,
+                reporter,
+            )
         tombstones = np.union1d(parent.tombstones(), dead).astype(np.int64)
         with store.begin(parent) as writer:
             writer.link_from_parent(store_mod.PRIMARY)
             for name in _segment_files(parent):
                 writer.link_from_parent(f"{store_mod.VECTORS_DIR}/{name}")
-            with reporter.stage("add", total=len(ids)) as stage:
+            with reporter.stage("add", total=len(vids)) as stage:
                 secondary = faiss.read_index(str(parent.secondary_path))
                 if len(ids):
                     VectorStore.write_segment(
-                        writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb
+                        writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv
                     )
-                    ann.add_vectors(secondary, xb, ids)
+                    ann.add_vectors(secondary, xv, vids)
                 ann.write_index(secondary, writer.path / store_mod.SECONDARY)
-                stage.advance(len(ids))
+                stage.advance(len(vids))
             writer.write_tombstones(tombstones)
             db = ChunkDB.open(parent.path / store_mod.CHUNKS_DB, readonly=True)
             try:

@@ -43,7 +43,9 @@ def make_embedder(settings: EmbedderSettings) -> Embedder:
     if settings.kind == "local":
         from codeintel.core.embed.local import LocalEmbedder
 
-        return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
+        return LocalEmbedder(
+            model=settings.model, batch_size=settings.batch_size, backend=settings.backend
+        )
     if settings.kind == "openai":
         from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 

@@ -11,6 +11,8 @@ operator never imports torch at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import threading
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from codeintel.core import errors
-from codeintel.core.embed import base
+from codeintel.core.embed import base, onnxrt
 from codeintel.core.settings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -58,10 +60,24 @@ class LocalEmbedder:
     """
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"
+        self,
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        device: str = "cpu",
+        backend: str = "torch",
     ) -> None:
         if batch_size < 1:
             raise errors.ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
+        if backend not in (*onnxrt.BACKENDS, "auto"):
+            raise errors.ConfigError(
+                f"embedder backend must be auto, {', '.join(onnxrt.BACKENDS)}; got {backend!r}"
+            )
+        self._auto = backend == "auto"
+        if self._auto:
+            backend = "onnx" if device == "cpu" and onnxrt.available() else "torch"
+        self.backend = backend
+        """What runs the model: ``torch``, ``onnx`` (fp32) or ``onnx-int8`` (see ``onnxrt``)."""
+        self._onnx: onnxrt.OnnxEncoder | None = None
         self._model_name = model
         self._path = resolve_model_dir(model)
         self.batch_size = batch_size
@@ -73,11 +89,20 @@ class LocalEmbedder:
         # used from two threads at once, and torch already spreads one batch over
         # every core, so encode calls take turns.
         self._encode_lock = threading.Lock()
+        self._counter: Any = None
         self._closed = False
 
     @property
     def model(self) -> str:
         return self._model_name
+
+    @property
+    def variant(self) -> str:
+        """What besides the model changes the numbers: ``onnx-int8`` (quantised) or ``""``.
+
+        torch and ONNX fp32 agree to cosine 1.0000 (docs/performance.md); int8 does not,
+        so the embedding cache keeps its vectors apart."""
+        return "int8" if self.backend == "onnx-int8" else ""
 
     @property
     def dim(self) -> int:
@@ -119,12 +144,26 @@ class LocalEmbedder:
                     f"local embedding model at {self._path} does not declare its dimension"
                 )
             self._dim = int(dim)
+            if self.backend != "torch":
+                try:
+                    self._onnx = onnxrt.OnnxEncoder(
+                        st, onnxrt.model_file(st, self._path, self.backend)
+                    )
+                except Exception as e:  # export or session: any failure of an optional path
+                    if not self._auto:
+                        raise errors.ConfigError(
+                            f"embedder backend {self.backend!r} failed for {self._path}: {e}"
+                        ) from e
+                    # ``auto`` only prefers ONNX (e.g. a read-only home has no export cache).
+                    logger.warning("ONNX backend unavailable (%s); embedding with torch", e)
+                    self.backend = "torch"
             self._st = st
             logger.info(
-                "loaded embedding model %s (%d-d) on %s in %.2fs",
+                "loaded embedding model %s (%d-d) on %s (%s) in %.2fs",
                 self._model_name,
                 self._dim,
                 self.device,
+                self.backend,
                 time.perf_counter() - started,
             )
             return st
@@ -135,18 +174,65 @@ class LocalEmbedder:
             if not texts:
                 return base.empty(self._dim)
             with self._encode_lock:
-                vectors = st.encode(
-                    list(texts),
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                if self._onnx is not None:
+                    vectors = self._onnx.encode(list(texts), self.batch_size)
+                else:
+                    vectors = st.encode(
+                        list(texts),
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
             # normalize_embeddings already made rows unit length; this only fixes the dtype.
             return np.ascontiguousarray(vectors, dtype=np.float32)
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embed, texts)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the model reads per text (special tokens included); 0 when unlimited."""
+        if self._st is None:
+            config = self._path / "sentence_bert_config.json"
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                return int(json.loads(config.read_text()).get("max_seq_length") or 0)
+        return int(self._load().max_seq_length or 0)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text without special tokens and without truncation.
+
+        The indexer cuts chunks longer than :attr:`max_tokens` into windows
+        (``indexer/windows.py``) with these counts. They come from the model's
+        ``tokenizer.json`` alone when it has one, so cutting windows never loads the
+        weights: a rebuild whose vectors all come from the embedding cache stays cheap."""
+        if not texts:
+            return []
+        counter = self._token_counter()
+        if counter is not None:
+            return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
+        st = self._load()
+        with self._encode_lock:
+            encoded = st.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def _token_counter(self) -> Any:
+        """The fast tokenizer of ``tokenizer.json`` (no truncation, no padding), or None."""
+        with self._load_lock:
+            if self._counter is None:
+                self._counter = False
+                path = self._path / "tokenizer.json"
+                if path.is_file():
+                    try:
+                        from tokenizers import Tokenizer
+
+                        counter = Tokenizer.from_file(str(path))
+                        counter.no_truncation()
+                        counter.no_padding()
+                        self._counter = counter
+                    except Exception as e:  # an odd tokenizer file: count with the model's
+                        logger.warning("cannot read %s (%s); counting with the model", path, e)
+            return self._counter or None
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model reads for ``texts`` (after truncation), for usage reports."""
@@ -168,6 +254,7 @@ class LocalEmbedder:
         with self._load_lock:
             self._closed = True
             self._st = None
+            self._onnx = None
 
     async def aclose(self) -> None:
         self.close()

@@ -31,8 +31,14 @@ from codeintel.core import errors
 #      path history and blame, core/history_index.py); readers of 1 ignore them.
 #   3  optional index.calibration in the manifest (how the primary's type and nprobe
 #      were measured); readers of 1 and 2 ignore it, and read its absence as "not recorded".
-FORMAT_VERSION = 3
+#   4  long chunks may have several vectors: ids above 2**48 in the indexes and
+#      vector segments are windows of a chunk (core/windows.py). A generation
+#      holding any sets min_reader_version 4 (an older reader would take them
+#      for chunk ids); one without them stays readable by 1.
+FORMAT_VERSION = 4
 MIN_READER_VERSION = 1
+WINDOWS_READER_VERSION = 4
+"""min_reader_version of a generation whose vectors include windows."""
 
 PRIMARY = "primary.faiss"
 SECONDARY = "secondary.faiss"

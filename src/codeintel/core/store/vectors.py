@@ -1,4 +1,4 @@
-"""Raw float16 vectors by chunk id, kept beside the FAISS indexes of a generation.
+"""Raw float16 vectors by vector id (a chunk id, or one of its windows), kept beside the FAISS indexes of a generation.
 
 FAISS indexes are lossy (IVF-PQ codes) or hard to edit (deleting from IVF), so
 each generation also keeps every embedded vector in ``vectors/``. That serves
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from codeintel.core import errors
+from codeintel.core import windows as windows_mod
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,11 @@ class VectorStore:
         """Every stored id, sorted ascending (read-only view)."""
         return self._ids
 
+    @property
+    def has_windows(self) -> bool:
+        """Whether some chunk has several vectors (window ids sort after every chunk id)."""
+        return windows_mod.has_windows(self._ids[-1:])
+
     def get(self, ids: np.ndarray) -> np.ndarray:
         """float32 ``(len(ids), dim)`` rows in the order asked; ``KeyError`` names a missing id."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -206,10 +212,12 @@ class VectorStore:
     def iter_batches(
         self, batch: int, exclude: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(ids, float32 vectors)`` over every stored id not in ``exclude``, segment by segment.
+        """``(ids, float32 vectors)`` over every stored id whose chunk is not in ``exclude``.
 
-        Batches hold at most ``batch`` rows (fewer where ids were excluded; empty
-        batches are skipped). Used by merges to rebuild the primary from live vectors.
+        Segment by segment; ``exclude`` holds chunk ids (tombstones), so a dead
+        chunk's windows (:mod:`codeintel.core.windows`) go with it. Batches hold at
+        most ``batch`` rows (fewer where ids were excluded; empty batches are
+        skipped). Used by merges to rebuild the primary from live vectors.
         """
         if batch <= 0:
             raise ValueError(f"batch must be positive, got {batch}")
@@ -219,7 +227,7 @@ class VectorStore:
                 ids = segment.ids[start : start + batch]
                 rows = segment.rows[start : start + batch]
                 if dead is not None and len(dead):
-                    keep = ~np.isin(ids, dead, assume_unique=True)
+                    keep = ~np.isin(windows_mod.chunk_ids(ids), dead)
                     ids, rows = ids[keep], rows[keep]
                 if len(ids):
                     yield ids.copy(), np.asarray(rows, dtype=np.float32)

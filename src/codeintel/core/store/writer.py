@@ -23,9 +23,12 @@ from codeintel.core.store.manifest import (
     MANIFEST,
     MIN_READER_VERSION,
     TOMBSTONES,
+    VECTORS_DIR,
+    WINDOWS_READER_VERSION,
     Manifest,
     encode_manifest,
 )
+from codeintel.core.store.vectors import VectorStore
 
 if TYPE_CHECKING:
     from codeintel.core.store.root import Store
@@ -118,7 +121,12 @@ class GenerationWriter:
         manifest = msgspec.structs.replace(
             manifest,
             format_version=FORMAT_VERSION,
-            min_reader_version=MIN_READER_VERSION,
+            # Readers before windows would take window ids for chunk ids: keep them out.
+            min_reader_version=(
+                WINDOWS_READER_VERSION
+                if VectorStore.open(self.path / VECTORS_DIR).has_windows
+                else MIN_READER_VERSION
+            ),
             generation=self.name,
             parent=self.parent.name if self.parent else None,
             base_generation=manifest.base_generation or self.name,

@@ -1,0 +1,83 @@
+"""The local model through onnxruntime: exported from the bundled weights, here, offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codeintel.core import errors
+from codeintel.core.embed import make_embedder, onnxrt
+from codeintel.core.embed.local import LocalEmbedder
+from codeintel.core.settings import EmbedderSettings
+
+TEXTS = [
+    "def parse_invoice(text):\n    items = [line.split(',') for line in text.splitlines()]",
+    "send an email through an SMTP relay",
+    "class TaxCalculator:\n    def tax_for(self, amount):\n        return amount * self.rate",
+    "HealthHandler answers liveness probes with 200 OK",
+    "x" * 3000,  # past the model's 256 tokens: truncated like torch does
+]
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(local_embedder):
+    return local_embedder.embed(TEXTS)
+
+
+@pytest.mark.parametrize(
+    ("backend", "mean", "worst"), [("onnx", 0.9999, 0.999), ("onnx-int8", 0.985, 0.97)]
+)
+def test_vectors_match_torch(backend, mean, worst, torch_vectors, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(tmp_path))
+    embedder = LocalEmbedder(backend=backend)
+    try:
+        xb = embedder.embed(TEXTS)
+    finally:
+        embedder.close()
+    assert xb.dtype == np.float32 and xb.shape == torch_vectors.shape
+    assert np.allclose(np.linalg.norm(xb, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(xb * torch_vectors, axis=1)
+    assert cos.mean() >= mean and cos.min() >= worst, cos
+    assert list(tmp_path.rglob("*.onnx")), "the export is cached"
+
+
+def test_export_is_made_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(tmp_path))
+    first = LocalEmbedder(backend="onnx-int8")
+    first.embed(["warm"])
+    (path,) = tmp_path.rglob("model-int8-per-channel.onnx")
+    stamp = path.stat().st_mtime_ns
+    first.close()
+    second = LocalEmbedder(backend="onnx-int8")
+    try:
+        second.embed(["again"])
+    finally:
+        second.close()
+    assert path.stat().st_mtime_ns == stamp
+
+
+def test_backend_setting_reaches_the_embedder_and_auto_prefers_fp32_onnx():
+    assert onnxrt.available()
+    assert make_embedder(EmbedderSettings(backend="torch")).backend == "torch"  # type: ignore[attr-defined]
+    assert make_embedder(EmbedderSettings(backend="onnx-int8")).backend == "onnx-int8"  # type: ignore[attr-defined]
+    assert make_embedder(EmbedderSettings()).backend == "onnx"  # type: ignore[attr-defined]
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="backend"):
+        LocalEmbedder(backend="tensorrt")
+
+
+def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(blocker / "onnx"))
+    auto = LocalEmbedder(backend="auto")
+    try:
+        assert auto.embed(["still embeds"]).shape == (1, 384)
+        assert auto.backend == "torch"
+    finally:
+        auto.close()
+    chosen = LocalEmbedder(backend="onnx")
+    with pytest.raises(errors.ConfigError, match="backend 'onnx' failed"):
+        chosen.embed(["must not silently change backend"])
