@@ -29,7 +29,10 @@ from codeintel.core import errors
 #      sha256 checksums of every file in the manifest.
 #   2  optional history/commits.msgpack and history/blame.msgpack (precomputed
 #      path history and blame, core/history_index.py); readers of 1 ignore them.
-FORMAT_VERSION = 2
+#   3  chunks.sqlite schema 2 (code-aware lexicon, core/lexical.py). A generation
+#      records min_reader_version 3 only when its chunks.sqlite is schema 2; an
+#      update of an older generation keeps schema 1 and stays readable by 1.
+FORMAT_VERSION = 3
 MIN_READER_VERSION = 1
 
 PRIMARY = "primary.faiss"
