@@ -275,6 +275,30 @@ class TestCodeAwareLexical:
         assert [i for i, _ in code_db.lexical("处理", 10)] == [6]
         assert [i for i, _ in code_db.lexical("maße", 10)] == [4]  # the path
 
+    def test_a_named_symbol_comes_before_stemmed_look_alikes(self, tmp_path: Path) -> None:
+        with ChunkDB.create(tmp_path / "c.sqlite") as db:
+            db.add(
+                [
+                    make_chunk(1, "a.py", "def make_key(k):\n    return keys", symbol="make_key"),
+                    make_chunk(2, "b.py", "def make_keys(ks): ...", symbol="Store.make_keys"),
+                    make_chunk(3, "c.py", "labels = label(labels, labels)", symbol="labels"),
+                    make_chunk(4, "d.py", "def label(x): ...", symbol="label"),
+                    make_chunk(5, "e.py", "def _read_version(): ...", symbol="_read_version"),
+                    make_chunk(6, "f.py", "def read_version(): ...", symbol="read_version"),
+                ]
+            )
+        with ChunkDB.open(tmp_path / "c.sqlite") as db:
+            assert db.lexical("make_keys", 10)[0][0] == 2
+            assert db.lexical("make_key", 10)[0][0] == 1
+            assert db.lexical("label", 10)[0][0] == 4  # one word names a symbol too
+            assert db.lexical("_read_version", 10)[0][0] == 5
+            assert db.lexical("read_version", 10)[0][0] == 6
+            assert db.lexical("make keys", 10)[0][0] == 2  # a name in words
+            scores = [s for _, s in db.lexical("make_keys", 10)]
+            assert scores == sorted(scores, reverse=True)  # tiers keep scores falling
+            # without the exact tier the stemmer conflates them
+            assert {i for i, _ in db.lexical("make_keys", 2, exact_first=False)} == {1, 2}
+
     def test_weights_and_stop_words_can_be_overridden(self, code_db: ChunkDB) -> None:
         # body text weighted above the symbol and path: the guide wins
         assert code_db.lexical("server", 10, weights=(10.0, 1.0, 1.0))[0][0] == 5
@@ -297,7 +321,7 @@ class TestCodeAwareLexical:
 
 class TestLayouts:
     def test_the_lexicon_is_recorded_and_read_back(self, tmp_path: Path) -> None:
-        plain = lexical.Lexicon(split=False, stem=False)
+        plain = lexical.Lexicon(split=False, stem=False, exact=False)
         with ChunkDB.create(tmp_path / "c.sqlite", plain) as db:
             db.add(CODE)
         with ChunkDB.open(tmp_path / "c.sqlite") as db:

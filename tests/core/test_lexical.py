@@ -101,6 +101,37 @@ class TestNonAscii:
         assert "porter" not in Lexicon(stem=False).tokenizer()
 
 
+class TestExactMarkers:
+    def test_symbols_and_paths_carry_exact_markers(self) -> None:
+        assert lexical.tokens("Store.make_keys", exact=True) == [
+            "store_",
+            "store",
+            "make_keys_",
+            "makekeys_",
+            "makekeys",
+            "make",
+            "keys",
+        ]
+        assert lexical.tokens("_kwargs", exact=True)[:2] == ["_kwargs_", "kwargs_"]
+
+    def test_code_queries_name_each_word(self) -> None:
+        assert lexical.exact_terms("make_keys") == ["make_keys_", "makekeys_"]
+        assert lexical.exact_terms("os.path") == ["os_", "path_"]
+
+    def test_keyword_queries_name_one_symbol_in_words(self) -> None:
+        assert lexical.exact_terms("wait for depletion") == [
+            "wait_for_depletion_",
+            "waitfordepletion_",
+        ]
+        assert lexical.exact_terms("label") == ["label_"]
+
+    def test_questions_name_nothing(self) -> None:
+        assert lexical.exact_terms("Return the number of items in the queue") == []
+
+    def test_no_markers_without_the_option(self) -> None:
+        assert lexical.exact_terms("make_keys", Lexicon(exact=False)) == []
+
+
 class TestQueries:
     def test_stop_words_are_dropped(self) -> None:
         terms = lexical.query_terms("Return the number of items in the queue")
@@ -152,3 +183,19 @@ class TestQueries:
     )
     def test_questions_in_words(self, query: str) -> None:
         assert not lexical.looks_like_code(query)
+
+    @pytest.mark.parametrize(
+        ("query", "kind"),
+        [
+            ("parse_args", "code"),
+            ("f(x)", "code"),
+            ("retry policy", "keywords"),
+            ("wait for depletion", "keywords"),
+            ("spawn", "keywords"),
+            ("what is this", "prose"),
+            ("Return the number of items in the queue.", "prose"),
+            ("", "prose"),
+        ],
+    )
+    def test_query_kinds(self, query: str, kind: str) -> None:
+        assert lexical.query_kind(query) == kind

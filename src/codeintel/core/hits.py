@@ -6,6 +6,12 @@ returns ids and scores, BM25 comes from the chunk database, ``hybrid`` fuses the
 two by reciprocal rank (no score calibration between cosine and BM25 needed), and
 the chunk store turns ids into paths, line ranges and snippets. Filters (path
 glob, language) apply while hydrating, so the engine over-fetches for them.
+
+Fusion is weighted by what the query looks like (:func:`codeintel.core.lexical.query_kind`):
+code (``parse_args``, ``a.b``, ``f(``) names what it wants and leans on BM25, a
+question in words leans on the dense ranking. Plain RRF (equal weights) made
+hybrid worse than semantic alone on real repositories; the weights are tuned on
+the retrieval benchmark (``docs/performance.md``, *Lexical and hybrid tuning*).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import msgspec
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors, globs
+from codeintel.core import errors, globs, lexical
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -113,25 +119,48 @@ MODES: tuple[Mode, ...] = ("semantic", "hybrid", "lexical")
 RRF_K = 60
 """Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
 
+FUSION: dict[lexical.QueryKind, tuple[int, float]] = {
+    "code": (5, 5.0),
+    "keywords": (5, 10.0),
+    "prose": (60, 1.0),
+}
+"""Per query kind, the RRF rank constant and the weight of the BM25 ranking against the
+dense one (1.0) in hybrid fusion. Chosen on the retrieval benchmark's kopf and web corpora
+(``benchmarks/lexical_ablation.py``): names lean on BM25, questions weigh both equally."""
+
 
 def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
     """(dense, lexical) candidates to fetch for ``k`` hits in ``mode``; 0 where not used.
 
     hybrid fetches deeper on both sides, so fusion sees what one ranking alone would cut."""
     dense = fetch_size(k, filtered)
-    lexical = fetch_size(k, False)
+    lexical_ = fetch_size(k, False)
     if mode == "hybrid":
-        dense, lexical = max(dense, min(MAX_FETCH, 2 * k)), 2 * lexical
-    return (0 if mode == "lexical" else dense, 0 if mode == "semantic" else lexical)
+        dense, lexical_ = max(dense, min(MAX_FETCH, 2 * k)), 2 * lexical_
+    return (0 if mode == "lexical" else dense, 0 if mode == "semantic" else lexical_)
 
 
-def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of several best-first rankings into one, best first."""
+def rrf(
+    *rankings: Sequence[tuple[int, float]],
+    weights: Sequence[float] | None = None,
+    k: int = RRF_K,
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of best-first rankings into one, best first.
+
+    Each ranking adds ``weight / (k + rank)`` to the score of its ids; weights default to 1."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank_, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank_)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank_)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse(
+    query: str, dense: Sequence[tuple[int, float]], lexical_: Sequence[tuple[int, float]]
+) -> list[tuple[int, float]]:
+    """The hybrid ranking: dense and BM25 by weighted RRF, tuned per kind of query (:data:`FUSION`)."""
+    k, weight = FUSION[lexical.query_kind(query)]
+    return rrf(dense, lexical_, weights=(1.0, weight), k=k)
 
 
 def rank(
@@ -149,17 +178,17 @@ def rank(
     ``dense`` is the query's nearest chunks (best first, fetched as :func:`plan` says;
     empty in lexical mode): the caller embeds and searches, so a searcher can batch
     those calls across queries. BM25 comes from the chunk database; hybrid fuses both
-    by reciprocal rank; filters apply while hydrating. Blocking (sqlite)."""
+    (:func:`fuse`); filters apply while hydrating. Blocking (sqlite)."""
     _, lexical_fetch = plan(k, mode, bool(path_glob or language))
-    lexical: list[tuple[int, float]] = []
+    bm25: list[tuple[int, float]] = []
     if lexical_fetch:
-        lexical = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
+        bm25 = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
     if mode == "semantic":
         ranked = list(dense)
     elif mode == "lexical":
-        ranked = lexical
+        ranked = bm25
     else:
-        ranked = rrf(dense, lexical)
+        ranked = fuse(query, dense, bm25)
     return hydrate(db, ranked, k, path_glob=path_glob, language=language)
 
 

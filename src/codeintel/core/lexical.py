@@ -7,14 +7,19 @@ changes (``HTTPServer`` -> ``http server``) and between letters and digits, and
 the whole kept joined (``parse_args`` and ``parseArgs`` both give ``parseargs``,
 so either spelling finds the other). FTS5 then folds case and diacritics and, when
 the lexicon says so, applies its Porter stemmer, to the indexed text and the query
-alike. Which choices pay is measured in ``docs/performance.md`` (*Lexical and
-hybrid tuning*); :data:`DEFAULT` is the winner.
+alike. Stemming conflates names a query spells exactly (``make_keys`` and
+``make_key``, ``label`` and ``labels``), so symbol and path also index every name
+exactly, marked with a trailing ``_`` that no Porter rule touches; a query that
+names something (:func:`exact_terms`) ranks those exact matches first. Which
+choices pay is measured in ``docs/performance.md`` (*Lexical and hybrid
+tuning*); :data:`DEFAULT` is the winner.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal
 
 import msgspec
 
@@ -87,6 +92,8 @@ class Lexicon(msgspec.Struct, frozen=True):
     """Index identifiers as their words too (``parse_args`` -> ``parseargs parse args``)."""
     stem: bool = True
     """FTS5's Porter stemmer on every token (``connections`` meets ``connection``)."""
+    exact: bool = True
+    """Symbol and path also hold each name exactly (``make_keys_``), for :func:`exact_terms`."""
 
     def tokenizer(self) -> str:
         """The FTS5 ``tokenize`` argument for this lexicon."""
@@ -139,27 +146,38 @@ def _split_unicode(piece: str) -> list[str]:
     return [p.lower() for p in parts if p]
 
 
-def tokens(text: str, lexicon: Lexicon = DEFAULT) -> list[str]:
+def tokens(text: str, lexicon: Lexicon = DEFAULT, *, exact: bool = False) -> list[str]:
     """Index terms of ``text`` in order: each identifier whole (joined, lower-case), then its words.
 
     NFKC first, so full-width and composed/decomposed spellings agree; FTS5 folds
-    case and diacritics after this."""
+    case and diacritics after this. ``exact`` adds each name's exact marker(s) (see
+    :func:`markers`) before its terms: for symbols and paths."""
     text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
     for word in _WORD.findall(text):
-        if not lexicon.split or (word.islower() and word.isalpha()):
+        plain = word.islower() and word.isalpha()
+        parts = [word.lower()] if plain or not lexicon.split else split_identifier(word)
+        if exact:
+            out.extend(markers(word, parts))
+        if not lexicon.split or plain:
             out.append(word.lower())
             continue
-        parts = split_identifier(word)
         if len(parts) > 1:
             out.append("".join(parts))
         out.extend(parts)
     return out
 
 
-def analyze(text: str, lexicon: Lexicon = DEFAULT) -> str:
+def markers(word: str, parts: list[str]) -> list[str]:
+    """Exact markers of one name: as written (lower-case) and joined, each with a trailing ``_``."""
+    written = word.lower() + "_"
+    joined = "".join(parts) + "_"
+    return [written] if joined == written else [written, joined]
+
+
+def analyze(text: str, lexicon: Lexicon = DEFAULT, *, exact: bool = False) -> str:
     """``text`` as the space-separated terms FTS5 indexes (see :func:`tokens`)."""
-    return " ".join(tokens(text, lexicon))
+    return " ".join(tokens(text, lexicon, exact=exact))
 
 
 def query_terms(query: str, lexicon: Lexicon = DEFAULT, *, stopwords: bool = True) -> list[str]:
@@ -169,6 +187,26 @@ def query_terms(query: str, lexicon: Lexicon = DEFAULT, *, stopwords: bool = Tru
         kept = [t for t in terms if t not in STOPWORDS]
         terms = kept or terms
     return terms[:MAX_QUERY_TERMS]
+
+
+def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
+    """Exact markers of what a query names, to rank symbols and paths holding them first.
+
+    A code-shaped query names each of its words (``make_keys``, ``os.path``); a
+    query of a few keywords names one symbol in words (``remove empty stanzas`` ->
+    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a question names nothing."""
+    if not lexicon.exact:
+        return []
+    kind = query_kind(query)
+    words = _WORD.findall(unicodedata.normalize("NFKC", query))
+    found: list[str] = []
+    if kind == "code":
+        for word in words:
+            found.extend(markers(word, split_identifier(word) if lexicon.split else [word]))
+    elif kind == "keywords":
+        lowered = [w.lower() for w in words]
+        found = ["_".join(lowered) + "_", "".join(lowered) + "_"]
+    return list(dict.fromkeys(found))[:MAX_QUERY_TERMS]
 
 
 def fts_match(terms: list[str]) -> str:
@@ -189,3 +227,21 @@ def looks_like_code(query: str) -> bool:
         not (w.islower() and w.isalpha()) and len(split_identifier(w)) > 1
         for w in _WORD.findall(query)
     )
+
+
+QueryKind = Literal["code", "keywords", "prose"]
+KEYWORD_TERMS = 4
+"""Most words of a ``keywords`` query (``retry policy``); longer ones are questions."""
+
+
+def query_kind(query: str) -> QueryKind:
+    """``code`` (see :func:`looks_like_code`), ``keywords`` (at most :data:`KEYWORD_TERMS`
+    words, under half of them stop words: a name in words, ``wait for depletion``) or
+    ``prose`` (a question or sentence)."""
+    if looks_like_code(query):
+        return "code"
+    words = [w.lower() for w in _WORD.findall(unicodedata.normalize("NFKC", query))]
+    stop = sum(w in STOPWORDS for w in words)
+    if 0 < len(words) <= KEYWORD_TERMS and 2 * stop < len(words):
+        return "keywords"
+    return "prose"

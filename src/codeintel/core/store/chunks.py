@@ -320,8 +320,8 @@ class ChunkDB:
         return (
             chunk_id,
             lexical.analyze(text, lex),
-            lexical.analyze(symbol, lex),
-            lexical.analyze(path, lex),
+            lexical.analyze(symbol, lex, exact=lex.exact),
+            lexical.analyze(path, lex, exact=lex.exact),
         )
 
     def commit(self) -> None:
@@ -415,26 +415,48 @@ class ChunkDB:
         language: str | None = None,
         weights: Sequence[float] | None = None,
         stopwords: bool = True,
+        exact_first: bool = True,
     ) -> list[tuple[int, float]]:
         """Top ``k`` ``(id, score)`` by BM25 over text, symbol and path; higher is better.
 
         ``query`` is plain words or code, analysed as the database's lexicon says
         (schema 1: see :func:`fts_query`); ``path_glob`` follows
         :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's
-        language. ``weights`` (text, symbol, path) and ``stopwords`` override the
-        tuned defaults (for the ablation benchmark).
+        language. In schema 2, chunks whose symbol or path holds exactly what the
+        query names (:func:`~codeintel.core.lexical.exact_terms`: ``make_keys``, not
+        ``make_key``; ``parse args`` as ``parse_args``) rank first, by their own
+        BM25: a query that names a symbol wants its definition before its words. ``weights`` (text,
+        symbol, path), ``stopwords`` and ``exact_first`` override the tuned
+        defaults (for the ablation benchmark).
         """
-        if self._lexicon is None:
-            match = fts_query(query)
-            default = _LEGACY_WEIGHTS
-        else:
-            match = lexical.fts_match(
-                lexical.query_terms(query, self._lexicon, stopwords=stopwords)
-            )
-            default = WEIGHTS
-        if not match or k <= 0:
+        if k <= 0:
             return []
-        sql = _LEXICAL.format(w=", ".join(str(float(w)) for w in (weights or default)))
+        if self._lexicon is None:
+            return self._bm25(fts_query(query), k, weights or _LEGACY_WEIGHTS, path_glob, language)
+        weights = weights or WEIGHTS
+        terms = lexical.query_terms(query, self._lexicon, stopwords=stopwords)
+        exact = lexical.exact_terms(query, self._lexicon) if exact_first else []
+        if not exact:
+            return self._bm25(lexical.fts_match(terms), k, weights, path_glob, language)
+        first = self._bm25(lexical.fts_match(exact), k, weights, path_glob, language)
+        rest = self._bm25(lexical.fts_match(terms), k, weights, path_glob, language)
+        # the exact tier stays above the rest, so the merged scores still fall with rank
+        lift = max((score for _, score in rest), default=0.0)
+        seen = {i for i, _ in first}
+        merged = [(i, s + lift) for i, s in first] + [(i, s) for i, s in rest if i not in seen]
+        return merged[:k]
+
+    def _bm25(
+        self,
+        match: str,
+        k: int,
+        weights: Sequence[float],
+        path_glob: str | None,
+        language: str | None,
+    ) -> list[tuple[int, float]]:
+        if not match:
+            return []
+        sql = _LEXICAL.format(w=", ".join(str(float(w)) for w in weights))
         try:
             rows = self._read(sql, (match, language, path_glob, int(k)))
         except sqlite3.OperationalError as e:
