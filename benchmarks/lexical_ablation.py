@@ -11,7 +11,7 @@ each variant is scored alone (recall@10, MRR@10 per query set) with column
 weights and stop words varied. Fusion is tuned on the ``--tune`` corpora only:
 for each query kind (``lexical.query_kind``) the lexical weight of weighted RRF
 that maximises recall@10 + MRR@10 over those corpora's queries of that kind, and
-min-max score fusion for comparison; the ``--check`` corpora are reported with
+min-max score fusion; the ``--check`` corpora are reported with
 the weights chosen elsewhere. Results: ``benchmarks/results/<out>.{json,md}``.
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import retrieval_bench as rb
+from benchmarks import retrieval_corpus
 from benchmarks.common import write_results
 from codeintel.core import hits as hits_mod
 from codeintel.core import lexical
@@ -56,8 +57,22 @@ GRID = (0.0, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 RRF_KS = (5, 10, 20, 60)
 """Rank constants tried for RRF."""
 """Lexical weights tried for weighted RRF (dense weight 1)."""
-ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Lexical share tried for min-max score fusion."""
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fusion-corpus"
+
+
+def load_corpus(name: str, cache: Path, work: Path) -> rb.Corpus:
+    """A retrieval-benchmark corpus, or ``codeintel``: the frozen modules of the fusion test."""
+    if name != "codeintel":
+        return rb.prepare(name, cache)
+    files = [
+        (p.relative_to(FIXTURE).as_posix().removesuffix(".txt"), p.read_text(encoding="utf-8"))
+        for p in sorted(FIXTURE.rglob("*.py.txt"))
+    ]
+    return retrieval_corpus.make_corpus(name, files, work / "codeintel-repo")
 
 
 class Bench:
@@ -65,7 +80,7 @@ class Bench:
 
     def __init__(self, name: str, cache: Path, embedder: Any, max_queries: int, work: Path) -> None:
         self.name = name
-        corpus = rb.prepare(name, cache)
+        corpus = load_corpus(name, cache, work)
         self.queries = {s: corpus.queries[s][:max_queries] for s in SETS}
         self.settings = rb.build_store(corpus, cache / "stores" / f"{name}-lexical", embedder)
         self.generation = store_mod.Store(self.settings.store.path).current()
@@ -110,19 +125,6 @@ class Bench:
         for db in self._dbs.values():
             db.close()
         self.db.close()
-
-
-def minmax(dense: Ranking, bm25: Ranking, alpha: float) -> Ranking:
-    """Min-max normalised score fusion: (1 - alpha) * cosine' + alpha * bm25'."""
-    fused: dict[int, float] = {}
-    for ranking, w in ((dense, 1.0 - alpha), (bm25, alpha)):
-        if not ranking:
-            continue
-        hi, lo = ranking[0][1], ranking[-1][1]
-        span = (hi - lo) or 1.0
-        for i, sc in ranking:
-            fused[i] = fused.get(i, 0.0) + w * (sc - lo) / span
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def row(bench: Bench, s: str, what: str, m: rb.Metrics, **extra: Any) -> dict[str, Any]:
@@ -195,20 +197,21 @@ def fused(
     )
 
 
-def kind_rrf(fusion: dict[str, tuple[int, float]]) -> Callable[[str, Ranking, Ranking], Ranking]:
-    def fuse(q: str, d: Ranking, b: Ranking) -> Ranking:
-        k, w = fusion[lexical.query_kind(q)]
-        return hits_mod.rrf(d, b, weights=(1.0, w), k=k)
+def by_kind(fusion: dict[str, hits_mod.Fusion]) -> Callable[[str, Ranking, Ranking], Ranking]:
+    return lambda q, d, b: hits_mod.fuse(q, d, b, fusion[lexical.query_kind(q)])
 
-    return fuse
+
+CANDIDATES = [hits_mod.Fusion("rrf", w, k) for k, w in itertools.product(RRF_KS, GRID)] + [
+    hits_mod.Fusion("minmax", a) for a in ALPHAS
+]
 
 
 def tune(
     benches: Sequence[Bench], bm25: dict[tuple[str, str], list[Ranking]]
-) -> tuple[dict[str, tuple[int, float]], float]:
-    """Per query kind, the RRF rank constant and lexical weight maximising recall@10 +
-    MRR@10 over ``benches``' queries of that kind; and the min-max alpha doing the same."""
-    chosen: dict[str, tuple[int, float]] = {}
+) -> dict[str, hits_mod.Fusion]:
+    """Per query kind, the fusion (RRF rank constant and weight, or min-max share) that
+    maximises recall@10 + MRR@10 over ``benches``' queries of that kind."""
+    chosen: dict[str, hits_mod.Fusion] = {}
     for kind in ("code", "keywords", "prose"):
         picks = {
             (b.name, s): [
@@ -217,50 +220,28 @@ def tune(
             for b in benches
             for s in SETS
         }
-        top = (-1.0, (hits_mod.RRF_K, 1.0))
-        for k, w in itertools.product(RRF_KS, GRID):
+        top: tuple[float, hits_mod.Fusion] = (-1.0, CANDIDATES[0])
+        for f in CANDIDATES:
             total = 0.0
             for b in benches:
                 for s in SETS:
-                    pick = picks[b.name, s]
                     ranks = [
                         rb.first_hit(
                             hits_mod.hydrate(
-                                b.db,
-                                hits_mod.rrf(
-                                    b.dense[s][i], bm25[b.name, s][i], weights=(1.0, w), k=k
-                                ),
-                                K,
+                                b.db, hits_mod.fuse("", b.dense[s][i], bm25[b.name, s][i], f), K
                             ),
                             b.queries[s][i].gold,
                         )
-                        for i in pick
+                        for i in picks[b.name, s]
                     ]
                     m = rb.score(ranks, K)
-                    total += (m.recall + m.mrr) * len(pick)
+                    total += (m.recall + m.mrr) * m.queries
             if total > top[0] + 1e-9:
-                top = (total, (k, w))
+                top = (total, f)
         chosen[kind] = top[1]
-        print(
-            "kind",
-            kind,
-            "n",
-            sum(len(p) for p in picks.values()),
-            "chosen",
-            top[1],
-            round(top[0], 2),
-            flush=True,
-        )
-    best_alpha = (-1.0, 0.0)
-    for a in ALPHAS:
-        total = 0.0
-        for b in benches:
-            for s in SETS:
-                m = fused(b, s, bm25[b.name, s], lambda q, d, x, a=a: minmax(d, x, a))
-                total += (m.recall + m.mrr) * m.queries
-        if total > best_alpha[0]:
-            best_alpha = (total, a)
-    return chosen, best_alpha[1]
+        n = sum(len(p) for p in picks.values())
+        print("kind", kind, "n", n, "chosen", top[1], round(top[0] / max(n, 1), 4), flush=True)
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                 bm25[b.name, s] = b.lexical(db, s)[0]
             for r in rows[-len(SETS) :]:
                 _print(r)
-        fusion, alpha = tune([b for b in benches if b.name in tune_names], bm25)
+        fusion = tune([b for b in benches if b.name in tune_names], bm25)
         for b in benches:
             for s in SETS:
                 rows.append(row(b, s, "semantic", b.score(s, b.dense[s])))
@@ -310,19 +291,19 @@ def main(argv: list[str] | None = None) -> None:
                     row(
                         b,
                         s,
-                        f"hybrid minmax alpha {alpha}",
-                        fused(b, s, bm25[b.name, s], lambda q, d, x: minmax(d, x, alpha)),
+                        "hybrid product (hits.FUSION)",
+                        fused(b, s, bm25[b.name, s], hits_mod.fuse),
                     )
                 )
                 rows.append(
                     row(
                         b,
                         s,
-                        "hybrid RRF by kind (tuned)",
-                        fused(b, s, bm25[b.name, s], kind_rrf(fusion)),
+                        "hybrid by kind (tuned here)",
+                        fused(b, s, bm25[b.name, s], by_kind(fusion)),
                     )
                 )
-                for r in rows[-6:]:
+                for r in rows[-5:]:
                     _print(r)
         for b in benches:
             b.close()
@@ -330,8 +311,8 @@ def main(argv: list[str] | None = None) -> None:
         "what": "lexical variants alone, then fusion; recall@10 / MRR@10, a hit is the right file with overlapping lines",
         "tuned_on": tune_names,
         "checked_on": check_names,
-        "chosen_rrf_k_and_lexical_weight": fusion,
-        "chosen_minmax_alpha": alpha,
+        "chosen_fusion": {k: str(v) for k, v in fusion.items()},
+        "product_fusion": {k: str(v) for k, v in hits_mod.FUSION.items()},
         "max_queries": args.max_queries,
         "wall_s": round(time.perf_counter() - t0, 1),
     }

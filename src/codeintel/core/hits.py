@@ -119,14 +119,25 @@ MODES: tuple[Mode, ...] = ("semantic", "hybrid", "lexical")
 RRF_K = 60
 """Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
 
-FUSION: dict[lexical.QueryKind, tuple[int, float]] = {
-    "code": (5, 5.0),
-    "keywords": (5, 10.0),
-    "prose": (60, 1.0),
+
+class Fusion(msgspec.Struct, frozen=True):
+    """How hybrid fuses the dense and the BM25 ranking of one kind of query."""
+
+    method: Literal["rrf", "minmax"]
+    """``rrf``: weighted reciprocal rank fusion; ``minmax``: scores scaled to [0, 1] per
+    ranking, then a weighted sum (uses how far apart the scores are, not just the order)."""
+    lexical_weight: float
+    """rrf: BM25's weight against the dense ranking's 1.0; minmax: BM25's share (0..1)."""
+    rrf_k: int = RRF_K
+
+
+FUSION: dict[lexical.QueryKind, Fusion] = {
+    "code": Fusion("minmax", 0.6),
+    "keywords": Fusion("minmax", 0.7),
+    "prose": Fusion("minmax", 0.5),
 }
-"""Per query kind, the RRF rank constant and the weight of the BM25 ranking against the
-dense one (1.0) in hybrid fusion. Chosen on the retrieval benchmark's kopf and web corpora
-(``benchmarks/lexical_ablation.py``): names lean on BM25, questions weigh both equally."""
+"""Per query kind, the fusion chosen on the retrieval benchmark's kopf and web corpora
+(``benchmarks/lexical_ablation.py``; docs/performance.md, *Lexical and hybrid tuning*)."""
 
 
 def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
@@ -155,12 +166,34 @@ def rrf(
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def fuse(
-    query: str, dense: Sequence[tuple[int, float]], lexical_: Sequence[tuple[int, float]]
+def minmax(
+    dense: Sequence[tuple[int, float]], bm25: Sequence[tuple[int, float]], share: float
 ) -> list[tuple[int, float]]:
-    """The hybrid ranking: dense and BM25 by weighted RRF, tuned per kind of query (:data:`FUSION`)."""
-    k, weight = FUSION[lexical.query_kind(query)]
-    return rrf(dense, lexical_, weights=(1.0, weight), k=k)
+    """Score fusion: each ranking's scores scaled to [0, 1], then ``(1 - share) * dense + share * bm25``."""
+    fused: dict[int, float] = {}
+    for ranking, weight in ((dense, 1.0 - share), (bm25, share)):
+        if not ranking:
+            continue
+        hi = max(score for _, score in ranking)
+        lo = min(score for _, score in ranking)
+        span = hi - lo
+        for chunk_id, score in ranking:
+            scaled = (score - lo) / span if span > 0 else 1.0
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * scaled
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse(
+    query: str,
+    dense: Sequence[tuple[int, float]],
+    bm25: Sequence[tuple[int, float]],
+    fusion: Fusion | None = None,
+) -> list[tuple[int, float]]:
+    """The hybrid ranking: dense and BM25 fused as :data:`FUSION` says for the query's kind."""
+    f = fusion or FUSION[lexical.query_kind(query)]
+    if f.method == "minmax":
+        return minmax(dense, bm25, f.lexical_weight)
+    return rrf(dense, bm25, weights=(1.0, f.lexical_weight), k=f.rrf_k)
 
 
 def rank(
