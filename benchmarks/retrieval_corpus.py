@@ -65,6 +65,8 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "bench@example.invalid",
     "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+0000",
     "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+0000",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
 }
 
 
