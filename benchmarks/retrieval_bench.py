@@ -167,14 +167,11 @@ def evaluate(
         if embedder is None:
             raise ValueError(f"{EXACT} needs an embedder")
         found = exact_search(settings, embedder, texts, k)
+    elif mode in hits_mod.MODES:
+        query_embedder = None if mode == "lexical" else embedder
+        found = hits_mod.search_store(settings, query_embedder, texts, k, mode)
     else:
-        found = hits_mod.search_store(
-            settings,
-            None if mode == "lexical" else embedder,
-            texts,
-            k,
-            mode,  # type: ignore[arg-type]
-        )
+        raise ValueError(f"unknown mode {mode!r}; use one of {(*hits_mod.MODES, EXACT)}")
     ranks = [first_hit(hits, q.gold) for hits, q in zip(found, queries, strict=True)]
     return score(ranks, k, time.perf_counter() - t0)
 
@@ -186,13 +183,15 @@ def _stored(generation: store_mod.Generation) -> tuple[np.ndarray, np.ndarray]:
     return ids, vectors.get(ids)
 
 
-def exact_top(xq: np.ndarray, ids: np.ndarray, xb: np.ndarray, k: int) -> np.ndarray:
-    """Ids of the ``k`` best inner products of each query row, best first."""
+def exact_top(
+    xq: np.ndarray, ids: np.ndarray, xb: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, scores) of the ``k`` best inner products of each query row, best first."""
     scores = xq @ xb.T
     k = min(k, len(ids))
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), 1), 1)
-    return ids[order], np.take_along_axis(scores, order, 1)  # type: ignore[return-value]
+    return ids[order], np.take_along_axis(scores, order, 1)
 
 
 def exact_search(

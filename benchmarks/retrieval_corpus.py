@@ -26,6 +26,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 SITE_PACKAGES = Path(
     os.environ.get("CODEINTEL_BENCH_SITE_PACKAGES", "/work/main/.venv/lib/python3.11/site-packages")
@@ -365,7 +366,7 @@ def prepare(
     return corpus
 
 
-def _load(name: str, repo: Path, data: dict) -> Corpus:  # type: ignore[type-arg]
+def _load(name: str, repo: Path, data: dict[str, Any]) -> Corpus:
     corpus = Corpus(name=name, repo_path=repo, files=data["files"])
     for query_set, rows in data["queries"].items():
         corpus.queries[query_set] = [
