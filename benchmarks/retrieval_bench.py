@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -257,8 +258,12 @@ def run_corpus(
     max_queries: int,
     store_dir: Path,
     overrides: Mapping[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Build ``corpus``'s store and measure every query set in every mode."""
+    """Build ``corpus``'s store and measure every query set in every mode.
+
+    ``details``, when given, receives each query's first-hit rank per mode:
+    ``details[corpus][query_set] = [{"text", "symbol", mode: rank, ...}, ...]``."""
     t0 = time.perf_counter()
     misses = embedder.misses
     settings = build_store(corpus, store_dir, embedder, overrides)
@@ -273,8 +278,13 @@ def run_corpus(
     rows: list[dict[str, Any]] = []
     for query_set in query_sets:
         queries = corpus.queries[query_set][:max_queries]
+        per_query: list[dict[str, Any]] = [{"text": q.text, "symbol": q.symbol} for q in queries]
+        if details is not None:
+            details.setdefault(corpus.name, {})[query_set] = per_query
         for mode in modes:
             m = evaluate(settings, embedder, queries, mode)
+            for row, rank in zip(per_query, m.ranks, strict=True):
+                row[mode] = rank
             rows.append(
                 {
                     "corpus": corpus.name,
@@ -373,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--variant", default="", help="embedding cache variant tag")
     parser.add_argument("--out", default="retrieval", help="results/<OUT>.{json,md}")
+    parser.add_argument(
+        "--details", type=Path, help="also write every query's first-hit rank per mode here (JSON)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     modes = args.modes.split(",") + ([EXACT] if args.exact else [])
@@ -389,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows: list[dict[str, Any]] = []
     corpora: list[dict[str, Any]] = []
+    details: dict[str, Any] | None = {} if args.details else None
     t0 = time.perf_counter()
     try:
         for name in args.corpora.split(","):
@@ -402,10 +416,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.max_queries,
                 store_dir,
                 overrides,
+                details,
             )
             rows += r
             corpora.append(info)
             write(args.out, rows, corpora, {**meta, "complete": False})
+            if args.details:
+                args.details.write_text(json.dumps(details, indent=1), encoding="utf-8")
         write(
             args.out,
             rows,
