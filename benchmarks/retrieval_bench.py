@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
         "k": K,
         "max_queries": args.max_queries,
         "overrides": overrides,
-        "corpus_format": retrieval_corpus.FORMAT,
+        "corpus_format": f"repo {retrieval_corpus.REPO_FORMAT}, "
+        f"queries {retrieval_corpus.QUERY_FORMAT}",
     }
     rows: list[dict[str, Any]] = []
     corpora: list[dict[str, Any]] = []

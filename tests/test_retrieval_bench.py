@@ -94,6 +94,7 @@ def test_blanking_keeps_code_after_a_docstring_on_its_last_line() -> None:
         ("Too short.", None),
         (">>> f(1)\n2", None),
         (":param x: the value to use", None),
+        ("no = 0 for real part, no = 1 for imaginary part", None),
     ],
 )
 def test_first_sentence(docstring: str, sentence: str | None) -> None:
@@ -137,6 +138,23 @@ def test_queries_and_gold_ranges(tmp_path: Path) -> None:
     assert (tmp_path / "repo" / "pkg/invoice.py").read_text() == rc.blank_docstrings(INVOICE)
     again = rc.make_corpus("tiny", FILES, tmp_path / "again")
     assert again.queries == corpus.queries
+
+
+def test_tests_dunders_and_tiny_functions_give_no_queries() -> None:
+    def fn(name: str, path: str = "m.py", lines: int = 5) -> rc.Function:
+        return rc.Function(path, name, name, 10, 10 + lines - 1, f"Do the {name} thing well.")
+
+    fns = [
+        fn("compute_total"),
+        fn("__repr__"),
+        fn("test_total"),
+        fn("short_one", lines=2),
+        fn("checker", path="pkg/tests/helpers.py"),
+    ]
+    assert [q.symbol for q in rc.nl_queries(fns, 10, 0)] == ["compute_total"]
+    ident, words = rc.symbol_queries(fns, 10, 0)
+    assert [q.text for q in ident] == ["compute_total"]
+    assert [q.text for q in words] == ["compute total"]
 
 
 def _hit(path: str, start: int, end: int) -> hits_mod.Hit:
