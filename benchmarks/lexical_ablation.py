@@ -154,6 +154,7 @@ def lexical_rows(bench: Bench) -> list[dict[str, Any]]:
                     bench.score(s, ranked),
                     ms_per_query=round(ms, 2),
                     build_s=round(build_s, 1),
+                    db_mb=round(db.path.stat().st_size / 2**20, 1),
                 )
             )
     for label in ("split, no stem", "split + stem"):
