@@ -268,23 +268,35 @@ def main(argv: list[str] | None = None) -> None:
         ]
         embedder.close()
         bm25: dict[tuple[str, str], list[Ranking]] = {}
+        before: dict[tuple[str, str], list[Ranking]] = {}
         for b in benches:
             rows += lexical_rows(b)
             db, _ = b.variant("split + stem")
+            old, _ = b.variant("schema1 (before)")
             for s in SETS:
                 bm25[b.name, s] = b.lexical(db, s)[0]
+                before[b.name, s] = b.lexical(old, s)[0]
             for r in rows[-len(SETS) :]:
                 _print(r)
         fusion = tune([b for b in benches if b.name in tune_names], bm25)
         for b in benches:
             for s in SETS:
                 rows.append(row(b, s, "semantic", b.score(s, b.dense[s])))
+                rows.append(row(b, s, "lexical schema 1 (before)", b.score(s, before[b.name, s])))
                 rows.append(row(b, s, "lexical (split + stem)", b.score(s, bm25[b.name, s])))
                 rows.append(
                     row(
                         b,
                         s,
-                        "hybrid RRF equal (before)",
+                        "hybrid before (schema 1 + RRF)",
+                        fused(b, s, before[b.name, s], lambda q, d, x: hits_mod.rrf(d, x)),
+                    )
+                )
+                rows.append(
+                    row(
+                        b,
+                        s,
+                        "hybrid RRF equal",
                         fused(b, s, bm25[b.name, s], lambda q, d, x: hits_mod.rrf(d, x)),
                     )
                 )
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                         fused(b, s, bm25[b.name, s], by_kind(fusion)),
                     )
                 )
-                for r in rows[-5:]:
+                for r in rows[-7:]:
                     _print(r)
         for b in benches:
             b.close()
