@@ -114,9 +114,17 @@ class TestExactMarkers:
         ]
         assert lexical.tokens("_kwargs", exact=True)[:2] == ["_kwargs_", "kwargs_"]
 
-    def test_code_queries_name_each_word(self) -> None:
+    def test_code_queries_name_their_code_words(self) -> None:
         assert lexical.exact_terms("make_keys") == ["make_keys_", "makekeys_"]
         assert lexical.exact_terms("os.path") == ["os_", "path_"]
+        assert lexical.exact_terms("call run() twice") == ["run_"]
+        assert lexical.exact_terms("std::vector of ints") == ["std_", "vector_"]
+        # the plain words around the code name nothing
+        assert lexical.exact_terms("Returns the Request.url as a string") == ["request_", "url_"]
+        assert lexical.exact_terms("how does parse_args handle flags") == [
+            "parse_args_",
+            "parseargs_",
+        ]
 
     def test_keyword_queries_name_one_symbol_in_words(self) -> None:
         assert lexical.exact_terms("wait for depletion") == [

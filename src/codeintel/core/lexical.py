@@ -192,21 +192,41 @@ def query_terms(query: str, lexicon: Lexicon = DEFAULT, *, stopwords: bool = Tru
 def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
     """Exact markers of what a query names, to rank symbols and paths holding them first.
 
-    A code-shaped query names each of its words (``make_keys``, ``os.path``); a
-    query of a few keywords names one symbol in words (``remove empty stanzas`` ->
-    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a question names nothing."""
+    A code-shaped query names its code words (``make_keys``, ``os.path``, ``run(``:
+    not the plain words around them); a query of a few keywords names one symbol in
+    words (``remove empty stanzas`` -> ``remove_empty_stanzas`` or
+    ``removeEmptyStanzas``); a question names nothing."""
     if not lexicon.exact:
         return []
     kind = query_kind(query)
-    words = _WORD.findall(unicodedata.normalize("NFKC", query))
+    text = _ABBREVIATIONS.sub(" ", unicodedata.normalize("NFKC", query))
     found: list[str] = []
     if kind == "code":
-        for word in words:
-            found.extend(markers(word, split_identifier(word) if lexicon.split else [word]))
+        for m in _WORD.finditer(text):
+            if _is_code_word(text, m.start(), m.end()):
+                word = m.group()
+                found.extend(markers(word, split_identifier(word) if lexicon.split else [word]))
     elif kind == "keywords":
-        lowered = [w.lower() for w in words]
+        lowered = [w.lower() for w in _WORD.findall(text)]
         found = ["_".join(lowered) + "_", "".join(lowered) + "_"]
     return list(dict.fromkeys(found))[:MAX_QUERY_TERMS]
+
+
+def _is_code_word(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is written as code: compound, ``_x``, or joined by ``.``, ``(``, ``::``, ``->``."""
+    word = text[start:end]
+    if word.startswith("_") or (
+        not (word.islower() and word.isalpha()) and len(split_identifier(word)) > 1
+    ):
+        return True
+    before, after = text[max(0, start - 2) : start], text[end : end + 2]
+    return (
+        after[:1] == "("
+        or (after[:1] == "." and after[1:2].isalpha())
+        or after in ("::", "->")
+        or (before[-1:] == "." and before[:1].isalnum())
+        or before in ("::", "->")
+    )
 
 
 def fts_match(terms: list[str]) -> str:
