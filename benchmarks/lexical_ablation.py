@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks import retrieval_bench as rb
 from benchmarks import retrieval_corpus
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 from codeintel.core import hits as hits_mod
 from codeintel.core import lexical
 from codeintel.core import store as store_mod
@@ -330,6 +330,38 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     write_results(args.out, rows, meta)
+    path = RESULTS_DIR / f"{args.out}.md"
+    path.write_text(pivot(args.out, rows, meta), encoding="utf-8")
+
+
+def pivot(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Rows = what was measured, columns = corpus x query set, cells = recall@10 / MRR@10."""
+    cols = list(dict.fromkeys((r["corpus"], r["queries"]) for r in rows))
+    cell = {(r["what"], r["corpus"], r["queries"]): r for r in rows}
+    lines = [f"# {name}", ""] + [f"- {k}: {v}" for k, v in meta.items()] + [""]
+    lines.append(
+        "recall@10 / MRR@10; ms = mean lexical query time (first query set), MB = chunks.sqlite"
+    )
+    lines.append("")
+    lines.append(
+        "| what | "
+        + " | ".join(f"{c} {s} (n={cell_n(rows, c, s)})" for c, s in cols)
+        + " | ms | MB |"
+    )
+    lines.append("|---|" + "---:|" * (len(cols) + 2))
+    for what in dict.fromkeys(r["what"] for r in rows):
+        cells = [cell.get((what, c, s)) for c, s in cols]
+        first = next(x for x in cells if x)
+        lines.append(
+            f"| {what} | "
+            + " | ".join(f"{x['recall@10']:.3f} / {x['mrr@10']:.3f}" if x else "" for x in cells)
+            + f" | {first.get('ms_per_query', '')} | {first.get('db_mb', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cell_n(rows: list[dict[str, Any]], corpus: str, s: str) -> int:
+    return next(int(r["n"]) for r in rows if r["corpus"] == corpus and r["queries"] == s)
 
 
 def _print(r: dict[str, Any]) -> None:
