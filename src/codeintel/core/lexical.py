@@ -8,7 +8,7 @@ the whole kept joined (``parse_args`` and ``parseArgs`` both give ``parseargs``,
 so either spelling finds the other). FTS5 then folds case and diacritics and, when
 the lexicon says so, applies its Porter stemmer, to the indexed text and the query
 alike. Stemming conflates names a query spells exactly (``make_keys`` and
-``make_key``, ``label`` and ``labels``), so symbol and path also index every name
+``make_key``, ``label`` and ``labels``), so the symbol also indexes every name
 exactly, marked with a trailing ``_`` that no Porter rule touches; a query that
 names something (:func:`exact_terms`) ranks those exact matches first. Which
 choices pay is measured in ``docs/performance.md`` (*Lexical and hybrid
@@ -93,7 +93,7 @@ class Lexicon(msgspec.Struct, frozen=True):
     stem: bool = True
     """FTS5's Porter stemmer on every token (``connections`` meets ``connection``)."""
     exact: bool = True
-    """Symbol and path also hold each name exactly (``make_keys_``), for :func:`exact_terms`."""
+    """The symbol also holds each name exactly (``make_keys_``), for :func:`exact_terms`."""
 
     def tokenizer(self) -> str:
         """The FTS5 ``tokenize`` argument for this lexicon."""
@@ -151,7 +151,7 @@ def tokens(text: str, lexicon: Lexicon = DEFAULT, *, exact: bool = False) -> lis
 
     NFKC first, so full-width and composed/decomposed spellings agree; FTS5 folds
     case and diacritics after this. ``exact`` adds each name's exact marker(s) (see
-    :func:`markers`) before its terms: for symbols and paths."""
+    :func:`markers`) before its terms: for symbols."""
     text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
     for word in _WORD.findall(text):
@@ -190,7 +190,7 @@ def query_terms(query: str, lexicon: Lexicon = DEFAULT, *, stopwords: bool = Tru
 
 
 def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
-    """Exact markers of what a query names, to rank symbols and paths holding them first.
+    """Exact markers of what a query names, to rank chunks whose symbol holds them first.
 
     A code-shaped query names its code words (``make_keys``, ``os.path``, ``run(``:
     not the plain words around them); a query of a few keywords names one symbol in

@@ -321,7 +321,7 @@ class ChunkDB:
             chunk_id,
             lexical.analyze(text, lex),
             lexical.analyze(symbol, lex, exact=lex.exact),
-            lexical.analyze(path, lex, exact=lex.exact),
+            lexical.analyze(path, lex),
         )
 
     def commit(self) -> None:
@@ -422,7 +422,7 @@ class ChunkDB:
         ``query`` is plain words or code, analysed as the database's lexicon says
         (schema 1: see :func:`fts_query`); ``path_glob`` follows
         :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's
-        language. In schema 2, chunks whose symbol or path holds exactly what the
+        language. In schema 2, chunks whose symbol holds exactly what the
         query names (:func:`~codeintel.core.lexical.exact_terms`: ``make_keys``, not
         ``make_key``; ``parse args`` as ``parse_args``) rank first, by their own
         BM25: a query that names a symbol wants its definition before its words. ``weights`` (text,
