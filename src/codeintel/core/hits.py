@@ -3,15 +3,16 @@
 The CLI's ``codeintel search`` and the searcher's ``semantic_search`` both call
 :func:`rank` (mode, filters, fusion) and answer with :class:`Hit` rows: the engine
 returns ids and scores, BM25 comes from the chunk database, ``hybrid`` fuses the
-two by reciprocal rank (no score calibration between cosine and BM25 needed), and
-the chunk store turns ids into paths, line ranges and snippets. Filters (path
-glob, language) apply while hydrating, so the engine over-fetches for them.
+two (:func:`fuse`), and the chunk store turns ids into paths, line ranges and
+snippets. Filters (path glob, language) apply while hydrating, so the engine
+over-fetches for them.
 
-Fusion is weighted by what the query looks like (:func:`codeintel.core.lexical.query_kind`):
-code (``parse_args``, ``a.b``, ``f(``) names what it wants and leans on BM25, a
-question in words leans on the dense ranking. Plain RRF (equal weights) made
-hybrid worse than semantic alone on real repositories; the weights are tuned on
-the retrieval benchmark (``docs/performance.md``, *Lexical and hybrid tuning*).
+Fusion depends on what the query looks like (:func:`codeintel.core.lexical.query_kind`):
+code (``parse_args``, ``a.b``, ``f(``) and a name in words lean on BM25, a question
+weighs both equally. Each ranking's scores are scaled to [0, 1] and summed with those
+weights: plain reciprocal rank fusion made hybrid worse than semantic alone on real
+repositories and buried exact name matches; the choice and the weights are measured in
+``docs/performance.md`` (*Lexical and hybrid tuning*).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class SemanticSearchRequest(_ManyRepos):
         Literal["semantic", "hybrid", "lexical"],
         Field(
             description="'hybrid' (default): both rankings fused, leaning on BM25 for "
-            "identifiers and on meaning for questions; 'semantic': embedding similarity "
+            "identifiers and names, both equally for questions; 'semantic': embedding similarity "
             "(meaning); 'lexical': BM25 over chunk text, symbol and path (words, identifiers)."
         ),
     ] = "hybrid"
