@@ -29,10 +29,13 @@ from typing import Any
 from benchmarks import retrieval_bench as rb
 from benchmarks import retrieval_corpus
 from benchmarks.common import RESULTS_DIR, write_results
+from codeintel.core import git as git_mod
 from codeintel.core import hits as hits_mod
 from codeintel.core import lexical
 from codeintel.core import store as store_mod
-from codeintel.core.store.chunks import ChunkDB
+from codeintel.core.store.chunks import Chunk, ChunkDB
+from codeintel.indexer import corpus as corpus_mod
+from codeintel.indexer import progress as progress_mod
 
 K = rb.K
 SETS = ("nl", "ident", "words")
@@ -75,19 +78,37 @@ def load_corpus(name: str, cache: Path, work: Path) -> rb.Corpus:
     return retrieval_corpus.make_corpus(name, files, work / "codeintel-repo")
 
 
+def chunk_corpus(repo: Path, mirror: Path) -> list[Chunk]:
+    """The chunks the product's build would index for ``repo`` (ids from 1), without embedding."""
+    settings = rb.store_settings(mirror.parent / "unused-store")
+    with git_mod.GitClient.mirror(str(repo), mirror, settings.git.credentials) as git:
+        found = corpus_mod.read_corpus(
+            git, git.resolve("HEAD"), settings.index, progress_mod.Reporter()
+        )
+    return [
+        Chunk(i, d.path, d.start_line, d.end_line, d.language, d.symbol, d.content_hash, d.text)
+        for i, d in enumerate(found.drafts, start=1)
+    ]
+
+
 class Bench:
     """One corpus: its built store, queries, dense rankings and lexical databases."""
 
     def __init__(self, name: str, cache: Path, embedder: Any, max_queries: int, work: Path) -> None:
         self.name = name
+        self.work = work
+        self._dbs: dict[str, ChunkDB] = {}
         corpus = load_corpus(name, cache, work)
         self.queries = {s: corpus.queries[s][:max_queries] for s in SETS}
+        self.dense: dict[str, list[Ranking]] = {}
+        if embedder is None:  # lexical only: chunk the corpus as the product does, embed nothing
+            self.chunks = chunk_corpus(corpus.repo_path, work / f"{name}-mirror.git")
+            self.db, _ = self.variant("split + stem")
+            return
         self.settings = rb.build_store(corpus, cache / "stores" / f"{name}-lexical", embedder)
         self.generation = store_mod.Store(self.settings.store.path).current()
         self.db = self.generation.chunks()
         self.chunks = list(self.db.get(self.db.all_ids().tolist()).values())
-        self.work = work
-        self.dense: dict[str, list[Ranking]] = {}
         depth = hits_mod.plan(K, "hybrid", False)[0]
         engine = hits_mod.open_engine(self.generation, self.settings.index.nprobe)
         try:
@@ -96,7 +117,6 @@ class Bench:
                 self.dense[s] = [hits_mod.ranked_pairs(D[i], I[i]) for i in range(len(qs))]
         finally:
             engine.close()
-        self._dbs: dict[str, ChunkDB] = {}
 
     def variant(self, label: str) -> tuple[ChunkDB, float]:
         """The chunk database of one lexical variant (built on first use) and its build seconds."""
@@ -251,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
         "--tune", default="kopf,web", help="corpora the fusion weights are chosen on"
     )
     parser.add_argument("--check", default="rich,sympy", help="corpora only reported")
+    parser.add_argument(
+        "--lexical-only", default="", help="corpora measured for BM25 alone (no vectors needed)"
+    )
     parser.add_argument("--max-queries", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=rb.DEFAULT_CACHE)
     parser.add_argument("--out", default="lexical_ablation")
@@ -259,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     embedder = rb.cached_embedder(args.cache)
     tune_names = [n for n in args.tune.split(",") if n]
     check_names = [n for n in args.check.split(",") if n]
+    lexical_names = [n for n in args.lexical_only.split(",") if n]
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lexical-ablation-") as tmp:
@@ -267,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             for n in tune_names + check_names
         ]
         embedder.close()
+        only = [Bench(n, args.cache, None, args.max_queries, Path(tmp)) for n in lexical_names]
         bm25: dict[tuple[str, str], list[Ranking]] = {}
         before: dict[tuple[str, str], list[Ranking]] = {}
         for b in benches:
@@ -278,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
                 before[b.name, s] = b.lexical(old, s)[0]
             for r in rows[-len(SETS) :]:
                 _print(r)
+        for b in only:
+            rows += lexical_rows(b)
+            b.close()
         fusion = tune([b for b in benches if b.name in tune_names], bm25)
         for b in benches:
             for s in SETS:
@@ -324,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         "what": "lexical variants alone, then fusion; recall@10 / MRR@10, a hit is the right file with overlapping lines",
         "tuned_on": tune_names,
         "checked_on": check_names,
+        "lexical_only": lexical_names,
         "chosen_fusion": {k: str(v) for k, v in fusion.items()},
         "product_fusion": {k: str(v) for k, v in hits_mod.FUSION.items()},
         "max_queries": args.max_queries,
