@@ -29,55 +29,15 @@ MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"\w+")
 _ASCII_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
-# Questions in words carry these; they match most chunks (slowing BM25 down) and
-# say nothing about which one. Code keywords are left alone.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "should",
-        "that",
-        "the",
-        "their",
-        "them",
-        "there",
-        "these",
-        "this",
-        "those",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "would",
-    ]
+# Questions in words carry these; they match most chunks (slowing BM25 down) and say
+# nothing about which one. Dropped from queries only (the index keeps every word), and
+# only when another term remains.
+_STOP = (
+    "a an and are as at be by can do does for from how i in into is it its of on or should "
+    "that the their them there these this those to was what when where which who why will "
+    "with would"
 )
+STOPWORDS = frozenset(_STOP.split())
 
 # Shapes that only code has besides compound words: a.b member access, f( calls,
 # :: and -> paths, a leading underscore.
