@@ -356,6 +356,10 @@ class TestLayouts:
         conn.commit()
         with pytest.raises(errors.IndexFormatError, match="bad lexicon"):
             ChunkDB.open(tmp_path / "c.sqlite")
+        conn.execute("UPDATE meta SET value = '{\"analyzer\": 99}'")
+        conn.commit()
+        with pytest.raises(errors.IndexFormatError, match="lexical analyzer 99; this codeintel"):
+            ChunkDB.open(tmp_path / "c.sqlite")
         conn.execute("DELETE FROM meta")
         conn.commit()
         conn.close()

@@ -1,4 +1,4 @@
-"""The chunk database's layout through build, update and merge (docs/architecture.md, *Lexical search*).
+"""The chunk database's layout through build, update and merge (docs/architecture.md, *Lexical search and hybrid ranking*).
 
 A build writes schema 2; an update copies its parent's database and must keep
 writing the parent's layout (an old schema-1 store stays schema 1, readable by

@@ -45,6 +45,13 @@ _CODE_SHAPES = re.compile(r"[^\W\d]\w*\.[^\W\d]|\w\(|::|->|(?<![\w.])_+[^\W_]")
 _ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|etc)\.", re.IGNORECASE)
 
 
+ANALYZER = 1
+"""Version of what :func:`tokens` produces. Bump it on any change to the terms it emits:
+a schema-2 database records the analyzer it was written with, updates delete rows by
+re-analysing their text (the FTS table is contentless), and a codeintel refuses a
+database whose analyzer it does not implement rather than corrupt or misread it."""
+
+
 class Lexicon(msgspec.Struct, frozen=True):
     """How one ``chunks.sqlite`` analyses text (recorded in it, so queries match the index)."""
 
@@ -54,6 +61,8 @@ class Lexicon(msgspec.Struct, frozen=True):
     """FTS5's Porter stemmer on every token (``connections`` meets ``connection``)."""
     exact: bool = True
     """The symbol also holds each name exactly (``make_keys_``), for :func:`exact_terms`."""
+    analyzer: int = ANALYZER
+    """:data:`ANALYZER` of the codeintel that wrote the database."""
 
     def tokenizer(self) -> str:
         """The FTS5 ``tokenize`` argument for this lexicon."""

@@ -8,7 +8,7 @@ language, symbol, content hash, text) and holds an FTS5 index over the text so
 Choices:
 
 * Two layouts, told apart by ``PRAGMA user_version`` (docs/architecture.md,
-  *Lexical search*). Schema 2 (written now) indexes text analysed by
+  *Lexical search and hybrid ranking*). Schema 2 (written now) indexes text analysed by
   :mod:`codeintel.core.lexical` (identifiers split into their words and kept
   whole, Porter stemming) into a *contentless* FTS5 table, and records the
   :class:`~codeintel.core.lexical.Lexicon` in a ``meta`` table so every later
@@ -270,9 +270,15 @@ class ChunkDB:
         if row is None:
             raise errors.IndexFormatError(f"chunk database {self._path} records no lexicon")
         try:
-            return version, msgspec.json.decode(row[0], type=lexical.Lexicon)
+            lexicon = msgspec.json.decode(row[0], type=lexical.Lexicon)
         except msgspec.MsgspecError as e:
             raise errors.IndexFormatError(f"bad lexicon in {self._path}: {e}") from e
+        if lexicon.analyzer != lexical.ANALYZER:
+            raise errors.IndexFormatError(
+                f"chunk database {self._path} was analysed by lexical analyzer "
+                f"{lexicon.analyzer}; this codeintel implements {lexical.ANALYZER}"
+            )
+        return version, lexicon
 
     def _write(self) -> sqlite3.Connection:
         if self._readonly:
