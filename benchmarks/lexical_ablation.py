@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         "tuned_on": tune_names,
         "checked_on": check_names,
         "lexical_only": lexical_names,
-        "chosen_fusion": {k: str(v) for k, v in fusion.items()},
+        "chosen_fusion": {k: str(v) for k, v in fusion.items()} if tune_names else {},
         "product_fusion": {k: str(v) for k, v in hits_mod.FUSION.items()},
         "max_queries": args.max_queries,
         "wall_s": round(time.perf_counter() - t0, 1),
