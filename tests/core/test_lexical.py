@@ -120,11 +120,12 @@ class TestExactMarkers:
         assert lexical.exact_terms("call run() twice") == ["run_"]
         assert lexical.exact_terms("std::vector of ints") == ["std_", "vector_"]
         # the plain words around the code name nothing
-        assert lexical.exact_terms("Returns the Request.url as a string") == ["request_", "url_"]
-        assert lexical.exact_terms("how does parse_args handle flags") == [
-            "parse_args_",
-            "parseargs_",
-        ]
+        assert lexical.exact_terms("the Request.url string") == ["request_", "url_"]
+
+    def test_a_sentence_mentioning_code_names_nothing(self) -> None:
+        # in a question, a named type is usually what the answer uses, not what it is
+        assert lexical.query_kind("Convert a `GaussianInteger` object to `dtype`.") == "code"
+        assert lexical.exact_terms("Convert a `GaussianInteger` object to `dtype`.") == []
 
     def test_keyword_queries_name_one_symbol_in_words(self) -> None:
         assert lexical.exact_terms("wait for depletion") == [
