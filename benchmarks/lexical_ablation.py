@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         for b in benches:
             b.close()
     meta = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "what": "lexical variants alone, then fusion; recall@10 / MRR@10, a hit is the right file with overlapping lines",
         "tuned_on": tune_names,
         "checked_on": check_names,
