@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -167,14 +168,11 @@ def evaluate(
         if embedder is None:
             raise ValueError(f"{EXACT} needs an embedder")
         found = exact_search(settings, embedder, texts, k)
+    elif mode in hits_mod.MODES:
+        query_embedder = None if mode == "lexical" else embedder
+        found = hits_mod.search_store(settings, query_embedder, texts, k, mode)
     else:
-        found = hits_mod.search_store(
-            settings,
-            None if mode == "lexical" else embedder,
-            texts,
-            k,
-            mode,  # type: ignore[arg-type]
-        )
+        raise ValueError(f"unknown mode {mode!r}; use one of {(*hits_mod.MODES, EXACT)}")
     ranks = [first_hit(hits, q.gold) for hits, q in zip(found, queries, strict=True)]
     return score(ranks, k, time.perf_counter() - t0)
 
@@ -186,13 +184,15 @@ def _stored(generation: store_mod.Generation) -> tuple[np.ndarray, np.ndarray]:
     return ids, vectors.get(ids)
 
 
-def exact_top(xq: np.ndarray, ids: np.ndarray, xb: np.ndarray, k: int) -> np.ndarray:
-    """Ids of the ``k`` best inner products of each query row, best first."""
+def exact_top(
+    xq: np.ndarray, ids: np.ndarray, xb: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, scores) of the ``k`` best inner products of each query row, best first."""
     scores = xq @ xb.T
     k = min(k, len(ids))
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), 1), 1)
-    return ids[order], np.take_along_axis(scores, order, 1)  # type: ignore[return-value]
+    return ids[order], np.take_along_axis(scores, order, 1)
 
 
 def exact_search(
@@ -234,7 +234,8 @@ def ann_recall(
         ms = (time.perf_counter() - t0) * 1e3 / max(len(texts), 1)
     finally:
         engine.close()
-    got = [len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(I, gt, strict=True)]
+    # of the exact top-k (fewer than k when the store is smaller), the share the ANN found
+    got = [len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(I, gt, strict=True)]
     t0 = time.perf_counter()
     exact_top(xq, ids, xb, k)
     exact_ms = (time.perf_counter() - t0) * 1e3 / max(len(texts), 1)
@@ -257,8 +258,12 @@ def run_corpus(
     max_queries: int,
     store_dir: Path,
     overrides: Mapping[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Build ``corpus``'s store and measure every query set in every mode."""
+    """Build ``corpus``'s store and measure every query set in every mode.
+
+    ``details``, when given, receives each query's first-hit rank per mode:
+    ``details[corpus][query_set] = [{"text", "symbol", mode: rank, ...}, ...]``."""
     t0 = time.perf_counter()
     misses = embedder.misses
     settings = build_store(corpus, store_dir, embedder, overrides)
@@ -273,8 +278,13 @@ def run_corpus(
     rows: list[dict[str, Any]] = []
     for query_set in query_sets:
         queries = corpus.queries[query_set][:max_queries]
+        per_query: list[dict[str, Any]] = [{"text": q.text, "symbol": q.symbol} for q in queries]
+        if details is not None:
+            details.setdefault(corpus.name, {})[query_set] = per_query
         for mode in modes:
             m = evaluate(settings, embedder, queries, mode)
+            for row, rank in zip(per_query, m.ranks, strict=True):
+                row[mode] = rank
             rows.append(
                 {
                     "corpus": corpus.name,
@@ -373,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--variant", default="", help="embedding cache variant tag")
     parser.add_argument("--out", default="retrieval", help="results/<OUT>.{json,md}")
+    parser.add_argument(
+        "--details", type=Path, help="also write every query's first-hit rank per mode here (JSON)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     modes = args.modes.split(",") + ([EXACT] if args.exact else [])
@@ -385,10 +398,12 @@ def main(argv: list[str] | None = None) -> None:
         "k": K,
         "max_queries": args.max_queries,
         "overrides": overrides,
-        "corpus_format": retrieval_corpus.FORMAT,
+        "corpus_format": f"repo {retrieval_corpus.REPO_FORMAT}, "
+        f"queries {retrieval_corpus.QUERY_FORMAT}",
     }
     rows: list[dict[str, Any]] = []
     corpora: list[dict[str, Any]] = []
+    details: dict[str, Any] | None = {} if args.details else None
     t0 = time.perf_counter()
     try:
         for name in args.corpora.split(","):
@@ -402,10 +417,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.max_queries,
                 store_dir,
                 overrides,
+                details,
             )
             rows += r
             corpora.append(info)
             write(args.out, rows, corpora, {**meta, "complete": False})
+            if args.details:
+                args.details.write_text(json.dumps(details, indent=1), encoding="utf-8")
         write(
             args.out,
             rows,

@@ -535,8 +535,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mode",
         choices=["semantic", "hybrid", "lexical"],
-        default="semantic",
-        help="semantic (embeddings), lexical (BM25 words), hybrid (both, fused), as the API",
+        default="hybrid",
+        help="hybrid (default: both, fused), semantic (embeddings), lexical (BM25 words), as the API",
     )
     p.add_argument("--json", action="store_true")
     _add_embedder_flags(p)

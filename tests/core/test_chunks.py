@@ -1,7 +1,11 @@
-"""chunks.sqlite: CRUD by id and path, BM25 lexical search, glob semantics, threaded readers."""
+"""chunks.sqlite: CRUD by id and path, BM25 lexical search, glob semantics, threaded readers.
+
+Behaviour common to both layouts runs against each (schema 2, written now, and
+schema 1 of older stores); what differs is tested per layout."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codeintel.core import errors
+from codeintel.core import errors, lexical
 from codeintel.core.globs import matches as glob_match
+from codeintel.core.store import chunks as chunks_mod
 from codeintel.core.store.chunks import Chunk, ChunkDB, fts_query
 
 
@@ -56,10 +61,18 @@ CORPUS = [
 ]
 
 
+LAYOUTS = {"schema2": lexical.DEFAULT, "schema1": None}
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def layout(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(tmp_path: Path, layout: str) -> Path:
     path = tmp_path / "chunks.sqlite"
-    db = ChunkDB.create(path)
+    db = ChunkDB.create(path, LAYOUTS[layout])
     db.add(CORPUS)
     db.close()
     return path
@@ -95,17 +108,23 @@ class TestCreateAndOpen:
         with pytest.raises(errors.IndexFormatError, match="read-only"):
             db.delete([1])
 
-    def test_copy_to_starts_an_update_from_the_parent(self, db: ChunkDB, tmp_path: Path) -> None:
+    def test_copy_to_starts_an_update_from_the_parent(
+        self, db: ChunkDB, tmp_path: Path, layout: str
+    ) -> None:
         dest = tmp_path / "next" / "chunks.sqlite"
         db.copy_to(dest)
         with ChunkDB.open(dest, readonly=False) as child:
+            assert (child.schema, child.lexicon) == (db.schema, db.lexicon)  # the layout is kept
             child.delete([1])
             child.add([make_chunk(8, "src/app/cli.py", "def parse_args(): pass")])
             child.commit()
         with ChunkDB.open(dest) as child:
             assert 1 not in child.get([1])
             assert 8 in child.get([8])
-            assert {i for i, _ in child.lexical("parse_args", 10)} == {5, 8}
+            found = {i for i, _ in child.lexical("parse_args", 10)}
+            # schema 2 also finds the parseArgs of chunk 4; schema 1 keeps parse_args whole
+            assert found == ({5, 8} if layout == "schema1" else {4, 5, 8})
+            assert child.lexical("parseargs argv", 10)  # added rows are in the FTS index
         assert 1 in db.get([1])  # the parent is untouched
 
     def test_duplicate_id_is_a_value_error(self, tmp_path: Path) -> None:
@@ -143,7 +162,8 @@ class TestLookups:
             db.delete([1, 5, 1000])
             db.commit()
             assert db.count() == 5
-            assert db.lexical("parse_args", 10) == []
+            assert not {i for i, _ in db.lexical("parse_args", 10)} & {1, 5}
+            assert db.lexical("flags readme", 10) == []  # only chunk 5 had them
 
 
 class TestLexical:
@@ -152,9 +172,13 @@ class TestLexical:
         assert [i for i, _ in hits] == [6, 7]
         assert hits[0][1] > hits[1][1] > 0
 
-    def test_identifiers_stay_whole(self, db: ChunkDB) -> None:
-        assert {i for i, _ in db.lexical("parse_args", 10)} == {1, 5}
-        assert {i for i, _ in db.lexical("parseargs", 10)} == {4}  # case folded
+    def test_identifiers(self, db: ChunkDB, layout: str) -> None:
+        if layout == "schema1":  # identifiers stay whole
+            assert {i for i, _ in db.lexical("parse_args", 10)} == {1, 5}
+            assert {i for i, _ in db.lexical("parseargs", 10)} == {4}  # case folded
+        else:  # identifiers are their words too; either spelling finds the other
+            assert {i for i, _ in db.lexical("parse_args", 10)} == {1, 4, 5}
+            assert {i for i, _ in db.lexical("parseArgs", 10)} == {1, 4, 5}
 
     def test_symbol_and_path_are_searched(self, db: ChunkDB) -> None:
         assert [i for i, _ in db.lexical("dial", 10)] == [7]
@@ -190,6 +214,157 @@ class TestLexical:
 
     def test_fts_query_quotes_every_term(self) -> None:
         assert fts_query('foo( AND "bar') == '"foo" OR "and" OR "bar"'
+
+
+CODE = [
+    make_chunk(
+        1,
+        "src/net/http_server.py",
+        "class HTTPServer:\n    def serve_forever(self):\n        self.handle_requests()",
+        symbol="HTTPServer.serve_forever",
+    ),
+    make_chunk(
+        2,
+        "src/net/retry.py",
+        "def retry(fn, attempts):\n    for attempt in range(attempts):\n        fn()",
+        symbol="retry",
+    ),
+    make_chunk(3, "src/util/strings.py", "def slugify(text):\n    return text.lower()"),
+    make_chunk(
+        4,
+        "src/i18n/maße.py",
+        "def größe_berechnen(maß):\n    return maß * 2  # café crème",
+        symbol="größe_berechnen",
+    ),
+    make_chunk(5, "docs/guide.md", "The server handles requests", language="markdown"),
+    make_chunk(6, "src/cn/数据.py", "def 数据_处理(x): return x", symbol="数据_处理"),
+]
+
+
+@pytest.fixture
+def code_db(tmp_path: Path) -> Iterator[ChunkDB]:
+    with ChunkDB.create(tmp_path / "c.sqlite") as db:
+        db.add(CODE)
+    reader = ChunkDB.open(tmp_path / "c.sqlite")
+    yield reader
+    reader.close()
+
+
+class TestCodeAwareLexical:
+    """Schema 2: questions in words meet identifiers; symbol and path outrank body text."""
+
+    def test_words_find_identifiers(self, code_db: ChunkDB) -> None:
+        assert [i for i, _ in code_db.lexical("serve forever", 10)] == [1]
+        assert code_db.lexical("http server", 10)[0][0] == 1
+
+    def test_stemming_meets_other_forms(self, code_db: ChunkDB) -> None:
+        found = [i for i, _ in code_db.lexical("retried attempt", 10)]
+        assert found[0] == 2
+        assert 1 in {i for i, _ in code_db.lexical("handling a request", 10)}
+
+    def test_symbol_and_path_outrank_body_text(self, code_db: ChunkDB) -> None:
+        # "server" is body text of the guide, the path and symbol of chunk 1
+        assert [i for i, _ in code_db.lexical("server", 10)] == [1, 5]
+        assert [i for i, _ in code_db.lexical("strings", 10)] == [3]
+
+    def test_non_ascii_identifiers_and_accents(self, code_db: ChunkDB) -> None:
+        assert [i for i, _ in code_db.lexical("Größe", 10)] == [4]
+        assert [i for i, _ in code_db.lexical("grosse", 10)] == []  # ß is a letter, not ss
+        assert [i for i, _ in code_db.lexical("cafe creme", 10)] == [4]  # diacritics folded
+        assert [i for i, _ in code_db.lexical("berechnen", 10)] == [4]
+        assert [i for i, _ in code_db.lexical("处理", 10)] == [6]
+        assert [i for i, _ in code_db.lexical("maße", 10)] == [4]  # the path
+
+    def test_a_named_symbol_comes_before_stemmed_look_alikes(self, tmp_path: Path) -> None:
+        with ChunkDB.create(tmp_path / "c.sqlite") as db:
+            db.add(
+                [
+                    make_chunk(1, "a.py", "def make_key(k):\n    return keys", symbol="make_key"),
+                    make_chunk(2, "b.py", "def make_keys(ks): ...", symbol="Store.make_keys"),
+                    make_chunk(3, "c.py", "labels = label(labels, labels)", symbol="labels"),
+                    make_chunk(4, "d.py", "def label(x): ...", symbol="label"),
+                    make_chunk(5, "e.py", "def _read_version(): ...", symbol="_read_version"),
+                    make_chunk(6, "f.py", "def read_version(): ...", symbol="read_version"),
+                ]
+            )
+        with ChunkDB.open(tmp_path / "c.sqlite") as db:
+            assert db.lexical("make_keys", 10)[0][0] == 2
+            assert db.lexical("make_key", 10)[0][0] == 1
+            assert db.lexical("label", 10)[0][0] == 4  # one word names a symbol too
+            assert db.lexical("_read_version", 10)[0][0] == 5
+            assert db.lexical("read_version", 10)[0][0] == 6
+            assert db.lexical("make keys", 10)[0][0] == 2  # a name in words
+            scores = [s for _, s in db.lexical("make_keys", 10)]
+            assert scores == sorted(scores, reverse=True)  # tiers keep scores falling
+            # without the exact tier the stemmer conflates them
+            assert {i for i, _ in db.lexical("make_keys", 2, exact_first=False)} == {1, 2}
+
+    def test_weights_and_stop_words_can_be_overridden(self, code_db: ChunkDB) -> None:
+        # body text weighted above the symbol and path: the guide wins
+        assert code_db.lexical("server", 10, weights=(10.0, 1.0, 1.0))[0][0] == 5
+        assert code_db.lexical("the", 10) == code_db.lexical("the", 10, stopwords=False)
+
+    def test_delete_removes_the_analysed_terms(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.sqlite"
+        with ChunkDB.create(path) as db:
+            db.add(CODE)
+        with ChunkDB.open(path, readonly=False) as db:
+            db.delete([1, 4])
+            db.commit()
+            assert db.lexical("serve forever", 10) == []
+            assert db.lexical("größe", 10) == []
+            # FTS5's own check: the contentless index holds exactly the live rows' terms
+            conn = db._conn()
+            conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 0)")
+            assert conn.execute("SELECT count(*) FROM chunks_fts").fetchone() == (4,)
+
+
+class TestLayouts:
+    def test_the_lexicon_is_recorded_and_read_back(self, tmp_path: Path) -> None:
+        plain = lexical.Lexicon(split=False, stem=False, exact=False)
+        with ChunkDB.create(tmp_path / "c.sqlite", plain) as db:
+            db.add(CODE)
+        with ChunkDB.open(tmp_path / "c.sqlite") as db:
+            assert (db.schema, db.lexicon) == (2, plain)
+            assert db.lexical("serve forever", 10) == []  # not split: only serve_forever
+            assert [i for i, _ in db.lexical("serve_forever", 10)] == [1]
+
+    def test_schema_1_is_what_older_stores_hold(self, tmp_path: Path) -> None:
+        with ChunkDB.create(tmp_path / "c.sqlite", None) as db:
+            db.add(CODE)
+        with ChunkDB.open(tmp_path / "c.sqlite") as db:
+            assert (db.schema, db.lexicon) == (1, None)
+            assert chunks_mod.reader_version(tmp_path / "c.sqlite") == 1
+        assert chunks_mod.reader_version(tmp_path / "c.sqlite") == 1
+
+    def test_schema_2_needs_a_format_5_reader(self, tmp_path: Path) -> None:
+        ChunkDB.create(tmp_path / "c.sqlite").close()
+        assert chunks_mod.reader_version(tmp_path / "c.sqlite") == 5
+
+    def test_a_newer_schema_is_refused(self, tmp_path: Path) -> None:
+        ChunkDB.create(tmp_path / "c.sqlite").close()
+        conn = sqlite3.connect(tmp_path / "c.sqlite")
+        conn.execute("PRAGMA user_version = 9")
+        conn.close()
+        with pytest.raises(errors.IndexFormatError, match="schema 9; this codeintel reads up to 2"):
+            ChunkDB.open(tmp_path / "c.sqlite")
+
+    def test_a_missing_or_bad_lexicon_is_refused(self, tmp_path: Path) -> None:
+        ChunkDB.create(tmp_path / "c.sqlite").close()
+        conn = sqlite3.connect(tmp_path / "c.sqlite")
+        conn.execute("UPDATE meta SET value = '[1]'")
+        conn.commit()
+        with pytest.raises(errors.IndexFormatError, match="bad lexicon"):
+            ChunkDB.open(tmp_path / "c.sqlite")
+        conn.execute("UPDATE meta SET value = '{\"analyzer\": 99}'")
+        conn.commit()
+        with pytest.raises(errors.IndexFormatError, match="lexical analyzer 99; this codeintel"):
+            ChunkDB.open(tmp_path / "c.sqlite")
+        conn.execute("DELETE FROM meta")
+        conn.commit()
+        conn.close()
+        with pytest.raises(errors.IndexFormatError, match="records no lexicon"):
+            ChunkDB.open(tmp_path / "c.sqlite")
 
 
 class TestGlobMatch:

@@ -7,6 +7,7 @@ says what it does only past the model's 256 tokens.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -16,7 +17,8 @@ from codeintel.core import errors, hits
 from codeintel.core import windows as windows_mod
 from codeintel.core.search import SearchEngine
 from codeintel.core.settings import Settings
-from codeintel.core.store import MIN_READER_VERSION, WINDOWS_READER_VERSION, Store
+from codeintel.core.store import CHUNKS_DB, MIN_READER_VERSION, WINDOWS_READER_VERSION, Store
+from codeintel.core.store import chunks as chunks_mod
 from codeintel.indexer import chunking, pipeline, progress, windows
 
 SAMPLE_FILES = {
@@ -222,10 +224,12 @@ class TestPipeline:
 
         generation = Store(tmp_path / "windows").current()
         assert generation.vectors().has_windows
-        assert generation.manifest.min_reader_version == WINDOWS_READER_VERSION
+        assert generation.manifest.min_reader_version == max(
+            WINDOWS_READER_VERSION, _lexicon(generation)
+        )
         head_generation = Store(tmp_path / "head").current()
         assert not head_generation.vectors().has_windows
-        assert head_generation.manifest.min_reader_version == MIN_READER_VERSION
+        assert head_generation.manifest.min_reader_version == _lexicon(head_generation)
 
         found = hits.search_store(with_windows, local_embedder, QUERY, 10)  # type: ignore[arg-type]
         assert found[0].path == "geo/measure.py"
@@ -267,7 +271,7 @@ class TestPipeline:
         finally:
             live.close()
         assert set(windows_mod.chunk_ids(merged.vectors().ids()).tolist()) == live_ids
-        assert merged.manifest.min_reader_version == MIN_READER_VERSION
+        assert merged.manifest.min_reader_version == _lexicon(merged)
 
     def test_update_puts_a_new_long_chunks_windows_in_the_secondary(
         self, git_repo, local_embedder, tmp_path
@@ -280,7 +284,14 @@ class TestPipeline:
 
         generation = Store(tmp_path / "store").current()
         assert result.vectors.secondary > result.chunks, "windows went to the secondary"
-        assert generation.manifest.min_reader_version == WINDOWS_READER_VERSION
+        assert generation.manifest.min_reader_version == max(
+            WINDOWS_READER_VERSION, _lexicon(generation)
+        )
         found = hits.search_store(settings, local_embedder, QUERY, 10)  # type: ignore[arg-type]
         assert found[0].path == "geo/measure.py"
         assert len({(h.path, h.start_line) for h in found}) == len(found)
+
+
+def _lexicon(generation: Any) -> int:
+    """The reader version the chunk database alone asks for (windows may only raise it)."""
+    return max(MIN_READER_VERSION, chunks_mod.reader_version(generation.path / CHUNKS_DB))

@@ -47,6 +47,48 @@ def test_rrf_rewards_agreement() -> None:
     assert [i for i, _ in fused][:2] == [3, 1]
 
 
+def test_weighted_rrf_leans_on_the_heavier_ranking() -> None:
+    dense, bm25 = [(1, 0.9), (2, 0.8)], [(2, 9.0), (1, 8.0)]
+    assert hits.rrf(dense, bm25, weights=(1.0, 3.0))[0][0] == 2
+    assert hits.rrf(dense, bm25, weights=(3.0, 1.0))[0][0] == 1
+
+
+class TestScoreFusion:
+    def test_scales_each_ranking_then_weighs_them(self) -> None:
+        dense = [(1, 0.80), (2, 0.79), (3, 0.40)]  # 2 is nearly as close as 1
+        bm25 = [(2, 30.0), (4, 10.0), (1, 5.0)]  # and far ahead lexically
+        fused = hits.minmax(dense, bm25, 0.5)
+        assert [i for i, _ in fused][:2] == [2, 1]
+        assert fused[0][1] == pytest.approx(0.5 * (0.39 / 0.40) + 0.5)
+        assert [i for i, _ in hits.minmax(dense, bm25, 0.0)][:3] == [1, 2, 3]
+
+    def test_one_side_empty_or_flat(self) -> None:
+        assert hits.minmax([(1, 0.5), (2, 0.4)], [], 0.7) == [(1, pytest.approx(0.3)), (2, 0.0)]
+        assert hits.minmax([], [(5, 2.0)], 0.7) == [(5, pytest.approx(0.7))]
+
+    def test_fusion_follows_the_query_kind(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        dense, bm25 = [(1, 0.9), (2, 0.1)], [(2, 9.0), (1, 1.0)]
+        monkeypatch.setattr(
+            hits,
+            "FUSION",
+            {
+                "code": hits.Fusion("minmax", 0.9),
+                "keywords": hits.Fusion("rrf", 5.0, 5),
+                "prose": hits.Fusion("minmax", 0.1),
+            },
+        )
+        assert hits.fuse("parse_args", dense, bm25)[0][0] == 2  # code leans lexical
+        assert hits.fuse("where are the arguments parsed", dense, bm25)[0][0] == 1
+        assert hits.fuse("parse args", dense, bm25)[0][0] == 2  # keywords: rrf, BM25 x5
+
+
+def test_hybrid_is_the_default_mode() -> None:
+    from codeintel.cli import _parser
+
+    assert models.SemanticSearchRequest(query="x").mode == "hybrid"
+    assert _parser().parse_args(["search", "q", "--store", "s"]).mode == "hybrid"
+
+
 class _Engine:
     def __init__(self, xb: np.ndarray) -> None:
         self.index = faiss.IndexFlatIP(xb.shape[1])

@@ -3,9 +3,16 @@
 The CLI's ``codeintel search`` and the searcher's ``semantic_search`` both call
 :func:`rank` (mode, filters, fusion) and answer with :class:`Hit` rows: the engine
 returns ids and scores, BM25 comes from the chunk database, ``hybrid`` fuses the
-two by reciprocal rank (no score calibration between cosine and BM25 needed), and
-the chunk store turns ids into paths, line ranges and snippets. Filters (path
-glob, language) apply while hydrating, so the engine over-fetches for them.
+two (:func:`fuse`), and the chunk store turns ids into paths, line ranges and
+snippets. Filters (path glob, language) apply while hydrating, so the engine
+over-fetches for them.
+
+Fusion depends on what the query looks like (:func:`codeintel.core.lexical.query_kind`):
+code (``parse_args``, ``a.b``, ``f(``) and a name in words lean on BM25, a question
+weighs both equally. Each ranking's scores are scaled to [0, 1] and summed with those
+weights: plain reciprocal rank fusion made hybrid worse than semantic alone on real
+repositories and buried exact name matches; the choice and the weights are measured in
+``docs/performance.md`` (*Lexical and hybrid tuning*).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import msgspec
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors, globs
+from codeintel.core import errors, globs, lexical
 from codeintel.core import search as search_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -114,24 +121,80 @@ RRF_K = 60
 """Rank constant of reciprocal rank fusion (Cormack et al.); damps the weight of the top ranks."""
 
 
+class Fusion(msgspec.Struct, frozen=True):
+    """How hybrid fuses the dense and the BM25 ranking of one kind of query."""
+
+    method: Literal["rrf", "minmax"]
+    """``rrf``: weighted reciprocal rank fusion; ``minmax``: scores scaled to [0, 1] per
+    ranking, then a weighted sum (uses how far apart the scores are, not just the order)."""
+    lexical_weight: float
+    """rrf: BM25's weight against the dense ranking's 1.0; minmax: BM25's share (0..1)."""
+    rrf_k: int = RRF_K
+
+
+FUSION: dict[lexical.QueryKind, Fusion] = {
+    "code": Fusion("minmax", 0.6),
+    "keywords": Fusion("minmax", 0.7),
+    "prose": Fusion("minmax", 0.5),
+}
+"""Per query kind, the fusion chosen on the retrieval benchmark's kopf and web corpora
+(``benchmarks/lexical_ablation.py``; docs/performance.md, *Lexical and hybrid tuning*)."""
+
+
 def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
     """(dense, lexical) candidates to fetch for ``k`` hits in ``mode``; 0 where not used.
 
     hybrid fetches deeper on both sides, so fusion sees what one ranking alone would cut."""
     dense = fetch_size(k, filtered)
-    lexical = fetch_size(k, False)
+    lexical_ = fetch_size(k, False)
     if mode == "hybrid":
-        dense, lexical = max(dense, min(MAX_FETCH, 2 * k)), 2 * lexical
-    return (0 if mode == "lexical" else dense, 0 if mode == "semantic" else lexical)
+        dense, lexical_ = max(dense, min(MAX_FETCH, 2 * k)), 2 * lexical_
+    return (0 if mode == "lexical" else dense, 0 if mode == "semantic" else lexical_)
 
 
-def rrf(*rankings: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of several best-first rankings into one, best first."""
+def rrf(
+    *rankings: Sequence[tuple[int, float]],
+    weights: Sequence[float] | None = None,
+    k: int = RRF_K,
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of best-first rankings into one, best first.
+
+    Each ranking adds ``weight / (k + rank)`` to the score of its ids; weights default to 1."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank_, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank_)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank_)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def minmax(
+    dense: Sequence[tuple[int, float]], bm25: Sequence[tuple[int, float]], share: float
+) -> list[tuple[int, float]]:
+    """Score fusion: each ranking's scores scaled to [0, 1], then ``(1 - share) * dense + share * bm25``."""
+    fused: dict[int, float] = {}
+    for ranking, weight in ((dense, 1.0 - share), (bm25, share)):
+        if not ranking:
+            continue
+        hi = max(score for _, score in ranking)
+        lo = min(score for _, score in ranking)
+        span = hi - lo
+        for chunk_id, score in ranking:
+            scaled = (score - lo) / span if span > 0 else 1.0
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * scaled
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse(
+    query: str,
+    dense: Sequence[tuple[int, float]],
+    bm25: Sequence[tuple[int, float]],
+    fusion: Fusion | None = None,
+) -> list[tuple[int, float]]:
+    """The hybrid ranking: dense and BM25 fused as :data:`FUSION` says for the query's kind."""
+    f = fusion or FUSION[lexical.query_kind(query)]
+    if f.method == "minmax":
+        return minmax(dense, bm25, f.lexical_weight)
+    return rrf(dense, bm25, weights=(1.0, f.lexical_weight), k=f.rrf_k)
 
 
 def rank(
@@ -149,17 +212,17 @@ def rank(
     ``dense`` is the query's nearest chunks (best first, fetched as :func:`plan` says;
     empty in lexical mode): the caller embeds and searches, so a searcher can batch
     those calls across queries. BM25 comes from the chunk database; hybrid fuses both
-    by reciprocal rank; filters apply while hydrating. Blocking (sqlite)."""
+    (:func:`fuse`); filters apply while hydrating. Blocking (sqlite)."""
     _, lexical_fetch = plan(k, mode, bool(path_glob or language))
-    lexical: list[tuple[int, float]] = []
+    bm25: list[tuple[int, float]] = []
     if lexical_fetch:
-        lexical = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
+        bm25 = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
     if mode == "semantic":
         ranked = list(dense)
     elif mode == "lexical":
-        ranked = lexical
+        ranked = bm25
     else:
-        ranked = rrf(dense, lexical)
+        ranked = fuse(query, dense, bm25)
     return hydrate(db, ranked, k, path_glob=path_glob, language=language)
 
 

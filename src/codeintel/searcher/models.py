@@ -174,10 +174,11 @@ class SemanticSearchRequest(_ManyRepos):
     mode: Annotated[
         Literal["semantic", "hybrid", "lexical"],
         Field(
-            description="'semantic': embedding similarity (meaning); 'lexical': BM25 over "
-            "chunk text (exact words, identifiers); 'hybrid': both, fused by reciprocal rank."
+            description="'hybrid' (default): both rankings fused, leaning on BM25 for "
+            "identifiers and names, both equally for questions; 'semantic': embedding similarity "
+            "(meaning); 'lexical': BM25 over chunk text, symbol and path (words, identifiers)."
         ),
-    ] = "semantic"
+    ] = "hybrid"
 
 
 class SearchTextRequest(_ManyRepos):

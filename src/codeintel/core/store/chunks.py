@@ -7,13 +7,18 @@ language, symbol, content hash, text) and holds an FTS5 index over the text so
 
 Choices:
 
-* FTS5 with the ``unicode61`` tokenizer and ``_`` as a token character, so
-  ``parse_args`` stays one token and matches only itself. A trigram tokenizer
-  would match substrings too, but triples the index size and cannot rank terms
-  shorter than three characters; agents search for identifiers and words, and the
-  semantic side already covers fuzzy matches.
-* The FTS table uses external content (``content='chunks'``) kept in sync by
-  triggers, so each chunk's text is stored once.
+* Two layouts, told apart by ``PRAGMA user_version`` (docs/architecture.md,
+  *Lexical search and hybrid ranking*). Schema 2 (written now) indexes text analysed by
+  :mod:`codeintel.core.lexical` (identifiers split into their words and kept
+  whole, Porter stemming) into a *contentless* FTS5 table, and records the
+  :class:`~codeintel.core.lexical.Lexicon` in a ``meta`` table so every later
+  writer (an update copies its parent's database) and every query analyse text
+  the same way. Schema 1 (stores written before) keeps ``unicode61`` with ``_``
+  as a token character over external content kept in sync by triggers; it is
+  still read, searched and updated in its own layout.
+* Contentless (schema 2) because the indexed terms differ from the stored text:
+  each chunk's text is stored once, in ``chunks``, and a delete hands FTS5 the
+  re-analysed terms (the lexicon is fixed per database, so they are the same).
 * Published databases never change, so readers open them with ``mode=ro`` and
   ``immutable=1`` (no locking, no journal checks) and keep one connection per
   thread: the searcher calls :meth:`ChunkDB.lexical` and :meth:`ChunkDB.get` from
@@ -36,19 +41,28 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from codeintel.core import errors, globs
+from codeintel.core import errors, globs, lexical
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of ``chunks.sqlite``; the store's format version covers it too."""
+# chunks.sqlite schemas (PRAGMA user_version); the store's format version covers them.
+#   1  FTS5 unicode61 with tokenchars "_", external content synced by triggers.
+#   2  text analysed by core/lexical.py into a contentless FTS5 table whose tokenizer
+#      follows the Lexicon recorded in the meta table (store format 3).
+SCHEMA_VERSION = 2
+"""The schema new databases get."""
+LEGACY_SCHEMA = 1
+READER_VERSIONS = {1: 1, 2: 5}
+"""Oldest store format version whose reader reads each chunks.sqlite schema."""
 
 _BATCH = 500  # ids per ``IN (...)`` query; well under sqlite's bound on host parameters
 _MAX_QUERY_TERMS = 64  # bounds the cost of one lexical query
-_WEIGHTS = (1.0, 4.0, 2.0)  # bm25 column weights: text, symbol, path (a symbol hit says most)
+_LEGACY_WEIGHTS = (1.0, 4.0, 2.0)  # bm25 column weights of schema 1: text, symbol, path
+WEIGHTS = (1.0, 4.0, 2.0)
+"""bm25 column weights (text, symbol, path) of schema 2: a symbol or path hit says more than body text."""
 _TERM = re.compile(r"\w+")
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -60,6 +74,11 @@ CREATE TABLE chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX chunks_path ON chunks(path);
+"""
+
+_SCHEMA_1 = (
+    _TABLE  # noqa: S608 - constants
+    + """
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
     text, symbol, path,
     content='chunks', content_rowid='id',
@@ -74,9 +93,22 @@ CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
     VALUES ('delete', old.id, old.text, old.symbol, old.path);
 END;
 """
+)
+
+_SCHEMA_2 = (
+    _TABLE
+    + """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, symbol, path, content='', tokenize={tokenize});
+"""
+)
 
 _COLUMNS = "id, path, start_line, end_line, language, symbol, content_hash, text"
 _INSERT = f"INSERT INTO chunks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"  # noqa: S608 - constants
+_FTS_INSERT = "INSERT INTO chunks_fts(rowid, text, symbol, path) VALUES (?,?,?,?)"
+_FTS_DELETE = (
+    "INSERT INTO chunks_fts(chunks_fts, rowid, text, symbol, path) VALUES ('delete',?,?,?,?)"
+)
 # Only constants and "?" placeholders are formatted into SQL below (hence the S608 noqa's).
 _LEXICAL = (
     "SELECT c.id, -bm25(chunks_fts, {w}) AS score "
@@ -105,7 +137,7 @@ class Chunk(msgspec.Struct, frozen=True):
 
 
 def fts_query(query: str) -> str:
-    """Plain words to a safe FTS5 expression: each term quoted, any term may match (OR).
+    """Plain words to a safe FTS5 expression for schema 1: each term quoted, any may match (OR).
 
     Returns ``""`` when the query holds no word characters. Quoting makes FTS5
     operators (``AND``, ``NEAR``, ``*``, ``"``, parentheses) plain text, so user
@@ -119,7 +151,14 @@ def fts_query(query: str) -> str:
 class ChunkDB:
     """``chunks.sqlite`` of one generation; writable while building, read-only once published."""
 
-    def __init__(self, path: Path, *, readonly: bool, _new: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool,
+        _new: bool = False,
+        _lexicon: lexical.Lexicon | None = lexical.DEFAULT,
+    ) -> None:
         self._path = Path(path)
         self._readonly = readonly
         self._lock = threading.Lock()
@@ -130,28 +169,55 @@ class ChunkDB:
         self._optimize = _new  # a fresh build merges its FTS segments once, on close
         if not _new and not self._path.is_file():
             raise errors.IndexFormatError(f"chunk database not found: {self._path}")
+        self._schema: int
+        self._lexicon: lexical.Lexicon | None
         conn = self._conn()
         if _new:
             with self._lock:
-                conn.executescript(_SCHEMA)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if _lexicon is None:
+                    conn.executescript(_SCHEMA_1)
+                    conn.execute(f"PRAGMA user_version = {LEGACY_SCHEMA}")
+                else:
+                    tokenize = "'" + _lexicon.tokenizer().replace("'", "''") + "'"
+                    conn.executescript(_SCHEMA_2.format(tokenize=tokenize))
+                    conn.execute(
+                        "INSERT INTO meta VALUES ('lexicon', ?)",
+                        (msgspec.json.encode(_lexicon).decode(),),
+                    )
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.commit()
+            self._schema, self._lexicon = (
+                (LEGACY_SCHEMA, None) if _lexicon is None else (SCHEMA_VERSION, _lexicon)
+            )
         else:
-            self._check_schema(conn)
+            self._schema, self._lexicon = self._check_schema(conn)
 
     @classmethod
-    def create(cls, path: Path) -> ChunkDB:
-        """A new, empty, writable database at ``path`` (which must not exist)."""
+    def create(cls, path: Path, lexicon: lexical.Lexicon | None = lexical.DEFAULT) -> ChunkDB:
+        """A new, empty, writable database at ``path`` (which must not exist).
+
+        ``lexicon=None`` writes the schema-1 layout of older stores (for tests and the
+        lexical ablation benchmark)."""
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"chunk database already exists: {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(path, readonly=False, _new=True)
+        return cls(path, readonly=False, _new=True, _lexicon=lexicon)
 
     @classmethod
     def open(cls, path: Path, readonly: bool = True) -> ChunkDB:
         """An existing database; read-only opens are immutable and safe from many threads."""
         return cls(Path(path), readonly=readonly)
+
+    @property
+    def schema(self) -> int:
+        """``PRAGMA user_version``: 1 (words, ``_`` kept) or 2 (analysed, see :attr:`lexicon`)."""
+        return self._schema
+
+    @property
+    def lexicon(self) -> lexical.Lexicon | None:
+        """How text and queries are analysed (schema 2); ``None`` for schema 1."""
+        return self._lexicon
 
     @property
     def path(self) -> Path:
@@ -187,17 +253,32 @@ class ChunkDB:
             self._conns.append(conn)
         return conn
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
+    def _check_schema(self, conn: sqlite3.Connection) -> tuple[int, lexical.Lexicon | None]:
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             conn.execute("SELECT 1 FROM chunks_fts LIMIT 0")
+            if version > SCHEMA_VERSION:
+                raise errors.IndexFormatError(
+                    f"chunk database {self._path} has schema {version}; "
+                    f"this codeintel reads up to {SCHEMA_VERSION}"
+                )
+            if version < SCHEMA_VERSION:
+                return LEGACY_SCHEMA, None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'lexicon'").fetchone()
         except sqlite3.DatabaseError as e:
             raise errors.IndexFormatError(f"corrupt chunk database {self._path}: {e}") from e
-        if version > SCHEMA_VERSION:
+        if row is None:
+            raise errors.IndexFormatError(f"chunk database {self._path} records no lexicon")
+        try:
+            lexicon = msgspec.json.decode(row[0], type=lexical.Lexicon)
+        except msgspec.MsgspecError as e:
+            raise errors.IndexFormatError(f"bad lexicon in {self._path}: {e}") from e
+        if lexicon.analyzer != lexical.ANALYZER:
             raise errors.IndexFormatError(
-                f"chunk database {self._path} has schema {version}; "
-                f"this codeintel reads up to {SCHEMA_VERSION}"
+                f"chunk database {self._path} was analysed by lexical analyzer "
+                f"{lexicon.analyzer}; this codeintel implements {lexical.ANALYZER}"
             )
+        return version, lexicon
 
     def _write(self) -> sqlite3.Connection:
         if self._readonly:
@@ -208,22 +289,46 @@ class ChunkDB:
 
     def add(self, chunks: Iterable[Chunk]) -> None:
         """Insert chunks; an id already present is a ``ValueError``."""
-        rows = (
+        batch = list(chunks)
+        rows = [
             (c.id, c.path, c.start_line, c.end_line, c.language, c.symbol, c.content_hash, c.text)
-            for c in chunks
+            for c in batch
+        ]
+        terms = (
+            []
+            if self._lexicon is None
+            else [self._terms(c.id, c.text, c.symbol, c.path) for c in batch]
         )
         conn = self._write()
         with self._lock:
             try:
-                conn.executemany(_INSERT, rows)
+                conn.executemany(_INSERT, rows)  # schema 1: its trigger fills the FTS index
             except sqlite3.IntegrityError as e:
                 raise ValueError(f"duplicate chunk id in {self._path}: {e}") from e
+            conn.executemany(_FTS_INSERT, terms)
 
     def delete(self, ids: Iterable[int]) -> None:
         """Remove chunks by id (ids not present are ignored)."""
+        wanted = [int(i) for i in ids]
         conn = self._write()
         with self._lock:
-            conn.executemany("DELETE FROM chunks WHERE id = ?", ((int(i),) for i in ids))
+            if self._lexicon is not None:
+                for batch in _batches(wanted):
+                    marks = ",".join("?" * len(batch))
+                    sql = f"SELECT id, text, symbol, path FROM chunks WHERE id IN ({marks})"  # noqa: S608
+                    old = conn.execute(sql, batch).fetchall()
+                    conn.executemany(_FTS_DELETE, [self._terms(*row) for row in old])
+            conn.executemany("DELETE FROM chunks WHERE id = ?", ((i,) for i in wanted))
+
+    def _terms(self, chunk_id: int, text: str, symbol: str, path: str) -> tuple[int, str, str, str]:
+        """One FTS row of schema 2: the analysed text, symbol and path."""
+        lex = self._lexicon or lexical.DEFAULT
+        return (
+            chunk_id,
+            lexical.analyze(text, lex),
+            lexical.analyze(symbol, lex, exact=lex.exact),
+            lexical.analyze(path, lex),
+        )
 
     def commit(self) -> None:
         if not self._readonly:
@@ -314,21 +419,61 @@ class ChunkDB:
         *,
         path_glob: str | None = None,
         language: str | None = None,
+        weights: Sequence[float] | None = None,
+        stopwords: bool = True,
+        exact_first: bool = True,
     ) -> list[tuple[int, float]]:
         """Top ``k`` ``(id, score)`` by BM25 over text, symbol and path; higher is better.
 
-        ``query`` is plain words (see :func:`fts_query`); ``path_glob`` follows
-        :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's language.
+        ``query`` is plain words or code, analysed as the database's lexicon says
+        (schema 1: see :func:`fts_query`); ``path_glob`` follows
+        :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's
+        language. In schema 2, chunks whose symbol holds exactly what the
+        query names (:func:`~codeintel.core.lexical.exact_terms`: ``make_keys``, not
+        ``make_key``; ``parse args`` as ``parse_args``) rank first, by their own
+        BM25: a query that names a symbol wants its definition before its words. ``weights`` (text,
+        symbol, path), ``stopwords`` and ``exact_first`` override the tuned
+        defaults (for the ablation benchmark).
         """
-        match = fts_query(query)
-        if not match or k <= 0:
+        if k <= 0:
             return []
-        sql = _LEXICAL.format(w=", ".join(map(str, _WEIGHTS)))
+        if self._lexicon is None:
+            return self._bm25(fts_query(query), k, weights or _LEGACY_WEIGHTS, path_glob, language)
+        weights = weights or WEIGHTS
+        terms = lexical.query_terms(query, self._lexicon, stopwords=stopwords)
+        exact = lexical.exact_terms(query, self._lexicon) if exact_first else []
+        if not exact:
+            return self._bm25(lexical.fts_match(terms), k, weights, path_glob, language)
+        first = self._bm25(lexical.fts_match(exact), k, weights, path_glob, language)
+        rest = self._bm25(lexical.fts_match(terms), k, weights, path_glob, language)
+        # the exact tier stays above the rest, so the merged scores still fall with rank
+        lift = max((score for _, score in rest), default=0.0)
+        seen = {i for i, _ in first}
+        merged = [(i, s + lift) for i, s in first] + [(i, s) for i, s in rest if i not in seen]
+        return merged[:k]
+
+    def _bm25(
+        self,
+        match: str,
+        k: int,
+        weights: Sequence[float],
+        path_glob: str | None,
+        language: str | None,
+    ) -> list[tuple[int, float]]:
+        if not match:
+            return []
+        sql = _LEXICAL.format(w=", ".join(str(float(w)) for w in weights))
         try:
             rows = self._read(sql, (match, language, path_glob, int(k)))
         except sqlite3.OperationalError as e:
             raise errors.QueryError(f"lexical query failed: {e}", field="query") from e
         return [(int(i), float(s)) for i, s in rows]
+
+
+def reader_version(path: Path) -> int:
+    """The oldest store format version whose reader reads the chunk database at ``path``."""
+    with ChunkDB.open(path) as db:
+        return READER_VERSIONS[db.schema]
 
 
 def _batches(items: list[Any]) -> Iterator[list[Any]]:

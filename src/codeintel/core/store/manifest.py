@@ -35,7 +35,10 @@ from codeintel.core import errors
 #      vector segments are windows of a chunk (core/windows.py). A generation
 #      holding any sets min_reader_version 4 (an older reader would take them
 #      for chunk ids); one without them stays readable by 1.
-FORMAT_VERSION = 4
+#   5  chunks.sqlite schema 2 (code-aware lexicon, core/lexical.py). A generation
+#      records min_reader_version 5 only when its chunks.sqlite is schema 2; an
+#      update of an older generation keeps schema 1 and stays readable by 1.
+FORMAT_VERSION = 5
 MIN_READER_VERSION = 1
 WINDOWS_READER_VERSION = 4
 """min_reader_version of a generation whose vectors include windows."""

@@ -15,9 +15,10 @@ import msgspec
 import numpy as np
 
 from codeintel.core import errors
-from codeintel.core.store import files
+from codeintel.core.store import chunks, files
 from codeintel.core.store.generation import Generation
 from codeintel.core.store.manifest import (
+    CHUNKS_DB,
     CURRENT,
     FORMAT_VERSION,
     MANIFEST,
@@ -121,12 +122,7 @@ class GenerationWriter:
         manifest = msgspec.structs.replace(
             manifest,
             format_version=FORMAT_VERSION,
-            # Readers before windows would take window ids for chunk ids: keep them out.
-            min_reader_version=(
-                WINDOWS_READER_VERSION
-                if VectorStore.open(self.path / VECTORS_DIR).has_windows
-                else MIN_READER_VERSION
-            ),
+            min_reader_version=self._min_reader_version(),
             generation=self.name,
             parent=self.parent.name if self.parent else None,
             base_generation=manifest.base_generation or self.name,
@@ -150,6 +146,16 @@ class GenerationWriter:
         files.write_atomic(self.store.root / CURRENT, f"{self.name}\n".encode())
         logger.info("published generation %s (commit %s)", self.name, manifest.commit[:12])
         return Generation(final, verify=False)
+
+    def _min_reader_version(self) -> int:
+        """MIN_READER_VERSION, raised to what the chunk database's schema needs and, when
+        the vectors include windows, to what reads them (an older reader would take
+        window ids for chunk ids)."""
+        db = self.path / CHUNKS_DB
+        needed = [MIN_READER_VERSION, chunks.reader_version(db) if db.is_file() else 0]
+        if VectorStore.open(self.path / VECTORS_DIR).has_windows:
+            needed.append(WINDOWS_READER_VERSION)
+        return max(needed)
 
     def _reused_checksum(self, path: Path, rel: str, parent_sums: dict[str, str]) -> str | None:
         """The parent's recorded checksum when ``path`` is a hard link to the parent's file."""
