@@ -47,6 +47,15 @@ class CountingEmbedder:
     def dim(self) -> int:
         return self.inner.dim  # type: ignore[attr-defined,no-any-return]
 
+    # Counting tokens as the model does: long chunks get the same windows as with
+    # the bare model (indexer/windows.py), so a rebuild with the bare model hits the cache.
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens  # type: ignore[attr-defined,no-any-return]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.token_counts(texts)  # type: ignore[attr-defined,no-any-return]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.texts += texts
         return self.inner.embed(texts)  # type: ignore[attr-defined,no-any-return]
@@ -67,6 +76,9 @@ def counting(local_embedder) -> CountingEmbedder:
 
 
 def _settings(store: Path, **index: object) -> Settings:
+    # One vector per chunk unless a test asks for long-chunk windows, so counts of
+    # texts and chunks agree (windows through the cache: ``TestWindows``).
+    index.setdefault("chunk_windows", 0)
     return Settings.from_env({}, store={"path": store}, index=index)
 
 
@@ -297,12 +309,13 @@ class TestFaults:
         assert (store / embcache.FILE).exists()
         off = Settings.from_env(
             {"CODEINTEL_STORE_EMBEDDING_CACHE_BYTES": "0"}, store={"path": store}
-        )
+        )  # with long-chunk windows (the default): embedded counts them too
 
         counting.texts.clear()
         result = pipeline.build(off, str(repo.path), counting)
 
-        assert result.embedded == result.chunks == len(counting.texts)
+        assert result.embedded == result.vectors.primary == len(counting.texts)
+        assert result.embedded > result.chunks
         assert not (store / embcache.FILE).exists(), "GC removes a cache that is turned off"
 
     def test_a_size_bound_evicts_the_least_recently_used(self, repo, counting, tmp_path):
@@ -381,3 +394,21 @@ def test_a_build_killed_mid_embedding_resumes_from_the_cache(git_repo, tmp_path)
     result = json.loads(out)
     assert result["chunks"] == 1100
     assert result["embed_cache_hits"] == 512 and resent == result["embedded"] == 1100 - 512
+
+
+class TestWindows:
+    def test_long_chunk_windows_come_from_the_cache_and_never_load_the_model(
+        self, repo, counting, tmp_path
+    ):
+        settings = _settings(tmp_path / "store", chunk_windows=4)
+        first = pipeline.build(settings, str(repo.path), counting)
+        texts = first.vectors.primary
+        assert texts > first.chunks, "the notes file is long enough to have windows"
+        assert first.embedded == len(counting.texts) == texts
+        cold = LocalEmbedder()  # token counts come from tokenizer.json, not the weights
+        try:
+            again = pipeline.build(settings, str(repo.path), cold)
+            assert (again.embedded, again.embed_cache_hits) == (0, texts)
+            assert cold._st is None, "windows were cut and fetched without loading the model"
+        finally:
+            cold.close()

@@ -139,6 +139,7 @@ def build(
         chunks=len(ids),
         skipped=len(found.skipped),
         cache=cached.stats if cached else None,
+        texts=len(vids),
     )
 
 
@@ -263,7 +264,12 @@ def update(
         )
         _collect_garbage(store, settings)
     result = _result(
-        "update", generation, files=files, chunks=len(ids), cache=cached.stats if cached else None
+        "update",
+        generation,
+        files=files,
+        chunks=len(ids),
+        cache=cached.stats if cached else None,
+        texts=len(vids),
     )
     if threshold > 0 and result.vectors.secondary >= threshold:
         logger.info(
@@ -535,7 +541,9 @@ def _result(
     skipped: int | None = None,
     merged: bool = False,
     cache: embed_cache.CacheStats | None = None,
+    texts: int | None = None,
 ) -> IndexResult:
+    """``texts``: what was embedded without a cache (chunks plus their windows)."""
     m = generation.manifest
     return IndexResult(
         action=action,
@@ -548,7 +556,7 @@ def _result(
         chunks=chunks,
         skipped=len(m.skipped) if skipped is None else skipped,
         merged=merged,
-        embedded=cache.embedded if cache else chunks,
+        embedded=cache.embedded if cache else (chunks if texts is None else texts),
         embed_cache_hits=cache.hits if cache else 0,
     )
 
