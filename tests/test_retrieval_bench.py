@@ -140,6 +140,31 @@ def test_queries_and_gold_ranges(tmp_path: Path) -> None:
     assert again.queries == corpus.queries
 
 
+def test_prepare_caches_the_repository_and_redraws_only_the_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "site-packages"
+    for path, text in FILES:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    (root / "pkg" / "__pycache__").mkdir()
+    (root / "pkg" / "__pycache__" / "stale.py").write_text("x = 1\n")
+    monkeypatch.setitem(rc.CORPORA, "tiny", ("pkg",))
+    cache = tmp_path / "cache"
+    corpus = rc.prepare("tiny", cache, root=root)
+    assert corpus.files == 3 and len(corpus.nl_queries) == 3
+    head = (cache / "corpora" / "tiny" / ".git" / "refs" / "heads" / "main").read_text()
+    marker = cache / "corpora" / "tiny" / "marker"
+    marker.write_text("kept")  # a rewritten repository would lose it
+    assert rc.prepare("tiny", cache, root=root).queries == corpus.queries
+    fewer = rc.prepare("tiny", cache, nl=1, root=root)
+    assert len(fewer.nl_queries) == 1 and marker.exists()
+    monkeypatch.setattr(rc, "REPO_FORMAT", rc.REPO_FORMAT + 1)
+    rc.prepare("tiny", cache, nl=1, root=root)
+    assert not marker.exists()
+    assert (cache / "corpora" / "tiny" / ".git" / "refs" / "heads" / "main").read_text() == head
+
+
 def test_tests_dunders_and_tiny_functions_give_no_queries() -> None:
     def fn(name: str, path: str = "m.py", lines: int = 5) -> rc.Function:
         return rc.Function(path, name, name, 10, 10 + lines - 1, f"Do the {name} thing well.")
