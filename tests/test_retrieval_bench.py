@@ -231,6 +231,15 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         info = bench.ann_recall(settings, embedder, [q.text for q in corpus.nl_queries])
         assert info["index"] == "flat" and info["ann_recall@10"] == 1.0
 
+        # an IVF store (forced; six chunks make one list): probing every list is exact
+        ivf = bench.build_store(corpus, tmp_path / "ivf", embedder, {"index.flat_max": 1})
+        info = bench.ann_recall(ivf, embedder, [q.text for q in corpus.nl_queries])
+        assert info["index"] == "ivf_flat" and info["nlist"] == 1
+        sweep = bench.ann_sweep(ivf, embedder, corpus.nl_queries, [1])
+        assert [(r["nprobe"], r["ann_recall@10"]) for r in sweep] == [(1, 1.0)]
+        exact = bench.evaluate(ivf, embedder, corpus.nl_queries, bench.EXACT)
+        assert (sweep[0]["recall@10"], sweep[0]["mrr@10"]) == (exact.recall, exact.mrr)
+
         # a rebuild embeds nothing: every vector comes from the cache, and so do the queries
         embedded, hits_before = embedder.misses, embedder.hits
         bench.build_store(corpus, tmp_path / "store", embedder)
