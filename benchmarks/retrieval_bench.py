@@ -125,7 +125,11 @@ def build_store(
     embedder: embedding_mod.Embedder,
     overrides: Mapping[str, Any] | None = None,
 ) -> settings_mod.Settings:
-    """A fresh store of ``corpus`` at ``out_dir`` built by the product; its settings."""
+    """A fresh store of ``corpus`` at ``out_dir`` built by the product; its settings.
+
+    An existing ``out_dir`` is deleted first, so it must be empty or hold a store."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "generations").is_dir():
+        raise ValueError(f"{out_dir} is neither empty nor a codeintel store; not deleting it")
     shutil.rmtree(out_dir, ignore_errors=True)
     settings = store_settings(out_dir, overrides)
     pipeline.build(settings, str(corpus.repo_path), embedder)

@@ -240,6 +240,13 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         exact = bench.evaluate(ivf, embedder, corpus.nl_queries, bench.EXACT)
         assert (sweep[0]["recall@10"], sweep[0]["mrr@10"]) == (exact.recall, exact.mrr)
 
+        precious = tmp_path / "precious"
+        (precious / "notes.txt").parent.mkdir()
+        (precious / "notes.txt").write_text("mine")
+        with pytest.raises(ValueError, match="neither empty nor a codeintel store"):
+            bench.build_store(corpus, precious, embedder)
+        assert (precious / "notes.txt").read_text() == "mine"
+
         # a rebuild embeds nothing: every vector comes from the cache, and so do the queries
         embedded, hits_before = embedder.misses, embedder.hits
         bench.build_store(corpus, tmp_path / "store", embedder)
