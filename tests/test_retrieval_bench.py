@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from benchmarks import retrieval_bench as bench
+from benchmarks import retrieval_cache
 from benchmarks import retrieval_corpus as rc
 
 from codeintel.core import hits as hits_mod
 from codeintel.core import store as store_mod
+from codeintel.indexer import corpus as corpus_mod
 
 INVOICE = '''\
 """Invoices: parsing and totals."""
@@ -272,3 +274,41 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "| tiny | " in table and "ann_recall@10" in table
     finally:
         embedder.close()
+
+
+@pytest.mark.slow
+def test_a_built_store_seeds_the_cache_only_when_it_matches(tmp_path: Path) -> None:
+    corpus = rc.make_corpus("tiny", FILES, tmp_path / "repo")
+    built = bench.cached_embedder(tmp_path / "built")
+    seeded = bench.cached_embedder(tmp_path / "seeded")
+    try:
+        settings = bench.build_store(corpus, tmp_path / "store", built)
+        db = store_mod.Store(settings.store.path).current().chunks()
+        try:
+            chunks = sorted(db.get(db.all_ids().tolist()).values(), key=lambda c: c.id)
+        finally:
+            db.close()
+        texts = [corpus_mod.embedding_text(retrieval_cache._draft(c)) for c in chunks]
+        with pytest.raises(ValueError, match="only 0 of the store's texts are cached"):
+            retrieval_cache.seed_from_store(seeded, settings.store.path, check=2)
+        seeded.embed(texts[:2])
+        assert retrieval_cache.seed_from_store(seeded, settings.store.path, check=2) == 4
+
+        misses = seeded.misses
+        again = bench.build_store(corpus, tmp_path / "again", seeded)
+        assert seeded.misses == misses  # every chunk came from the seeded cache
+        a = store_mod.Store(settings.store.path).current().vectors()
+        b = store_mod.Store(again.store.path).current().vectors()
+        # equal up to float16 rounding of the two texts embedded again in another batch
+        np.testing.assert_allclose(a.get(a.ids()), b.get(b.ids()), atol=1e-4)
+
+        wrong = bench.cached_embedder(tmp_path / "wrong")
+        wrong.insert(
+            [(retrieval_cache.text_key(t), np.ones(384, np.float32).tobytes()) for t in texts[:2]]
+        )
+        with pytest.raises(ValueError, match="differ from the cache"):
+            retrieval_cache.seed_from_store(wrong, settings.store.path, check=2)
+        wrong.close()
+    finally:
+        built.close()
+        seeded.close()
