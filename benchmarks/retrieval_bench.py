@@ -2,6 +2,7 @@
 
     python -m benchmarks.retrieval_bench [--corpora web,kopf,rich,sympy]
         [--modes semantic,lexical,hybrid] [--max-queries 300] [--exact] [--out retrieval]
+        [--set index.nprobe=16 ...] [--nprobe-sweep 1,2,4,8,16,32,64] [--details FILE]
 
 Each corpus (see ``retrieval_corpus``) is a git repository of an installed
 package's sources with docstrings blanked; its queries are docstring first
@@ -15,11 +16,14 @@ result in the top 10, MRR@10 the mean of 1/rank of the first one.
 ``--exact`` adds ``semantic-exact``: the same ranking with the ANN replaced by
 an exact inner-product scan of the store's stored vectors. The ANN rows give,
 for the same ``nl`` queries, the share of the exact top-10 chunk ids the
-primary index returns (its type, nlist and nprobe as built).
+primary index returns (its type, nlist and nprobe as built), with one-query
+latencies of both; ``--nprobe-sweep`` repeats that, and the semantic end task,
+at each nprobe. ``--set`` changes the settings the stores are built and
+searched with (``index.flat_max=100`` forces IVF on a small corpus).
 
 Vectors are cached on disk by model and text (``retrieval_cache``), so only
-the first run on a corpus embeds anything; later runs rebuild the store from
-cache in seconds (about a minute for sympy). Results:
+the first run on a corpus embeds anything; later runs rebuild its store from
+the cache (under 2 s for the small corpora). Results:
 ``benchmarks/results/<out>.{json,md}``.
 
 Other benchmarks and helpers use the API::
@@ -68,6 +72,7 @@ __all__ = [
     "Query",
     "Span",
     "ann_recall",
+    "ann_sweep",
     "build_store",
     "cached_embedder",
     "evaluate",
