@@ -6,10 +6,16 @@ benchmark measures ranking and index changes, which leave chunk texts (and so
 their vectors) alone: vectors are keyed by model, a variant tag (anything that
 changes how the model turns a text into a vector) and the SHA-256 of the text.
 One SQLite file per model and variant, safe to share between processes.
+
+A store someone else built from the same corpus with the same model can fill
+the cache without embedding (``python -m benchmarks.retrieval_cache --seed-from
+STORE``): its stored vectors are keyed by the text the indexer embedded, once a
+sample of them is checked against vectors already cached.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import re
@@ -20,6 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
+from codeintel.core import store as store_mod
+from codeintel.core.store import chunks as chunks_mod
+from codeintel.indexer import chunking
+from codeintel.indexer import corpus as corpus_mod
 
 _LOOKUP_BATCH = 500
 
@@ -78,6 +88,11 @@ class CachingEmbedder:
                 found[bytes(k)] = np.frombuffer(x, dtype=np.float32)
         return found
 
+    def insert(self, rows: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store (key, float32 bytes) rows."""
+        self._db.executemany("INSERT OR REPLACE INTO v (k, x) VALUES (?, ?)", rows)
+        self._db.commit()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         keys = [text_key(t) for t in texts]
         found = self.lookup(keys)
@@ -86,9 +101,7 @@ class CachingEmbedder:
         self.misses += len(missing)
         if missing:
             xb = np.asarray(self.inner.embed([t for _, t in missing]), dtype=np.float32)
-            rows = [(k, xb[i].tobytes()) for i, (k, _) in enumerate(missing)]
-            self._db.executemany("INSERT OR REPLACE INTO v (k, x) VALUES (?, ?)", rows)
-            self._db.commit()
+            self.insert([(k, xb[i].tobytes()) for i, (k, _) in enumerate(missing)])
             for i, (k, _) in enumerate(missing):
                 found[k] = xb[i]
         if not texts:
@@ -105,3 +118,73 @@ class CachingEmbedder:
 
     async def aclose(self) -> None:
         self.close()
+
+
+SEED_CHECK = 50
+"""Vectors already cached that a store must reproduce before it may seed the cache."""
+
+
+def seed_from_store(cache: CachingEmbedder, store_path: Path, check: int = SEED_CHECK) -> int:
+    """Cache the stored vectors of ``store_path``'s live generation, keyed by embedded text.
+
+    Refuses (``ValueError``) a store of another model, or one whose vectors for at
+    least ``check`` texts already cached differ from the cache beyond float16
+    rounding (another embedding text, window scheme or model build). Returns the
+    number of vectors added. The store's vectors are float16, which is what the
+    indexer keeps of any vector, so a store built from them is the same."""
+    generation = store_mod.Store(store_path).current()
+    model = generation.manifest.embedding.model
+    if model != cache.model:
+        raise ValueError(f"{store_path} was built with {model!r}, the cache holds {cache.model!r}")
+    db = generation.chunks()
+    try:
+        chunks = list(db.get(db.all_ids().tolist()).values())
+    finally:
+        db.close()
+    ids = np.array([c.id for c in chunks], dtype=np.int64)
+    xb = generation.vectors().get(ids)
+    keys = [text_key(corpus_mod.embedding_text(_draft(c))) for c in chunks]
+    known = cache.lookup(keys)
+    rows = [i for i, k in enumerate(keys) if k in known]
+    if len(rows) < check:
+        raise ValueError(
+            f"only {len(rows)} of the store's texts are cached; need {check} to check it matches"
+        )
+    mine = np.stack([known[keys[i]] for i in rows]).astype(np.float16).astype(np.float32)
+    diff = float(np.abs(mine - xb[rows]).max())
+    if diff > 2e-3:
+        raise ValueError(f"{store_path}'s vectors differ from the cache's by up to {diff:.4f}")
+    new = [(k, xb[i].astype(np.float32).tobytes()) for i, k in enumerate(keys) if k not in known]
+    cache.insert(new)
+    return len(new)
+
+
+def _draft(chunk: chunks_mod.Chunk) -> chunking.ChunkDraft:
+    return chunking.ChunkDraft(
+        path=chunk.path,
+        start_line=chunk.start_line,
+        end_line=chunk.end_line,
+        language=chunk.language,
+        symbol=chunk.symbol,
+        text=chunk.text,
+        content_hash=chunk.content_hash,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="fill the benchmark's vector cache from a store")
+    parser.add_argument("--seed-from", type=Path, required=True, help="a built codeintel store")
+    parser.add_argument("--cache", type=Path, default=Path("/work/benchcache"))
+    parser.add_argument("--variant", default="")
+    args = parser.parse_args(argv)
+    from benchmarks.retrieval_bench import cached_embedder
+
+    cache = cached_embedder(args.cache, variant=args.variant)
+    try:
+        print(f"added {seed_from_store(cache, args.seed_from)} vectors to {cache.path}")
+    finally:
+        cache.close()
+
+
+if __name__ == "__main__":
+    main()

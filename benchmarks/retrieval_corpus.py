@@ -368,6 +368,7 @@ def prepare(
     nl: int = 300,
     ident: int = 150,
     seed: int = 0,
+    root: Path = SITE_PACKAGES,
 ) -> Corpus:
     """The corpus ``name`` (see :data:`CORPORA`), generated under ``cache/corpora`` once.
 
@@ -384,7 +385,8 @@ def prepare(
     if repo_ok and data.get("key") == key:
         return _load(name, repo, data)
     files = [
-        (p, f.read_text(encoding="utf-8", errors="replace")) for p, f in source_files(packages)
+        (p, f.read_text(encoding="utf-8", errors="replace"))
+        for p, f in source_files(packages, root)
     ]
     count = len(files) if repo_ok else write_repo(files, repo)
     queries = sample_queries(parsed_functions(files), nl, ident, seed)

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from benchmarks import retrieval_bench as bench
+from benchmarks import retrieval_cache
 from benchmarks import retrieval_corpus as rc
 
 from codeintel.core import hits as hits_mod
 from codeintel.core import store as store_mod
+from codeintel.indexer import corpus as corpus_mod
 
 INVOICE = '''\
 """Invoices: parsing and totals."""
@@ -140,6 +142,31 @@ def test_queries_and_gold_ranges(tmp_path: Path) -> None:
     assert again.queries == corpus.queries
 
 
+def test_prepare_caches_the_repository_and_redraws_only_the_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "site-packages"
+    for path, text in FILES:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    (root / "pkg" / "__pycache__").mkdir()
+    (root / "pkg" / "__pycache__" / "stale.py").write_text("x = 1\n")
+    monkeypatch.setitem(rc.CORPORA, "tiny", ("pkg",))
+    cache = tmp_path / "cache"
+    corpus = rc.prepare("tiny", cache, root=root)
+    assert corpus.files == 3 and len(corpus.nl_queries) == 3
+    head = (cache / "corpora" / "tiny" / ".git" / "refs" / "heads" / "main").read_text()
+    marker = cache / "corpora" / "tiny" / "marker"
+    marker.write_text("kept")  # a rewritten repository would lose it
+    assert rc.prepare("tiny", cache, root=root).queries == corpus.queries
+    fewer = rc.prepare("tiny", cache, nl=1, root=root)
+    assert len(fewer.nl_queries) == 1 and marker.exists()
+    monkeypatch.setattr(rc, "REPO_FORMAT", rc.REPO_FORMAT + 1)
+    rc.prepare("tiny", cache, nl=1, root=root)
+    assert not marker.exists()
+    assert (cache / "corpora" / "tiny" / ".git" / "refs" / "heads" / "main").read_text() == head
+
+
 def test_tests_dunders_and_tiny_functions_give_no_queries() -> None:
     def fn(name: str, path: str = "m.py", lines: int = 5) -> rc.Function:
         return rc.Function(path, name, name, 10, 10 + lines - 1, f"Do the {name} thing well.")
@@ -206,6 +233,22 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         info = bench.ann_recall(settings, embedder, [q.text for q in corpus.nl_queries])
         assert info["index"] == "flat" and info["ann_recall@10"] == 1.0
 
+        # an IVF store (forced; six chunks make one list): probing every list is exact
+        ivf = bench.build_store(corpus, tmp_path / "ivf", embedder, {"index.flat_max": 1})
+        info = bench.ann_recall(ivf, embedder, [q.text for q in corpus.nl_queries])
+        assert info["index"] == "ivf_flat" and info["nlist"] == 1
+        sweep = bench.ann_sweep(ivf, embedder, corpus.nl_queries, [1])
+        assert [(r["nprobe"], r["ann_recall@10"]) for r in sweep] == [(1, 1.0)]
+        exact = bench.evaluate(ivf, embedder, corpus.nl_queries, bench.EXACT)
+        assert (sweep[0]["recall@10"], sweep[0]["mrr@10"]) == (exact.recall, exact.mrr)
+
+        precious = tmp_path / "precious"
+        (precious / "notes.txt").parent.mkdir()
+        (precious / "notes.txt").write_text("mine")
+        with pytest.raises(ValueError, match="neither empty nor a codeintel store"):
+            bench.build_store(corpus, precious, embedder)
+        assert (precious / "notes.txt").read_text() == "mine"
+
         # a rebuild embeds nothing: every vector comes from the cache, and so do the queries
         embedded, hits_before = embedder.misses, embedder.hits
         bench.build_store(corpus, tmp_path / "store", embedder)
@@ -231,3 +274,41 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "| tiny | " in table and "ann_recall@10" in table
     finally:
         embedder.close()
+
+
+@pytest.mark.slow
+def test_a_built_store_seeds_the_cache_only_when_it_matches(tmp_path: Path) -> None:
+    corpus = rc.make_corpus("tiny", FILES, tmp_path / "repo")
+    built = bench.cached_embedder(tmp_path / "built")
+    seeded = bench.cached_embedder(tmp_path / "seeded")
+    try:
+        settings = bench.build_store(corpus, tmp_path / "store", built)
+        db = store_mod.Store(settings.store.path).current().chunks()
+        try:
+            chunks = sorted(db.get(db.all_ids().tolist()).values(), key=lambda c: c.id)
+        finally:
+            db.close()
+        texts = [corpus_mod.embedding_text(retrieval_cache._draft(c)) for c in chunks]
+        with pytest.raises(ValueError, match="only 0 of the store's texts are cached"):
+            retrieval_cache.seed_from_store(seeded, settings.store.path, check=2)
+        seeded.embed(texts[:2])
+        assert retrieval_cache.seed_from_store(seeded, settings.store.path, check=2) == 4
+
+        misses = seeded.misses
+        again = bench.build_store(corpus, tmp_path / "again", seeded)
+        assert seeded.misses == misses  # every chunk came from the seeded cache
+        a = store_mod.Store(settings.store.path).current().vectors()
+        b = store_mod.Store(again.store.path).current().vectors()
+        # equal up to float16 rounding of the two texts embedded again in another batch
+        np.testing.assert_allclose(a.get(a.ids()), b.get(b.ids()), atol=1e-4)
+
+        wrong = bench.cached_embedder(tmp_path / "wrong")
+        wrong.insert(
+            [(retrieval_cache.text_key(t), np.ones(384, np.float32).tobytes()) for t in texts[:2]]
+        )
+        with pytest.raises(ValueError, match="differ from the cache"):
+            retrieval_cache.seed_from_store(wrong, settings.store.path, check=2)
+        wrong.close()
+    finally:
+        built.close()
+        seeded.close()
