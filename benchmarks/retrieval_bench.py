@@ -58,6 +58,7 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import hits as hits_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core import windows as windows_mod
 from codeintel.indexer import pipeline
 
 K = 10
@@ -215,7 +216,10 @@ def exact_search(
     generation = store_mod.Store(settings.store.path).current()
     ids, xb = _stored(generation)
     xq = embedder.embed(list(texts))
-    I, D = exact_top(xq, ids, xb, hits_mod.plan(k, "semantic", False)[0])
+    fetch = hits_mod.plan(k, "semantic", False)[0]
+    # Long chunks have window vectors (core/windows.py): fetch deeper, keep each chunk's best.
+    I, D = exact_top(xq, ids, xb, fetch * (2 if windows_mod.has_windows(ids) else 1))
+    D, I = windows_mod.best_per_chunk(D, I)
     db = generation.chunks()
     try:
         return [

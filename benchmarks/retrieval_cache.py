@@ -79,6 +79,16 @@ class CachingEmbedder:
             self._inner = self._make()
         return self._inner
 
+    # Token counting goes to the model's tokenizer (no weights loaded), so stores built
+    # through this cache get the long-chunk windows the product builds (indexer/windows.py).
+    @property
+    def max_tokens(self) -> int:
+        return int(getattr(self.inner, "max_tokens", 0))
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        counts = getattr(self.inner, "token_counts", None)
+        return list(counts(texts)) if counts else [0] * len(texts)
+
     def lookup(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         for start in range(0, len(keys), _LOOKUP_BATCH):
