@@ -19,7 +19,7 @@ for the same ``nl`` queries, the share of the exact top-10 chunk ids the
 primary index returns (its type, nlist and nprobe as built), with one-query
 latencies of both; ``--nprobe-sweep`` repeats that, and the semantic end task,
 at each nprobe. ``--set`` changes the settings the stores are built and
-searched with (``index.flat_max=100`` forces IVF on a small corpus).
+searched with (``index.exact_budget_ms=0`` forces IVF on a small corpus).
 
 Vectors are cached on disk by model and text (``retrieval_cache``), so only
 the first run on a corpus embeds anything; later runs rebuild its store from

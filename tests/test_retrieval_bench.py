@@ -234,7 +234,7 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert info["index"] == "flat" and info["ann_recall@10"] == 1.0
 
         # an IVF store (forced; six chunks make one list): probing every list is exact
-        ivf = bench.build_store(corpus, tmp_path / "ivf", embedder, {"index.flat_max": 1})
+        ivf = bench.build_store(corpus, tmp_path / "ivf", embedder, {"index.exact_budget_ms": 0})
         info = bench.ann_recall(ivf, embedder, [q.text for q in corpus.nl_queries])
         assert info["index"] == "ivf_flat" and info["nlist"] == 1
         sweep = bench.ann_sweep(ivf, embedder, corpus.nl_queries, [1])
