@@ -206,6 +206,15 @@ def exact_top(
     return ids[I], D
 
 
+def exact_chunks(xq: np.ndarray, ids: np.ndarray, xb: np.ndarray, k: int) -> np.ndarray:
+    """Chunk ids of the exact top ``k`` of each query, a chunk scored by its best vector
+    (what the search engine returns when long chunks have window vectors)."""
+    wide = 2 * k if windows_mod.has_windows(ids) else k
+    I, D = exact_top(xq, ids, xb, wide)
+    _, C = windows_mod.best_per_chunk(D, I)
+    return np.array([row[row >= 0][:k] for row in C], dtype=object) if wide > k else C
+
+
 def exact_search(
     settings: settings_mod.Settings,
     embedder: embedding_mod.Embedder,
@@ -258,7 +267,7 @@ def ann_recall(
     generation = store_mod.Store(settings.store.path).current()
     ids, xb = _stored(generation)
     xq = embedder.embed(list(texts))
-    gt, _ = exact_top(xq, ids, xb, k)
+    gt = exact_chunks(xq, ids, xb, k)
     probe = settings.index.nprobe if nprobe is None else nprobe
     engine = hits_mod.open_engine(generation, probe)
     try:

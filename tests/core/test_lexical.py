@@ -208,3 +208,22 @@ class TestQueries:
     )
     def test_query_kinds(self, query: str, kind: str) -> None:
         assert lexical.query_kind(query) == kind
+
+
+@pytest.mark.parametrize(
+    ("query", "lone"),
+    [
+        ("parse_args", True),
+        ("HTTPServer", True),
+        ("os.path.join(", True),
+        ("utf8", True),
+        ("  getUserName()  ", True),
+        ("parse_args with defaults", False),  # code inside a longer query: "code", not a name
+        ("parse args", False),
+        ("retry", False),  # one plain word is keywords, not code
+        ("how do I call parse_args?", False),
+        ("naïve_façade", True),
+    ],
+)
+def test_a_lone_name_is_one_code_token_and_nothing_else(query: str, lone: bool) -> None:
+    assert lexical.is_lone_name(query) is lone

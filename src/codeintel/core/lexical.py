@@ -221,6 +221,16 @@ def looks_like_code(query: str) -> bool:
 
 
 QueryKind = Literal["code", "keywords", "prose"]
+_LONE_NAME = re.compile(r"^\s*[^\W\d][\w.:]*(?:\(\)?)?\s*$")
+
+
+def is_lone_name(query: str) -> bool:
+    """A ``code`` query that is one token and nothing else (``parse_args``,
+    ``HTTPServer``, ``os.path.join(``): it names the symbol it wants."""
+    query = unicodedata.normalize("NFKC", query)
+    return looks_like_code(query) and bool(_LONE_NAME.match(query))
+
+
 KEYWORD_TERMS = 4
 """Most words of a ``keywords`` query (``retry policy``); longer ones are questions."""
 
