@@ -165,21 +165,85 @@ def store_mounts(
     ]
 
 
-def render_pvc(body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec) -> Manifest:
-    """The store's PersistentVolumeClaim (only when the spec names no existing claim)."""
+def claim(meta: dict[str, Any], access_mode: str, size: str, storage_class: str | None) -> Manifest:
+    """A PersistentVolumeClaim: one store (CodeIndex) or a pool's stores (SearchPool)."""
     claim_spec: dict[str, Any] = {
-        "accessModes": [spec.access_mode],
-        "resources": {"requests": {"storage": spec.storage_size}},
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": size}},
     }
-    if spec.storage_class:
-        claim_spec["storageClassName"] = spec.storage_class
-    name = body["metadata"]["name"]
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(body, claim_name(name, spec), "store"),
+        "metadata": meta,
         "spec": claim_spec,
     }
+
+
+def render_pvc(body: Mapping[str, Any], spec: spec_mod.CodeIndexSpec) -> Manifest:
+    """The store's PersistentVolumeClaim (only when the spec names no existing claim)."""
+    meta = metadata(body, claim_name(body["metadata"]["name"], spec), "store")
+    return claim(meta, spec.access_mode, spec.storage_size, spec.storage_class)
+
+
+def serving_container(
+    name: str,
+    args: list[str],
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    mounts: list[dict[str, Any]],
+    ports: list[tuple[str, int]],
+    settings: settings_mod.OperatorSettings,
+) -> dict[str, Any]:
+    """A searcher or router container: ``codeintel`` in the searcher image, named ``ports``
+    (``http`` first), ready on ``/readyz``, alive on ``/healthz``, with no privilege."""
+    return {
+        "name": name,
+        "image": settings.searcher_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["codeintel"],
+        "args": args,
+        "ports": [
+            {"name": port_name, "containerPort": port, "protocol": "TCP"}
+            for port_name, port in ports
+        ],
+        "env": env,
+        "resources": resources,
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": mounts,
+        "securityContext": container_security_context(),
+    }
+
+
+def serving_pod_spec(
+    container: dict[str, Any],
+    placement: spec_mod.PodPlacement,
+    volumes: list[dict[str, Any]],
+    settings: settings_mod.OperatorSettings,
+) -> dict[str, Any]:
+    """The pod spec around one serving container, placed as the spec asks."""
+    pod: dict[str, Any] = {
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+    }
+    if placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod["tolerations"] = [dict(t) for t in placement.tolerations]
+    return pod
 
 
 def render_service(
@@ -215,10 +279,11 @@ def searcher_ports(settings: settings_mod.OperatorSettings) -> list[tuple[str, i
     return ports
 
 
-def searcher_command(settings: settings_mod.OperatorSettings) -> tuple[list[str], list[str]]:
-    """Command and args of a searcher container (docs/architecture.md, "Commands the cluster runs")."""
+def searcher_args(settings: settings_mod.OperatorSettings) -> list[str]:
+    """Args of ``codeintel`` in a searcher container (docs/architecture.md, "Commands the
+    cluster runs")."""
     args = ["serve", "--store", settings.store_mount_path, "--host", "0.0.0.0"]  # noqa: S104
-    return ["codeintel"], [*args, "--port", str(settings.searcher_port)]
+    return [*args, "--port", str(settings.searcher_port)]
 
 
 def render_deployment(
@@ -247,45 +312,21 @@ def render_deployment(
         env.append(
             {"name": "CODEINTEL_SERVER_METRICS_PORT", "value": str(settings.searcher_metrics_port)}
         )
-    command, args = searcher_command(settings)
-    container: dict[str, Any] = {
-        "name": "searcher",
-        "image": settings.searcher_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": command,
-        "args": args,
-        "ports": [
-            {"name": name, "containerPort": port, "protocol": "TCP"}
-            for name, port in searcher_ports(settings)
-        ],
-        "env": env,
-        "resources": resources(
-            spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu
-        ),
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-        "volumeMounts": store_mounts(settings, read_only=True),
-        "securityContext": container_security_context(),
-    }
-    pod_spec: dict[str, Any] = {
-        "securityContext": pod_security_context(settings),
-        "containers": [container],
-        "volumes": store_volumes(claim_name(name, spec), read_only=True),
-        "automountServiceAccountToken": False,
-    }
-    if spec.searcher.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.searcher.node_selector)
-    if spec.searcher.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.searcher.tolerations]
+    container = serving_container(
+        "searcher",
+        searcher_args(settings),
+        env,
+        resources(spec.searcher.resources, settings.searcher_resources, spec.searcher.gpu),
+        store_mounts(settings, read_only=True),
+        searcher_ports(settings),
+        settings,
+    )
+    pod_spec = serving_pod_spec(
+        container,
+        spec.searcher,
+        store_volumes(claim_name(name, spec), read_only=True),
+        settings,
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -115,19 +115,8 @@ def metadata(body: Mapping[str, Any], name: str, component: str) -> dict[str, An
 
 def render_pvc(body: Mapping[str, Any], spec: poolspec_mod.SearchPoolSpec) -> manifests.Manifest:
     """The pool's ReadWriteMany claim (only when the spec names no existing claim)."""
-    claim_spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteMany"],
-        "resources": {"requests": {"storage": spec.storage_size}},
-    }
-    if spec.storage_class:
-        claim_spec["storageClassName"] = spec.storage_class
-    pool = body["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": metadata(body, claim_name(pool, spec), "pool-store"),
-        "spec": claim_spec,
-    }
+    meta = metadata(body, claim_name(body["metadata"]["name"], spec), "pool-store")
+    return manifests.claim(meta, "ReadWriteMany", spec.storage_size, spec.storage_class)
 
 
 def _port(settings: settings_mod.OperatorSettings) -> dict[str, Any]:
@@ -220,29 +209,8 @@ def _container(
         mounts.insert(
             0, {"name": POOL_VOLUME, "mountPath": settings.pool_mount_path, "readOnly": True}
         )
-    return {
-        "name": name,
-        "image": settings.searcher_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["codeintel"],
-        "args": args,
-        "ports": [{"name": "http", "containerPort": settings.searcher_port, "protocol": "TCP"}],
-        "env": env,
-        "resources": resources,
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-        "volumeMounts": mounts,
-        "securityContext": manifests.container_security_context(),
-    }
+    ports = [("http", settings.searcher_port)]
+    return manifests.serving_container(name, args, env, resources, mounts, ports, settings)
 
 
 def _pod_spec(
@@ -257,17 +225,7 @@ def _pod_spec(
             0,
             {"name": POOL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
         )
-    pod: dict[str, Any] = {
-        "securityContext": manifests.pod_security_context(settings),
-        "containers": [container],
-        "volumes": volumes,
-        "automountServiceAccountToken": False,
-    }
-    if spec.searcher.node_selector:
-        pod["nodeSelector"] = dict(spec.searcher.node_selector)
-    if spec.searcher.tolerations:
-        pod["tolerations"] = [dict(t) for t in spec.searcher.tolerations]
-    return pod
+    return manifests.serving_pod_spec(container, spec.searcher, volumes, settings)
 
 
 def _searcher_resources(

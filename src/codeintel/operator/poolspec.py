@@ -49,9 +49,9 @@ class SearchPoolSpec:
 
 def parse(spec: Mapping[str, Any]) -> SearchPoolSpec:
     """Read ``spec`` (a SearchPool's ``.spec``) or raise ``ConfigError`` naming the field."""
-    embedding = _section(spec, "embedding")
-    router = _section(spec, "router")
-    storage = _section(spec, "storage")
+    embedding = spec_mod.section(spec, "embedding")
+    router = spec_mod.section(spec, "router")
+    storage = spec_mod.section(spec, "storage")
     service_type = str(spec.get("serviceType") or "ClusterIP")
     if service_type not in spec_mod.SERVICE_TYPES:
         raise errors.ConfigError(
@@ -61,64 +61,23 @@ def parse(spec: Mapping[str, Any]) -> SearchPoolSpec:
     if not isinstance(router_resources, Mapping):
         raise errors.ConfigError("spec.router.resources must be an object")
     return SearchPoolSpec(
-        shards=_int(spec, "shards", 1, 1, MAX_SHARDS),
-        replicas=_int(spec, "replicas", 2, 0, 100),
-        searcher=_placement(spec),
+        shards=spec_mod.integer(spec, "shards", 1, minimum=1, maximum=MAX_SHARDS),
+        replicas=spec_mod.integer(spec, "replicas", 2, minimum=0, maximum=100),
+        searcher=spec_mod.placement(spec),
         service_type=service_type,
-        api_token=_secret(spec, "apiTokenSecret", "token"),
+        api_token=spec_mod.secret_key(spec, "apiTokenSecret", "token"),
         allowed_hosts=_hosts(spec.get("allowedHosts")),
         embed_url=str(embedding.get("endpoint") or spec_mod.DEFAULT_EMBED_URL).rstrip("/"),
-        embed_api_key=_secret(embedding, "apiKeySecret", "api-key", "spec.embedding."),
-        router_replicas=_int(router, "replicas", 2, 0, 100, "spec.router."),
+        embed_api_key=spec_mod.secret_key(embedding, "embedding.apiKeySecret", "api-key"),
+        router_replicas=spec_mod.integer(router, "router.replicas", 2, minimum=0, maximum=100),
         router_resources={
             k: dict(v) for k, v in router_resources.items() if isinstance(v, Mapping)
         },
         storage_size=str(storage.get("size") or DEFAULT_POOL_SIZE),
-        storage_class=_optional_str(storage, "storageClassName"),
-        existing_claim=_optional_str(storage, "existingClaim"),
+        storage_class=spec_mod.optional_str(storage, "storageClassName"),
+        existing_claim=spec_mod.optional_str(storage, "existingClaim"),
         delete_with_pool=bool(storage.get("deleteWithPool", False)),
     )
-
-
-def _section(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = spec.get(name) or {}
-    if not isinstance(value, Mapping):
-        raise errors.ConfigError(f"spec.{name} must be an object")
-    return value
-
-
-def _optional_str(section: Mapping[str, Any], key: str) -> str | None:
-    value = section.get(key)
-    return str(value) if value else None
-
-
-def _int(
-    section: Mapping[str, Any],
-    key: str,
-    default: int,
-    minimum: int,
-    maximum: int,
-    where: str = "spec.",
-) -> int:
-    raw = section.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise errors.ConfigError(f"{where}{key} must be an integer, not {raw!r}")
-    if not minimum <= raw <= maximum:
-        raise errors.ConfigError(f"{where}{key} must be between {minimum} and {maximum}, not {raw}")
-    return raw
-
-
-def _secret(
-    section: Mapping[str, Any], key: str, default_key: str, where: str = "spec."
-) -> spec_mod.SecretKey | None:
-    ref = section.get(key)
-    if not ref:
-        return None
-    if not isinstance(ref, Mapping) or not ref.get("name"):
-        raise errors.ConfigError(f"{where}{key} needs a Secret name")
-    return spec_mod.SecretKey(name=str(ref["name"]), key=str(ref.get("key") or default_key))
 
 
 def _hosts(raw: Any) -> tuple[str, ...]:
@@ -130,19 +89,3 @@ def _hosts(raw: Any) -> tuple[str, ...]:
         if not isinstance(host, str) or not _HOST.match(host):
             raise errors.ConfigError(f"spec.allowedHosts: {host!r} is not a host name")
     return tuple(raw)
-
-
-def _placement(spec: Mapping[str, Any]) -> spec_mod.PodPlacement:
-    resources = spec.get("resources") or {}
-    node_selector = spec.get("nodeSelector") or {}
-    tolerations = spec.get("tolerations") or []
-    if not isinstance(resources, Mapping) or not isinstance(node_selector, Mapping):
-        raise errors.ConfigError("spec.resources and spec.nodeSelector must be objects")
-    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
-        raise errors.ConfigError("spec.tolerations must be a list of objects")
-    return spec_mod.PodPlacement(
-        gpu=bool(spec.get("gpu", False)),
-        resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
-        node_selector={str(k): str(v) for k, v in node_selector.items()},
-        tolerations=tuple(dict(t) for t in tolerations),
-    )

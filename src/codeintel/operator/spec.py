@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,16 +89,16 @@ class CodeIndexSpec:
 
 def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> CodeIndexSpec:
     """Read ``spec`` (a CodeIndex's ``.spec``) or raise ``ConfigError`` naming the field."""
-    repo = _section(spec, "repo")
+    repo = section(spec, "repo")
     url = repo.get("url")
     if not isinstance(url, str) or not url.strip():
         raise errors.ConfigError("spec.repo.url is required")
-    embedding = _section(spec, "embedding")
-    index = _section(spec, "index")
-    updates = _section(spec, "updates")
-    indexer = _section(spec, "indexer")
-    searcher = _section(spec, "searcher")
-    storage = _section(spec, "storage")
+    embedding = section(spec, "embedding")
+    index = section(spec, "index")
+    updates = section(spec, "updates")
+    indexer = section(spec, "indexer")
+    searcher = section(spec, "searcher")
+    storage = section(spec, "storage")
 
     interval = str(updates.get("interval") or defaults.default_update_interval)
     try:
@@ -121,31 +122,31 @@ def parse(spec: Mapping[str, Any], defaults: settings_mod.OperatorSettings) -> C
     return CodeIndexSpec(
         repo_url=url.strip(),
         ref=str(repo.get("ref") or "main"),
-        credentials_secret=_optional_str(repo, "credentialsSecret"),
+        credentials_secret=optional_str(repo, "credentialsSecret"),
         embed_url=str(embedding.get("endpoint") or DEFAULT_EMBED_URL).rstrip("/"),
         embed_model=str(embedding.get("model") or DEFAULT_EMBED_MODEL),
-        embed_dim=_int(embedding, "embedding.dimension", None, minimum=1),
-        embed_api_key=_secret_key(embedding, "apiKeySecret", "api-key"),
-        nprobe=_int(index, "index.nprobe", 0, minimum=0) or 0,
-        merge_threshold=_int(index, "index.mergeThreshold", 10_000, minimum=0) or 0,
+        embed_dim=integer(embedding, "embedding.dimension", None, minimum=1),
+        embed_api_key=secret_key(embedding, "embedding.apiKeySecret", "api-key"),
+        nprobe=integer(index, "index.nprobe", 0, minimum=0),
+        merge_threshold=integer(index, "index.mergeThreshold", 10_000, minimum=0),
         history=_bool(index, "index.history", True),
         updates_enabled=bool(updates.get("enabled", True)),
         update_interval_seconds=interval_seconds,
-        indexer=_placement(indexer, "indexer"),
-        indexer_backoff_limit=_int(indexer, "indexer.backoffLimit", None, minimum=0),
-        indexer_active_deadline_seconds=_int(
+        indexer=placement(indexer, "indexer"),
+        indexer_backoff_limit=integer(indexer, "indexer.backoffLimit", None, minimum=0),
+        indexer_active_deadline_seconds=integer(
             indexer, "indexer.activeDeadlineSeconds", None, minimum=1
         ),
-        searcher=_placement(searcher, "searcher"),
+        searcher=placement(searcher, "searcher"),
         pool=parse_pool_name(searcher.get("pool"), "spec.searcher.pool"),
-        replicas=_int(searcher, "searcher.replicas", 2, minimum=0) or 0,
+        replicas=integer(searcher, "searcher.replicas", 2, minimum=0),
         service_type=service_type,
-        api_token=_secret_key(searcher, "apiTokenSecret", "token"),
+        api_token=secret_key(searcher, "searcher.apiTokenSecret", "token"),
         allowed_hosts=parse_allowed_hosts(searcher, "searcher.allowedHosts"),
         storage_size=str(storage.get("size") or "10Gi"),
-        storage_class=_optional_str(storage, "storageClassName"),
+        storage_class=optional_str(storage, "storageClassName"),
         access_mode=access_mode,
-        existing_claim=_optional_str(storage, "existingClaim"),
+        existing_claim=optional_str(storage, "existingClaim"),
         delete_with_index=bool(storage.get("deleteWithIndex", False)),
     )
 
@@ -163,20 +164,49 @@ def parse_pool_name(raw: Any, field: str) -> str | None:
     return raw
 
 
-def _section(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+def section(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """``spec.<name>``, an object (empty when absent)."""
     value = spec.get(name) or {}
     if not isinstance(value, Mapping):
         raise errors.ConfigError(f"spec.{name} must be an object")
     return value
 
 
-def _optional_str(section: Mapping[str, Any], key: str) -> str | None:
+def optional_str(section: Mapping[str, Any], key: str) -> str | None:
+    """A string field, None when absent or empty."""
     value = section.get(key)
     return str(value) if value else None
 
 
-def _int(
-    section: Mapping[str, Any], field: str, default: int | None, *, minimum: int
+@typing.overload
+def integer(
+    section: Mapping[str, Any],
+    field: str,
+    default: int,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+) -> int: ...
+
+
+@typing.overload
+def integer(
+    section: Mapping[str, Any],
+    field: str,
+    default: None,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+) -> int | None: ...
+
+
+def integer(
+    section: Mapping[str, Any],
+    field: str,
+    default: int | None,
+    *,
+    minimum: int,
+    maximum: int | None = None,
 ) -> int | None:
     """An integer field (``field`` is its path under spec, for the error message)."""
     raw = section.get(field.rsplit(".", 1)[-1])
@@ -184,8 +214,9 @@ def _int(
         return default
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise errors.ConfigError(f"spec.{field} must be an integer, not {raw!r}")
-    if raw < minimum:
-        raise errors.ConfigError(f"spec.{field} must be >= {minimum}, not {raw}")
+    if raw < minimum or (maximum is not None and raw > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise errors.ConfigError(f"spec.{field} must be {bound}, not {raw}")
     return raw
 
 
@@ -217,23 +248,27 @@ def parse_allowed_hosts(section: Mapping[str, Any], field: str) -> tuple[str, ..
     return tuple(names)
 
 
-def _secret_key(section: Mapping[str, Any], key: str, default_key: str) -> SecretKey | None:
-    ref = section.get(key)
+def secret_key(section: Mapping[str, Any], field: str, default_key: str) -> SecretKey | None:
+    """A ``{name, key}`` Secret reference at ``spec.<field>``, None when absent."""
+    ref = section.get(field.rsplit(".", 1)[-1])
     if not ref:
         return None
     if not isinstance(ref, Mapping) or not ref.get("name"):
-        raise errors.ConfigError(f"{key} needs a Secret name")
+        raise errors.ConfigError(f"spec.{field} needs a Secret name")
     return SecretKey(name=str(ref["name"]), key=str(ref.get("key") or default_key))
 
 
-def _placement(section: Mapping[str, Any], name: str) -> PodPlacement:
+def placement(section: Mapping[str, Any], name: str = "") -> PodPlacement:
+    """Pod placement (gpu, resources, nodeSelector, tolerations) of ``spec.<name>``, or of
+    ``spec`` itself when ``name`` is empty (a SearchPool's searchers)."""
+    where = f"spec.{name}." if name else "spec."
     resources = section.get("resources") or {}
     node_selector = section.get("nodeSelector") or {}
     tolerations = section.get("tolerations") or []
     if not isinstance(resources, Mapping) or not isinstance(node_selector, Mapping):
-        raise errors.ConfigError(f"spec.{name}.resources and nodeSelector must be objects")
+        raise errors.ConfigError(f"{where}resources and {where}nodeSelector must be objects")
     if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
-        raise errors.ConfigError(f"spec.{name}.tolerations must be a list of objects")
+        raise errors.ConfigError(f"{where}tolerations must be a list of objects")
     return PodPlacement(
         gpu=bool(section.get("gpu", False)),
         resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
