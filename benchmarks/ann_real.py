@@ -32,7 +32,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from benchmarks import retrieval_bench
+from benchmarks import retrieval_bench, retrieval_cache
 from benchmarks.common import write_results
 from codeintel.core import store as store_mod
 from codeintel.core.search import SearchEngine
@@ -198,7 +198,7 @@ def flat_costs(sizes: Sequence[int], d: int) -> list[dict[str, Any]]:
 
 def run(corpora: Sequence[str], max_queries: int) -> None:
     faiss.omp_set_num_threads(1)
-    embedder = retrieval_bench.cached_embedder()
+    embedder = retrieval_cache.cached_embedder()
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {
         "what": "recall@10 vs exact and single-query p50, real text queries vs code vectors",

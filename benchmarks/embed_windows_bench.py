@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import retrieval_bench as rb
+from benchmarks import retrieval_cache
 from benchmarks.common import write_results
 from codeintel.core import hits as hits_mod
 from codeintel.core import store as store_mod
@@ -65,7 +66,7 @@ def measure(
         ids = st.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
         return [len(x) for x in ids]
 
-    win_embedder = rb.cached_embedder(cache, variant="windows")
+    win_embedder = retrieval_cache.cached_embedder(cache, variant="windows")
     owner: list[int] = []
     number: list[int] = []
     texts: list[str] = []
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=rb.DEFAULT_CACHE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    embedder = rb.cached_embedder(args.cache)
+    embedder = retrieval_cache.cached_embedder(args.cache)
     rows: list[dict[str, Any]] = []
     corpora: list[dict[str, Any]] = []
     for name in args.corpora.split(","):

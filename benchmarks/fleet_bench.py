@@ -33,7 +33,6 @@ import ast
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import serverproc
 from benchmarks.common import write_results
 from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
@@ -101,58 +101,9 @@ def git_repo(path: Path, files: list[tuple[str, str]]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
+def spawn(args: list[str], env: dict[str, str] | None = None) -> serverproc.ServerProcess:
     """One ``codeintel`` server process, ready when /readyz answers 200."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "codeintel.cli", "--log-level", "warning", *args,
-                    "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready_seconds = 0.0
-
-    def __enter__(self) -> Proc:
-        start = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd} exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    self.ready_seconds = time.perf_counter() - start
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(self.cmd)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def open_files(self) -> int:
-        assert self.proc is not None
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+    return serverproc.ServerProcess.codeintel(*args, env=env, timeout=600)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -235,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         env = {"CODEINTEL_SERVER_WORKTREE_DIR": str(worktrees),
                "CODEINTEL_FLEET_IDLE_UNLOAD_SECONDS": "0", "CODEINTEL_FLEET_MAX_LOADED_STORES": "0"}  # fmt: skip
 
-        with Proc(["serve", "--store", str(base / "one")], env) as one:
+        with spawn(["serve", "--store", str(base / "one")], env) as one:
             baseline = measure(one.url, semantic, text)
             rows.append({"setup": "one store, same files", "stores": 1, **baseline})
 
         for n in sizes:
             root = subset_root(base, stores, names, n)
             shutil.rmtree(worktrees, ignore_errors=True)
-            with Proc(["serve", "--stores-root", str(root)], env) as proc:
+            with spawn(["serve", "--stores-root", str(root)], env) as proc:
                 rss0, fds0 = proc.rss_mb(), proc.open_files()
                 start = time.perf_counter()
                 httpx.post(f"{proc.url}/v1/search_text", json={"pattern": "x"}, timeout=600)
@@ -258,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             shard_args = ["serve", "--stores-root", str(root), "--shards", str(args.shards)]
             shard_procs = [
-                Proc([*shard_args, "--shard-index", str(i)], env) for i in range(args.shards)
+                spawn([*shard_args, "--shard-index", str(i)], env) for i in range(args.shards)
             ]
             for p in shard_procs:
                 p.__enter__()
             try:
                 urls = [a for p in shard_procs for a in ("--shard-url", p.url)]
-                with Proc(["router", *urls], env) as router:
+                with spawn(["router", *urls], env) as router:
                     httpx.post(f"{router.url}/v1/search_text", json={"pattern": "x"}, timeout=600)
                     routed = measure(router.url, semantic, text)
             finally:

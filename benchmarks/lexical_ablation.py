@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import retrieval_bench as rb
-from benchmarks import retrieval_corpus
+from benchmarks import retrieval_cache, retrieval_corpus
 from benchmarks.common import RESULTS_DIR, write_results
 from codeintel.core import git as git_mod
 from codeintel.core import hits as hits_mod
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="lexical_ablation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    embedder = rb.cached_embedder(args.cache)
+    embedder = retrieval_cache.cached_embedder(args.cache)
     tune_names = [n for n in args.tune.split(",") if n]
     check_names = [n for n in args.check.split(",") if n]
     lexical_names = [n for n in args.lexical_only.split(",") if n]

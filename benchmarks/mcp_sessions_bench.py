@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import serverproc
 from benchmarks.common import write_results
 
 INIT = {
@@ -77,40 +75,11 @@ def _settled_kb(pid: int, quiet_seconds: float = 6.0, timeout: float = 300.0) ->
     return _memory_kb(pid)
 
 
-class Searcher:
+def searcher(store: Path, env: dict[str, str]) -> serverproc.ServerProcess:
     """``codeintel serve --store`` over an empty store, in its own process."""
-
-    def __init__(self, store: Path, env: dict[str, str]) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "codeintel.cli", "--log-level", "error", "serve"]
-        self.cmd = [*cmd, "--store", str(store), "--port", str(self.port)]
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Searcher:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"searcher exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("searcher did not answer /healthz within 300 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    return serverproc.ServerProcess.codeintel(
+        "serve", "--store", str(store), log_level="error", env=env, ready_path="/healthz"
+    )
 
 
 async def _requests(
@@ -153,18 +122,17 @@ async def _new_client(url: str) -> str:
 
 
 def run(name: str, env: dict[str, str], calls: int, workers: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, Searcher(Path(tmp) / "store", env) as searcher:
-        assert searcher.proc is not None
-        pid = searcher.proc.pid
-        warm = asyncio.run(_new_client(searcher.url))  # imports and first session paid for
+    with tempfile.TemporaryDirectory() as tmp, searcher(Path(tmp) / "store", env) as served:
+        pid = served.pid
+        warm = asyncio.run(_new_client(served.url))  # imports and first session paid for
         before = _settled_kb(pid)
         start = time.perf_counter()
-        statuses, ids = asyncio.run(_requests(searcher.url, [(INIT, {})] * calls, workers))
+        statuses, ids = asyncio.run(_requests(served.url, [(INIT, {})] * calls, workers))
         seconds = time.perf_counter() - start
         after = _settled_kb(pid)
-        newcomer = asyncio.run(_new_client(searcher.url))
+        newcomer = asyncio.run(_new_client(served.url))
         pings = [(PING, {"mcp-session-id": s, "mcp-protocol-version": "2025-06-18"}) for s in ids]
-        alive, _ = asyncio.run(_requests(searcher.url, pings, workers))
+        alive, _ = asyncio.run(_requests(served.url, pings, workers))
         return {
             "config": name,
             "flood_calls": calls,

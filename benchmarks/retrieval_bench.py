@@ -29,7 +29,7 @@ the cache (under 2 s for the small corpora). Results:
 Other benchmarks and helpers use the API::
 
     corpus = prepare("kopf")
-    embedder = cached_embedder()
+    embedder = retrieval_cache.cached_embedder()
     settings = build_store(corpus, Path("/tmp/kopf-store"), embedder, {"index.nprobe": 8})
     metrics = evaluate(settings, embedder, corpus.queries["nl"], "hybrid")
 """
@@ -75,7 +75,6 @@ __all__ = [
     "ann_recall",
     "ann_sweep",
     "build_store",
-    "cached_embedder",
     "evaluate",
     "first_hit",
     "prepare",
@@ -92,23 +91,6 @@ class Metrics:
     ranks: tuple[int | None, ...]
     """1-based rank of each query's first hit, None for a miss."""
     seconds: float = 0.0
-
-
-def cached_embedder(
-    cache: Path = DEFAULT_CACHE, model: str = settings_mod.DEFAULT_MODEL, variant: str = ""
-) -> retrieval_cache.CachingEmbedder:
-    """The local model behind the on-disk vector cache under ``cache/embeddings``.
-
-    Pass a ``variant`` when the embedder's way of turning a text into a vector
-    changes (another max length, windows), so its vectors are kept apart."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    return retrieval_cache.CachingEmbedder(
-        model,
-        lambda: embedding_mod.make_embedder(settings_mod.EmbedderSettings(model=model)),
-        cache / "embeddings",
-        variant,
-    )
 
 
 def store_settings(
@@ -469,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     nprobes = [int(p) for p in args.nprobe_sweep.split(",") if p]
     modes = args.modes.split(",") + ([EXACT] if args.exact else [])
     overrides = {k: _value(v) for k, _, v in (s.partition("=") for s in args.set)}
-    embedder = cached_embedder(args.cache, variant=args.variant)
+    embedder = retrieval_cache.cached_embedder(args.cache, variant=args.variant)
     meta: dict[str, Any] = {
         "what": "recall@10 / MRR@10 of docstring (nl), name (ident) and name-words (words) "
         "queries; product build + hits.search_store",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.retrieval_corpus import DEFAULT_CACHE
 from codeintel.core import embed as embedding_mod
+from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.indexer import chunking
@@ -134,6 +137,23 @@ SEED_CHECK = 50
 """Vectors already cached that a store must reproduce before it may seed the cache."""
 
 
+def cached_embedder(
+    cache: Path = DEFAULT_CACHE, model: str = settings_mod.DEFAULT_MODEL, variant: str = ""
+) -> CachingEmbedder:
+    """The local model behind the on-disk vector cache under ``cache/embeddings``.
+
+    Pass a ``variant`` when the embedder's way of turning a text into a vector
+    changes (another max length, windows), so its vectors are kept apart."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return CachingEmbedder(
+        model,
+        lambda: embedding_mod.make_embedder(settings_mod.EmbedderSettings(model=model)),
+        cache / "embeddings",
+        variant,
+    )
+
+
 def seed_from_store(cache: CachingEmbedder, store_path: Path, check: int = SEED_CHECK) -> int:
     """Cache the stored vectors of ``store_path``'s live generation, keyed by embedded text.
 
@@ -184,11 +204,9 @@ def _draft(chunk: chunks_mod.Chunk) -> chunking.ChunkDraft:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fill the benchmark's vector cache from a store")
     parser.add_argument("--seed-from", type=Path, required=True, help="a built codeintel store")
-    parser.add_argument("--cache", type=Path, default=Path("/work/benchcache"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--variant", default="")
     args = parser.parse_args(argv)
-    from benchmarks.retrieval_bench import cached_embedder
-
     cache = cached_embedder(args.cache, variant=args.variant)
     try:
         print(f"added {seed_from_store(cache, args.seed_from)} vectors to {cache.path}")

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from benchmarks import serverproc
 
 TARGETS_MS = {
     "blame_range": 50.0,
@@ -160,46 +161,13 @@ def _entry(tree: Any, path: str) -> Any:
         return None
 
 
-class Server:
+def server(store: Path, env: dict[str, str] | None = None) -> serverproc.ServerProcess:
     """``codeintel serve --store`` in its own process, as a deployed searcher runs.
 
     The load generator (up to 1 000 httpx clients) is pure Python too: in the same
     process both would share one GIL and the figures would measure the harness.
     """
-
-    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [
-            sys.executable, "-m", "codeintel.cli", "--log-level", "warning", "serve",
-            "--store", str(store), "--port", str(self.port),
-        ]  # fmt: skip
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"searcher exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("searcher not ready after 300 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    return serverproc.ServerProcess.codeintel("serve", "--store", str(store), env=env)
 
 
 def tool_latencies(url: str, calls: dict[str, dict[str, Any]], n: int) -> dict[str, list[float]]:
@@ -318,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "file_history": {"path": hot_path, "limit": 50},
         }
         raw: dict[str, Callable[[], Any]] = {}
-        with Server(settings.store.path) as served:
+        with server(settings.store.path) as served:
             worktree = next(
                 iter((Path(tempfile.gettempdir()) / "codeintel-worktrees").glob(f"*/{commit}"))
             )
@@ -362,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             sem_load = asyncio.run(
                 load(served.url, min(args.clients, 256), min(args.seconds, 20), sem_only)
             )
-        with Server(settings.store.path, env={"CODEINTEL_SERVER_MAX_BATCH": "1"}) as served:
+        with server(settings.store.path, env={"CODEINTEL_SERVER_MAX_BATCH": "1"}) as served:
             sem_unbatched = asyncio.run(
                 load(served.url, min(args.clients, 256), min(args.seconds, 20), sem_only)
             )

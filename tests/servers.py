@@ -2,7 +2,8 @@
 
 ``serve(app)`` binds and listens on 127.0.0.1:0 *before* uvicorn starts and hands
 it that socket, so no other process can take the port between choosing and
-binding it (picking a free port, closing it and letting uvicorn bind again races).
+binding it (picking a free port, closing it and letting uvicorn bind again races;
+a server in another process, which binds its own, is ``benchmarks/serverproc``).
 ``FakeEmbeddingsServer`` is a small OpenAI-compatible ``/v1/embeddings`` app a test
 scripts: failures, a sticky error status, shuffled or stalled answers, a wrong
 dimension, and it records what reached it.
@@ -36,13 +37,6 @@ def listening_socket() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     return sock
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago, for a server in another process (the CLI
-    binds its own socket). In-process servers use :func:`serve`, which cannot race."""
-    with listening_socket() as sock:
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

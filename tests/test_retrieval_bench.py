@@ -200,7 +200,7 @@ def test_metrics_on_a_hand_checked_case() -> None:
 @pytest.mark.slow
 def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = rc.make_corpus("tiny", FILES, tmp_path / "repo")
-    embedder = bench.cached_embedder(tmp_path / "cache")
+    embedder = retrieval_cache.cached_embedder(tmp_path / "cache")
     try:
         settings = bench.build_store(corpus, tmp_path / "store", embedder)
         assert embedder.misses == 6 and embedder.hits == 0  # six chunks
@@ -279,8 +279,8 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.slow
 def test_a_built_store_seeds_the_cache_only_when_it_matches(tmp_path: Path) -> None:
     corpus = rc.make_corpus("tiny", FILES, tmp_path / "repo")
-    built = bench.cached_embedder(tmp_path / "built")
-    seeded = bench.cached_embedder(tmp_path / "seeded")
+    built = retrieval_cache.cached_embedder(tmp_path / "built")
+    seeded = retrieval_cache.cached_embedder(tmp_path / "seeded")
     try:
         settings = bench.build_store(corpus, tmp_path / "store", built)
         db = store_mod.Store(settings.store.path).current().chunks()
@@ -302,7 +302,7 @@ def test_a_built_store_seeds_the_cache_only_when_it_matches(tmp_path: Path) -> N
         # equal up to float16 rounding of the two texts embedded again in another batch
         np.testing.assert_allclose(a.get(a.ids()), b.get(b.ids()), atol=1e-4)
 
-        wrong = bench.cached_embedder(tmp_path / "wrong")
+        wrong = retrieval_cache.cached_embedder(tmp_path / "wrong")
         wrong.insert(
             [(retrieval_cache.text_key(t), np.ones(384, np.float32).tobytes()) for t in texts[:2]]
         )

