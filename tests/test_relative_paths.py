@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks import serverproc
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from tests import servers
@@ -136,7 +137,7 @@ def test_serve_with_a_relative_store(tmp_path: Path, embeddings: str, where: str
     """``make serve``'s command line: ``serve . --store .codeintel`` (and from the parent)."""
     repo = _repo(tmp_path / "repo")
     cwd, source = (repo.path, ".") if where == "repository" else (tmp_path, "repo")
-    port = servers.free_port()
+    port = serverproc.free_port()
     cmd = [sys.executable, "-m", "codeintel.cli", "serve", source, "--store", ".codeintel"]
     cmd += ["--port", str(port), *_embedder_flags(embeddings)]
     log = (tmp_path / "serve.log").open("w")

@@ -151,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise errors.ConfigError("serve takes a repository or --stores-root, not both")
         searcher.serve(settings)
         return 0
-    if args.source and not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+    if args.source and not _store_given(args):
         settings = settings.replace(store={"path": default_store(args.source)})
         print(f"index store: {settings.store.path}", file=sys.stderr)
     _check_store_path(settings)
@@ -175,12 +175,12 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not args.source:
-        if not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+        if not _store_given(args):
             raise errors.ConfigError("mcp needs a repository (codeintel mcp .) or --store DIR")
         _check_store_path(settings)
         searcher.run_stdio(settings)
         return 0
-    if not args.store and "CODEINTEL_STORE_PATH" not in os.environ:
+    if not _store_given(args):
         settings = settings.replace(store={"path": default_store(args.source)})
     print(f"index store: {settings.store.path}", file=sys.stderr)  # stdout speaks MCP only
     _check_store_path(settings)
@@ -268,6 +268,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             "shard_timeout_seconds": getattr(args, "shard_timeout", None),
         },
     )
+
+
+def _store_given(args: argparse.Namespace) -> bool:
+    """Whether the store was named, by ``--store`` or the environment (``store.path``)."""
+    return bool(args.store) or settings_mod.env_sets("store", "path")
 
 
 def _check_store_path(settings: Settings) -> None:
@@ -448,7 +453,7 @@ def _add_rebuild_flag(p: argparse.ArgumentParser) -> None:
 def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--store",
-        required=required and "CODEINTEL_STORE_PATH" not in os.environ,
+        required=required and not settings_mod.env_sets("store", "path"),
         help="index store directory (env CODEINTEL_STORE_PATH)",
     )
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from codeintel.core import errors
 from codeintel.core.embed import make_embedder, onnxrt
 from codeintel.core.embed.local import LocalEmbedder
-from codeintel.core.settings import EmbedderSettings
+from codeintel.core.settings import EmbedderSettings, Settings
 
 TEXTS = [
     "def parse_invoice(text):\n    items = [line.split(',') for line in text.splitlines()]",
@@ -27,9 +29,8 @@ def torch_vectors(local_embedder):
 @pytest.mark.parametrize(
     ("backend", "mean", "worst"), [("onnx", 0.9999, 0.999), ("onnx-int8", 0.985, 0.97)]
 )
-def test_vectors_match_torch(backend, mean, worst, torch_vectors, tmp_path, monkeypatch):
-    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(tmp_path))
-    embedder = LocalEmbedder(backend=backend)
+def test_vectors_match_torch(backend, mean, worst, torch_vectors, tmp_path):
+    embedder = LocalEmbedder(backend=backend, onnx_cache=tmp_path)
     try:
         xb = embedder.embed(TEXTS)
     finally:
@@ -41,14 +42,13 @@ def test_vectors_match_torch(backend, mean, worst, torch_vectors, tmp_path, monk
     assert list(tmp_path.rglob("*.onnx")), "the export is cached"
 
 
-def test_export_is_made_once_and_reused(tmp_path, monkeypatch):
-    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(tmp_path))
-    first = LocalEmbedder(backend="onnx-int8")
+def test_export_is_made_once_and_reused(tmp_path):
+    first = LocalEmbedder(backend="onnx-int8", onnx_cache=tmp_path)
     first.embed(["warm"])
     (path,) = tmp_path.rglob("model-int8-per-channel.onnx")
     stamp = path.stat().st_mtime_ns
     first.close()
-    second = LocalEmbedder(backend="onnx-int8")
+    second = LocalEmbedder(backend="onnx-int8", onnx_cache=tmp_path)
     try:
         second.embed(["again"])
     finally:
@@ -68,16 +68,29 @@ def test_unknown_backend_is_a_config_error():
         LocalEmbedder(backend="tensorrt")
 
 
-def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(tmp_path, monkeypatch):
+def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    monkeypatch.setenv("CODEINTEL_ONNX_CACHE", str(blocker / "onnx"))
-    auto = LocalEmbedder(backend="auto")
+    auto = LocalEmbedder(backend="auto", onnx_cache=blocker / "onnx")
     try:
         assert auto.embed(["still embeds"]).shape == (1, 384)
         assert auto.backend == "torch"
     finally:
         auto.close()
-    chosen = LocalEmbedder(backend="onnx")
+    chosen = LocalEmbedder(backend="onnx", onnx_cache=blocker / "onnx")
     with pytest.raises(errors.ConfigError, match="backend 'onnx' failed"):
         chosen.embed(["must not silently change backend"])
+
+
+def test_the_export_directory_comes_from_the_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"CODEINTEL_ONNX_CACHE": "exports"})
+    assert settings.embedder.onnx_cache == str(tmp_path / "exports")
+    canonical = {"CODEINTEL_EMBEDDER_ONNX_CACHE": "/a", "CODEINTEL_ONNX_CACHE": "/b"}
+    assert Settings.from_env(canonical).embedder.onnx_cache == "/a"
+    embedder = make_embedder(dataclasses.replace(settings.embedder, backend="onnx"))
+    try:
+        embedder.embed(["exported where the settings say"])
+    finally:
+        embedder.close()
+    assert list((tmp_path / "exports").rglob("model.onnx"))

@@ -169,16 +169,16 @@ class TestOnePlace:
         ]
         assert spelled == ["core/settings.py"]
 
+    def test_env_sets_knows_canonical_names_and_aliases(self) -> None:
+        assert settings.env_sets("store", "path", {"CODEINTEL_STORE_PATH": "/s"})
+        assert not settings.env_sets("store", "path", {"CODEINTEL_STORE_KEEP_GENERATIONS": "1"})
+        assert settings.env_sets("server", "api_token", {"CODEINTEL_API_TOKEN": "t"})
+        assert settings.env_sets("embedder", "onnx_cache", {"CODEINTEL_ONNX_CACHE": "/c"})
+        assert not settings.env_sets("embedder", "onnx_cache", {})
+
     def test_no_module_reads_a_setting_from_the_environment(self) -> None:
         """``os.environ[...]``, ``.get(...)``, ``getenv`` or ``in os.environ`` of a settings name."""
         names = _env_names()
-        # Left for their owners, with the reason:
-        allowed = {
-            # argparse decides whether --store is required before Settings exists
-            ("cli.py", "CODEINTEL_STORE_PATH"),
-            # the searcher's app reads settings.server.api_token once its edge is reworked
-            ("searcher/app.py", "CODEINTEL_API_TOKEN"),
-        }
         found = set()
         for path in SRC.rglob("*.py"):
             rel = str(path.relative_to(SRC))
@@ -189,7 +189,7 @@ class TestOnePlace:
                     parent_reads = _reads_environment(path, node)
                     if parent_reads:
                         found.add((rel, node.value))
-        assert found - allowed == set()
+        assert found == set()
 
 
 def _reads_environment(path: Path, target: ast.Constant) -> bool:

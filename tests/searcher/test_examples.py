@@ -54,7 +54,8 @@ async def test_http_configs(
         k: v.replace("${env:CODEINTEL_API_TOKEN}", "tok")
         for k, v in entry.get("headers", {}).items()
     }
-    with Served(create_app(store_settings, embedder=local_embedder)) as served:
+    settings = store_settings.replace(server={"api_token": Settings.from_env().server.api_token})
+    with Served(create_app(settings, embedder=local_embedder)) as served:
         url = entry["url"].replace("http://127.0.0.1:8080", served.url)
         if not headers:
             headers = {"Authorization": "Bearer tok"}

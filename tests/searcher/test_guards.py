@@ -28,8 +28,9 @@ class TestToken:
         via_env: bool,
     ) -> None:
         settings = store_settings
-        if via_env:
+        if via_env:  # the older name, read where the CLI and lifespan build their settings
             monkeypatch.setenv("CODEINTEL_API_TOKEN", "s3cret")
+            settings = settings.replace(server={"api_token": Settings.from_env().server.api_token})
         else:
             settings = settings.replace(server={"api_token": "s3cret"})
         with Served(create_app(settings, embedder=local_embedder)) as served:

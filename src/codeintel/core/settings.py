@@ -4,7 +4,7 @@ Every field can be set by a ``CODEINTEL_<GROUP>_<FIELD>`` environment variable
 (for example ``CODEINTEL_EMBEDDER_URL``) or by a CLI flag; flags win over the
 environment, the environment over the defaults. A few fields also answer to an
 older or conventional name (``CODEINTEL_API_TOKEN``, ``CODEINTEL_RESULT_FILE``,
-``USE_CUVS``), listed in the field's ``env`` metadata; the canonical name wins
+``CODEINTEL_ONNX_CACHE``, ``USE_CUVS``), listed in the field's ``env`` metadata; the canonical name wins
 when both are set. Nothing here runs at import time: the CLI, the FastAPI
 lifespan and the operator's startup handler each call :meth:`Settings.from_env`
 once and pass the object down.
@@ -109,6 +109,13 @@ class EmbedderSettings:
     ``onnx`` when onnxruntime is installed, else ``torch`` (docs/performance.md,
     "CPU embedding speed")."""
 
+    onnx_cache: str = dataclasses.field(
+        default="", metadata={**PATH_FIELD, **_aliases("CODEINTEL_ONNX_CACHE")}
+    )
+    """Directory of the ONNX exports of the local model, one per weights' hash, made on
+    first use and reused (~90 MB fp32, ~23 MB int8). Empty: ``codeintel/onnx`` under
+    ``$XDG_CACHE_HOME`` (``~/.cache``). Also read from ``CODEINTEL_ONNX_CACHE``."""
+
     batch_size: int = 64
     """Texts per request or per model batch; 64 keeps a vLLM batch full without long tails."""
 
@@ -123,6 +130,9 @@ class EmbedderSettings:
 
     retry_budget_seconds: float = 120.0
     """Total time the retries of one request may take before giving up."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -442,6 +452,18 @@ class Settings:
             for name, values in groups.items()
         }
         return dataclasses.replace(self, **changed)
+
+
+def env_sets(group: str, field: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sets ``group.field``, by its canonical name or an alias: for
+    an entry point that must know before (or besides) building :class:`Settings` whether
+    a value was given, such as the CLI's ``--store``, which ``CODEINTEL_STORE_PATH`` makes
+    optional."""
+    env = os.environ if environ is None else environ
+    group_cls = typing.get_type_hints(Settings)[group]
+    spec = {f.name: f for f in dataclasses.fields(group_cls)}[field]
+    canonical = f"{ENV_PREFIX}{group}_{field}".upper()
+    return any(var in env for var in (canonical, *spec.metadata.get("env", ())))
 
 
 def _parse(var: str, raw: str, annotation: Any) -> Any:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -65,8 +64,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def api_token(settings: settings_mod.Settings) -> str:
-    """``ServerSettings.api_token`` (``CODEINTEL_SERVER_API_TOKEN``), else ``CODEINTEL_API_TOKEN``."""
-    return settings.server.api_token or os.environ.get("CODEINTEL_API_TOKEN", "")
+    """``ServerSettings.api_token`` (``CODEINTEL_SERVER_API_TOKEN``, or its older name
+    ``CODEINTEL_API_TOKEN``, both read by ``Settings.from_env``)."""
+    return settings.server.api_token
 
 
 def _json(status: int, body: Any) -> Response:

@@ -44,7 +44,10 @@ def make_embedder(settings: EmbedderSettings) -> Embedder:
         from codeintel.core.embed.local import LocalEmbedder
 
         return LocalEmbedder(
-            model=settings.model, batch_size=settings.batch_size, backend=settings.backend
+            model=settings.model,
+            batch_size=settings.batch_size,
+            backend=settings.backend,
+            onnx_cache=settings.onnx_cache,
         )
     if settings.kind == "openai":
         from codeintel.core.embed.openai import OpenAIEmbeddingsClient

