@@ -461,7 +461,7 @@ def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> Non
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codeintel",
-        description="Code intelligence for AI agents: index a repository, serve five tools.",
+        description="Code intelligence for AI agents: index a repository, answer over MCP and REST.",
     )
     parser.add_argument("--version", action="version", version=f"codeintel {__version__}")
     parser.add_argument(

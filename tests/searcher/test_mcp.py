@@ -1,4 +1,4 @@
-"""The official MCP client lists the five tools and calls each, over streamable HTTP and stdio."""
+"""The official MCP client lists the catalogue's tools and calls each, over streamable HTTP and stdio."""
 
 from __future__ import annotations
 

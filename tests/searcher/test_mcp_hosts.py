@@ -17,7 +17,7 @@ from codeintel.core.settings import ServerSettings, Settings
 from codeintel.operator import manifests
 from codeintel.operator import spec as spec_mod
 from codeintel.operator.settings import OperatorSettings
-from codeintel.searcher import create_app
+from codeintel.searcher import catalog, create_app
 from codeintel.searcher.mcp_transport import HostPolicy
 
 INIT = {
@@ -183,4 +183,4 @@ class TestOverHttp:
                 result = await session.initialize()
                 assert result.server_info.name == "codeintel"
                 tools = await session.list_tools()
-                assert len(tools.tools) == 6  # the five questions and list_repos
+                assert {t.name for t in tools.tools} == {t.name for t in catalog.CATALOG}

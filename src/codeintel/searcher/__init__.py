@@ -1,4 +1,4 @@
-"""The searcher: five tools over one index store, as REST and MCP, with hot swap.
+"""The searcher: the catalogue's tools over one index store (or many), as REST and MCP, with hot swap.
 
 Public surface for the CLI and tests:
 

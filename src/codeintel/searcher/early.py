@@ -2,7 +2,7 @@
 
 ``codeintel serve PATH`` and ``codeintel mcp PATH`` index beside the searcher
 instead of before it (a 35K-chunk repository took 18 minutes to embed on CPU, and
-four of the five tools need no vectors). :class:`EarlyIndex` is what the indexing
+only dense and hybrid semantic_search need vectors). :class:`EarlyIndex` is what the indexing
 thread has produced so far; :class:`EarlyManager` serves from it until ``CURRENT``
 names a generation:
 

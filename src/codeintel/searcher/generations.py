@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(eq=False)
 class LoadedGeneration:
-    """Everything the five tools read, for one generation, opened once."""
+    """Everything the tools read, for one generation, opened once."""
 
     name: str
     commit: str

@@ -101,7 +101,7 @@ def bind(config: uvicorn.Config, settings: settings_mod.Settings) -> list[socket
 
 
 def run_stdio(settings: settings_mod.Settings, *, early: Any = None) -> None:
-    """Serve the five tools over MCP stdio, blocking: a prepared store (``codeintel mcp
+    """Serve the tools over MCP stdio, blocking: a prepared store (``codeintel mcp
     --store DIR``), or with ``early`` (``codeintel mcp PATH``) at once, from the commit
     being indexed until its first generation is published."""
     asyncio.run(_stdio(settings, early))
