@@ -85,7 +85,10 @@ class TestLookup:
         store = VectorStore.open(directory)
         assert store.dim == DIM
         assert len(store) == 150
-        assert store.segment_names() == ["g000001", "g000002"]
+        assert sorted(p.name for p in directory.glob("*.ids.npy")) == [
+            "g000001.ids.npy",
+            "g000002.ids.npy",
+        ]
         assert store.ids().tolist() == ids.tolist()
         got = store.get(ids)
         assert got.dtype == np.float32

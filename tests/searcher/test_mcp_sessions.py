@@ -132,6 +132,9 @@ async def test_flood_of_abandoned_sessions_never_locks_out_new_clients(
         assert peak <= 100
         assert sessions.open_sessions == 100
         assert sessions.evicted["full"] == 1400
+        scraped = httpx.get(f"{served.url}/metrics").text  # every flood session is idle now
+        assert 'codeintel_mcp_sessions{state="open"} 100.0' in scraped
+        assert 'codeintel_mcp_sessions{state="idle"} 100.0' in scraped
         assert _ping(served.url, ids[-1]) == 200  # the newest flood sessions stay usable
         assert _ping(served.url, ids[0]) == 404  # the oldest idle went first
 

@@ -108,11 +108,6 @@ def blob_sha(data: bytes) -> bytes:
     return h.digest()
 
 
-def line_count(data: bytes) -> int:
-    """Lines as git blame counts them: a last line without a newline still counts."""
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-
-
 def read_tables(generation_dir: Path, commit: str) -> tuple[CommitTable, BlameTable | None] | None:
     """Both tables of a generation, or None when it has none this reader can use."""
     path = Path(generation_dir) / COMMITS_FILE

@@ -167,13 +167,17 @@ def caching(
     try:
         yield cached
     finally:
+        size = cache.live_bytes()
         cache.close()
         s = cached.stats
         if s.hits or s.embedded:
             logger.info(
-                "embedding cache: %d of %d texts reused, %d embedded (%.1f%% hits)",
+                "embedding cache: %d of %d texts reused, %d embedded (%.1f%% hits); "
+                "%.0f of %.0f MiB used",
                 s.hits,
                 s.hits + s.embedded,
                 s.embedded,
                 100.0 * s.hits / max(1, s.hits + s.embedded),
+                size / 2**20,
+                limit / 2**20,
             )

@@ -251,6 +251,7 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = make()
+        sessions.export_metrics(context.metrics.registry)
         holder["ctx"] = context
         try:
             await context.start()

@@ -27,6 +27,7 @@ from collections import Counter
 from typing import Any
 
 import msgspec
+import prometheus_client as prom
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -250,11 +251,23 @@ class BoundedSessionManager(StreamableHTTPSessionManager):
         finally:
             _client.reset(token)
 
+    def export_metrics(self, registry: prom.CollectorRegistry) -> None:
+        """``codeintel_mcp_sessions{state}`` in ``registry``: sessions open, and of those idle
+        (the ones a new session may evict), read at scrape time."""
+        gauge = prom.Gauge(
+            "codeintel_mcp_sessions",
+            "MCP sessions held by this process: open, and idle (evictable) among them.",
+            ["state"],
+            registry=registry,
+        )
+        gauge.labels(state="open").set_function(lambda: self.open_sessions)
+        gauge.labels(state="idle").set_function(lambda: self.idle_sessions)
+
     def _admit_session(
         self, requestor: AuthorizationContext | None
     ) -> StreamableHTTPServerTransport | None:
         client = _client.get()
-        mine = self.max_per_client and self._per_client[client] >= self.max_per_client
+        mine = self.max_per_client and self.sessions_of(client) >= self.max_per_client
         if mine and not self._evict_oldest_idle("per_client", client):
             raise _RefusedError(
                 429,

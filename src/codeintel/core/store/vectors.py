@@ -172,9 +172,6 @@ class VectorStore:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def segment_names(self) -> list[str]:
-        return [s.name for s in self._segments]
-
     def ids(self) -> np.ndarray:
         """Every stored id, sorted ascending (read-only view)."""
         return self._ids
