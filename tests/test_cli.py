@@ -42,7 +42,7 @@ def test_k_out_of_range(tmp_path, capsys):
 
 
 def test_default_store_is_per_repository_under_the_cache(tmp_path, monkeypatch):
-    from codeintel.cli import default_store
+    from codeintel.cli.commands import default_store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     repo = tmp_path / "My Repo"

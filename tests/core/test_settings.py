@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from codeintel import cli
+from codeintel.cli import commands as cli_commands
+from codeintel.cli import logs as cli_logs
+from codeintel.cli import parser as cli_parser
 from codeintel.core import errors, settings
 from codeintel.core.embed.local import LocalEmbedder
 from codeintel.core.settings import Settings
@@ -113,12 +116,12 @@ class TestTheCliReadsItsSettings:
         monkeypatch.setenv("CODEINTEL_LOG_FORMAT", "json")
         monkeypatch.setenv("CODEINTEL_LOG_LEVEL", "warning")
         try:
-            cli._configure_logging(None)
+            cli_logs.configure(None)
             assert root.level == logging.WARNING
             logging.getLogger("codeintel.test").warning("hello %s", "there")
             line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
             assert (line["msg"], line["level"]) == ("hello there", "warning")
-            cli._configure_logging("debug")  # the flag wins
+            cli_logs.configure("debug")  # the flag wins
             assert root.level == logging.DEBUG
         finally:
             root.handlers[:], _ = saved
@@ -126,10 +129,10 @@ class TestTheCliReadsItsSettings:
 
     def test_result_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv("CODEINTEL_RESULT_FILE", str(tmp_path / "env.json"))
-        args = cli._parser().parse_args(["index", "merge", "--store", str(tmp_path)])
-        assert cli._settings(args).index.result_file == str(tmp_path / "env.json")
+        args = cli_parser.build().parse_args(["index", "merge", "--store", str(tmp_path)])
+        assert cli_commands.settings_from(args).index.result_file == str(tmp_path / "env.json")
         args.result_file = str(tmp_path / "flag.json")
-        assert cli._settings(args).index.result_file == str(tmp_path / "flag.json")
+        assert cli_commands.settings_from(args).index.result_file == str(tmp_path / "flag.json")
 
 
 class TestOnePlace:
@@ -159,7 +162,7 @@ class TestOnePlace:
             settings.DEFAULT_MODEL
         )
         assert spec.DEFAULT_EMBED_MODEL == settings.DEFAULT_MODEL
-        embed_server = cli._parser().parse_args(["embed-server"])
+        embed_server = cli_parser.build().parse_args(["embed-server"])
         assert embed_server.model == settings.DEFAULT_MODEL
         spelled = [
             str(path.relative_to(SRC))

@@ -17,7 +17,7 @@ import numpy as np
 import prometheus_client
 import pytest
 
-from codeintel.cli import _parser
+from codeintel.cli import parser as cli_parser
 from codeintel.core.embed.local import LocalEmbedder, resolve_model_dir
 from codeintel.core.embed.openai import OpenAIEmbeddingsClient
 from codeintel.core.settings import Settings
@@ -196,8 +196,8 @@ class TestRebuild:
 
         assert result.action == "build" and result.generation == "g000002"
         assert counting.texts == [] and result.embed_cache_hits == result.chunks
-        assert _parser().parse_args(["serve", ".", "--rebuild"]).rebuild is True
-        assert _parser().parse_args(["serve", "."]).rebuild is False
+        assert cli_parser.build().parse_args(["serve", ".", "--rebuild"]).rebuild is True
+        assert cli_parser.build().parse_args(["serve", "."]).rebuild is False
 
     def test_a_rebuild_from_the_cache_never_loads_the_local_model(self, repo, counting, tmp_path):
         settings = _settings(tmp_path / "store")

@@ -83,10 +83,10 @@ class TestScoreFusion:
 
 
 def test_hybrid_is_the_default_mode() -> None:
-    from codeintel.cli import _parser
+    from codeintel.cli import parser as cli_parser
 
     assert models.SemanticSearchRequest(query="x").mode == "hybrid"
-    assert _parser().parse_args(["search", "q", "--store", "s"]).mode == "hybrid"
+    assert cli_parser.build().parse_args(["search", "q", "--store", "s"]).mode == "hybrid"
 
 
 class _Engine:

@@ -7,11 +7,14 @@ Public surface for the CLI and tests:
 * :func:`serve` — ``codeintel serve``: print the URLs and an MCP client
   config, then run uvicorn (blocking).
 * :func:`run_stdio` — ``codeintel mcp``: the same tools over MCP stdio.
+* :class:`EarlyIndex` — what ``serve PATH`` / ``mcp PATH`` index beside the searcher
+  has produced so far, answered from before the first generation is published.
 """
 
 from __future__ import annotations
 
 from codeintel.searcher.app import create_app
+from codeintel.searcher.early import EarlyIndex
 from codeintel.searcher.serving import run_stdio, serve
 
-__all__ = ["create_app", "run_stdio", "serve"]
+__all__ = ["EarlyIndex", "create_app", "run_stdio", "serve"]
