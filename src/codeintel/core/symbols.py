@@ -45,6 +45,7 @@ import msgspec
 
 from codeintel.core import errors, globs
 from codeintel.core.store import symbols as store
+from codeintel.core.store.manifest import CHUNKS_DB
 
 MAX_LIMIT = 1000
 """Largest ``limit`` accepted by :meth:`SymbolIndex.find` and :meth:`SymbolIndex.references`."""
@@ -160,9 +161,10 @@ _ORDER = "ORDER BY f.category, f.path, s.start_line, s.id"
 class SymbolIndex:
     """Read-only view of one generation's ``symbols.sqlite`` (see the module docstring)."""
 
-    def __init__(self, path: Path, chunks_path: Path | None) -> None:
+    def __init__(self, path: Path, chunks_path: Path | None, moved_to: Path | None = None) -> None:
         self.path = Path(path)
         self._chunks_path = chunks_path
+        self._moved_to = moved_to
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
@@ -170,17 +172,19 @@ class SymbolIndex:
         store.check_schema(self.path)
 
     @classmethod
-    def open(cls, generation_dir: Path) -> SymbolIndex | None:
+    def open(cls, generation_dir: Path, *, moved_to: Path | None = None) -> SymbolIndex | None:
         """The index of a generation directory; ``None`` when it has none (an older store).
 
+        ``moved_to`` is where an unpublished generation's directory will be renamed
+        (the early index): threads that connect after the rename read from there.
         Raises :class:`~codeintel.core.errors.IndexFormatError` for a corrupt file or
         a newer schema than this reader knows.
         """
         path = Path(generation_dir) / store.SYMBOLS_DB
         if not path.is_file():
             return None
-        chunks = Path(generation_dir) / "chunks.sqlite"
-        return cls(path, chunks if chunks.is_file() else None)
+        chunks = Path(generation_dir) / CHUNKS_DB
+        return cls(path, chunks if chunks.is_file() else None, moved_to)
 
     def close(self) -> None:
         with self._lock:
@@ -427,6 +431,8 @@ class SymbolIndex:
     def _connect(self, path: Path) -> sqlite3.Connection:
         if self._closed:
             raise errors.IndexFormatError(f"symbol index is closed: {self.path}")
+        if self._moved_to is not None and not path.exists():  # published meanwhile
+            path = self._moved_to / path.name
         try:
             uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
