@@ -384,11 +384,13 @@ def references(
                         cursor = more.cursor
                     checked += 1
                     agree += len(walked) == page.total
+    lookups = api_latency(db, extracted, rng)
     row = {
         "repo": package,
         "version": _version(package),
         "files": len(files),
         "chunks": chunks,
+        **lookups,
         "unparsable_by_ast": unparsable,
         "oracle_loads": oracle_total,
         "found": found_total,
@@ -404,6 +406,42 @@ def references(
         "load": uptime(),
     }
     return row, misses
+
+
+def api_latency(
+    db: Path, extracted: list[symbols_store.FileSymbols], rng: random.Random, n: int = 200
+) -> dict[str, Any]:
+    """In-process p50/p95 of find (plain, qualified, glob) and outline on sampled names."""
+    definitions = [(f.path, s) for f in extracted for s in f.symbols]
+    picked = [definitions[i] for i in rng.sample(range(len(definitions)), min(n, len(definitions)))]
+    paths = rng.sample(sorted({f.path for f in extracted}), min(n, len(extracted)))
+    timings: dict[str, list[float]] = {"find_plain": [], "find_qualified": [], "find_glob": [],
+                                       "outline": []}  # fmt: skip
+    found_first = 0
+    with SymbolIndex.open(db) as index:  # type: ignore[union-attr]
+        for path, symbol in picked:
+            for key, query in (
+                ("find_plain", symbol.name),
+                ("find_qualified", symbol.qualname),
+                ("find_glob", symbol.name[:3] + "*"),
+            ):
+                started = time.perf_counter()
+                found = index.find(query, limit=10)
+                timings[key].append(time.perf_counter() - started)
+                if key == "find_qualified":
+                    found_first += any(f.path == path and f.line == symbol.line for f in found)
+        for path in paths:
+            started = time.perf_counter()
+            index.outline(path)
+            timings["outline"].append(time.perf_counter() - started)
+    out: dict[str, Any] = {
+        "symbols": len(definitions),
+        "qualified_found_in_top10": f"{found_first}/{len(picked)}",
+    }
+    for key, values in timings.items():
+        out[f"{key}_p50_ms"] = _pct(values, 50)
+        out[f"{key}_p95_ms"] = _pct(values, 95)
+    return out
 
 
 def _covering(

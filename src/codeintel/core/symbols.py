@@ -156,6 +156,10 @@ _FILTERS = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM symbols AS s JOIN files AS f ON f.id = s.file_id"  # noqa: S608
 _ORDER = "ORDER BY f.category, f.path, s.start_line, s.id"
+_KEYS = (
+    "SELECT s.id, s.name, s.qualname, f.path, f.category, s.start_line "
+    "FROM symbols AS s JOIN files AS f ON f.id = s.file_id"
+)
 
 
 class SymbolIndex:
@@ -217,7 +221,9 @@ class SymbolIndex:
         _check_limit(limit)
         if path_glob is not None:
             globs.compile_one(path_glob)  # a bad glob is a QueryError/ConfigError now
-        params = {"kind": kind, "language": language, "glob": path_glob}
+        params: dict[str, Any] = {"kind": kind, "language": language, "glob": path_glob}
+        # Candidates are narrow rows (id, name, qualname, path, category, line), ranked, and
+        # only the final ``limit`` are read in full: a common name costs little.
         ranked: list[tuple[int, Any]] = []
         if _GLOB_CHARS & set(query):
             column = "s.qualname" if "." in query else "s.name"
@@ -226,32 +232,51 @@ class SymbolIndex:
             if prefix:
                 where += f" AND lower({column}) >= :low AND lower({column}) < :high"
             rows = self._rows(
-                f"{_SELECT} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
+                f"{_KEYS} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
                 {**params, "pattern": query, "low": prefix, "high": prefix + _TOP, "limit": limit},
             )
             ranked = [(0 if (r[2] if "." in query else r[1]) == query else 1, r) for r in rows]
-        else:
-            last = query.rsplit(".", 1)[-1]
+        elif "." not in query:
             rows = self._rows(
-                f"{_SELECT} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
-                f"ORDER BY s.name = :name DESC, f.category, f.path, s.start_line LIMIT :limit",
-                {**params, "name": last, "limit": _CANDIDATES},
+                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
+                "ORDER BY s.name = :name DESC, f.category, f.path, s.start_line, s.id LIMIT :limit",
+                {**params, "name": query, "limit": limit},
             )
-            for row in rows:
-                rank = _rank(query, row)
-                if rank is not None:
-                    ranked.append((rank, row))
-            if "." not in query and len(ranked) < limit:
+            ranked = [(0 if r[1] == query else 1, r) for r in rows]
+            if len(ranked) < limit:
                 low = query.lower()
                 more = self._rows(
-                    f"{_SELECT} WHERE lower(s.name) > :low AND lower(s.name) < :high "
+                    f"{_KEYS} WHERE lower(s.name) > :low AND lower(s.name) < :high "
                     f"AND {_FILTERS} ORDER BY f.category, length(s.name), f.path, s.start_line "
                     "LIMIT :limit",
                     {**params, "low": low, "high": low + _TOP, "limit": limit - len(ranked)},
                 )
                 ranked.extend((4, row) for row in more)
-        ranked.sort(key=lambda pair: (pair[0], pair[1][12], pair[1][5], pair[1][6], pair[1][0]))
-        return [_symbol(row) for _, row in ranked[:limit]]
+        else:
+            # The qualified name itself, a nested one ending with it, or one the query
+            # qualifies with its module (checked against the path below).
+            rows = self._rows(
+                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND (lower(s.qualname) = lower(:q) "
+                "OR lower(s.qualname) LIKE '%.' || lower(:q) "
+                "OR lower(:q) LIKE '%.' || lower(s.qualname)) "
+                f"AND {_FILTERS} LIMIT :limit",
+                {**params, "name": query.rsplit(".", 1)[-1], "q": query, "limit": _CANDIDATES},
+            )
+            for row in rows:
+                rank = _rank(query, row)
+                if rank is not None:
+                    ranked.append((rank, row))
+        ranked.sort(key=lambda pair: (pair[0], pair[1][4], pair[1][3], pair[1][5], pair[1][0]))
+        return self._full([row[0] for _, row in ranked[:limit]])
+
+    def _full(self, ids: list[int]) -> list[Symbol]:
+        """The symbols of ``ids``, in that order."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._conn().execute(f"{_SELECT} WHERE s.id IN ({marks})", ids).fetchall()
+        by_id = {row[0]: row for row in rows}
+        return [_symbol(by_id[i]) for i in ids if i in by_id]
 
     def get(self, symbol_id: str) -> Symbol | None:
         """The definition with this id in this generation, or ``None``."""
@@ -444,10 +469,8 @@ class SymbolIndex:
 
 
 def _rank(query: str, row: Sequence[Any]) -> int | None:
-    """How well a definition (found by its last name part) matches ``query``; None: not."""
-    name, qualname, path = row[1], row[2], row[5]
-    if "." not in query:
-        return 0 if name == query else 1
+    """How well a candidate (id, name, qualname, path, …) matches a dotted ``query``."""
+    qualname, path = row[2], row[3]
     if qualname == query:
         return 0
     lowered = query.lower()
