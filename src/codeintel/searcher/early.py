@@ -11,7 +11,8 @@ names a generation:
   tree (listed and materialised as a published generation's would be; blame and
   history by git, as for a generation without history);
 * once the build has written ``chunks.sqlite`` (still in its temp directory),
-  ``semantic_search`` with ``mode=lexical`` answers from it, read-only;
+  ``semantic_search`` with ``mode=lexical`` answers from it, read-only, and the
+  symbol index written beside it (:meth:`EarlyIndex.symbols`) serves navigation;
 * dense and hybrid search raise :class:`~codeintel.core.errors.IndexingError`:
   503 with the phase, done, total and ETA, and ``Retry-After``.
 
@@ -41,6 +42,7 @@ from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
@@ -67,6 +69,7 @@ class EarlyIndex:
         self._mirror: Path | None = None
         self._commit: str | None = None
         self._chunks: tuple[Path, str] | None = None
+        self._symbols: tuple[tuple[Path, str], symbols_mod.SymbolIndex | None] | None = None
         self._progress: Callable[[], dict[str, Any]] | None = None
         self._error: str | None = None
         self._failed = False
@@ -123,6 +126,24 @@ class EarlyIndex:
         """(temp path of ``chunks.sqlite``, generation name) once the build wrote it."""
         with self._lock:
             return self._chunks
+
+    def symbols(self, generations_dir: Path) -> symbols_mod.SymbolIndex | None:
+        """The symbol index of the build in progress, once its chunk pass is done (it is
+        written beside ``chunks.sqlite`` before :meth:`chunks_written`); ``None`` before.
+        Shared and owned here: callers do not close it."""
+        at = self.chunks_at()
+        if at is None:
+            return None
+        with self._lock:
+            if self._symbols is None or self._symbols[0] != at:
+                if self._symbols is not None and self._symbols[1] is not None:
+                    self._symbols[1].close()
+                path, generation = at
+                published = Path(generations_dir) / generation
+                directory = path.parent if path.parent.exists() else published
+                index = symbols_mod.SymbolIndex.open(directory, moved_to=published)
+                self._symbols = (at, index)
+            return self._symbols[1]
 
     def status(self) -> dict[str, Any]:
         """Phase and progress of the indexing (``/v1/index``'s ``indexing`` and the 503 body)."""
