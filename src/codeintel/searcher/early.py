@@ -390,7 +390,7 @@ def _manifest(source: str, commit: str) -> Any:
         commit=commit,
         generation=GENERATION,
         counts=types.SimpleNamespace(primary=0, secondary=0, tombstones=0),
-        index=types.SimpleNamespace(type="none"),
+        index=types.SimpleNamespace(type="none", calibration=None),
         created_at="",
         embedding=types.SimpleNamespace(model="", dim=0),
     )
