@@ -143,7 +143,7 @@ MaxTokens = Annotated[
     int | None,
     Strict(),
     Field(
-        ge=200,
+        ge=500,
         le=400_000,
         description="Budget for this answer in tokens (default 8000). Over it the answer "
         "degrades in steps (shorter snippets, no snippets, counts per file, a count) and says "
