@@ -44,7 +44,7 @@ from codeintel.core import settings as settings_mod
 from codeintel.core.store import manifest as manifest_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
-from codeintel.searcher import merging, models, semantic
+from codeintel.searcher import merging, models, navigation, semantic
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import tools as tools_mod
 from codeintel.searcher import worktree as worktree_mod
@@ -580,6 +580,12 @@ class FleetTools:
         async with self.stores.open(name) as manager:
             answer = await self._tools(manager).file_history(req.model_copy(update={"repo": None}))
         return merging.one(name, answer)
+
+    async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
+        name = self._one(req)
+        async with self.stores.open(name) as manager:
+            answer = await self._tools(manager).read_file(req.model_copy(update={"repo": None}))
+        return navigation.placed(name, answer)
 
     async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
         names = self.stores.select(req.repos)

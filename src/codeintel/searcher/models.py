@@ -472,3 +472,73 @@ class ErrorResponse(BaseModel):
 
 Answer = dict[str, Any]
 """What a tool returns: a JSON object with ``results``, ``generation`` and ``commit``."""
+
+
+# -- navigation: read_file, find_symbol, file_outline, find_references ---------------------
+
+DEFAULT_MAX_TOKENS = 8_000
+"""Tokens an answer stays under when the request names no ``max_tokens``."""
+MIN_MAX_TOKENS = 200
+MAX_MAX_TOKENS = 100_000
+MAX_READ_LINES = 2_000
+"""Lines one read_file call returns at most; ask again from ``next_start_line``."""
+
+MaxTokens = Annotated[
+    int | None,
+    Strict(),
+    Field(
+        ge=MIN_MAX_TOKENS,
+        le=MAX_MAX_TOKENS,
+        description=f"Size limit of the answer in tokens (about 4 characters each; default "
+        f"{DEFAULT_MAX_TOKENS}). A larger answer is cut and says how to ask for the rest.",
+    ),
+]
+
+
+class ReadFileRequest(_OneRepo):
+    path: RepoPath
+    start_line: Annotated[
+        int | None,
+        Strict(),
+        Field(ge=1, le=10_000_000, description="First line to return, 1-based (default 1)."),
+    ] = None
+    end_line: Annotated[
+        int | None,
+        Strict(),
+        Field(
+            ge=1,
+            le=10_000_000,
+            description="Last line, inclusive (default: 400 lines from start_line; at most "
+            f"{MAX_READ_LINES} lines per call).",
+        ),
+    ] = None
+    max_tokens: MaxTokens = None
+
+
+class FileLine(BaseModel):
+    line: int
+    text: str
+    truncated: bool = Field(
+        default=False,
+        description=f"Present and true when the line was cut at {MAX_LINE_CHARS} characters.",
+    )
+
+
+class ReadFileResponse(_Answer):
+    results: list[FileLine] = Field(description="The lines, in order, each with its number.")
+    path: str
+    resolved_path: str | None = Field(
+        None, description="The file read, when `path` is a symlink inside the repository."
+    )
+    repo: str | None = Field(None, description="The repository read (when several are served).")
+    start_line: int
+    end_line: int = Field(description="Last line returned (start_line - 1 when none).")
+    total_lines: int = Field(description="Lines in the whole file.")
+    truncated: bool = Field(
+        description="True when lines of the range asked for were left out (see "
+        "next_start_line) or a line was cut."
+    )
+    next_start_line: int | None = Field(
+        None, description="Ask again with this start_line to continue; null when done."
+    )
+    tokens: int = Field(description="Size of this answer in tokens (JSON characters / 4).")

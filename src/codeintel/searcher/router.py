@@ -253,6 +253,9 @@ class Router:
     async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
         return await self._single("file_history", req)
 
+    async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
+        return await self._single("read_file", req)
+
     async def _single(self, tool: str, req: Any) -> dict[str, Any]:
         """A one-repository tool, sent to the shard that owns ``repo`` only."""
         repo = req.repo

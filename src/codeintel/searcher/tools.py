@@ -29,7 +29,7 @@ from codeintel.core import settings as settings_mod
 from codeintel.searcher import errors as errors_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
-from codeintel.searcher import models, semantic, textsearch
+from codeintel.searcher import models, navigation, semantic, textsearch
 from codeintel.searcher import paths as paths_mod
 
 Req = TypeVar("Req")
@@ -266,6 +266,14 @@ class Tools:
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+
+    # -- navigation (searcher/navigation.py holds the logic) ----------------------------------
+
+    async def read_file(self, req: models.ReadFileRequest) -> models.Answer:
+        self._check_repos(req)
+        with self.manager.use() as gen:
+            answer: models.Answer = await self._run(navigation.read_file, gen, req)
+            return answer
 
 
 class TextBudget:
