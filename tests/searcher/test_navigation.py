@@ -15,7 +15,7 @@ import pytest
 from nav_helpers import BIG_LINES, SHAPES, make_nav_repo
 from searcher_helpers import Served, build_store
 
-from codeintel.searcher import create_app, models, navigation
+from codeintel.searcher import budget, create_app, models, navigation
 from gitrepo import GitRepo
 
 pytestmark = pytest.mark.slow
@@ -112,7 +112,7 @@ def test_read_file_caps_the_range_and_the_tokens(nav_server: Served) -> None:
     wide = ok(
         nav_server,
         "read_file",
-        {"path": "data/big.txt", "end_line": BIG_LINES, "max_tokens": models.MAX_MAX_TOKENS},
+        {"path": "data/big.txt", "end_line": BIG_LINES, "max_tokens": budget.MAX_MAX_TOKENS},
     )
     assert wide["end_line"] == models.MAX_READ_LINES
     assert wide["next_start_line"] == models.MAX_READ_LINES + 1
@@ -123,8 +123,8 @@ def test_read_file_caps_the_range_and_the_tokens(nav_server: Served) -> None:
     assert small["tokens"] <= 300
     assert small["next_start_line"] == small["end_line"] + 1 < 100
     default = ok(nav_server, "read_file", {"path": "data/big.txt", "end_line": 2000})
-    assert default["tokens"] <= models.DEFAULT_MAX_TOKENS
-    assert 500 < default["end_line"] < 2000
+    assert default["tokens"] <= budget.DEFAULT_MAX_TOKENS
+    assert navigation.DEFAULT_READ_LINES < default["end_line"] < 2000
 
 
 def test_read_file_cuts_long_lines(nav_server: Served) -> None:

@@ -15,6 +15,7 @@
     │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
         ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
+        ├── CursorExpiredError   a page cursor whose generation is gone (410)
         └── ModelMixError        repositories of different embedding models in one query (400)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
@@ -121,6 +122,15 @@ class RepoNotFoundError(QueryError):
 
     def __init__(self, message: str, field: str = "repos") -> None:
         super().__init__(message, field=field)
+
+
+class CursorExpiredError(QueryError):
+    """A page cursor whose generation the searcher no longer keeps (HTTP 410 Gone).
+
+    Pages never mix commits, so the caller starts again from the first page."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="cursor")
 
 
 class ModelMixError(QueryError):

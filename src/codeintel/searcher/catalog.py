@@ -105,7 +105,7 @@ CATALOG: tuple[Tool, ...] = (
         "read_file",
         "Read lines of a file",
         "Numbered lines of one file at the indexed commit: start_line..end_line (1-based, "
-        "inclusive; default the first 400 lines from start_line, at most 2000 per call). Long "
+        "inclusive; default 200 lines from start_line, at most 2000 per call). Long "
         "lines are cut at 500 characters and the answer stays under max_tokens; when lines "
         "were left out, 'truncated' is true and 'next_start_line' is where to continue. "
         "'total_lines' is the file's length. Use after a search hit to see the code around "

@@ -3,6 +3,10 @@
 Tool signatures are generated from the catalogue's request models, so the MCP
 input schemas carry exactly the REST limits and descriptions; each tool
 validates into the same model and calls the same service method as REST.
+An answer's structured content is the REST JSON, published and validated as the
+tool's output schema (the catalogue's response model); its text content is the
+same answer written for reading (:mod:`~codeintel.searcher.render`), not the JSON
+a second time.
 Errors come back as MCP tool errors (``isError``) whose text names the HTTP
 status REST would have given, the error type and the field at fault.
 """
@@ -16,10 +20,10 @@ from typing import Annotated, Any
 import pydantic
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 
 from codeintel.core import errors
-from codeintel.searcher import catalog
+from codeintel.searcher import catalog, render
 from codeintel.searcher import errors as errors_mod
 
 
@@ -36,18 +40,22 @@ class CallTool:
             raise ToolError(errors_mod.tool_error_text(e)) from e
 
 
-def _tool_function(spec: catalog.Tool, call: CallTool) -> Callable[..., Awaitable[dict[str, Any]]]:
+def _tool_function(spec: catalog.Tool, call: CallTool) -> Callable[..., Awaitable[CallToolResult]]:
     """An async function whose signature mirrors ``model``'s fields, for MCPServer to introspect."""
 
     model = spec.request
 
-    async def tool(**arguments: Any) -> dict[str, Any]:
+    async def tool(**arguments: Any) -> CallToolResult:
         try:
             request = model.model_validate(arguments)
         except pydantic.ValidationError as e:
             fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors())
             raise ToolError(f"422 ValidationError: {e.errors()[0]['msg']} (field: {fields})") from e
-        return await call(spec.name, request)
+        answer = await call(spec.name, request)
+        return CallToolResult(
+            content=[TextContent(type="text", text=render.render(spec.name, answer))],
+            structured_content=answer,
+        )
 
     params = [
         inspect.Parameter(
@@ -59,7 +67,7 @@ def _tool_function(spec: catalog.Tool, call: CallTool) -> Callable[..., Awaitabl
         for field_name, field in model.model_fields.items()
     ]
     tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        params, return_annotation=dict[str, Any]
+        params, return_annotation=Annotated[CallToolResult, spec.response]
     )
     tool.__name__ = spec.name
     tool.__doc__ = spec.description

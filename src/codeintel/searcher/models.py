@@ -139,11 +139,44 @@ class _Request(BaseModel):
         return value
 
 
+MaxTokens = Annotated[
+    int | None,
+    Strict(),
+    Field(
+        ge=200,
+        le=400_000,
+        description="Budget for this answer in tokens (default 8000). Over it the answer "
+        "degrades in steps (shorter snippets, no snippets, counts per file, a count) and says "
+        "which in `degraded`; every answer reports its size in `tokens`.",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Field(
+        max_length=8192,
+        description="The `cursor` of the previous answer, to get the next page (same "
+        "parameters otherwise). Pages read the commit the first page read; 410 when that "
+        "index is gone: start again without a cursor.",
+    ),
+]
+
+
+def _fields(*names: str) -> Any:
+    """The ``fields`` projection's description and size limit for a tool's optional row fields."""
+    return Field(
+        max_length=len(names),
+        description="Row fields to return besides the location; omit for all. E.g. "
+        f"leave out {names[-1]!r} to save tokens. Choices: {', '.join(names)}.",
+    )
+
+
 class _ManyRepos(_Request):
     repos: Repos = None
+    max_tokens: MaxTokens = None
 
 
 class _OneRepo(_Request):
+    max_tokens: MaxTokens = None
     repo: Annotated[
         RepoName | None,
         Field(description="The repository the path belongs to; needed when several are served."),
@@ -179,6 +212,11 @@ class SemanticSearchRequest(_ManyRepos):
             "(meaning); 'lexical': BM25 over chunk text, symbol and path (words, identifiers)."
         ),
     ] = "hybrid"
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["score", "symbol", "language", "snippet"]] | None,
+        _fields("score", "symbol", "language", "snippet"),
+    ] = None
 
 
 class SearchTextRequest(_ManyRepos):
@@ -198,8 +236,12 @@ class SearchTextRequest(_ManyRepos):
         Glob | None, Field(description="Only files matching this glob, e.g. '*.py' or 'src/**'.")
     ] = None
     max_results: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most (a page)."),
     ] = 200
+    cursor: Cursor = None
+    fields: Annotated[list[Literal["column", "text"]] | None, _fields("column", "text")] = None
 
 
 class ListPathsRequest(_ManyRepos):
@@ -220,8 +262,10 @@ class ListPathsRequest(_ManyRepos):
         Field(max_length=MAX_GLOBS, description="Drop paths matching any of these globs."),
     ] = None
     max_results: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most (a page).")
     ] = 1000
+    cursor: Cursor = None
+    fields: Annotated[list[Literal["size", "mode"]] | None, _fields("size", "mode")] = None
 
 
 class BlameRangeRequest(_OneRepo):
@@ -238,6 +282,20 @@ class BlameRangeRequest(_OneRepo):
             description=f"Last line, inclusive; at most {MAX_LINE_SPAN} lines per call.",
         ),
     ]
+    max_results: Annotated[
+        int,
+        Strict(),
+        Field(
+            ge=1,
+            le=MAX_LINE_SPAN,
+            description="Line ranges (consecutive lines of one commit) returned at most (a page).",
+        ),
+    ] = 1000
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["author", "email", "date", "summary", "text"]] | None,
+        _fields("author", "email", "date", "summary", "text"),
+    ] = None
 
     def check(self) -> None:
         """Cross-field limits, raised as QueryError naming end_line."""
@@ -254,8 +312,13 @@ class FileHistoryRequest(_OneRepo):
     limit: Annotated[
         int,
         Strict(),
-        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first."),
+        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first (a page)."),
     ] = 50
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["sha", "author", "email", "date", "summary"]] | None,
+        _fields("sha", "author", "email", "date", "summary"),
+    ] = None
 
 
 class ListReposRequest(_ManyRepos):
@@ -322,6 +385,42 @@ class _Answer(BaseModel):
     missing_shards: list[str] | None = Field(
         None, description="Shards whose repositories are absent from a partial answer."
     )
+    tokens: int | None = Field(
+        None,
+        description="This answer's size in tokens (estimated: compact JSON bytes / 2, "
+        "calibrated on the embedding model's tokenizer).",
+    )
+    degraded: Degraded | None = Field(
+        None, description="Present when the answer was cut to fit max_tokens: how, and how to ask."
+    )
+    notice: str | None = Field(
+        None,
+        description="A caveat about this answer (e.g. lexical results while embeddings are built).",
+    )
+
+
+class Degraded(BaseModel):
+    step: Literal["short_snippets", "no_snippets", "counts_per_file", "count"] = Field(
+        description="The last step taken: shorter snippets, no snippets, counts per file, a count."
+    )
+    omitted: str = Field(description="What the answer left out.")
+    hint: str = Field(description="How to ask for the rest.")
+
+
+class _Page(_Answer):
+    total: int | None = Field(
+        None, description="Rows in all pages (a lower bound when total_exact is false)."
+    )
+    total_exact: bool | None = Field(
+        None, description="False when `total` is a lower bound (counting all would cost too much)."
+    )
+    has_more: bool | None = Field(None, description="True when a next page exists: pass `cursor`.")
+    cursor: str | None = Field(None, description="Pass back as `cursor` for the next page.")
+    counts: dict[str, int] | None = Field(
+        None,
+        description="Rows per file (per directory for list_paths, lines per commit for "
+        "blame_range) when the budget left the rows out (degraded.step 'counts_per_file').",
+    )
 
 
 class SemanticHit(BaseModel):
@@ -329,17 +428,17 @@ class SemanticHit(BaseModel):
     path: str
     start_line: int
     end_line: int
-    score: float
-    symbol: str | None
-    language: str | None
-    snippet: str
+    score: float | None = None
+    symbol: str | None = None
+    language: str | None = None
+    snippet: str | None = None
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class SemanticSearchResponse(_Answer):
+class SemanticSearchResponse(_Page):
     results: list[SemanticHit]
     mode: str
     truncated: bool = Field(
@@ -352,15 +451,15 @@ class TextHit(BaseModel):
     repo: str | None = None
     path: str
     line: int
-    column: int
-    text: str
+    column: int | None = None
+    text: str | None = None
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class SearchTextResponse(_Answer):
+class SearchTextResponse(_Page):
     results: list[TextHit]
     truncated: bool = Field(
         description="True when matches were left out (more than max_results, or the "
@@ -371,33 +470,43 @@ class SearchTextResponse(_Answer):
 class PathEntry(BaseModel):
     repo: str | None = None
     path: str
-    size: int
-    mode: str
+    size: int | None = None
+    mode: str | None = None
 
 
-class ListPathsResponse(_Answer):
+class ListPathsResponse(_Page):
     results: list[PathEntry]
-    total: int
     truncated: bool
 
 
-class BlameHit(BaseModel):
-    line: int
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
-    text: str
+class BlameRange(BaseModel):
+    start_line: int
+    end_line: int = Field(description="Last line of the range, inclusive.")
+    sha: str = Field(
+        description="Short sha of the commit that last changed these lines: a key of `commits`."
+    )
+    text: str | None = Field(None, description="The lines, joined by newlines.")
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class BlameRangeResponse(_Answer):
-    results: list[BlameHit]
+class BlameCommit(BaseModel):
+    sha: str = Field(description="Full sha.")
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    summary: str | None = None
+
+
+class BlameRangeResponse(_Page):
+    results: list[BlameRange] = Field(
+        description="Consecutive lines last changed by one commit, in line order."
+    )
+    commits: dict[str, BlameCommit] | None = Field(
+        None, description="Each commit of the ranges once, by short sha."
+    )
     path: str
     truncated: bool = Field(
         description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
@@ -406,15 +515,15 @@ class BlameRangeResponse(_Answer):
 
 
 class HistoryHit(BaseModel):
-    sha: str
+    sha: str | None = None
     short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    summary: str | None = None
 
 
-class FileHistoryResponse(_Answer):
+class FileHistoryResponse(_Page):
     results: list[HistoryHit]
     path: str
 
@@ -476,23 +585,8 @@ Answer = dict[str, Any]
 
 # -- navigation: read_file, find_symbol, file_outline, find_references ---------------------
 
-DEFAULT_MAX_TOKENS = 8_000
-"""Tokens an answer stays under when the request names no ``max_tokens``."""
-MIN_MAX_TOKENS = 200
-MAX_MAX_TOKENS = 100_000
 MAX_READ_LINES = 2_000
 """Lines one read_file call returns at most; ask again from ``next_start_line``."""
-
-MaxTokens = Annotated[
-    int | None,
-    Strict(),
-    Field(
-        ge=MIN_MAX_TOKENS,
-        le=MAX_MAX_TOKENS,
-        description=f"Size limit of the answer in tokens (about 4 characters each; default "
-        f"{DEFAULT_MAX_TOKENS}). A larger answer is cut and says how to ask for the rest.",
-    ),
-]
 
 
 class ReadFileRequest(_OneRepo):
@@ -508,11 +602,10 @@ class ReadFileRequest(_OneRepo):
         Field(
             ge=1,
             le=10_000_000,
-            description="Last line, inclusive (default: 400 lines from start_line; at most "
+            description="Last line, inclusive (default: 200 lines from start_line; at most "
             f"{MAX_READ_LINES} lines per call).",
         ),
     ] = None
-    max_tokens: MaxTokens = None
 
 
 class FileLine(BaseModel):
@@ -541,4 +634,3 @@ class ReadFileResponse(_Answer):
     next_start_line: int | None = Field(
         None, description="Ask again with this start_line to continue; null when done."
     )
-    tokens: int = Field(description="Size of this answer in tokens (JSON characters / 4).")

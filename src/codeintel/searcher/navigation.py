@@ -25,18 +25,15 @@ from __future__ import annotations
 import bisect
 import collections
 import hashlib
-import math
 import posixpath
 import threading
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from codeintel.core import errors, gitrun
 from codeintel.core import git as git_mod
+from codeintel.searcher import budget, models
 from codeintel.searcher import generations as generations_mod
-from codeintel.searcher import models
 from codeintel.searcher import paths as paths_mod
 
 SYMLINK_MODE = "120000"
@@ -45,16 +42,14 @@ MAX_SYMLINK_HOPS = 16
 BINARY_SNIFF_BYTES = 8000
 """Bytes searched for a NUL to call a file binary (git's ``buffer_is_binary``)."""
 
-DEFAULT_READ_LINES = 400
-"""Lines read_file returns when ``end_line`` is omitted: a long function with context."""
+DEFAULT_READ_LINES = 200
+"""Lines read_file returns when ``end_line`` is omitted: a long function with context, and
+what fits the default budget (8,000 tokens at 2 bytes a token is ~200 rows of 40-character
+code, with the ~30 bytes of JSON around each row)."""
 MAX_READ_LINES = models.MAX_READ_LINES
-CHARS_PER_TOKEN = 4
-"""The token estimate: one token per four characters of the JSON answer (ASCII code
-averages 3.5-4.5 characters a token with GPT and Claude tokenizers; a round rule
-everyone can recompute is worth more than a tokenizer dependency)."""
-ENVELOPE_CHARS = 400
-"""Characters reserved for an answer's fields around its rows."""
-ROW_OVERHEAD_CHARS = len('{"line":,"text":""},') + 6
+ENVELOPE_BYTES = 600
+"""JSON bytes reserved for an answer's fields around its rows."""
+ROW_OVERHEAD_BYTES = len('{"line":,"text":""},') + 6
 """JSON around one line row (the number and a little escaping)."""
 
 _CACHE_BYTES = 64 << 20
@@ -62,14 +57,14 @@ _CACHE_BYTES = 64 << 20
 
 
 def estimate_tokens(answer: Any) -> int:
-    """Size of an answer in tokens, by the documented rule (JSON characters / 4, rounded up)."""
-    return math.ceil(len(msgspec.json.encode(answer)) / CHARS_PER_TOKEN)
+    """Size of an answer in tokens, by the house rule (``budget.estimate``)."""
+    return budget.estimate(answer)
 
 
-def char_budget(max_tokens: int | None) -> int:
-    """Characters of rows an answer may carry for ``max_tokens`` (default: the house default)."""
-    tokens = max_tokens or models.DEFAULT_MAX_TOKENS
-    return max(0, tokens * CHARS_PER_TOKEN - ENVELOPE_CHARS)
+def byte_budget(max_tokens: int | None) -> int:
+    """JSON bytes of rows an answer may carry within ``max_tokens`` (default: the house's)."""
+    tokens = max_tokens or budget.DEFAULT_MAX_TOKENS
+    return max(0, int(tokens * budget.BYTES_PER_TOKEN) - ENVELOPE_BYTES)
 
 
 class _Lines:
@@ -210,7 +205,7 @@ def read_file(gen: generations_mod.LoadedGeneration, req: models.ReadFileRequest
     end = min(wanted_end, start + MAX_READ_LINES - 1)
     if req.end_line is None:
         end = min(end, start + DEFAULT_READ_LINES - 1)
-    budget = char_budget(req.max_tokens)
+    left = byte_budget(req.max_tokens)
     rows: list[dict[str, Any]] = []
     cut_line = False
     for n in range(start, end + 1):
@@ -220,10 +215,10 @@ def read_file(gen: generations_mod.LoadedGeneration, req: models.ReadFileRequest
             row["text"] = text[: models.MAX_LINE_CHARS]
             row["truncated"] = True
             cut_line = True
-        cost = len(row["text"]) + ROW_OVERHEAD_CHARS
-        if rows and cost > budget:
+        cost = len(row["text"].encode()) + len(str(n)) + ROW_OVERHEAD_BYTES
+        if rows and cost > left:
             break
-        budget -= cost
+        left -= cost
         rows.append(row)
     last = rows[-1]["line"] if rows else start - 1
     more = last < wanted_end
