@@ -1,6 +1,6 @@
 """A small multi-language repository with known navigation answers (issue 18).
 
-It holds an ambiguous name (``parse`` in Python source, tests, vendored code, Go
+It holds an ambiguous name (``parse`` in Python source, tests, generated code, Go
 and TypeScript), a method with the same name in two classes (``Circle.area`` and
 ``Square.area``), calls and imports of them, a binary file, a file longer than
 one read_file page, a minified line, a submodule, and symlinks inside and
@@ -126,7 +126,8 @@ FILES: dict[str, str | bytes] = {
     "pkg/shapes.py": SHAPES,
     "pkg/uses.py": USES,
     "tests/test_shapes.py": TEST_SHAPES,
-    "vendor/lib/parse.py": VENDORED,
+    "pkg/parse_generated.py": VENDORED,
+    "tests/helpers.py": "def parse(line):\n    return line.strip()\n",
     "cmd/main.go": GO_MAIN,
     "web/app.ts": TS_APP,
     "web/helper.ts": "export function helper(s: string): string {\n  return s;\n}\n",
