@@ -16,6 +16,7 @@
     └── QueryError           a request the tools refuse (names the field)
         ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
         ├── CursorExpiredError   a page cursor whose generation is gone (410)
+        ├── NotIndexedError      a symbol tool on a store built before symbols (409: rebuild)
         └── ModelMixError        repositories of different embedding models in one query (400)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
@@ -131,6 +132,23 @@ class CursorExpiredError(QueryError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, field="cursor")
+
+
+class NotIndexedError(QueryError):
+    """A symbol tool asked of a repository whose index has no symbols (an older store).
+
+    ``repos`` names them; rebuilding the index (``codeintel index build``) adds them,
+    and every other tool keeps answering meanwhile."""
+
+    def __init__(self, repos: list[str]) -> None:
+        named = ", ".join(repos)
+        super().__init__(
+            f"not indexed: {named} has no symbol index (built by an older codeintel); "
+            "rebuild it with `codeintel index build` (search, read_file and the other tools "
+            "still answer)",
+            field="repos",
+        )
+        self.repos = repos
 
 
 class ModelMixError(QueryError):

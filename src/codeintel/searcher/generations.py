@@ -45,6 +45,7 @@ from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import worktree as worktree_mod
@@ -73,6 +74,8 @@ class LoadedGeneration:
     """Paths of ``tree``, same order, for bisecting a prefix or an exact path."""
     users: int = 0
     retired: bool = False
+    symbols: Any = None
+    """The generation's :class:`~codeintel.core.symbols.SymbolIndex`; None in older stores."""
 
     @property
     def index_type(self) -> str:
@@ -87,6 +90,9 @@ class LoadedGeneration:
             self.engine.close()
         with contextlib.suppress(Exception):
             self.chunks.close()
+        if self.symbols is not None:
+            with contextlib.suppress(Exception):
+                self.symbols.close()
 
 
 def load(
@@ -123,7 +129,18 @@ def load(
             worktree=worktree,
         ),
         tree_paths=[e.path for e in tree],
+        symbols=_open_symbols(generation.path),
     )
+
+
+def _open_symbols(path: Path) -> symbols_mod.SymbolIndex | None:
+    """The generation's symbol index; None when it has none or it cannot be read (the
+    symbol tools then answer "not indexed: rebuild", and every other tool still works)."""
+    try:
+        return symbols_mod.SymbolIndex.open(path)
+    except errors.IndexFormatError:
+        logger.exception("symbol index of %s is unreadable; symbol tools are off for it", path)
+        return None
 
 
 _CORRUPT_CODES = frozenset({10, 11, 26})

@@ -581,3 +581,237 @@ class ErrorResponse(BaseModel):
 
 Answer = dict[str, Any]
 """What a tool returns: a JSON object with ``results``, ``generation`` and ``commit``."""
+
+
+# -- navigation: read_file, find_symbol, file_outline, find_references ---------------------
+
+MAX_READ_LINES = 2_000
+"""Lines one read_file call returns at most; ask again from ``next_start_line``."""
+
+
+class ReadFileRequest(_OneRepo):
+    path: RepoPath
+    start_line: Annotated[
+        int | None,
+        Strict(),
+        Field(ge=1, le=10_000_000, description="First line to return, 1-based (default 1)."),
+    ] = None
+    end_line: Annotated[
+        int | None,
+        Strict(),
+        Field(
+            ge=1,
+            le=10_000_000,
+            description="Last line, inclusive (default: 200 lines from start_line; at most "
+            f"{MAX_READ_LINES} lines per call).",
+        ),
+    ] = None
+
+
+class FileLine(BaseModel):
+    line: int
+    text: str
+    truncated: bool = Field(
+        default=False,
+        description=f"Present and true when the line was cut at {MAX_LINE_CHARS} characters.",
+    )
+
+
+class ReadFileResponse(_Answer):
+    results: list[FileLine] = Field(description="The lines, in order, each with its number.")
+    path: str
+    resolved_path: str | None = Field(
+        None, description="The file read, when `path` is a symlink inside the repository."
+    )
+    repo: str | None = Field(None, description="The repository read (when several are served).")
+    start_line: int
+    end_line: int = Field(description="Last line returned (start_line - 1 when none).")
+    total_lines: int = Field(description="Lines in the whole file.")
+    truncated: bool = Field(
+        description="True when lines of the range asked for were left out (see "
+        "next_start_line) or a line was cut."
+    )
+    next_start_line: int | None = Field(
+        None, description="Ask again with this start_line to continue; null when done."
+    )
+
+
+MAX_SYMBOLS = 100
+"""find_symbol results at most per call."""
+MAX_REFERENCES = 1_000
+"""find_references occurrences at most per page."""
+SYMBOL_KINDS = (
+    "class",
+    "function",
+    "method",
+    "interface",
+    "struct",
+    "enum",
+    "type",
+    "trait",
+    "impl",
+    "module",
+    "constant",
+    "variable",
+)
+
+SymbolName = Annotated[
+    Text | None,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="The name: plain ('parse'), qualified ('Circle.area', "
+        "'pkg.shapes.Circle.area', 'Foo::bar') or a glob ('parse_*', 'Circle.*').",
+    ),
+]
+SymbolId = Annotated[
+    str | None,
+    Field(
+        min_length=16,
+        max_length=16,
+        pattern="^[0-9a-f]{16}$",
+        description="A symbol_id from an earlier answer (find_symbol, file_outline, "
+        "find_references), instead of name: exactly that definition.",
+    ),
+]
+
+
+class _ByName(_Request):
+    name: SymbolName = None
+    symbol_id: SymbolId = None
+
+    def check(self) -> None:
+        """Exactly one of name and symbol_id."""
+        if (self.name is None) == (self.symbol_id is None):
+            raise errors.QueryError("give either name or symbol_id (exactly one)", field="name")
+
+
+class FindSymbolRequest(_ByName, _ManyRepos):
+    kind: Annotated[
+        Text | None,
+        Field(
+            max_length=32,
+            description="Only definitions of this kind: " + ", ".join(SYMBOL_KINDS) + ".",
+        ),
+    ] = None
+    path_glob: Annotated[
+        Glob | None, Field(description="Only definitions in files matching this glob.")
+    ] = None
+    language: Annotated[
+        Text | None, Field(max_length=64, description="Only definitions in this language.")
+    ] = None
+    include_body: Annotated[
+        bool,
+        Strict(),
+        Field(
+            description="Also return each definition's source (within max_tokens), with the "
+            "enclosing class's signature and the names and spans of its siblings."
+        ),
+    ] = False
+    limit: Annotated[
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_SYMBOLS, description="Definitions returned at most, best first."),
+    ] = 10
+
+
+class FileOutlineRequest(_OneRepo):
+    path: RepoPath
+
+
+class FindReferencesRequest(_ByName, _ManyRepos):
+    path_glob: Annotated[
+        Glob | None, Field(description="Only occurrences in files matching this glob.")
+    ] = None
+    limit: Annotated[
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_REFERENCES, description="Occurrences returned at most (a page)."),
+    ] = 100
+    cursor: Cursor = None
+
+
+class SymbolRow(BaseModel):
+    repo: str | None = None
+    symbol_id: str
+    name: str
+    qualname: str = Field(description="Qualified name within its file, e.g. 'Circle.area'.")
+    kind: str
+    language: str
+    path: str
+    start_line: int
+    end_line: int
+    signature: str = Field(description="The declaration line(s), up to the body.")
+    doc: str | None = Field(None, description="First line of its docstring or comment.")
+    parent: str | None = Field(None, description="Qualified name of the enclosing definition.")
+    parent_id: str | None = None
+    category: str | None = Field(None, description="'source', 'test' or 'vendored'.")
+    body: str | None = Field(None, description="The source lines (include_body).")
+    context: dict[str, Any] | None = Field(
+        None,
+        description="With the body: 'parent' (the enclosing definition's signature and span) "
+        "and 'siblings' (names, kinds and spans of the other definitions beside it).",
+    )
+    truncated: bool = Field(default=False, description="True when the body was cut.")
+
+
+class FindSymbolResponse(_Page):
+    results: list[SymbolRow]
+    ambiguous: bool = Field(
+        description="True when a plain name matched several definitions exactly: ask again "
+        "with one symbol_id (or a qualified name) for the one you mean."
+    )
+
+
+class OutlineRow(BaseModel):
+    symbol_id: str
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    signature: str
+    doc: str | None = None
+    children: list[dict[str, Any]] | None = Field(
+        None, description="Definitions nested in this one (methods of a class), same shape."
+    )
+
+
+class FileOutlineResponse(_Answer):
+    results: list[OutlineRow] = Field(description="Top-level definitions, nested by scope.")
+    path: str
+    repo: str | None = None
+    language: str | None = None
+    imports: dict[str, int] | None = Field(
+        None, description="start_line and end_line of the top-level imports, where known."
+    )
+    total: int = Field(description="Definitions in the file, nested ones included.")
+
+
+class ReferenceOccurrence(BaseModel):
+    line: int
+    kind: str = Field(description="'call', 'import' or 'other'.")
+    text: str | None = Field(None, description="The line, stripped and cut.")
+
+
+class ReferenceGroupRow(BaseModel):
+    repo: str | None = None
+    path: str
+    symbol: str = Field(description="Qualified name of the enclosing definition ('' at top).")
+    symbol_id: str | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    occurrences: list[ReferenceOccurrence]
+
+
+class FindReferencesResponse(_Page):
+    results: list[ReferenceGroupRow] = Field(
+        description="Occurrences grouped by enclosing definition, in file order."
+    )
+    name: str = Field(description="The identifier whose occurrences are listed.")
+    definitions: list[SymbolRow] | None = Field(
+        None, description="Where the name is defined (left out of results)."
+    )
+    files: int | None = Field(None, description="Files with at least one occurrence.")
+    per_file: dict[str, int] | None = Field(
+        None, description="Occurrences per file for the files with the most."
+    )

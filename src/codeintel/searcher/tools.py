@@ -27,7 +27,15 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import budget as budget_mod
-from codeintel.searcher import cursors, dispatch, models, semantic, textsearch
+from codeintel.searcher import (
+    cursors,
+    dispatch,
+    models,
+    navigation,
+    semantic,
+    symbol_answers,
+    textsearch,
+)
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import paths as paths_mod
@@ -332,6 +340,44 @@ class Tools(dispatch.Dispatcher):
                 SHAPES["file_history"],
                 page_cursor=_cursor("file_history", req, gen, offset),
             )
+
+    # -- navigation (searcher/navigation.py holds the logic) ----------------------------------
+
+    async def read_file(self, req: models.ReadFileRequest) -> models.Answer:
+        self._check_repos(req)
+        with self.manager.use() as gen:
+            answer: models.Answer = await self._run(navigation.read_file, gen, req)
+            return answer
+
+    async def find_symbol(self, req: models.FindSymbolRequest) -> models.Answer:
+        req.check()
+        self._check_repos(req)
+        async with self._generation(None) as gen:
+            answer: models.Answer = await self._run(symbol_answers.find_symbol, gen, req, self.repo)
+            return answer
+
+    async def file_outline(self, req: models.FileOutlineRequest) -> models.Answer:
+        self._check_repos(req)
+        async with self._generation(None) as gen:
+            answer: models.Answer = await self._run(
+                symbol_answers.file_outline, gen, req, self.repo
+            )
+            return answer
+
+    async def find_references(self, req: models.FindReferencesRequest) -> models.Answer:
+        req.check()
+        self._check_repos(req)
+        pos = cursors.decode("find_references", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
+            answer: models.Answer = await self._run(
+                symbol_answers.find_references, gen, req, self.repo, offset
+            )
+            following = answer.pop("next_offset")
+            if following is not None:
+                answer["cursor"] = _cursor("find_references", req, gen, following)
+            this_page = _cursor("find_references", req, gen, offset)
+            return symbol_answers.fit_references(answer, req.max_tokens, this_page)
 
 
 MAX_RANKED = 1_000
