@@ -56,7 +56,7 @@ def _no_nul(value: str) -> str:
 
 def _glob(value: str) -> str:
     try:
-        globs.translate(_no_nul(value))
+        globs.compile_one(_no_nul(value))
     except errors.ConfigError as e:
         raise ValueError(str(e)) from e
     return value
