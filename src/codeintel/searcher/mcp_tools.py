@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import pydantic
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
 from codeintel.core import errors
@@ -88,4 +89,26 @@ def build_server(service: Callable[[], catalog.Service]) -> MCPServer[Any]:
                 open_world_hint=False,
             ),
         )
+    for tool in catalog.CATALOG:
+        registered = server._tool_manager.get_tool(tool.name)
+        if registered is not None:
+            _refuse_unknown_arguments(registered)
     return server
+
+
+def _refuse_unknown_arguments(tool: Tool) -> None:
+    """One rule for REST and MCP: an unknown argument is a 422, not silently dropped.
+
+    The SDK validates into a model built from the signature and drops what it does not
+    know; let the extras through to ``tool`` (whose request model forbids them, as REST's
+    does) and say so in the advertised input schema."""
+    base = tool.fn_metadata.arg_model
+
+    class WithExtras(base):  # type: ignore[valid-type,misc]
+        model_config = pydantic.ConfigDict(extra="allow")
+
+        def model_dump_one_level(self) -> dict[str, Any]:
+            return {**super().model_dump_one_level(), **(self.model_extra or {})}
+
+    tool.fn_metadata.arg_model = WithExtras
+    tool.parameters["additionalProperties"] = False
