@@ -209,9 +209,9 @@ def create_app(
     ``early`` (an ``early.EarlyIndex``, ``serve PATH``) answers from the commit being
     indexed until its first generation is published."""
     if settings.fleet.stores_root:
-        from codeintel.searcher import fleet
+        from codeintel.searcher import discovery, fleet
 
-        fleet.check_settings(settings.fleet)
+        discovery.check_settings(settings.fleet)
         return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
     if early is not None:
         from codeintel.searcher import early as early_mod
