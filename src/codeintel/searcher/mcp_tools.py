@@ -17,6 +17,7 @@ import pydantic
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import ToolAnnotations
 
 from codeintel.core import errors
@@ -97,18 +98,20 @@ def build_server(service: Callable[[], catalog.Service]) -> MCPServer[Any]:
 
 
 def _refuse_unknown_arguments(tool: Tool) -> None:
-    """One rule for REST and MCP: an unknown argument is a 422, not silently dropped.
+    """One rule for REST and MCP: the request model alone validates the arguments.
 
-    The SDK validates into a model built from the signature and drops what it does not
-    know; let the extras through to ``tool`` (whose request model forbids them, as REST's
-    does) and say so in the advertised input schema."""
-    base = tool.fn_metadata.arg_model
-
-    class WithExtras(base):  # type: ignore[valid-type,misc]
-        model_config = pydantic.ConfigDict(extra="allow")
-
-        def model_dump_one_level(self) -> dict[str, Any]:
-            return {**super().model_dump_one_level(), **(self.model_extra or {})}
-
-    tool.fn_metadata.arg_model = WithExtras
+    The SDK validates into a model built from the signature, which drops unknown
+    arguments and words its errors its own way; hand ``tool`` the arguments as sent
+    instead, so the request model (``extra="forbid"``, as on REST) answers a 422 naming
+    the field, and say so in the advertised input schema."""
+    tool.fn_metadata.arg_model = _AsSent
     tool.parameters["additionalProperties"] = False
+
+
+class _AsSent(ArgModelBase):
+    """Tool arguments passed through unvalidated, for the request model to judge."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
