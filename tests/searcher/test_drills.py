@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,3 +110,30 @@ def test_a_directory_without_current_is_skipped_with_a_reason(
     skipped = [r.getMessage() for r in caplog.records if "half-copied" in r.getMessage()]
     assert len(skipped) == 1
     assert "no CURRENT" in skipped[0]
+
+
+def test_stdio_answers_lines_it_cannot_parse_and_goes_on(store_settings: Any) -> None:
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PATH": os.environ["PATH"],
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+    }
+    lines = [
+        '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"\\ud800"}}',
+        '{"jsonrpc":"2.0","id":2,"meth',
+        '{"hello": "world"}',
+        json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeintel.cli", "mcp", "--store", str(store_settings.store.path)],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r.get("error", {}).get("code") for r in replies] == [-32700, -32700, -32600, None]
+    assert all(r["id"] is None for r in replies[:3])
+    assert replies[3] == {"jsonrpc": "2.0", "id": 3, "result": {}}
