@@ -100,6 +100,14 @@ class FleetTools(dispatch.Dispatcher):
             raise errors.NoGenerationError(f"no selected repository can answer: {name}: {reason}")
         return answers, skipped
 
+    def _served_dim(self, name: str) -> int:
+        """The vector dimension of a store's served manifest, 0 when unknown."""
+        try:
+            manifest = self.stores.manifest(name)
+        except errors.CodeIntelError:
+            return 0
+        return int(manifest.embedding.dim or 0) if manifest is not None else 0
+
     def _check_models(self, names: Sequence[str]) -> dict[str, list[str]]:
         """One embedding model across the selection, or ModelMixError naming the groups."""
         groups: dict[str, list[str]] = {}
@@ -125,6 +133,12 @@ class FleetTools(dispatch.Dispatcher):
         """semantic_search with the query vector the router embedded once for all shards."""
         names = self.stores.select(req.request.repos)
         vector = req.vector_array()
+        for name in names:
+            want = self._served_dim(name)
+            if want and want != vector.shape[0]:
+                raise errors.QueryError(
+                    f"vector has {vector.shape[0]} dimensions, {name} has {want}", field="vector"
+                )
         groups = self._check_models(names)
         if groups and req.model not in groups:
             raise errors.ModelMixError({req.model: ["(the router's query)"], **groups})

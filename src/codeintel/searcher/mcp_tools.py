@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import pydantic
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 
 from codeintel.core import errors
@@ -96,4 +98,28 @@ def build_server(service: Callable[[], catalog.Service]) -> MCPServer[Any]:
                 open_world_hint=False,
             ),
         )
+    for tool in catalog.CATALOG:
+        registered = server._tool_manager.get_tool(tool.name)
+        if registered is not None:
+            _refuse_unknown_arguments(registered)
     return server
+
+
+def _refuse_unknown_arguments(tool: Tool) -> None:
+    """One rule for REST and MCP: the request model alone validates the arguments.
+
+    The SDK validates into a model built from the signature, which drops unknown
+    arguments and words its errors its own way; hand ``tool`` the arguments as sent
+    instead, so the request model (``extra="forbid"``, as on REST) answers a 422 naming
+    the field, and say so in the advertised input schema."""
+    tool.fn_metadata.arg_model = _AsSent
+    tool.parameters["additionalProperties"] = False
+
+
+class _AsSent(ArgModelBase):
+    """Tool arguments passed through unvalidated, for the request model to judge."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
