@@ -42,9 +42,9 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.core.store import manifest as manifest_mod
+from codeintel.searcher import access, merging, models, semantic
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
-from codeintel.searcher import merging, models, semantic
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import tools as tools_mod
 from codeintel.searcher import worktree as worktree_mod
@@ -358,13 +358,17 @@ class StoreSet:
     # -- loading and unloading ---------------------------------------------------------------
 
     def select(self, patterns: Sequence[str] | None, field: str = "repos") -> list[str]:
-        return tools_mod.select(self.entries, patterns, field)
+        """The served stores ``patterns`` select within the caller's scope (tools.select)."""
+        return tools_mod.select(self.entries, patterns, field, audit=True)
 
     @contextlib.asynccontextmanager
     async def open(self, name: str) -> Any:
-        """The store's generation manager, loading it first if needed; marks it in use."""
+        """The store's generation manager, loading it first if needed; marks it in use.
+
+        Checks the caller's scope again, so a path that forgot ``select`` still cannot
+        open a hidden store."""
         entry = self.entries.get(name)
-        if entry is None:
+        if entry is None or not access.current().allows(name):
             raise errors.RepoNotFoundError(f"repository {name!r} is not served here", "repo")
         async with self._slots:
             entry.busy += 1
@@ -560,11 +564,11 @@ class FleetTools:
     def _one(self, req: Any) -> str:
         if req.repo is not None:
             return self.stores.select([req.repo], field="repo")[0]
-        if len(self.stores.entries) == 1:
-            return next(iter(self.stores.entries))
+        visible = self.stores.select(None)
+        if len(visible) == 1:
+            return visible[0]
         raise errors.QueryError(
-            f"{len(self.stores.entries)} repositories are served; name one in `repo` "
-            "(list_repos shows them)",
+            f"{len(visible)} repositories are served; name one in `repo` (list_repos shows them)",
             field="repo",
         )
 
@@ -697,7 +701,7 @@ class FleetContext(context_mod.Runtime):
 
     async def index_document(self) -> bytes:
         """``/v1/index``: every served repository's manifest summary (list_repos rows)."""
-        rows = await self.run(self.tools._rows, sorted(self.stores.entries))
+        rows = await self.run(self.tools._rows, self.stores.select(None))
         return msgspec.json.encode({"repos": rows, "shard": self.settings.fleet.shard_index})
 
     async def aclose(self) -> None:
