@@ -314,7 +314,7 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = make()
         holder["ctx"] = context
-        gate.audit.register(context.metrics.registry)
+        gate.register(context.metrics.registry)
         known = getattr(context, "known_repos", None)
         if known is not None:
             gate.names = known

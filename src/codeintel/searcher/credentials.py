@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
@@ -140,6 +141,8 @@ class Reviewer(Protocol):
 
     async def scope(self, token: bytes, names: Iterable[str]) -> access.Scope | None: ...
 
+    def register(self, registry: prom.CollectorRegistry) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -170,6 +173,12 @@ class Gate:
 
             reviewer = kubeauth.KubeReviewer.from_settings(server)
         return cls(server.api_token, tokens, reviewer)
+
+    def register(self, registry: prom.CollectorRegistry) -> None:
+        """Count denials (and the reviewer's cache) into the app's registry."""
+        self.audit.register(registry)
+        if self.reviewer is not None:
+            self.reviewer.register(registry)
 
     @property
     def required(self) -> bool:

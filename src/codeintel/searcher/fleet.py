@@ -680,6 +680,10 @@ class FleetContext(context_mod.Runtime):
     def service(self) -> FleetTools:
         return self.tools
 
+    def known_repos(self) -> list[str]:
+        """Every repository served here, for a Kubernetes reviewer (an unsharded pool)."""
+        return sorted(self.stores.entries)
+
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.stores.watch())

@@ -11,7 +11,7 @@ Decisions are cached: an identity by the sha256 of its token, a permission by
 (identity, repository); allowals for ``allow_ttl``, denials and unknown tokens
 for ``deny_ttl`` (never longer than an allowal, so a new RoleBinding shows
 quickly), at most ``max_entries`` of each, least recently used first. The hit
-rate is exported (``codeintel_access_review_cache``). A review that fails
+rate is exported (``codeintel_access_review_cache_hit_ratio``). A review that fails
 (API server down, 5xx) is not cached and answers 401 for the token, or leaves
 the repository out: access fails closed.
 """
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
+import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
@@ -149,6 +150,15 @@ class KubeReviewer:
             deny_ttl=server.kube_deny_ttl_seconds,
             max_entries=server.kube_cache_entries,
         )
+
+    def register(self, registry: prom.CollectorRegistry) -> None:
+        """Export the cache's hit ratio into the app's registry."""
+        gauge = prom.Gauge(
+            "codeintel_access_review_cache_hit_ratio",
+            "Share of TokenReview and SubjectAccessReview decisions answered from the cache.",
+            registry=registry,
+        )
+        gauge.set_function(lambda: self.hit_rate)
 
     @property
     def hit_rate(self) -> float:
