@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kopf_args = [*args.kopf_args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "source", None):
+        args.source = _absolute_source(args.source)
     try:
         _configure_logging(args.log_level)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -226,6 +228,19 @@ def default_store(source: str) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "codeintel" / f"{(name or 'repo').removesuffix('.git')}-{digest}"
+
+
+def _absolute_source(source: str) -> str:
+    """A repository path made absolute against the caller's working directory; URLs as given.
+
+    With the store, stores root and result file (made absolute by ``Settings``), this is
+    every path a user hands the CLI: resolved once here, so nothing below depends on the
+    process's current directory (git runs in the store, threads index in the background)."""
+    from codeintel.core import git as git_mod
+
+    if git_mod.is_url(source) or source.startswith("-"):
+        return source
+    return os.path.abspath(os.path.expanduser(source))
 
 
 def _settings(args: argparse.Namespace) -> Settings:

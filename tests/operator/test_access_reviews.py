@@ -135,3 +135,49 @@ def test_the_cache_is_bounded() -> None:
     for i in range(10):
         cache.put(i, True, 30.0)
     assert len(cache) == 3 and cache.get(0) is None and cache.get(9) is True
+
+
+async def test_a_request_is_reviewed_for_what_it_names_hidden_and_missing_alike(
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("router-sa-token")
+    async with make_emulator() as emulator, kmock.Server(emulator) as server:
+        _cluster(emulator)
+        gate = credentials.Gate(
+            reviewer=_reviewer(str(server.url).rstrip("/"), token_file, Clock())
+        )
+        gate.names = lambda: NAMES
+        try:
+            one = await gate.authenticate(b"alice-token", ["team-a/billing"])
+            assert one is not None and one.filter(NAMES) == ["team-a/billing"]
+            assert emulator.reviews["SubjectAccessReview"] == 1
+            # a hidden repository and one that does not exist cost one review each
+            hidden = await gate.authenticate(b"alice-token", ["team-b/web"])
+            missing = await gate.authenticate(b"alice-token", ["team-b/nope"])
+            assert hidden is not None and missing is not None
+            assert hidden.filter(NAMES) == missing.filter(NAMES) == []
+            assert emulator.reviews["SubjectAccessReview"] == 3
+            globbed = await gate.authenticate(b"alice-token", ["team-a/*"])
+            assert globbed is not None and globbed.filter(NAMES) == [
+                "team-a/billing",
+                "team-a/mail",
+            ]
+            assert emulator.reviews["SubjectAccessReview"] == 4  # billing was cached
+        finally:
+            await gate.aclose()
+
+
+def test_the_guard_reads_the_repositories_a_request_names() -> None:
+    from codeintel.searcher import app
+
+    assert app._wanted("/v1/search_text", b'{"pattern": "x", "repos": ["a/*", "b/c"]}') == [
+        "a/*",
+        "b/c",
+    ]
+    assert app._wanted("/v1/blame_range", b'{"repo": "a/b", "path": "x"}') == ["a/b"]
+    assert app._wanted("/v1/list_repos", b"{}") is None
+    assert app._wanted("/v1/list_repos", b"{not json") is None
+    call = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "file_history", "arguments": {"repo": "a/b"}}}'
+    assert app._wanted("/mcp", call) == ["a/b"]
+    assert app._wanted("/mcp", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}') == []

@@ -34,11 +34,34 @@ def _aliases(*names: str) -> dict[str, tuple[str, ...]]:
     return {"env": names}
 
 
+PATH_FIELD: dict[str, bool] = {"path": True}
+"""Field metadata: a file or directory a user names, made absolute when settings are made."""
+
+
+def _absolute_paths(group: Any) -> None:
+    """Make every field marked :data:`PATH_FIELD` absolute against the working directory.
+
+    Settings are made once, at an entry point (the CLI, the lifespan, the operator's
+    startup), so this is where a relative ``--store``, ``--stores-root`` or
+    ``--result-file`` is given its meaning: the caller's working directory. Nothing below
+    (git runs in other directories, threads change nothing) ever depends on the process's
+    current directory again. Empty strings stay empty: they mean "none"."""
+    for field in dataclasses.fields(group):
+        if not field.metadata.get("path"):
+            continue
+        value = getattr(group, field.name)
+        if isinstance(value, Path):
+            object.__setattr__(group, field.name, Path(os.path.abspath(value.expanduser())))
+        elif isinstance(value, str) and value:
+            object.__setattr__(group, field.name, os.path.abspath(os.path.expanduser(value)))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreSettings:
-    path: Path = Path(".codeintel")
+    path: Path = dataclasses.field(default=Path(".codeintel"), metadata=PATH_FIELD)
     """Root of the index store (docs/architecture.md, *Writing a generation*). A local
-    directory, or the shared volume's mount."""
+    directory, or the shared volume's mount; a relative path is taken from the working
+    directory of the command that was given it."""
 
     keep_generations: int = 3
     """Generations kept by garbage collection besides the live one; searchers may still hold them."""
@@ -53,6 +76,9 @@ class StoreSettings:
     embedded. Least recently used entries go first; 0 turns the cache off and deletes
     it. 1 GiB holds ~1M 384-d or ~190K 2560-d vectors (1 073 bytes per 384-d row
     measured): several full corpora of a large repository (docs/operations.md, *Sizing*)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,7 +211,9 @@ class IndexSettings:
     default because faiss-gpu-cuvs trains IVF faster with them; ``USE_CUVS=0`` (the name
     faiss's own builds use) turns them off without a rebuild."""
 
-    result_file: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_RESULT_FILE"))
+    result_file: str = dataclasses.field(
+        default="", metadata={**_aliases("CODEINTEL_RESULT_FILE"), **PATH_FIELD}
+    )
     """Path where ``index build|update|merge`` write their one JSON result object (the Job's
     ``terminationMessagePath``, see docs/architecture.md *Index job result*); empty writes
     none. ``--result-file`` wins."""
@@ -199,6 +227,9 @@ class IndexSettings:
     history_workers: int = 0
     """Parallel ``git blame`` processes while precomputing history; 0 uses every CPU this
     process may run on (the Job's CPU budget)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -359,7 +390,7 @@ class ServerSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FleetSettings:
-    stores_root: str = ""
+    stores_root: str = dataclasses.field(default="", metadata=PATH_FIELD)
     """Serve every store at ``<stores_root>/<namespace>/<name>/`` (a SearchPool's volume)
     instead of the one store of ``store.path``; empty serves one store."""
 
@@ -397,6 +428,9 @@ class FleetSettings:
     shard_token: str = ""
     """Bearer token the router sends to the shards; empty sends the router's own
     ``server.api_token`` (a pool's router and shards read the same Secret)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -155,11 +155,16 @@ class GuardMiddleware:
             if refused is not None:
                 await refused(scope, receive, send)
                 return
+        body = await self._read(scope, receive, send, headers)
+        if body is None:  # answered (413), or the client went away
+            return
         if path in OPEN_PATHS:
-            await self._body(scope, receive, send, headers)
+            await self._forward(scope, receive, send, body)
             return
         tool = path.removeprefix("/v1/") if path.startswith("/v1/") else ""
-        found = await self._gate.authenticate(_bearer(headers.get(b"authorization", b"")))
+        wanted = _wanted(path, body) if self._gate.reviewer is not None else None
+        credentials_ = _bearer(headers.get(b"authorization", b""))
+        found = await self._gate.authenticate(credentials_, wanted)
         if found is None:
             self._gate.audit.deny("unauthenticated", "-", tool, "")
             response = _error(401, "Unauthorized", "missing or wrong bearer token", "authorization")
@@ -176,7 +181,7 @@ class GuardMiddleware:
         caller = access.Caller(found, tool, self._gate.audit)
         scope[access.CALLER_KEY] = caller
         with access.acting_as(caller):
-            await self._body(scope, receive, send, headers)
+            await self._forward(scope, receive, send, body)
 
     def _foreign(self, headers: dict[bytes, bytes]) -> Response | None:
         """403/421 for a Host or Origin this server does not answer to (DNS rebinding)."""
@@ -200,34 +205,37 @@ class GuardMiddleware:
                 )
         return None
 
-    async def _body(
+    async def _read(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
-    ) -> None:
+    ) -> bytes | None:
+        """The whole body (at most ``max_body``), or None once 413 is sent or the client left."""
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self._max_body):
             await self._too_large(scope, receive, send)
-            return
+            return None
         chunks: list[bytes] = []
         seen = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                return
+                return None
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self._max_body:
                 await self._too_large(scope, receive, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
+                return b"".join(chunks)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
@@ -235,6 +243,28 @@ class GuardMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body exceeds {self._max_body} bytes (1 MiB)"
         await _error(413, "PayloadTooLarge", message, "body")(scope, receive, send)
+
+
+def _wanted(path: str, body: bytes) -> list[str] | None:
+    """The ``repo``/``repos`` a request names (a REST body, or the arguments of an MCP
+    ``tools/call``): what a Kubernetes reviewer needs to decide on. None: every repository
+    (none named, or a body this cannot read); []: none (an MCP message that calls no tool)."""
+    try:
+        data: Any = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        return None
+    if path == MCP_PATH:
+        if isinstance(data, dict) and data.get("method") != "tools/call":
+            return []
+        params = data.get("params") if isinstance(data, dict) else None
+        data = params.get("arguments") if isinstance(params, dict) else None
+    if not isinstance(data, dict):
+        return None
+    repos, repo = data.get("repos"), data.get("repo")
+    out = [p for p in repos if isinstance(p, str)] if isinstance(repos, list) else []
+    if isinstance(repo, str):
+        out.append(repo)
+    return out or None
 
 
 class Serving(Protocol):
@@ -271,9 +301,9 @@ def create_app(
             "a single-store searcher takes one CODEINTEL_SERVER_API_TOKEN"
         )
     if settings.fleet.stores_root:
-        from codeintel.searcher import fleet
+        from codeintel.searcher import discovery, fleet
 
-        fleet.check_settings(settings.fleet)
+        discovery.check_settings(settings.fleet)
         return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
     if early is not None:
         from codeintel.searcher import early as early_mod

@@ -27,14 +27,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 import prometheus_client as prom
 
-from codeintel.core import errors
+from codeintel.core import errors, globs
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import access
 
@@ -136,6 +136,23 @@ class TokensFile:
         return found
 
 
+def _candidates(names: Iterable[str], wanted: Sequence[str] | None) -> list[str]:
+    """The repositories a reviewer decides on for a request naming ``wanted``."""
+    served = list(names)
+    if wanted is None:
+        return served
+    out: set[str] = set()
+    for pattern in wanted:
+        if "/" in pattern and not any(c in pattern for c in "*?["):
+            out.add(pattern)
+            continue
+        try:
+            out.update(n for n in served if n == pattern or globs.matches(n, pattern))
+        except errors.ConfigError:
+            continue  # an invalid glob: the request is refused with a 422 anyway
+    return sorted(out)
+
+
 class Reviewer(Protocol):
     """Asks someone else (the Kubernetes API server) who a token is and what it may read."""
 
@@ -185,8 +202,15 @@ class Gate:
         """Whether a request must present credentials at all."""
         return bool(self._token or self.tokens is not None or self.reviewer is not None)
 
-    async def authenticate(self, credentials: bytes | None) -> access.Scope | None:
-        """The caller's scope, or None (401) for missing or unknown credentials."""
+    async def authenticate(
+        self, credentials: bytes | None, wanted: Sequence[str] | None = None
+    ) -> access.Scope | None:
+        """The caller's scope, or None (401) for missing or unknown credentials.
+
+        ``wanted`` (the request's ``repo``/``repos``; None: all) limits what a reviewer is
+        asked about: the served names they match, and every exact name even when nothing
+        by that name is served, so that a hidden repository and a missing one cost the
+        same review and answer in the same time."""
         if not self.required:
             return access.Scope("anonymous")
         if not credentials:
@@ -198,7 +222,7 @@ class Gate:
             if found is not None:
                 return found
         if self.reviewer is not None:
-            return await self.reviewer.scope(credentials, self.names())
+            return await self.reviewer.scope(credentials, _candidates(self.names(), wanted))
         return None
 
     async def aclose(self) -> None:

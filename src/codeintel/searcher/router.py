@@ -35,11 +35,11 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, fleet, merging, models
+from codeintel.searcher import access, discovery, dispatch, merging, models
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import metrics as metrics_mod
+from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
-from codeintel.searcher.fleet import shard_of
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +102,16 @@ class RouterMetrics:
         )
 
 
-class Router:
+class Router(dispatch.Dispatcher):
     """The catalogue answered by fanning out to shards and merging."""
 
     def __init__(
         self,
         settings: settings_mod.Settings,
         metrics: RouterMetrics,
-        embedders: fleet.QueryEmbedders,
+        embedders: query_embedders_mod.QueryEmbedders,
     ) -> None:
+        super().__init__(metrics.base)
         self.settings = settings
         self.embedders = embedders
         self.shards = shard_urls(settings.fleet)
@@ -134,12 +135,6 @@ class Router:
 
     def name(self, shard: int) -> str:
         return f"shard-{shard}"
-
-    async def call(self, name: str, request: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await tools_mod.metered(
-            self.metrics.base, name, getattr(self, name), request
-        )
-        return result
 
     # -- transport -------------------------------------------------------------------------
 
@@ -276,7 +271,7 @@ class Router:
                 )
             repo = visible[0]
             req = req.model_copy(update={"repo": repo})
-        shard = shard_of(repo, len(self.shards))
+        shard = discovery.shard_of(repo, len(self.shards))
         answers, missing = await self._fan(tool, req, [shard])
         if not answers:
             raise errors.NoGenerationError(
@@ -410,7 +405,9 @@ class RouterContext(context_mod.Runtime):
         self.settings = settings
         self.router_metrics = RouterMetrics.create()
         self.metrics = self.router_metrics.base
-        self.embedders = fleet.QueryEmbedders(settings, self.run, self.metrics.batch_size.observe)
+        self.embedders = query_embedders_mod.QueryEmbedders(
+            settings, self.run, self.metrics.batch_size.observe
+        )
         self.router = Router(settings, self.router_metrics, self.embedders)
 
     @property

@@ -1,10 +1,10 @@
-"""The five tools, once, for both REST and MCP.
+"""The catalogue's tools over one store, once, for both REST and MCP.
 
 Each tool takes its validated request model, holds the live generation for the
 whole call (so a hot swap never mixes commits in one answer), does its blocking
 work on the shared executor or as an asyncio subprocess, and returns a plain
-JSON object with ``results``, ``generation`` and ``commit``. :func:`metered`
-wraps every tool with the request metrics (here, in the fleet and in the router).
+JSON object with ``results``, ``generation`` and ``commit``.
+:class:`~dispatch.Dispatcher` runs each under the request metrics.
 
 Source text in answers is bounded (docs/architecture.md, Searcher, guard rails):
 one line of a minified file is megabytes, and an agent's context is not. Each
@@ -15,52 +15,21 @@ cut row says ``truncated: true``, and so does the answer.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, models, semantic, textsearch
-from codeintel.searcher import errors as errors_mod
+from codeintel.searcher import access, dispatch, models, semantic, textsearch
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import paths as paths_mod
 
-Req = TypeVar("Req")
-
 _SUBMODULE_MODE = "160000"
-
-
-async def metered(
-    metrics: metrics_mod.Metrics, tool: str, handler: Callable[[Req], Awaitable[Any]], req: Req
-) -> Any:
-    """Run one tool with latency, outcome and in-flight metrics.
-
-    The outcome is ``ok`` or the HTTP status of the error; a request cancelled by its
-    client (disconnect, shutdown) is ``cancelled``, not a server error."""
-    metrics.inflight_requests.inc()
-    start = time.perf_counter()
-    status = "500"
-    try:
-        result = await handler(req)
-        status = "ok"
-        return result
-    except asyncio.CancelledError:
-        status = "cancelled"
-        raise
-    except Exception as e:
-        status = str(errors_mod.status_for(e))
-        raise
-    finally:
-        metrics.inflight_requests.dec()
-        metrics.request_seconds.labels(tool=tool).observe(time.perf_counter() - start)
-        metrics.requests_total.labels(tool=tool, status=status).inc()
 
 
 def repo_name(url: str) -> str:
@@ -102,8 +71,8 @@ def select(
     return sorted(chosen)
 
 
-class Tools:
-    """The five tools over the live generation of one store."""
+class Tools(dispatch.Dispatcher):
+    """The catalogue over the live generation of one store."""
 
     def __init__(
         self,
@@ -114,17 +83,13 @@ class Tools:
         run_blocking: Callable[..., Awaitable[Any]],
         metrics: metrics_mod.Metrics,
     ) -> None:
+        super().__init__(metrics)
         self.settings = settings
         self.manager = manager
         self.batcher = batcher
         self._embedder = embedder
         self._run = run_blocking
         self.metrics = metrics
-
-    async def call(self, name: str, request: Any) -> dict[str, Any]:
-        """Run the tool ``name`` (a catalogue row) on a validated request, with metrics."""
-        result: dict[str, Any] = await metered(self.metrics, name, getattr(self, name), request)
-        return result
 
     @property
     def repo(self) -> str:
