@@ -348,7 +348,7 @@ class SymbolIndex:
         files = [
             (int(file_id), str(path), int(count))
             for file_id, path, _, count in counted
-            if matcher is None or matcher.fullmatch(path)
+            if matcher is None or matcher.match(path)
         ]
         total = sum(count for _, _, count in files)
         per_file = [

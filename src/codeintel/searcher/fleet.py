@@ -159,11 +159,11 @@ class FleetTools(dispatch.Dispatcher):
     def _one(self, req: Any) -> str:
         if req.repo is not None:
             return self.stores.select([req.repo], field="repo")[0]
-        if len(self.stores.entries) == 1:
-            return next(iter(self.stores.entries))
+        visible = self.stores.select(None)
+        if len(visible) == 1:
+            return visible[0]
         raise errors.QueryError(
-            f"{len(self.stores.entries)} repositories are served; name one in `repo` "
-            "(list_repos shows them)",
+            f"{len(visible)} repositories are served; name one in `repo` (list_repos shows them)",
             field="repo",
         )
 
@@ -335,6 +335,10 @@ class FleetContext(context_mod.Runtime):
     def service(self) -> FleetTools:
         return self.tools
 
+    def known_repos(self) -> list[str]:
+        """Every repository served here, for a Kubernetes reviewer (an unsharded pool)."""
+        return sorted(self.stores.entries)
+
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.stores.watch())
@@ -356,7 +360,7 @@ class FleetContext(context_mod.Runtime):
 
     async def index_document(self) -> bytes:
         """``/v1/index``: every served repository's manifest summary (list_repos rows)."""
-        rows = await self.run(self.tools._rows, sorted(self.stores.entries))
+        rows = await self.run(self.tools._rows, self.stores.select(None))
         return msgspec.json.encode({"repos": rows, "shard": self.settings.fleet.shard_index})
 
     async def aclose(self) -> None:
