@@ -24,13 +24,12 @@ class TestToken:
         self,
         store_settings: Settings,
         local_embedder: Any,
-        monkeypatch: pytest.MonkeyPatch,
         via_env: bool,
     ) -> None:
         settings = store_settings
-        if via_env:  # the older name, read where the CLI and lifespan build their settings
-            monkeypatch.setenv("CODEINTEL_API_TOKEN", "s3cret")
-            settings = settings.replace(server={"api_token": Settings.from_env().server.api_token})
+        if via_env:  # the older variable name, read by Settings (the app reads no env itself)
+            from_env = Settings.from_env({"CODEINTEL_API_TOKEN": "s3cret"})
+            settings = settings.replace(server={"api_token": from_env.server.api_token})
         else:
             settings = settings.replace(server={"api_token": "s3cret"})
         with Served(create_app(settings, embedder=local_embedder)) as served:

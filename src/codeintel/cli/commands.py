@@ -219,7 +219,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "model": getattr(args, "embed_model", None),
             "dim": getattr(args, "embed_dim", None),
         },
-        server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+        server={
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "tokens_file": getattr(args, "tokens_file", None),
+        },
         index={
             "result_file": getattr(args, "result_file", None),
             "history": getattr(args, "history", None),

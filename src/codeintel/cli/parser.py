@@ -30,6 +30,14 @@ def _add_rebuild_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tokens_file_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--tokens-file",
+        help="JSON list of {name, sha256, repos}: each bearer token reads only its repositories "
+        "(env CODEINTEL_SERVER_TOKENS_FILE; re-read on change)",
+    )
+
+
 def _add_store_flag(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--store",
@@ -65,6 +73,7 @@ def build() -> argparse.ArgumentParser:
     )
     g.add_argument("--shards", type=int, help="shards the stores are split across")
     g.add_argument("--shard-index", type=int, help="this process's shard, 0-based")
+    _add_tokens_file_flag(g)
     _add_embedder_flags(p)
     p.set_defaults(func=commands.serve)
 
@@ -80,6 +89,7 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, help="number of shards (with a template)")
     p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
     p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
+    _add_tokens_file_flag(p)
     p.set_defaults(func=commands.router)
 
     index = sub.add_parser("index", help="build, update, merge or roll back an index store")
