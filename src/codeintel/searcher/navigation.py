@@ -22,7 +22,6 @@ binary file (a NUL byte in its first 8,000 bytes, git's own test).
 
 from __future__ import annotations
 
-import bisect
 import collections
 import hashlib
 import posixpath
@@ -32,12 +31,11 @@ from typing import Any
 
 from codeintel.core import errors, gitrun
 from codeintel.core import git as git_mod
-from codeintel.searcher import budget, models
+from codeintel.searcher import budget, models, tree
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import paths as paths_mod
 
 SYMLINK_MODE = "120000"
-SUBMODULE_MODE = "160000"
 MAX_SYMLINK_HOPS = 16
 BINARY_SNIFF_BYTES = 8000
 """Bytes searched for a NUL to call a file binary (git's ``buffer_is_binary``)."""
@@ -100,16 +98,6 @@ class _Lines:
 _LINES = _Lines()
 
 
-def entry_index(gen: generations_mod.LoadedGeneration, path: str) -> int | None:
-    i = bisect.bisect_left(gen.tree_paths, path)
-    return i if i < len(gen.tree_paths) and gen.tree_paths[i] == path else None
-
-
-def _is_dir(gen: generations_mod.LoadedGeneration, path: str) -> bool:
-    i = bisect.bisect_left(gen.tree_paths, path + "/")
-    return i < len(gen.tree_paths) and gen.tree_paths[i].startswith(path + "/")
-
-
 def resolve_file(
     gen: generations_mod.LoadedGeneration, path: str, field: str = "path"
 ) -> tuple[git_mod.TreeEntry, str]:
@@ -121,9 +109,9 @@ def resolve_file(
     paths_mod.confine(gen.worktree, path, field)
     current = path
     for _ in range(MAX_SYMLINK_HOPS):
-        i = entry_index(gen, current)
+        i = tree.entry_index(gen, current)
         if i is None:
-            if _is_dir(gen, current):
+            if tree.is_dir(gen, current):
                 raise errors.QueryError(f"{current!r} is a directory, not a file", field=field)
             if current != path:
                 raise errors.QueryError(
@@ -131,7 +119,7 @@ def resolve_file(
                 )
             raise errors.PathNotFoundError(path, gen.commit)
         entry = gen.tree[i]
-        if entry.mode == SUBMODULE_MODE:
+        if entry.mode == tree.SUBMODULE_MODE:
             raise errors.QueryError(f"{current!r} is a submodule, not a file", field=field)
         if entry.mode != SYMLINK_MODE:
             return entry, current

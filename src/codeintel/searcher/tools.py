@@ -15,7 +15,6 @@ cut row says ``truncated: true``, and so does the answer.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -35,13 +34,12 @@ from codeintel.searcher import (
     semantic,
     symbol_answers,
     textsearch,
+    tree,
 )
 from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import paths as paths_mod
-
-_SUBMODULE_MODE = "160000"
 
 
 def repo_name(url: str) -> str:
@@ -259,7 +257,7 @@ class Tools(dispatch.Dispatcher):
             prefix = req.path or ""
             paths_mod.confine(gen.worktree, prefix)
             rows, total = await self._run(
-                _list,
+                tree.listing,
                 gen,
                 prefix,
                 req.include_globs or [],
@@ -267,7 +265,7 @@ class Tools(dispatch.Dispatcher):
                 req.max_results,
                 offset,
             )
-            if prefix and total == 0 and not _exists(gen, prefix):
+            if prefix and total == 0 and not tree.exists(gen, prefix):
                 raise errors.PathNotFoundError(prefix, gen.commit)
             end = offset + len(rows)
             answer: dict[str, Any] = {
@@ -293,7 +291,7 @@ class Tools(dispatch.Dispatcher):
         pos = cursors.decode("blame_range", req)
         offset = pos.offset() if pos else 0
         async with self._generation(pos) as gen:
-            _require_file(gen, req.path)
+            tree.require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
             ranges, commits, truncated = group_blame(entries)
             page = ranges[offset : offset + req.max_results]
@@ -330,10 +328,10 @@ class Tools(dispatch.Dispatcher):
         offset = pos.offset() if pos else 0
         async with self._generation(pos) as gen:
             paths_mod.confine(gen.worktree, req.path)
-            if not _exists(gen, req.path):
+            if not tree.exists(gen, req.path):
                 raise errors.PathNotFoundError(req.path, gen.commit)
             # A file's history follows renames (git log --follow); a directory's cannot.
-            follow = _entry_index(gen, req.path) is not None
+            follow = tree.entry_index(gen, req.path) is not None
             entries = await gen.git.history(
                 gen.commit, req.path, offset + req.limit + 1, follow=follow
             )
@@ -552,58 +550,3 @@ def repo_info(name: str, manifest: Any) -> dict[str, Any]:
         "calibration": msgspec.to_builtins(manifest.index.calibration),
         "error": None,
     }
-
-
-def _entry_index(gen: generations_mod.LoadedGeneration, path: str) -> int | None:
-    i = bisect.bisect_left(gen.tree_paths, path)
-    return i if i < len(gen.tree_paths) and gen.tree_paths[i] == path else None
-
-
-def _exists(gen: generations_mod.LoadedGeneration, path: str) -> bool:
-    """A file of the tree, or a directory holding one."""
-    if _entry_index(gen, path) is not None:
-        return True
-    i = bisect.bisect_left(gen.tree_paths, path + "/")
-    return i < len(gen.tree_paths) and gen.tree_paths[i].startswith(path + "/")
-
-
-def _require_file(gen: generations_mod.LoadedGeneration, path: str) -> None:
-    """Refuse what cannot be blamed: outside the repo, missing, a directory, a submodule."""
-    paths_mod.confine(gen.worktree, path)
-    i = _entry_index(gen, path)
-    if i is None:
-        if _exists(gen, path):
-            raise errors.QueryError(f"{path!r} is a directory, not a file", field="path")
-        raise errors.PathNotFoundError(path, gen.commit)
-    if gen.tree[i].mode == _SUBMODULE_MODE:
-        raise errors.QueryError(f"{path!r} is a submodule, not a file", field="path")
-
-
-def _list(
-    gen: generations_mod.LoadedGeneration,
-    prefix: str,
-    include: list[str],
-    exclude: list[str],
-    limit: int,
-    offset: int = 0,
-) -> tuple[list[dict[str, Any]], int]:
-    """Entries under ``prefix`` that pass the globs: ``limit`` rows from ``offset``, and the total."""
-    if prefix:
-        exact = _entry_index(gen, prefix)
-        lo = bisect.bisect_left(gen.tree_paths, prefix + "/")
-        hi = bisect.bisect_left(gen.tree_paths, prefix + "0")  # "0" sorts right after "/"
-        indices = ([exact] if exact is not None else []) + list(range(lo, hi))
-    else:
-        indices = list(range(len(gen.tree_paths)))
-    rows: list[dict[str, Any]] = []
-    total = 0
-    for i in indices:
-        entry = gen.tree[i]
-        if include and not any(globs.matches(entry.path, g) for g in include):
-            continue
-        if exclude and any(globs.matches(entry.path, g) for g in exclude):
-            continue
-        total += 1
-        if total > offset and len(rows) < limit:
-            rows.append({"path": entry.path, "size": entry.size, "mode": entry.mode})
-    return rows, total
