@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,51 +30,58 @@ from codeintel.core.settings import Settings
 def build(args: argparse.Namespace) -> int:
     from codeintel import indexer
 
-    settings = settings_from(args)
-    with embedder_for(settings) as embedder:
-        progress = reporter(settings)
-        try:
-            result = indexer.build(settings, args.source, embedder, ref=args.ref, reporter=progress)
-        finally:
-            progress.close()
-        _finish(args, result, progress)
+    _index(
+        args,
+        lambda settings, embedder, progress: indexer.build(
+            settings, args.source, embedder, ref=args.ref, reporter=progress
+        ),
+    )
     return 0
 
 
 def update(args: argparse.Namespace) -> int:
     from codeintel import indexer
 
-    settings = settings_from(args)
-    with embedder_for(settings) as embedder:
-        progress = reporter(settings)
-        try:
-            result = indexer.update(
-                settings,
-                embedder,
-                ref=args.ref,
-                merge_threshold=args.merge_threshold,
-                reporter=progress,
-            )
-        finally:
-            progress.close()
-        if not result.changed:
-            print(f"up to date: {result.generation} at {result.commit[:12]}", file=sys.stderr)
-        _finish(args, result, progress)
+    result = _index(
+        args,
+        lambda settings, embedder, progress: indexer.update(
+            settings,
+            embedder,
+            ref=args.ref,
+            merge_threshold=args.merge_threshold,
+            reporter=progress,
+        ),
+    )
+    if not result.changed:
+        print(f"up to date: {result.generation} at {result.commit[:12]}", file=sys.stderr)
     return 0
 
 
 def merge(args: argparse.Namespace) -> int:
     from codeintel import indexer
 
+    # The embedder embeds the queries that recalibrate nprobe.
+    _index(
+        args,
+        lambda settings, embedder, progress: indexer.merge(
+            settings, embedder=embedder, reporter=progress
+        ),
+    )
+    return 0
+
+
+def _index(args: argparse.Namespace, run: Callable[[Settings, Any, Any], Any]) -> Any:
+    """One ``codeintel index`` action, given the embedder and a progress reporter; its
+    result is summarised, written to ``--result-file`` and printed with ``--json``."""
     settings = settings_from(args)
-    with embedder_for(settings) as embedder:  # embeds the queries that recalibrate nprobe
+    with embedder_for(settings) as embedder:
         progress = reporter(settings)
         try:
-            result = indexer.merge(settings, embedder=embedder, reporter=progress)
+            result = run(settings, embedder, progress)
         finally:
             progress.close()
         _finish(args, result, progress)
-    return 0
+    return result
 
 
 def rollback(args: argparse.Namespace) -> int:

@@ -305,25 +305,8 @@ def render_searchers(
         settings,
         mounts_pool=True,
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(body, searchers_name(pool), SEARCHER),
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": selector_labels(pool, SEARCHER)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": labels(pool, SEARCHER)},
-                "spec": _with_access(
-                    _pod_spec(container, spec, settings, claim_name(pool, spec)), pool, spec
-                ),
-            },
-        },
-    }
+    pod = _with_access(_pod_spec(container, spec, settings, claim_name(pool, spec)), pool, spec)
+    return _deployment(body, searchers_name(pool), SEARCHER, spec.replicas, pod)
 
 
 def render_replica_set(
@@ -434,21 +417,27 @@ def render_router(
     container = _container(
         "router", router_args(body, spec, settings), env, resources, settings, mounts_pool=False
     )
+    pod = _with_access(_pod_spec(container, spec, settings, None), pool, spec)
+    return _deployment(body, router_name(pool), ROUTER, spec.router_replicas, pod)
+
+
+def _deployment(
+    body: Mapping[str, Any], name: str, component: str, replicas: int, pod: dict[str, Any]
+) -> manifests.Manifest:
+    """A Deployment of the pool's ``component`` pods that surges before it retires one."""
+    pool = body["metadata"]["name"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(body, router_name(pool), ROUTER),
+        "metadata": metadata(body, name, component),
         "spec": {
-            "replicas": spec.router_replicas,
-            "selector": {"matchLabels": selector_labels(pool, ROUTER)},
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(pool, component)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {
-                "metadata": {"labels": labels(pool, ROUTER)},
-                "spec": _with_access(_pod_spec(container, spec, settings, None), pool, spec),
-            },
+            "template": {"metadata": {"labels": labels(pool, component)}, "spec": pod},
         },
     }
 
