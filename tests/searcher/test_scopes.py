@@ -31,6 +31,10 @@ from codeintel.searcher import catalog, create_app
 from codeintel.searcher.app import create_router_app
 from servers import free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+import kmock
+from kube_emulator import make_emulator
+
 pytestmark = pytest.mark.slow
 
 NAMES = [*REPOS, "team-c/docs"]
@@ -345,3 +349,67 @@ class TestHostAndOrigin:
         assert httpx.get(f"{single}/metrics", headers=admin).status_code == 200
         # the same Host on the API is refused on a localhost server
         assert _rest(single, "list_repos", {}, admin).status_code == 421
+
+
+async def test_kubernetes_mode_follows_rbac_per_namespace(
+    root: Path, local_embedder: Any, tmp_path: Path
+) -> None:
+    """TokenReview + SubjectAccessReview on the emulated API server, REST and MCP."""
+    sa_token = tmp_path / "sa-token"
+    sa_token.write_text("searcher-sa-token")
+    agent = "system:serviceaccount:agents:alice"
+    async with make_emulator() as emulator, kmock.Server(emulator) as api:
+        emulator.reviewers.add("searcher-sa-token")
+        emulator.users["alice-token"] = {"username": agent, "uid": "u1", "groups": []}
+        emulator.grants[agent] = {"team-a"}
+        settings = fleet_settings(root).replace(
+            server={
+                "kube_auth": True,
+                "kube_api_url": str(api.url).rstrip("/"),
+                "kube_token_file": str(sa_token),
+                "kube_ca_file": "",
+            }
+        )
+        with Served(create_app(settings, embedder=local_embedder)) as served:
+            served.wait_ready()
+            alice = {"authorization": "Bearer alice-token"}
+            async with httpx.AsyncClient(base_url=served.url, headers=alice, timeout=60) as http:
+                listed = await http.post("/v1/list_repos", json={})
+                assert [r["name"] for r in listed.json()["results"]] == [
+                    "team-a/billing",
+                    "team-a/mail",
+                ]
+                ok = await http.post(
+                    "/v1/file_history", json={"repo": ALLOWED, "path": "README.md"}
+                )
+                assert ok.status_code == 200, ok.text
+                denied = await http.post(
+                    "/v1/file_history", json={"repo": DENIED, "path": "README.md"}
+                )
+                unknown = await http.post(
+                    "/v1/file_history", json={"repo": UNKNOWN, "path": "README.md"}
+                )
+                assert denied.status_code == unknown.status_code == 404
+                _same_but_name(denied.text, unknown.text)
+                stranger = await http.post(
+                    "/v1/list_repos", json={}, headers={"authorization": "Bearer forged"}
+                )
+                assert stranger.status_code == 401
+            async with (
+                httpx.AsyncClient(timeout=60, headers=alice) as http,
+                streamable_http_client(f"{served.url}/mcp", http_client=http) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                hidden = await session.call_tool(
+                    "file_history", {"repo": DENIED, "path": "README.md"}
+                )
+                assert hidden.is_error and "404" in hidden.content[0].text  # type: ignore[union-attr]
+                mine = await session.call_tool(
+                    "file_history", {"repo": ALLOWED, "path": "README.md"}
+                )
+                assert not mine.is_error
+            # each repository reviewed once, then cached: the four served ones (list_repos
+            # names none, so all), and the missing name, reviewed like a hidden one
+            assert emulator.reviews["TokenReview"] == 2  # alice (cached after), the forged one
+            assert emulator.reviews["SubjectAccessReview"] == len(NAMES) + 1
