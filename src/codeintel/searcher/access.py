@@ -27,7 +27,6 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -57,12 +56,12 @@ class Scope:
     patterns: tuple[str, ...] | None = None
     within: Scope | None = None
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
-    _regex: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+    _globs: globs.GlobSet | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         patterns = self.patterns or ()
         object.__setattr__(self, "_exact", frozenset(patterns))
-        object.__setattr__(self, "_regex", _compiled(patterns))
+        object.__setattr__(self, "_globs", _compiled(patterns))
 
     @property
     def everything(self) -> bool:
@@ -72,7 +71,7 @@ class Scope:
         if (
             self.patterns is not None
             and name not in self._exact
-            and (self._regex is None or self._regex.fullmatch(name) is None)
+            and (self._globs is None or not self._globs.match(name))
         ):
             return False
         return self.within is None or self.within.allows(name)
@@ -100,7 +99,7 @@ class Scope:
         return out
 
 
-def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+def _compiled(patterns: tuple[str, ...]) -> globs.GlobSet | None:
     # Scope globs are anchored at the namespace ("*" is every repository, "team-a" the
     # whole namespace, "*/docs" one name in every namespace). A full name without glob
     # characters can only match itself, which the set lookup above answers: a
@@ -108,7 +107,7 @@ def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     rest = tuple(f"/{p.lstrip('/')}" for p in patterns if "/" not in p or _wild(p))
     if not rest:
         return None
-    return re.compile("|".join(f"(?:{globs.translate(p)})" for p in rest))
+    return globs.compile_many(rest)
 
 
 def _wild(pattern: str) -> bool:
@@ -128,7 +127,7 @@ def check_patterns(patterns: Iterable[str], where: str) -> tuple[str, ...]:
         if not isinstance(p, str) or not p.strip():
             raise errors.ConfigError(f"{where}: {p!r} is not a repository name or glob")
         try:
-            globs.translate(p)
+            globs.compile_one(p)
         except errors.ConfigError as e:
             raise errors.ConfigError(f"{where}: {e}") from e
         out.append(p.strip())

@@ -35,7 +35,7 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, discovery, dispatch, merging, models
+from codeintel.searcher import access, discovery, dispatch, merging, models, symbol_answers
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
@@ -198,9 +198,9 @@ class Router(dispatch.Dispatcher):
         )
         answers: list[dict[str, Any]] = []
         missing: list[str] = []
-        not_found: errors.RepoNotFoundError | None = None
+        not_found: errors.QueryError | None = None
         for shard, result in zip(targets, results, strict=True):
-            if isinstance(result, errors.RepoNotFoundError):
+            if isinstance(result, errors.RepoNotFoundError | errors.NotIndexedError):
                 not_found = result
             elif isinstance(result, _ShardUnavailableError | TimeoutError):
                 logger.warning("%s: %s", self.name(shard), result or "timed out")
@@ -258,6 +258,58 @@ class Router(dispatch.Dispatcher):
 
     async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
         return await self._single("file_history", req)
+
+    async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
+        return await self._single("read_file", req)
+
+    async def file_outline(self, req: models.FileOutlineRequest) -> dict[str, Any]:
+        return await self._single("file_outline", req)
+
+    async def find_symbol(self, req: models.FindSymbolRequest) -> dict[str, Any]:
+        req.check()
+        answers, missing = await self._fan("find_symbol", req)
+        return _partial(symbol_answers.merge_symbols(answers, req), missing)
+
+    async def find_references(self, req: models.FindReferencesRequest) -> dict[str, Any]:
+        """Each shard pages its own repositories; the router's cursor holds each shard's
+        cursor, and a next page asks only the shards that have more."""
+        req.check()
+        if req.cursor:
+            asks = {
+                shard: req.model_copy(update={"cursor": cursor})
+                for shard, cursor in _shard_cursors(req.cursor, len(self.shards)).items()
+            }
+        else:
+            asks = {shard: req for shard in range(len(self.shards))}
+        replies = await asyncio.gather(
+            *(self._fan("find_references", ask, [shard]) for shard, ask in asks.items()),
+            return_exceptions=True,
+        )
+        answers: list[dict[str, Any]] = []
+        missing: list[str] = []
+        following: dict[int, str] = {}
+        refused: BaseException | None = None
+        for shard, reply in zip(asks, replies, strict=True):
+            if isinstance(reply, errors.RepoNotFoundError | errors.NotIndexedError):
+                refused = reply  # none of this shard's repositories: normal in a pool
+                continue
+            if isinstance(reply, BaseException):
+                raise reply
+            part, gone = reply
+            missing += gone
+            for answer in part:
+                if answer.get("cursor"):
+                    following[shard] = answer["cursor"]
+                answer.pop("degraded", None)
+                answers.append(answer)
+        if not answers and not missing and refused is not None:
+            raise refused
+        merged = symbol_answers.merge_references(answers)
+        if following:
+            merged["cursor"] = _encode_shard_cursors(following)
+            merged["has_more"] = True
+        fitted = symbol_answers.fit_references(merged, req.max_tokens, req.cursor)
+        return _partial(fitted, missing)
 
     async def _single(self, tool: str, req: Any) -> dict[str, Any]:
         """A one-repository tool, sent to the shard that owns ``repo`` only."""
@@ -322,6 +374,33 @@ class Router(dispatch.Dispatcher):
         await self.client.aclose()
 
 
+_SHARD_CURSOR = "r1."
+
+
+def _encode_shard_cursors(cursors: dict[int, str]) -> str:
+    """The router's page cursor: each shard's own cursor, by shard."""
+    raw = msgspec.json.encode({str(k): v for k, v in sorted(cursors.items())})
+    return _SHARD_CURSOR + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _shard_cursors(text: str, shards: int) -> dict[int, str]:
+    try:
+        if not text.startswith(_SHARD_CURSOR):
+            raise ValueError(text[:8])
+        body = text[len(_SHARD_CURSOR) :]
+        data = msgspec.json.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        found = {int(k): str(v) for k, v in dict(data).items()}
+        if not found or any(not 0 <= k < shards for k in found):
+            raise ValueError("shards")
+        return found
+    except (ValueError, TypeError, msgspec.DecodeError) as e:
+        raise errors.QueryError(
+            "cursor is not a cursor this router gave; pass the previous answer's cursor "
+            "unchanged, or omit it for the first page",
+            field="cursor",
+        ) from e
+
+
 def _within(scope: access.Scope, tool: str, answer: dict[str, Any]) -> dict[str, Any]:
     """A shard's answer with anything outside ``scope`` dropped: the shards already apply
     the forwarded scope; this holds even against a shard that does not."""
@@ -378,6 +457,9 @@ def _relayed(response: httpx.Response) -> errors.CodeIntelError:
         relayed = _RelayedPathNotFound(message)
     elif response.status_code == 404:
         relayed = _RelayedNotFound(message, field=field or "repos")
+    elif response.status_code == 409 and kind == "NotIndexedError":
+        relayed = errors.NotIndexedError([message])
+        relayed.args = (message,)
     elif response.status_code == 400 and kind == "ModelMixError":
         relayed = errors.ModelMixError(dict(body.get("groups") or {}))
     else:
