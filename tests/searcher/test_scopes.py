@@ -202,9 +202,10 @@ async def _mcp(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[
         out = []
         for tool, data in calls:
             result = await session.call_tool(tool, data)
-            out.append(
-                (bool(result.is_error), "".join(getattr(c, "text", "") for c in result.content))
-            )
+            # the text an agent reads and the structured content, both checked for leaks
+            text = "".join(getattr(c, "text", "") for c in result.content)
+            structured = json.dumps(result.structured_content or {})
+            out.append((bool(result.is_error), f"{text}\n{structured}"))
         return out
 
 
@@ -254,7 +255,8 @@ async def test_globs_and_defaults_expand_to_the_scope_only(url: str) -> None:
     assert _rest(url, "list_paths", {"repos": ["team-b/*"]}).status_code == 404
     (listed_mcp,) = await _mcp(url, [("list_repos", {})])
     assert not listed_mcp[0]
-    assert [r["name"] for r in json.loads(listed_mcp[1])["results"]] == [
+    structured = json.loads(listed_mcp[1].rsplit("\n", 1)[1])
+    assert [r["name"] for r in structured["results"]] == [
         "team-a/billing",
         "team-a/mail",
     ]
