@@ -19,10 +19,8 @@ Results: ``benchmarks/results/<out>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +32,7 @@ from codeintel.core import hits as hits_mod
 from codeintel.core import lexical
 from codeintel.core import store as store_mod
 from codeintel.core import windows as windows_mod
+from codeintel.core.store import chunks as chunks_mod
 
 logger = logging.getLogger("benchmarks.fusion")
 
@@ -42,33 +41,63 @@ Ranking = list[tuple[int, float]]
 Fuser = Callable[[str, Ranking, Ranking], Ranking]
 
 
-def _minmax_main(query: str, dense: Ranking, bm25: Ranking) -> Ranking:
-    """main e6092f9: min-max per ranking, BM25 share by query kind (0.8 for a lone name)."""
-    shares = {"code": 0.6, "keywords": 0.7, "prose": 0.5}
-    share = 0.8 if lexical.is_lone_name(query) else shares[lexical.query_kind(query)]
+Tiers = tuple[Ranking, Ranking]
+"""``ChunkDB.lexical_tiers``: (chunks whose symbol the query names, BM25 of its terms)."""
+Fuser = Callable[[str, Ranking, Tiers], Ranking]
+
+_MAIN_SHARES = {"code": 0.6, "keywords": 0.7, "prose": 0.5}
+
+
+def _main(query: str, dense: Ranking, tiers: Tiers) -> Ranking:
+    """main e6092f9: the named tier only for code and keyword queries, merged into BM25;
+    min-max per ranking, BM25's share by query kind (0.8 for a lone name); no boost."""
+    kind = lexical.query_kind(query)
+    named = tiers[0] if kind in ("code", "keywords") else []
+    bm25 = chunks_mod.merge_tiers(named, tiers[1], len(tiers[1]) or 1)
+    share = 0.8 if lexical.is_lone_name(query) else _MAIN_SHARES[kind]
     return hits_mod.minmax(dense, bm25, share)
 
 
-def _rrf(weights: dict[str, float], k: int, lone: float) -> Fuser:
-    def fuse(query: str, dense: Ranking, bm25: Ranking) -> Ranking:
-        w = lone if lexical.is_lone_name(query) else weights[lexical.query_kind(query)]
-        return hits_mod.rrf(dense, bm25, weights=(1.0, w), k=k)
+def _product(
+    method: str = "minmax",
+    margin: float = hits_mod.DENSE_MARGIN,
+    boost: float = hits_mod.SYMBOL_BOOST,
+    weights: dict[str, float] | None = None,
+    rrf_k: int = hits_mod.RRF_K,
+) -> Fuser:
+    """``hits.fuse`` with one knob changed: the method (weights per kind and lone name as
+    ``weights`` says, else the product's), the dense margin or the symbol boost."""
+
+    def fuse(query: str, dense: Ranking, tiers: Tiers) -> Ranking:
+        named, rest = tiers
+        bm25 = chunks_mod.merge_tiers(named, rest, max(len(rest), len(named), 1))
+        f = hits_mod.fusion_for(query)
+        if weights is not None:
+            kind = "lone" if lexical.is_lone_name(query) else lexical.query_kind(query)
+            f = hits_mod.Fusion(method, weights[kind], rrf_k)  # type: ignore[arg-type]
+        elif method != f.method:
+            f = hits_mod.Fusion(method, f.lexical_weight, rrf_k)  # type: ignore[arg-type]
+        return hits_mod.fuse(query, dense, bm25, f, named=named, margin=margin, boost=boost)
 
     return fuse
 
 
-def _product() -> Fuser:
-    return hits_mod.fuse
-
+_RRF_WEIGHTS = {"code": 1.5, "keywords": 2.0, "prose": 1.0, "lone": 3.0}
 
 CANDIDATES: dict[str, Callable[[], Fuser]] = {
-    "minmax(main)": lambda: _minmax_main,
-    "rrf k60 w1": lambda: _rrf(dict.fromkeys(("code", "keywords", "prose"), 1.0), 60, 1.0),
-    "rrf k60 kind": lambda: _rrf({"code": 1.5, "keywords": 2.0, "prose": 1.0}, 60, 3.0),
-    "rrf k10 kind": lambda: _rrf({"code": 1.5, "keywords": 2.0, "prose": 1.0}, 10, 3.0),
-    "product": _product,
+    "main": lambda: _main,
+    "minmax tiers": lambda: _product(margin=0, boost=0),
+    "minmax boost": lambda: _product(margin=0),
+    "minmax boost m.10": lambda: _product(margin=0.10),
+    "minmax boost m.15": lambda: _product(margin=0.15),
+    "minmax boost m.20": lambda: _product(margin=0.20),
+    "calibrated boost": lambda: _product("calibrated", margin=0),
+    "calibrated boost m.15": lambda: _product("calibrated", margin=0.15),
+    "rrf k60 w1 boost": lambda: _product("rrf", margin=0, weights=dict.fromkeys(_RRF_WEIGHTS, 1.0)),
+    "rrf k60 kind boost": lambda: _product("rrf", margin=0, weights=_RRF_WEIGHTS),
+    "rrf k20 kind boost m.15": lambda: _product("rrf", margin=0.15, weights=_RRF_WEIGHTS, rrf_k=20),
 }
-"""Fusion candidates by name; each makes a function (query, dense, bm25) -> fused ranking."""
+"""Fusion candidates by name; each makes a function (query, dense, tiers) -> fused ranking."""
 
 
 def dense_rankings(
@@ -85,7 +114,22 @@ def dense_rankings(
     return heads, best
 
 
-def first_rank(ranked: Ranking, spans: dict[int, tuple[str, int, int]], gold: Sequence[Any]) -> int | None:
+QUERY_SETS = (*retrieval_corpus.QUERY_SETS, "qual")
+"""The benchmark's sets, and ``qual``: the ``ident`` queries of methods and nested
+functions asked by their qualified name (``Parser.parse_for``)."""
+
+
+def query_set_of(corpus: rb.Corpus, name: str) -> list[rb.Query]:
+    if name != "qual":
+        return corpus.queries[name]
+    return [
+        rb.Query(q.symbol, q.gold, q.symbol) for q in corpus.queries["ident"] if "." in q.symbol
+    ]
+
+
+def first_rank(
+    ranked: Ranking, spans: dict[int, tuple[str, int, int]], gold: Sequence[Any]
+) -> int | None:
     """1-based rank of the first gold-overlapping chunk in the top ``K``."""
     for rank, (chunk_id, _) in enumerate(ranked[:K], start=1):
         path, start, end = spans[chunk_id]
@@ -98,16 +142,19 @@ def run_corpus(name: str, stores: str, embedder: Any, max_queries: int) -> list[
     corpus = rb.prepare(name)
     generation = store_mod.Store(rb.DEFAULT_CACHE / "stores" / f"{name}-{stores}").current()
     db = generation.chunks()
-    spans = {c.id: (c.path, c.start_line, c.end_line) for c in db.get(db.all_ids().tolist()).values()}
+    spans = {
+        c.id: (c.path, c.start_line, c.end_line) for c in db.get(db.all_ids().tolist()).values()
+    }
     dense_fetch, lexical_fetch = hits_mod.plan(K, "hybrid", False)
     rows: list[dict[str, Any]] = []
     try:
-        for query_set in retrieval_corpus.QUERY_SETS:
-            queries = corpus.queries[query_set][:max_queries]
+        for query_set in QUERY_SETS:
+            queries = query_set_of(corpus, query_set)[:max_queries]
             texts = [q.text for q in queries]
             xq = embedder.embed(texts)
             heads, best = dense_rankings(generation, xq, dense_fetch)
-            bm25 = [db.lexical(t, lexical_fetch) for t in texts]
+            tiers = [db.lexical_tiers(t, lexical_fetch) for t in texts]
+            bm25 = [chunks_mod.merge_tiers(n, r, lexical_fetch) for n, r in tiers]
             lists: dict[str, list[Ranking]] = {
                 "semantic head": heads,
                 "semantic window": best,
@@ -117,7 +164,7 @@ def run_corpus(name: str, stores: str, embedder: Any, max_queries: int) -> list[
                 fuse = make()
                 for dname, dense in (("head", heads), ("window", best)):
                     lists[f"{fname} +{dname}"] = [
-                        fuse(t, d, b) for t, d, b in zip(texts, dense, bm25, strict=True)
+                        fuse(t, d, b) for t, d, b in zip(texts, dense, tiers, strict=True)
                     ]
             for method, ranked in lists.items():
                 ranks = [first_rank(r, spans, q.gold) for r, q in zip(ranked, queries, strict=True)]
@@ -140,27 +187,44 @@ def run_corpus(name: str, stores: str, embedder: Any, max_queries: int) -> list[
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    keys = list(dict.fromkeys((r["corpus"], r["queries"]) for r in rows))
+    corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     lines = [f"# {meta['benchmark']}", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "benchmark"]
-    lines += ["", "recall@10 / MRR@10", ""]
-    lines.append("| method | " + " | ".join(f"{c}{'' if c in retrieval_corpus.TUNED else '*'} {q}" for c, q in keys) + " |")
-    lines.append("|---|" + "---:|" * len(keys))
-    for method in methods:
-        cells = {(r["corpus"], r["queries"]): r for r in rows if r["method"] == method}
+    lines += ["", "recall@10 / MRR@10; `*` an untuned corpus (held out: choices are made on these)"]
+    for query_set in QUERY_SETS:
+        cells = {(r["method"], r["corpus"]): r for r in rows if r["queries"] == query_set}
+        if not cells:
+            continue
+        n = {r["corpus"]: r["n"] for r in rows if r["queries"] == query_set}
+        lines += ["", f"`{query_set}`", ""]
         lines.append(
-            f"| {method} | "
-            + " | ".join(f"{cells[k]['recall@10']:.3f} / {cells[k]['mrr@10']:.3f}" for k in keys)
+            "| method | "
+            + " | ".join(
+                f"{c}{'' if c in retrieval_corpus.TUNED else '*'} ({n.get(c, 0)})" for c in corpora
+            )
             + " |"
         )
-    lines += ["", "`*`: untuned corpus (held out; choices are made on these)."]
+        lines.append("|---|" + "---:|" * len(corpora))
+        for method in methods:
+            lines.append(
+                f"| {method} | "
+                + " | ".join(
+                    f"{cells[(method, c)]['recall@10']:.3f} / {cells[(method, c)]['mrr@10']:.3f}"
+                    if (method, c) in cells
+                    else ""
+                    for c in corpora
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--corpora", default="jinja2,click,werkzeug,kopf,web,rich")
-    parser.add_argument("--stores", default="retrieval-before-21", help="retrieval_bench --out of the built stores")
+    parser.add_argument(
+        "--stores", default="retrieval-before-21", help="retrieval_bench --out of the built stores"
+    )
     parser.add_argument("--max-queries", type=int, default=300)
     parser.add_argument("--out", default="fusion")
     args = parser.parse_args(argv)
@@ -172,7 +236,11 @@ def main(argv: list[str] | None = None) -> None:
             rows += run_corpus(name, args.stores, embedder, args.max_queries)
     finally:
         embedder.close()
-    meta = {"what": "fusion candidates x dense (head-only / best window), exact scan, same lists", "k": K, "stores": args.stores}
+    meta = {
+        "what": "fusion candidates x dense (head-only / best window), exact scan, same lists",
+        "k": K,
+        "stores": args.stores,
+    }
     write_results(args.out, rows, meta)
     path = RESULTS_DIR / f"{args.out}.md"
     path.write_text(markdown(rows, {"benchmark": args.out, **meta}), encoding="utf-8")

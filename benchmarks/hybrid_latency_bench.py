@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     store_dir = build(corpus, args.store or rb.DEFAULT_CACHE / "stores" / f"{args.corpus}-hash")
     generation = store_mod.Store(store_dir).current()
     texts = [
-        q.text for name in ("nl", "ident", "words") for q in corpus.queries[name][: args.max_queries]
+        q.text
+        for name in ("nl", "ident", "words")
+        for q in corpus.queries[name][: args.max_queries]
     ]
     load_before = os.getloadavg()
     timings = measure(store_dir, texts, args.rounds)

@@ -163,8 +163,9 @@ def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
 
     A short code-shaped query (at most :data:`KEYWORD_TERMS` words) names its code
     words (``make_keys``, ``os.path``, ``run(``: not the plain words around them); a
-    query of a few keywords names one symbol in words (``remove empty stanzas`` ->
-    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a sentence names nothing,
+    query of a few words (at most :data:`KEYWORD_TERMS`, stop words included: ``parse
+    for`` is ``parse_for``) names one symbol in words (``remove empty stanzas`` ->
+    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a longer sentence names nothing,
     even one mentioning code: there a named type is usually what the answer uses
     (measured: questions lost 0.03-0.04 MRR on web and sympy when they named it)."""
     if not lexicon.exact:
@@ -177,7 +178,7 @@ def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
             if _is_code_word(text, m.start(), m.end()):
                 word = m.group()
                 found.extend(markers(word, split_identifier(word) if lexicon.split else [word]))
-    elif kind == "keywords":
+    elif kind != "code" and 0 < len(_WORD.findall(text)) <= KEYWORD_TERMS:
         lowered = [w.lower() for w in _WORD.findall(text)]
         found = ["_".join(lowered) + "_", "".join(lowered) + "_"]
     return list(dict.fromkeys(found))[:MAX_QUERY_TERMS]
