@@ -160,9 +160,11 @@ DENSE_SPAN = 0.3
 """``calibrated`` fusion: a cosine this far below the query's best scales to 0."""
 
 DENSE_MARGIN = 0.15
-"""A clear dense answer: the dense ranking's first chunk ends first in hybrid when every
-chunk fused above it is at least this much lower in cosine (0 turns the rule off).
-The query-to-code cosines of the local model sit in about [-0.1, 0.7]."""
+"""A clear dense answer: for a question (a ``prose`` query), the dense ranking's first chunk
+ends first in hybrid when every chunk fused above it is at least this much lower in cosine
+(0 turns the rule off). The query-to-code cosines of the local model sit in about
+[-0.1, 0.7]. Code and keyword queries are exempt: they name what they want, and its
+definition has the named tier (:data:`SYMBOL_BOOST`)."""
 
 SYMBOL_BOOST = 1.0
 """Added to the fused score of chunks whose symbol is what the query names (the named
@@ -298,8 +300,8 @@ def fuse(
 
     Dense and BM25 are fused as :func:`fusion_for` says for the query's kind; chunks
     whose symbol the query names (``named``, see :data:`SYMBOL_BOOST`) go first; then
-    a clear dense answer is not left below chunks it beats by :data:`DENSE_MARGIN` in
-    cosine (:func:`keep_dense_top`)."""
+    a clear dense answer to a question is not left below chunks it beats by
+    :data:`DENSE_MARGIN` in cosine (:func:`keep_dense_top`)."""
     f = fusion or fusion_for(query)
     if f.method == "minmax":
         fused = minmax(dense, bm25, f.lexical_weight)
@@ -309,6 +311,8 @@ def fuse(
         fused = rrf(dense, bm25, weights=(1.0, f.lexical_weight), k=f.rrf_k)
     if named and boost:
         fused = boost_named(fused, named, boost)
+    if lexical.query_kind(query) != "prose":
+        return fused
     return keep_dense_top(
         fused, dense, margin, frozenset(i for i, _ in named) if boost else frozenset()
     )

@@ -184,6 +184,41 @@ def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
     return list(dict.fromkeys(found))[:MAX_QUERY_TERMS]
 
 
+def named_symbol(query: str, lexicon: Lexicon = DEFAULT) -> tuple[str, ...]:
+    """The qualified name a query names, as joined lower-case parts (``Manifest.parse`` ->
+    ``("manifest", "parse")``; ``parse manifest`` -> ``("parsemanifest",)``), or ``()``.
+
+    The code words of a short code query in order, or the words of a short query in
+    words run together; what :func:`names` compares with a chunk's symbol."""
+    if not exact_terms(query, lexicon):
+        return ()
+    text = _ABBREVIATIONS.sub(" ", unicodedata.normalize("NFKC", query))
+    if query_kind(query) == "code":
+        return tuple(
+            _joined(m.group())
+            for m in _WORD.finditer(text)
+            if _is_code_word(text, m.start(), m.end())
+        )
+    return ("".join(w.lower() for w in _WORD.findall(text)),)
+
+
+def names(named: tuple[str, ...], symbol: str) -> bool:
+    """Whether a chunk's ``symbol`` (``Class.method``) is the name ``named`` (from
+    :func:`named_symbol`): its last parts, joined and lower-cased, are those parts."""
+    if not named:
+        return False
+    parts = tuple(_joined(p) for p in symbol.split(".") if p)
+    return parts[-len(named) :] == named
+
+
+def _joined(word: str) -> str:
+    """A name part as compared: its words run together; a dunder keeps its underscores
+    (``repr`` names ``_repr`` or ``Repr``, not every class's ``__repr__``)."""
+    joined = "".join(split_identifier(word)) or word.lower()
+    dunder = len(word) > 4 and word.startswith("__") and word.endswith("__")
+    return f"__{joined}__" if dunder else joined
+
+
 def _is_code_word(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` is written as code: compound, ``_x``, or joined by ``.``, ``(``, ``::``, ``->``."""
     word = text[start:end]

@@ -171,7 +171,7 @@ class IndexSettings:
     chunk_overlap_lines: int = 10
     """Overlap between consecutive line windows."""
 
-    chunk_windows: int = 4
+    chunk_windows: int = 0
     """Extra vectors at most per chunk longer than the local model reads (256 tokens),
     one per window of the rest of its text; a search scores a chunk by its best
     window; 0 embeds the head only. Measured on the retrieval benchmark

@@ -469,7 +469,12 @@ class ChunkDB:
     ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """:meth:`lexical` in its two tiers: the chunks whose symbol is what the query
         names (best first; empty when it names nothing), and the BM25 ranking of its
-        terms (which may hold the same chunks). Hybrid ranking boosts the first tier."""
+        terms (which may hold the same chunks). Hybrid ranking boosts the first tier.
+
+        The first tier is found by the exact markers of the names (any of them) and kept
+        when the whole symbol matches (:func:`~codeintel.core.lexical.names`): for
+        ``Manifest.parse``, ``Manifest.parse`` and ``pkg.Manifest.parse``, not another
+        class's ``parse`` nor the class ``Manifest``."""
         if k <= 0:
             return [], []
         if self._lexicon is None:
@@ -481,8 +486,17 @@ class ChunkDB:
         terms = self._informative(lexical.query_terms(query, self._lexicon, stopwords=stopwords))
         exact = lexical.exact_terms(query, self._lexicon) if exact_first else []
         named = self._bm25(lexical.fts_match(exact), k, weights, path_glob, language)
+        if named:
+            wanted = lexical.named_symbol(query, self._lexicon)
+            symbols = self._symbols([i for i, _ in named])
+            named = [(i, s) for i, s in named if lexical.names(wanted, symbols.get(i, ""))]
         rest = self._bm25(lexical.fts_match(terms), k, weights, path_glob, language)
         return named, rest
+
+    def _symbols(self, ids: Sequence[int]) -> dict[int, str]:
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT id, symbol FROM chunks WHERE id IN ({marks})"  # noqa: S608
+        return {int(i): str(s) for i, s in self._read(sql, list(ids))}
 
     def _informative(self, terms: list[str]) -> list[str]:
         """``terms`` without those in half the chunks or more (all of them if that is every one).
