@@ -207,10 +207,7 @@ MANIFEST_FILES = {
         "    return cache[manifest_path]\n"
     ),
     "pkg/config.py": (
-        "class Config:\n"
-        "    @classmethod\n"
-        "    def parse(cls, text):\n"
-        "        return cls()\n"
+        "class Config:\n    @classmethod\n    def parse(cls, text):\n        return cls()\n"
     ),
 }
 """A function, a method of the same last name in another class, and callers that say

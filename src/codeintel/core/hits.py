@@ -166,10 +166,11 @@ ends first in hybrid when every chunk fused above it is at least this much lower
 [-0.1, 0.7]. Code and keyword queries are exempt: they name what they want, and its
 definition has the named tier (:data:`SYMBOL_BOOST`)."""
 
-SYMBOL_BOOST = 1.0
+SYMBOL_BOOST = 2.0
 """Added to the fused score of chunks whose symbol is what the query names (the named
-tier of :meth:`~codeintel.core.store.chunks.ChunkDB.lexical_tiers`), above any fused
-score in [0, 1]: a definition the query names comes first (Zoekt's full symbol match)."""
+tier of :meth:`~codeintel.core.store.chunks.ChunkDB.lexical_tiers`), which puts them
+strictly above every fused score (at most 1): a definition the query names comes first
+(Zoekt's full symbol match); several definitions of one name keep their fused order."""
 
 
 def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
