@@ -49,8 +49,10 @@ _MAIN_SHARES = {"code": 0.6, "keywords": 0.7, "prose": 0.5}
 
 
 def _main(query: str, dense: Ranking, tiers: Tiers) -> Ranking:
-    """main e6092f9: the named tier only for code and keyword queries, merged into BM25;
-    min-max per ranking, BM25's share by query kind (0.8 for a lone name); no boost."""
+    """main e6092f9's fusion: the named tier only for code and keyword queries, merged
+    into BM25; min-max per ranking, BM25's share by query kind (0.8 for a lone name); no
+    boost, no margin. The tier itself is today's (whole-symbol matches), so main's own
+    end-to-end figures are ``retrieval_bench``'s before run, not this row."""
     kind = lexical.query_kind(query)
     named = tiers[0] if kind in ("code", "keywords") else []
     bm25 = chunks_mod.merge_tiers(named, tiers[1], len(tiers[1]) or 1)
@@ -85,7 +87,7 @@ def _product(
 _RRF_WEIGHTS = {"code": 1.5, "keywords": 2.0, "prose": 1.0, "lone": 3.0}
 
 CANDIDATES: dict[str, Callable[[], Fuser]] = {
-    "main": lambda: _main,
+    "main fusion": lambda: _main,
     "minmax tiers": lambda: _product(margin=0, boost=0),
     "minmax boost": lambda: _product(margin=0),
     "minmax boost m.10": lambda: _product(margin=0.10),
