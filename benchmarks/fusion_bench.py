@@ -62,8 +62,8 @@ def _main(query: str, dense: Ranking, tiers: Tiers) -> Ranking:
 
 def _product(
     method: str = "minmax",
-    margin: float = hits_mod.DENSE_MARGIN,
-    boost: float = hits_mod.SYMBOL_BOOST,
+    margin: float | None = None,
+    boost: float | None = None,
     weights: dict[str, float] | None = None,
     rrf_k: int = hits_mod.RRF_K,
 ) -> Fuser:

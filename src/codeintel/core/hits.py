@@ -294,8 +294,8 @@ def fuse(
     fusion: Fusion | None = None,
     *,
     named: Sequence[tuple[int, float]] = (),
-    margin: float = DENSE_MARGIN,
-    boost: float = SYMBOL_BOOST,
+    margin: float | None = None,
+    boost: float | None = None,
 ) -> list[tuple[int, float]]:
     """The hybrid ranking of one query, best first.
 
@@ -304,6 +304,8 @@ def fuse(
     a clear dense answer to a question is not left below chunks it beats by
     :data:`DENSE_MARGIN` in cosine (:func:`keep_dense_top`)."""
     f = fusion or fusion_for(query)
+    margin = DENSE_MARGIN if margin is None else margin
+    boost = SYMBOL_BOOST if boost is None else boost
     if f.method == "minmax":
         fused = minmax(dense, bm25, f.lexical_weight)
     elif f.method == "calibrated":
