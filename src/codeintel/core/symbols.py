@@ -227,24 +227,30 @@ class SymbolIndex:
         ranked: list[tuple[int, Any]] = []
         if _GLOB_CHARS & set(query):
             column = "s.qualname" if "." in query else "s.name"
-            prefix = query[: min(query.index(c) for c in _GLOB_CHARS if c in query)].lower()
-            where = f"lower({column}) GLOB lower(:pattern)"
+            prefix = query[: min(query.index(c) for c in _GLOB_CHARS if c in query)]
+            where = f"lower({column}) GLOB :pattern"
             if prefix:
                 where += f" AND lower({column}) >= :low AND lower({column}) < :high"
             rows = self._rows(
                 f"{_KEYS} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
-                {**params, "pattern": query, "low": prefix, "high": prefix + _TOP, "limit": limit},
+                {
+                    **params,
+                    "pattern": _lower(query),
+                    "low": _lower(prefix),
+                    "high": _lower(prefix) + _TOP,
+                    "limit": limit,
+                },
             )
             ranked = [(0 if (r[2] if "." in query else r[1]) == query else 1, r) for r in rows]
         elif "." not in query:
             rows = self._rows(
-                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
+                f"{_KEYS} WHERE lower(s.name) = :lower AND {_FILTERS} "
                 "ORDER BY s.name = :name DESC, f.category, f.path, s.start_line, s.id LIMIT :limit",
-                {**params, "name": query, "limit": limit},
+                {**params, "name": query, "lower": _lower(query), "limit": limit},
             )
             ranked = [(0 if r[1] == query else 1, r) for r in rows]
             if len(ranked) < limit:
-                low = query.lower()
+                low = _lower(query)
                 more = self._rows(
                     f"{_KEYS} WHERE lower(s.name) > :low AND lower(s.name) < :high "
                     f"AND {_FILTERS} ORDER BY f.category, length(s.name), f.path, s.start_line "
@@ -256,11 +262,15 @@ class SymbolIndex:
             # The qualified name itself, a nested one ending with it, or one the query
             # qualifies with its module (checked against the path below).
             rows = self._rows(
-                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND (lower(s.qualname) = lower(:q) "
-                "OR lower(s.qualname) LIKE '%.' || lower(:q) "
-                "OR lower(:q) LIKE '%.' || lower(s.qualname)) "
+                f"{_KEYS} WHERE lower(s.name) = :name AND (lower(s.qualname) = :q "
+                "OR lower(s.qualname) LIKE '%.' || :q OR :q LIKE '%.' || lower(s.qualname)) "
                 f"AND {_FILTERS} LIMIT :limit",
-                {**params, "name": query.rsplit(".", 1)[-1], "q": query, "limit": _CANDIDATES},
+                {
+                    **params,
+                    "name": _lower(query.rsplit(".", 1)[-1]),
+                    "q": _lower(query),
+                    "limit": _CANDIDATES,
+                },
             )
             for row in rows:
                 rank = _rank(query, row)
@@ -331,9 +341,8 @@ class SymbolIndex:
         definitions = [
             _symbol(r)
             for r in self._rows(
-                f"{_SELECT} WHERE lower(s.name) = lower(:name) AND s.name = :name "
-                f"{_ORDER} LIMIT :limit",
-                {"name": name, "limit": max_definitions},
+                f"{_SELECT} WHERE lower(s.name) = :lower AND +s.name = :name {_ORDER} LIMIT :limit",
+                {"name": name, "lower": _lower(name), "limit": max_definitions},
             )
         ]
         row = conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
@@ -466,6 +475,14 @@ class SymbolIndex:
         with self._lock:
             self._conns.append(conn)
         return conn
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _lower(text: str) -> str:
+    """SQLite's ``lower()`` (ASCII only), so a lowered parameter meets the expression index."""
+    return text.translate(_ASCII_LOWER)
 
 
 def _rank(query: str, row: Sequence[Any]) -> int | None:
