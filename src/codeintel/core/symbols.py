@@ -224,40 +224,27 @@ class SymbolIndex:
         params: dict[str, Any] = {"kind": kind, "language": language, "glob": path_glob}
         # Candidates are narrow rows (id, name, qualname, path, category, line), ranked, and
         # only the final ``limit`` are read in full: a common name costs little.
-        ranked: list[tuple[int, Any]] = []
+        ranked: list[tuple[int, int, Any]] = []  # (rank, order within rank, row)
         if _GLOB_CHARS & set(query):
-            column = "s.qualname" if "." in query else "s.name"
+            column = "qualname" if "." in query else "name"
             prefix = query[: min(query.index(c) for c in _GLOB_CHARS if c in query)]
-            where = f"lower({column}) GLOB :pattern"
-            if prefix:
-                where += f" AND lower({column}) >= :low AND lower({column}) < :high"
-            rows = self._rows(
-                f"{_KEYS} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
-                {
-                    **params,
-                    "pattern": _lower(query),
-                    "low": _lower(prefix),
-                    "high": _lower(prefix) + _TOP,
-                    "limit": limit,
-                },
-            )
-            ranked = [(0 if (r[2] if "." in query else r[1]) == query else 1, r) for r in rows]
+            rows = self._ranged(column, _lower(prefix), _lower(query), params, limit)
+            ranked = [
+                (0 if (r[2] if column == "qualname" else r[1]) == query else 1, i, r)
+                for i, r in enumerate(rows)
+            ]
         elif "." not in query:
             rows = self._rows(
                 f"{_KEYS} WHERE lower(s.name) = :lower AND {_FILTERS} "
                 "ORDER BY s.name = :name DESC, f.category, f.path, s.start_line, s.id LIMIT :limit",
                 {**params, "name": query, "lower": _lower(query), "limit": limit},
             )
-            ranked = [(0 if r[1] == query else 1, r) for r in rows]
+            ranked = [(0 if r[1] == query else 1, i, r) for i, r in enumerate(rows)]
             if len(ranked) < limit:
-                low = _lower(query)
-                more = self._rows(
-                    f"{_KEYS} WHERE lower(s.name) > :low AND lower(s.name) < :high "
-                    f"AND {_FILTERS} ORDER BY f.category, length(s.name), f.path, s.start_line "
-                    "LIMIT :limit",
-                    {**params, "low": low, "high": low + _TOP, "limit": limit - len(ranked)},
-                )
-                ranked.extend((4, row) for row in more)
+                seen = {r[0] for r in rows}
+                more = self._ranged("name", _lower(query), None, params, limit + len(rows))
+                fill = [r for r in more if r[0] not in seen][: limit - len(ranked)]
+                ranked.extend((4, i, row) for i, row in enumerate(fill))
         else:
             # The qualified name itself, a nested one ending with it, or one the query
             # qualifies with its module (checked against the path below).
@@ -275,9 +262,40 @@ class SymbolIndex:
             for row in rows:
                 rank = _rank(query, row)
                 if rank is not None:
-                    ranked.append((rank, row))
-        ranked.sort(key=lambda pair: (pair[0], pair[1][4], pair[1][3], pair[1][5], pair[1][0]))
-        return self._full([row[0] for _, row in ranked[:limit]])
+                    ranked.append((rank, 0, row))
+            ranked.sort(key=lambda item: (item[0], item[2][4], item[2][3], item[2][5], item[2][0]))
+            ranked = [(rank, i, row) for i, (rank, _, row) in enumerate(ranked)]
+        ranked.sort(key=lambda item: (item[0], item[2][4], item[1]))
+        return self._full([row[0] for _, _, row in ranked[:limit]])
+
+    def _ranged(
+        self, column: str, prefix: str, pattern: str | None, params: dict[str, Any], limit: int
+    ) -> list[Any]:
+        """Up to ``limit`` definitions whose lowered ``column`` starts with ``prefix`` (and
+        GLOB-matches ``pattern``), source first, each category in name order: one range scan
+        of the ``(category, lower(column))`` index per category, stopping at ``limit``."""
+        out: list[Any] = []
+        where = f"s.category = :category AND lower(s.{column}) >= :low"
+        if prefix:
+            where += f" AND lower(s.{column}) < :high"
+        if pattern is not None:
+            where += f" AND lower(s.{column}) GLOB :pattern"
+        sql = f"{_KEYS} WHERE {where} AND {_FILTERS} ORDER BY lower(s.{column}), s.id LIMIT :limit"
+        for category in range(len(store.CATEGORIES)):
+            out += self._rows(
+                sql,
+                {
+                    **params,
+                    "category": category,
+                    "low": prefix,
+                    "high": prefix + _TOP,
+                    "pattern": pattern,
+                    "limit": limit - len(out),
+                },
+            )
+            if len(out) >= limit:
+                break
+        return out
 
     def _full(self, ids: list[int]) -> list[Symbol]:
         """The symbols of ``ids``, in that order."""

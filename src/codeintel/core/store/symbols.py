@@ -70,6 +70,7 @@ CREATE TABLE files (
 CREATE TABLE symbols (
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL,
+    category INTEGER NOT NULL,
     name TEXT NOT NULL,
     qualname TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -84,6 +85,8 @@ CREATE TABLE symbols (
 CREATE INDEX symbols_name ON symbols(lower(name));
 CREATE INDEX symbols_qualname ON symbols(lower(qualname));
 CREATE INDEX symbols_file ON symbols(file_id, start_line);
+CREATE INDEX symbols_category_name ON symbols(category, lower(name));
+CREATE INDEX symbols_category_qualname ON symbols(category, lower(qualname));
 CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE occurrences (
     name_id INTEGER NOT NULL,
@@ -286,10 +289,11 @@ class SymbolWriter:
 
     def _add_file(self, file: FileSymbols) -> None:
         conn = self._conn
+        file_category = category(file.path)
         cursor = conn.execute(
             "INSERT INTO files (path, language, category, imports_start, imports_end) "
             "VALUES (?,?,?,?,?)",
-            (file.path, file.language, category(file.path), *file.imports),
+            (file.path, file.language, file_category, *file.imports),
         )
         file_id = cursor.lastrowid
         ids: list[int] = []
@@ -306,6 +310,7 @@ class SymbolWriter:
                 (
                     sid,
                     file_id,
+                    file_category,
                     draft.name,
                     draft.qualname,
                     draft.kind,
@@ -319,7 +324,7 @@ class SymbolWriter:
                 )
             )
         before = conn.total_changes
-        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         if conn.total_changes - before != len(rows):  # a 63-bit hash collision: vanishingly rare
             logger.warning(
                 "%s: %d symbol id collisions", file.path, len(rows) - (conn.total_changes - before)
