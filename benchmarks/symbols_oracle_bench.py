@@ -73,6 +73,8 @@ CTAGS_KINDS = frozenset({"function", "func", "method", "class"})
 """ctags kinds compared: functions, methods and classes (and Python's methods, ``member``;
 Go's ``member`` is a struct field)."""
 OUR_KINDS = frozenset({"function", "method", "class", "constructor"})
+EXTRA_LISTED = 60
+"""Definitions ctags lacks listed per repository in the detail file (all misses are listed)."""
 
 
 def uptime() -> str:
@@ -206,7 +208,7 @@ def definitions(name: str, work: Path) -> tuple[dict[str, Any], list[dict[str, A
     ] + [
         {"repo": name, "side": "extra", "path": p, "name": n, "line": line, "kind": ours[(p, n, line)],
          "source": _line(root / p, line)}
-        for p, n, line in sorted(extra)
+        for p, n, line in sorted(extra)[:EXTRA_LISTED]
     ]  # fmt: skip
     return row, detail
 
