@@ -25,9 +25,9 @@ API::
 * ``references`` is by identifier name, as Sourcegraph's search-based
   navigation is: every identifier node spelling the name (never in a comment or
   a string), the definitions' own name nodes excluded and listed separately in
-  ``definitions``. ``total`` and the per-file counts come from one row per
-  (name, file); a page reads only its own occurrences, so a name with 10,000
-  occurrences costs what a rare one does. ``cursor`` continues a page.
+  ``definitions``. ``total`` and the per-file counts come from one posting row
+  per (name, file); a page unpacks only the files it shows, so a name with
+  10,000 occurrences costs what a rare one does. ``cursor`` continues a page.
 * Bodies are not stored: a symbol carries its span, and callers read the lines
   at the generation's commit. Reference line text comes from ``chunks.sqlite``.
 * Thread-safe: one read-only (``immutable``) sqlite connection per thread.
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from codeintel.core import errors, globs
 from codeintel.core.store import symbols as store
@@ -367,7 +368,7 @@ class SymbolIndex:
         name_id = int(row[0]) if row is not None else 0
         matcher = globs.compile_one(path_glob) if path_glob is not None else None
         counted = conn.execute(
-            "SELECT c.file_id, f.path, f.category, c.count FROM occurrence_counts AS c "
+            "SELECT c.file_id, f.path, f.category, c.count FROM postings AS c "
             "JOIN files AS f ON f.id = c.file_id WHERE c.name_id = ?",
             (name_id,),
         ).fetchall()
@@ -385,13 +386,19 @@ class SymbolIndex:
         start, after = _decode_cursor(cursor, [f[0] for f in files])
         page: list[tuple[int, str, int, int, int, int]] = []  # file, path, line, col, kind, sym
         for file_id, path, _ in files[start:]:
-            sql = (
-                "SELECT line, column, kind, symbol_id FROM occurrences WHERE name_id = ? "
-                "AND file_id = ? AND (line, column) > (?, ?) ORDER BY line, column LIMIT ?"
-            )
-            line, column = after if after and file_id == files[start][0] else (0, -1)
-            for occ in conn.execute(sql, (name_id, file_id, line, column, limit + 1 - len(page))):
-                page.append((file_id, path, occ[0], occ[1], occ[2], occ[3]))
+            data, count = conn.execute(
+                "SELECT data, count FROM postings WHERE name_id = ? AND file_id = ?",
+                (name_id, file_id),
+            ).fetchone()
+            lines, columns, kinds, symbols = store.unpack(data, count)
+            first = 0
+            if after is not None and file_id == files[start][0]:
+                keys = lines.astype(np.int64) << 32 | columns
+                first = int(np.searchsorted(keys, after[0] << 32 | after[1], side="right"))
+            for i in range(first, min(count, first + limit + 1 - len(page))):
+                page.append(
+                    (file_id, path, int(lines[i]), int(columns[i]), int(kinds[i]), int(symbols[i]))
+                )
             if len(page) > limit:
                 break
         has_more = len(page) > limit
