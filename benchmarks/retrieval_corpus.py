@@ -50,11 +50,19 @@ CORPORA: dict[str, tuple[str, ...]] = {
     "kopf": ("kopf",),
     "rich": ("rich",),
     "sympy": ("sympy",),
+    "jinja2": ("jinja2",),
+    "click": ("click",),
+    "werkzeug": ("werkzeug",),
 }
 """Corpus name -> the site-packages directories it is made of."""
 
 SMALL = ("web", "kopf", "rich")
 LARGE = ("sympy",)
+TUNED = ("web", "kopf", "rich", "sympy")
+"""Corpora that ranking choices (fusion weights, windows) were tuned on before issue 21."""
+UNTUNED = ("jinja2", "click", "werkzeug")
+"""Held out: packages no corpus above uses, generated the same way; ranking choices
+are decided on these (docs/performance.md, *Retrieval quality, tuned vs untuned*)."""
 
 QUERY_SETS = ("nl", "ident", "words")
 """``nl``: a docstring's first sentence; ``ident``: a function's name as written;

@@ -63,7 +63,8 @@ def test_a_build_and_its_update_write_schema_2(sample_repo, local_embedder, tmp_
     first = Store(settings.store.path).current()
     with first.chunks() as db:
         assert db.schema == 2
-    assert first.manifest.min_reader_version == store_mod.FORMAT_VERSION == 5
+    # schema 2 needs reader 5; format 6 (symbols.sqlite) raises no reader version
+    assert first.manifest.min_reader_version == 5 <= store_mod.FORMAT_VERSION
     assert _lexical(first, "parse invoice")[0] == "parse_invoice"  # words meet the identifier
     assert _lexical(first, "calculator")[0] == "TaxCalculator"
 

@@ -31,6 +31,10 @@ from codeintel.core.settings import Settings
 from codeintel.searcher import catalog, create_app
 from codeintel.searcher.app import create_router_app
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+import kmock
+from kube_emulator import make_emulator
+
 pytestmark = pytest.mark.slow
 
 NAMES = [*REPOS, "team-c/docs"]
@@ -198,9 +202,10 @@ async def _mcp(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[
         out = []
         for tool, data in calls:
             result = await session.call_tool(tool, data)
-            out.append(
-                (bool(result.is_error), "".join(getattr(c, "text", "") for c in result.content))
-            )
+            # the text an agent reads and the structured content, both checked for leaks
+            text = "".join(getattr(c, "text", "") for c in result.content)
+            structured = json.dumps(result.structured_content or {})
+            out.append((bool(result.is_error), f"{text}\n{structured}"))
         return out
 
 
@@ -250,7 +255,8 @@ async def test_globs_and_defaults_expand_to_the_scope_only(url: str) -> None:
     assert _rest(url, "list_paths", {"repos": ["team-b/*"]}).status_code == 404
     (listed_mcp,) = await _mcp(url, [("list_repos", {})])
     assert not listed_mcp[0]
-    assert [r["name"] for r in json.loads(listed_mcp[1])["results"]] == [
+    structured = json.loads(listed_mcp[1].rsplit("\n", 1)[1])
+    assert [r["name"] for r in structured["results"]] == [
         "team-a/billing",
         "team-a/mail",
     ]
@@ -345,3 +351,67 @@ class TestHostAndOrigin:
         assert httpx.get(f"{single}/metrics", headers=admin).status_code == 200
         # the same Host on the API is refused on a localhost server
         assert _rest(single, "list_repos", {}, admin).status_code == 421
+
+
+async def test_kubernetes_mode_follows_rbac_per_namespace(
+    root: Path, local_embedder: Any, tmp_path: Path
+) -> None:
+    """TokenReview + SubjectAccessReview on the emulated API server, REST and MCP."""
+    sa_token = tmp_path / "sa-token"
+    sa_token.write_text("searcher-sa-token")
+    agent = "system:serviceaccount:agents:alice"
+    async with make_emulator() as emulator, kmock.Server(emulator) as api:
+        emulator.reviewers.add("searcher-sa-token")
+        emulator.users["alice-token"] = {"username": agent, "uid": "u1", "groups": []}
+        emulator.grants[agent] = {"team-a"}
+        settings = fleet_settings(root).replace(
+            server={
+                "kube_auth": True,
+                "kube_api_url": str(api.url).rstrip("/"),
+                "kube_token_file": str(sa_token),
+                "kube_ca_file": "",
+            }
+        )
+        with Served(create_app(settings, embedder=local_embedder)) as served:
+            served.wait_ready()
+            alice = {"authorization": "Bearer alice-token"}
+            async with httpx.AsyncClient(base_url=served.url, headers=alice, timeout=60) as http:
+                listed = await http.post("/v1/list_repos", json={})
+                assert [r["name"] for r in listed.json()["results"]] == [
+                    "team-a/billing",
+                    "team-a/mail",
+                ]
+                ok = await http.post(
+                    "/v1/file_history", json={"repo": ALLOWED, "path": "README.md"}
+                )
+                assert ok.status_code == 200, ok.text
+                denied = await http.post(
+                    "/v1/file_history", json={"repo": DENIED, "path": "README.md"}
+                )
+                unknown = await http.post(
+                    "/v1/file_history", json={"repo": UNKNOWN, "path": "README.md"}
+                )
+                assert denied.status_code == unknown.status_code == 404
+                _same_but_name(denied.text, unknown.text)
+                stranger = await http.post(
+                    "/v1/list_repos", json={}, headers={"authorization": "Bearer forged"}
+                )
+                assert stranger.status_code == 401
+            async with (
+                httpx.AsyncClient(timeout=60, headers=alice) as http,
+                streamable_http_client(f"{served.url}/mcp", http_client=http) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                hidden = await session.call_tool(
+                    "file_history", {"repo": DENIED, "path": "README.md"}
+                )
+                assert hidden.is_error and "404" in hidden.content[0].text  # type: ignore[union-attr]
+                mine = await session.call_tool(
+                    "file_history", {"repo": ALLOWED, "path": "README.md"}
+                )
+                assert not mine.is_error
+            # each repository reviewed once, then cached: the four served ones (list_repos
+            # names none, so all), and the missing name, reviewed like a hidden one
+            assert emulator.reviews["TokenReview"] == 2  # alice (cached after), the forged one
+            assert emulator.reviews["SubjectAccessReview"] == len(NAMES) + 1

@@ -87,30 +87,38 @@ def hydrate(
     path_glob: str | None = None,
     language: str | None = None,
 ) -> list[Hit]:
-    """Best-first (id, score) pairs as hits, filtered, at most ``k``. Blocking (sqlite)."""
-    found = db.get([chunk_id for chunk_id, _ in ranked])
+    """Best-first (id, score) pairs as hits, filtered, at most ``k``. Blocking (sqlite).
+
+    Chunks are read a slice at a time (``k`` unfiltered, ``k *`` :data:`FILTER_OVERFETCH`
+    filtered): hybrid ranks twice as many candidates as it returns, and reading their
+    texts was a tenth of its time."""
+    filtered = bool(path_glob or language)
+    step = fetch_size(k, filtered)
     out: list[Hit] = []
-    for chunk_id, score in ranked:
-        chunk = found.get(chunk_id)
-        if chunk is None:
-            continue
-        if path_glob and not globs.matches(chunk.path, path_glob):
-            continue
-        if language and chunk.language != language:
-            continue
-        out.append(
-            Hit(
-                path=chunk.path,
-                start_line=chunk.start_line,
-                end_line=chunk.end_line,
-                score=round(score, 6),
-                symbol=chunk.symbol or None,
-                language=chunk.language or None,
-                snippet=snippet(chunk.text),
+    for start in range(0, len(ranked), step):
+        part = ranked[start : start + step]
+        found = db.get([chunk_id for chunk_id, _ in part])
+        for chunk_id, score in part:
+            chunk = found.get(chunk_id)
+            if chunk is None:
+                continue
+            if path_glob and not globs.matches(chunk.path, path_glob):
+                continue
+            if language and chunk.language != language:
+                continue
+            out.append(
+                Hit(
+                    path=chunk.path,
+                    start_line=chunk.start_line,
+                    end_line=chunk.end_line,
+                    score=round(score, 6),
+                    symbol=chunk.symbol or None,
+                    language=chunk.language or None,
+                    snippet=snippet(chunk.text),
+                )
             )
-        )
-        if len(out) == k:
-            break
+            if len(out) == k:
+                return out
     return out
 
 
@@ -124,11 +132,14 @@ RRF_K = 60
 class Fusion(msgspec.Struct, frozen=True):
     """How hybrid fuses the dense and the BM25 ranking of one kind of query."""
 
-    method: Literal["rrf", "minmax"]
+    method: Literal["rrf", "minmax", "calibrated"]
     """``rrf``: weighted reciprocal rank fusion; ``minmax``: scores scaled to [0, 1] per
-    ranking, then a weighted sum (uses how far apart the scores are, not just the order)."""
+    ranking, then a weighted sum (uses how far apart the scores are, not just the order);
+    ``calibrated``: the same sum with cosines scaled on a fixed span below the best one
+    (:data:`DENSE_SPAN`) and BM25 as a share of the best score, so a short list's
+    last entry is not pushed to 0."""
     lexical_weight: float
-    """rrf: BM25's weight against the dense ranking's 1.0; minmax: BM25's share (0..1)."""
+    """rrf: BM25's weight against the dense ranking's 1.0; otherwise BM25's share (0..1)."""
     rrf_k: int = RRF_K
 
 
@@ -144,6 +155,22 @@ LONE_NAME_FUSION = Fusion("minmax", 0.8)
 """A query that is one identifier and nothing else leans further on BM25: on the 38K-chunk
 sympy corpus its MRR@10 went 0.947 -> 0.965 (BM25 alone 0.969) with no change on the
 other corpora's name queries (docs/performance.md, *Retrieval quality*)."""
+
+DENSE_SPAN = 0.3
+"""``calibrated`` fusion: a cosine this far below the query's best scales to 0."""
+
+DENSE_MARGIN = 0.15
+"""A clear dense answer: for a question (a ``prose`` query), the dense ranking's first chunk
+ends first in hybrid when every chunk fused above it is at least this much lower in cosine
+(0 turns the rule off). The query-to-code cosines of the local model sit in about
+[-0.1, 0.7]. Code and keyword queries are exempt: they name what they want, and its
+definition has the named tier (:data:`SYMBOL_BOOST`)."""
+
+SYMBOL_BOOST = 2.0
+"""Added to the fused score of chunks whose symbol is what the query names (the named
+tier of :meth:`~codeintel.core.store.chunks.ChunkDB.lexical_tiers`), which puts them
+strictly above every fused score (at most 1): a definition the query names comes first
+(Zoekt's full symbol match); several definitions of one name keep their fused order."""
 
 
 def plan(k: int, mode: Mode, filtered: bool) -> tuple[int, int]:
@@ -169,7 +196,7 @@ def rrf(
     for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank_, (chunk_id, _) in enumerate(ranking, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank_)
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _best_first(fused)
 
 
 def minmax(
@@ -186,7 +213,78 @@ def minmax(
         for chunk_id, score in ranking:
             scaled = (score - lo) / span if span > 0 else 1.0
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * scaled
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _best_first(fused)
+
+
+def calibrated(
+    dense: Sequence[tuple[int, float]],
+    bm25: Sequence[tuple[int, float]],
+    share: float,
+    span: float = DENSE_SPAN,
+) -> list[tuple[int, float]]:
+    """Score fusion on fixed scales: a cosine as ``1 - (best - cos) / span`` (at least 0),
+    BM25 as a share of the best BM25 score; then ``(1 - share) * dense + share * bm25``."""
+    fused: dict[int, float] = {}
+    if dense:
+        hi = max(score for _, score in dense)
+        for chunk_id, score in dense:
+            fused[chunk_id] = (1.0 - share) * max(0.0, 1.0 - (hi - score) / span)
+    if bm25:
+        top = max(score for _, score in bm25)
+        for chunk_id, score in bm25:
+            scaled = score / top if top > 0 else 1.0
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + share * scaled
+    return _best_first(fused)
+
+
+def boost_named(
+    fused: Sequence[tuple[int, float]], named: Sequence[tuple[int, float]], boost: float
+) -> list[tuple[int, float]]:
+    """``fused`` with ``boost`` added to the score of every chunk in ``named``; named
+    chunks the fusion did not see enter with the boost alone."""
+    scores = dict(fused)
+    for chunk_id, _ in named:
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + boost
+    return _best_first(scores)
+
+
+def keep_dense_top(
+    fused: Sequence[tuple[int, float]],
+    dense: Sequence[tuple[int, float]],
+    margin: float,
+    named: frozenset[int] = frozenset(),
+) -> list[tuple[int, float]]:
+    """``fused`` with the dense ranking's first chunk moved up past every chunk whose cosine
+    is at least ``margin`` lower (a chunk the dense ranking did not return counts as its
+    last cosine), when all chunks above it are such chunks or in ``named``. It then
+    ranks right after the named ones and takes the score of the chunk it passes."""
+    fused = list(fused)
+    if margin <= 0 or not dense or len(fused) < 2:
+        return fused
+    top_id, top_cos = dense[0]
+    cosine = dict(dense)
+    floor = dense[-1][1]
+    pos = next((i for i, (chunk_id, _) in enumerate(fused) if chunk_id == top_id), None)
+    if not pos:
+        return fused  # first already, or not fused at all
+    above = [chunk_id for chunk_id, _ in fused[:pos] if chunk_id not in named]
+    if not above or any(top_cos - cosine.get(c, floor) < margin for c in above):
+        return fused
+    to = pos - len(above)
+    moved = (top_id, max(fused[pos][1], fused[to][1]))
+    return [*fused[:to], moved, *fused[to:pos], *fused[pos + 1 :]]
+
+
+def _best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fusion_for(query: str) -> Fusion:
+    """The fusion of :data:`FUSION` for the query's kind (:data:`LONE_NAME_FUSION` for a
+    query that is a symbol's name alone)."""
+    if lexical.is_lone_name(query):
+        return LONE_NAME_FUSION
+    return FUSION[lexical.query_kind(query)]
 
 
 def fuse(
@@ -194,15 +292,33 @@ def fuse(
     dense: Sequence[tuple[int, float]],
     bm25: Sequence[tuple[int, float]],
     fusion: Fusion | None = None,
+    *,
+    named: Sequence[tuple[int, float]] = (),
+    margin: float | None = None,
+    boost: float | None = None,
 ) -> list[tuple[int, float]]:
-    """The hybrid ranking: dense and BM25 fused as :data:`FUSION` says for the query's kind
-    (:data:`LONE_NAME_FUSION` for a query that is a symbol's name alone)."""
-    f = fusion or (
-        LONE_NAME_FUSION if lexical.is_lone_name(query) else FUSION[lexical.query_kind(query)]
-    )
+    """The hybrid ranking of one query, best first.
+
+    Dense and BM25 are fused as :func:`fusion_for` says for the query's kind; chunks
+    whose symbol the query names (``named``, see :data:`SYMBOL_BOOST`) go first; then
+    a clear dense answer to a question is not left below chunks it beats by
+    :data:`DENSE_MARGIN` in cosine (:func:`keep_dense_top`)."""
+    f = fusion or fusion_for(query)
+    margin = DENSE_MARGIN if margin is None else margin
+    boost = SYMBOL_BOOST if boost is None else boost
     if f.method == "minmax":
-        return minmax(dense, bm25, f.lexical_weight)
-    return rrf(dense, bm25, weights=(1.0, f.lexical_weight), k=f.rrf_k)
+        fused = minmax(dense, bm25, f.lexical_weight)
+    elif f.method == "calibrated":
+        fused = calibrated(dense, bm25, f.lexical_weight)
+    else:
+        fused = rrf(dense, bm25, weights=(1.0, f.lexical_weight), k=f.rrf_k)
+    if named and boost:
+        fused = boost_named(fused, named, boost)
+    if lexical.query_kind(query) != "prose":
+        return fused
+    return keep_dense_top(
+        fused, dense, margin, frozenset(i for i, _ in named) if boost else frozenset()
+    )
 
 
 def rank(
@@ -222,15 +338,17 @@ def rank(
     those calls across queries. BM25 comes from the chunk database; hybrid fuses both
     (:func:`fuse`); filters apply while hydrating. Blocking (sqlite)."""
     _, lexical_fetch = plan(k, mode, bool(path_glob or language))
-    bm25: list[tuple[int, float]] = []
+    named: list[tuple[int, float]] = []
+    rest: list[tuple[int, float]] = []
     if lexical_fetch:
-        bm25 = db.lexical(query, lexical_fetch, path_glob=path_glob, language=language)
+        named, rest = db.lexical_tiers(query, lexical_fetch, path_glob=path_glob, language=language)
+    bm25 = chunks_mod.merge_tiers(named, rest, lexical_fetch)
     if mode == "semantic":
         ranked = list(dense)
     elif mode == "lexical":
         ranked = bm25
     else:
-        ranked = fuse(query, dense, bm25)
+        ranked = fuse(query, dense, bm25, named=named)
     return hydrate(db, ranked, k, path_glob=path_glob, language=language)
 
 

@@ -163,8 +163,9 @@ def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
 
     A short code-shaped query (at most :data:`KEYWORD_TERMS` words) names its code
     words (``make_keys``, ``os.path``, ``run(``: not the plain words around them); a
-    query of a few keywords names one symbol in words (``remove empty stanzas`` ->
-    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a sentence names nothing,
+    query of a few words (at most :data:`KEYWORD_TERMS`, stop words included: ``parse
+    for`` is ``parse_for``) names one symbol in words (``remove empty stanzas`` ->
+    ``remove_empty_stanzas`` or ``removeEmptyStanzas``); a longer sentence names nothing,
     even one mentioning code: there a named type is usually what the answer uses
     (measured: questions lost 0.03-0.04 MRR on web and sympy when they named it)."""
     if not lexicon.exact:
@@ -177,10 +178,45 @@ def exact_terms(query: str, lexicon: Lexicon = DEFAULT) -> list[str]:
             if _is_code_word(text, m.start(), m.end()):
                 word = m.group()
                 found.extend(markers(word, split_identifier(word) if lexicon.split else [word]))
-    elif kind == "keywords":
+    elif kind != "code" and 0 < len(_WORD.findall(text)) <= KEYWORD_TERMS:
         lowered = [w.lower() for w in _WORD.findall(text)]
         found = ["_".join(lowered) + "_", "".join(lowered) + "_"]
     return list(dict.fromkeys(found))[:MAX_QUERY_TERMS]
+
+
+def named_symbol(query: str, lexicon: Lexicon = DEFAULT) -> tuple[str, ...]:
+    """The qualified name a query names, as joined lower-case parts (``Manifest.parse`` ->
+    ``("manifest", "parse")``; ``parse manifest`` -> ``("parsemanifest",)``), or ``()``.
+
+    The code words of a short code query in order, or the words of a short query in
+    words run together; what :func:`names` compares with a chunk's symbol."""
+    if not exact_terms(query, lexicon):
+        return ()
+    text = _ABBREVIATIONS.sub(" ", unicodedata.normalize("NFKC", query))
+    if query_kind(query) == "code":
+        return tuple(
+            _joined(m.group())
+            for m in _WORD.finditer(text)
+            if _is_code_word(text, m.start(), m.end())
+        )
+    return ("".join(w.lower() for w in _WORD.findall(text)),)
+
+
+def names(named: tuple[str, ...], symbol: str) -> bool:
+    """Whether a chunk's ``symbol`` (``Class.method``) is the name ``named`` (from
+    :func:`named_symbol`): its last parts, joined and lower-cased, are those parts."""
+    if not named:
+        return False
+    parts = tuple(_joined(p) for p in symbol.split(".") if p)
+    return parts[-len(named) :] == named
+
+
+def _joined(word: str) -> str:
+    """A name part as compared: its words run together; a dunder keeps its underscores
+    (``repr`` names ``_repr`` or ``Repr``, not every class's ``__repr__``)."""
+    joined = "".join(split_identifier(word)) or word.lower()
+    dunder = len(word) > 4 and word.startswith("__") and word.endswith("__")
+    return f"__{joined}__" if dunder else joined
 
 
 def _is_code_word(text: str, start: int, end: int) -> bool:

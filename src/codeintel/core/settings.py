@@ -207,11 +207,13 @@ class IndexSettings:
     chunk_overlap_lines: int = 10
     """Overlap between consecutive line windows."""
 
-    chunk_windows: int = 4
+    chunk_windows: int = 0
     """Extra vectors at most per chunk longer than the local model reads (256 tokens),
     one per window of the rest of its text; a search scores a chunk by its best
-    window; 0 embeds the head only. Measured on the retrieval benchmark
-    (docs/performance.md, "Long chunks"). Remote embedders get none."""
+    window; 0 (the default) embeds the head only. Windows won on the corpora they were
+    tuned on but not on held-out ones, for 30-45% more vectors (docs/performance.md,
+    "Retrieval quality, tuned vs untuned"); 4 was the earlier default. Remote embedders
+    get none."""
 
     use_gpu: bool = True
     """Train and add on GPU when faiss reports one; CPU otherwise (``codeintel doctor`` says which)."""

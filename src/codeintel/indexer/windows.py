@@ -7,6 +7,9 @@ to the model's limit, starting at the first line the head did not read. A
 search scores a chunk by its best vector. Measured on the retrieval
 benchmark's docstring queries (docs/performance.md, "Long chunks"): recall@10
 0.724 -> 0.798 on kopf for 1.32x the vectors. Window ids: ``core/windows.py``.
+Off by default since issue 21 (``index.chunk_windows`` 0): on corpora held out from that
+tuning, best-window scoring did not beat head-only vectors on docstring questions
+(docs/performance.md, "Retrieval quality, tuned vs untuned").
 
 Only embedders that say how they count tokens (the local model) get windows;
 a remote server's limit is its own.

@@ -43,6 +43,8 @@ SCOPE_HEADER = "x-codeintel-scope"
 """Header the router sends its shards: the caller's identity and scope (JSON)."""
 MAX_SCOPE_HEADER_BYTES = 256 * 1024
 """A forwarded scope larger than this is refused (a SAR-resolved scope names each repository)."""
+_DECIDED_NAMES = 65536
+"""Names whose answer one scope remembers (then it starts over)."""
 _LOGGED_DENIALS = 4096
 """Distinct (identity, tool, repository) denials remembered so each is logged once."""
 
@@ -57,17 +59,30 @@ class Scope:
     within: Scope | None = None
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
     _globs: globs.GlobSet | None = dataclasses.field(init=False, repr=False, compare=False)
+    _decided: dict[str, bool] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         patterns = self.patterns or ()
         object.__setattr__(self, "_exact", frozenset(patterns))
         object.__setattr__(self, "_globs", _compiled(patterns))
+        # A tokens-file scope lives as long as the file and sees the same names on every
+        # request: remembering each name's answer makes the filter a dict lookup per name.
+        object.__setattr__(self, "_decided", {})
 
     @property
     def everything(self) -> bool:
         return self.patterns is None and (self.within is None or self.within.everything)
 
     def allows(self, name: str) -> bool:
+        found = self._decided.get(name)
+        if found is None:
+            found = self._allows(name)
+            if len(self._decided) >= _DECIDED_NAMES:
+                self._decided.clear()
+            self._decided[name] = found
+        return found
+
+    def _allows(self, name: str) -> bool:
         if (
             self.patterns is not None
             and name not in self._exact

@@ -155,21 +155,27 @@ class GuardMiddleware:
             if refused is not None:
                 await refused(scope, receive, send)
                 return
+        tool = path.removeprefix("/v1/") if path.startswith("/v1/") else ""
+        given = _bearer(headers.get(b"authorization", b""))
+        found: access.Scope | None = None
+        # A reviewer decides per repository, so it needs the body first; otherwise an
+        # unknown caller is refused before a byte of the body is read.
+        reviewing = self._gate.reviewer is not None and path not in OPEN_PATHS
+        if path not in OPEN_PATHS and not reviewing:
+            found = await self._gate.authenticate(given)
+            if found is None:
+                await self._unauthorized(scope, receive, send, tool)
+                return
         body = await self._read(scope, receive, send, headers)
         if body is None:  # answered (413), or the client went away
             return
         if path in OPEN_PATHS:
             await self._forward(scope, receive, send, body)
             return
-        tool = path.removeprefix("/v1/") if path.startswith("/v1/") else ""
-        wanted = _wanted(path, body) if self._gate.reviewer is not None else None
-        credentials_ = _bearer(headers.get(b"authorization", b""))
-        found = await self._gate.authenticate(credentials_, wanted)
+        if reviewing:
+            found = await self._gate.authenticate(given, _wanted(path, body))
         if found is None:
-            self._gate.audit.deny("unauthenticated", "-", tool, "")
-            response = _error(401, "Unauthorized", "missing or wrong bearer token", "authorization")
-            response.headers["www-authenticate"] = "Bearer"
-            await response(scope, receive, send)
+            await self._unauthorized(scope, receive, send, tool)
             return
         forwarded = headers.get(access.SCOPE_HEADER.encode())
         if forwarded is not None:
@@ -182,6 +188,12 @@ class GuardMiddleware:
         scope[access.CALLER_KEY] = caller
         with access.acting_as(caller):
             await self._forward(scope, receive, send, body)
+
+    async def _unauthorized(self, scope: Scope, receive: Receive, send: Send, tool: str) -> None:
+        self._gate.audit.deny("unauthenticated", "-", tool, "")
+        response = _error(401, "Unauthorized", "missing or wrong bearer token", "authorization")
+        response.headers["www-authenticate"] = "Bearer"
+        await response(scope, receive, send)
 
     def _foreign(self, headers: dict[bytes, bytes]) -> Response | None:
         """403/421 for a Host or Origin this server does not answer to (DNS rebinding)."""
