@@ -15,7 +15,7 @@ import pytest
 from nav_helpers import BIG_LINES, SHAPES, make_nav_repo
 from searcher_helpers import Served, build_store
 
-from codeintel.searcher import budget, create_app, models, navigation
+from codeintel.searcher import budget, catalog, create_app, models, navigation
 from gitrepo import GitRepo
 
 pytestmark = pytest.mark.slow
@@ -263,7 +263,7 @@ def test_file_outline_nests_classes_and_methods(nav_server: Served) -> None:
     assert all("body" not in c for c in circle["children"])
     assert answer["imports"] == {"start_line": 3, "end_line": 4}
     assert answer["language"] == "python"
-    assert answer["total"] == 5 + 1 + 3 + 2
+    assert answer["symbols"] == 5 + 1 + 3 + 2
 
 
 def test_file_outline_errors_match_read_file(nav_server: Served) -> None:
@@ -321,3 +321,8 @@ def test_find_references_by_symbol_id_and_budget(nav_server: Served) -> None:
     tiny = ok(nav_server, "find_references", {"name": "parse", "max_tokens": 200})
     assert tiny["tokens"] <= 200
     assert tiny["degraded"]["step"] in ("counts_per_file", "count")
+
+
+def test_instructions_name_every_tool() -> None:
+    for tool in catalog.CATALOG:
+        assert tool.name in catalog.INSTRUCTIONS, tool.name

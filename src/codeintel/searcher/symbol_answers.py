@@ -252,7 +252,7 @@ def file_outline(
         "path": req.path,
         "language": outline.language if outline is not None else None,
         "imports": msgspec.to_builtins(outline.imports) if outline and outline.imports else None,
-        "total": len(symbols),
+        "symbols": len(symbols),
         "generation": gen.name,
         "commit": gen.commit,
     }
@@ -296,7 +296,7 @@ def _fit_outline(
         answer["results"] = []
         answer["degraded"] = {
             "step": "count",
-            "omitted": f"all {answer['total']} definitions",
+            "omitted": f"all {answer['symbols']} definitions",
             "hint": f"ask again with max_tokens={min(answer['tokens'] + 200, budget.MAX_MAX_TOKENS)}",
         }
         answer["tokens"] = budget.estimate(answer)
