@@ -88,6 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
+    # Stopped from outside (CI cancelled, a timeout): still stop the server's group.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = ROOT / ".ci" / "serve.log"

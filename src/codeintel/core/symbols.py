@@ -45,6 +45,7 @@ import msgspec
 
 from codeintel.core import errors, globs
 from codeintel.core.store import symbols as store
+from codeintel.core.store.manifest import CHUNKS_DB
 
 MAX_LIMIT = 1000
 """Largest ``limit`` accepted by :meth:`SymbolIndex.find` and :meth:`SymbolIndex.references`."""
@@ -155,14 +156,19 @@ _FILTERS = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM symbols AS s JOIN files AS f ON f.id = s.file_id"  # noqa: S608
 _ORDER = "ORDER BY f.category, f.path, s.start_line, s.id"
+_KEYS = (
+    "SELECT s.id, s.name, s.qualname, f.path, f.category, s.start_line "
+    "FROM symbols AS s JOIN files AS f ON f.id = s.file_id"
+)
 
 
 class SymbolIndex:
     """Read-only view of one generation's ``symbols.sqlite`` (see the module docstring)."""
 
-    def __init__(self, path: Path, chunks_path: Path | None) -> None:
+    def __init__(self, path: Path, chunks_path: Path | None, moved_to: Path | None = None) -> None:
         self.path = Path(path)
         self._chunks_path = chunks_path
+        self._moved_to = moved_to
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
@@ -170,17 +176,19 @@ class SymbolIndex:
         store.check_schema(self.path)
 
     @classmethod
-    def open(cls, generation_dir: Path) -> SymbolIndex | None:
+    def open(cls, generation_dir: Path, *, moved_to: Path | None = None) -> SymbolIndex | None:
         """The index of a generation directory; ``None`` when it has none (an older store).
 
+        ``moved_to`` is where an unpublished generation's directory will be renamed
+        (the early index): threads that connect after the rename read from there.
         Raises :class:`~codeintel.core.errors.IndexFormatError` for a corrupt file or
         a newer schema than this reader knows.
         """
         path = Path(generation_dir) / store.SYMBOLS_DB
         if not path.is_file():
             return None
-        chunks = Path(generation_dir) / "chunks.sqlite"
-        return cls(path, chunks if chunks.is_file() else None)
+        chunks = Path(generation_dir) / CHUNKS_DB
+        return cls(path, chunks if chunks.is_file() else None, moved_to)
 
     def close(self) -> None:
         with self._lock:
@@ -213,7 +221,9 @@ class SymbolIndex:
         _check_limit(limit)
         if path_glob is not None:
             globs.compile_one(path_glob)  # a bad glob is a QueryError/ConfigError now
-        params = {"kind": kind, "language": language, "glob": path_glob}
+        params: dict[str, Any] = {"kind": kind, "language": language, "glob": path_glob}
+        # Candidates are narrow rows (id, name, qualname, path, category, line), ranked, and
+        # only the final ``limit`` are read in full: a common name costs little.
         ranked: list[tuple[int, Any]] = []
         if _GLOB_CHARS & set(query):
             column = "s.qualname" if "." in query else "s.name"
@@ -222,32 +232,51 @@ class SymbolIndex:
             if prefix:
                 where += f" AND lower({column}) >= :low AND lower({column}) < :high"
             rows = self._rows(
-                f"{_SELECT} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
+                f"{_KEYS} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
                 {**params, "pattern": query, "low": prefix, "high": prefix + _TOP, "limit": limit},
             )
             ranked = [(0 if (r[2] if "." in query else r[1]) == query else 1, r) for r in rows]
-        else:
-            last = query.rsplit(".", 1)[-1]
+        elif "." not in query:
             rows = self._rows(
-                f"{_SELECT} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
-                f"ORDER BY s.name = :name DESC, f.category, f.path, s.start_line LIMIT :limit",
-                {**params, "name": last, "limit": _CANDIDATES},
+                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
+                "ORDER BY s.name = :name DESC, f.category, f.path, s.start_line, s.id LIMIT :limit",
+                {**params, "name": query, "limit": limit},
             )
-            for row in rows:
-                rank = _rank(query, row)
-                if rank is not None:
-                    ranked.append((rank, row))
-            if "." not in query and len(ranked) < limit:
+            ranked = [(0 if r[1] == query else 1, r) for r in rows]
+            if len(ranked) < limit:
                 low = query.lower()
                 more = self._rows(
-                    f"{_SELECT} WHERE lower(s.name) > :low AND lower(s.name) < :high "
+                    f"{_KEYS} WHERE lower(s.name) > :low AND lower(s.name) < :high "
                     f"AND {_FILTERS} ORDER BY f.category, length(s.name), f.path, s.start_line "
                     "LIMIT :limit",
                     {**params, "low": low, "high": low + _TOP, "limit": limit - len(ranked)},
                 )
                 ranked.extend((4, row) for row in more)
-        ranked.sort(key=lambda pair: (pair[0], pair[1][12], pair[1][5], pair[1][6], pair[1][0]))
-        return [_symbol(row) for _, row in ranked[:limit]]
+        else:
+            # The qualified name itself, a nested one ending with it, or one the query
+            # qualifies with its module (checked against the path below).
+            rows = self._rows(
+                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND (lower(s.qualname) = lower(:q) "
+                "OR lower(s.qualname) LIKE '%.' || lower(:q) "
+                "OR lower(:q) LIKE '%.' || lower(s.qualname)) "
+                f"AND {_FILTERS} LIMIT :limit",
+                {**params, "name": query.rsplit(".", 1)[-1], "q": query, "limit": _CANDIDATES},
+            )
+            for row in rows:
+                rank = _rank(query, row)
+                if rank is not None:
+                    ranked.append((rank, row))
+        ranked.sort(key=lambda pair: (pair[0], pair[1][4], pair[1][3], pair[1][5], pair[1][0]))
+        return self._full([row[0] for _, row in ranked[:limit]])
+
+    def _full(self, ids: list[int]) -> list[Symbol]:
+        """The symbols of ``ids``, in that order."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._conn().execute(f"{_SELECT} WHERE s.id IN ({marks})", ids).fetchall()
+        by_id = {row[0]: row for row in rows}
+        return [_symbol(by_id[i]) for i in ids if i in by_id]
 
     def get(self, symbol_id: str) -> Symbol | None:
         """The definition with this id in this generation, or ``None``."""
@@ -319,7 +348,7 @@ class SymbolIndex:
         files = [
             (int(file_id), str(path), int(count))
             for file_id, path, _, count in counted
-            if matcher is None or matcher.fullmatch(path)
+            if matcher is None or matcher.match(path)
         ]
         total = sum(count for _, _, count in files)
         per_file = [
@@ -427,6 +456,8 @@ class SymbolIndex:
     def _connect(self, path: Path) -> sqlite3.Connection:
         if self._closed:
             raise errors.IndexFormatError(f"symbol index is closed: {self.path}")
+        if self._moved_to is not None and not path.exists():  # published meanwhile
+            path = self._moved_to / path.name
         try:
             uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -438,10 +469,8 @@ class SymbolIndex:
 
 
 def _rank(query: str, row: Sequence[Any]) -> int | None:
-    """How well a definition (found by its last name part) matches ``query``; None: not."""
-    name, qualname, path = row[1], row[2], row[5]
-    if "." not in query:
-        return 0 if name == query else 1
+    """How well a candidate (id, name, qualname, path, …) matches a dotted ``query``."""
+    qualname, path = row[2], row[3]
     if qualname == query:
         return 0
     lowered = query.lower()

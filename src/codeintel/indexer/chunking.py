@@ -31,6 +31,10 @@ How a parsed file is cut:
   most ``max_lines`` lines with the same symbol, each cut preferring a blank
   line near the even split point.
 
+The same parse gives the file's symbols and identifier occurrences
+(:func:`chunk_and_extract`, :mod:`codeintel.indexer.extraction`): no file is
+parsed twice.
+
 Every chunk's text is exactly lines ``start_line..end_line`` of the file
 (1-based, inclusive, counted by ``\\n``), blank lines at a chunk's edges are
 trimmed, and whitespace-only chunks are dropped.

@@ -94,7 +94,7 @@ def _definitions(
     ranges: list[_Definition] = []
     stack: list[_Definition] = []
     for outer, node in found:
-        full = languages.symbol_name(node)
+        full = _definition_name(node, source)
         if not full:
             continue
         name = full.rsplit(".", 1)[-1]
@@ -132,6 +132,52 @@ def _definitions(
     return ranges
 
 
+_FUNCTION_VALUES = frozenset(
+    {"function_expression", "function", "arrow_function", "generator_function", "class"}
+)
+
+
+_BINDINGS = frozenset({"assignment_expression", "variable_declarator", "pair"})
+
+
+def _text_or_none(node: tree_sitter.Node | None, source: bytes) -> str | None:
+    return _text(node, source) or None if node is not None else None
+
+
+def _named_object(pair: tree_sitter.Node) -> bool:
+    """A pair of a module-like object bound to a name, not of options passed to a call."""
+    holder = pair.parent.parent if pair.parent is not None else None
+    return holder is not None and holder.type in ("variable_declarator", "assignment_expression")
+
+
+def _definition_name(node: tree_sitter.Node, source: bytes) -> str | None:
+    """:func:`languages.symbol_name`, plus JavaScript's functions bound by assignment
+    (``res.send = function``, ``View.prototype.render = …``) or in an object literal."""
+    if node.type == "function_expression":  # bound ones are named by their binding
+        parent = node.parent
+        bound = parent is not None and parent.type in _BINDINGS
+        if parent is not None and parent.type == "pair" and not _named_object(parent):
+            bound = False
+        return None if bound else _text_or_none(node.child_by_field_name("name"), source)
+    if node.type not in ("assignment_expression", "pair"):
+        return languages.symbol_name(node)
+    value = node.child_by_field_name("right" if node.type == "assignment_expression" else "value")
+    if value is None or value.type not in _FUNCTION_VALUES:
+        return None
+    if node.type == "pair" and not _named_object(node):
+        return None
+    target = node.child_by_field_name("left" if node.type == "assignment_expression" else "key")
+    if target is None or target.type not in (
+        "identifier", "member_expression", "property_identifier"
+    ):  # fmt: skip
+        return None
+    parts = [p for p in _text(target, source).split(".") if p not in ("prototype", "this")]
+    if parts[-1] == "exports" or not all(p.isidentifier() for p in parts):
+        own = value.child_by_field_name("name")  # module.exports = function name() {…}
+        return _text(own, source) if own is not None else None
+    return ".".join(parts) or None
+
+
 def _kind(
     node: tree_sitter.Node,
     rules: symbol_rules.SymbolRules,
@@ -156,10 +202,14 @@ def _kind(
 def _name_node(
     node: tree_sitter.Node, name: str, identifiers: frozenset[str], source: bytes
 ) -> tree_sitter.Node | None:
-    """The first identifier spelling ``name`` in the definition's head (never its body)."""
+    """The definition's ``name`` field, else the first identifier spelling ``name`` in its
+    head (never its body)."""
+    field = node.child_by_field_name("name")
+    wanted = name.encode("utf-8", "surrogatepass")
+    if field is not None and source[field.start_byte : field.end_byte] == wanted:
+        return field
     body = node.child_by_field_name("body")
     stop = body.start_byte if body is not None else node.end_byte
-    wanted = name.encode("utf-8", "surrogatepass")
     pending = list(reversed(node.children))
     while pending:
         child = pending.pop()

@@ -61,6 +61,10 @@ _JS_DEFINITIONS = {
     "lexical_declaration": "function",
     "variable_declaration": "function",
     "class_declaration": "class",
+    "class": "class",  # a named class expression: `X.Y = class Y {…}`
+    "assignment_expression": "function",  # `res.send = function (…) {…}`; see extraction
+    "pair": "method",  # `{ send: function (…) {…} }`
+    "function_expression": "function",  # named, as a callback: `app.use(function auth() {…})`
 }
 _JS_IDENTIFIERS = frozenset(
     {
@@ -81,7 +85,7 @@ _JS = SymbolRules(
     identifiers=_JS_IDENTIFIERS,
     calls=_JS_CALLS,
     imports=frozenset({"import_statement"}),
-    containers=frozenset({"class_declaration"}),
+    containers=frozenset({"class_declaration", "class"}),
 )
 _TS = SymbolRules(
     definitions=_JS_DEFINITIONS
@@ -156,6 +160,8 @@ RULES: dict[str, SymbolRules] = {
             "method_declaration": "method",
             "constructor_declaration": "constructor",
             "compact_constructor_declaration": "constructor",
+            "enum_constant": "constant",
+            "annotation_type_element_declaration": "method",
         },
         identifiers=frozenset({"identifier", "type_identifier"}),
         calls=(

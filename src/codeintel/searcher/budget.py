@@ -42,7 +42,7 @@ import msgspec
 
 DEFAULT_MAX_TOKENS = 8_000
 """What an answer may cost when the caller does not say: under Claude Code's 10,000 warning."""
-MIN_MAX_TOKENS = 200
+MIN_MAX_TOKENS = 500
 """The smallest budget a caller may ask for: room for the count and the hint."""
 MAX_MAX_TOKENS = 400_000
 """The largest budget: about the 512,000-character hard cap's worth of JSON."""
@@ -166,8 +166,8 @@ def _hint(budget: int, full: int, rows: int) -> str:
     per_row = max(1, full // max(1, rows))
     fits = max(1, budget // per_row - 1)
     return (
-        f"the full page needs about {full} tokens: ask again with max_tokens={min(full + 200, MAX_MAX_TOKENS)}, "
-        f"or fewer rows (about {fits} fit), a narrower path or glob, or fields=[...]"
+        f"ask again with max_tokens={min(full + 200, MAX_MAX_TOKENS)} for all of it, or fewer "
+        f"rows (about {fits} fit) or a narrower path/glob"
     )
 
 
@@ -178,7 +178,9 @@ def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None
 def _measure(answer: dict[str, Any]) -> int:
     """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it."""
     answer["tokens"] = 0
-    n = estimate(answer)
-    n += len(str(n))  # the digits of the count itself
-    answer["tokens"] = n
-    return n
+    for _ in range(4):  # a fixed point: the count includes its own digits
+        n = estimate(answer)
+        if n == answer["tokens"]:
+            break
+        answer["tokens"] = n
+    return int(answer["tokens"])

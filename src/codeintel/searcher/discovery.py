@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from pathlib import Path
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.core.store import manifest as manifest_mod
+
+logger = logging.getLogger(__name__)
+
+_REPORTED: set[Path] = set()
+"""Directories already logged as skipped: a rescan every few seconds must not repeat it."""
 
 CURRENT = "CURRENT"
 
@@ -64,6 +70,13 @@ def discover(root: Path) -> dict[str, Path]:
                     continue
                 if (store / CURRENT).exists() or (store / "generations").is_dir():
                     found[f"{ns.name}/{store.name}"] = store
+                elif store not in _REPORTED and len(_REPORTED) < 10_000:
+                    _REPORTED.add(store)
+                    logger.warning(
+                        "skipping %s: no %s and no generations/ (not a store, or not yet built)",
+                        store,
+                        CURRENT,
+                    )
     return found
 
 

@@ -11,7 +11,8 @@ names a generation:
   tree (listed and materialised as a published generation's would be; blame and
   history by git, as for a generation without history);
 * once the build has written ``chunks.sqlite`` (still in its temp directory),
-  ``semantic_search`` with ``mode=lexical`` answers from it, read-only;
+  ``semantic_search`` with ``mode=lexical`` answers from it, read-only, and the
+  symbol index written beside it (:meth:`EarlyIndex.symbols`) serves navigation;
 * ``mode=hybrid`` (the default) answers from BM25 with ``mode: "lexical"`` and a
   ``notice`` giving the progress and ETA; only an explicit ``mode=semantic`` raises
   :class:`~codeintel.core.errors.IndexingError`: 503 with the phase, done, total and
@@ -45,6 +46,7 @@ from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
@@ -58,7 +60,7 @@ GENERATION = "indexing"
 TREE_WAIT_SECONDS = 30.0
 """How long a tool call waits for the first commit's tree before answering 503 with the phase."""
 
-_TOOLS_NOW = "search_text, list_paths, blame_range and file_history"
+_TOOLS_NOW = "search_text, list_paths, read_file, blame_range and file_history"
 
 
 class EarlyIndex:
@@ -74,6 +76,7 @@ class EarlyIndex:
         self._mirror: Path | None = None
         self._commit: str | None = None
         self._chunks: tuple[Path, str] | None = None
+        self._symbols: tuple[tuple[Path, str], symbols_mod.SymbolIndex | None] | None = None
         self._progress: Callable[[], dict[str, Any]] | None = None
         self._error: str | None = None
         self._failed = False
@@ -130,6 +133,24 @@ class EarlyIndex:
         """(temp path of ``chunks.sqlite``, generation name) once the build wrote it."""
         with self._lock:
             return self._chunks
+
+    def symbols(self, generations_dir: Path) -> symbols_mod.SymbolIndex | None:
+        """The symbol index of the build in progress, once its chunk pass is done (it is
+        written beside ``chunks.sqlite`` before :meth:`chunks_written`); ``None`` before.
+        Shared and owned here: callers do not close it."""
+        at = self.chunks_at()
+        if at is None:
+            return None
+        with self._lock:
+            if self._symbols is None or self._symbols[0] != at:
+                if self._symbols is not None and self._symbols[1] is not None:
+                    self._symbols[1].close()
+                path, generation = at
+                published = Path(generations_dir) / generation
+                directory = path.parent if path.parent.exists() else published
+                index = symbols_mod.SymbolIndex.open(directory, moved_to=published)
+                self._symbols = (at, index)
+            return self._symbols[1]
 
     def status(self) -> dict[str, Any]:
         """Phase and progress of the indexing (``/v1/index``'s ``indexing`` and the 503 body)."""
@@ -226,6 +247,27 @@ class _EarlyChunks:
             if self._db is not None:
                 self._db.close()
             self._db = None
+
+
+class _EarlySymbols:
+    """The symbol index of the build in progress (:meth:`EarlyIndex.symbols`), for the
+    navigation tools: a 503 with progress until the chunk pass has written it."""
+
+    def __init__(self, early: EarlyIndex, generations_dir: Path) -> None:
+        self._early = early
+        self._generations_dir = generations_dir
+
+    def __getattr__(self, name: str) -> Any:
+        index = self._early.symbols(self._generations_dir)
+        if index is None:
+            raise self._early.error(
+                "the symbols of the commit are not written yet; find_symbol, file_outline and "
+                f"find_references answer once the chunk pass is done, and {_TOOLS_NOW} answer now"
+            )
+        return getattr(index, name)
+
+    def close(self) -> None:
+        """The index is the EarlyIndex's, shared and closed by it."""
 
 
 class EarlyManager(generations_mod.GenerationManager):
@@ -375,6 +417,7 @@ class EarlyManager(generations_mod.GenerationManager):
             worktree=worktree,
             git=history_mod.AsyncGitClient(mirror, self._executor, worktree=worktree),
             tree_paths=[e.path for e in tree],
+            symbols=_EarlySymbols(self.early, store_mod.Store(self.root).generations_dir),
         )
 
     def close(self) -> None:
@@ -390,7 +433,7 @@ def _manifest(source: str, commit: str) -> Any:
         commit=commit,
         generation=GENERATION,
         counts=types.SimpleNamespace(primary=0, secondary=0, tombstones=0),
-        index=types.SimpleNamespace(type="none"),
+        index=types.SimpleNamespace(type="none", calibration=None),
         created_at="",
         embedding=types.SimpleNamespace(model="", dim=0),
     )

@@ -103,6 +103,14 @@ class FleetTools(dispatch.Dispatcher):
             raise errors.NoGenerationError(f"no selected repository can answer: {name}: {reason}")
         return answers, skipped
 
+    def _served_dim(self, name: str) -> int:
+        """The vector dimension of a store's served manifest, 0 when unknown."""
+        try:
+            manifest = self.stores.manifest(name)
+        except errors.CodeIntelError:
+            return 0
+        return int(manifest.embedding.dim or 0) if manifest is not None else 0
+
     def _check_models(self, names: Sequence[str]) -> dict[str, list[str]]:
         """One embedding model across the selection, or ModelMixError naming the groups."""
         groups: dict[str, list[str]] = {}
@@ -128,6 +136,12 @@ class FleetTools(dispatch.Dispatcher):
         """semantic_search with the query vector the router embedded once for all shards."""
         names = self.stores.select(req.request.repos)
         vector = req.vector_array()
+        for name in names:
+            want = self._served_dim(name)
+            if want and want != vector.shape[0]:
+                raise errors.QueryError(
+                    f"vector has {vector.shape[0]} dimensions, {name} has {want}", field="vector"
+                )
         groups = self._check_models(names)
         if groups and req.model not in groups:
             raise errors.ModelMixError({req.model: ["(the router's query)"], **groups})
@@ -148,11 +162,11 @@ class FleetTools(dispatch.Dispatcher):
     def _one(self, req: Any) -> str:
         if req.repo is not None:
             return self.stores.select([req.repo], field="repo")[0]
-        if len(self.stores.entries) == 1:
-            return next(iter(self.stores.entries))
+        visible = self.stores.select(None)
+        if len(visible) == 1:
+            return visible[0]
         raise errors.QueryError(
-            f"{len(self.stores.entries)} repositories are served; name one in `repo` "
-            "(list_repos shows them)",
+            f"{len(visible)} repositories are served; name one in `repo` (list_repos shows them)",
             field="repo",
         )
 
@@ -334,6 +348,10 @@ class FleetContext(context_mod.Runtime):
     def service(self) -> FleetTools:
         return self.tools
 
+    def known_repos(self) -> list[str]:
+        """Every repository served here, for a Kubernetes reviewer (an unsharded pool)."""
+        return sorted(self.stores.entries)
+
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.stores.watch())
@@ -355,7 +373,7 @@ class FleetContext(context_mod.Runtime):
 
     async def index_document(self) -> bytes:
         """``/v1/index``: every served repository's manifest summary (list_repos rows)."""
-        rows = await self.run(self.tools._rows, sorted(self.stores.entries))
+        rows = await self.run(self.tools._rows, self.stores.select(None))
         return msgspec.json.encode({"repos": rows, "shard": self.settings.fleet.shard_index})
 
     async def aclose(self) -> None:

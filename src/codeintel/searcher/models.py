@@ -54,9 +54,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain more than whitespace")
+    return value
+
+
 def _glob(value: str) -> str:
     try:
-        globs.translate(_no_nul(value))
+        globs.compile_one(_no_nul(value))
     except errors.ConfigError as e:
         raise ValueError(str(e)) from e
     return value
@@ -143,7 +149,7 @@ MaxTokens = Annotated[
     int | None,
     Strict(),
     Field(
-        ge=200,
+        ge=500,
         le=400_000,
         description="Budget for this answer in tokens (default 8000). Over it the answer "
         "degrades in steps (shorter snippets, no snippets, counts per file, a count) and says "
@@ -186,6 +192,7 @@ class _OneRepo(_Request):
 class SemanticSearchRequest(_ManyRepos):
     query: Annotated[
         Text,
+        AfterValidator(_not_blank),
         Field(
             min_length=1,
             max_length=MAX_QUERY_CHARS,

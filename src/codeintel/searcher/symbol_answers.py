@@ -47,12 +47,8 @@ _POSITION_BITS = 21
 
 def index_of(gen: generations_mod.LoadedGeneration, repo: str) -> symbols_mod.SymbolIndex:
     """The generation's symbol index, or 409 "not indexed: rebuild" naming ``repo``."""
-    index = gen.symbols
+    index = gen.symbols  # the early index's stands in until its chunk pass is done
     if index is None:
-        if gen.name == "indexing":
-            raise errors.NoGenerationError(
-                f"{repo}: symbols are answered once the first index is published; retry shortly"
-            )
         raise errors.NotIndexedError([repo])
     result: symbols_mod.SymbolIndex = index
     return result

@@ -26,8 +26,8 @@ import msgspec
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import (
+    access,
     cursors,
     dispatch,
     models,
@@ -36,6 +36,7 @@ from codeintel.searcher import (
     symbol_answers,
     textsearch,
 )
+from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import paths as paths_mod
@@ -50,17 +51,31 @@ def repo_name(url: str) -> str:
     return "/".join(parts[-2:]) if parts else "repo"
 
 
-def select(names: Iterable[str], patterns: Sequence[str] | None, field: str = "repos") -> list[str]:
-    """The served ``names`` that ``patterns`` (names or globs) select, sorted; all when None.
+def select(
+    names: Iterable[str],
+    patterns: Sequence[str] | None,
+    field: str = "repos",
+    *,
+    audit: bool = False,
+) -> list[str]:
+    """The served ``names`` that ``patterns`` (names or globs) select and the caller's scope
+    allows, sorted; all allowed when None. Every tool resolves repositories here, so this
+    is where scopes hold (:mod:`access`): what the scope hides is not served, as far as
+    this caller can tell, down to the error text.
 
-    RepoNotFoundError when a pattern selects nothing, so a typo is not an empty answer."""
-    served = sorted(names)
+    RepoNotFoundError when a pattern selects nothing, so a typo is not an empty answer.
+    ``audit`` reports a pattern that only hidden repositories match (where ``names`` is
+    the authority: a searcher, not the router's catalogue)."""
+    every = list(names)
+    served = sorted(access.current().filter(every))
     if not patterns:
         return served
     chosen: set[str] = set()
     for pattern in patterns:
         hit = [n for n in served if n == pattern or globs.matches(n, pattern)]
         if not hit:
+            if audit and len(served) != len(every):
+                access.denied(pattern, every)
             raise errors.RepoNotFoundError(
                 f"no served repository matches {pattern!r} (list_repos shows them)", field=field
             )

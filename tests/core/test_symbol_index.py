@@ -92,7 +92,7 @@ FILES: dict[str, str] = {
     ),
     "web/app.js": ("const handler = () => 1;\n\nfunction start() {\n  return handler();\n}\n"),
     "gen/names_generated.py": "".join(
-        "v%d = %s\n" % (i, " + ".join(["hot_name"] * HOT_PER_LINE)) for i in range(HOT_LINES)
+        f"v{i} = {' + '.join(['hot_name'] * HOT_PER_LINE)}\n" for i in range(HOT_LINES)
     ),
     "README.md": "# parse\n\nThe parse function parses.\n",
 }
