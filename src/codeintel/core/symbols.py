@@ -25,9 +25,9 @@ API::
 * ``references`` is by identifier name, as Sourcegraph's search-based
   navigation is: every identifier node spelling the name (never in a comment or
   a string), the definitions' own name nodes excluded and listed separately in
-  ``definitions``. ``total`` and the per-file counts come from one row per
-  (name, file); a page reads only its own occurrences, so a name with 10,000
-  occurrences costs what a rare one does. ``cursor`` continues a page.
+  ``definitions``. ``total`` and the per-file counts come from one posting row
+  per (name, file); a page unpacks only the files it shows, so a name with
+  10,000 occurrences costs what a rare one does. ``cursor`` continues a page.
 * Bodies are not stored: a symbol carries its span, and callers read the lines
   at the generation's commit. Reference line text comes from ``chunks.sqlite``.
 * Thread-safe: one read-only (``immutable``) sqlite connection per thread.
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from codeintel.core import errors, globs
 from codeintel.core.store import symbols as store
@@ -224,50 +225,78 @@ class SymbolIndex:
         params: dict[str, Any] = {"kind": kind, "language": language, "glob": path_glob}
         # Candidates are narrow rows (id, name, qualname, path, category, line), ranked, and
         # only the final ``limit`` are read in full: a common name costs little.
-        ranked: list[tuple[int, Any]] = []
+        ranked: list[tuple[int, int, Any]] = []  # (rank, order within rank, row)
         if _GLOB_CHARS & set(query):
-            column = "s.qualname" if "." in query else "s.name"
-            prefix = query[: min(query.index(c) for c in _GLOB_CHARS if c in query)].lower()
-            where = f"lower({column}) GLOB lower(:pattern)"
-            if prefix:
-                where += f" AND lower({column}) >= :low AND lower({column}) < :high"
-            rows = self._rows(
-                f"{_KEYS} WHERE {where} AND {_FILTERS} {_ORDER} LIMIT :limit",
-                {**params, "pattern": query, "low": prefix, "high": prefix + _TOP, "limit": limit},
-            )
-            ranked = [(0 if (r[2] if "." in query else r[1]) == query else 1, r) for r in rows]
+            column = "qualname" if "." in query else "name"
+            prefix = query[: min(query.index(c) for c in _GLOB_CHARS if c in query)]
+            rows = self._ranged(column, _lower(prefix), _lower(query), params, limit)
+            ranked = [
+                (0 if (r[2] if column == "qualname" else r[1]) == query else 1, i, r)
+                for i, r in enumerate(rows)
+            ]
         elif "." not in query:
             rows = self._rows(
-                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND {_FILTERS} "
+                f"{_KEYS} WHERE lower(s.name) = :lower AND {_FILTERS} "
                 "ORDER BY s.name = :name DESC, f.category, f.path, s.start_line, s.id LIMIT :limit",
-                {**params, "name": query, "limit": limit},
+                {**params, "name": query, "lower": _lower(query), "limit": limit},
             )
-            ranked = [(0 if r[1] == query else 1, r) for r in rows]
+            ranked = [(0 if r[1] == query else 1, i, r) for i, r in enumerate(rows)]
             if len(ranked) < limit:
-                low = query.lower()
-                more = self._rows(
-                    f"{_KEYS} WHERE lower(s.name) > :low AND lower(s.name) < :high "
-                    f"AND {_FILTERS} ORDER BY f.category, length(s.name), f.path, s.start_line "
-                    "LIMIT :limit",
-                    {**params, "low": low, "high": low + _TOP, "limit": limit - len(ranked)},
-                )
-                ranked.extend((4, row) for row in more)
+                seen = {r[0] for r in rows}
+                more = self._ranged("name", _lower(query), None, params, limit + len(rows))
+                fill = [r for r in more if r[0] not in seen][: limit - len(ranked)]
+                ranked.extend((4, i, row) for i, row in enumerate(fill))
         else:
             # The qualified name itself, a nested one ending with it, or one the query
             # qualifies with its module (checked against the path below).
             rows = self._rows(
-                f"{_KEYS} WHERE lower(s.name) = lower(:name) AND (lower(s.qualname) = lower(:q) "
-                "OR lower(s.qualname) LIKE '%.' || lower(:q) "
-                "OR lower(:q) LIKE '%.' || lower(s.qualname)) "
+                f"{_KEYS} WHERE lower(s.name) = :name AND (lower(s.qualname) = :q "
+                "OR lower(s.qualname) LIKE '%.' || :q OR :q LIKE '%.' || lower(s.qualname)) "
                 f"AND {_FILTERS} LIMIT :limit",
-                {**params, "name": query.rsplit(".", 1)[-1], "q": query, "limit": _CANDIDATES},
+                {
+                    **params,
+                    "name": _lower(query.rsplit(".", 1)[-1]),
+                    "q": _lower(query),
+                    "limit": _CANDIDATES,
+                },
             )
             for row in rows:
                 rank = _rank(query, row)
                 if rank is not None:
-                    ranked.append((rank, row))
-        ranked.sort(key=lambda pair: (pair[0], pair[1][4], pair[1][3], pair[1][5], pair[1][0]))
-        return self._full([row[0] for _, row in ranked[:limit]])
+                    ranked.append((rank, 0, row))
+            ranked.sort(key=lambda item: (item[0], item[2][4], item[2][3], item[2][5], item[2][0]))
+            ranked = [(rank, i, row) for i, (rank, _, row) in enumerate(ranked)]
+        ranked.sort(key=lambda item: (item[0], item[2][4], item[1]))
+        return self._full([row[0] for _, _, row in ranked[:limit]])
+
+    def _ranged(
+        self, column: str, prefix: str, pattern: str | None, params: dict[str, Any], limit: int
+    ) -> list[Any]:
+        """Up to ``limit`` definitions whose lowered ``column`` starts with ``prefix`` (and
+        GLOB-matches ``pattern``), source first, each category in name order: one range scan
+        of the ``(category, lower(column))`` index per category, stopping at ``limit``."""
+        out: list[Any] = []
+        where = f"s.category = :category AND lower(s.{column}) >= :low"
+        if prefix:
+            where += f" AND lower(s.{column}) < :high"
+        if pattern is not None:
+            where += f" AND lower(s.{column}) GLOB :pattern"
+        sql = f"{_KEYS} WHERE {where} AND {_FILTERS} ORDER BY lower(s.{column}), s.id LIMIT :limit"
+        for category in range(len(store.CATEGORIES)):
+            out += self._rows(
+                sql,
+                {
+                    **params,
+                    "category": category,
+                    "low": prefix,
+                    "high": prefix + _TOP,
+                    "pattern": pattern,
+                    "limit": limit - len(out),
+                },
+            )
+            if len(out) >= limit:
+                break
+        return out
 
     def _full(self, ids: list[int]) -> list[Symbol]:
         """The symbols of ``ids``, in that order."""
@@ -331,16 +360,15 @@ class SymbolIndex:
         definitions = [
             _symbol(r)
             for r in self._rows(
-                f"{_SELECT} WHERE lower(s.name) = lower(:name) AND s.name = :name "
-                f"{_ORDER} LIMIT :limit",
-                {"name": name, "limit": max_definitions},
+                f"{_SELECT} WHERE lower(s.name) = :lower AND +s.name = :name {_ORDER} LIMIT :limit",
+                {"name": name, "lower": _lower(name), "limit": max_definitions},
             )
         ]
         row = conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
         name_id = int(row[0]) if row is not None else 0
         matcher = globs.compile_one(path_glob) if path_glob is not None else None
         counted = conn.execute(
-            "SELECT c.file_id, f.path, f.category, c.count FROM occurrence_counts AS c "
+            "SELECT c.file_id, f.path, f.category, c.count FROM postings AS c "
             "JOIN files AS f ON f.id = c.file_id WHERE c.name_id = ?",
             (name_id,),
         ).fetchall()
@@ -358,13 +386,19 @@ class SymbolIndex:
         start, after = _decode_cursor(cursor, [f[0] for f in files])
         page: list[tuple[int, str, int, int, int, int]] = []  # file, path, line, col, kind, sym
         for file_id, path, _ in files[start:]:
-            sql = (
-                "SELECT line, column, kind, symbol_id FROM occurrences WHERE name_id = ? "
-                "AND file_id = ? AND (line, column) > (?, ?) ORDER BY line, column LIMIT ?"
-            )
-            line, column = after if after and file_id == files[start][0] else (0, -1)
-            for occ in conn.execute(sql, (name_id, file_id, line, column, limit + 1 - len(page))):
-                page.append((file_id, path, occ[0], occ[1], occ[2], occ[3]))
+            data, count = conn.execute(
+                "SELECT data, count FROM postings WHERE name_id = ? AND file_id = ?",
+                (name_id, file_id),
+            ).fetchone()
+            lines, columns, kinds, symbols = store.unpack(data, count)
+            first = 0
+            if after is not None and file_id == files[start][0]:
+                keys = lines.astype(np.int64) << 32 | columns
+                first = int(np.searchsorted(keys, after[0] << 32 | after[1], side="right"))
+            for i in range(first, min(count, first + limit + 1 - len(page))):
+                page.append(
+                    (file_id, path, int(lines[i]), int(columns[i]), int(kinds[i]), int(symbols[i]))
+                )
             if len(page) > limit:
                 break
         has_more = len(page) > limit
@@ -466,6 +500,14 @@ class SymbolIndex:
         with self._lock:
             self._conns.append(conn)
         return conn
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _lower(text: str) -> str:
+    """SQLite's ``lower()`` (ASCII only), so a lowered parameter meets the expression index."""
+    return text.translate(_ASCII_LOWER)
 
 
 def _rank(query: str, row: Sequence[Any]) -> int | None:

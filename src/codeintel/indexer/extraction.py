@@ -317,36 +317,42 @@ def _occurrences(
     calls = {n.start_byte for n in captures.get("call", [])}
     imports = sorted((n.start_byte, n.end_byte) for n in captures.get("import", []))
     own_names = {d.name_start for d in definitions}
-    nodes = sorted(captures.get("id", []), key=lambda n: n.start_byte)
+    # The hot loop of the symbol pass (every identifier of the corpus): node attributes are
+    # read once, and everything else is local.
+    spans = sorted([(n.start_byte, n.end_byte, n.start_point) for n in captures.get("id", [])])
     names: dict[bytes, str] = {}
     stack: list[_Definition] = []
-    next_def = 0
-    next_import = 0
-    for node in nodes:
-        start = node.start_byte
+    next_def = next_import = 0
+    n_defs, n_imports = len(definitions), len(imports)
+    add_name, add_line = out.names.append, out.lines.append
+    add_column, add_kind, add_enclosing = out.columns.append, out.kinds.append, out.enclosing.append
+    call, imported, other = symbols_store.CALL, symbols_store.IMPORT, symbols_store.OTHER
+    for start, end, (row, column) in spans:
         if start in own_names:
             continue
-        while next_def < len(definitions) and definitions[next_def].start <= start:
+        while next_def < n_defs and definitions[next_def].start <= start:
             while stack and stack[-1].end <= definitions[next_def].start:
                 stack.pop()
             stack.append(definitions[next_def])
             next_def += 1
         while stack and stack[-1].end <= start:
             stack.pop()
-        while next_import < len(imports) and imports[next_import][1] <= start:
+        while next_import < n_imports and imports[next_import][1] <= start:
             next_import += 1
         if start in calls:
-            kind = symbols_store.CALL
-        elif next_import < len(imports) and imports[next_import][0] <= start:
-            kind = symbols_store.IMPORT
+            add_kind(call)
+        elif next_import < n_imports and imports[next_import][0] <= start:
+            add_kind(imported)
         else:
-            kind = symbols_store.OTHER
-        raw = source[start : node.end_byte]
+            add_kind(other)
+        raw = source[start:end]
         name = names.get(raw)
         if name is None:
             name = names[raw] = raw.decode("utf-8", errors="replace")
-        row, column = node.start_point
-        out.add(name, row + 1, column, kind, stack[-1].index if stack else -1)
+        add_name(name)
+        add_line(row + 1)
+        add_column(column)
+        add_enclosing(stack[-1].index if stack else -1)
 
 
 def _text(node: tree_sitter.Node, source: bytes) -> str:

@@ -15,10 +15,13 @@ Choices (docs/architecture.md, *Navigation index*):
 * Symbol ids are stable across generations: a 63-bit BLAKE2b hash of path,
   qualified name, kind and the ordinal among same-named definitions of that
   kind in the file, printed as 16 hex digits.
-* Occurrences are a ``WITHOUT ROWID`` table clustered on ``(name, file, line,
-  column)``: a page of references is one range scan, whatever the corpus size.
-  ``occurrence_counts`` holds one row per (name, file), so ``total`` and the
-  per-file counts of a name cost one row per file, never one per occurrence.
+* Occurrences are stored as *postings*: one row per (name, file) in a ``WITHOUT
+  ROWID`` table clustered on ``(name, file)``, holding the count and the file's
+  occurrences of that name packed in line order (:func:`pack` / :func:`unpack`).
+  ``total`` and the per-file counts of a name read one short row per file; a page
+  of references unpacks only the files it shows; a build writes a few hundred
+  thousand rows where single occurrences would be millions (measured: the
+  one-row-per-occurrence layout made the symbol write 3x the chunk pass on sympy).
   Definition name nodes are not stored as occurrences; the symbols table holds
   their position.
 * Written like ``chunks.sqlite``: the rollback journal in memory and sync off
@@ -39,6 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from codeintel.core import errors
 from codeintel.core.store import manifest
@@ -70,6 +74,7 @@ CREATE TABLE files (
 CREATE TABLE symbols (
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL,
+    category INTEGER NOT NULL,
     name TEXT NOT NULL,
     qualname TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -84,23 +89,17 @@ CREATE TABLE symbols (
 CREATE INDEX symbols_name ON symbols(lower(name));
 CREATE INDEX symbols_qualname ON symbols(lower(qualname));
 CREATE INDEX symbols_file ON symbols(file_id, start_line);
+CREATE INDEX symbols_category_name ON symbols(category, lower(name));
+CREATE INDEX symbols_category_qualname ON symbols(category, lower(qualname));
 CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE occurrences (
-    name_id INTEGER NOT NULL,
-    file_id INTEGER NOT NULL,
-    line INTEGER NOT NULL,
-    column INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    symbol_id INTEGER NOT NULL,
-    PRIMARY KEY (name_id, file_id, line, column)
-) WITHOUT ROWID;
-CREATE TABLE occurrence_counts (
+CREATE TABLE postings (
     name_id INTEGER NOT NULL,
     file_id INTEGER NOT NULL,
     count INTEGER NOT NULL,
+    data BLOB NOT NULL,
     PRIMARY KEY (name_id, file_id)
 ) WITHOUT ROWID;
-CREATE INDEX occurrence_counts_file ON occurrence_counts(file_id);
+CREATE INDEX postings_file ON postings(file_id);
 """
 
 
@@ -165,6 +164,32 @@ class FileSymbols:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+_ITEM = 4 + 4 + 1 + 8  # line u32, column u32, kind u8, enclosing symbol id i64
+
+
+def pack(lines: np.ndarray, columns: np.ndarray, kinds: np.ndarray, symbols: np.ndarray) -> bytes:
+    """One posting's occurrences (in line, column order) as bytes: four little-endian columns."""
+    return b"".join(
+        (
+            lines.astype("<u4").tobytes(),
+            columns.astype("<u4").tobytes(),
+            kinds.astype("u1").tobytes(),
+            symbols.astype("<i8").tobytes(),
+        )
+    )
+
+
+def unpack(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lines, columns, kinds, enclosing symbol ids) of a posting; ids are 0 at module level."""
+    if len(data) != count * _ITEM:
+        raise errors.IndexFormatError(f"a posting of {count} occurrences has {len(data)} bytes")
+    lines = np.frombuffer(data, dtype="<u4", count=count)
+    columns = np.frombuffer(data, dtype="<u4", count=count, offset=4 * count)
+    kinds = np.frombuffer(data, dtype="u1", count=count, offset=8 * count)
+    symbols = np.frombuffer(data, dtype="<i8", count=count, offset=9 * count)
+    return lines, columns, kinds, symbols
 
 
 def symbol_id(path: str, qualname: str, kind: str, ordinal: int) -> int:
@@ -232,10 +257,17 @@ def module_name(path: str) -> str:
 class SymbolWriter:
     """Writes a generation's ``symbols.sqlite``: a new one, or a copy of the parent's to edit."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, fresh: bool = False) -> None:
         self.path = path
         self._conn = conn
+        self._fresh = fresh
+        """A new database: every name is in ``_names``, none needs looking up."""
         self._names: dict[str, int] = {}
+        # Postings arrive file by file; they go to the clustered table in key order at
+        # close, one sorted insert instead of a random B-tree write per row.
+        conn.execute(
+            "CREATE TEMP TABLE staged (name_id INTEGER, file_id INTEGER, count INTEGER, data BLOB)"
+        )
 
     @classmethod
     def create(cls, path: Path) -> SymbolWriter:
@@ -245,7 +277,7 @@ class SymbolWriter:
         conn = _connect_writer(path)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return cls(path, conn)
+        return cls(path, conn, fresh=True)
 
     @classmethod
     def copy(cls, source: Path, path: Path) -> SymbolWriter:
@@ -263,17 +295,7 @@ class SymbolWriter:
             if row is None:
                 continue
             (file_id,) = row
-            name_ids = [
-                n
-                for (n,) in conn.execute(
-                    "SELECT name_id FROM occurrence_counts WHERE file_id = ?", (file_id,)
-                )
-            ]
-            conn.executemany(
-                "DELETE FROM occurrences WHERE name_id = ? AND file_id = ?",
-                [(n, file_id) for n in name_ids],
-            )
-            conn.execute("DELETE FROM occurrence_counts WHERE file_id = ?", (file_id,))
+            conn.execute("DELETE FROM postings WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM symbols WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
             dropped += 1
@@ -286,10 +308,11 @@ class SymbolWriter:
 
     def _add_file(self, file: FileSymbols) -> None:
         conn = self._conn
+        file_category = category(file.path)
         cursor = conn.execute(
             "INSERT INTO files (path, language, category, imports_start, imports_end) "
             "VALUES (?,?,?,?,?)",
-            (file.path, file.language, category(file.path), *file.imports),
+            (file.path, file.language, file_category, *file.imports),
         )
         file_id = cursor.lastrowid
         ids: list[int] = []
@@ -306,6 +329,7 @@ class SymbolWriter:
                 (
                     sid,
                     file_id,
+                    file_category,
                     draft.name,
                     draft.qualname,
                     draft.kind,
@@ -319,31 +343,42 @@ class SymbolWriter:
                 )
             )
         before = conn.total_changes
-        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         if conn.total_changes - before != len(rows):  # a 63-bit hash collision: vanishingly rare
             logger.warning(
                 "%s: %d symbol id collisions", file.path, len(rows) - (conn.total_changes - before)
             )
-        counts: dict[int, int] = {}
-        occurrence_rows = []
-        for name, line, column, kind, enclosing in zip(
-            file.names, file.lines, file.columns, file.kinds, file.enclosing, strict=True
-        ):
-            name_id = self._name_id(name)
-            counts[name_id] = counts.get(name_id, 0) + 1
-            occurrence_rows.append(
-                (name_id, file_id, line, column, kind, ids[enclosing] if enclosing >= 0 else 0)
+        if not len(file):
+            return
+        name_ids = np.fromiter(map(self._name_id, file.names), dtype=np.int64, count=len(file))
+        symbols = np.array([*ids, 0], dtype=np.int64)  # index -1 (module level) → 0
+        enclosing = symbols[np.frombuffer(file.enclosing, dtype=np.int32)]
+        lines = np.frombuffer(file.lines, dtype=np.uint32)
+        columns = np.frombuffer(file.columns, dtype=np.uint32)
+        kinds = np.frombuffer(file.kinds, dtype=np.uint8)
+        order = np.lexsort((columns, lines, name_ids))
+        sorted_names = name_ids[order]
+        cuts = np.flatnonzero(np.diff(sorted_names)) + 1
+        postings = []
+        for group in np.split(order, cuts):
+            postings.append(
+                (
+                    int(name_ids[group[0]]),
+                    file_id,
+                    len(group),
+                    pack(lines[group], columns[group], kinds[group], enclosing[group]),
+                )
             )
-        conn.executemany("INSERT OR IGNORE INTO occurrences VALUES (?,?,?,?,?,?)", occurrence_rows)
-        conn.executemany(
-            "INSERT INTO occurrence_counts VALUES (?,?,?)",
-            [(name_id, file_id, n) for name_id, n in counts.items()],
-        )
+        conn.executemany("INSERT INTO temp.staged VALUES (?,?,?,?)", postings)
 
     def _name_id(self, name: str) -> int:
         name_id = self._names.get(name)
         if name_id is None:
-            row = self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
+            row = (
+                None
+                if self._fresh
+                else self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
+            )
             if row is None:
                 cursor = self._conn.execute("INSERT INTO names (name) VALUES (?)", (name,))
                 name_id = int(cursor.lastrowid or 0)
@@ -353,7 +388,10 @@ class SymbolWriter:
         return name_id
 
     def close(self) -> None:
-        """Commit and close; the file is complete after this."""
+        """Write the staged postings in key order, commit and close; the file is complete."""
+        self._conn.execute(
+            "INSERT INTO postings SELECT * FROM temp.staged ORDER BY name_id, file_id"
+        )
         self._conn.commit()
         self._conn.close()
 
@@ -384,7 +422,7 @@ def check_schema(path: Path) -> int:
         conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            conn.execute("SELECT 1 FROM occurrences LIMIT 0")
+            conn.execute("SELECT 1 FROM postings LIMIT 0")
         finally:
             conn.close()
     except sqlite3.Error as e:
