@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -37,6 +38,8 @@ import numpy as np
 
 from benchmarks.common import write_results
 from benchmarks.searcher_bench import Server, pct
+from codeintel.core import errors
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
 
@@ -76,8 +79,14 @@ def ensure_store(repo: Path, store: Path) -> tuple[Path, float | None]:
     current = store / "CURRENT"
     if current.is_file():
         gen = store / "generations" / current.read_text().strip()
-        if (gen / "symbols.sqlite").is_file():
+        try:
+            index = symbols_mod.SymbolIndex.open(gen)
+        except errors.IndexFormatError:  # an older layout of symbols.sqlite: build again
+            index = None
+        if index is not None:
+            index.close()
             return gen, None
+        shutil.rmtree(store)
     settings = Settings.from_env({}, store={"path": store})
     t0 = time.perf_counter()
     pipeline.build(settings, str(repo), HashEmbedder())
@@ -92,7 +101,7 @@ def workload(gen: Path, n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
     names = [r[0] for r in db.execute("SELECT DISTINCT name FROM symbols WHERE length(name) > 3")]
     paths = [r[0] for r in db.execute("SELECT path FROM files WHERE language = 'python'")]
     counts = db.execute(
-        "SELECT n.name, SUM(c.count) FROM occurrence_counts AS c JOIN names AS n "
+        "SELECT n.name, SUM(c.count) FROM postings AS c JOIN names AS n "
         "ON n.id = c.name_id GROUP BY n.name"
     ).fetchall()
     db.close()
