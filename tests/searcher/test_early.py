@@ -162,6 +162,14 @@ async def test_tools_answer_while_embedding_is_held(
     assert history["commit"] == head and len(history["results"]) == 9
     lexical = _post(url, "semantic_search", query="invoice", mode="lexical").json()
     assert (lexical["commit"], lexical["generation"]) == (head, "indexing")
+    # Navigation answers from the commit too: lines at once, symbols after the chunk pass.
+    read = _post(url, "read_file", path="billing/invoice.py", start_line=4, end_line=4).json()
+    assert read["results"] == [{"line": 4, "text": "def parse_invoice(text):"}]
+    assert (read["commit"], read["generation"]) == (head, "indexing")
+    found = _post(url, "find_symbol", name="parse_invoice").json()
+    assert [(r["path"], r["start_line"]) for r in found["results"]] == [("billing/invoice.py", 4)]
+    outline = _post(url, "file_outline", path="billing/invoice.py").json()
+    assert "TaxCalculator" in {r["name"] for r in outline["results"]}
     assert lexical["results"][0]["path"] == "billing/invoice.py"
 
     refused = _post(url, "semantic_search", query="parse an invoice", mode="semantic")

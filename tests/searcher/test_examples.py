@@ -91,7 +91,8 @@ async def test_stdio_config_indexes_the_project(repo: Repo, tmp_path: Path) -> N
             ).is_error:
                 assert time.monotonic() < deadline, found.content[0].text
                 await asyncio.sleep(0.2)
-            body = json.loads(found.content[0].text)
+            data = found.structured_content or {}  # the text content is written for reading
+            body = dict(data.get("result", data))
             assert body["commit"] == repo.head()
             assert body["results"][0]["path"] == "mail/sender.py"
 

@@ -31,6 +31,9 @@ VALID: dict[str, dict[str, Any]] = {
     "blame_range": {"path": "README.md", "start_line": 1, "end_line": 1},
     "file_history": {"path": "README.md"},
     "read_file": {"path": "README.md"},
+    "find_symbol": {"name": "parse_invoice"},
+    "file_outline": {"path": "billing/invoice.py"},
+    "find_references": {"name": "decimal"},
 }
 MODELS: dict[str, type[models._Request]] = {
     tool.name: tool.request  # type: ignore[misc]

@@ -25,6 +25,9 @@ CALLS: dict[str, dict[str, Any]] = {
     "blame_range": {"path": NON_ASCII_PATH, "start_line": 1, "end_line": 2},
     "file_history": {"path": "mail/sender.py", "limit": 2},
     "read_file": {"path": "billing/invoice.py", "start_line": 4, "end_line": 6},
+    "find_symbol": {"name": "TaxCalculator.tax_for", "include_body": True},
+    "file_outline": {"path": "billing/invoice.py"},
+    "find_references": {"name": "decimal"},
 }
 
 
@@ -57,6 +60,10 @@ async def _exercise(session: ClientSession, repo: Repo) -> None:
     assert row["embedding_model"] and row["vectors"]["primary"] > 0
     body = _payload(await session.call_tool("search_text", {"pattern": "TaxCalculator"}))
     assert body["results"][0]["path"] == "billing/invoice.py"
+    read = await session.call_tool("read_file", CALLS["read_file"])
+    assert "     4\tdef parse_invoice(text):" in read.content[0].text
+    outline = (await session.call_tool("file_outline", CALLS["file_outline"])).content[0].text
+    assert "class TaxCalculator" in outline and "\n  15-16 def tax_for(self, amount):" in outline
     missing = await session.call_tool("file_history", {"path": "gone.txt"})
     assert missing.is_error
     assert "404" in missing.content[0].text

@@ -15,7 +15,7 @@ import pytest
 from nav_helpers import BIG_LINES, SHAPES, make_nav_repo
 from searcher_helpers import Served, build_store
 
-from codeintel.searcher import budget, create_app, models, navigation
+from codeintel.searcher import budget, catalog, create_app, models, navigation
 from gitrepo import GitRepo
 
 pytestmark = pytest.mark.slow
@@ -117,11 +117,13 @@ def test_read_file_caps_the_range_and_the_tokens(nav_server: Served) -> None:
     assert wide["end_line"] == models.MAX_READ_LINES
     assert wide["next_start_line"] == models.MAX_READ_LINES + 1
     small = ok(
-        nav_server, "read_file", {"path": "data/big.txt", "end_line": 1000, "max_tokens": 300}
+        nav_server,
+        "read_file",
+        {"path": "data/big.txt", "end_line": 1000, "max_tokens": budget.MIN_MAX_TOKENS},
     )
     assert small["truncated"] is True
-    assert small["tokens"] <= 300
-    assert small["next_start_line"] == small["end_line"] + 1 < 100
+    assert small["tokens"] <= budget.MIN_MAX_TOKENS
+    assert small["next_start_line"] == small["end_line"] + 1 < 200
     default = ok(nav_server, "read_file", {"path": "data/big.txt", "end_line": 2000})
     assert default["tokens"] <= budget.DEFAULT_MAX_TOKENS
     assert navigation.DEFAULT_READ_LINES < default["end_line"] < 2000
@@ -263,7 +265,7 @@ def test_file_outline_nests_classes_and_methods(nav_server: Served) -> None:
     assert all("body" not in c for c in circle["children"])
     assert answer["imports"] == {"start_line": 3, "end_line": 4}
     assert answer["language"] == "python"
-    assert answer["total"] == 5 + 1 + 3 + 2
+    assert answer["symbols"] == 5 + 1 + 3 + 2
 
 
 def test_file_outline_errors_match_read_file(nav_server: Served) -> None:
@@ -318,6 +320,11 @@ def test_find_references_by_symbol_id_and_budget(nav_server: Served) -> None:
     answer = ok(nav_server, "find_references", {"symbol_id": circle["symbol_id"]})
     assert answer["name"] == "Circle"
     assert answer["total"] >= 3
-    tiny = ok(nav_server, "find_references", {"name": "parse", "max_tokens": 200})
-    assert tiny["tokens"] <= 200
+    tiny = ok(nav_server, "find_references", {"name": "parse", "max_tokens": budget.MIN_MAX_TOKENS})
+    assert tiny["tokens"] <= budget.MIN_MAX_TOKENS
     assert tiny["degraded"]["step"] in ("counts_per_file", "count")
+
+
+def test_instructions_name_every_tool() -> None:
+    for tool in catalog.CATALOG:
+        assert tool.name in catalog.INSTRUCTIONS, tool.name

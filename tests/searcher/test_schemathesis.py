@@ -73,6 +73,9 @@ TOOLS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     ),
     "file_history": (models.FileHistoryRequest, {"path": "README.md"}),
     "read_file": (models.ReadFileRequest, {"path": "README.md"}),
+    "find_symbol": (models.FindSymbolRequest, {"name": "parse_invoice"}),
+    "file_outline": (models.FileOutlineRequest, {"path": "billing/invoice.py"}),
+    "find_references": (models.FindReferencesRequest, {"name": "decimal"}),
 }
 
 

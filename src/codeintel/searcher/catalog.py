@@ -20,14 +20,23 @@ from codeintel.searcher import models
 INSTRUCTIONS = """\
 codeintel answers questions about git repositories, each as of one indexed commit
 (every answer names the `generation` and `commit` it read, per repository in `repos`).
+You have no checkout: read and navigate the code through these tools.
 - Which repositories can I ask about? list_repos.
 - Don't know where something is implemented? semantic_search (natural language; mode=hybrid
   when the query also contains identifiers).
 - Know an exact string, identifier or regex? search_text.
+- Know a name and want its definition? find_symbol (plain 'parse', qualified 'Circle.area',
+  or a glob); include_body=true gives the code with its class and siblings. An ambiguous name
+  lists candidates: ask again with the symbol_id you mean.
+- Who calls or uses a name? find_references (grouped by the calling function; page with cursor).
+- What is in a file? file_outline (classes, functions, methods, spans; no bodies).
+- Need the lines themselves? read_file (path, start_line, end_line; continue at next_start_line).
 - Need the layout or the files of a directory? list_paths.
 - Who wrote these lines and why? blame_range. How did a file evolve? file_history.
-When several repositories are served, `repos` narrows a search and `repo` names the one
-repository blame_range and file_history read.
+When several repositories are served, `repos` narrows a search, find_symbol and
+find_references, and `repo` names the one repository read_file, file_outline, blame_range
+and file_history read. Answers stay under `max_tokens` (default 8000): a cut answer says
+what it left out in `degraded` and how to get the rest; lists page with `cursor`.
 """
 
 

@@ -60,7 +60,7 @@ GENERATION = "indexing"
 TREE_WAIT_SECONDS = 30.0
 """How long a tool call waits for the first commit's tree before answering 503 with the phase."""
 
-_TOOLS_NOW = "search_text, list_paths, blame_range and file_history"
+_TOOLS_NOW = "search_text, list_paths, read_file, blame_range and file_history"
 
 
 class EarlyIndex:
@@ -249,6 +249,27 @@ class _EarlyChunks:
             self._db = None
 
 
+class _EarlySymbols:
+    """The symbol index of the build in progress (:meth:`EarlyIndex.symbols`), for the
+    navigation tools: a 503 with progress until the chunk pass has written it."""
+
+    def __init__(self, early: EarlyIndex, generations_dir: Path) -> None:
+        self._early = early
+        self._generations_dir = generations_dir
+
+    def __getattr__(self, name: str) -> Any:
+        index = self._early.symbols(self._generations_dir)
+        if index is None:
+            raise self._early.error(
+                "the symbols of the commit are not written yet; find_symbol, file_outline and "
+                f"find_references answer once the chunk pass is done, and {_TOOLS_NOW} answer now"
+            )
+        return getattr(index, name)
+
+    def close(self) -> None:
+        """The index is the EarlyIndex's, shared and closed by it."""
+
+
 class EarlyManager(generations_mod.GenerationManager):
     """A :class:`GenerationManager` that, until a generation is live, serves the commit the
     first build is indexing (:class:`EarlyIndex`), and refuses dense search meanwhile."""
@@ -396,6 +417,7 @@ class EarlyManager(generations_mod.GenerationManager):
             worktree=worktree,
             git=history_mod.AsyncGitClient(mirror, self._executor, worktree=worktree),
             tree_paths=[e.path for e in tree],
+            symbols=_EarlySymbols(self.early, store_mod.Store(self.root).generations_dir),
         )
 
     def close(self) -> None:

@@ -34,6 +34,9 @@ from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import storeset as storeset_mod
 from codeintel.searcher import tools as tools_mod
 
+_TOTAL = "#total"
+_FILES = "#files"
+
 
 class FleetTools(dispatch.Dispatcher):
     """The catalogue over many stores: per-store Tools, merged."""
@@ -190,7 +193,10 @@ class FleetTools(dispatch.Dispatcher):
         name = self._one(req)
         async with self.stores.open(name) as manager:
             tools = self._tools(manager)
-            answer = await tools.file_outline(req.model_copy(update={"repo": None}))
+            try:
+                answer = await tools.file_outline(req.model_copy(update={"repo": None}))
+            except errors.NotIndexedError as e:
+                raise errors.NotIndexedError([name]) from e  # the pool's name for it
         return navigation.placed(name, answer)
 
     async def find_symbol(self, req: models.FindSymbolRequest) -> dict[str, Any]:
@@ -215,7 +221,7 @@ class FleetTools(dispatch.Dispatcher):
         pos = cursors.decode("find_references", req)
         names = self.stores.select(req.repos)
         if pos is not None:
-            names = [n for n in names if n in pos.offsets]
+            names = [n for n in names if n in pos.offsets and n in pos.generations]
         single = req.model_copy(update={"repos": None, "cursor": None})
         generations: dict[str, str] = {}
         starts: dict[str, int] = {}
@@ -238,9 +244,16 @@ class FleetTools(dispatch.Dispatcher):
 
         parts, skipped = await self._navigate(names, one)
         answer = symbol_answers.merge_references(parts, skipped)
+        # Later pages read only the repositories with more; the first page's total and
+        # file count ride in the cursor (keys no repository name can take).
+        if pos is not None and _TOTAL in pos.offsets:
+            answer["total"], answer["files"] = pos.offsets[_TOTAL], pos.offsets[_FILES]
+        counts = {_TOTAL: answer["total"], _FILES: answer["files"]}
         if following:
-            answer["cursor"] = cursors.encode("find_references", req, generations, following)
-        this_page = cursors.encode("find_references", req, generations, starts)
+            answer["cursor"] = cursors.encode(
+                "find_references", req, generations, {**following, **counts}
+            )
+        this_page = cursors.encode("find_references", req, generations, {**starts, **counts})
         return symbol_answers.fit_references(answer, req.max_tokens, this_page)
 
     async def _navigate(

@@ -791,7 +791,7 @@ class FileOutlineResponse(_Answer):
     imports: dict[str, int] | None = Field(
         None, description="start_line and end_line of the top-level imports, where known."
     )
-    total: int = Field(description="Definitions in the file, nested ones included.")
+    symbols: int = Field(description="Definitions in the file, nested ones included.")
 
 
 class ReferenceOccurrence(BaseModel):

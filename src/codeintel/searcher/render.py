@@ -213,3 +213,86 @@ def list_repos(answer: dict[str, Any]) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + x for x in text.split("\n"))
+
+
+# -- navigation (issue 18): read_file, find_symbol, file_outline, find_references ---------------
+
+
+@renderer("read_file")
+def read_file(answer: dict[str, Any]) -> str:
+    """``cat -n``: the line number, a tab, the line; then where to continue."""
+    out = [f"{row['line']:>6}\t{row['text']}" for row in answer["results"]]
+    if answer.get("next_start_line"):
+        out.append(f"(more: start_line={answer['next_start_line']} of {answer['total_lines']})")
+    return "\n".join(out)
+
+
+def _symbol_line(row: dict[str, Any]) -> str:
+    where = f"{_where(row)}:{row['start_line']}-{row['end_line']}"
+    tags = "".join(f" [{row[k]}]" for k in ("category",) if row.get(k))
+    return f"{row['kind']} {row['qualname']}  {where}  id={row['symbol_id']}{tags}"
+
+
+@renderer("find_symbol")
+def find_symbol(answer: dict[str, Any]) -> str:
+    out = []
+    for row in answer["results"]:
+        out.append(_symbol_line(row))
+        out.append(f"  {row['signature']}")
+        if row.get("doc"):
+            out.append(f"  # {row['doc']}")
+        context = row.get("context") or {}
+        parent = context.get("parent")
+        if parent:
+            out.append(f"  in {parent['signature']}  ({parent['start_line']}-{parent['end_line']})")
+        if row.get("body") is not None:
+            out.append(_indent(row["body"]))
+            if row.get("next_start_line"):
+                out.append(f"  (body cut: read_file start_line={row['next_start_line']})")
+        siblings = context.get("siblings")
+        if siblings:
+            names = ", ".join(f"{s['name']} {s['start_line']}-{s['end_line']}" for s in siblings)
+            more = context.get("more_siblings")
+            out.append(f"  siblings: {names}" + (f" (+{more})" if more else ""))
+    return "\n".join(out)
+
+
+@renderer("file_outline")
+def file_outline(answer: dict[str, Any]) -> str:
+    out = []
+    imports = answer.get("imports")
+    if imports:
+        out.append(f"imports {imports['start_line']}-{imports['end_line']}")
+
+    def walk(rows: list[dict[str, Any]], depth: int) -> None:
+        for row in rows:
+            text = row.get("signature") or f"{row['kind']} {row['name']}"
+            doc = f"  # {row['doc']}" if row.get("doc") else ""
+            nested = f" (+{row['nested']} nested)" if row.get("nested") else ""
+            out.append(
+                f"{'  ' * depth}{row['start_line']}-{row['end_line']} {text}{nested}"
+                f"  id={row['symbol_id']}{doc}"
+            )
+            walk(row.get("children") or [], depth + 1)
+
+    walk(answer["results"], 0)
+    return "\n".join(out)
+
+
+@renderer("find_references")
+def find_references(answer: dict[str, Any]) -> str:
+    out = [f"defined: {_symbol_line(d)}" for d in answer.get("definitions") or []]
+    for group in answer["results"]:
+        scope = (
+            f" in {group['symbol']} ({group['start_line']}-{group['end_line']})"
+            if group.get("symbol")
+            else ""
+        )
+        out.append(f"{_where(group)}{scope}:")
+        for occ in group["occurrences"]:
+            text = f" {occ['text']}" if occ.get("text") is not None else ""
+            out.append(f"  {occ['line']} [{occ['kind']}]{text}")
+    per_file = answer.get("per_file")
+    if per_file and not answer["results"] and not answer.get("counts"):
+        out.append("occurrences per file: " + ", ".join(f"{p} {n}" for p, n in per_file.items()))
+    return "\n".join(out)

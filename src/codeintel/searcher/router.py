@@ -201,7 +201,9 @@ class Router(dispatch.Dispatcher):
         not_found: errors.QueryError | None = None
         for shard, result in zip(targets, results, strict=True):
             if isinstance(result, errors.RepoNotFoundError | errors.NotIndexedError):
-                not_found = result
+                # "none of mine" from one shard; "not indexed" names what the caller asked for
+                if not isinstance(not_found, errors.NotIndexedError):
+                    not_found = result
             elif isinstance(result, _ShardUnavailableError | TimeoutError):
                 logger.warning("%s: %s", self.name(shard), result or "timed out")
                 missing.append(self.name(shard))
@@ -274,10 +276,11 @@ class Router(dispatch.Dispatcher):
         """Each shard pages its own repositories; the router's cursor holds each shard's
         cursor, and a next page asks only the shards that have more."""
         req.check()
+        counted: tuple[int, int] | None = None
         if req.cursor:
+            given, counted = _shard_cursors(req.cursor, len(self.shards))
             asks = {
-                shard: req.model_copy(update={"cursor": cursor})
-                for shard, cursor in _shard_cursors(req.cursor, len(self.shards)).items()
+                shard: req.model_copy(update={"cursor": cursor}) for shard, cursor in given.items()
             }
         else:
             asks = {shard: req for shard in range(len(self.shards))}
@@ -291,7 +294,9 @@ class Router(dispatch.Dispatcher):
         refused: BaseException | None = None
         for shard, reply in zip(asks, replies, strict=True):
             if isinstance(reply, errors.RepoNotFoundError | errors.NotIndexedError):
-                refused = reply  # none of this shard's repositories: normal in a pool
+                # none of this shard's repositories (normal in a pool), or not indexed
+                if not isinstance(refused, errors.NotIndexedError):
+                    refused = reply
                 continue
             if isinstance(reply, BaseException):
                 raise reply
@@ -305,8 +310,12 @@ class Router(dispatch.Dispatcher):
         if not answers and not missing and refused is not None:
             raise refused
         merged = symbol_answers.merge_references(answers)
+        if counted is not None:  # later pages ask fewer shards: the first page counted all
+            merged["total"], merged["files"] = counted
         if following:
-            merged["cursor"] = _encode_shard_cursors(following)
+            merged["cursor"] = _encode_shard_cursors(
+                following, merged["total"], merged.get("files", 0)
+            )
             merged["has_more"] = True
         fitted = symbol_answers.fit_references(merged, req.max_tokens, req.cursor)
         return _partial(fitted, missing)
@@ -377,23 +386,25 @@ class Router(dispatch.Dispatcher):
 _SHARD_CURSOR = "r1."
 
 
-def _encode_shard_cursors(cursors: dict[int, str]) -> str:
-    """The router's page cursor: each shard's own cursor, by shard."""
-    raw = msgspec.json.encode({str(k): v for k, v in sorted(cursors.items())})
+def _encode_shard_cursors(cursors: dict[int, str], total: int, files: int) -> str:
+    """The router's page cursor: each shard's own cursor, by shard, and the first page's
+    total and file count."""
+    shards = {str(k): v for k, v in sorted(cursors.items())}
+    raw = msgspec.json.encode({"s": shards, "t": total, "f": files})
     return _SHARD_CURSOR + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _shard_cursors(text: str, shards: int) -> dict[int, str]:
+def _shard_cursors(text: str, shards: int) -> tuple[dict[int, str], tuple[int, int]]:
     try:
         if not text.startswith(_SHARD_CURSOR):
             raise ValueError(text[:8])
         body = text[len(_SHARD_CURSOR) :]
         data = msgspec.json.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        found = {int(k): str(v) for k, v in dict(data).items()}
+        found = {int(k): str(v) for k, v in dict(data["s"]).items()}
         if not found or any(not 0 <= k < shards for k in found):
             raise ValueError("shards")
-        return found
-    except (ValueError, TypeError, msgspec.DecodeError) as e:
+        return found, (int(data["t"]), int(data["f"]))
+    except (ValueError, TypeError, KeyError, msgspec.DecodeError) as e:
         raise errors.QueryError(
             "cursor is not a cursor this router gave; pass the previous answer's cursor "
             "unchanged, or omit it for the first page",

@@ -47,12 +47,8 @@ _POSITION_BITS = 21
 
 def index_of(gen: generations_mod.LoadedGeneration, repo: str) -> symbols_mod.SymbolIndex:
     """The generation's symbol index, or 409 "not indexed: rebuild" naming ``repo``."""
-    index = gen.symbols
+    index = gen.symbols  # the early index's stands in until its chunk pass is done
     if index is None:
-        if gen.name == "indexing":
-            raise errors.NoGenerationError(
-                f"{repo}: symbols are answered once the first index is published; retry shortly"
-            )
         raise errors.NotIndexedError([repo])
     result: symbols_mod.SymbolIndex = index
     return result
@@ -252,7 +248,7 @@ def file_outline(
         "path": req.path,
         "language": outline.language if outline is not None else None,
         "imports": msgspec.to_builtins(outline.imports) if outline and outline.imports else None,
-        "total": len(symbols),
+        "symbols": len(symbols),
         "generation": gen.name,
         "commit": gen.commit,
     }
@@ -296,7 +292,7 @@ def _fit_outline(
         answer["results"] = []
         answer["degraded"] = {
             "step": "count",
-            "omitted": f"all {answer['total']} definitions",
+            "omitted": f"all {answer['symbols']} definitions",
             "hint": f"ask again with max_tokens={min(answer['tokens'] + 200, budget.MAX_MAX_TOKENS)}",
         }
         answer["tokens"] = budget.estimate(answer)
