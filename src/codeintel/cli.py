@@ -253,7 +253,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             "model": getattr(args, "embed_model", None),
             "dim": getattr(args, "embed_dim", None),
         },
-        server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+        server={
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "tokens_file": getattr(args, "tokens_file", None),
+        },
         index={
             "result_file": getattr(args, "result_file", None),
             "history": getattr(args, "history", None),
@@ -479,6 +483,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--shards", type=int, help="shards the stores are split across")
     g.add_argument("--shard-index", type=int, help="this process's shard, 0-based")
+    g.add_argument(
+        "--tokens-file",
+        help="JSON list of {name, sha256, repos}: each bearer token reads only its repositories "
+        "(env CODEINTEL_SERVER_TOKENS_FILE; re-read on change)",
+    )
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
 
@@ -494,6 +503,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, help="number of shards (with a template)")
     p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
     p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
+    p.add_argument(
+        "--tokens-file",
+        help="JSON list of {name, sha256, repos}: each bearer token reads only its repositories "
+        "(env CODEINTEL_SERVER_TOKENS_FILE; re-read on change)",
+    )
     p.set_defaults(func=_cmd_router)
 
     index = sub.add_parser("index", help="build, update, merge or roll back an index store")

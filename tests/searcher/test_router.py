@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -276,11 +275,13 @@ async def test_router_speaks_mcp(root: Path, local_embedder: Any) -> None:
             ):
                 await session.initialize()
                 listed = await session.call_tool("list_repos", {})
-                rows = json.loads(listed.content[0].text)["results"]
+                rows = listed.structured_content["results"]
+                assert listed.content[0].text.splitlines()[1].startswith(sorted(NAMES)[0])
                 assert [r["name"] for r in rows] == sorted(NAMES)
                 found = await session.call_tool("search_text", {"pattern": "shared_marker"})
                 assert not found.is_error
-                assert len(json.loads(found.content[0].text)["results"]) == len(NAMES)
+                assert len(found.structured_content["results"]) == len(NAMES)
+                assert found.content[0].text.count("shared_marker") == len(NAMES)
     finally:
         for s in servers:
             s.__exit__(None, None, None)

@@ -282,7 +282,45 @@ class ServerSettings:
     """TCP port for REST, MCP (``/mcp``), probes and metrics."""
 
     api_token: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_API_TOKEN"))
-    """Optional bearer token guarding every route but the probes; empty disables auth."""
+    """Optional bearer token guarding every route but the probes; empty disables auth.
+    It opens every repository (the router's credential towards its shards, and installs
+    from before scopes); give callers narrower ones in :attr:`tokens_file`."""
+
+    tokens_file: str = ""
+    """A JSON list of ``{"name", "sha256" (hex sha256 of a bearer token), "repos": [globs
+    over namespace/name]}``: each caller reads only the repositories its globs allow,
+    any other answers as if it did not exist (docs/operations.md, "Access control").
+    Re-read on change without a restart; a broken edit keeps the last good file."""
+
+    tokens_poll_seconds: float = 1.0
+    """How often the tokens file's mtime is checked (on requests, so idle costs nothing);
+    one second bounds how long a revoked token keeps working."""
+
+    kube_auth: bool = False
+    """Identify callers with a Kubernetes TokenReview and allow each repository by a
+    SubjectAccessReview (``get`` on its CodeIndex): a SearchPool's router with
+    ``spec.access.mode: kubernetes``. Needs RBAC for tokenreviews and subjectaccessreviews."""
+
+    kube_api_url: str = ""
+    """The API server for :attr:`kube_auth`; empty uses the in-cluster service
+    (``KUBERNETES_SERVICE_HOST``/``_PORT``) with the pod's service-account token and CA."""
+
+    kube_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+    """The router's own credential towards the API server (re-read on every refresh)."""
+
+    kube_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    """The CA that signs the API server's certificate (used when the file exists)."""
+
+    kube_allow_ttl_seconds: float = 30.0
+    """How long a TokenReview or an allowing SubjectAccessReview is reused: kube-rbac-proxy's
+    default order of magnitude; a revoked RoleBinding takes effect within it."""
+
+    kube_deny_ttl_seconds: float = 5.0
+    """How long a denial is reused; never longer than an allowal, so a grant shows fast."""
+
+    kube_cache_entries: int = 10000
+    """Most cached review decisions (identities and identity x repository); least
+    recently used go first."""
 
     metrics_port: int = 0
     """A second TCP port serving only ``/metrics`` and the probes, without the token, for
@@ -290,10 +328,12 @@ class ServerSettings:
     ``/metrics`` on ``port`` only, behind the token. The operator sets 9090."""
 
     allowed_hosts: tuple[str, ...] = ()
-    """Extra Host names MCP accepts, any port (Kubernetes Service names, Ingress names);
+    """Extra Host names REST and MCP accept, any port (Kubernetes Service names, Ingress names);
     localhost is always accepted. A name ending in ``.svc`` is also accepted under
-    :attr:`cluster_domain`. Non-empty means "serving a cluster": MCP then also accepts
-    IP-literal Hosts (pod and ClusterIP addresses), which DNS rebinding cannot forge."""
+    :attr:`cluster_domain`. Non-empty means "serving a cluster": IP-literal Hosts (pod and
+    ClusterIP addresses), which DNS rebinding cannot forge, are then accepted too. A
+    browser Origin must be one of these names (or the Host itself); probes and
+    ``/metrics`` answer any Host, as kubelet and Prometheus send the pod IP."""
 
     cluster_domain: str = "cluster.local"
     """The cluster's DNS domain: ``<svc>.<ns>.svc`` in :attr:`allowed_hosts` also admits

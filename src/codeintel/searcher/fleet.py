@@ -27,7 +27,7 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import dispatch, merging, models
+from codeintel.searcher import cursors, dispatch, merging, models, navigation, symbol_answers
 from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
@@ -159,11 +159,11 @@ class FleetTools(dispatch.Dispatcher):
     def _one(self, req: Any) -> str:
         if req.repo is not None:
             return self.stores.select([req.repo], field="repo")[0]
-        if len(self.stores.entries) == 1:
-            return next(iter(self.stores.entries))
+        visible = self.stores.select(None)
+        if len(visible) == 1:
+            return visible[0]
         raise errors.QueryError(
-            f"{len(self.stores.entries)} repositories are served; name one in `repo` "
-            "(list_repos shows them)",
+            f"{len(visible)} repositories are served; name one in `repo` (list_repos shows them)",
             field="repo",
         )
 
@@ -179,6 +179,97 @@ class FleetTools(dispatch.Dispatcher):
         async with self.stores.open(name) as manager:
             answer = await self._tools(manager).file_history(req.model_copy(update={"repo": None}))
         return merging.one(name, answer)
+
+    async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
+        name = self._one(req)
+        async with self.stores.open(name) as manager:
+            answer = await self._tools(manager).read_file(req.model_copy(update={"repo": None}))
+        return navigation.placed(name, answer)
+
+    async def file_outline(self, req: models.FileOutlineRequest) -> dict[str, Any]:
+        name = self._one(req)
+        async with self.stores.open(name) as manager:
+            tools = self._tools(manager)
+            answer = await tools.file_outline(req.model_copy(update={"repo": None}))
+        return navigation.placed(name, answer)
+
+    async def find_symbol(self, req: models.FindSymbolRequest) -> dict[str, Any]:
+        req.check()
+        names = self.stores.select(req.repos)
+        single = req.model_copy(update={"repos": None})
+
+        async def one(name: str) -> dict[str, Any]:
+            async with self.stores.open(name) as manager:
+                answer = await self._tools(manager).find_symbol(single)
+            return merging.tag(name, answer)
+
+        parts, skipped = await self._navigate(names, one)
+        return symbol_answers.merge_symbols(parts, req, skipped)
+
+    async def find_references(self, req: models.FindReferencesRequest) -> dict[str, Any]:
+        """Every selected repository's page at once; ``limit`` bounds each repository's rows.
+
+        The cursor holds, per repository, the generation read and where its next page
+        starts; a repository whose pages are done is left out of the next page."""
+        req.check()
+        pos = cursors.decode("find_references", req)
+        names = self.stores.select(req.repos)
+        if pos is not None:
+            names = [n for n in names if n in pos.offsets]
+        single = req.model_copy(update={"repos": None, "cursor": None})
+        generations: dict[str, str] = {}
+        starts: dict[str, int] = {}
+        following: dict[str, int] = {}
+
+        async def one(name: str) -> dict[str, Any]:
+            async with self.stores.open(name) as manager:
+                await manager.wait_usable()
+                pinned = pos.generations.get(name) if pos is not None else None
+                with manager.use(pinned) as gen:
+                    offset = pos.offset(name) if pos is not None else 0
+                    answer = await self._ctx.run(
+                        symbol_answers.find_references, gen, single, name, offset
+                    )
+                    generations[name], starts[name] = gen.name, offset
+            nxt = answer.pop("next_offset")
+            if nxt is not None:
+                following[name] = nxt
+            return symbol_answers.tag_references(name, answer)
+
+        parts, skipped = await self._navigate(names, one)
+        answer = symbol_answers.merge_references(parts, skipped)
+        if following:
+            answer["cursor"] = cursors.encode("find_references", req, generations, following)
+        this_page = cursors.encode("find_references", req, generations, starts)
+        return symbol_answers.fit_references(answer, req.max_tokens, this_page)
+
+    async def _navigate(
+        self, names: Sequence[str], one: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Run ``one(name)`` on every store at once: (answers, skipped repo -> reason).
+
+        A store without symbols, or without a generation, is skipped and named; when
+        no store answers, the first such error is the answer."""
+        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        answers: list[dict[str, Any]] = []
+        skipped: dict[str, str] = {}
+        not_indexed: list[str] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, errors.NotIndexedError):
+                not_indexed.append(name)
+                skipped[name] = "not indexed: rebuild (no symbol index)"
+            elif isinstance(result, errors.IndexFormatError | errors.EmbeddingError):
+                skipped[name] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers.append(result)
+        if not answers and not_indexed:
+            raise errors.NotIndexedError(not_indexed)
+        if not answers and skipped:
+            name, reason = next(iter(skipped.items()))
+            raise errors.NoGenerationError(f"no selected repository can answer: {name}: {reason}")
+        return answers, skipped
 
     async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
         names = self.stores.select(req.repos)
@@ -244,6 +335,10 @@ class FleetContext(context_mod.Runtime):
     def service(self) -> FleetTools:
         return self.tools
 
+    def known_repos(self) -> list[str]:
+        """Every repository served here, for a Kubernetes reviewer (an unsharded pool)."""
+        return sorted(self.stores.entries)
+
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.stores.watch())
@@ -265,7 +360,7 @@ class FleetContext(context_mod.Runtime):
 
     async def index_document(self) -> bytes:
         """``/v1/index``: every served repository's manifest summary (list_repos rows)."""
-        rows = await self.run(self.tools._rows, sorted(self.stores.entries))
+        rows = await self.run(self.tools._rows, self.stores.select(None))
         return msgspec.json.encode({"repos": rows, "shard": self.settings.fleet.shard_index})
 
     async def aclose(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.core.store import manifest as manifest_mod
-from codeintel.searcher import discovery
+from codeintel.searcher import access, discovery
 from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import tools as tools_mod
@@ -118,13 +118,17 @@ class StoreSet:
     # -- loading and unloading ---------------------------------------------------------------
 
     def select(self, patterns: Sequence[str] | None, field: str = "repos") -> list[str]:
-        return tools_mod.select(self.entries, patterns, field)
+        """The served stores ``patterns`` select within the caller's scope (tools.select)."""
+        return tools_mod.select(self.entries, patterns, field, audit=True)
 
     @contextlib.asynccontextmanager
     async def open(self, name: str) -> Any:
-        """The store's generation manager, loading it first if needed; marks it in use."""
+        """The store's generation manager, loading it first if needed; marks it in use.
+
+        Checks the caller's scope again, so a path that forgot ``select`` still cannot
+        open a hidden store."""
         entry = self.entries.get(name)
-        if entry is None:
+        if entry is None or not access.current().allows(name):
             raise errors.RepoNotFoundError(f"repository {name!r} is not served here", "repo")
         async with self._slots:
             entry.busy += 1
