@@ -203,13 +203,16 @@ def test_damaged_chunks_db_under_a_running_searcher_falls_back(
         r = httpx.post(
             f"{served.url}/v1/semantic_search", json={"query": "invoice", "mode": "lexical"}
         )
-        assert r.status_code == 503, r.text
-        assert r.headers["content-type"] == "application/json"
-        error = r.json()["error"]
-        assert error["type"] == "GenerationCorruptError"
-        assert "generation g000002 is damaged" in error["message"]
-        series = 'codeintel_generation_corruptions_total{generation="g000002"}'
-        assert (metric(served.url, series) or 0) >= 1
+        if r.status_code == 200:  # the poll saw the file change first (issue 22) and fell back
+            assert r.json()["generation"] == "g000001", r.text
+        else:
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/json"
+            error = r.json()["error"]
+            assert error["type"] == "GenerationCorruptError"
+            assert "generation g000002 is damaged" in error["message"]
+            series = 'codeintel_generation_corruptions_total{generation="g000002"}'
+            assert (metric(served.url, series) or 0) >= 1
 
         until(lambda: served.wait_ready()["generation"] == "g000001", "never fell back")
         info = serving(served.url)
