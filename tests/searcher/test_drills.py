@@ -112,6 +112,7 @@ def test_a_directory_without_current_is_skipped_with_a_reason(
     assert "no CURRENT" in skipped[0]
 
 
+@pytest.mark.timeout(300)
 def test_stdio_answers_lines_it_cannot_parse_and_goes_on(store_settings: Any) -> None:
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -125,8 +126,6 @@ def test_stdio_answers_lines_it_cannot_parse_and_goes_on(store_settings: Any) ->
         '{"hello": "world"}',
         json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
     ]
-    # A client keeps stdin open while it waits for its replies (closing it shuts the
-    # server down, and a reply still in flight may then be dropped), so read first.
     proc = subprocess.Popen(
         [sys.executable, "-m", "codeintel.cli", "mcp", "--store", str(store_settings.store.path)],
         stdin=subprocess.PIPE,
@@ -139,10 +138,11 @@ def test_stdio_answers_lines_it_cannot_parse_and_goes_on(store_settings: Any) ->
     try:
         proc.stdin.write("\n".join(lines) + "\n")
         proc.stdin.flush()
+        # Read the four replies before closing stdin: EOF ends the server.
         replies = [json.loads(proc.stdout.readline()) for _ in lines]
     finally:
         proc.stdin.close()
-        proc.wait(60)
+        proc.wait(timeout=60)
     assert [r.get("error", {}).get("code") for r in replies] == [-32700, -32700, -32600, None]
     assert all(r["id"] is None for r in replies[:3])
     assert replies[3] == {"jsonrpc": "2.0", "id": 3, "result": {}}

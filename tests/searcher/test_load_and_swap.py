@@ -118,7 +118,8 @@ def test_refused_generation_keeps_the_old_one(
     with Served(create_app(settings, embedder=local_embedder)) as served:
         served.wait_ready()
         _publish(root, "g000002")
-        metric = 'codeintel_generation_loads_total{result="refused_format"} 1.0'
+        result = "refused_format" if fault == "newer_format" else "damaged"  # issue 22
+        metric = f'codeintel_generation_loads_total{{result="{result}"}} 1.0'
         deadline = time.monotonic() + 20
         while metric not in httpx.get(f"{served.url}/metrics").text:
             assert time.monotonic() < deadline, "the refusal was never counted"

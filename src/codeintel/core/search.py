@@ -51,6 +51,9 @@ _RERANK_BLOCK_FLOATS = 1 << 22
 # IDMap2,Flat and IDMap2,IVF128,Flat (what stays is the id maps). Pages then live in the
 # page cache, shared by every searcher process on the node. Older builds only map IVF lists.
 _MMAP_IFC: int | None = getattr(faiss, "IO_FLAG_MMAP_IFC", None)
+COPY_BELOW_BYTES = 64 * 1024 * 1024
+"""Index files up to this size are read into memory, not mapped: damage to a small file
+after opening must not reach a page fault; larger ones are stat-checked per request."""
 
 
 SECONDARY_IVF_MIN = 4_096
@@ -250,7 +253,9 @@ def _read(path: Path, index_type: str) -> faiss.Index:
     path = Path(path)
     if not path.exists():
         raise errors.IndexFormatError(f"index file missing: {path}")
-    if _MMAP_IFC is not None:
+    if path.stat().st_size <= COPY_BELOW_BYTES:
+        flags = 0  # read into memory: a later truncation cannot become SIGBUS (issue 22)
+    elif _MMAP_IFC is not None:
         flags = _MMAP_IFC
     elif index_type in ("ivf_flat", "ivf_pq"):
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY  # lists only

@@ -364,6 +364,18 @@ class ServerSettings:
     :attr:`mcp_max_sessions`, so one address holding streams open cannot take every slot.
     0 disables it; raise it behind a proxy, where every client shares one address."""
 
+    request_read_timeout_seconds: float = 20.0
+    """Seconds a client has to send a whole request (headers and body) once its connection
+    is ready for one; then the connection is closed (``searcher/connguard.py``). Requests
+    are at most a few hundred KB, so 20 s is generous even on a slow link, while fifty
+    trickling connections no longer stay open indefinitely (issue 22). 0 disables it."""
+
+    max_connections_per_client: int = 512
+    """Open connections one client address may hold (count); past it new ones are closed
+    at once. Above :attr:`mcp_max_sessions_per_client` (each MCP event stream holds a
+    connection) and a router's connection pool to its shards (100). 0 disables it; raise
+    it behind a proxy, where every client shares one address."""
+
     mcp_session_idle_seconds: float = 600.0
     """Seconds an MCP session may go without a request in flight (an open GET stream
     counts as one) before it is closed; its id then answers 404 and the client

@@ -25,6 +25,18 @@ A request that hits a damaged file of the live generation (SQLite reports a
 malformed ``chunks.sqlite``) gets :class:`~codeintel.core.errors.GenerationCorruptError`
 (503, naming the generation) and marks it suspect; the next poll re-verifies
 its checksums and reopens it if they hold, or refuses it and falls back.
+
+Mapped files (FAISS lists, ``.f16.npy`` vectors) cannot report damage: a file
+truncated under the server is a SIGBUS at the next read (issue 22). So every
+file's size and mtime are recorded at load, right after the checksums, and
+compared (a few ``stat`` calls) before every request and on every poll; a change
+makes the generation suspect *before* a read can fault, and small files are read
+into memory rather than mapped in the first place (``COPY_BELOW_BYTES``). A
+damaged generation with nothing to fall back to is no longer served at all:
+``/readyz`` turns 503 and the tools answer 503 saying there is nothing to fall
+back to, until CURRENT names something intact. Checksum mismatches count as
+``result="damaged"``; ``refused_format`` is kept for generations this reader
+cannot read (a newer format).
 """
 
 from __future__ import annotations
@@ -74,6 +86,23 @@ class LoadedGeneration:
     """Paths of ``tree``, same order, for bisecting a prefix or an exact path."""
     users: int = 0
     retired: bool = False
+    files: dict[Path, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    """Every file of the generation -> (size, mtime_ns) when it was verified and opened."""
+
+    def changed_file(self) -> str | None:
+        """The first file whose size or mtime changed since loading (generations are
+        immutable, so that is damage), or None; a few ``stat`` calls, cheap per request."""
+        for path, (size, mtime) in self.files.items():
+            try:
+                st = path.stat()
+            except OSError as e:
+                return f"{path.name} is gone ({e.strerror})"
+            if st.st_size != size:
+                return f"{path.name} changed size from {size} to {st.st_size} bytes"
+            if st.st_mtime_ns != mtime:
+                return f"{path.name} was modified"
+        return None
+
     symbols: Any = None
     """The generation's :class:`~codeintel.core.symbols.SymbolIndex`; None in older stores."""
 
@@ -103,6 +132,9 @@ def load(
 
     generation = store.open_generation(name, verify=True)
     m = generation.manifest
+    # Stat after verifying: a change from here on is damage (checked per request and poll).
+    stats = {(p := generation.path / rel): p.stat() for rel in m.checksums}
+    fingerprints = {path: (st.st_size, st.st_mtime_ns) for path, st in stats.items()}
     commit = str(m.commit)
     mirror = Path(store.mirror_path)
     with git_mod.GitClient(mirror) as git:
@@ -129,7 +161,15 @@ def load(
             worktree=worktree,
         ),
         tree_paths=[e.path for e in tree],
+        files=fingerprints,
         symbols=_open_symbols(generation.path),
+    )
+
+
+def _refusal(e: errors.IndexFormatError) -> str:
+    """The ``generation_loads`` result for a refused load: damage, or a format it cannot read."""
+    return (
+        "damaged" if "checksum mismatch" in str(e) or " is missing " in str(e) else "refused_format"
     )
 
 
@@ -253,10 +293,15 @@ class GenerationManager:
                 gen = kept[0]
             gen.users += 1
         try:
+            changed = gen.changed_file()
+            if changed is not None:  # before a mapped read could fault on it
+                raise errors.GenerationCorruptError(f"generation {gen.name}: {changed}", gen.name)
             yield gen
         except Exception as e:
-            damage = damage_of(e)
-            if damage is None or isinstance(e, errors.GenerationCorruptError):
+            damage = damage_of(e) or (
+                changed if isinstance(e, errors.GenerationCorruptError) else None
+            )
+            if damage is None or (isinstance(e, errors.GenerationCorruptError) and not changed):
                 raise
             self._metrics.generation_corruptions.labels(generation=gen.name).inc()
             if gen.name not in self._refused:  # already re-verified and found damaged
@@ -267,8 +312,9 @@ class GenerationManager:
                 logging.ERROR,
             )
             raise errors.GenerationCorruptError(
-                f"generation {gen.name} is damaged ({damage}); the searcher is re-verifying "
-                "it and will reopen it or fall back to an intact generation",
+                f"generation {gen.name} is damaged ({damage}); the searcher is re-verifying its "
+                "checksums: it reopens it if they hold, else serves an older intact generation "
+                "if there is one",
                 gen.name,
             ) from e
         finally:
@@ -349,6 +395,11 @@ class GenerationManager:
             name, unreadable = None, f"cannot read CURRENT: {e}"
         self._current = name
         live = self._live
+        if live is not None and live.name not in self._suspect:
+            changed = await self._run(live.changed_file)
+            if changed is not None:
+                self._log_change(f"damaged {live.name}", f"generation {live.name}: {changed}")
+                self._suspect.add(live.name)
         if live is not None and live.name in self._suspect:
             return await self._recheck(store, live)
         if live is not None and name == live.name:
@@ -377,7 +428,7 @@ class GenerationManager:
             return gen
         except errors.IndexFormatError as e:
             self._refused[name] = str(e)
-            self._metrics.generation_loads.labels(result="refused_format").inc()
+            self._metrics.generation_loads.labels(result=_refusal(e)).inc()
             kept = self._live.name if self._live else "none"
             logger.error("refused generation %s (keeping %s): %s", name, kept, e)
         except Exception as e:
@@ -405,10 +456,13 @@ class GenerationManager:
         self._suspect.discard(live.name)
         try:
             await self._run(store.open_generation, live.name, verify=True)
+            changed = await self._run(live.changed_file)
+            if changed is not None:  # intact on disk again (e.g. restored): reopen it fresh
+                logger.warning("generation %s: %s; its checksums hold", live.name, changed)
         except errors.IndexFormatError as e:
             why = f"generation {live.name} was damaged while served: {e}"
-            self._refused[live.name] = f"{why}; no intact older generation to fall back to"
-            self._metrics.generation_loads.labels(result="refused_format").inc()
+            self._refused[live.name] = why
+            self._metrics.generation_loads.labels(result="damaged").inc()
             logger.error("%s", why)
             for name in await self._run(store.older_than, live.name):
                 if name in self._refused:
@@ -417,10 +471,16 @@ class GenerationManager:
                 if gen is not None:
                     self._swap(gen, fallback=why, result="fallback")
                     return True
-            self._set_fallback(self._refused[live.name])
+            # Nothing to fall back to: stop serving it, so /readyz turns false and every
+            # tool answers 503 saying so, instead of ready-but-failing.
+            self._retire_live()
+            self._problem = f"{why}; no intact older generation to fall back to"
+            self._log_change("problem", self._problem, logging.ERROR)
             return False
         gen = await self._try_load(store, live.name)
         if gen is None:
+            self._retire_live()
+            self._problem = f"generation {live.name} cannot be reopened: {self._refused[live.name]}"
             return False
         logger.warning("generation %s verified intact after a read error; reopened it", live.name)
         self._swap(gen, fallback=self._fallback, result="reloaded")
@@ -459,6 +519,18 @@ class GenerationManager:
         self._metrics.set_generation(gen.name, gen.commit, gen.index_type, gen.counts())
         logger.info("serving generation %s at commit %s", gen.name, gen.commit[:12])
         self.loaded.set()
+
+    def _retire_live(self) -> None:
+        """Serve nothing: the live generation is closed once its last request ends."""
+        with self._lock:
+            old, self._live = self._live, None
+            if old is None:
+                return
+            old.retired = True
+            close_now = old.users == 0
+        if close_now:
+            self._close(old)
+        self._metrics.generation_fallback.set(0)
 
     def _close(self, gen: LoadedGeneration) -> None:
         with self._lock:

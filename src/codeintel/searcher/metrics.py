@@ -70,7 +70,7 @@ class Metrics:
             ),
             generation_loads=prom.Counter(
                 "codeintel_generation_loads",
-                "Attempts to load a generation, by result: ok, refused_format, failed, "
+                "Attempts to load a generation, by result: ok, refused_format, damaged, failed, "
                 "fallback (an older generation loaded because the current one cannot be "
                 "served) or reloaded (reopened after a read error, its checksums intact).",
                 ["result"],

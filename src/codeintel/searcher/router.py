@@ -37,6 +37,7 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import access, discovery, dispatch, merging, models, symbol_answers
 from codeintel.searcher import context as context_mod
+from codeintel.searcher import ejection as ejection_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
@@ -75,6 +76,8 @@ class RouterMetrics:
     shard_seconds: prom.Histogram
     shard_failures: prom.Counter
     partial_answers: prom.Counter
+    shard_ejections: prom.Counter
+    replicas_ejected: prom.Gauge
 
     @classmethod
     def create(cls) -> RouterMetrics:
@@ -97,6 +100,17 @@ class RouterMetrics:
             partial_answers=prom.Counter(
                 "codeintel_router_partial_answers",
                 "Answers sent without every shard (partial: true).",
+                registry=r,
+            ),
+            shard_ejections=prom.Counter(
+                "codeintel_router_shard_ejections",
+                "Shard replicas left out of queries after a timeout (searcher/ejection.py).",
+                ["shard"],
+                registry=r,
+            ),
+            replicas_ejected=prom.Gauge(
+                "codeintel_router_replicas_ejected",
+                "Shard replicas out of queries right now, waiting for a probe to answer.",
                 registry=r,
             ),
         )
@@ -132,6 +146,7 @@ class Router(dispatch.Dispatcher):
         self.names: frozenset[str] = frozenset()
         """Every repository the shards serve, from the same refresh."""
         self.catalogue_ready = asyncio.Event()
+        self.ejections = ejection_mod.Ejections()
 
     def name(self, shard: int) -> str:
         return f"shard-{shard}"
@@ -147,11 +162,24 @@ class Router(dispatch.Dispatcher):
         label = self.name(shard)
         start = time.perf_counter()
         last: Exception | None = None
-        for url in self.shards[shard]:
+        replicas = [u for u in self.shards[shard] if not self.ejections.is_out(u)]
+        if not replicas:  # every replica timed out recently: do not wait for it again
+            raise _ShardUnavailableError(
+                f"{label} timed out recently and is left out until it answers a probe"
+            )
+        for url in replicas:
             try:
-                response = await self.client.post(f"{url}{path}", content=body, headers=headers)
-            except httpx.TimeoutException as e:
+                # One deadline for connect, write and read together (httpx times each apart).
+                async with asyncio.timeout(self.timeout):
+                    response = await self.client.post(f"{url}{path}", content=body, headers=headers)
+            except asyncio.CancelledError:
+                # The caller's own deadline (``_fan``) ran out first, e.g. on a busy loop:
+                # this replica did not answer in time either.
+                self._eject(shard, url)
+                raise
+            except (httpx.TimeoutException, TimeoutError) as e:
                 self.metrics.shard_failures.labels(shard=label, reason="timeout").inc()
+                self._eject(shard, url)
                 raise _ShardUnavailableError(f"{label} timed out after {self.timeout:g}s") from e
             except httpx.TransportError as e:
                 self.metrics.shard_failures.labels(shard=label, reason="connect").inc()
@@ -168,6 +196,39 @@ class Router(dispatch.Dispatcher):
                 raise _ShardUnavailableError(f"{label} answered {response.status_code}")
             raise _relayed(response)
         raise _ShardUnavailableError(f"{label} is unreachable: {last}")
+
+    def _eject(self, shard: int, url: str) -> None:
+        backoff = self.ejections.eject(url)
+        if backoff is None:
+            return
+        self.metrics.shard_ejections.labels(shard=self.name(shard)).inc()
+        self.metrics.replicas_ejected.set(len(self.ejections.ejected()))
+        logger.warning(
+            "%s replica %s timed out: left out of queries, probed again in %.0f s",
+            self.name(shard),
+            url,
+            backoff,
+        )
+
+    async def probe_ejected(self, interval: float = 0.5) -> None:
+        """Forever (cancel to stop): probe ejected replicas whose back-off has passed,
+        taking back the ones that answer ``/healthz`` and ejecting the others for longer."""
+        probe_timeout = httpx.Timeout(min(2.0, self.timeout))
+        while True:
+            await asyncio.sleep(interval)
+            for url in self.ejections.due():
+                shard = next(i for i, urls in enumerate(self.shards) if url in urls)
+                try:
+                    r = await self.client.get(f"{url}/healthz", timeout=probe_timeout)
+                    healthy = r.status_code == 200
+                except httpx.HTTPError:
+                    healthy = False
+                if healthy:
+                    self.ejections.restore(url)
+                    logger.warning("%s replica %s answers again: back in", self.name(shard), url)
+                else:
+                    self.ejections.probe_failed(url)
+                self.metrics.replicas_ejected.set(len(self.ejections.ejected()))
 
     async def _fan(
         self,
@@ -514,6 +575,7 @@ class RouterContext(context_mod.Runtime):
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.router.refresh_catalogue())
+        self.spawn(self.router.probe_ejected())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready at once: a router with shards down still answers (partially)."""

@@ -20,8 +20,8 @@ import uvicorn
 
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import app as app_mod
+from codeintel.searcher import connguard, mcp_stdio, mcp_tools
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import mcp_stdio, mcp_tools
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ def make_server(settings: settings_mod.Settings, app: Any) -> uvicorn.Server:
         log_level=level,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        http=connguard.guarded_h11(
+            settings.server.request_read_timeout_seconds,
+            settings.server.max_connections_per_client,
+        ),
     )
     return uvicorn.Server(config)
 

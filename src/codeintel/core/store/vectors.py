@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 IDS_SUFFIX = ".ids.npy"
 VECTORS_SUFFIX = ".f16.npy"
+COPY_BELOW_BYTES = 64 * 1024 * 1024
+"""Vector segments up to this size are read into memory rather than mapped (damage-proof)."""
 
 
 class _Segment:
@@ -144,8 +146,13 @@ class VectorStore:
                 raise errors.IndexFormatError(f"vector segment {name!r} has no {rows_path.name}")
             try:
                 ids = np.load(ids_path, allow_pickle=False)
-                rows = np.load(rows_path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
+                # A mapped file truncated under a running searcher turns the next read into
+                # SIGBUS (issue 22); a small segment is copied into memory instead, so damage
+                # after opening cannot reach a page fault. Large ones stay mapped; the
+                # searcher stats them on every request and poll (searcher/generations.py).
+                small = rows_path.stat().st_size <= COPY_BELOW_BYTES
+                rows = np.load(rows_path, mmap_mode=None if small else "r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
                 raise errors.IndexFormatError(f"corrupt vector segment {ids_path}: {e}") from e
             if ids.ndim != 1 or ids.dtype != np.int64:
                 raise errors.IndexFormatError(f"{ids_path} is not a 1-d int64 array")
