@@ -342,6 +342,12 @@ class SemanticHit(BaseModel):
 class SemanticSearchResponse(_Answer):
     results: list[SemanticHit]
     mode: str
+    notice: str | None = Field(
+        None,
+        description="Present while `serve PATH`'s first index is partial: dense vectors "
+        "cover only the chunks embedded first (source before tests and docs), lexical "
+        "ranking covers them all; the full index replaces it without a restart.",
+    )
     truncated: bool = Field(
         description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
         f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."

@@ -165,13 +165,17 @@ class Tools:
                 if cut:
                     row["truncated"] = True
                 results.append(row)
-            return {
+            answer: models.Answer = {
                 "results": results,
                 "mode": req.mode,
                 "truncated": budget.cut,
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            coverage = getattr(gen.manifest, "dense_coverage", None)
+            if dense_fetch and coverage is not None:
+                answer["notice"] = partial_dense_notice(coverage.chunks, coverage.total)
+            return answer
 
     async def search_text(self, req: models.SearchTextRequest) -> models.Answer:
         self._check_repos(req)
@@ -296,6 +300,15 @@ class TextBudget:
             self.left -= len(text)
         self.cut = self.cut or cut
         return text, cut
+
+
+def partial_dense_notice(chunks: int, total: int) -> str:
+    """What a semantic or hybrid answer says while its generation is a progressive first pass."""
+    return (
+        f"partial dense coverage: vectors for {chunks:,} of {total:,} chunks so far (source "
+        "before tests and docs); the other chunks are found by their words only until the "
+        "full index replaces this generation"
+    )
 
 
 def repo_info(name: str, manifest: Any) -> dict[str, Any]:
