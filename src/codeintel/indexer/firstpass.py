@@ -32,6 +32,11 @@ from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
 
+FIRST_GROUP = 64
+"""Texts of the first embed call; each next call doubles, up to ``corpus.EMBED_GROUP``. The
+budget is checked between calls, and on a loaded machine the model may embed only a few
+chunks per second: a first call of 512 could overrun a 60 s budget several times over."""
+
 SOURCE, TESTS, DOCS, VENDORED = 0, 1, 2, 3
 """File kinds, in the order their chunks are embedded."""
 
@@ -89,16 +94,18 @@ def embed(
     max_chunks: int,
     reporter: progress_mod.Reporter,
 ) -> FirstPass:
-    """Embed ``drafts`` in :func:`order`, a group at a time, until ``seconds`` have passed
-    or ``max_chunks`` (0: no cap) are done, whichever comes first; at least one group."""
+    """Embed ``drafts`` in :func:`order`, a growing group at a time, until ``seconds`` have
+    passed or ``max_chunks`` (0: no cap) are done, whichever comes first; at least one group."""
     ranked = order(drafts)
     cap = len(ranked) if max_chunks <= 0 else min(max_chunks, len(ranked))
     started = time.monotonic()
     parts: list[np.ndarray] = []
     taken = 0
+    group = FIRST_GROUP
     with reporter.stage("embed", total=len(ranked)) as stage:
         while taken < cap and (not parts or time.monotonic() - started < seconds):
-            rows = ranked[taken : taken + min(corpus.EMBED_GROUP, cap - taken)]
+            rows = ranked[taken : taken + min(group, cap - taken)]
+            group = min(corpus.EMBED_GROUP, group * 2)
             texts = [corpus.embedding_text(drafts[i]) for i in rows]
             # Longest first inside the group, as corpus.embed_drafts does: little padding.
             by_length = np.argsort([-len(t) for t in texts], kind="stable")
