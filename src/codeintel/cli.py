@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from codeintel import __version__
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 from codeintel.core import settings as settings_mod
 from codeintel.core.settings import Settings
 
@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         _configure_logging(args.log_level)
+        malloc.limit_arenas()  # before the threads: docs/performance.md, *Memory*
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return int(args.func(args) or 0)

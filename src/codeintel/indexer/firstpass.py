@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
+from codeintel.core import malloc
 from codeintel.indexer import chunking, corpus
 from codeintel.indexer import progress as progress_mod
 
@@ -115,6 +116,7 @@ def embed(
             parts.append(xb)
             taken += len(rows)
             stage.advance(len(rows))
+            malloc.trim()  # the model's activations of that group
     elapsed = time.monotonic() - started
     logger.info(
         "first pass embedded %d of %d chunks in %.1f s (%.1f chunks/s)",

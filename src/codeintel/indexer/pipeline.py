@@ -28,7 +28,7 @@ import numpy as np
 
 from codeintel import __version__
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -88,6 +88,7 @@ def build(
             if observer:
                 observer.commit_resolved(store.mirror_path, commit)
             found = corpus.read_corpus(git, commit, cfg, reporter)
+        malloc.trim()  # the blobs and syntax trees of the chunk pass
         parent = _readable_current(store)
         next_id = store.max_next_id()
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
@@ -121,6 +122,7 @@ def build(
                 partial = first is not None and len(first.done) < len(ids)
                 if first is not None and partial:
                     parent = _publish_first(writer, first, ids, base, settings, reporter)
+                    malloc.trim()
                 else:
                     generation, vids = _publish_full(
                         writer, embedder, cached, found.drafts, ids, base, settings, reporter, first
@@ -136,6 +138,7 @@ def build(
                         writer, embedder, cached, found.drafts, ids, base, settings, reporter, first
                     )
         _collect_garbage(store, settings)
+    malloc.trim()  # the vectors, the texts and the model's batches of the whole build
     return _result(
         "build",
         generation,

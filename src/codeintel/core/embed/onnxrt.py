@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,8 @@ class OnnxEncoder:
             stop = min(len(order), start + max(1, min(batch_size, BATCH_TOKENS // width)))
             out[order[start:stop]] = self._run(encoded[start:stop])
             start = stop
+        if len(texts) > batch_size:  # an indexing group, not a query: free its batches
+            malloc.trim()
         return out
 
     def _run(self, encoded: Sequence[Any]) -> np.ndarray:
