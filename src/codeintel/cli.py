@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kopf_args = [*args.kopf_args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "source", None):
+        args.source = _absolute_source(args.source)
     try:
         _configure_logging(args.log_level)
         malloc.limit_arenas()  # before the threads: docs/performance.md, *Memory*
@@ -229,6 +231,19 @@ def default_store(source: str) -> Path:
     return cache / "codeintel" / f"{(name or 'repo').removesuffix('.git')}-{digest}"
 
 
+def _absolute_source(source: str) -> str:
+    """A repository path made absolute against the caller's working directory; URLs as given.
+
+    With the store, stores root and result file (made absolute by ``Settings``), this is
+    every path a user hands the CLI: resolved once here, so nothing below depends on the
+    process's current directory (git runs in the store, threads index in the background)."""
+    from codeintel.core import git as git_mod
+
+    if git_mod.is_url(source) or source.startswith("-"):
+        return source
+    return os.path.abspath(os.path.expanduser(source))
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     store = getattr(args, "store", None)
     return Settings.from_env(
@@ -239,7 +254,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             "model": getattr(args, "embed_model", None),
             "dim": getattr(args, "embed_dim", None),
         },
-        server={"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+        server={
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "tokens_file": getattr(args, "tokens_file", None),
+        },
         index={
             "result_file": getattr(args, "result_file", None),
             "history": getattr(args, "history", None),
@@ -465,6 +484,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--shards", type=int, help="shards the stores are split across")
     g.add_argument("--shard-index", type=int, help="this process's shard, 0-based")
+    g.add_argument(
+        "--tokens-file",
+        help="JSON list of {name, sha256, repos}: each bearer token reads only its repositories "
+        "(env CODEINTEL_SERVER_TOKENS_FILE; re-read on change)",
+    )
     _add_embedder_flags(p)
     p.set_defaults(func=_cmd_serve)
 
@@ -480,6 +504,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, help="number of shards (with a template)")
     p.add_argument("--shard-replicas", type=int, help="replicas of each shard (with a template)")
     p.add_argument("--shard-timeout", type=float, help="seconds to wait for one shard")
+    p.add_argument(
+        "--tokens-file",
+        help="JSON list of {name, sha256, repos}: each bearer token reads only its repositories "
+        "(env CODEINTEL_SERVER_TOKENS_FILE; re-read on change)",
+    )
     p.set_defaults(func=_cmd_router)
 
     index = sub.add_parser("index", help="build, update, merge or roll back an index store")

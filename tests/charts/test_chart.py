@@ -393,3 +393,34 @@ def test_service_monitor_scrapes_the_searchers_metrics_port_without_a_token() ->
     assert {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"} in searcher[
         "ports"
     ]
+
+
+def test_pool_routers_may_create_reviews_and_nothing_else() -> None:
+    """SearchPool access mode kubernetes: exactly tokenreviews and subjectaccessreviews create."""
+    accounts = [{"namespace": "search", "name": "fleet-router"}]
+    docs = render({"accessReview": {"serviceAccounts": accounts}})
+    (reviewer,) = [
+        r for r in by_kind(docs, "ClusterRole") if "access-reviewer" in r["metadata"]["name"]
+    ]
+    granted = {
+        (g, r, v)
+        for rule in reviewer["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert granted == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+    (binding,) = [
+        b for b in by_kind(docs, "ClusterRoleBinding") if "access-reviewer" in b["metadata"]["name"]
+    ]
+    assert binding["roleRef"]["name"] == reviewer["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", **accounts[0]}]
+    # nobody is bound unless named
+    assert not [
+        b
+        for b in by_kind(render({}), "ClusterRoleBinding")
+        if "access-reviewer" in b["metadata"]["name"]
+    ]

@@ -11,7 +11,13 @@ API server fills; this subclass fills the ones that matter here:
 * a JSON patch whose ``test`` op fails is refused with HTTP 422 — kopf removes
   its finalizer with a ``test`` on ``resourceVersion`` and retries on 422;
 * writes to the status subresource change only ``status``, other writes never
-  change ``status``.
+  change ``status``;
+* ``TokenReview`` and ``SubjectAccessReview`` are answered as a real API server
+  does (201 with the object and its ``status``), from :attr:`ClusterEmulator.users`
+  (token -> user info) and :attr:`ClusterEmulator.grants` (username -> namespaces
+  whose CodeIndexes it may ``get``); only a caller whose bearer token is in
+  :attr:`ClusterEmulator.reviewers` may create them (403 otherwise, as RBAC
+  without ``tokenreviews: create`` would). :attr:`ClusterEmulator.reviews` counts them.
 
 :func:`make_emulator` also loads kmock's bundled discovery (so ``v1``, ``apps/v1``,
 ``batch/v1`` resources exist) and registers ``codeindexes`` with a status
@@ -22,6 +28,7 @@ emulated.
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import datetime
 import itertools
@@ -34,6 +41,10 @@ import kmock
 from kmock._internal import enums, rendering
 
 CODEINDEXES = "codeintel.io/v1alpha1/codeindexes"
+_REVIEWS = {
+    "/apis/authentication.k8s.io/v1/tokenreviews": "TokenReview",
+    "/apis/authorization.k8s.io/v1/subjectaccessreviews": "SubjectAccessReview",
+}
 SEARCHPOOLS = "codeintel.io/v1alpha1/searchpools"
 
 
@@ -44,8 +55,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1000)
         self._writes = asyncio.Lock()
+        self.users: dict[str, dict[str, Any]] = {}
+        self.grants: dict[str, set[str]] = {}
+        self.reviewers: set[str] = set()
+        self.reviews: collections.Counter[str] = collections.Counter()
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        path = request.url.path
+        if request.method == enums.method.POST and path in _REVIEWS:
+            return self._review(_REVIEWS[path], request)
         if request.resource is None or request.action not in {
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -60,6 +78,40 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             except kmock.KubernetesError as e:
                 return await self._render_error(e)
             return await super()._handle(request)
+
+    def _review(self, kind: str, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A TokenReview or SubjectAccessReview, answered from users and grants."""
+        auth = dict(request.headers).get("Authorization") or dict(request.headers).get(
+            "authorization", ""
+        )
+        if auth.removeprefix("Bearer ").strip() not in self.reviewers:
+            return aiohttp.web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                 "reason": "Forbidden", "message": f"cannot create {kind.lower()}s"},
+                status=403,
+            )  # fmt: skip
+        self.reviews[kind] += 1
+        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
+        spec = data.get("spec") or {}
+        if kind == "TokenReview":
+            user = self.users.get(str(spec.get("token", "")))
+            data["status"] = (
+                {"authenticated": True, "user": user}
+                if user
+                else {"authenticated": False, "error": "invalid bearer token"}
+            )
+        else:
+            attrs = spec.get("resourceAttributes") or {}
+            allowed = (
+                attrs.get("verb") == "get"
+                and attrs.get("group") == "codeintel.io"
+                and attrs.get("resource") == "codeindexes"
+                and attrs.get("namespace") in self.grants.get(str(spec.get("user")), set())
+            )
+            data["status"] = {"allowed": allowed}
+            if not allowed:
+                data["status"]["reason"] = "no RBAC policy matched"
+        return aiohttp.web.json_response(data, status=201)
 
     def _stamp_new(self, request: rendering.Request) -> None:
         data = request.data

@@ -325,3 +325,82 @@ def test_invalid_pool_specs_name_the_field(spec: dict, field: str) -> None:
 def test_pool_names_that_would_break_object_names_are_refused(name: str) -> None:
     with pytest.raises(errors.ConfigError, match=r"spec\.searcher\.pool"):
         spec_mod.parse({"repo": {"url": "https://x"}, "searcher": {"pool": name}}, SETTINGS)
+
+
+def _env(pod: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_tokens_file_mode_mounts_the_secret_on_the_pods_callers_reach(version: str) -> None:
+    access = {"mode": "tokensFile", "tokensSecret": {"name": "pool-tokens"}}
+    spec = parsed({**POOL["spec"], "access": access})
+    router = poolmanifests.render_router(POOL, spec, SETTINGS)
+    pod = router["spec"]["template"]["spec"]
+    assert _env(pod)["CODEINTEL_SERVER_TOKENS_FILE"] == "/etc/codeintel/access/tokens.json"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == poolmanifests.ACCESS_VOLUME]
+    assert volume["secret"] == {
+        "secretName": "pool-tokens",
+        "items": [{"key": "tokens.json", "path": "tokens.json"}],
+    }
+    assert pod["automountServiceAccountToken"] is False
+    # the shards trust the router's token only: no tokens file there
+    shard = poolmanifests.render_replica_set(POOL, spec, SETTINGS, 0)
+    assert "CODEINTEL_SERVER_TOKENS_FILE" not in _env(shard["spec"]["template"]["spec"])
+    # an unsharded pool's searchers face the callers themselves
+    one = parsed({**POOL["spec"], "shards": 1, "access": access})
+    searchers = poolmanifests.render_searchers(POOL, one, SETTINGS)
+    assert "CODEINTEL_SERVER_TOKENS_FILE" in _env(searchers["spec"]["template"]["spec"])
+    for manifest in (router, shard, searchers):
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_mode_gives_the_router_its_service_account(version: str) -> None:
+    spec = parsed({**POOL["spec"], "access": {"mode": "kubernetes"}})
+    router = poolmanifests.render_router(POOL, spec, SETTINGS)
+    pod = router["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fleet-router"
+    assert pod["automountServiceAccountToken"] is True
+    assert _env(pod)["CODEINTEL_SERVER_KUBE_AUTH"] == "true"
+    shard = poolmanifests.render_replica_set(POOL, spec, SETTINGS, 0)
+    shard_pod = shard["spec"]["template"]["spec"]
+    assert shard_pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in shard_pod
+    named = parsed(
+        {**POOL["spec"], "access": {"mode": "kubernetes", "serviceAccountName": "agents-gw"}}
+    )
+    named_pod = poolmanifests.render_router(POOL, named, SETTINGS)["spec"]["template"]["spec"]
+    assert named_pod["serviceAccountName"] == "agents-gw"
+    kubernetes_validate.validate(router, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"access": {"mode": "ldap"}}, "spec.access.mode"),
+        ({"access": {"mode": "tokensFile"}}, "spec.access.tokensSecret"),
+        (
+            {"access": {"mode": "tokensFile", "tokensSecret": {"key": "x"}}},
+            "spec.access.tokensSecret",
+        ),
+        ({"shards": 2, "access": {"mode": "kubernetes"}}, "spec.apiTokenSecret"),
+        (
+            {"shards": 2, "access": {"mode": "tokensFile", "tokensSecret": {"name": "t"}}},
+            "spec.apiTokenSecret",
+        ),
+    ],
+)
+def test_access_specs_that_would_leave_a_door_open_are_refused(spec: dict, field: str) -> None:
+    with pytest.raises(errors.ConfigError, match=field.replace(".", r"\.")):
+        poolspec.parse(spec)
+
+
+def test_access_defaults_match_the_crd() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "searchpool.yaml").read_text())
+    props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["access"]["properties"]
+    assert props["mode"]["default"] == poolspec.parse({}).access_mode
+    assert props["mode"]["enum"] == list(poolspec.ACCESS_MODES)
+    assert props["tokensSecret"]["properties"]["key"]["default"] == poolspec.DEFAULT_TOKENS_KEY

@@ -140,3 +140,13 @@ class Served:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+
+def blame_lines(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A grouped blame_range answer as one row per line (the shape ``git blame`` gives)."""
+    rows = []
+    for r in answer["results"]:
+        meta = answer["commits"][r["sha"]]
+        for n, text in enumerate(r["text"].split("\n"), start=r["start_line"]):
+            rows.append({"line": n, "short_sha": r["sha"], **meta, "text": text})
+    return rows

@@ -24,7 +24,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from searcher_helpers import Repo, Served, make_repo, settings_for
+from searcher_helpers import Repo, Served, blame_lines, make_repo, settings_for
 
 import servers
 from codeintel.core import errors
@@ -157,22 +157,26 @@ async def test_tools_answer_while_embedding_is_held(
     assert "README.md" in {r["path"] for r in paths["results"]}
     assert paths["commit"] == head
     blame = _post(url, "blame_range", path="billing/invoice.py", start_line=1, end_line=4).json()
-    assert blame["commit"] == head and len(blame["results"]) == 4
+    assert blame["commit"] == head and len(blame_lines(blame)) == 4
     history = _post(url, "file_history", path="mail/sender.py").json()
     assert history["commit"] == head and len(history["results"]) == 9
     lexical = _post(url, "semantic_search", query="invoice", mode="lexical").json()
     assert (lexical["commit"], lexical["generation"]) == (head, "indexing")
     assert lexical["results"][0]["path"] == "billing/invoice.py"
 
-    for mode in ("semantic", "hybrid"):
-        refused = _post(url, "semantic_search", query="parse an invoice", mode=mode)
-        assert refused.status_code == 503, refused.text
-        assert 5 <= int(refused.headers["retry-after"]) <= 120
-        body = refused.json()
-        assert body["error"]["type"] == "IndexingError"
-        assert "mode=lexical" in body["error"]["message"]
-        assert (body["phase"], body["done"], body["commit"]) == ("embed", 0, head)
-        assert body["total"] > 0 and body["last_error"] is None
+    refused = _post(url, "semantic_search", query="parse an invoice", mode="semantic")
+    assert refused.status_code == 503, refused.text
+    assert 5 <= int(refused.headers["retry-after"]) <= 120
+    body = refused.json()
+    assert body["error"]["type"] == "IndexingError"
+    assert "mode=lexical" in body["error"]["message"]
+    assert (body["phase"], body["done"], body["commit"]) == ("embed", 0, head)
+    assert body["total"] > 0 and body["last_error"] is None
+    # The default mode answers from BM25 meanwhile, and says so.
+    hybrid = _post(url, "semantic_search", query="parse an invoice").json()
+    assert (hybrid["mode"], hybrid["generation"]) == ("lexical", "indexing")
+    assert hybrid["results"][0]["path"] == "billing/invoice.py"
+    assert "embeddings are being built (0/" in hybrid["notice"]
 
     ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 503  # /readyz still means a published generation
@@ -180,7 +184,7 @@ async def test_tools_answer_while_embedding_is_held(
     assert index["generation"] is None and index["commit"] == head
     assert index["indexing"]["phase"] == "embed" and index["indexing"]["total"] > 0
 
-    result = await _mcp_call(url, "semantic_search", {"query": "parse an invoice"})
+    result = await _mcp_call(url, "semantic_search", {"query": "invoice", "mode": "semantic"})
     assert result.is_error
     message = result.content[0].text
     assert "503 IndexingError: the first index is being built" in message
@@ -188,6 +192,8 @@ async def test_tools_answer_while_embedding_is_held(
     assert (detail["phase"], detail["commit"]) == ("embed", head)
     answered = await _mcp_call(url, "search_text", {"pattern": "TaxCalculator"})
     assert not answered.is_error
+    hybrid = await _mcp_call(url, "semantic_search", {"query": "parse an invoice"})
+    assert not hybrid.is_error and "notice: lexical (BM25) results" in hybrid.content[0].text
 
     held.gate.set()
     _until(lambda: _post(url, "search_text", pattern="x").json()["generation"] == "g000001")
@@ -256,27 +262,41 @@ async def test_mcp_path_over_stdio_answers_before_and_after_publication(tmp_path
                 async def call(tool: str, **arguments: Any) -> Any:
                     return await session.call_tool(tool, arguments)
 
-                deadline = time.monotonic() + 60
-                while (found := await call("search_text", pattern="TaxCalculator")).is_error:
-                    assert time.monotonic() < deadline, found.content[0].text
-                    await asyncio.sleep(0.1)
-                body = _payload(found)
-                assert (body["commit"], body["generation"]) == (head, "indexing")
+                # Straight after initialize, every tool answers (waiting for the tree),
+                # none fails: the default semantic mode answers from BM25 with a notice.
+                first = {
+                    "search_text": {"pattern": "TaxCalculator"},
+                    "list_paths": {},
+                    "blame_range": {"path": "mail/sender.py", "start_line": 1, "end_line": 3},
+                    "file_history": {"path": "mail/sender.py"},
+                    "semantic_search": {"query": "parse an invoice"},
+                    "list_repos": {},
+                }
+                for tool, arguments in first.items():
+                    answer = await call(tool, **arguments)
+                    assert not answer.is_error, (tool, answer.content[0].text)
+                    body = _payload(answer)
+                    assert body["results"] or tool == "semantic_search", tool
+                    if tool != "list_repos":
+                        assert (body["commit"], body["generation"]) == (head, "indexing"), tool
+                assert body["results"][0]["commit"] == head
                 assert fake.hanging.wait(60), "the build never asked for embeddings"
-                refused = await call("semantic_search", query="parse an invoice")
+                hybrid = _payload(await call("semantic_search", query="parse an invoice"))
+                assert hybrid["mode"] == "lexical" and "embeddings" in hybrid["notice"]
+                refused = await call("semantic_search", query="parse an invoice", mode="semantic")
                 assert refused.is_error
                 assert "503 IndexingError" in refused.content[0].text
                 assert f'"commit": "{head}"' in refused.content[0].text
 
                 fake.release.set()
                 deadline = time.monotonic() + 120
-                while (found := await call("semantic_search", query="invoice")).is_error:
-                    assert "IndexingError" in found.content[0].text, found.content[0].text
-                    assert time.monotonic() < deadline, found.content[0].text
+                while (found := _payload(await call("semantic_search", query="invoice")))[
+                    "generation"
+                ] != "g000001":
+                    assert time.monotonic() < deadline, found
                     await asyncio.sleep(0.2)
-                body = _payload(found)
-                assert (body["commit"], body["generation"]) == (head, "g000001")
-                assert body["results"]
+                assert (found["commit"], found["mode"]) == (head, "hybrid")
+                assert found["results"] and "notice" not in found
     assert "index store:" in (tmp_path / "stderr.log").read_text()
 
 

@@ -1,4 +1,4 @@
-"""Every MCP client configuration in examples/mcp connects and lists the five tools."""
+"""Every MCP client configuration in examples/mcp connects and lists the catalogue's tools."""
 
 from __future__ import annotations
 
@@ -18,19 +18,12 @@ from mcp.client.streamable_http import streamable_http_client
 from searcher_helpers import Repo, Served
 
 from codeintel.core.settings import Settings
-from codeintel.searcher import create_app
+from codeintel.searcher import catalog, create_app
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mcp"
-TOOLS = {
-    "semantic_search",
-    "search_text",
-    "list_paths",
-    "blame_range",
-    "file_history",
-    "list_repos",
-}
+TOOLS = {tool.name for tool in catalog.CATALOG}
 
 
 def _entry(name: str) -> dict[str, Any]:

@@ -24,12 +24,12 @@ class TestToken:
         self,
         store_settings: Settings,
         local_embedder: Any,
-        monkeypatch: pytest.MonkeyPatch,
         via_env: bool,
     ) -> None:
         settings = store_settings
-        if via_env:
-            monkeypatch.setenv("CODEINTEL_API_TOKEN", "s3cret")
+        if via_env:  # the older variable name, read by Settings (the app reads no env itself)
+            from_env = Settings.from_env({"CODEINTEL_API_TOKEN": "s3cret"})
+            settings = settings.replace(server={"api_token": from_env.server.api_token})
         else:
             settings = settings.replace(server={"api_token": "s3cret"})
         with Served(create_app(settings, embedder=local_embedder)) as served:

@@ -19,7 +19,7 @@ import pytest
 from searcher_helpers import Repo, Served, build_store
 
 from codeintel.core.settings import Settings
-from codeintel.searcher import create_app, models
+from codeintel.searcher import catalog, create_app, models
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,12 @@ VALID: dict[str, dict[str, Any]] = {
     "list_paths": {},
     "blame_range": {"path": "README.md", "start_line": 1, "end_line": 1},
     "file_history": {"path": "README.md"},
+    "read_file": {"path": "README.md"},
 }
 MODELS: dict[str, type[models._Request]] = {
-    "semantic_search": models.SemanticSearchRequest,
-    "search_text": models.SearchTextRequest,
-    "list_paths": models.ListPathsRequest,
-    "blame_range": models.BlameRangeRequest,
-    "file_history": models.FileHistoryRequest,
+    tool.name: tool.request  # type: ignore[misc]
+    for tool in catalog.CATALOG
+    if tool.name != "list_repos"
 }
 
 

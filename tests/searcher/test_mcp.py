@@ -1,4 +1,4 @@
-"""The official MCP client lists the five tools and calls each, over streamable HTTP and stdio."""
+"""The official MCP client lists the catalogue's tools and calls each, over streamable HTTP and stdio."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from searcher_helpers import NON_ASCII_PATH, Repo, Served
 
 from codeintel.core.settings import Settings
+from codeintel.searcher import catalog
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "list_paths": {"path": "billing"},
     "blame_range": {"path": NON_ASCII_PATH, "start_line": 1, "end_line": 2},
     "file_history": {"path": "mail/sender.py", "limit": 2},
+    "read_file": {"path": "billing/invoice.py", "start_line": 4, "end_line": 6},
 }
 
 
@@ -38,7 +40,7 @@ async def _exercise(session: ClientSession, repo: Repo) -> None:
     await session.initialize()
     listed = await session.list_tools()
     tools = {t.name: t for t in listed.tools}
-    assert set(tools) == {*CALLS, "list_repos"}
+    assert set(tools) == {tool.name for tool in catalog.CATALOG} == {*CALLS, "list_repos"}
     for tool in tools.values():
         assert len(tool.description or "") > 80
         assert tool.input_schema["type"] == "object"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from searcher_helpers import AUTHORS, NON_ASCII_PATH, Repo
+from searcher_helpers import AUTHORS, NON_ASCII_PATH, Repo, blame_lines
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +137,7 @@ class TestBlameRange:
         body = r.json()
         _pinned(body, repo)
         assert body["path"] == NON_ASCII_PATH
-        lines = body["results"]
+        lines = blame_lines(body)
         assert [e["line"] for e in lines] == [1, 2, 3, 4]
         last = lines[-1]
         assert last["author"] == AUTHORS["zoe"][0] and last["email"] == AUTHORS["zoe"][1]

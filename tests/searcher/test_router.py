@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from searcher_helpers import Served
 
 from codeintel.core.settings import Settings
-from codeintel.searcher import create_app, fleet
+from codeintel.searcher import create_app, discovery
 from codeintel.searcher.app import create_router_app
 from servers import free_port
 
@@ -188,7 +187,7 @@ def test_a_shard_killed_mid_query_gives_a_partial_answer_never_a_5xx(root: Path)
                     if killed and r.status_code == 200:
                         bodies.append(r.json())
             assert all(s == 200 for s in statuses), sorted(set(statuses))
-            lost = {n for n in NAMES if fleet.shard_of(n, 2) == 1}
+            lost = {n for n in NAMES if discovery.shard_of(n, 2) == 1}
             last = ok(router.url, "search_text", {"pattern": "shared_marker"})
             assert last["partial"] is True and last["missing_shards"] == ["shard-1"]
             assert set(last["repos"]) == set(NAMES) - lost
@@ -221,7 +220,7 @@ def test_a_slow_shard_is_reported_missing_after_the_timeout(
             assert body["partial"] is True and body["missing_shards"] == ["shard-1"]
             r = httpx.post(
                 f"{router.url}/v1/file_history",
-                json={"repo": next(n for n in NAMES if fleet.shard_of(n, 2) == 1), "path": "x"},
+                json={"repo": next(n for n in NAMES if discovery.shard_of(n, 2) == 1), "path": "x"},
                 timeout=30,
             )
             assert r.status_code == 503  # the one shard that owns it is away: retry later
@@ -239,8 +238,8 @@ def test_router_refuses_a_model_mix_across_shards(tmp_path: Path, local_embedder
     i = 0
     while not all(names.values()):  # one repository on each of two shards
         name = f"ns/r{i}"
-        if names[fleet.shard_of(name, 2)] is None:
-            names[fleet.shard_of(name, 2)] = name  # type: ignore[assignment]
+        if names[discovery.shard_of(name, 2)] is None:
+            names[discovery.shard_of(name, 2)] = name  # type: ignore[assignment]
         i += 1
     build(stores, names[0], make_repo(tmp_path / "a", REPOS["team-a/mail"]), local_embedder)  # type: ignore[arg-type]
     other = RenamedModel(local_embedder, "other-model")
@@ -276,11 +275,13 @@ async def test_router_speaks_mcp(root: Path, local_embedder: Any) -> None:
             ):
                 await session.initialize()
                 listed = await session.call_tool("list_repos", {})
-                rows = json.loads(listed.content[0].text)["results"]
+                rows = listed.structured_content["results"]
+                assert listed.content[0].text.splitlines()[1].startswith(sorted(NAMES)[0])
                 assert [r["name"] for r in rows] == sorted(NAMES)
                 found = await session.call_tool("search_text", {"pattern": "shared_marker"})
                 assert not found.is_error
-                assert len(json.loads(found.content[0].text)["results"]) == len(NAMES)
+                assert len(found.structured_content["results"]) == len(NAMES)
+                assert found.content[0].text.count("shared_marker") == len(NAMES)
     finally:
         for s in servers:
             s.__exit__(None, None, None)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from searcher_helpers import Served
 
-from codeintel.searcher import models
+from codeintel.searcher import catalog, models
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def _operations(schema: Any) -> list[Any]:
 def test_no_input_produces_a_5xx(server: Served, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = _operations(schema)
-    assert len(operations) == 10  # 4 GET (probes, metrics, index) + 6 tools
+    assert len(operations) == 4 + len(catalog.CATALOG)  # 4 GET (probes, metrics, index)
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.method.upper() != "POST":
             continue  # nothing to make invalid in a parameterless GET
@@ -72,7 +72,14 @@ TOOLS: dict[str, tuple[type[Any], dict[str, Any]]] = {
         {"path": "README.md", "start_line": 1, "end_line": 1},
     ),
     "file_history": (models.FileHistoryRequest, {"path": "README.md"}),
+    "read_file": (models.ReadFileRequest, {"path": "README.md"}),
 }
+
+
+def test_every_tool_has_a_valid_example() -> None:
+    assert set(TOOLS) == {tool.name for tool in catalog.CATALOG} - {"list_repos"}
+
+
 lone_surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 with_surrogate = st.tuples(st.text(max_size=8), lone_surrogate, st.text(max_size=8)).map("".join)
 not_an_int = st.one_of(st.booleans(), st.floats(allow_nan=False), st.text(max_size=4))

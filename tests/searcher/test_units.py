@@ -233,16 +233,35 @@ def rg_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 class TestDeterministicTruncation:
     async def test_a_cut_answer_is_the_sorted_prefix_every_time(self, rg_tree: Path) -> None:
-        full, more = await textsearch.search(rg_tree, "needle", max_results=10_000)
-        assert not more and len(full) > 400
+        everything = await textsearch.search(rg_tree, "needle", max_results=10_000)
+        full = everything.matches
+        assert everything.exact and everything.total == len(full) > 400
+        assert sum(everything.per_file.values()) == len(full)
         for limit in (1, 7, 50, 333):
             for _ in range(5):
-                cut, more = await textsearch.search(rg_tree, "needle", max_results=limit)
-                assert more
-                assert cut == full[:limit]
+                cut = await textsearch.search(rg_tree, "needle", max_results=limit)
+                assert cut.exact and cut.total == len(full)
+                assert cut.matches == full[:limit]
+
+    async def test_pages_tile_the_whole_list(self, rg_tree: Path) -> None:
+        full = (await textsearch.search(rg_tree, "needle", max_results=10_000)).matches
+        pages = []
+        for offset in range(0, len(full), 97):
+            found = await textsearch.search(rg_tree, "needle", max_results=97, offset=offset)
+            pages.extend(found.matches)
+        assert pages == full
+
+    async def test_past_the_scan_cap_a_sorted_pass_keeps_the_order(
+        self, rg_tree: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        full = (await textsearch.search(rg_tree, "needle", max_results=10_000)).matches
+        monkeypatch.setattr(textsearch, "MAX_SCAN", 50)
+        cut = await textsearch.search(rg_tree, "needle", max_results=20, offset=10)
+        assert not cut.exact and cut.total >= 30
+        assert cut.matches == full[10:30]
 
     async def test_order_is_by_path_component_then_line(self, rg_tree: Path) -> None:
-        full, _ = await textsearch.search(rg_tree, "needle", max_results=10_000)
+        full = (await textsearch.search(rg_tree, "needle", max_results=10_000)).matches
         keys = [(m.path.split("/"), m.line) for m in full]
         assert keys == sorted(keys)
         assert [m.path for m in full].index("a/b.py") < [m.path for m in full].index("a b.py")

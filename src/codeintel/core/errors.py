@@ -15,6 +15,8 @@
     │   └── GenerationCorruptError   a served generation's files went bad under the searcher
     └── QueryError           a request the tools refuse (names the field)
         ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
+        ├── CursorExpiredError   a page cursor whose generation is gone (410)
+        ├── NotIndexedError      a symbol tool on a store built before symbols (409: rebuild)
         └── ModelMixError        repositories of different embedding models in one query (400)
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the searcher maps
@@ -121,6 +123,32 @@ class RepoNotFoundError(QueryError):
 
     def __init__(self, message: str, field: str = "repos") -> None:
         super().__init__(message, field=field)
+
+
+class CursorExpiredError(QueryError):
+    """A page cursor whose generation the searcher no longer keeps (HTTP 410 Gone).
+
+    Pages never mix commits, so the caller starts again from the first page."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="cursor")
+
+
+class NotIndexedError(QueryError):
+    """A symbol tool asked of a repository whose index has no symbols (an older store).
+
+    ``repos`` names them; rebuilding the index (``codeintel index build``) adds them,
+    and every other tool keeps answering meanwhile."""
+
+    def __init__(self, repos: list[str]) -> None:
+        named = ", ".join(repos)
+        super().__init__(
+            f"not indexed: {named} has no symbol index (built by an older codeintel); "
+            "rebuild it with `codeintel index build` (search, read_file and the other tools "
+            "still answer)",
+            field="repos",
+        )
+        self.repos = repos
 
 
 class ModelMixError(QueryError):

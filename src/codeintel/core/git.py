@@ -143,6 +143,9 @@ class GitClient:
                 share_tree(dest)
             client.fetch()
             return client
+        # One scratch name per mirror: whatever an earlier attempt left there (a crash,
+        # a failure after the clone) is removed first, and this attempt removes its own
+        # on any failure, so a retry always starts clean.
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -156,17 +159,21 @@ class GitClient:
         except errors.GitError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise errors.GitError(f"cannot mirror {source}: {e}") from e
-        # Searchers read old commits while the indexer fetches new ones: never let an
-        # automatic gc prune objects a live generation still answers from.
-        gitrun.run(tmp, "config", "gc.auto", "0")
-        gitrun.run(tmp, "config", "gc.pruneExpire", "never")
-        # Searchers may run as another user than the indexer: whatever the indexer's
-        # umask, every file git writes from now on is world-readable, and what the
-        # clone already wrote is opened up here.
-        gitrun.run(tmp, "config", "core.sharedRepository", SHARED_MODE)
-        share_tree(tmp)
-        write_commit_graph(tmp)
-        os.replace(tmp, dest)
+        try:
+            # Searchers read old commits while the indexer fetches new ones: never let an
+            # automatic gc prune objects a live generation still answers from.
+            gitrun.run(tmp, "config", "gc.auto", "0")
+            gitrun.run(tmp, "config", "gc.pruneExpire", "never")
+            # Searchers may run as another user than the indexer: whatever the indexer's
+            # umask, every file git writes from now on is world-readable, and what the
+            # clone already wrote is opened up here.
+            gitrun.run(tmp, "config", "core.sharedRepository", SHARED_MODE)
+            share_tree(tmp)
+            write_commit_graph(tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return cls(dest, credentials)
 
     def set_origin(self, source: str) -> None:

@@ -97,6 +97,18 @@ def short_error(stderr: bytes | str) -> str:
     return "; ".join(lines[-2:]) if lines else "git failed"
 
 
+def _absolute(cwd: Path | None) -> Path | None:
+    """``cwd`` unchanged when absolute (or None); ValueError for a relative one.
+
+    A relative working directory means something different to every caller that
+    holds it (and to git, which also sees relative paths in its arguments against
+    it): user paths are made absolute at the edge (``Settings``, the CLI), and this
+    refuses any that slipped through instead of running git in the wrong place."""
+    if cwd is not None and not Path(cwd).is_absolute():
+        raise ValueError(f"git needs an absolute working directory, not {str(cwd)!r}")
+    return cwd
+
+
 def run(
     cwd: Path | None,
     *args: str,
@@ -104,6 +116,7 @@ def run(
     credentials: tuple[str, str] | None = None,
 ) -> bytes:
     """Run ``git args…`` in ``cwd`` and return stdout; GitError with git's message on failure."""
+    cwd = _absolute(cwd)
     try:
         proc = subprocess.run(
             argv(*args, credentials=credentials),
@@ -124,6 +137,7 @@ def run(
 
 def start(cwd: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``git args…`` in ``cwd`` with stdout (and stderr) piped, for streaming callers."""
+    _absolute(cwd)
     try:
         return subprocess.Popen(
             argv(*args),

@@ -34,11 +34,34 @@ def _aliases(*names: str) -> dict[str, tuple[str, ...]]:
     return {"env": names}
 
 
+PATH_FIELD: dict[str, bool] = {"path": True}
+"""Field metadata: a file or directory a user names, made absolute when settings are made."""
+
+
+def _absolute_paths(group: Any) -> None:
+    """Make every field marked :data:`PATH_FIELD` absolute against the working directory.
+
+    Settings are made once, at an entry point (the CLI, the lifespan, the operator's
+    startup), so this is where a relative ``--store``, ``--stores-root`` or
+    ``--result-file`` is given its meaning: the caller's working directory. Nothing below
+    (git runs in other directories, threads change nothing) ever depends on the process's
+    current directory again. Empty strings stay empty: they mean "none"."""
+    for field in dataclasses.fields(group):
+        if not field.metadata.get("path"):
+            continue
+        value = getattr(group, field.name)
+        if isinstance(value, Path):
+            object.__setattr__(group, field.name, Path(os.path.abspath(value.expanduser())))
+        elif isinstance(value, str) and value:
+            object.__setattr__(group, field.name, os.path.abspath(os.path.expanduser(value)))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreSettings:
-    path: Path = Path(".codeintel")
+    path: Path = dataclasses.field(default=Path(".codeintel"), metadata=PATH_FIELD)
     """Root of the index store (docs/architecture.md, *Writing a generation*). A local
-    directory, or the shared volume's mount."""
+    directory, or the shared volume's mount; a relative path is taken from the working
+    directory of the command that was given it."""
 
     keep_generations: int = 3
     """Generations kept by garbage collection besides the live one; searchers may still hold them."""
@@ -53,6 +76,9 @@ class StoreSettings:
     embedded. Least recently used entries go first; 0 turns the cache off and deletes
     it. 1 GiB holds ~1M 384-d or ~190K 2560-d vectors (1 073 bytes per 384-d row
     measured): several full corpora of a large repository (docs/operations.md, *Sizing*)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -197,7 +223,9 @@ class IndexSettings:
     default because faiss-gpu-cuvs trains IVF faster with them; ``USE_CUVS=0`` (the name
     faiss's own builds use) turns them off without a rebuild."""
 
-    result_file: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_RESULT_FILE"))
+    result_file: str = dataclasses.field(
+        default="", metadata={**_aliases("CODEINTEL_RESULT_FILE"), **PATH_FIELD}
+    )
     """Path where ``index build|update|merge`` write their one JSON result object (the Job's
     ``terminationMessagePath``, see docs/architecture.md *Index job result*); empty writes
     none. ``--result-file`` wins."""
@@ -211,6 +239,9 @@ class IndexSettings:
     history_workers: int = 0
     """Parallel ``git blame`` processes while precomputing history; 0 uses every CPU this
     process may run on (the Job's CPU budget)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -263,7 +294,45 @@ class ServerSettings:
     """TCP port for REST, MCP (``/mcp``), probes and metrics."""
 
     api_token: str = dataclasses.field(default="", metadata=_aliases("CODEINTEL_API_TOKEN"))
-    """Optional bearer token guarding every route but the probes; empty disables auth."""
+    """Optional bearer token guarding every route but the probes; empty disables auth.
+    It opens every repository (the router's credential towards its shards, and installs
+    from before scopes); give callers narrower ones in :attr:`tokens_file`."""
+
+    tokens_file: str = ""
+    """A JSON list of ``{"name", "sha256" (hex sha256 of a bearer token), "repos": [globs
+    over namespace/name]}``: each caller reads only the repositories its globs allow,
+    any other answers as if it did not exist (docs/operations.md, "Access control").
+    Re-read on change without a restart; a broken edit keeps the last good file."""
+
+    tokens_poll_seconds: float = 1.0
+    """How often the tokens file's mtime is checked (on requests, so idle costs nothing);
+    one second bounds how long a revoked token keeps working."""
+
+    kube_auth: bool = False
+    """Identify callers with a Kubernetes TokenReview and allow each repository by a
+    SubjectAccessReview (``get`` on its CodeIndex): a SearchPool's router with
+    ``spec.access.mode: kubernetes``. Needs RBAC for tokenreviews and subjectaccessreviews."""
+
+    kube_api_url: str = ""
+    """The API server for :attr:`kube_auth`; empty uses the in-cluster service
+    (``KUBERNETES_SERVICE_HOST``/``_PORT``) with the pod's service-account token and CA."""
+
+    kube_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+    """The router's own credential towards the API server (re-read on every refresh)."""
+
+    kube_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    """The CA that signs the API server's certificate (used when the file exists)."""
+
+    kube_allow_ttl_seconds: float = 30.0
+    """How long a TokenReview or an allowing SubjectAccessReview is reused: kube-rbac-proxy's
+    default order of magnitude; a revoked RoleBinding takes effect within it."""
+
+    kube_deny_ttl_seconds: float = 5.0
+    """How long a denial is reused; never longer than an allowal, so a grant shows fast."""
+
+    kube_cache_entries: int = 10000
+    """Most cached review decisions (identities and identity x repository); least
+    recently used go first."""
 
     metrics_port: int = 0
     """A second TCP port serving only ``/metrics`` and the probes, without the token, for
@@ -271,10 +340,12 @@ class ServerSettings:
     ``/metrics`` on ``port`` only, behind the token. The operator sets 9090."""
 
     allowed_hosts: tuple[str, ...] = ()
-    """Extra Host names MCP accepts, any port (Kubernetes Service names, Ingress names);
+    """Extra Host names REST and MCP accept, any port (Kubernetes Service names, Ingress names);
     localhost is always accepted. A name ending in ``.svc`` is also accepted under
-    :attr:`cluster_domain`. Non-empty means "serving a cluster": MCP then also accepts
-    IP-literal Hosts (pod and ClusterIP addresses), which DNS rebinding cannot forge."""
+    :attr:`cluster_domain`. Non-empty means "serving a cluster": IP-literal Hosts (pod and
+    ClusterIP addresses), which DNS rebinding cannot forge, are then accepted too. A
+    browser Origin must be one of these names (or the Host itself); probes and
+    ``/metrics`` answer any Host, as kubelet and Prometheus send the pod IP."""
 
     cluster_domain: str = "cluster.local"
     """The cluster's DNS domain: ``<svc>.<ns>.svc`` in :attr:`allowed_hosts` also admits
@@ -331,7 +402,7 @@ class ServerSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FleetSettings:
-    stores_root: str = ""
+    stores_root: str = dataclasses.field(default="", metadata=PATH_FIELD)
     """Serve every store at ``<stores_root>/<namespace>/<name>/`` (a SearchPool's volume)
     instead of the one store of ``store.path``; empty serves one store."""
 
@@ -369,6 +440,9 @@ class FleetSettings:
     shard_token: str = ""
     """Bearer token the router sends to the shards; empty sends the router's own
     ``server.api_token`` (a pool's router and shards read the same Secret)."""
+
+    def __post_init__(self) -> None:
+        _absolute_paths(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

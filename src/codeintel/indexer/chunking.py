@@ -31,6 +31,10 @@ How a parsed file is cut:
   most ``max_lines`` lines with the same symbol, each cut preferring a blank
   line near the even split point.
 
+The same parse gives the file's symbols and identifier occurrences
+(:func:`chunk_and_extract`, :mod:`codeintel.indexer.extraction`): no file is
+parsed twice.
+
 Every chunk's text is exactly lines ``start_line..end_line`` of the file
 (1-based, inclusive, counted by ``\\n``), blank lines at a chunk's edges are
 trimmed, and whitespace-only chunks are dropped.
@@ -45,7 +49,8 @@ import msgspec
 import tree_sitter
 
 from codeintel.core import errors
-from codeintel.indexer import languages
+from codeintel.core.store import symbols as symbols_store
+from codeintel.indexer import extraction, languages
 
 logger = logging.getLogger(__name__)
 
@@ -103,19 +108,54 @@ def chunk_file(
     broken syntax all end in line windows. Raises :class:`ConfigError` only for
     sizes that cannot work (``max_lines`` < 1, overlap not below the window).
     """
+    drafts, _ = chunk_and_extract(
+        path,
+        text,
+        max_lines=max_lines,
+        window_lines=window_lines,
+        overlap_lines=overlap_lines,
+        symbols=False,
+    )
+    return drafts
+
+
+def chunk_and_extract(
+    path: str,
+    text: str,
+    *,
+    max_lines: int = 200,
+    window_lines: int = 60,
+    overlap_lines: int = 10,
+    symbols: bool = True,
+) -> tuple[list[ChunkDraft], symbols_store.FileSymbols | None]:
+    """The chunks of :func:`chunk_file` and, from the same parse, the file's symbols and
+    occurrences (:mod:`codeintel.indexer.extraction`); ``None`` for an empty file.
+
+    A file without a grammar, or whose parse or extraction fails, gets an empty
+    :class:`FileSymbols` (it exists, with no symbols): extraction never fails indexing.
+    """
     if max_lines < 1 or window_lines < 1 or not 0 <= overlap_lines < window_lines:
         raise errors.ConfigError(
             f"chunk sizes need max_lines >= 1 and 0 <= overlap_lines < window_lines; got "
             f"max_lines={max_lines}, window_lines={window_lines}, overlap_lines={overlap_lines}"
         )
     if not text or text.isspace():
-        return []
+        return [], None
     language = languages.language_for(path)
     lines = text.split("\n")
     last_row = len(lines) - 2 if text.endswith("\n") else len(lines) - 1
-    spans = _symbol_spans(path, language, text, last_row)
+    source = text.encode("utf-8", "surrogatepass")
+    tree = _parse(path, language, source)
+    spans = _symbol_spans(path, language, tree, last_row)
     if spans is None:
         spans = [_Span(0, last_row, "", _GAP, ())]
+    found: symbols_store.FileSymbols | None = None
+    if symbols:
+        try:
+            found = extraction.extract(path, language, tree, source)
+        except Exception as e:  # content must never fail indexing (RecursionError included)
+            logger.debug("%s: symbol extraction failed (%s)", path, e)
+            found = symbols_store.FileSymbols(path, language)
     spans = _merge_small_gaps(_trimmed(spans, lines), lines, max_lines)
     window = min(window_lines, max_lines)
     drafts: list[ChunkDraft] = []
@@ -140,19 +180,31 @@ def chunk_file(
                     content_hash=digest.hexdigest(),
                 )
             )
-    return drafts
+    return drafts, found
 
 
-def _symbol_spans(path: str, language: str, text: str, last_row: int) -> list[_Span] | None:
-    """Definition spans and the gaps between them covering every row; ``None`` → windows."""
-    spec = languages.grammar_for(language)
-    if spec is None:
+def _parse(path: str, language: str, source: bytes) -> tree_sitter.Tree | None:
+    """The file's one parse; ``None`` without a grammar or when the parser fails."""
+    if languages.grammar_for(language) is None:
         return None
     parser = languages.parser_for(language)
     if parser is None:
         return None
     try:
-        tree = parser.parse(text.encode("utf-8", "surrogatepass"))
+        return parser.parse(source)
+    except Exception as e:  # content must never fail indexing
+        logger.debug("%s: parse failed (%s), using line windows", path, e)
+        return None
+
+
+def _symbol_spans(
+    path: str, language: str, tree: tree_sitter.Tree | None, last_row: int
+) -> list[_Span] | None:
+    """Definition spans and the gaps between them covering every row; ``None`` → windows."""
+    spec = languages.grammar_for(language)
+    if spec is None or tree is None:
+        return None
+    try:
         found: list[_Span] = []
         _Collector(spec).collect(tree.root_node.named_children, (), found)
     except Exception as e:  # content must never fail indexing (RecursionError included)

@@ -18,6 +18,7 @@ from codeintel.core import embed as embedding_mod
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core.store import symbols as symbols_store
 from codeintel.indexer import chunking, selection
 from codeintel.indexer import progress as progress_mod
 
@@ -34,6 +35,8 @@ class Corpus(msgspec.Struct):
     drafts: list[chunking.ChunkDraft]
     skipped: list[store_mod.SkippedFile]
     files: int
+    symbols: list[symbols_store.FileSymbols] = msgspec.field(default_factory=list)
+    """Definitions and occurrences of every file that gave chunks, from the same parse."""
 
 
 def read_corpus(
@@ -50,6 +53,7 @@ def read_corpus(
     )
     skipped = [store_mod.SkippedFile(s.path, s.reason, s.size) for s in skipped_meta]
     drafts: list[chunking.ChunkDraft] = []
+    symbols: list[symbols_store.FileSymbols] = []
     files = 0
     by_blob: dict[str, list[git_mod.TreeEntry]] = {}
     for entry in chosen:
@@ -62,18 +66,19 @@ def read_corpus(
                     skipped.append(store_mod.SkippedFile(text.path, text.reason, entry.size))
                 else:
                     files += 1
-                    drafts.extend(
-                        chunking.chunk_file(
-                            entry.path,
-                            text,
-                            max_lines=cfg.chunk_max_lines,
-                            window_lines=cfg.chunk_window_lines,
-                            overlap_lines=cfg.chunk_overlap_lines,
-                        )
+                    chunks, found = chunking.chunk_and_extract(
+                        entry.path,
+                        text,
+                        max_lines=cfg.chunk_max_lines,
+                        window_lines=cfg.chunk_window_lines,
+                        overlap_lines=cfg.chunk_overlap_lines,
                     )
+                    drafts.extend(chunks)
+                    if found is not None and chunks:
+                        symbols.append(found)
                 stage.advance()
     logger.info("read %d files into %d chunks (%d skipped)", files, len(drafts), len(skipped))
-    return Corpus(drafts=drafts, skipped=skipped, files=files)
+    return Corpus(drafts=drafts, skipped=skipped, files=files, symbols=symbols)
 
 
 def embedding_header(draft: chunking.ChunkDraft) -> str:

@@ -33,6 +33,7 @@ from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
 from codeintel.core.indexresult import IndexResult
+from codeintel.core.store import symbols as symbols_store
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.store.vectors import VectorStore
 from codeintel.indexer import (
@@ -108,6 +109,8 @@ def build(
         with embed_cache.caching(store.root, settings, embedder) as cached:
             with store.begin(parent) as writer:
                 _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+                with reporter.stage("symbols"):
+                    symbols_store.write(writer.path / store_mod.SYMBOLS_DB, found.symbols)
                 if observer:
                     observer.chunks_written(writer.path / store_mod.CHUNKS_DB, writer.name)
                 history_build.write(writer.path, store.mirror_path, commit, parent, cfg, reporter)
@@ -131,6 +134,7 @@ def build(
                 with store.begin(parent) as writer:
                     # Same commit, same chunks: the full index reuses them and the history.
                     writer.link_from_parent(store_mod.CHUNKS_DB)
+                    writer.link_from_parent(store_mod.SYMBOLS_DB)
                     history_build.write(
                         writer.path, store.mirror_path, commit, parent, cfg, reporter
                     )
@@ -362,6 +366,7 @@ def update(
                 files = len(db.paths())
             finally:
                 db.close()
+            _update_symbols(parent, writer.path, removed, found.symbols)
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
             )
@@ -451,6 +456,8 @@ def merge(
         with store.begin(parent) as writer:
             VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             writer.link_from_parent(store_mod.CHUNKS_DB)
+            if (parent.path / store_mod.SYMBOLS_DB).is_file():
+                writer.link_from_parent(store_mod.SYMBOLS_DB)
             history_build.write(
                 writer.path, store.mirror_path, old.commit, parent, settings.index, reporter
             )
@@ -560,6 +567,21 @@ def _write_chunks(path: Path, ids: np.ndarray, drafts: list[chunking.ChunkDraft]
         db.commit()
     finally:
         db.close()
+
+
+def _update_symbols(
+    parent: store_mod.Generation,
+    path: Path,
+    removed: set[str],
+    added: list[symbols_store.FileSymbols],
+) -> None:
+    """The parent's symbols minus the removed and changed files, plus the new rows; none
+    when the parent has none (built before format 6: its tools say "rebuild")."""
+    source = parent.path / store_mod.SYMBOLS_DB
+    if source.is_file():
+        symbols_store.update(source, path / store_mod.SYMBOLS_DB, removed, added)
+    else:
+        logger.info("generation %s has no symbols; a full build adds them", parent.name)
 
 
 def _write_indexes(

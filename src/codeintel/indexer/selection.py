@@ -76,7 +76,7 @@ def select_files(
             skipped.append(Skipped(entry.path, "submodule", entry.size))
         elif mode == TREE_MODE.lstrip("0"):
             continue
-        elif excluded is not None and excluded.fullmatch(entry.path):
+        elif excluded is not None and excluded.match(entry.path):
             skipped.append(Skipped(entry.path, "excluded", entry.size))
         elif entry.size > max_file_bytes:
             skipped.append(Skipped(entry.path, "too_large", entry.size))

@@ -206,6 +206,46 @@ def _env(
     return env
 
 
+ACCESS_VOLUME = "access-tokens"
+ACCESS_MOUNT = "/etc/codeintel/access"
+
+
+def front_service_account(pool: str, spec: poolspec_mod.SearchPoolSpec) -> str:
+    """The ServiceAccount of the pods callers reach in ``kubernetes`` access mode; the
+    chart's ClusterRoleBinding (``accessReview.serviceAccounts``) lets it create reviews."""
+    return spec.router_service_account or router_name(pool)
+
+
+def _with_access(
+    pod: dict[str, Any], pool: str, spec: poolspec_mod.SearchPoolSpec
+) -> dict[str, Any]:
+    """The pod callers reach (the router, or an unsharded pool's searchers) checking who
+    may read which repository: the tokens Secret as a file (re-read when the kubelet
+    updates it), or TokenReview + SubjectAccessReview with the pod's own ServiceAccount."""
+    container = pod["containers"][0]
+    if spec.access_mode == "tokensFile" and spec.tokens_secret is not None:
+        pod["volumes"].append(
+            {
+                "name": ACCESS_VOLUME,
+                "secret": {
+                    "secretName": spec.tokens_secret.name,
+                    "items": [{"key": spec.tokens_secret.key, "path": "tokens.json"}],
+                },
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": ACCESS_VOLUME, "mountPath": ACCESS_MOUNT, "readOnly": True}
+        )
+        container["env"].append(
+            {"name": "CODEINTEL_SERVER_TOKENS_FILE", "value": f"{ACCESS_MOUNT}/tokens.json"}
+        )
+    elif spec.access_mode == "kubernetes":
+        pod["serviceAccountName"] = front_service_account(pool, spec)
+        pod["automountServiceAccountToken"] = True
+        container["env"].append({"name": "CODEINTEL_SERVER_KUBE_AUTH", "value": "true"})
+    return pod
+
+
 def _container(
     name: str,
     args: list[str],
@@ -320,7 +360,9 @@ def render_searchers(
             },
             "template": {
                 "metadata": {"labels": labels(pool, SEARCHER)},
-                "spec": _pod_spec(container, spec, settings, claim_name(pool, spec)),
+                "spec": _with_access(
+                    _pod_spec(container, spec, settings, claim_name(pool, spec)), pool, spec
+                ),
             },
         },
     }
@@ -447,7 +489,7 @@ def render_router(
             },
             "template": {
                 "metadata": {"labels": labels(pool, ROUTER)},
-                "spec": _pod_spec(container, spec, settings, None),
+                "spec": _with_access(_pod_spec(container, spec, settings, None), pool, spec),
             },
         },
     }

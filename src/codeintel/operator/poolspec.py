@@ -18,6 +18,10 @@ from codeintel.core import errors
 from codeintel.operator import spec as spec_mod
 
 DEFAULT_POOL_SIZE = "100Gi"
+ACCESS_MODES = ("token", "tokensFile", "kubernetes")
+"""spec.access.mode: the shared token only; a tokens file (Secret) of scoped tokens;
+TokenReview + SubjectAccessReview against the API server."""
+DEFAULT_TOKENS_KEY = "tokens.json"
 MAX_SHARDS = 256
 _HOST = re.compile(r"^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?(:[0-9]+)?$")
 
@@ -31,6 +35,9 @@ class SearchPoolSpec:
     searcher: spec_mod.PodPlacement = dataclasses.field(default_factory=spec_mod.PodPlacement)
     service_type: str = "ClusterIP"
     api_token: spec_mod.SecretKey | None = None
+    access_mode: str = "token"
+    tokens_secret: spec_mod.SecretKey | None = None
+    router_service_account: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     embed_url: str = spec_mod.DEFAULT_EMBED_URL
     embed_api_key: spec_mod.SecretKey | None = None
@@ -57,15 +64,32 @@ def parse(spec: Mapping[str, Any]) -> SearchPoolSpec:
         raise errors.ConfigError(
             f"spec.serviceType must be one of {', '.join(spec_mod.SERVICE_TYPES)}"
         )
+    access = _section(spec, "access")
+    access_mode = str(access.get("mode") or "token")
+    if access_mode not in ACCESS_MODES:
+        raise errors.ConfigError(f"spec.access.mode must be one of {', '.join(ACCESS_MODES)}")
+    tokens_secret = _secret(access, "tokensSecret", DEFAULT_TOKENS_KEY, "spec.access.")
+    if access_mode == "tokensFile" and tokens_secret is None:
+        raise errors.ConfigError("spec.access.tokensSecret is required with mode tokensFile")
+    shards = _int(spec, "shards", 1, 1, MAX_SHARDS)
+    if access_mode != "token" and shards > 1 and not spec.get("apiTokenSecret"):
+        # Otherwise the shards answer anyone who reaches them past the router.
+        raise errors.ConfigError(
+            "spec.apiTokenSecret is required with spec.access.mode "
+            f"{access_mode} on a sharded pool: it is the router's credential to its shards"
+        )
     router_resources = router.get("resources") or {}
     if not isinstance(router_resources, Mapping):
         raise errors.ConfigError("spec.router.resources must be an object")
     return SearchPoolSpec(
-        shards=_int(spec, "shards", 1, 1, MAX_SHARDS),
+        shards=shards,
         replicas=_int(spec, "replicas", 2, 0, 100),
         searcher=_placement(spec),
         service_type=service_type,
         api_token=_secret(spec, "apiTokenSecret", "token"),
+        access_mode=access_mode,
+        tokens_secret=tokens_secret,
+        router_service_account=_optional_str(access, "serviceAccountName"),
         allowed_hosts=_hosts(spec.get("allowedHosts")),
         embed_url=str(embedding.get("endpoint") or spec_mod.DEFAULT_EMBED_URL).rstrip("/"),
         embed_api_key=_secret(embedding, "apiKeySecret", "api-key", "spec.embedding."),

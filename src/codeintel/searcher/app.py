@@ -18,9 +18,7 @@ as ``codeintel.<namespace>.svc``.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -34,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import catalog, mcp_tools, mcp_transport, models
+from codeintel.searcher import access, catalog, credentials, mcp_tools, mcp_transport, models
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import errors as errors_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -42,6 +40,7 @@ from codeintel.searcher import metrics as metrics_mod
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+MCP_PATH = "/mcp"
 METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
 """All the metrics port serves, without the token."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -65,8 +64,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def api_token(settings: settings_mod.Settings) -> str:
-    """``ServerSettings.api_token`` (``CODEINTEL_SERVER_API_TOKEN``), else ``CODEINTEL_API_TOKEN``."""
-    return settings.server.api_token or os.environ.get("CODEINTEL_API_TOKEN", "")
+    """The shared bearer token: ``ServerSettings.api_token`` (``CODEINTEL_SERVER_API_TOKEN``,
+    or its older name ``CODEINTEL_API_TOKEN``, both read by :class:`Settings`)."""
+    return settings.server.api_token
 
 
 def _json(status: int, body: Any) -> Response:
@@ -101,11 +101,21 @@ def _bearer(header: bytes) -> bytes | None:
 
 
 class GuardMiddleware:
-    """Bearer token (all but the probes), the metrics port, and the body limit, before any route.
+    """Host and Origin, credentials and scope (all but the probes), the metrics port, and
+    the body limit, before any route.
 
     A connection to ``metrics_port`` reaches ``/metrics`` and the probes only, with no
     token: Prometheus scrapes every searcher through one ServiceMonitor, whose
     credentials could name only one secret of its own namespace.
+
+    Host and Origin follow ``/mcp``'s :class:`~mcp_transport.HostPolicy` (which checks
+    ``/mcp`` itself, answering in JSON-RPC): a browser tricked by DNS rebinding sends
+    the attacker's name as Host, and a foreign page its own Origin. Probes and
+    ``/metrics`` answer any Host: kubelet and Prometheus send the pod IP.
+
+    The caller (:class:`~access.Caller`: identity, scope, tool) is put in the ASGI
+    scope for MCP, whose tools run in the session's task, and in :mod:`access`'s
+    context variable for REST, around the rest of the request.
 
     The body is read here, whole, before the app sees it: a chunked upload has no
     Content-Length to refuse up front, and an error raised while FastAPI reads the
@@ -115,12 +125,14 @@ class GuardMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        token: str,
+        gate: credentials.Gate,
+        hosts: mcp_transport.HostPolicy,
         max_body: int = models.MAX_BODY_BYTES,
         metrics_port: int = 0,
     ) -> None:
         self.app = app
-        self._token = token.encode()
+        self._gate = gate
+        self._hosts = hosts
         self._max_body = max_body
         self._metrics_port = metrics_port
 
@@ -130,47 +142,112 @@ class GuardMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         server = scope.get("server") or (None, None)
+        path = scope["path"]
         if self._metrics_port and server[1] == self._metrics_port:
-            if scope["path"] in METRICS_PORT_PATHS and scope["method"] == "GET":
+            if path in METRICS_PORT_PATHS and scope["method"] == "GET":
                 await self.app(scope, receive, send)
             else:
                 only = "the metrics port serves GET /metrics, /healthz and /readyz only"
                 await _error(404, "NotFound", only)(scope, receive, send)
             return
-        if self._token and scope["path"] not in OPEN_PATHS:
-            given = _bearer(headers.get(b"authorization", b""))
-            if given is None or not hmac.compare_digest(given, self._token):
-                response = _error(
-                    401, "Unauthorized", "missing or wrong bearer token", "authorization"
-                )
-                response.headers["www-authenticate"] = "Bearer"
-                await response(scope, receive, send)
+        if path not in METRICS_PORT_PATHS and path != MCP_PATH:
+            refused = self._foreign(headers)
+            if refused is not None:
+                await refused(scope, receive, send)
                 return
+        tool = path.removeprefix("/v1/") if path.startswith("/v1/") else ""
+        given = _bearer(headers.get(b"authorization", b""))
+        found: access.Scope | None = None
+        # A reviewer decides per repository, so it needs the body first; otherwise an
+        # unknown caller is refused before a byte of the body is read.
+        reviewing = self._gate.reviewer is not None and path not in OPEN_PATHS
+        if path not in OPEN_PATHS and not reviewing:
+            found = await self._gate.authenticate(given)
+            if found is None:
+                await self._unauthorized(scope, receive, send, tool)
+                return
+        body = await self._read(scope, receive, send, headers)
+        if body is None:  # answered (413), or the client went away
+            return
+        if path in OPEN_PATHS:
+            await self._forward(scope, receive, send, body)
+            return
+        if reviewing:
+            found = await self._gate.authenticate(given, _wanted(path, body))
+        if found is None:
+            await self._unauthorized(scope, receive, send, tool)
+            return
+        forwarded = headers.get(access.SCOPE_HEADER.encode())
+        if forwarded is not None:
+            try:
+                found = found.narrowed(access.decode(forwarded.decode("latin-1")))
+            except errors.QueryError as e:
+                await _error(400, "QueryError", str(e), access.SCOPE_HEADER)(scope, receive, send)
+                return
+        caller = access.Caller(found, tool, self._gate.audit)
+        scope[access.CALLER_KEY] = caller
+        with access.acting_as(caller):
+            await self._forward(scope, receive, send, body)
+
+    async def _unauthorized(self, scope: Scope, receive: Receive, send: Send, tool: str) -> None:
+        self._gate.audit.deny("unauthenticated", "-", tool, "")
+        response = _error(401, "Unauthorized", "missing or wrong bearer token", "authorization")
+        response.headers["www-authenticate"] = "Bearer"
+        await response(scope, receive, send)
+
+    def _foreign(self, headers: dict[bytes, bytes]) -> Response | None:
+        """403/421 for a Host or Origin this server does not answer to (DNS rebinding)."""
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not self._hosts.allows_host(host):
+            logger.warning("request refused: Host %r is not served here", host[:200])
+            return _error(
+                421,
+                "MisdirectedRequest",
+                f"Host {host[:200]!r} is not served here; add it to"
+                " CODEINTEL_SERVER_ALLOWED_HOSTS (or the chart's allowedHosts)",
+                "host",
+            )
+        origin = headers.get(b"origin")
+        if origin is not None:
+            text = origin.decode("latin-1")
+            if not self._hosts.allows_origin(text, host):
+                logger.warning("request refused: Origin %r", text[:200])
+                return _error(
+                    403, "Forbidden", f"Origin {text[:200]!r} may not call this API", "origin"
+                )
+        return None
+
+    async def _read(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> bytes | None:
+        """The whole body (at most ``max_body``), or None once 413 is sent or the client left."""
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self._max_body):
             await self._too_large(scope, receive, send)
-            return
+            return None
         chunks: list[bytes] = []
         seen = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                return
+                return None
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self._max_body:
                 await self._too_large(scope, receive, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
+                return b"".join(chunks)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
@@ -178,6 +255,28 @@ class GuardMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body exceeds {self._max_body} bytes (1 MiB)"
         await _error(413, "PayloadTooLarge", message, "body")(scope, receive, send)
+
+
+def _wanted(path: str, body: bytes) -> list[str] | None:
+    """The ``repo``/``repos`` a request names (a REST body, or the arguments of an MCP
+    ``tools/call``): what a Kubernetes reviewer needs to decide on. None: every repository
+    (none named, or a body this cannot read); []: none (an MCP message that calls no tool)."""
+    try:
+        data: Any = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        return None
+    if path == MCP_PATH:
+        if isinstance(data, dict) and data.get("method") != "tools/call":
+            return []
+        params = data.get("params") if isinstance(data, dict) else None
+        data = params.get("arguments") if isinstance(params, dict) else None
+    if not isinstance(data, dict):
+        return None
+    repos, repo = data.get("repos"), data.get("repo")
+    out = [p for p in repos if isinstance(p, str)] if isinstance(repos, list) else []
+    if isinstance(repo, str):
+        out.append(repo)
+    return out or None
 
 
 class Serving(Protocol):
@@ -208,10 +307,15 @@ def create_app(
 
     ``early`` (an ``early.EarlyIndex``, ``serve PATH``) answers from the commit being
     indexed until its first generation is published."""
+    if settings.server.tokens_file and not settings.fleet.stores_root:
+        raise errors.ConfigError(
+            "--tokens-file scopes repositories: it needs --stores-root (or the router); "
+            "a single-store searcher takes one CODEINTEL_SERVER_API_TOKEN"
+        )
     if settings.fleet.stores_root:
-        from codeintel.searcher import fleet
+        from codeintel.searcher import discovery, fleet
 
-        fleet.check_settings(settings.fleet)
+        discovery.check_settings(settings.fleet)
         return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
     if early is not None:
         from codeintel.searcher import early as early_mod
@@ -240,24 +344,29 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
             raise errors.NoGenerationError("the searcher is starting")
         return found
 
+    gate = credentials.Gate.from_settings(settings.server)
     mcp = mcp_tools.build_server(lambda: ctx().service)
     sessions = mcp_transport.BoundedSessionManager(
         mcp, settings.server, max_request_body_size=models.MAX_BODY_BYTES
     )
-    mcp_route = mcp_transport.route(
-        sessions, mcp_transport.HostPolicy.from_settings(settings.server)
-    )
+    hosts = mcp_transport.HostPolicy.from_settings(settings.server)
+    mcp_route = mcp_transport.route(sessions, hosts, MCP_PATH)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = make()
         holder["ctx"] = context
+        gate.register(context.metrics.registry)
+        known = getattr(context, "known_repos", None)
+        if known is not None:
+            gate.names = known
         try:
             await context.start()
             async with sessions.run():
                 yield
         finally:
             await context.aclose()
+            await gate.aclose()
             holder.pop("ctx", None)
 
     app = FastAPI(
@@ -267,7 +376,7 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
         lifespan=lifespan,
     )
     app.add_middleware(
-        GuardMiddleware, token=api_token(settings), metrics_port=settings.server.metrics_port
+        GuardMiddleware, gate=gate, hosts=hosts, metrics_port=settings.server.metrics_port
     )
     # A plain route, not a mount, so "/mcp" needs no trailing slash.
     app.router.routes.append(mcp_route)
@@ -325,7 +434,10 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus exposition (docs/architecture.md, Searcher, metrics port)."""
+        """Prometheus exposition (docs/architecture.md, Searcher, metrics port). Series name
+        repositories, so on the main port only an all-repositories credential reads them."""
+        if not access.current().everything:
+            return _error(403, "Forbidden", "metrics need the all-repositories token")
         return Response(ctx().metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/index", tags=["index"], responses=_ERRORS)

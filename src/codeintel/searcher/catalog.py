@@ -102,6 +102,55 @@ CATALOG: tuple[Tool, ...] = (
         models.FileHistoryResponse,
     ),
     Tool(
+        "read_file",
+        "Read lines of a file",
+        "Numbered lines of one file at the indexed commit: start_line..end_line (1-based, "
+        "inclusive; default 200 lines from start_line, at most 2000 per call). Long "
+        "lines are cut at 500 characters and the answer stays under max_tokens; when lines "
+        "were left out, 'truncated' is true and 'next_start_line' is where to continue. "
+        "'total_lines' is the file's length. Use after a search hit to see the code around "
+        "it; name `repo` when several repositories are served.",
+        models.ReadFileRequest,
+        models.ReadFileResponse,
+    ),
+    Tool(
+        "find_symbol",
+        "Find a definition by name",
+        "Jump to the definition of a name: a plain name ('parse'), a qualified one "
+        "('Circle.area', 'pkg.shapes.Circle.area', 'Foo::bar') or a glob ('parse_*'), or a "
+        "symbol_id from an earlier answer. Each result: symbol_id, qualified name, kind, path, "
+        "line span, signature, first doc line, parent. Exact matches first; source above tests "
+        "above vendored code. A name defined several times is 'ambiguous': up to 10 candidates "
+        "with their ids, and you ask again by symbol_id. include_body=true adds the source and "
+        "the enclosing class's signature and the sibling definitions' names and spans, so you "
+        "rarely need to read the whole file. Narrow with kind, language, path_glob or repos.",
+        models.FindSymbolRequest,
+        models.FindSymbolResponse,
+    ),
+    Tool(
+        "file_outline",
+        "Outline of a file",
+        "The definitions of one file, nested (classes with their methods): kind, name, "
+        "symbol_id, line span, signature and first doc line, no bodies; and the span of the "
+        "imports. Cheaper than reading the file to see what it holds; follow with "
+        "find_symbol(symbol_id, include_body=true) or read_file for the lines you need.",
+        models.FileOutlineRequest,
+        models.FileOutlineResponse,
+    ),
+    Tool(
+        "find_references",
+        "Find references to a name",
+        "Who uses a name: every occurrence of the identifier at the indexed commit (from the "
+        "parse, never in comments or strings), grouped by the enclosing definition (qualified "
+        "name and span), each with its line number, kind (call, import, other) and line text. "
+        "The definitions are listed apart in 'definitions', not as references. Give name or "
+        "symbol_id (its name is searched). 'total' counts every occurrence; page with "
+        "'cursor' while 'has_more'. A very common name answers with counts per file within "
+        "max_tokens; narrow with path_glob or repos.",
+        models.FindReferencesRequest,
+        models.FindReferencesResponse,
+    ),
+    Tool(
         "list_repos",
         "List served repositories",
         "The repositories this server answers about: name (what `repos` and `repo` take), "

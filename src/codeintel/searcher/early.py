@@ -11,9 +11,14 @@ names a generation:
   tree (listed and materialised as a published generation's would be; blame and
   history by git, as for a generation without history);
 * once the build has written ``chunks.sqlite`` (still in its temp directory),
-  ``semantic_search`` with ``mode=lexical`` answers from it, read-only;
-* dense and hybrid search raise :class:`~codeintel.core.errors.IndexingError`:
-  503 with the phase, done, total and ETA, and ``Retry-After``.
+  ``semantic_search`` with ``mode=lexical`` answers from it, read-only, and the
+  symbol index written beside it (:meth:`EarlyIndex.symbols`) serves navigation;
+* ``mode=hybrid`` (the default) answers from BM25 with ``mode: "lexical"`` and a
+  ``notice`` giving the progress and ETA; only an explicit ``mode=semantic`` raises
+  :class:`~codeintel.core.errors.IndexingError`: 503 with the phase, done, total and
+  ETA, and ``Retry-After``;
+* a tool called before the tree is read waits for it up to :data:`TREE_WAIT_SECONDS`
+  (``wait_usable``), and only then answers 503 with the phase.
 
 Such answers name the commit and the generation ``"indexing"``. When ``CURRENT``
 names a generation the manager serves it like any searcher and drops this view;
@@ -41,6 +46,7 @@ from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import generations as generations_mod
@@ -50,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 GENERATION = "indexing"
 """The ``generation`` of answers given before the first generation is published."""
+
+TREE_WAIT_SECONDS = 30.0
+"""How long a tool call waits for the first commit's tree before answering 503 with the phase."""
 
 _TOOLS_NOW = "search_text, list_paths, blame_range and file_history"
 
@@ -67,6 +76,7 @@ class EarlyIndex:
         self._mirror: Path | None = None
         self._commit: str | None = None
         self._chunks: tuple[Path, str] | None = None
+        self._symbols: tuple[tuple[Path, str], symbols_mod.SymbolIndex | None] | None = None
         self._progress: Callable[[], dict[str, Any]] | None = None
         self._error: str | None = None
         self._failed = False
@@ -123,6 +133,24 @@ class EarlyIndex:
         """(temp path of ``chunks.sqlite``, generation name) once the build wrote it."""
         with self._lock:
             return self._chunks
+
+    def symbols(self, generations_dir: Path) -> symbols_mod.SymbolIndex | None:
+        """The symbol index of the build in progress, once its chunk pass is done (it is
+        written beside ``chunks.sqlite`` before :meth:`chunks_written`); ``None`` before.
+        Shared and owned here: callers do not close it."""
+        at = self.chunks_at()
+        if at is None:
+            return None
+        with self._lock:
+            if self._symbols is None or self._symbols[0] != at:
+                if self._symbols is not None and self._symbols[1] is not None:
+                    self._symbols[1].close()
+                path, generation = at
+                published = Path(generations_dir) / generation
+                directory = path.parent if path.parent.exists() else published
+                index = symbols_mod.SymbolIndex.open(directory, moved_to=published)
+                self._symbols = (at, index)
+            return self._symbols[1]
 
     def status(self) -> dict[str, Any]:
         """Phase and progress of the indexing (``/v1/index``'s ``indexing`` and the 503 body)."""
@@ -235,19 +263,41 @@ class EarlyManager(generations_mod.GenerationManager):
     def provisional(self) -> generations_mod.LoadedGeneration | None:
         return self._provisional
 
+    def _usable(self) -> bool:
+        return (
+            self._live is not None
+            or self._provisional is not None
+            or bool(self._problem)
+            or self._current is not None
+        )
+
+    async def wait_usable(self) -> None:
+        """Wait up to :data:`TREE_WAIT_SECONDS` for the commit's tree (or a generation), so an
+        agent's first calls get answers, not a 503, while the source is mirrored and read."""
+        deadline = time.monotonic() + TREE_WAIT_SECONDS
+        while not self._usable() and time.monotonic() < deadline:
+            if self.early.status()["phase"] == "failed":
+                return
+            await asyncio.sleep(0.05)
+
     @contextlib.contextmanager
-    def use(self) -> Iterator[generations_mod.LoadedGeneration]:
+    def use(self, generation: str | None = None) -> Iterator[generations_mod.LoadedGeneration]:
         with self._lock:
             gen = self._provisional if self._live is None else None
+            if gen is not None and generation not in (None, gen.name):
+                raise errors.CursorExpiredError(
+                    f"the cursor read generation {generation}, which is no longer served; "
+                    "start again without a cursor"
+                )
             if gen is not None:
                 gen.users += 1
         if gen is None:
             if self._live is None and not self._problem and self._current is None:
                 raise self.early.error(
-                    f"the repository is being mirrored; {_TOOLS_NOW} answer once the commit's "
-                    "tree is read"
+                    f"the repository is still being mirrored after {TREE_WAIT_SECONDS:.0f} s; "
+                    f"{_TOOLS_NOW} answer once the commit's tree is read"
                 )
-            with super().use() as live:
+            with super().use(None if generation == GENERATION else generation) as live:
                 yield live
             return
         try:
@@ -361,7 +411,7 @@ def _manifest(source: str, commit: str) -> Any:
         commit=commit,
         generation=GENERATION,
         counts=types.SimpleNamespace(primary=0, secondary=0, tombstones=0),
-        index=types.SimpleNamespace(type="none"),
+        index=types.SimpleNamespace(type="none", calibration=None),
         created_at="",
         embedding=types.SimpleNamespace(model="", dim=0),
     )

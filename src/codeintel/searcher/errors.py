@@ -19,6 +19,10 @@ def status_for(exc: BaseException) -> int:
         return 404
     if isinstance(exc, errors.ModelMixError):
         return 400
+    if isinstance(exc, errors.CursorExpiredError):
+        return 410
+    if isinstance(exc, errors.NotIndexedError):
+        return 409
     if isinstance(exc, errors.QueryError):
         return 422
     if isinstance(exc, errors.IndexFormatError | errors.EmbeddingError):

@@ -6,7 +6,10 @@ the manager loads everything a tool needs (FAISS indexes, the chunk database,
 the commit's tree listing, the materialised worktree for ripgrep) on a worker
 thread, *then* swaps one reference. Requests hold the generation they started
 with through :meth:`GenerationManager.use`, so in-flight requests finish on the
-old one, which is closed (and its worktree removed) when its last user leaves.
+old one. The generation swapped out stays open for :data:`CURSOR_GRACE_SECONDS`
+(the newest retired one only), so a page cursor that read it still gets its
+next pages from the same commit (``use(generation=...)``); then it is closed (and
+its worktree removed) once its last user leaves.
 
 A generation that is newer than this reader or fails its checksums raises
 :class:`~codeintel.core.errors.IndexFormatError`; it is refused for good
@@ -32,6 +35,7 @@ import dataclasses
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,11 +45,17 @@ from codeintel.core import errors, history_index
 from codeintel.core import git as git_mod
 from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
+from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import worktree as worktree_mod
 
 logger = logging.getLogger(__name__)
+
+CURSOR_GRACE_SECONDS = 300.0
+"""How long a swapped-out generation stays open for page cursors that read it. Less
+than the store's GC grace (600 s by default), so its files are still there; it costs
+the old generation's memory for that long after each publish (one kept at a time)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -64,6 +74,8 @@ class LoadedGeneration:
     """Paths of ``tree``, same order, for bisecting a prefix or an exact path."""
     users: int = 0
     retired: bool = False
+    symbols: Any = None
+    """The generation's :class:`~codeintel.core.symbols.SymbolIndex`; None in older stores."""
 
     @property
     def index_type(self) -> str:
@@ -78,6 +90,9 @@ class LoadedGeneration:
             self.engine.close()
         with contextlib.suppress(Exception):
             self.chunks.close()
+        if self.symbols is not None:
+            with contextlib.suppress(Exception):
+                self.symbols.close()
 
 
 def load(
@@ -114,7 +129,18 @@ def load(
             worktree=worktree,
         ),
         tree_paths=[e.path for e in tree],
+        symbols=_open_symbols(generation.path),
     )
+
+
+def _open_symbols(path: Path) -> symbols_mod.SymbolIndex | None:
+    """The generation's symbol index; None when it has none or it cannot be read (the
+    symbol tools then answer "not indexed: rebuild", and every other tool still works)."""
+    try:
+        return symbols_mod.SymbolIndex.open(path)
+    except errors.IndexFormatError:
+        logger.exception("symbol index of %s is unreadable; symbol tools are off for it", path)
+        return None
 
 
 _CORRUPT_CODES = frozenset({10, 11, 26})
@@ -176,6 +202,8 @@ class GenerationManager:
         self._lock = threading.Lock()
         self._store: Any = None
         self.loaded = asyncio.Event()
+        self._kept: dict[str, tuple[LoadedGeneration, float]] = {}
+        """Retired generations kept open for cursors, with the monotonic time they go."""
 
     @property
     def live(self) -> LoadedGeneration | None:
@@ -200,11 +228,13 @@ class GenerationManager:
         return f"no generation published in {self.root} yet; the index is still being built"
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[LoadedGeneration]:
-        """The live generation, kept open until the caller is done with it.
+    def use(self, generation: str | None = None) -> Iterator[LoadedGeneration]:
+        """The live generation (or ``generation``, for a cursor), kept open until the caller is done.
 
-        A damaged database file met on the way becomes a 503 naming the generation,
-        and the generation is re-verified at the next poll.
+        A ``generation`` that is neither live nor kept (:data:`CURSOR_GRACE_SECONDS`)
+        is a 410 (:class:`~codeintel.core.errors.CursorExpiredError`). A damaged database
+        file met on the way becomes a 503 naming the generation, and the generation is
+        re-verified at the next poll.
         """
         with self._lock:
             gen = self._live
@@ -213,6 +243,14 @@ class GenerationManager:
                 if self._problem:
                     raise errors.IndexFormatError(reason)
                 raise errors.NoGenerationError(reason)
+            if generation is not None and generation != gen.name:
+                kept = self._kept.get(generation)
+                if kept is None or kept[1] < time.monotonic():
+                    raise errors.CursorExpiredError(
+                        f"the cursor read generation {generation}, which is no longer served "
+                        f"(now {gen.name}); start again without a cursor"
+                    )
+                gen = kept[0]
             gen.users += 1
         try:
             yield gen
@@ -236,9 +274,12 @@ class GenerationManager:
         finally:
             with self._lock:
                 gen.users -= 1
-                done = gen.retired and gen.users == 0
+                done = gen.retired and gen.users == 0 and gen.name not in self._kept
             if done:
                 self._close(gen)
+
+    async def wait_usable(self) -> None:
+        """Wait, within a bound, until :meth:`use` can answer (``serve PATH``'s first tree)."""
 
     def check_dense(self, gen: LoadedGeneration) -> None:
         """Refuse dense search on ``gen`` when it has no vectors yet (the embedded default's
@@ -280,8 +321,24 @@ class GenerationManager:
             self._log_change("store", None)
         return self._store
 
+    def _expire_kept(self, keep: str | None = None) -> None:
+        """Close kept generations past their grace (all but ``keep`` when one is named)."""
+        now = time.monotonic()
+        with self._lock:
+            gone = [
+                g
+                for name, (g, until) in self._kept.items()
+                if name != keep and (keep or until < now)
+            ]
+            for g in gone:
+                del self._kept[g.name]
+            close = [g for g in gone if g.users == 0]
+        for g in close:
+            self._close(g)
+
     async def refresh(self) -> bool:
         """Serve the generation CURRENT names, or the best fallback; True if one was swapped in."""
+        self._expire_kept()
         store = await self._run(self._store_or_none)
         if store is None:
             return False
@@ -388,9 +445,13 @@ class GenerationManager:
             close_now = False
             if old is not None:
                 old.retired = True
-                close_now = old.users == 0
+                if old.name != gen.name:
+                    self._kept[old.name] = (old, time.monotonic() + CURSOR_GRACE_SECONDS)
+                close_now = old.users == 0 and old.name not in self._kept
         if old is not None and close_now:
             self._close(old)
+        if old is not None:
+            self._expire_kept(keep=old.name)
         self._problem = None
         self._log_change("problem", None)
         self._set_fallback(fallback)
@@ -422,6 +483,7 @@ class GenerationManager:
         with self._lock:
             gens = list(self._open)
             self._open.clear()
+            self._kept.clear()
             self._live = None
         for gen in gens:
             gen.close()

@@ -54,9 +54,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain more than whitespace")
+    return value
+
+
 def _glob(value: str) -> str:
     try:
-        globs.translate(_no_nul(value))
+        globs.compile_one(_no_nul(value))
     except errors.ConfigError as e:
         raise ValueError(str(e)) from e
     return value
@@ -139,11 +145,44 @@ class _Request(BaseModel):
         return value
 
 
+MaxTokens = Annotated[
+    int | None,
+    Strict(),
+    Field(
+        ge=500,
+        le=400_000,
+        description="Budget for this answer in tokens (default 8000). Over it the answer "
+        "degrades in steps (shorter snippets, no snippets, counts per file, a count) and says "
+        "which in `degraded`; every answer reports its size in `tokens`.",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Field(
+        max_length=8192,
+        description="The `cursor` of the previous answer, to get the next page (same "
+        "parameters otherwise). Pages read the commit the first page read; 410 when that "
+        "index is gone: start again without a cursor.",
+    ),
+]
+
+
+def _fields(*names: str) -> Any:
+    """The ``fields`` projection's description and size limit for a tool's optional row fields."""
+    return Field(
+        max_length=len(names),
+        description="Row fields to return besides the location; omit for all. E.g. "
+        f"leave out {names[-1]!r} to save tokens. Choices: {', '.join(names)}.",
+    )
+
+
 class _ManyRepos(_Request):
     repos: Repos = None
+    max_tokens: MaxTokens = None
 
 
 class _OneRepo(_Request):
+    max_tokens: MaxTokens = None
     repo: Annotated[
         RepoName | None,
         Field(description="The repository the path belongs to; needed when several are served."),
@@ -153,6 +192,7 @@ class _OneRepo(_Request):
 class SemanticSearchRequest(_ManyRepos):
     query: Annotated[
         Text,
+        AfterValidator(_not_blank),
         Field(
             min_length=1,
             max_length=MAX_QUERY_CHARS,
@@ -179,6 +219,11 @@ class SemanticSearchRequest(_ManyRepos):
             "(meaning); 'lexical': BM25 over chunk text, symbol and path (words, identifiers)."
         ),
     ] = "hybrid"
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["score", "symbol", "language", "snippet"]] | None,
+        _fields("score", "symbol", "language", "snippet"),
+    ] = None
 
 
 class SearchTextRequest(_ManyRepos):
@@ -198,8 +243,12 @@ class SearchTextRequest(_ManyRepos):
         Glob | None, Field(description="Only files matching this glob, e.g. '*.py' or 'src/**'.")
     ] = None
     max_results: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most.")
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most (a page)."),
     ] = 200
+    cursor: Cursor = None
+    fields: Annotated[list[Literal["column", "text"]] | None, _fields("column", "text")] = None
 
 
 class ListPathsRequest(_ManyRepos):
@@ -220,8 +269,10 @@ class ListPathsRequest(_ManyRepos):
         Field(max_length=MAX_GLOBS, description="Drop paths matching any of these globs."),
     ] = None
     max_results: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most.")
+        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most (a page).")
     ] = 1000
+    cursor: Cursor = None
+    fields: Annotated[list[Literal["size", "mode"]] | None, _fields("size", "mode")] = None
 
 
 class BlameRangeRequest(_OneRepo):
@@ -238,6 +289,20 @@ class BlameRangeRequest(_OneRepo):
             description=f"Last line, inclusive; at most {MAX_LINE_SPAN} lines per call.",
         ),
     ]
+    max_results: Annotated[
+        int,
+        Strict(),
+        Field(
+            ge=1,
+            le=MAX_LINE_SPAN,
+            description="Line ranges (consecutive lines of one commit) returned at most (a page).",
+        ),
+    ] = 1000
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["author", "email", "date", "summary", "text"]] | None,
+        _fields("author", "email", "date", "summary", "text"),
+    ] = None
 
     def check(self) -> None:
         """Cross-field limits, raised as QueryError naming end_line."""
@@ -254,8 +319,13 @@ class FileHistoryRequest(_OneRepo):
     limit: Annotated[
         int,
         Strict(),
-        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first."),
+        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first (a page)."),
     ] = 50
+    cursor: Cursor = None
+    fields: Annotated[
+        list[Literal["sha", "author", "email", "date", "summary"]] | None,
+        _fields("sha", "author", "email", "date", "summary"),
+    ] = None
 
 
 class ListReposRequest(_ManyRepos):
@@ -322,6 +392,42 @@ class _Answer(BaseModel):
     missing_shards: list[str] | None = Field(
         None, description="Shards whose repositories are absent from a partial answer."
     )
+    tokens: int | None = Field(
+        None,
+        description="This answer's size in tokens (estimated: compact JSON bytes / 2, "
+        "calibrated on the embedding model's tokenizer).",
+    )
+    degraded: Degraded | None = Field(
+        None, description="Present when the answer was cut to fit max_tokens: how, and how to ask."
+    )
+    notice: str | None = Field(
+        None,
+        description="A caveat about this answer (e.g. lexical results while embeddings are built).",
+    )
+
+
+class Degraded(BaseModel):
+    step: Literal["short_snippets", "no_snippets", "counts_per_file", "count"] = Field(
+        description="The last step taken: shorter snippets, no snippets, counts per file, a count."
+    )
+    omitted: str = Field(description="What the answer left out.")
+    hint: str = Field(description="How to ask for the rest.")
+
+
+class _Page(_Answer):
+    total: int | None = Field(
+        None, description="Rows in all pages (a lower bound when total_exact is false)."
+    )
+    total_exact: bool | None = Field(
+        None, description="False when `total` is a lower bound (counting all would cost too much)."
+    )
+    has_more: bool | None = Field(None, description="True when a next page exists: pass `cursor`.")
+    cursor: str | None = Field(None, description="Pass back as `cursor` for the next page.")
+    counts: dict[str, int] | None = Field(
+        None,
+        description="Rows per file (per directory for list_paths, lines per commit for "
+        "blame_range) when the budget left the rows out (degraded.step 'counts_per_file').",
+    )
 
 
 class SemanticHit(BaseModel):
@@ -329,25 +435,19 @@ class SemanticHit(BaseModel):
     path: str
     start_line: int
     end_line: int
-    score: float
-    symbol: str | None
-    language: str | None
-    snippet: str
+    score: float | None = None
+    symbol: str | None = None
+    language: str | None = None
+    snippet: str | None = None
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class SemanticSearchResponse(_Answer):
+class SemanticSearchResponse(_Page):
     results: list[SemanticHit]
     mode: str
-    notice: str | None = Field(
-        None,
-        description="Present while `serve PATH`'s first index is partial: dense vectors "
-        "cover only the chunks embedded first (source before tests and docs), lexical "
-        "ranking covers them all; the full index replaces it without a restart.",
-    )
     truncated: bool = Field(
         description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
         f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
@@ -358,15 +458,15 @@ class TextHit(BaseModel):
     repo: str | None = None
     path: str
     line: int
-    column: int
-    text: str
+    column: int | None = None
+    text: str | None = None
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class SearchTextResponse(_Answer):
+class SearchTextResponse(_Page):
     results: list[TextHit]
     truncated: bool = Field(
         description="True when matches were left out (more than max_results, or the "
@@ -377,33 +477,43 @@ class SearchTextResponse(_Answer):
 class PathEntry(BaseModel):
     repo: str | None = None
     path: str
-    size: int
-    mode: str
+    size: int | None = None
+    mode: str | None = None
 
 
-class ListPathsResponse(_Answer):
+class ListPathsResponse(_Page):
     results: list[PathEntry]
-    total: int
     truncated: bool
 
 
-class BlameHit(BaseModel):
-    line: int
-    sha: str
-    short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
-    text: str
+class BlameRange(BaseModel):
+    start_line: int
+    end_line: int = Field(description="Last line of the range, inclusive.")
+    sha: str = Field(
+        description="Short sha of the commit that last changed these lines: a key of `commits`."
+    )
+    text: str | None = Field(None, description="The lines, joined by newlines.")
     truncated: bool = Field(
         default=False,
         description="Present and true when this row's text was cut (long lines, answer size).",
     )
 
 
-class BlameRangeResponse(_Answer):
-    results: list[BlameHit]
+class BlameCommit(BaseModel):
+    sha: str = Field(description="Full sha.")
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    summary: str | None = None
+
+
+class BlameRangeResponse(_Page):
+    results: list[BlameRange] = Field(
+        description="Consecutive lines last changed by one commit, in line order."
+    )
+    commits: dict[str, BlameCommit] | None = Field(
+        None, description="Each commit of the ranges once, by short sha."
+    )
     path: str
     truncated: bool = Field(
         description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
@@ -412,15 +522,15 @@ class BlameRangeResponse(_Answer):
 
 
 class HistoryHit(BaseModel):
-    sha: str
+    sha: str | None = None
     short_sha: str
-    author: str
-    email: str
-    date: str
-    summary: str
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    summary: str | None = None
 
 
-class FileHistoryResponse(_Answer):
+class FileHistoryResponse(_Page):
     results: list[HistoryHit]
     path: str
 
@@ -478,3 +588,237 @@ class ErrorResponse(BaseModel):
 
 Answer = dict[str, Any]
 """What a tool returns: a JSON object with ``results``, ``generation`` and ``commit``."""
+
+
+# -- navigation: read_file, find_symbol, file_outline, find_references ---------------------
+
+MAX_READ_LINES = 2_000
+"""Lines one read_file call returns at most; ask again from ``next_start_line``."""
+
+
+class ReadFileRequest(_OneRepo):
+    path: RepoPath
+    start_line: Annotated[
+        int | None,
+        Strict(),
+        Field(ge=1, le=10_000_000, description="First line to return, 1-based (default 1)."),
+    ] = None
+    end_line: Annotated[
+        int | None,
+        Strict(),
+        Field(
+            ge=1,
+            le=10_000_000,
+            description="Last line, inclusive (default: 200 lines from start_line; at most "
+            f"{MAX_READ_LINES} lines per call).",
+        ),
+    ] = None
+
+
+class FileLine(BaseModel):
+    line: int
+    text: str
+    truncated: bool = Field(
+        default=False,
+        description=f"Present and true when the line was cut at {MAX_LINE_CHARS} characters.",
+    )
+
+
+class ReadFileResponse(_Answer):
+    results: list[FileLine] = Field(description="The lines, in order, each with its number.")
+    path: str
+    resolved_path: str | None = Field(
+        None, description="The file read, when `path` is a symlink inside the repository."
+    )
+    repo: str | None = Field(None, description="The repository read (when several are served).")
+    start_line: int
+    end_line: int = Field(description="Last line returned (start_line - 1 when none).")
+    total_lines: int = Field(description="Lines in the whole file.")
+    truncated: bool = Field(
+        description="True when lines of the range asked for were left out (see "
+        "next_start_line) or a line was cut."
+    )
+    next_start_line: int | None = Field(
+        None, description="Ask again with this start_line to continue; null when done."
+    )
+
+
+MAX_SYMBOLS = 100
+"""find_symbol results at most per call."""
+MAX_REFERENCES = 1_000
+"""find_references occurrences at most per page."""
+SYMBOL_KINDS = (
+    "class",
+    "function",
+    "method",
+    "interface",
+    "struct",
+    "enum",
+    "type",
+    "trait",
+    "impl",
+    "module",
+    "constant",
+    "variable",
+)
+
+SymbolName = Annotated[
+    Text | None,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="The name: plain ('parse'), qualified ('Circle.area', "
+        "'pkg.shapes.Circle.area', 'Foo::bar') or a glob ('parse_*', 'Circle.*').",
+    ),
+]
+SymbolId = Annotated[
+    str | None,
+    Field(
+        min_length=16,
+        max_length=16,
+        pattern="^[0-9a-f]{16}$",
+        description="A symbol_id from an earlier answer (find_symbol, file_outline, "
+        "find_references), instead of name: exactly that definition.",
+    ),
+]
+
+
+class _ByName(_Request):
+    name: SymbolName = None
+    symbol_id: SymbolId = None
+
+    def check(self) -> None:
+        """Exactly one of name and symbol_id."""
+        if (self.name is None) == (self.symbol_id is None):
+            raise errors.QueryError("give either name or symbol_id (exactly one)", field="name")
+
+
+class FindSymbolRequest(_ByName, _ManyRepos):
+    kind: Annotated[
+        Text | None,
+        Field(
+            max_length=32,
+            description="Only definitions of this kind: " + ", ".join(SYMBOL_KINDS) + ".",
+        ),
+    ] = None
+    path_glob: Annotated[
+        Glob | None, Field(description="Only definitions in files matching this glob.")
+    ] = None
+    language: Annotated[
+        Text | None, Field(max_length=64, description="Only definitions in this language.")
+    ] = None
+    include_body: Annotated[
+        bool,
+        Strict(),
+        Field(
+            description="Also return each definition's source (within max_tokens), with the "
+            "enclosing class's signature and the names and spans of its siblings."
+        ),
+    ] = False
+    limit: Annotated[
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_SYMBOLS, description="Definitions returned at most, best first."),
+    ] = 10
+
+
+class FileOutlineRequest(_OneRepo):
+    path: RepoPath
+
+
+class FindReferencesRequest(_ByName, _ManyRepos):
+    path_glob: Annotated[
+        Glob | None, Field(description="Only occurrences in files matching this glob.")
+    ] = None
+    limit: Annotated[
+        int,
+        Strict(),
+        Field(ge=1, le=MAX_REFERENCES, description="Occurrences returned at most (a page)."),
+    ] = 100
+    cursor: Cursor = None
+
+
+class SymbolRow(BaseModel):
+    repo: str | None = None
+    symbol_id: str
+    name: str
+    qualname: str = Field(description="Qualified name within its file, e.g. 'Circle.area'.")
+    kind: str
+    language: str
+    path: str
+    start_line: int
+    end_line: int
+    signature: str = Field(description="The declaration line(s), up to the body.")
+    doc: str | None = Field(None, description="First line of its docstring or comment.")
+    parent: str | None = Field(None, description="Qualified name of the enclosing definition.")
+    parent_id: str | None = None
+    category: str | None = Field(None, description="'source', 'test' or 'vendored'.")
+    body: str | None = Field(None, description="The source lines (include_body).")
+    context: dict[str, Any] | None = Field(
+        None,
+        description="With the body: 'parent' (the enclosing definition's signature and span) "
+        "and 'siblings' (names, kinds and spans of the other definitions beside it).",
+    )
+    truncated: bool = Field(default=False, description="True when the body was cut.")
+
+
+class FindSymbolResponse(_Page):
+    results: list[SymbolRow]
+    ambiguous: bool = Field(
+        description="True when a plain name matched several definitions exactly: ask again "
+        "with one symbol_id (or a qualified name) for the one you mean."
+    )
+
+
+class OutlineRow(BaseModel):
+    symbol_id: str
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    signature: str
+    doc: str | None = None
+    children: list[dict[str, Any]] | None = Field(
+        None, description="Definitions nested in this one (methods of a class), same shape."
+    )
+
+
+class FileOutlineResponse(_Answer):
+    results: list[OutlineRow] = Field(description="Top-level definitions, nested by scope.")
+    path: str
+    repo: str | None = None
+    language: str | None = None
+    imports: dict[str, int] | None = Field(
+        None, description="start_line and end_line of the top-level imports, where known."
+    )
+    total: int = Field(description="Definitions in the file, nested ones included.")
+
+
+class ReferenceOccurrence(BaseModel):
+    line: int
+    kind: str = Field(description="'call', 'import' or 'other'.")
+    text: str | None = Field(None, description="The line, stripped and cut.")
+
+
+class ReferenceGroupRow(BaseModel):
+    repo: str | None = None
+    path: str
+    symbol: str = Field(description="Qualified name of the enclosing definition ('' at top).")
+    symbol_id: str | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    occurrences: list[ReferenceOccurrence]
+
+
+class FindReferencesResponse(_Page):
+    results: list[ReferenceGroupRow] = Field(
+        description="Occurrences grouped by enclosing definition, in file order."
+    )
+    name: str = Field(description="The identifier whose occurrences are listed.")
+    definitions: list[SymbolRow] | None = Field(
+        None, description="Where the name is defined (left out of results)."
+    )
+    files: int | None = Field(None, description="Files with at least one occurrence.")
+    per_file: dict[str, int] | None = Field(
+        None, description="Occurrences per file for the files with the most."
+    )

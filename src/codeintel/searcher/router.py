@@ -35,11 +35,11 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import access, discovery, dispatch, merging, models, symbol_answers
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import fleet, merging, models
 from codeintel.searcher import metrics as metrics_mod
+from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
-from codeintel.searcher.fleet import shard_of
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +102,16 @@ class RouterMetrics:
         )
 
 
-class Router:
+class Router(dispatch.Dispatcher):
     """The catalogue answered by fanning out to shards and merging."""
 
     def __init__(
         self,
         settings: settings_mod.Settings,
         metrics: RouterMetrics,
-        embedders: fleet.QueryEmbedders,
+        embedders: query_embedders_mod.QueryEmbedders,
     ) -> None:
+        super().__init__(metrics.base)
         self.settings = settings
         self.embedders = embedders
         self.shards = shard_urls(settings.fleet)
@@ -128,20 +129,18 @@ class Router:
         )
         self.models: dict[str, str] = {}
         """Repository -> embedding model, from the shards' list_repos."""
+        self.names: frozenset[str] = frozenset()
+        """Every repository the shards serve, from the same refresh."""
         self.catalogue_ready = asyncio.Event()
 
     def name(self, shard: int) -> str:
         return f"shard-{shard}"
 
-    async def call(self, name: str, request: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await tools_mod.metered(
-            self.metrics.base, name, getattr(self, name), request
-        )
-        return result
-
     # -- transport -------------------------------------------------------------------------
 
-    async def _ask(self, shard: int, path: str, body: bytes) -> dict[str, Any]:
+    async def _ask(
+        self, shard: int, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """One shard's answer (trying its replicas in turn), or an error from the tree.
 
         _ShardUnavailableError when no replica answered in time or one failed with a 5xx."""
@@ -150,7 +149,7 @@ class Router:
         last: Exception | None = None
         for url in self.shards[shard]:
             try:
-                response = await self.client.post(f"{url}{path}", content=body)
+                response = await self.client.post(f"{url}{path}", content=body, headers=headers)
             except httpx.TimeoutException as e:
                 self.metrics.shard_failures.labels(shard=label, reason="timeout").inc()
                 raise _ShardUnavailableError(f"{label} timed out after {self.timeout:g}s") from e
@@ -186,15 +185,22 @@ class Router:
         data = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
         body = msgspec.json.encode(data)
         path = path or f"/v1/{tool}"
+        # The shards trust the router's credential and apply the caller's scope it forwards.
+        scope = access.current()
+        forwarded = access.encode(scope)
+        headers = {access.SCOPE_HEADER: forwarded} if forwarded is not None else None
         results = await asyncio.gather(
-            *(asyncio.wait_for(self._ask(i, path, body), self.timeout + 1) for i in targets),
+            *(
+                asyncio.wait_for(self._ask(i, path, body, headers), self.timeout + 1)
+                for i in targets
+            ),
             return_exceptions=True,
         )
         answers: list[dict[str, Any]] = []
         missing: list[str] = []
-        not_found: errors.RepoNotFoundError | None = None
+        not_found: errors.QueryError | None = None
         for shard, result in zip(targets, results, strict=True):
-            if isinstance(result, errors.RepoNotFoundError):
+            if isinstance(result, errors.RepoNotFoundError | errors.NotIndexedError):
                 not_found = result
             elif isinstance(result, _ShardUnavailableError | TimeoutError):
                 logger.warning("%s: %s", self.name(shard), result or "timed out")
@@ -202,7 +208,7 @@ class Router:
             elif isinstance(result, BaseException):
                 raise result
             else:
-                answers.append(result)
+                answers.append(_within(scope, tool, result))
         if not answers and not missing and not_found is not None:
             raise not_found
         if missing:
@@ -253,18 +259,71 @@ class Router:
     async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
         return await self._single("file_history", req)
 
+    async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
+        return await self._single("read_file", req)
+
+    async def file_outline(self, req: models.FileOutlineRequest) -> dict[str, Any]:
+        return await self._single("file_outline", req)
+
+    async def find_symbol(self, req: models.FindSymbolRequest) -> dict[str, Any]:
+        req.check()
+        answers, missing = await self._fan("find_symbol", req)
+        return _partial(symbol_answers.merge_symbols(answers, req), missing)
+
+    async def find_references(self, req: models.FindReferencesRequest) -> dict[str, Any]:
+        """Each shard pages its own repositories; the router's cursor holds each shard's
+        cursor, and a next page asks only the shards that have more."""
+        req.check()
+        if req.cursor:
+            asks = {
+                shard: req.model_copy(update={"cursor": cursor})
+                for shard, cursor in _shard_cursors(req.cursor, len(self.shards)).items()
+            }
+        else:
+            asks = {shard: req for shard in range(len(self.shards))}
+        replies = await asyncio.gather(
+            *(self._fan("find_references", ask, [shard]) for shard, ask in asks.items()),
+            return_exceptions=True,
+        )
+        answers: list[dict[str, Any]] = []
+        missing: list[str] = []
+        following: dict[int, str] = {}
+        refused: BaseException | None = None
+        for shard, reply in zip(asks, replies, strict=True):
+            if isinstance(reply, errors.RepoNotFoundError | errors.NotIndexedError):
+                refused = reply  # none of this shard's repositories: normal in a pool
+                continue
+            if isinstance(reply, BaseException):
+                raise reply
+            part, gone = reply
+            missing += gone
+            for answer in part:
+                if answer.get("cursor"):
+                    following[shard] = answer["cursor"]
+                answer.pop("degraded", None)
+                answers.append(answer)
+        if not answers and not missing and refused is not None:
+            raise refused
+        merged = symbol_answers.merge_references(answers)
+        if following:
+            merged["cursor"] = _encode_shard_cursors(following)
+            merged["has_more"] = True
+        fitted = symbol_answers.fit_references(merged, req.max_tokens, req.cursor)
+        return _partial(fitted, missing)
+
     async def _single(self, tool: str, req: Any) -> dict[str, Any]:
         """A one-repository tool, sent to the shard that owns ``repo`` only."""
         repo = req.repo
         if repo is None:
-            if len(self.models) != 1:
+            visible = access.current().filter(self.models)
+            if len(visible) != 1:
                 raise errors.QueryError(
                     "several repositories are served; name one in `repo` (list_repos)",
                     field="repo",
                 )
-            repo = next(iter(self.models))
+            repo = visible[0]
             req = req.model_copy(update={"repo": repo})
-        shard = shard_of(repo, len(self.shards))
+        shard = discovery.shard_of(repo, len(self.shards))
         answers, missing = await self._fan(tool, req, [shard])
         if not answers:
             raise errors.NoGenerationError(
@@ -275,13 +334,14 @@ class Router:
     async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
         answers, missing = await self._fan("list_repos", req)
         answer = merging.repos(answers)
-        if req.repos is None and not missing:
+        if req.repos is None and not missing and access.current().everything:
             self._learn(answer["results"])
         return _partial(answer, missing)
 
     # -- what the shards serve ---------------------------------------------------------------
 
     def _learn(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.names = frozenset(str(r["name"]) for r in rows)
         self.models = {r["name"]: r["embedding_model"] for r in rows if r.get("embedding_model")}
         self.catalogue_ready.set()
 
@@ -312,6 +372,51 @@ class Router:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+_SHARD_CURSOR = "r1."
+
+
+def _encode_shard_cursors(cursors: dict[int, str]) -> str:
+    """The router's page cursor: each shard's own cursor, by shard."""
+    raw = msgspec.json.encode({str(k): v for k, v in sorted(cursors.items())})
+    return _SHARD_CURSOR + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _shard_cursors(text: str, shards: int) -> dict[int, str]:
+    try:
+        if not text.startswith(_SHARD_CURSOR):
+            raise ValueError(text[:8])
+        body = text[len(_SHARD_CURSOR) :]
+        data = msgspec.json.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        found = {int(k): str(v) for k, v in dict(data).items()}
+        if not found or any(not 0 <= k < shards for k in found):
+            raise ValueError("shards")
+        return found
+    except (ValueError, TypeError, msgspec.DecodeError) as e:
+        raise errors.QueryError(
+            "cursor is not a cursor this router gave; pass the previous answer's cursor "
+            "unchanged, or omit it for the first page",
+            field="cursor",
+        ) from e
+
+
+def _within(scope: access.Scope, tool: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A shard's answer with anything outside ``scope`` dropped: the shards already apply
+    the forwarded scope; this holds even against a shard that does not."""
+    if scope.everything:
+        return answer
+    key = "name" if tool == "list_repos" else "repo"
+    rows = answer.get("results")
+    if isinstance(rows, list):
+        answer["results"] = [
+            r for r in rows if not (isinstance(r, dict) and key in r) or scope.allows(str(r[key]))
+        ]
+    for field in ("repos", "skipped"):
+        mapping = answer.get(field)
+        if isinstance(mapping, dict):
+            answer[field] = {k: v for k, v in mapping.items() if scope.allows(str(k))}
+    return answer
 
 
 def _partial(answer: dict[str, Any], missing: Sequence[str]) -> dict[str, Any]:
@@ -352,6 +457,9 @@ def _relayed(response: httpx.Response) -> errors.CodeIntelError:
         relayed = _RelayedPathNotFound(message)
     elif response.status_code == 404:
         relayed = _RelayedNotFound(message, field=field or "repos")
+    elif response.status_code == 409 and kind == "NotIndexedError":
+        relayed = errors.NotIndexedError([message])
+        relayed.args = (message,)
     elif response.status_code == 400 and kind == "ModelMixError":
         relayed = errors.ModelMixError(dict(body.get("groups") or {}))
     else:
@@ -379,12 +487,18 @@ class RouterContext(context_mod.Runtime):
         self.settings = settings
         self.router_metrics = RouterMetrics.create()
         self.metrics = self.router_metrics.base
-        self.embedders = fleet.QueryEmbedders(settings, self.run, self.metrics.batch_size.observe)
+        self.embedders = query_embedders_mod.QueryEmbedders(
+            settings, self.run, self.metrics.batch_size.observe
+        )
         self.router = Router(settings, self.router_metrics, self.embedders)
 
     @property
     def service(self) -> Router:
         return self.router
+
+    def known_repos(self) -> list[str]:
+        """Every repository the shards serve (the catalogue), for a Kubernetes reviewer."""
+        return sorted(self.router.names)
 
     async def start(self) -> None:
         self.spawn(self.embedders.start())

@@ -21,7 +21,7 @@ import uvicorn
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import app as app_mod
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import mcp_tools
+from codeintel.searcher import mcp_stdio, mcp_tools
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,6 @@ async def _stdio(settings: settings_mod.Settings, early: Any) -> None:
                 logger.warning(
                     "no generation ready in %s yet; tools answer 503", settings.store.path
                 )
-        await server.run_stdio_async()
+        await mcp_stdio.serve(server)
     finally:
         await context.aclose()

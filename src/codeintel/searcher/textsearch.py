@@ -3,9 +3,8 @@
 ripgrep is the fastest correct grep we can ship (a wheel puts ``rg`` next to
 the interpreter); we run it as an asyncio subprocess, so the event loop never
 blocks, read its ``--json`` stream line by line, and kill it as soon as
-``max_results`` lines are in or the timeout passes (the answer then says
-``truncated``); a cut list is the first ``max_results`` in path order (see
-:func:`search`). Patterns go through ``--regexp=`` so one starting with ``-`` is
+the timeout passes (the answer then says ``truncated``). Pages come in (path,
+line) order from one parallel run (see :func:`search`). Patterns go through ``--regexp=`` so one starting with ``-`` is
 never read as a flag; literal search uses ``--fixed-strings``. ``--no-ignore``
 and ``--hidden`` search every tracked file (the worktree holds nothing else),
 and ``--no-config`` keeps a user's ``RIPGREP_CONFIG_PATH`` out.
@@ -18,6 +17,7 @@ import base64
 import contextlib
 import dataclasses
 import functools
+import heapq
 import os
 import shutil
 import sys
@@ -83,6 +83,22 @@ def order(match: TextMatch) -> tuple[list[str], int]:
     return match.path.split("/"), match.line
 
 
+MAX_SCAN = 100_000
+"""Matches one parallel pass reads before it stops; past it, a sorted pass finds the page."""
+
+
+@dataclasses.dataclass(slots=True)
+class Found:
+    """One page of matches in stable order, and what the search saw of the rest."""
+
+    matches: list[TextMatch]
+    total: int
+    """Matches in all pages: exact when ``exact``, else a lower bound."""
+    exact: bool
+    per_file: dict[str, int]
+    """Matches per path, over all pages (over what was read when not ``exact``)."""
+
+
 async def search(
     root: Path,
     pattern: str,
@@ -91,38 +107,88 @@ async def search(
     case_sensitive: bool = True,
     path_glob: str | None = None,
     max_results: int = 200,
+    offset: int = 0,
     timeout: float = 10.0,
-) -> tuple[list[TextMatch], bool]:
-    """Matching lines under ``root`` (sorted by path, line) and whether the list was cut short.
+) -> Found:
+    """Matches ``offset``..``offset + max_results`` under ``root`` in (path, line) order.
 
-    ripgrep searches files in parallel and prints them in no fixed order, so a list cut
-    at ``max_results`` while reading would keep different matches from run to run. A
-    first parallel run answers whenever everything fits; when it does not, a second run
-    with ``--sort=path`` (one thread, files in order) returns the first ``max_results``
-    matches in order, so the same commit always gives the same answer.
+    ripgrep searches files in parallel and prints them in no fixed order. One parallel
+    run is read to the end: every match is counted per file (so ``total`` is exact) and
+    the first ``offset + max_results`` in order are kept in a heap, so the same commit
+    always gives the same pages without a second, sorted (single-threaded) run. Only a
+    pathological search of more than :data:`MAX_SCAN` matches, or one past the timeout,
+    stops early; the first then finds its page with ``--sort=path``, the second answers
+    what it found, ``total`` a lower bound.
     """
     kwargs: dict[str, Any] = {
         "regex": regex,
         "case_sensitive": case_sensitive,
         "path_glob": path_glob,
     }
-    matches: list[TextMatch] = []
+    keep = offset + max_results
+    state = _Scan(keep)
+    exact = True
     try:
         async with asyncio.timeout(timeout):
-            more = await _run(root, build_args(pattern, **kwargs), max_results, matches)
+            more = await _run(root, build_args(pattern, **kwargs), MAX_SCAN, state)
             if more:
-                matches = []
-                more = await _run(
-                    root, build_args(pattern, **kwargs, sort=True), max_results, matches
-                )
+                exact = False
+                sorted_state = _Scan(keep)
+                await _run(root, build_args(pattern, **kwargs, sort=True), keep, sorted_state)
+                state.heap = sorted_state.heap
     except TimeoutError:
-        more = True  # what was found in time, marked as cut short
-    matches.sort(key=order)
-    return matches, more
+        exact = False  # what was found in time, a lower bound
+    ranked = sorted((item[2] for item in state.heap), key=order)
+    return Found(
+        matches=ranked[offset:keep],
+        total=state.count if exact else max(state.count, len(ranked)),
+        exact=exact,
+        per_file=state.per_file,
+    )
 
 
-async def _run(root: Path, args: list[str], max_results: int, matches: list[TextMatch]) -> bool:
-    """Append up to ``max_results`` matches of one ripgrep run; whether it had more."""
+class _Scan:
+    """Matches read so far: counts per file and the ``keep`` first in order (a max-heap)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.count = 0
+        self.per_file: dict[str, int] = {}
+        self.heap: list[tuple[_Neg, int, TextMatch]] = []
+
+    def add(self, match: TextMatch) -> None:
+        self.count += 1
+        self.per_file[match.path] = self.per_file.get(match.path, 0) + 1
+        key = _Neg(order(match))
+        if len(self.heap) < self.keep:
+            heapq.heappush(self.heap, (key, self.count, match))
+        elif key > self.heap[0][0]:
+            heapq.heapreplace(self.heap, (key, self.count, match))
+
+
+class _Neg:
+    """Reverses a sort key, so ``heapq``'s min-heap keeps the smallest keys (a max-heap)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[list[str], int]) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Neg) -> bool:
+        return self.key > other.key
+
+    def __gt__(self, other: _Neg) -> bool:
+        return self.key < other.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Neg) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.key[0]), self.key[1]))
+
+
+async def _run(root: Path, args: list[str], limit: int, scan: _Scan) -> bool:
+    """Feed up to ``limit`` matches of one ripgrep run to ``scan``; whether it had more."""
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=root,
@@ -143,11 +209,10 @@ async def _run(root: Path, args: list[str], max_results: int, matches: list[Text
                 searched = int(event["data"]["stats"].get("searches", 0))
             if kind != "match":
                 continue
-            match = _match(event["data"])
-            if len(matches) >= max_results:
+            if scan.count >= limit:
                 more = True
                 break
-            matches.append(match)
+            scan.add(_match(event["data"]))
     finally:
         # Kill only a run we stopped early (enough matches, timeout, cancellation). After
         # EOF rg is exiting on its own: killing it there would turn its exit status 2

@@ -1,10 +1,10 @@
-"""The five tools, once, for both REST and MCP.
+"""The catalogue's tools over one store, once, for both REST and MCP.
 
 Each tool takes its validated request model, holds the live generation for the
 whole call (so a hot swap never mixes commits in one answer), does its blocking
 work on the shared executor or as an asyncio subprocess, and returns a plain
-JSON object with ``results``, ``generation`` and ``commit``. :func:`metered`
-wraps every tool with the request metrics (here, in the fleet and in the router).
+JSON object with ``results``, ``generation`` and ``commit``.
+:class:`~dispatch.Dispatcher` runs each under the request metrics.
 
 Source text in answers is bounded (docs/architecture.md, Searcher, guard rails):
 one line of a minified file is megabytes, and an agent's context is not. Each
@@ -15,52 +15,33 @@ cut row says ``truncated: true``, and so does the answer.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import msgspec
 
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import errors as errors_mod
+from codeintel.searcher import (
+    access,
+    cursors,
+    dispatch,
+    models,
+    navigation,
+    semantic,
+    symbol_answers,
+    textsearch,
+)
+from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
-from codeintel.searcher import models, semantic, textsearch
 from codeintel.searcher import paths as paths_mod
 
-Req = TypeVar("Req")
-
 _SUBMODULE_MODE = "160000"
-
-
-async def metered(
-    metrics: metrics_mod.Metrics, tool: str, handler: Callable[[Req], Awaitable[Any]], req: Req
-) -> Any:
-    """Run one tool with latency, outcome and in-flight metrics.
-
-    The outcome is ``ok`` or the HTTP status of the error; a request cancelled by its
-    client (disconnect, shutdown) is ``cancelled``, not a server error."""
-    metrics.inflight_requests.inc()
-    start = time.perf_counter()
-    status = "500"
-    try:
-        result = await handler(req)
-        status = "ok"
-        return result
-    except asyncio.CancelledError:
-        status = "cancelled"
-        raise
-    except Exception as e:
-        status = str(errors_mod.status_for(e))
-        raise
-    finally:
-        metrics.inflight_requests.dec()
-        metrics.request_seconds.labels(tool=tool).observe(time.perf_counter() - start)
-        metrics.requests_total.labels(tool=tool, status=status).inc()
 
 
 def repo_name(url: str) -> str:
@@ -70,17 +51,31 @@ def repo_name(url: str) -> str:
     return "/".join(parts[-2:]) if parts else "repo"
 
 
-def select(names: Iterable[str], patterns: Sequence[str] | None, field: str = "repos") -> list[str]:
-    """The served ``names`` that ``patterns`` (names or globs) select, sorted; all when None.
+def select(
+    names: Iterable[str],
+    patterns: Sequence[str] | None,
+    field: str = "repos",
+    *,
+    audit: bool = False,
+) -> list[str]:
+    """The served ``names`` that ``patterns`` (names or globs) select and the caller's scope
+    allows, sorted; all allowed when None. Every tool resolves repositories here, so this
+    is where scopes hold (:mod:`access`): what the scope hides is not served, as far as
+    this caller can tell, down to the error text.
 
-    RepoNotFoundError when a pattern selects nothing, so a typo is not an empty answer."""
-    served = sorted(names)
+    RepoNotFoundError when a pattern selects nothing, so a typo is not an empty answer.
+    ``audit`` reports a pattern that only hidden repositories match (where ``names`` is
+    the authority: a searcher, not the router's catalogue)."""
+    every = list(names)
+    served = sorted(access.current().filter(every))
     if not patterns:
         return served
     chosen: set[str] = set()
     for pattern in patterns:
         hit = [n for n in served if n == pattern or globs.matches(n, pattern)]
         if not hit:
+            if audit and len(served) != len(every):
+                access.denied(pattern, every)
             raise errors.RepoNotFoundError(
                 f"no served repository matches {pattern!r} (list_repos shows them)", field=field
             )
@@ -88,8 +83,8 @@ def select(names: Iterable[str], patterns: Sequence[str] | None, field: str = "r
     return sorted(chosen)
 
 
-class Tools:
-    """The five tools over the live generation of one store."""
+class Tools(dispatch.Dispatcher):
+    """The catalogue over the live generation of one store."""
 
     def __init__(
         self,
@@ -100,17 +95,13 @@ class Tools:
         run_blocking: Callable[..., Awaitable[Any]],
         metrics: metrics_mod.Metrics,
     ) -> None:
+        super().__init__(metrics)
         self.settings = settings
         self.manager = manager
         self.batcher = batcher
         self._embedder = embedder
         self._run = run_blocking
         self.metrics = metrics
-
-    async def call(self, name: str, request: Any) -> dict[str, Any]:
-        """Run the tool ``name`` (a catalogue row) on a validated request, with metrics."""
-        result: dict[str, Any] = await metered(self.metrics, name, getattr(self, name), request)
-        return result
 
     @property
     def repo(self) -> str:
@@ -137,61 +128,103 @@ class Tools:
         with self.manager.use() as gen:
             return {"results": [repo_info(self.repo, gen.manifest)]}
 
+    @contextlib.asynccontextmanager
+    async def _generation(
+        self, pos: cursors.Position | None
+    ) -> AsyncIterator[generations_mod.LoadedGeneration]:
+        """The generation a call reads: the cursor's, else the live one (waiting, within a
+        bound, for the first tree of ``serve PATH``)."""
+        await self.manager.wait_usable()
+        with self.manager.use(pos.generations.get("") if pos else None) as gen:
+            yield gen
+
     async def semantic_search(self, req: models.SemanticSearchRequest) -> models.Answer:
         self._check_repos(req)
-        with self.manager.use() as gen:
+        pos = cursors.decode("semantic_search", req)
+        offset = pos.offset() if pos else 0
+        want = min(offset + req.k, MAX_RANKED)
+        async with self._generation(pos) as gen:
+            mode, notice = req.mode, None
             dense: list[tuple[int, float]] = []
-            dense_fetch, _ = hits.plan(req.k, req.mode, bool(req.path_glob or req.language))
+            dense_fetch, _ = hits.plan(want, req.mode, bool(req.path_glob or req.language))
             if dense_fetch:
-                self.manager.check_dense(gen)
-                self.manager.check_embedder(gen, self._embedder())
-                scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
-                dense = hits.ranked_pairs(scores, ids)
-            found = await self._run(
-                hits.rank,
-                gen.chunks,
-                req.query,
-                req.mode,
-                req.k,
-                dense,
-                path_glob=req.path_glob,
-                language=req.language,
-            )
+                try:
+                    self.manager.check_dense(gen)
+                except errors.IndexingError as e:
+                    if req.mode != "hybrid":
+                        raise
+                    # The default mode answers from BM25 while the vectors are built.
+                    mode, notice = "lexical", _lexical_notice(e)
+                else:
+                    self.manager.check_embedder(gen, self._embedder())
+                    scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
+                    dense = hits.ranked_pairs(scores, ids)
+            try:
+                found = await self._run(
+                    hits.rank,
+                    gen.chunks,
+                    req.query,
+                    mode,
+                    want,
+                    dense,
+                    path_glob=req.path_glob,
+                    language=req.language,
+                )
+            except errors.IndexingError as e:
+                if req.mode != "hybrid":
+                    raise
+                found, mode = [], "lexical"
+                notice = _lexical_notice(e) + "; no chunks are written yet: use search_text"
             budget = TextBudget()
             results = []
-            for hit in found:
+            for hit in found[offset:want]:
                 row = msgspec.to_builtins(hit)
                 row["snippet"], cut = budget.take(row["snippet"])
                 if cut:
                     row["truncated"] = True
-                results.append(row)
-            answer: models.Answer = {
+                results.append(_project(row, req.fields, SEMANTIC_OPTIONAL))
+            has_more = len(found) >= want and want < MAX_RANKED
+            answer: dict[str, Any] = {
                 "results": results,
-                "mode": req.mode,
+                "mode": mode,
                 "truncated": budget.cut,
+                "total": offset + len(results),
+                "total_exact": not has_more,
+                **_page("semantic_search", req, gen, offset + len(results), has_more),
                 "generation": gen.name,
                 "commit": gen.commit,
             }
             coverage = getattr(gen.manifest, "dense_coverage", None)
-            if dense_fetch and coverage is not None:
-                answer["notice"] = partial_dense_notice(coverage.chunks, coverage.total)
-            return answer
+            if mode != "lexical" and coverage is not None:
+                notice = partial_dense_notice(coverage.chunks, coverage.total)
+            if notice:
+                answer["notice"] = notice
+            return budget_mod.fit(
+                answer,
+                req.max_tokens,
+                SHAPES["semantic_search"],
+                page_cursor=_cursor("semantic_search", req, gen, offset),
+            )
 
     async def search_text(self, req: models.SearchTextRequest) -> models.Answer:
         self._check_repos(req)
-        with self.manager.use() as gen:
-            matches, truncated = await textsearch.search(
+        pos = cursors.decode("search_text", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
+            found = await textsearch.search(
                 gen.worktree,
                 req.pattern,
                 regex=req.regex,
                 case_sensitive=req.case_sensitive,
                 path_glob=req.path_glob,
                 max_results=req.max_results,
+                offset=offset,
                 timeout=self.settings.server.search_text_timeout_seconds,
             )
             # Lines are cut (in textsearch); the row count is the caller's max_results.
+            truncated = not found.exact
             results = []
-            for m in matches:
+            for m in found.matches:
                 row: dict[str, Any] = {
                     "path": m.path,
                     "line": m.line,
@@ -201,17 +234,31 @@ class Tools:
                 if len(m.text) < m.length:
                     row["truncated"] = True
                     truncated = True
-                results.append(row)
-            return {
+                results.append(_project(row, req.fields, TEXT_OPTIONAL))
+            end = offset + len(results)
+            has_more = found.total > end
+            answer: dict[str, Any] = {
                 "results": results,
-                "truncated": truncated,
+                "truncated": truncated or has_more,
+                "total": found.total,
+                "total_exact": found.exact,
+                **_page("search_text", req, gen, end, has_more),
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            return budget_mod.fit(
+                answer,
+                req.max_tokens,
+                SHAPES["search_text"],
+                page_cursor=_cursor("search_text", req, gen, offset),
+                counts=found.per_file,
+            )
 
     async def list_paths(self, req: models.ListPathsRequest) -> models.Answer:
         self._check_repos(req)
-        with self.manager.use() as gen:
+        pos = cursors.decode("list_paths", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
             prefix = req.path or ""
             paths_mod.confine(gen.worktree, prefix)
             rows, total = await self._run(
@@ -221,55 +268,244 @@ class Tools:
                 req.include_globs or [],
                 req.exclude_globs or [],
                 req.max_results,
+                offset,
             )
             if prefix and total == 0 and not _exists(gen, prefix):
                 raise errors.PathNotFoundError(prefix, gen.commit)
-            return {
-                "results": rows,
+            end = offset + len(rows)
+            answer: dict[str, Any] = {
+                "results": [_project(r, req.fields, PATH_OPTIONAL) for r in rows],
                 "total": total,
-                "truncated": total > len(rows),
+                "total_exact": True,
+                "truncated": total > end,
+                **_page("list_paths", req, gen, end, total > end),
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            shape = dataclasses.replace(SHAPES["list_paths"], group=_directory_of(prefix))
+            return budget_mod.fit(
+                answer,
+                req.max_tokens,
+                shape,
+                page_cursor=_cursor("list_paths", req, gen, offset),
+            )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> models.Answer:
         req.check()
         self._check_repos(req)
-        with self.manager.use() as gen:
+        pos = cursors.decode("blame_range", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
             _require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
-            budget = TextBudget()
-            results = []
-            for e in entries:
-                row: dict[str, Any] = msgspec.to_builtins(e)
-                row["text"], cut = budget.take(e.text)
-                row["summary"], cut_summary = budget.take(e.summary, count=False)
-                if cut or cut_summary:
-                    row["truncated"] = True
-                results.append(row)
-            return {
-                "results": results,
+            ranges, commits, truncated = group_blame(entries)
+            page = ranges[offset : offset + req.max_results]
+            end = offset + len(page)
+            wanted = set(req.fields) if req.fields is not None else None
+            used = {r["sha"] for r in page}
+            answer: dict[str, Any] = {
+                "results": [_project(r, req.fields, BLAME_OPTIONAL) for r in page],
+                "commits": {
+                    k: _project(c, req.fields, BLAME_OPTIONAL)
+                    for k, c in commits.items()
+                    if k in used
+                },
                 "path": req.path,
-                "truncated": budget.cut,
+                "truncated": truncated,
+                "total": len(ranges),
+                "total_exact": True,
+                **_page("blame_range", req, gen, end, len(ranges) > end),
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            if wanted is not None and not wanted & set(BLAME_COMMIT_FIELDS):
+                answer.pop("commits")
+            return budget_mod.fit(
+                answer,
+                req.max_tokens,
+                SHAPES["blame_range"],
+                page_cursor=_cursor("blame_range", req, gen, offset),
+            )
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
         self._check_repos(req)
-        with self.manager.use() as gen:
+        pos = cursors.decode("file_history", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
             paths_mod.confine(gen.worktree, req.path)
             if not _exists(gen, req.path):
                 raise errors.PathNotFoundError(req.path, gen.commit)
             # A file's history follows renames (git log --follow); a directory's cannot.
             follow = _entry_index(gen, req.path) is not None
-            entries = await gen.git.history(gen.commit, req.path, req.limit, follow=follow)
-            return {
-                "results": msgspec.to_builtins(entries),
+            entries = await gen.git.history(
+                gen.commit, req.path, offset + req.limit + 1, follow=follow
+            )
+            rows = msgspec.to_builtins(entries[offset : offset + req.limit])
+            end = offset + len(rows)
+            has_more = len(entries) > end
+            answer: dict[str, Any] = {
+                "results": [_project(r, req.fields, HISTORY_OPTIONAL) for r in rows],
                 "path": req.path,
+                "total": len(entries),
+                "total_exact": not has_more,
+                **_page("file_history", req, gen, end, has_more),
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            return budget_mod.fit(
+                answer,
+                req.max_tokens,
+                SHAPES["file_history"],
+                page_cursor=_cursor("file_history", req, gen, offset),
+            )
+
+    # -- navigation (searcher/navigation.py holds the logic) ----------------------------------
+
+    async def read_file(self, req: models.ReadFileRequest) -> models.Answer:
+        self._check_repos(req)
+        with self.manager.use() as gen:
+            answer: models.Answer = await self._run(navigation.read_file, gen, req)
+            return answer
+
+    async def find_symbol(self, req: models.FindSymbolRequest) -> models.Answer:
+        req.check()
+        self._check_repos(req)
+        async with self._generation(None) as gen:
+            answer: models.Answer = await self._run(symbol_answers.find_symbol, gen, req, self.repo)
+            return answer
+
+    async def file_outline(self, req: models.FileOutlineRequest) -> models.Answer:
+        self._check_repos(req)
+        async with self._generation(None) as gen:
+            answer: models.Answer = await self._run(
+                symbol_answers.file_outline, gen, req, self.repo
+            )
+            return answer
+
+    async def find_references(self, req: models.FindReferencesRequest) -> models.Answer:
+        req.check()
+        self._check_repos(req)
+        pos = cursors.decode("find_references", req)
+        offset = pos.offset() if pos else 0
+        async with self._generation(pos) as gen:
+            answer: models.Answer = await self._run(
+                symbol_answers.find_references, gen, req, self.repo, offset
+            )
+            following = answer.pop("next_offset")
+            if following is not None:
+                answer["cursor"] = _cursor("find_references", req, gen, following)
+            this_page = _cursor("find_references", req, gen, offset)
+            return symbol_answers.fit_references(answer, req.max_tokens, this_page)
+
+
+MAX_RANKED = 1_000
+"""semantic_search ranks at most this deep across pages (``k`` per page, at most 100)."""
+SEMANTIC_OPTIONAL = ("score", "symbol", "language", "snippet")
+TEXT_OPTIONAL = ("column", "text")
+PATH_OPTIONAL = ("size", "mode")
+BLAME_COMMIT_FIELDS = ("author", "email", "date", "summary")
+BLAME_OPTIONAL = (*BLAME_COMMIT_FIELDS, "text")
+HISTORY_OPTIONAL = ("sha", "author", "email", "date", "summary")
+
+SHAPES: dict[str, budget_mod.Shape] = {
+    "semantic_search": budget_mod.Shape(
+        text_fields=("snippet",), group=lambda r: (r["path"], 1), group_name="hits per file"
+    ),
+    "search_text": budget_mod.Shape(text_fields=("text",), group_name="matches per file"),
+    "list_paths": budget_mod.Shape(group_name="paths per directory"),
+    "blame_range": budget_mod.Shape(
+        text_fields=("text",),
+        group=lambda r: (r["sha"], r["end_line"] - r["start_line"] + 1),
+        group_name="lines per commit (see commits)",
+        drop=("commits",),
+    ),
+    "file_history": budget_mod.Shape(text_fields=("summary",)),
+}
+"""How each tool's answer degrades over its budget (``budget.fit``)."""
+
+
+def _project(
+    row: dict[str, Any], fields: Sequence[str] | None, optional: Sequence[str]
+) -> dict[str, Any]:
+    """``row`` without the optional fields the caller left out of ``fields``."""
+    if fields is None:
+        return row
+    for name in optional:
+        if name not in fields:
+            row.pop(name, None)
+    return row
+
+
+def _cursor(tool: str, req: Any, gen: generations_mod.LoadedGeneration, offset: int) -> str:
+    return cursors.encode(tool, req, {"": gen.name}, {"": offset})
+
+
+def _page(
+    tool: str, req: Any, gen: generations_mod.LoadedGeneration, end: int, has_more: bool
+) -> dict[str, Any]:
+    """``has_more`` and the ``cursor`` of the next page (row ``end``)."""
+    return {"has_more": has_more, "cursor": _cursor(tool, req, gen, end) if has_more else None}
+
+
+def _lexical_notice(e: errors.IndexingError) -> str:
+    p = e.progress
+    done, total, eta = p.get("done"), p.get("total"), p.get("eta_seconds")
+    where = f"{done}/{total}" if total else f"phase {p.get('phase')}"
+    left = f", about {round(float(eta))} s left" if isinstance(eta, int | float) else ""
+    return (
+        f"lexical (BM25) results: embeddings are being built ({where}{left}); hybrid answers "
+        "include meaning once the index is published"
+    )
+
+
+def _directory_of(prefix: str) -> Callable[[dict[str, Any]], tuple[str, int]]:
+    """list_paths' step 3 key: a path's first directory below ``prefix``."""
+    cut = len(prefix) + 1 if prefix else 0
+
+    def key(row: dict[str, Any]) -> tuple[str, int]:
+        rest = row["path"][cut:]
+        head, sep, _ = rest.partition("/")
+        return (prefix + "/" if prefix else "") + (head + "/" if sep else "."), 1
+
+    return key
+
+
+def group_blame(
+    entries: Sequence[Any],
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], bool]:
+    """Blame lines as ranges of consecutive lines of one commit, and each commit once.
+
+    Returns (ranges, commits by short sha, whether any text was cut)."""
+    budget = TextBudget()
+    ranges: list[dict[str, Any]] = []
+    commits: dict[str, dict[str, Any]] = {}
+    texts: list[str] = []
+    for e in entries:
+        key = e.short_sha
+        if key not in commits:
+            summary, _ = budget.take(e.summary, count=False)
+            commits[key] = {
+                "sha": e.sha,
+                "author": e.author,
+                "email": e.email,
+                "date": e.date,
+                "summary": summary,
+            }
+        text, cut = budget.take(e.text)
+        last = ranges[-1] if ranges else None
+        if last is not None and last["sha"] == key and last["end_line"] + 1 == e.line:
+            last["end_line"] = e.line
+            texts.append(text)
+        else:
+            if last is not None:
+                last["text"] = "\n".join(texts)
+            ranges.append({"start_line": e.line, "end_line": e.line, "sha": key})
+            texts = [text]
+        if cut:
+            ranges[-1]["truncated"] = True
+    if ranges:
+        ranges[-1]["text"] = "\n".join(texts)
+    return ranges, commits, budget.cut
 
 
 class TextBudget:
@@ -361,8 +597,9 @@ def _list(
     include: list[str],
     exclude: list[str],
     limit: int,
+    offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Entries under ``prefix`` that pass the globs: the first ``limit`` rows and the total."""
+    """Entries under ``prefix`` that pass the globs: ``limit`` rows from ``offset``, and the total."""
     if prefix:
         exact = _entry_index(gen, prefix)
         lo = bisect.bisect_left(gen.tree_paths, prefix + "/")
@@ -379,6 +616,6 @@ def _list(
         if exclude and any(globs.matches(entry.path, g) for g in exclude):
             continue
         total += 1
-        if len(rows) < limit:
+        if total > offset and len(rows) < limit:
             rows.append({"path": entry.path, "size": entry.size, "mode": entry.mode})
     return rows, total

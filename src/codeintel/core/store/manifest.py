@@ -38,7 +38,12 @@ from codeintel.core import errors
 #   5  chunks.sqlite schema 2 (code-aware lexicon, core/lexical.py). A generation
 #      records min_reader_version 5 only when its chunks.sqlite is schema 2; an
 #      update of an older generation keeps schema 1 and stays readable by 1.
-FORMAT_VERSION = 5
+#   6  optional symbols.sqlite (definitions, import spans and identifier occurrences
+#      for navigation; core/store/symbols.py, schema 1). Readers of 1-5 ignore it; a
+#      generation without it (built before 6, or updated from one) answers the
+#      navigation tools with "not indexed: rebuild" (core/symbols.SymbolIndex.open
+#      returns None). min_reader_version is unchanged.
+FORMAT_VERSION = 6
 MIN_READER_VERSION = 1
 WINDOWS_READER_VERSION = 4
 """min_reader_version of a generation whose vectors include windows."""
@@ -47,6 +52,7 @@ PRIMARY = "primary.faiss"
 SECONDARY = "secondary.faiss"
 TOMBSTONES = "tombstones.npy"
 CHUNKS_DB = "chunks.sqlite"
+SYMBOLS_DB = "symbols.sqlite"
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"

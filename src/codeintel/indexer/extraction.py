@@ -1,0 +1,360 @@
+"""Symbols and identifier occurrences from the parse tree the chunker already made.
+
+Navigation (find_symbol, file_outline, find_references) needs every definition
+with its qualified name, kind, span, signature and first doc line, and every
+identifier with its position, kind and enclosing definition. They come from the
+same ``tree_sitter.Tree`` as the chunks (:func:`codeintel.indexer.chunking.chunk_and_extract`):
+no file is parsed twice. One query per language (:mod:`codeintel.indexer.symbol_rules`)
+captures the definition, identifier, callee and import nodes in C; this module
+nests the definitions by byte range and assigns each identifier its innermost
+enclosing definition in one sweep.
+
+Rules:
+
+* A definition's span starts at its wrapper (decorators, ``export``,
+  ``template<>``) and ends with its node; its ``line`` and ``column`` are those
+  of its name. A function inside a class-like definition is a ``method``; so is
+  a C++ function defined with a qualified name (``void Foo::bar()``).
+* Qualified names join the enclosing definitions with ``.`` (``Class.method``,
+  ``outer.inner``, Go ``Type.Method``, Rust ``Type.method`` from its ``impl``);
+  namespaces and modules the chunker looks through add nothing, exactly as in
+  the chunks' ``symbol`` column.
+* The signature is the definition's text from its first line up to its body
+  (at most :data:`SIGNATURE_LINES` lines and :data:`SIGNATURE_CHARS` characters);
+  the doc is the first line of a Python docstring, else of the comment block
+  directly above the definition.
+* A definition's own name node is not an occurrence (it is the definition).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import tree_sitter
+
+from codeintel.core.store import symbols as symbols_store
+from codeintel.indexer import languages, symbol_rules
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_LINES = 4
+SIGNATURE_CHARS = 300
+DOC_CHARS = 200
+
+_COMMENT_MARKERS = re.compile(r"^\s*(/\*\*|/\*!|/\*|\*/|///|//!|//|\*|#+|--)\s?")
+_BODY_FIELDS = ("body",)
+
+
+def extract(
+    path: str, language: str, tree: tree_sitter.Tree | None, source: bytes
+) -> symbols_store.FileSymbols:
+    """The symbols and occurrences of one parsed file (empty without rules or a tree)."""
+    out = symbols_store.FileSymbols(path, language)
+    rules = symbol_rules.RULES.get(language)
+    query = symbol_rules.query_for(language)
+    spec = languages.grammar_for(language)
+    if rules is None or query is None or spec is None or tree is None:
+        return out
+    captures = tree_sitter.QueryCursor(query).captures(tree.root_node)
+    definitions = _definitions(out, rules, spec, captures.get("def", []), source)
+    _imports_span(out, captures.get("import", []))
+    _occurrences(out, rules, captures, definitions, source)
+    return out
+
+
+class _Definition:
+    __slots__ = ("end", "index", "name_start", "start", "type")
+
+    def __init__(self, start: int, end: int, index: int, name_start: int, type_: str) -> None:
+        self.start = start
+        self.end = end
+        self.index = index
+        self.name_start = name_start
+        self.type = type_
+
+
+def _definitions(
+    out: symbols_store.FileSymbols,
+    rules: symbol_rules.SymbolRules,
+    spec: languages.GrammarSpec,
+    nodes: list[tree_sitter.Node],
+    source: bytes,
+) -> list[_Definition]:
+    """Append the file's definitions in source order; their byte ranges for the sweep."""
+    found: list[tuple[tree_sitter.Node, tree_sitter.Node]] = []
+    for node in nodes:
+        outer = node
+        parent = node.parent
+        while parent is not None and parent.type in spec.wrappers:
+            outer = parent
+            parent = parent.parent
+        found.append((outer, node))
+    found.sort(key=lambda pair: (pair[0].start_byte, -pair[0].end_byte, pair[1].start_byte))
+    ranges: list[_Definition] = []
+    stack: list[_Definition] = []
+    for outer, node in found:
+        full = _definition_name(node, source)
+        if not full:
+            continue
+        name = full.rsplit(".", 1)[-1]
+        while stack and stack[-1].end <= outer.start_byte:
+            stack.pop()
+        parent_def = stack[-1] if stack else None
+        name_node = _name_node(node, name, rules.identifiers, source)
+        kind = _kind(node, rules, parent_def, full)
+        parent_index = parent_def.index if parent_def else -1
+        qualname = f"{out.symbols[parent_index].qualname}.{full}" if parent_def else full
+        line, column = name_node.start_point if name_node else node.start_point
+        out.symbols.append(
+            symbols_store.SymbolDraft(
+                name=name,
+                qualname=qualname,
+                kind=kind,
+                start_line=outer.start_point.row + 1,
+                end_line=_end_row(outer) + 1,
+                line=int(line) + 1,
+                column=int(column),
+                signature=_signature(node, source),
+                doc=_doc(node, outer, language=out.language, source=source),
+                parent=parent_index,
+            )
+        )
+        definition = _Definition(
+            outer.start_byte,
+            outer.end_byte,
+            len(out.symbols) - 1,
+            name_node.start_byte if name_node else -1,
+            node.type,
+        )
+        ranges.append(definition)
+        stack.append(definition)
+    return ranges
+
+
+_FUNCTION_VALUES = frozenset(
+    {"function_expression", "function", "arrow_function", "generator_function", "class"}
+)
+
+
+_BINDINGS = frozenset({"assignment_expression", "variable_declarator", "pair"})
+
+
+def _text_or_none(node: tree_sitter.Node | None, source: bytes) -> str | None:
+    return _text(node, source) or None if node is not None else None
+
+
+def _named_object(pair: tree_sitter.Node) -> bool:
+    """A pair of a module-like object bound to a name, not of options passed to a call."""
+    holder = pair.parent.parent if pair.parent is not None else None
+    return holder is not None and holder.type in ("variable_declarator", "assignment_expression")
+
+
+def _definition_name(node: tree_sitter.Node, source: bytes) -> str | None:
+    """:func:`languages.symbol_name`, plus JavaScript's functions bound by assignment
+    (``res.send = function``, ``View.prototype.render = …``) or in an object literal."""
+    if node.type == "function_expression":  # bound ones are named by their binding
+        parent = node.parent
+        bound = parent is not None and parent.type in _BINDINGS
+        if parent is not None and parent.type == "pair" and not _named_object(parent):
+            bound = False
+        return None if bound else _text_or_none(node.child_by_field_name("name"), source)
+    if node.type not in ("assignment_expression", "pair"):
+        return languages.symbol_name(node)
+    value = node.child_by_field_name("right" if node.type == "assignment_expression" else "value")
+    if value is None or value.type not in _FUNCTION_VALUES:
+        return None
+    if node.type == "pair" and not _named_object(node):
+        return None
+    target = node.child_by_field_name("left" if node.type == "assignment_expression" else "key")
+    if target is None or target.type not in (
+        "identifier", "member_expression", "property_identifier"
+    ):  # fmt: skip
+        return None
+    parts = [p for p in _text(target, source).split(".") if p not in ("prototype", "this")]
+    if parts[-1] == "exports" or not all(p.isidentifier() for p in parts):
+        own = value.child_by_field_name("name")  # module.exports = function name() {…}
+        return _text(own, source) if own is not None else None
+    return ".".join(parts) or None
+
+
+def _kind(
+    node: tree_sitter.Node,
+    rules: symbol_rules.SymbolRules,
+    parent: _Definition | None,
+    full: str,
+) -> str:
+    kind = rules.definitions[node.type]
+    if node.type == "type_spec":  # Go: the declared type says what it is
+        declared = node.child_by_field_name("type")
+        if declared is not None and declared.type == "struct_type":
+            return "struct"
+        if declared is not None and declared.type == "interface_type":
+            return "interface"
+        return "type"
+    if kind == "function" and (
+        (parent is not None and parent.type in rules.containers) or "." in full
+    ):
+        return "method"
+    return kind
+
+
+def _name_node(
+    node: tree_sitter.Node, name: str, identifiers: frozenset[str], source: bytes
+) -> tree_sitter.Node | None:
+    """The definition's ``name`` field, else the first identifier spelling ``name`` in its
+    head (never its body)."""
+    field = node.child_by_field_name("name")
+    wanted = name.encode("utf-8", "surrogatepass")
+    if field is not None and source[field.start_byte : field.end_byte] == wanted:
+        return field
+    body = node.child_by_field_name("body")
+    stop = body.start_byte if body is not None else node.end_byte
+    pending = list(reversed(node.children))
+    while pending:
+        child = pending.pop()
+        if child.start_byte >= stop:
+            continue
+        if child.type in identifiers:
+            if source[child.start_byte : child.end_byte] == wanted:
+                return child
+            continue
+        pending.extend(reversed(child.children))
+    return None
+
+
+def _signature(node: tree_sitter.Node, source: bytes) -> str:
+    """The definition's head: its text up to the body, bounded."""
+    body = _body(node)
+    end = body.start_byte if body is not None and body.start_byte > node.start_byte else -1
+    if body is not None and body.parent == node:  # up to the token before the body: `:`, `)`
+        head = [c for c in node.children if c.end_byte <= end and "comment" not in c.type]
+        if head:
+            end = head[-1].end_byte
+    if end < 0:
+        newline = source.find(b"\n", node.start_byte, node.end_byte)
+        end = newline if newline >= 0 else node.end_byte
+    text = source[node.start_byte : end].decode("utf-8", errors="replace")
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    clipped = len(lines) > SIGNATURE_LINES
+    text = "\n".join(lines[:SIGNATURE_LINES])
+    if len(text) > SIGNATURE_CHARS:
+        text, clipped = text[:SIGNATURE_CHARS], True
+    return text + " …" if clipped else text
+
+
+def _body(node: tree_sitter.Node) -> tree_sitter.Node | None:
+    body = node.child_by_field_name("body")
+    if body is not None:
+        return body
+    if node.type in ("lexical_declaration", "variable_declaration"):
+        for declarator in node.named_children:
+            value = declarator.child_by_field_name("value")
+            if value is not None:
+                return value.child_by_field_name("body")
+    if node.type == "type_spec":
+        declared = node.child_by_field_name("type")
+        if declared is not None and declared.type in ("struct_type", "interface_type"):
+            for child in declared.children:
+                if child.type in ("field_declaration_list", "{"):
+                    return child
+    return None
+
+
+def _doc(node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, source: bytes) -> str:
+    """The first line of the docstring (Python) or of the comment block just above."""
+    if language == "python":
+        body = node.child_by_field_name("body")
+        first = body.named_children[0] if body is not None and body.named_child_count else None
+        if first is not None and first.type == "expression_statement" and first.named_child_count:
+            string = first.named_children[0]
+            if string.type == "string":
+                for child in string.named_children:
+                    if child.type == "string_content":
+                        return _first_line(_text(child, source))
+                return ""
+    block: list[tree_sitter.Node] = []
+    row = outer.start_point.row
+    sibling = outer.prev_named_sibling
+    while sibling is not None and "comment" in sibling.type and _end_row(sibling) >= row - 1:
+        block.append(sibling)
+        row = sibling.start_point.row
+        sibling = sibling.prev_named_sibling
+    for comment in reversed(block):
+        for line in _text(comment, source).split("\n"):
+            cleaned = _COMMENT_MARKERS.sub("", line).strip().rstrip("*/").strip()
+            if cleaned:
+                return cleaned[:DOC_CHARS]
+    return ""
+
+
+def _first_line(text: str) -> str:
+    for line in text.split("\n"):
+        if line.strip():
+            return line.strip()[:DOC_CHARS]
+    return ""
+
+
+def _imports_span(out: symbols_store.FileSymbols, nodes: list[tree_sitter.Node]) -> None:
+    top = [n for n in nodes if n.parent is not None and n.parent.parent is None]
+    if top:
+        out.imports = (
+            min(n.start_point.row for n in top) + 1,
+            max(_end_row(n) for n in top) + 1,
+        )
+
+
+def _occurrences(
+    out: symbols_store.FileSymbols,
+    rules: symbol_rules.SymbolRules,
+    captures: dict[str, list[tree_sitter.Node]],
+    definitions: list[_Definition],
+    source: bytes,
+) -> None:
+    """Every identifier but the definitions' names, with kind and enclosing definition."""
+    calls = {n.start_byte for n in captures.get("call", [])}
+    imports = sorted((n.start_byte, n.end_byte) for n in captures.get("import", []))
+    own_names = {d.name_start for d in definitions}
+    nodes = sorted(captures.get("id", []), key=lambda n: n.start_byte)
+    names: dict[bytes, str] = {}
+    stack: list[_Definition] = []
+    next_def = 0
+    next_import = 0
+    for node in nodes:
+        start = node.start_byte
+        if start in own_names:
+            continue
+        while next_def < len(definitions) and definitions[next_def].start <= start:
+            while stack and stack[-1].end <= definitions[next_def].start:
+                stack.pop()
+            stack.append(definitions[next_def])
+            next_def += 1
+        while stack and stack[-1].end <= start:
+            stack.pop()
+        while next_import < len(imports) and imports[next_import][1] <= start:
+            next_import += 1
+        if start in calls:
+            kind = symbols_store.CALL
+        elif next_import < len(imports) and imports[next_import][0] <= start:
+            kind = symbols_store.IMPORT
+        else:
+            kind = symbols_store.OTHER
+        raw = source[start : node.end_byte]
+        name = names.get(raw)
+        if name is None:
+            name = names[raw] = raw.decode("utf-8", errors="replace")
+        row, column = node.start_point
+        out.add(name, row + 1, column, kind, stack[-1].index if stack else -1)
+
+
+def _text(node: tree_sitter.Node, source: bytes) -> str:
+    return source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
+
+
+def _end_row(node: tree_sitter.Node) -> int:
+    row, column = node.end_point
+    if column == 0 and row > node.start_point.row:
+        return int(row) - 1
+    return int(row)

