@@ -13,6 +13,13 @@ int8 uses per-channel weight scales; both run through onnxruntime with the model
 pooling. The export is cached under ``--cache``.
 
     nice python -m benchmarks.embed_bench [--chunks 800] [--rounds 3]
+    nice python -m benchmarks.embed_bench --memory [--chunks 200]
+
+``--memory`` runs the product's ``LocalEmbedder`` once per backend, each in a fresh
+process, on the same chunks longest first (the indexer's order, so the first batch is
+the widest), and reports its resident memory: after loading (``VmRSS``), after
+embedding, the peak (``VmHWM``), whether torch was imported, and chunks/s. Writes
+``results/embed-memory.{json,md}``.
 """
 
 from __future__ import annotations
@@ -375,6 +382,70 @@ def retrieval(corpora: Sequence[str], backends: Sequence[str], max_queries: int)
     )
 
 
+def _rss_mb(key: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _child_memory(texts_file: Path, backend: str) -> None:
+    """One backend in this fresh process: memory at each step, as one JSON line."""
+    texts = json.loads(texts_file.read_text())
+    started = _rss_mb()
+    embedder = LocalEmbedder(backend=backend)
+    embedder.embed(["warm up"])
+    loaded = _rss_mb()
+    begin = time.perf_counter()
+    embedder.embed(texts)
+    seconds = time.perf_counter() - begin
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "torch_imported": "torch" in sys.modules,
+                "rss_start_mb": started,
+                "rss_loaded_mb": loaded,
+                "rss_after_embed_mb": _rss_mb(),
+                "peak_rss_mb": _rss_mb("VmHWM"),
+                "chunks_per_s": round(len(texts) / seconds, 1),
+            }
+        )
+    )
+
+
+def memory(n_chunks: int, backends: Sequence[str], cache: Path) -> None:
+    """Resident memory of the local embedder per backend, each in a fresh process."""
+    texts = sample(real_chunks(), n_chunks)
+    cache.mkdir(parents=True, exist_ok=True)
+    texts_file = cache / "memory-texts.json"
+    texts_file.write_text(json.dumps(texts))
+    # Make the ONNX exports first, so no measured process pays (or imports torch for) them.
+    for backend in backends:
+        if backend != "torch":
+            LocalEmbedder(backend=backend).embed(["export"])
+    rows: list[dict[str, Any]] = []
+    loads = [round(os.getloadavg()[0], 2)]
+    for backend in backends:
+        cmd = [sys.executable, "-m", "benchmarks.embed_bench", "--child-memory", backend]
+        cmd += ["--child-texts", str(texts_file)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        loads.append(round(os.getloadavg()[0], 2))
+        logger.info("%s", rows[-1])
+    write_results(
+        "embed-memory",
+        rows,
+        {
+            "chunks": len(texts),
+            "packages": ",".join(PACKAGES),
+            "load_avg_1m": loads,
+            "how": "one fresh process per backend: LocalEmbedder(backend).embed(warm-up), then "
+            "embed(chunks); VmRSS after each step and VmHWM (peak) from /proc/self/status",
+        },
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=800)
@@ -386,7 +457,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--child-interop", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-texts", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help="resident memory per backend")
+    parser.add_argument("--child-memory", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_memory:
+        _child_memory(args.child_texts, args.child_memory)
+        return
+    if args.memory:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        memory(args.chunks, ["torch", "onnx", "onnx-int8"], args.cache)
+        return
     if args.child_interop:
         _child_interop(args.child_texts, args.child_interop, args.child_batch)
         return

@@ -5,13 +5,18 @@
 Spawns the real CLI on a fresh store and polls it over HTTP: the port opening, the
 first ``search_text`` answer (from the commit's tree), the first lexical
 ``semantic_search`` answer (from the build's chunks) and the first dense one (once
-the first generation is published: all of the embedding, on CPU with the local
-model; ``--embedder instant`` serves hash vectors from a loopback OpenAI-compatible
-endpoint instead, which measures everything but the model's cost). ``/v1/index``'s
-``indexing`` phases are recorded as they change; SIGTERM stops the wait and writes
-what was measured. Writes ``results/first_answer.{json,md}`` (``first_answer-instant``
-with the instant embedder); the default repository is the sympy corpus that
-``benchmarks/retrieval_corpus.py`` makes under /work/benchcache.
+a generation with vectors is published: a progressive first generation over the
+chunks embedded first, or the full index on builds that publish only at the end)
+and the full index (a generation whose manifest records no partial dense coverage).
+On CPU with the local model; ``--embedder instant`` serves hash vectors from a
+loopback OpenAI-compatible endpoint instead, which measures everything but the
+model's cost. ``/v1/index``'s ``indexing`` phases are recorded as they change, and
+the serve process's resident memory (``VmRSS``, sampled every 0.5 s, and the
+kernel's ``VmHWM`` peak) at each milestone; SIGTERM stops the wait and writes what
+was measured. Writes ``results/first_answer[-LABEL].{json,md}`` (``--label``, e.g.
+``before`` for a run of an older checkout through ``PYTHONPATH``); the default
+repository is the sympy corpus that ``benchmarks/retrieval_corpus.py`` makes under
+/work/benchcache.
 """
 
 from __future__ import annotations
@@ -76,6 +81,36 @@ def _instant_server() -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
+class _Memory:
+    """Resident memory of one process: VmRSS sampled in a thread, and the kernel's VmHWM."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def read(self, key: str = "VmRSS") -> float:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak_mb = max(self.peak_mb, self.read())
+
+    def stop(self) -> float:
+        """The peak RSS in MB (the kernel's high-water mark when it can be read)."""
+        hwm = self.read("VmHWM")
+        self._stop.set()
+        return round(max(hwm, self.peak_mb), 1)
+
+
 def _post(client: httpx.Client, tool: str, body: dict[str, Any]) -> httpx.Response | None:
     try:
         return client.post(f"/v1/{tool}", json=body)
@@ -90,6 +125,12 @@ interrupted = False
 def _stop(signum: int, frame: Any) -> None:
     global interrupted
     interrupted = True
+
+
+def _full_index(body: dict[str, Any]) -> bool:
+    """A published generation whose dense vectors cover every chunk, with nothing indexing."""
+    phase = (body.get("indexing") or {}).get("phase")
+    return bool(body.get("generation")) and not body.get("dense_coverage") and phase == "ready"
 
 
 def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -118,6 +159,7 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
     with log_path.open("w") as log:
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        memory = _Memory(proc.pid)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
         try:
             todo = [
@@ -133,6 +175,7 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
                     "semantic_search",
                     {"query": "integrate a rational function", "mode": "semantic", "k": 10},
                 ),
+                ("full index", "GET /v1/index", None),
             ]
             last_phase = None
             last_index = 0.0
@@ -149,18 +192,25 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
                                 "generation": "",
                                 "commit": "",
                                 "results": f"build at {last_indexing}",
+                                "rss_mb": round(memory.read(), 1),
+                                "peak_rss_mb_so_far": round(memory.read("VmHWM"), 1),
                             }
                         )
                     break
                 if proc.poll() is not None:
                     raise RuntimeError(f"serve exited with {proc.returncode}; see {log_path}")
                 name, tool, body = todo[0]
+                answer: dict[str, Any] = {}
                 if body is None:
+                    path = tool.split()[1]
                     try:
-                        answered = client.get("/healthz").status_code == 200
-                    except httpx.TransportError:
+                        r = client.get(path)
+                        answered = r.status_code == 200
+                        if path == "/v1/index":
+                            answer = r.json()
+                            answered = _full_index(answer)
+                    except (httpx.TransportError, ValueError):
                         answered = False
-                    answer: dict[str, Any] = {}
                 else:
                     r = _post(client, tool, body)
                     answered = r is not None and r.status_code == 200
@@ -173,6 +223,9 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
                             "generation": answer.get("generation", ""),
                             "commit": str(answer.get("commit", ""))[:12],
                             "results": len(answer.get("results", [])) if body else "",
+                            "notice": str(answer.get("notice") or "")[:120],
+                            "rss_mb": round(memory.read(), 1),
+                            "peak_rss_mb_so_far": round(memory.read("VmHWM"), 1),
                         }
                     )
                     print(f"{rows[-1]['seconds']:8.2f} s  {name}", flush=True)
@@ -195,9 +248,10 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
                         last_phase = phase
                         phases.append({"phase": phase, "at_seconds": round(now, 1)})
                         print(f"{now:8.2f} s  phase {phase} {indexing}", flush=True)
-                time.sleep(0.1 if name != "semantic_search dense" else 1.0)
+                time.sleep(0.1 if body is not None and name != "semantic_search dense" else 1.0)
         finally:
             client.close()
+            peak_rss = memory.stop()
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=30)
@@ -214,6 +268,7 @@ def run(repo: Path, embedder: str, timeout: float) -> tuple[list[dict[str, Any]]
         "embedder": embedder,
         "load_average_at_start": [round(x, 2) for x in load_before],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mb": peak_rss,
         "phases": phases,
         "log": str(log_path),
         "store": str(store),
@@ -226,12 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=DEFAULT_REPO)
     parser.add_argument("--embedder", default="local")
     parser.add_argument("--timeout", type=float, default=3 * 3600)
+    parser.add_argument("--label", default="", help="suffix of the results' name")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     rows, meta = run(args.repo, args.embedder, args.timeout)
-    write_results(
-        "first_answer" if args.embedder == "local" else f"first_answer-{args.embedder}", rows, meta
-    )
+    import codeintel
+
+    meta["codeintel"] = str(Path(codeintel.__file__).parent)
+    name = "first_answer" if args.embedder == "local" else f"first_answer-{args.embedder}"
+    write_results(f"{name}-{args.label}" if args.label else name, rows, meta)
     return 0
 
 

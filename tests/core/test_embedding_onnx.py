@@ -94,3 +94,49 @@ def test_the_export_directory_comes_from_the_settings(tmp_path, monkeypatch):
     finally:
         embedder.close()
     assert list((tmp_path / "exports").rglob("model.onnx"))
+
+
+def test_an_existing_export_runs_without_torch(torch_vectors, tmp_path, monkeypatch):
+    """A fresh process with the export cached never imports torch (the searcher's and the
+    indexer's memory), and its vectors are torch's, long texts and mixed batches included."""
+    import json
+    import subprocess
+    import sys
+
+    maker = LocalEmbedder(backend="onnx", onnx_cache=tmp_path)
+    maker.embed(["make the export"])
+    maker.close()
+    script = (
+        "import json, sys\n"
+        "from codeintel.core.embed.local import LocalEmbedder\n"
+        "e = LocalEmbedder(backend='onnx', onnx_cache=sys.argv[1])\n"
+        "xb = e.embed(json.loads(sys.stdin.read()))\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'limit': e.max_tokens,\n"
+        "  'tokens': e.count_tokens(['a b']), 'xb': xb.tolist()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        input=json.dumps(TEXTS),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False and got["limit"] == 256 and got["tokens"] == 4
+    cos = np.sum(np.asarray(got["xb"], dtype=np.float32) * torch_vectors, axis=1)
+    assert cos.min() >= 0.9999, cos
+
+
+def test_token_budget_batches_match_one_text_at_a_time(tmp_path, monkeypatch):
+    """Batches cut by ``BATCH_TOKENS`` (and padded to their own longest text) change no vector."""
+    embedder = LocalEmbedder(backend="onnx", onnx_cache=tmp_path)
+    try:
+        embedder.embed(["load"])
+        encoder = embedder._onnx
+        assert encoder is not None
+        texts = [f"def f{i}(x):\n" + "    x += 1\n" * (i * 7) for i in range(40)]
+        together = encoder.encode(texts, batch_size=64)
+        alone = np.vstack([encoder.encode([t], batch_size=1) for t in texts])
+    finally:
+        embedder.close()
+    assert np.allclose(together, alone, atol=1e-5)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from codeintel.cli import commands, logs
 from codeintel.cli import parser as parser_mod
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 
 __all__ = ["main"]
 
@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.source = commands.absolute_source(args.source)
     try:
         logs.configure(args.log_level)
+        malloc.limit_arenas()  # before the threads: docs/performance.md, *Memory*
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return int(args.func(args) or 0)

@@ -215,6 +215,18 @@ class IndexSettings:
     "Retrieval quality, tuned vs untuned"); 4 was the earlier default. Remote embedders
     get none."""
 
+    first_pass_seconds: float = 60.0
+    """``serve PATH`` only: seconds of embedding, source chunks first
+    (``indexer/firstpass.py``), before a first generation is published with vectors
+    for what was embedded (lexical search covers every chunk); the full index replaces
+    it when the rest is embedded. 60: on two cores the chunk pass of a 38K-chunk
+    repository takes about a minute, and 60 s more embeds 3-4K chunks, so the first
+    dense answer comes inside 3 minutes (docs/performance.md, *First dense answer*).
+    0 publishes only the full index, as ``index build`` always does."""
+
+    first_pass_max_chunks: int = 0
+    """Cap on the chunks of that first pass (0: only ``first_pass_seconds`` ends it)."""
+
     use_gpu: bool = True
     """Train and add on GPU when faiss reports one; CPU otherwise (``codeintel doctor`` says which)."""
 

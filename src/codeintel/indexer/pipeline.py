@@ -28,7 +28,7 @@ import numpy as np
 
 from codeintel import __version__
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
@@ -42,6 +42,7 @@ from codeintel.indexer import (
     chunking,
     corpus,
     embed_cache,
+    firstpass,
     history_build,
     windows,
 )
@@ -68,11 +69,18 @@ def build(
     ref: str = "HEAD",
     reporter: progress_mod.Reporter | None = None,
     observer: BuildObserver | None = None,
+    progressive: bool = False,
 ) -> IndexResult:
-    """Index ``source`` at ``ref`` from scratch into a new base generation."""
+    """Index ``source`` at ``ref`` from scratch into a new base generation.
+
+    ``progressive`` (``serve PATH``): first publish a generation whose dense vectors
+    cover the chunks embedded in ``index.first_pass_seconds`` (``firstpass``), then
+    the full one over it; without it (``index build``) only the full one.
+    """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
     store.root.mkdir(parents=True, exist_ok=True)
+    cfg = settings.index
     with store.lock():
         with reporter.stage("mirror"):
             git = git_mod.GitClient.mirror(source, store.mirror_path, settings.git.credentials)
@@ -80,61 +88,61 @@ def build(
             commit = git.resolve(ref)
             if observer:
                 observer.commit_resolved(store.mirror_path, commit)
-            found = corpus.read_corpus(git, commit, settings.index, reporter)
+            found = corpus.read_corpus(git, commit, cfg, reporter)
+        malloc.trim()  # the blobs and syntax trees of the chunk pass
         parent = _readable_current(store)
         next_id = store.max_next_id()
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
         files = _files_with_chunks(found.drafts)
-        with store.begin(parent) as writer:
-            _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
-            with reporter.stage("symbols"):
-                symbols_store.write(writer.path / store_mod.SYMBOLS_DB, found.symbols)
-            if observer:
-                observer.chunks_written(writer.path / store_mod.CHUNKS_DB, writer.name)
-            history_build.write(
-                writer.path, store.mirror_path, commit, parent, settings.index, reporter
-            )
-            # The calibration queries (a seeded sample of the chunks' sentences) and the
-            # long chunks' windows go through the cache too: a rebuild embeds nothing.
-            with embed_cache.caching(store.root, settings, embedder) as cached:
-                xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
-                dim = _dimension(embedder, xb)
-                vids, xv = windows.add_windows(
-                    embedder,
-                    cached or embedder,
-                    found.drafts,
-                    ids,
-                    xb,
-                    settings.index.chunk_windows,
-                    reporter,
-                )
-                VectorStore.write_segment(
-                    writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv
-                )
-                queries = calibration.text_queries(
-                    cached or embedder,
-                    [calibration.QuerySource(d.path, d.text) for d in found.drafts],
-                    settings.index.calibration_queries,
-                )
-                plan = _write_indexes(writer, xv, vids, dim, settings.index, reporter, queries)
-            manifest = _manifest(
-                writer,
-                parent=parent,
-                base=writer.name,
-                source=repo_url(source),
-                commit=commit,
-                ref=ref,
-                model=embedder.model,
-                dim=dim,
-                index=_index_info(plan),
-                counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
-                next_id=int(next_id + len(ids)),
-                files=files,
-                skipped=found.skipped,
-                reporter=reporter,
-            )
-            generation = writer.publish(manifest)
+        base = _BuildBase(
+            source=repo_url(source),
+            commit=commit,
+            ref=ref,
+            model=embedder.model,
+            next_id=int(next_id + len(ids)),
+            files=files,
+            skipped=found.skipped,
+        )
+        first: firstpass.FirstPass | None = None
+        # The calibration queries (a seeded sample of the chunks' sentences) and the
+        # long chunks' windows go through the cache too: a rebuild embeds nothing.
+        with embed_cache.caching(store.root, settings, embedder) as cached:
+            with store.begin(parent) as writer:
+                _write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+                with reporter.stage("symbols"):
+                    symbols_store.write(writer.path / store_mod.SYMBOLS_DB, found.symbols)
+                if observer:
+                    observer.chunks_written(writer.path / store_mod.CHUNKS_DB, writer.name)
+                history_build.write(writer.path, store.mirror_path, commit, parent, cfg, reporter)
+                if progressive and cfg.first_pass_seconds > 0 and found.drafts:
+                    first = firstpass.embed(
+                        cached or embedder,
+                        found.drafts,
+                        seconds=cfg.first_pass_seconds,
+                        max_chunks=cfg.first_pass_max_chunks,
+                        reporter=reporter,
+                    )
+                partial = first is not None and len(first.done) < len(ids)
+                if first is not None and partial:
+                    parent = _publish_first(writer, first, ids, base, settings, reporter)
+                    malloc.trim()
+                else:
+                    generation, vids = _publish_full(
+                        writer, embedder, cached, found.drafts, ids, base, settings, reporter, first
+                    )
+            if partial:
+                with store.begin(parent) as writer:
+                    # Same commit, same chunks: the full index reuses them and the history.
+                    writer.link_from_parent(store_mod.CHUNKS_DB)
+                    writer.link_from_parent(store_mod.SYMBOLS_DB)
+                    history_build.write(
+                        writer.path, store.mirror_path, commit, parent, cfg, reporter
+                    )
+                    generation, vids = _publish_full(
+                        writer, embedder, cached, found.drafts, ids, base, settings, reporter, first
+                    )
         _collect_garbage(store, settings)
+    malloc.trim()  # the vectors, the texts and the model's batches of the whole build
     return _result(
         "build",
         generation,
@@ -146,6 +154,126 @@ def build(
     )
 
 
+class _BuildBase(msgspec.Struct, kw_only=True):
+    """What every generation of one build records about its source."""
+
+    source: str
+    commit: str
+    ref: str
+    model: str
+    next_id: int
+    files: int
+    skipped: list[store_mod.SkippedFile]
+
+
+def _publish_first(
+    writer: store_mod.GenerationWriter,
+    first: firstpass.FirstPass,
+    ids: np.ndarray,
+    base: _BuildBase,
+    settings: settings_mod.Settings,
+    reporter: progress_mod.Reporter,
+) -> store_mod.Generation:
+    """Publish the first pass's generation: every chunk, vectors for ``first.done`` only."""
+    vids, xb = ids[first.done], first.rows
+    VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, vids, xb)
+    # No calibration: a first pass is small enough for an exact index, and short-lived.
+    plan = _write_indexes(writer, xb, vids, xb.shape[1], settings.index, reporter, None)
+    manifest = _manifest(
+        writer,
+        parent=writer.parent,
+        base=writer.name,
+        source=base.source,
+        commit=base.commit,
+        ref=base.ref,
+        model=base.model,
+        dim=int(xb.shape[1]),
+        index=_index_info(plan),
+        counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
+        next_id=base.next_id,
+        files=base.files,
+        skipped=base.skipped,
+        reporter=reporter,
+        dense=store_mod.DenseCoverage(chunks=len(vids), total=len(ids)),
+    )
+    generation = writer.publish(manifest)
+    logger.info(
+        "published %s with vectors for %d of %d chunks; embedding the rest",
+        generation.name,
+        len(vids),
+        len(ids),
+    )
+    return generation
+
+
+def _publish_full(
+    writer: store_mod.GenerationWriter,
+    embedder: embedding_mod.Embedder,
+    cached: embed_cache.CachingEmbedder | None,
+    drafts: list[chunking.ChunkDraft],
+    ids: np.ndarray,
+    base: _BuildBase,
+    settings: settings_mod.Settings,
+    reporter: progress_mod.Reporter,
+    first: firstpass.FirstPass | None,
+) -> tuple[store_mod.Generation, np.ndarray]:
+    """Embed what ``first`` did not, add windows, train the primary and publish."""
+    vids, xv = embed_chunks(embedder, cached, drafts, ids, settings.index, reporter, first)
+    dim = _dimension(embedder, xv)
+    VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, vids, xv)
+    queries = calibration.text_queries(
+        cached or embedder,
+        [calibration.QuerySource(d.path, d.text) for d in drafts],
+        settings.index.calibration_queries,
+    )
+    plan = _write_indexes(writer, xv, vids, dim, settings.index, reporter, queries)
+    manifest = _manifest(
+        writer,
+        parent=writer.parent,
+        base=writer.name,
+        source=base.source,
+        commit=base.commit,
+        ref=base.ref,
+        model=base.model,
+        dim=dim,
+        index=_index_info(plan),
+        counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
+        next_id=base.next_id,
+        files=base.files,
+        skipped=base.skipped,
+        reporter=reporter,
+    )
+    return writer.publish(manifest), vids
+
+
+def embed_chunks(
+    embedder: embedding_mod.Embedder,
+    cached: embed_cache.CachingEmbedder | None,
+    drafts: list[chunking.ChunkDraft],
+    ids: np.ndarray,
+    cfg: settings_mod.IndexSettings,
+    reporter: progress_mod.Reporter,
+    first: firstpass.FirstPass | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vector ids and rows of ``drafts`` (chunk ids ``ids``): their heads, through the
+    cache when there is one, then the long chunks' windows (``windows.add_windows``).
+
+    Heads the ``first`` pass already embedded are reused, not embedded again. The one
+    path build and update both embed through."""
+    through = cached or embedder
+    if first is None or not len(first.done):
+        xb = corpus.embed_drafts(through, drafts, reporter)
+    else:
+        rest = np.setdiff1d(np.arange(len(drafts)), first.done)
+        xr = corpus.embed_drafts(through, [drafts[i] for i in rest], reporter)
+        xb = np.empty((len(drafts), first.rows.shape[1]), dtype=np.float32)
+        xb[first.done] = first.rows
+        if len(rest):
+            embedding_mod.check_dimension(xr.shape[1], first.rows.shape[1], embedder.model)
+            xb[rest] = xr
+    return windows.add_windows(embedder, through, drafts, ids, xb, cfg.chunk_windows, reporter)
+
+
 def update(
     settings: settings_mod.Settings,
     embedder: embedding_mod.Embedder,
@@ -154,9 +282,24 @@ def update(
     merge_threshold: int | None = None,
     reporter: progress_mod.Reporter | None = None,
 ) -> IndexResult:
-    """Fold the commits since the live generation into a new one, incrementally."""
+    """Fold the commits since the live generation into a new one, incrementally.
+
+    A live progressive first generation (vectors for part of its chunks: its build
+    stopped) is completed by a build instead, through the embedding cache."""
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
+    name = _current_name_or_none(store)
+    peek = store.peek(name) if name else None
+    if peek is not None and peek.dense_coverage is not None and peek.repo_url:
+        logger.info(
+            "%s has vectors for %d of %d chunks: building the full index",
+            name,
+            peek.dense_coverage.chunks,
+            peek.dense_coverage.total,
+        )
+        return build(
+            settings, peek.repo_url, embedder, ref=ref or peek.ref or "HEAD", reporter=reporter
+        )
     threshold = settings.index.merge_threshold if merge_threshold is None else merge_threshold
     with store.lock():
         parent = _current_for(store, "update")
@@ -192,18 +335,9 @@ def update(
         next_id = store.max_next_id()
         ids = np.arange(next_id, next_id + len(found.drafts), dtype=np.int64)
         with embed_cache.caching(store.root, settings, embedder) as cached:
-            xb = corpus.embed_drafts(cached or embedder, found.drafts, reporter)
+            vids, xv = embed_chunks(embedder, cached, found.drafts, ids, settings.index, reporter)
             if len(ids):
-                embedding_mod.check_dimension(xb.shape[1], old.embedding.dim, embedder.model)
-            vids, xv = windows.add_windows(
-                embedder,
-                cached or embedder,
-                found.drafts,
-                ids,
-                xb,
-                settings.index.chunk_windows,
-                reporter,
-            )
+                embedding_mod.check_dimension(xv.shape[1], old.embedding.dim, embedder.model)
         tombstones = np.union1d(parent.tombstones(), dead).astype(np.int64)
         with store.begin(parent) as writer:
             writer.link_from_parent(store_mod.PRIMARY)
@@ -344,6 +478,7 @@ def merge(
                 files=old.files_indexed,
                 skipped=old.skipped,
                 reporter=reporter,
+                dense=old.dense_coverage,
             )
             generation = writer.publish(manifest)
         _collect_garbage(store, settings)
@@ -529,6 +664,7 @@ def _manifest(
     files: int,
     skipped: list[store_mod.SkippedFile],
     reporter: progress_mod.Reporter,
+    dense: store_mod.DenseCoverage | None = None,
 ) -> store_mod.Manifest:
     return store_mod.Manifest(
         format_version=store_mod.FORMAT_VERSION,
@@ -549,6 +685,7 @@ def _manifest(
         checksums={},
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         codeintel_version=__version__,
+        dense_coverage=dense,
     )
 
 

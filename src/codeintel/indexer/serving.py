@@ -78,28 +78,45 @@ def ensure_index(
     ``log_unchanged`` is the level of the "up to date" line (DEBUG when polling);
     ``observer`` is told when a build has resolved its commit and written its chunks.
     ``rebuild`` builds from scratch whatever the store holds (``serve --rebuild``).
+    Builds are progressive (``pipeline.build``): a first generation with vectors for
+    the chunks embedded first, then the full one. A live first generation whose build
+    stopped (the process ended) is built again; the embedding cache keeps what it had.
     """
     reporter = reporter or progress_mod.Reporter()
     store = store_mod.Store(settings.store.path)
+
+    def build() -> IndexResult:
+        return pipeline.build(
+            settings,
+            source,
+            embedder,
+            ref=ref,
+            reporter=reporter,
+            observer=observer,
+            progressive=True,
+        )
+
     try:
         if rebuild:
             logger.info("rebuilding %s from scratch (--rebuild)", store.root)
-            return pipeline.build(
-                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
-            )
+            return build()
         try:
             current = store.current()
         except errors.NoGenerationError:
             logger.info("no index at %s yet: building", store.root)
-            return pipeline.build(
-                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
-            )
+            return build()
         except errors.IndexFormatError as e:
             logger.warning("the current generation cannot be read (%s): rebuilding", e)
-            return pipeline.build(
-                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
-            )
+            return build()
         m = current.manifest
+        if m.dense_coverage is not None:
+            logger.info(
+                "%s has vectors for %d of %d chunks (its build stopped): building the rest",
+                current.name,
+                m.dense_coverage.chunks,
+                m.dense_coverage.total,
+            )
+            return build()
         wanted = pipeline.repo_url(source)
         if m.repo_url != wanted or m.embedding.model != embedder.model or m.ref != ref:
             logger.info(
@@ -111,9 +128,7 @@ def ensure_index(
                 ref,
                 embedder.model,
             )
-            return pipeline.build(
-                settings, source, embedder, ref=ref, reporter=reporter, observer=observer
-            )
+            return build()
         with git_mod.GitClient(store.mirror_path) as git:
             git.set_origin(wanted)
         result = pipeline.update(settings, embedder, ref=ref, reporter=reporter)

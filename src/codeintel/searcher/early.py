@@ -341,7 +341,7 @@ class EarlyManager(generations_mod.GenerationManager):
         """``/v1/index``'s ``indexing``: the build's phase and progress, or ``ready``."""
         status = self.early.status()
         live = self._live
-        if live is not None:
+        if live is not None and getattr(live.manifest, "dense_coverage", None) is None:
             status.update(phase="ready", commit=live.commit, eta_seconds=None)
         return status
 

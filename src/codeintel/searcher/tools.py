@@ -192,6 +192,9 @@ class Tools(dispatch.Dispatcher):
                 "generation": gen.name,
                 "commit": gen.commit,
             }
+            coverage = getattr(gen.manifest, "dense_coverage", None)
+            if mode != "lexical" and coverage is not None:
+                notice = partial_dense_notice(coverage.chunks, coverage.total)
             if notice:
                 answer["notice"] = notice
             return budget_mod.fit(
@@ -531,6 +534,15 @@ class TextBudget:
             self.left -= len(text)
         self.cut = self.cut or cut
         return text, cut
+
+
+def partial_dense_notice(chunks: int, total: int) -> str:
+    """What a semantic or hybrid answer says while its generation is a progressive first pass."""
+    return (
+        f"partial dense coverage: vectors for {chunks:,} of {total:,} chunks so far (source "
+        "before tests and docs); the other chunks are found by their words only until the "
+        "full index replaces this generation"
+    )
 
 
 def repo_info(name: str, manifest: Any) -> dict[str, Any]:

@@ -115,61 +115,90 @@ class LocalEmbedder:
         return self._dim
 
     def _load(self) -> Any:
-        """The SentenceTransformer, loaded on first call by exactly one thread."""
-        st = self._st
-        if st is not None:
-            return st
+        """The SentenceTransformer (None when the ONNX export runs without it), loaded on
+        first call by exactly one thread."""
+        if self._dim:
+            return self._st
         with self._load_lock:
             if self._closed:
                 raise errors.EmbeddingError(f"local embedder {self._model_name!r} is closed")
-            if self._st is not None:
+            if self._dim:
                 return self._st
-            # Read by huggingface_hub when it is first imported: never reach for the hub.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise errors.ConfigError(
-                    f"sentence-transformers is not installed; {_INSTALL_HINT}"
-                ) from e
             started = time.perf_counter()
-            try:
-                st = SentenceTransformer(str(self._path), device=self.device, local_files_only=True)
-            except (OSError, ValueError, RuntimeError) as e:
-                raise errors.ConfigError(
-                    f"cannot load local embedding model from {self._path}: {e}"
-                ) from e
-            dim = st.get_embedding_dimension()
-            if not dim:
-                raise errors.ConfigError(
-                    f"local embedding model at {self._path} does not declare its dimension"
-                )
-            self._dim = int(dim)
-            if self.backend != "torch":
-                try:
-                    self._onnx = onnxrt.OnnxEncoder(
-                        st, onnxrt.model_file(st, self._path, self.backend, self._onnx_cache)
-                    )
-                except Exception as e:  # export or session: any failure of an optional path
-                    if not self._auto:
-                        raise errors.ConfigError(
-                            f"embedder backend {self.backend!r} failed for {self._path}: {e}"
-                        ) from e
-                    # ``auto`` only prefers ONNX (e.g. a read-only home has no export cache).
-                    logger.warning("ONNX backend unavailable (%s); embedding with torch", e)
-                    self.backend = "torch"
-            self._st = st
+            if self.backend != "torch" and self._load_exported():
+                how = "exported ONNX, no torch"
+            else:
+                self._load_torch()
+                how = self.backend
             logger.info(
                 "loaded embedding model %s (%d-d) on %s (%s) in %.2fs",
                 self._model_name,
                 self._dim,
                 self.device,
-                self.backend,
+                how,
                 time.perf_counter() - started,
             )
-            return st
+            return self._st
+
+    def _load_exported(self) -> bool:
+        """Run an earlier run's ONNX export without torch (``onnxrt.OnnxEncoder.from_dir``)."""
+        if not onnxrt.available():
+            return False
+        exported = onnxrt.exported_file(self._path, self.backend, self._onnx_cache)
+        if exported is None:
+            return False
+        try:
+            encoder = onnxrt.OnnxEncoder.from_dir(self._path, exported)
+        except Exception as e:  # a damaged export: make it again through torch
+            logger.warning("cannot run %s (%s); loading the model with torch", exported, e)
+            return False
+        if encoder is None:
+            return False
+        self._onnx, self._dim = encoder, encoder.dim
+        return True
+
+    def _load_torch(self) -> None:
+        # Read by huggingface_hub when it is first imported: never reach for the hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise errors.ConfigError(
+                f"sentence-transformers is not installed; {_INSTALL_HINT}"
+            ) from e
+        try:
+            st = SentenceTransformer(str(self._path), device=self.device, local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise errors.ConfigError(
+                f"cannot load local embedding model from {self._path}: {e}"
+            ) from e
+        dim = st.get_embedding_dimension()
+        if not dim:
+            raise errors.ConfigError(
+                f"local embedding model at {self._path} does not declare its dimension"
+            )
+        if self.backend != "torch":
+            try:
+                path = onnxrt.model_file(st, self._path, self.backend, self._onnx_cache)
+                encoder = onnxrt.OnnxEncoder.from_dir(self._path, path)
+                if encoder is None:
+                    raise errors.ConfigError(
+                        "not a Transformer + mean Pooling + Normalize model with a tokenizer.json"
+                    )
+                self._onnx = encoder
+                st = None  # type: ignore[assignment]  # the export runs alone: drop torch's weights
+            except Exception as e:  # export or session: any failure of an optional path
+                if not self._auto:
+                    raise errors.ConfigError(
+                        f"embedder backend {self.backend!r} failed for {self._path}: {e}"
+                    ) from e
+                # ``auto`` only prefers ONNX (e.g. a read-only home has no export cache).
+                logger.warning("ONNX backend unavailable (%s); embedding with torch", e)
+                self.backend = "torch"
+        self._st = st
+        self._dim = int(dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with base.EMBED_SECONDS.time():
@@ -180,6 +209,7 @@ class LocalEmbedder:
                 if self._onnx is not None:
                     vectors = self._onnx.encode(list(texts), self.batch_size)
                 else:
+                    assert st is not None  # loaded with torch when there is no ONNX encoder
                     vectors = st.encode(
                         list(texts),
                         batch_size=self.batch_size,
@@ -197,10 +227,12 @@ class LocalEmbedder:
     def max_tokens(self) -> int:
         """Tokens the model reads per text (special tokens included); 0 when unlimited."""
         if self._st is None:
+            if self._onnx is not None:
+                return self._onnx.limit
             config = self._path / "sentence_bert_config.json"
             with contextlib.suppress(OSError, ValueError, TypeError):
                 return int(json.loads(config.read_text()).get("max_seq_length") or 0)
-        return int(self._load().max_seq_length or 0)
+        return int(self._st.max_seq_length or 0)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text without special tokens and without truncation.
@@ -214,6 +246,7 @@ class LocalEmbedder:
         counter = self._token_counter()
         if counter is not None:
             return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
+        # Without a tokenizer.json the ONNX path is off too, so the model is torch's.
         st = self._load()
         with self._encode_lock:
             encoded = st.tokenizer(list(texts), add_special_tokens=False, truncation=False)
@@ -242,6 +275,10 @@ class LocalEmbedder:
         st = self._load()
         if not texts:
             return 0
+        if st is None:
+            assert self._onnx is not None  # loaded without torch only for the ONNX path
+            with self._encode_lock:
+                return self._onnx.count_tokens(texts)
         limit = st.max_seq_length
         with self._encode_lock:
             encoded = st.tokenizer(

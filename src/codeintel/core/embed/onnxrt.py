@@ -10,11 +10,20 @@ releases pin transformers < 4.58): ``torch.onnx`` exports the transformer once,
 onnxruntime's ``quantize_dynamic`` makes the int8 copy, both cached under
 ``~/.cache/codeintel/onnx`` (``embedder.onnx_cache`` in the settings) keyed by
 the weights' hash. Tokenizer and mean pooling are the model's own.
+
+Once the export exists, :meth:`OnnxEncoder.from_dir` runs it with no torch and
+no sentence-transformers at all: the tokenizer from the model's
+``tokenizer.json`` (the ``tokenizers`` library, which ``transformers`` wraps),
+the sequence limit and pooling from its sentence-transformers configuration
+files. torch and the model's weights held about 450 MB of a process's RSS that
+the ONNX session does not need (docs/performance.md, *Memory*), so a searcher
+answering queries and an indexer embedding chunks each hold only the session.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -25,12 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+BATCH_TOKENS = 4096
+"""Padded tokens per model call at most: 16 texts of 256 tokens, 64 of 64. A batch's
+activations grow with its texts times their length squared (attention); 64 texts of
+256 tokens took a process from 630 MB to a 1.5-1.8 GB peak, 16 to 770 MB (docs/performance.md,
+*Memory*), and on CPU the model's throughput does not depend on the batch size."""
 
 
 def available() -> bool:
@@ -58,6 +72,19 @@ def _weights_key(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _files(model_dir: Path, backend: str, cache: str | Path) -> tuple[Path, Path, Path]:
+    target = cache_dir(cache) / _weights_key(model_dir)
+    fp32, int8 = target / "model.onnx", target / "model-int8-per-channel.onnx"
+    return fp32, int8, int8 if backend == "onnx-int8" else fp32
+
+
+def exported_file(model_dir: Path, backend: str, cache: str | Path = "") -> Path | None:
+    """The ONNX file for ``backend`` when an earlier run made it under :func:`cache_dir` of
+    ``cache``, else None (no torch needed)."""
+    want = _files(model_dir, backend, cache)[2]
+    return want if want.exists() else None
+
+
 def model_file(st: Any, model_dir: Path, backend: str, cache: str | Path = "") -> Path:
     """The ONNX file for ``backend`` of the sentence-transformers model ``st``, made once
     under :func:`cache_dir` of ``cache``."""
@@ -68,9 +95,8 @@ def model_file(st: Any, model_dir: Path, backend: str, cache: str | Path = "") -
         raise errors.ConfigError(
             f"embedder backend {backend!r} needs onnxruntime: pip install 'codeintel[onnx]'"
         ) from e
-    target = cache_dir(cache) / _weights_key(model_dir)
-    fp32, int8 = target / "model.onnx", target / "model-int8-per-channel.onnx"
-    want = int8 if backend == "onnx-int8" else fp32
+    fp32, int8, want = _files(model_dir, backend, cache)
+    target = fp32.parent
     if want.exists():
         return want
     target.mkdir(parents=True, exist_ok=True)
@@ -121,37 +147,89 @@ def _export(st: Any, out: Path) -> None:
 
 
 class OnnxEncoder:
-    """Sentence embeddings like ``SentenceTransformer.encode`` (mean pooling, unit rows)."""
+    """Sentence embeddings like ``SentenceTransformer.encode`` (mean pooling, unit rows).
 
-    def __init__(self, st: Any, path: Path, threads: int = 0) -> None:
+    ``tokenizer`` is a ``tokenizers.Tokenizer`` set to truncate at the model's limit,
+    without padding (:meth:`encode` pads each batch to its longest text)."""
+
+    def __init__(self, tokenizer: Any, path: Path, limit: int, dim: int, threads: int = 0) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # No arena: it keeps the largest batch's activations (a batch of 64 texts of 256
+        # tokens) allocated for the life of the session; freed, they go back to the heap.
+        opts.enable_cpu_mem_arena = False
         self.path = path
+        self.limit = limit
+        self.dim = dim
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self._tokenizer = st.tokenizer
-        self._limit = int(st.max_seq_length)
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, path: Path, threads: int = 0) -> OnnxEncoder | None:
+        """The encoder of the sentence-transformers model at ``model_dir`` run from ``path``,
+        read from its configuration files alone; None when it is not a Transformer, mean
+        Pooling and Normalize model with a ``tokenizer.json`` (then load it with torch)."""
+        try:
+            modules = [m["type"].rsplit(".", 1)[-1] for m in _json(model_dir / "modules.json")]
+            pooling = _json(model_dir / "1_Pooling" / "config.json")
+            limit = int(_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
+            dim = int(pooling["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
+        if modules != ["Transformer", "Pooling", "Normalize"] or modes != {
+            "pooling_mode_mean_tokens"
+        }:
+            return None
+        if not (model_dir / "tokenizer.json").is_file():
+            return None
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length=limit)
+        tokenizer.no_padding()  # batches are padded here, to their own longest text
+        return cls(tokenizer, path, limit, dim, threads)
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Unit rows for ``texts``: longest first, in batches of at most ``batch_size``
+        texts and :data:`BATCH_TOKENS` padded tokens."""
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out: np.ndarray | None = None
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            enc = self._tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self._limit,
-                return_tensors="np",
-            )
-            feeds = {k: np.asarray(enc[k], dtype=np.int64) for k in _INPUTS}
-            (hidden,) = self._session.run(None, feeds)
-            mask = feeds["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            if out is None:
-                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        assert out is not None  # callers pass at least one text
+        encoded = self.tokenizer.encode_batch([texts[i] for i in order])
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            # Longest first, so the first text of a batch sets its padded length.
+            width = max(1, len(encoded[start].ids))
+            stop = min(len(order), start + max(1, min(batch_size, BATCH_TOKENS // width)))
+            out[order[start:stop]] = self._run(encoded[start:stop])
+            start = stop
+        if len(texts) > batch_size:  # an indexing group, not a query: free its batches
+            malloc.trim()
         return out
+
+    def _run(self, encoded: Sequence[Any]) -> np.ndarray:
+        width = max(len(e.ids) for e in encoded)
+        feeds = {name: np.zeros((len(encoded), width), dtype=np.int64) for name in _INPUTS}
+        for row, e in enumerate(encoded):
+            n = len(e.ids)
+            feeds["input_ids"][row, :n] = e.ids
+            feeds["attention_mask"][row, :n] = e.attention_mask
+            feeds["token_type_ids"][row, :n] = e.type_ids
+        (hidden,) = self._session.run(None, feeds)
+        weights = feeds["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return unit
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens read for ``texts``, special tokens included, after truncation."""
+        if not texts:
+            return 0
+        return sum(sum(e.attention_mask) for e in self.tokenizer.encode_batch(list(texts)))
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -104,6 +104,14 @@ class Counts(msgspec.Struct):
     tombstones: int
 
 
+class DenseCoverage(msgspec.Struct):
+    """Chunks with a dense vector, when fewer than all: a progressive first generation
+    (``indexer/firstpass.py``). Lexical search covers all ``total``; a full build replaces it."""
+
+    chunks: int
+    total: int
+
+
 class SkippedFile(msgspec.Struct):
     path: str
     reason: str
@@ -138,6 +146,9 @@ class Manifest(msgspec.Struct, kw_only=True):
     created_at: str = ""
     """ISO-8601 UTC time of publication; GC measures its grace period from it."""
     codeintel_version: str = __version__
+    dense_coverage: DenseCoverage | None = None
+    """Set only on a progressive build's first generation (its vectors cover part of the
+    chunks); absent means every chunk has its vectors. Older readers ignore it."""
 
 
 class _VersionProbe(msgspec.Struct):
@@ -152,6 +163,8 @@ class ManifestPeek(msgspec.Struct):
 
     next_id: int = 1
     repo_url: str = ""
+    ref: str = ""
+    dense_coverage: DenseCoverage | None = None
 
 
 def peek_manifest(data: bytes) -> ManifestPeek | None:
