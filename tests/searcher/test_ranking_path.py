@@ -38,8 +38,12 @@ def test_cli_and_searcher_rank_the_same(
     store = str(store_settings.store.path)
     for query in QUERIES:
         cli = _cli(store, query, mode, capsys)
+        rest = _rest(server, query, mode)
         assert cli, (mode, query)
-        assert cli == _rest(server, query, mode), (mode, query)
+        # The same chunks in the same order; scores equal up to float32 noise (the two
+        # processes run the model in their own sessions and threads: 1e-6 apart seen).
+        assert [h[:3] for h in cli] == [h[:3] for h in rest], (mode, query)
+        assert [h[3] for h in cli] == pytest.approx([h[3] for h in rest], abs=1e-5)
 
 
 def test_lexical_search_needs_no_embedder(
