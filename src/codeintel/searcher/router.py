@@ -35,8 +35,9 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import discovery, dispatch, merging, models
+from codeintel.searcher import cursors, discovery, dispatch, merging, models
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
@@ -210,17 +211,19 @@ class Router(dispatch.Dispatcher):
         model = self._check_models(req.repos) if req.mode != "lexical" else None
         vector = await self._embed(model, req.query) if model else None
         if vector is None:  # lexical, or the router cannot embed: each shard embeds
-            answers, missing = await self._fan("semantic_search", req)
+            answers, missing = await self._fan("semantic_search", _unbudgeted(req))
         else:
             body = {
-                "request": req.model_dump(exclude_none=True),
+                "request": _unbudgeted(req).model_dump(exclude_none=True),
                 "vector": base64.b64encode(vector.astype("<f4").tobytes()).decode(),
                 "model": model,
             }
             answers, missing = await self._fan(
                 "semantic_search", body, path="/internal/v1/semantic_search"
             )
-        return _partial(merging.semantic(answers, req.k, req.mode), missing)
+        return self._fit(
+            "semantic_search", req, answers, merging.semantic(answers, req.k, req.mode), missing
+        )
 
     async def _embed(self, model: str, query: str) -> np.ndarray | None:
         """The query vector for ``model``, embedded once here for every shard (micro-batched
@@ -234,12 +237,33 @@ class Router(dispatch.Dispatcher):
         return vector
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("search_text", req)
-        return _partial(merging.text(answers, req.max_results), missing)
+        answers, missing = await self._fan("search_text", _unbudgeted(req))
+        return self._fit(
+            "search_text", req, answers, merging.text(answers, req.max_results), missing
+        )
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("list_paths", req)
-        return _partial(merging.paths(answers, req.max_results), missing)
+        answers, missing = await self._fan("list_paths", _unbudgeted(req))
+        return self._fit(
+            "list_paths", req, answers, merging.paths(answers, req.max_results), missing
+        )
+
+    def _fit(
+        self,
+        tool: str,
+        req: Any,
+        parts: list[dict[str, Any]],
+        merged: dict[str, Any],
+        missing: list[str],
+    ) -> dict[str, Any]:
+        """The shards' pages merged into one page: each repository resumes where it stopped
+        (the shards read the same cursor), fitted to the caller's budget."""
+        pos = cursors.decode(tool, req)
+        page_cursor = merging.paginate(tool, req, parts, merged, pos)
+        answer = _partial(merged, missing)
+        return budget_mod.fit(
+            answer, req.max_tokens, tools_mod.merged_shape(tool), page_cursor=page_cursor
+        )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
@@ -335,6 +359,11 @@ class _RelayedPathNotFound(errors.PathNotFoundError):
         self.commit = None
 
 
+def _unbudgeted(req: Any) -> Any:
+    """``req`` for a shard: its whole page, since the budget applies to the merged answer."""
+    return req.model_copy(update={"max_tokens": budget_mod.MAX_MAX_TOKENS})
+
+
 def _relayed(response: httpx.Response) -> errors.CodeIntelError:
     """A shard's error answer as the error the router raises (same status, same body)."""
     try:
@@ -347,6 +376,8 @@ def _relayed(response: httpx.Response) -> errors.CodeIntelError:
         relayed = _RelayedPathNotFound(message)
     elif response.status_code == 404:
         relayed = _RelayedNotFound(message, field=field or "repos")
+    elif response.status_code == 410:
+        relayed = errors.CursorExpiredError(message)
     elif response.status_code == 400 and kind == "ModelMixError":
         relayed = errors.ModelMixError(dict(body.get("groups") or {}))
     else:

@@ -360,6 +360,15 @@ SHAPES: dict[str, budget_mod.Shape] = {
 """How each tool's answer degrades over its budget (``budget.fit``)."""
 
 
+def merged_shape(tool: str) -> budget_mod.Shape:
+    """How a merged answer of several repositories degrades: counts per ``repo:path``."""
+
+    def per_file(row: dict[str, Any]) -> tuple[str, int]:
+        return f"{row.get('repo')}:{row['path']}", 1
+
+    return dataclasses.replace(SHAPES[tool], group=per_file)
+
+
 def _project(
     row: dict[str, Any], fields: Sequence[str] | None, optional: Sequence[str]
 ) -> dict[str, Any]:
