@@ -25,9 +25,12 @@ left out and how to ask for the rest (``degraded``):
    directory for list_paths, lines per commit for blame_range);
 4. ``count``: ``total`` alone.
 
-A paged answer cut at steps 3-4 keeps ``has_more`` and a ``cursor`` that
-re-reads the same page, so a smaller ``max_results`` or a larger ``max_tokens``
-gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
+Between steps 2 and 3 the answers of list_paths, blame_range and file_history
+(``repage``: their rows are locations already) first become a shorter page: the rows that fit, with ``has_more`` and a ``cursor`` for the rest, so
+nothing is lost that the next page does not give (plain paging when no step was
+taken). Steps 3-4 come only when not one row fits; they keep ``has_more`` and a
+``cursor`` that re-reads the same page, so a smaller ``max_results`` or a larger
+``max_tokens`` gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
 stays the hard limit behind the budget.
 """
 
@@ -81,6 +84,8 @@ class Shape:
     """What ``counts`` counts, for the ``omitted`` text."""
     drop: Sequence[str] = ()
     """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
+    refs: Sequence[str] = ()
+    """Answer-level tables keyed by the rows' ``sha`` (blame's ``commits``), cut with the page."""
 
 
 def fit(
@@ -90,11 +95,15 @@ def fit(
     *,
     page_cursor: str | None = None,
     counts: dict[str, int] | None = None,
+    repage: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """``answer`` degraded just enough to fit ``max_tokens``, with ``tokens`` set.
 
     ``page_cursor`` re-reads this page (paged tools): steps 3-4 answer it as ``cursor``.
     ``counts`` are step 3's counts when the tool knows them beyond the page (search_text).
+    ``repage`` (paged tools) sets ``has_more`` and ``cursor`` after the rows were cut to
+    a shorter page: before steps 3-4, such an answer keeps the rows that fit and leaves
+    the rest to the next page.
     Changes ``answer`` in place (the caller built it for this call) and returns it.
     """
     budget = max_tokens or DEFAULT_MAX_TOKENS
@@ -128,6 +137,14 @@ def fit(
         )
         if _measure(answer) <= budget:
             return answer
+    if repage is not None and rows:
+        omitted = answer.get("degraded", {}).get("omitted")
+        if omitted is not None:  # said before measuring: the note costs tokens too
+            answer["degraded"]["omitted"] = f"{omitted}; rows after this page: follow `cursor`"
+        if _shorter_page(answer, rows, budget, shape, repage):
+            return answer
+        if omitted is not None:
+            answer["degraded"]["omitted"] = omitted
     if counts is None and shape.group is not None:
         counts = {}
         for row in rows:
@@ -151,6 +168,39 @@ def fit(
     _degrade(answer, "count", f"all {len(rows)} rows", _hint(budget, full, len(rows)))
     _measure(answer)
     return answer
+
+
+def _shorter_page(
+    answer: dict[str, Any],
+    rows: list[dict[str, Any]],
+    budget: int,
+    shape: Shape,
+    repage: Callable[[dict[str, Any]], None],
+) -> bool:
+    """Keep the longest prefix of ``rows`` that fits (at least one row); False if none does."""
+    refs = {k: dict(answer[k]) for k in shape.refs if isinstance(answer.get(k), dict)}
+
+    def keep(n: int) -> int:
+        answer[shape.rows] = rows[:n]
+        for key, table in refs.items():  # blame's commits: those the kept ranges name
+            used = {r.get("sha") for r in rows[:n]}
+            answer[key] = {k: v for k, v in table.items() if k in used}
+        repage(answer)
+        return _measure(answer)
+
+    lo, hi = 0, len(rows) - 1  # the largest n in [1, len(rows) - 1] that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if keep(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0 or keep(lo) > budget:
+        answer[shape.rows] = rows
+        for key, table in refs.items():
+            answer[key] = table
+        return False
+    return True
 
 
 def _cut_rows(answer: dict[str, Any], shape: Shape, page_cursor: str | None) -> None:

@@ -233,7 +233,15 @@ def _fit(
     """A merged page with its per-repository cursor, fitted to the caller's budget."""
     page_cursor = merging.paginate(tool, req, parts, merged, pos)
     return budget_mod.fit(
-        merged, req.max_tokens, tools_mod.merged_shape(tool), page_cursor=page_cursor
+        merged,
+        req.max_tokens,
+        tools_mod.merged_shape(tool),
+        page_cursor=page_cursor,
+        repage=(
+            (lambda answer: merging.repage(tool, req, parts, answer, pos))
+            if tool in tools_mod.CUT_PAGES
+            else None
+        ),
     )
 
 

@@ -262,7 +262,15 @@ class Router(dispatch.Dispatcher):
         page_cursor = merging.paginate(tool, req, parts, merged, pos)
         answer = _partial(merged, missing)
         return budget_mod.fit(
-            answer, req.max_tokens, tools_mod.merged_shape(tool), page_cursor=page_cursor
+            answer,
+            req.max_tokens,
+            tools_mod.merged_shape(tool),
+            page_cursor=page_cursor,
+            repage=(
+                (lambda cut: merging.repage(tool, req, parts, cut, pos))
+                if tool in tools_mod.CUT_PAGES
+                else None
+            ),
         )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
