@@ -80,7 +80,16 @@ def serve(src: Path, store: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "codeintel.cli", "serve", "--store", str(store), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "codeintel.cli",
+            "serve",
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -112,7 +121,9 @@ async def http_session(url: str) -> AsyncIterator[ClientSession]:
         yield session
 
 
-async def measure(url: str, calls: list[tuple[str, str, dict[str, Any]]], tok: Any) -> dict[str, Any]:
+async def measure(
+    url: str, calls: list[tuple[str, str, dict[str, Any]]], tok: Any
+) -> dict[str, Any]:
     """Per label: text tokens, structured tokens, REST bytes, and the answer's own estimate.
 
     One session per call: an answer over the SDK's 1 MiB event limit breaks its session
@@ -141,7 +152,9 @@ async def measure(url: str, calls: list[tuple[str, str, dict[str, Any]]], tok: A
             "structured_tokens": len(tok.encode(blob).ids) if data else 0,
             "rest_bytes": len(rest.content),
             "estimate": data.get("tokens") if isinstance(data, dict) else None,
-            "degraded": (data.get("degraded") or {}).get("step") if isinstance(data, dict) else None,
+            "degraded": (data.get("degraded") or {}).get("step")
+            if isinstance(data, dict)
+            else None,
             "rows": len(data.get("results", [])) if isinstance(data, dict) else None,
         }
     return out
