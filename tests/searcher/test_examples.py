@@ -97,7 +97,8 @@ async def test_stdio_config_indexes_the_project(repo: Repo, tmp_path: Path) -> N
             ).is_error:
                 assert time.monotonic() < deadline, found.content[0].text
                 await asyncio.sleep(0.2)
-            body = json.loads(found.content[0].text)
+            body = dict(found.structured_content or {})
+            assert found.content[0].text.splitlines()[1].startswith("mail/sender.py:")
             assert body["commit"] == repo.head()
             assert body["results"][0]["path"] == "mail/sender.py"
 
