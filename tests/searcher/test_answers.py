@@ -253,3 +253,13 @@ async def test_a_cursor_reads_its_generation_until_it_is_gone(
             assert gone.status_code == 410, gone.text
             assert gone.json()["error"]["field"] == "cursor"
             assert "start again" in gone.json()["error"]["message"]
+
+
+async def test_a_list_over_budget_becomes_a_shorter_page(client: httpx.AsyncClient) -> None:
+    body = {"path": "mail/sender.py", "limit": 500}
+    whole = _ok(await client.post("/v1/file_history", json=body))
+    small = max(500, whole["tokens"] // 3)
+    rows, answers = await _all_pages(client, "file_history", {**body, "max_tokens": small})
+    assert len(answers) > 1 and all(a["tokens"] <= small for a in answers)
+    assert [r["sha"] for r in rows] == [r["sha"] for r in whole["results"]]
+    assert all(a.get("degraded", {}).get("step") != "count" for a in answers)

@@ -362,3 +362,21 @@ def test_discover_ignores_what_is_not_a_store(tmp_path: Path) -> None:
     (tmp_path / ".hidden" / "x" / "generations").mkdir(parents=True)
     assert list(discovery.discover(tmp_path)) == ["ns/store"]
     assert discovery.discover(tmp_path / "absent") == {}
+
+
+def test_pages_across_repositories_tile_the_list(served: Served) -> None:
+    whole = ok(served, "list_paths", {})
+    rows: list[dict[str, Any]] = []
+    body: dict[str, Any] = {"max_results": 2}
+    while True:
+        page = ok(served, "list_paths", body)
+        assert page["total"] == whole["total"]
+        rows += page["results"]
+        if not page["has_more"]:
+            break
+        body = {"max_results": 2, "cursor": page["cursor"]}
+    assert rows == whole["results"] and len(rows) > 2
+    r = post(
+        served, "list_paths", {"max_results": 2, "repos": ["team-a/*"], "cursor": body["cursor"]}
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "cursor"

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from searcher_helpers import Repo, Served, build_store
+from searcher_helpers import Repo, Served, blame_lines, build_store
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import catalog, create_app, models
@@ -282,7 +282,8 @@ class TestAnswerSize:
     def test_one_huge_line_is_cut_in_semantic_search(self, huge_lines: Served) -> None:
         r = httpx.post(
             f"{huge_lines.url}/v1/semantic_search",
-            json={"query": "compute the invoice total with tax", "k": 10},
+            # The hard cap behind the token budget: a budget large enough not to cut first.
+            json={"query": "compute the invoice total with tax", "k": 10, "max_tokens": 400_000},
             timeout=120,
         )
         assert r.status_code == 200, r.text
@@ -313,20 +314,26 @@ class TestAnswerSize:
     def test_blame_answer_is_bounded_and_says_so(self, huge_lines: Served) -> None:
         r = httpx.post(
             f"{huge_lines.url}/v1/blame_range",
-            json={"path": "data/wide.py", "start_line": 1, "end_line": WIDE_LINES},
+            json={
+                "path": "data/wide.py",
+                "start_line": 1,
+                "end_line": WIDE_LINES,
+                "max_tokens": 400_000,
+            },
         )
         assert r.status_code == 200, r.text
         body = r.json()
-        rows = body["results"]
+        rows = blame_lines(body)
         assert len(rows) == WIDE_LINES  # every line keeps its authorship
         assert sum(len(row["text"]) for row in rows) <= models.MAX_ANSWER_TEXT_CHARS
         assert body["truncated"] is True
-        assert rows[0]["text"].startswith("# 00000 invoice") and rows[-1]["truncated"] is True
+        assert rows[0]["text"].startswith("# 00000 invoice")
+        assert body["results"][-1]["truncated"] is True
 
     def test_semantic_answer_is_bounded(self, huge_lines: Served) -> None:
         r = httpx.post(
             f"{huge_lines.url}/v1/semantic_search",
-            json={"query": "invoice line item", "k": 100, "mode": "lexical"},
+            json={"query": "invoice line item", "k": 100, "mode": "lexical", "max_tokens": 400_000},
         )
         assert r.status_code == 200, r.text
         body = r.json()

@@ -95,7 +95,19 @@ def test_router_answers_exactly_like_one_process(
         with Served(create_router_app(router_settings([s.url for s in servers]))) as router:
             router.wait_ready()
             for tool, body in QUERIES:
-                assert ok(router.url, tool, body) == ok(single.url, tool, body), (tool, body)
+                got = ok(router.url, tool, body)
+                assert got == ok(single.url, tool, body), (tool, body)
+                # Every next page too: each repository resumes where it stopped.
+                rows = list(got["results"])
+                while got.get("has_more"):
+                    page = {**body, "cursor": got["cursor"]}
+                    got = ok(router.url, tool, page)
+                    assert got == ok(single.url, tool, page), (tool, page)
+                    rows += got["results"]
+                if "cursor" in body or tool not in ("search_text", "list_paths"):
+                    continue
+                whole = ok(single.url, tool, {**body, "max_results": 10_000})
+                assert rows == whole["results"], (tool, body)
             # each shard really holds only its share
             held = [len(ok(s.url, "list_repos", {})["results"]) for s in servers]
             assert sum(held) == len(NAMES) and max(held) < len(NAMES)

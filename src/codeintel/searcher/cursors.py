@@ -39,6 +39,9 @@ class Position:
 
     generations: dict[str, str]
     offsets: dict[str, int]
+    total: int | None = None
+    """Rows in all pages as the first page counted them (merged answers keep it)."""
+    exact: bool = True
 
     def offset(self, repo: str = "") -> int:
         return self.offsets.get(repo, 0)
@@ -50,6 +53,8 @@ class _Payload(msgspec.Struct, frozen=True):
     q: str
     g: dict[str, str]
     o: dict[str, int]
+    n: int | None = None
+    x: bool = True
 
 
 def digest(tool: str, request: Any) -> str:
@@ -61,11 +66,25 @@ def digest(tool: str, request: Any) -> str:
 
 
 def encode(
-    tool: str, request: Any, generations: Mapping[str, str], offsets: Mapping[str, int]
+    tool: str,
+    request: Any,
+    generations: Mapping[str, str],
+    offsets: Mapping[str, int],
+    total: int | None = None,
+    exact: bool = True,
 ) -> str:
     """The cursor that resumes ``tool`` on ``request`` at ``offsets`` of ``generations``."""
-    payload = _Payload(VERSION, tool, digest(tool, request), dict(generations), dict(offsets))
+    payload = _Payload(
+        VERSION, tool, digest(tool, request), dict(generations), dict(offsets), total, exact
+    )
     return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode().rstrip("=")
+
+
+def positions(text: str) -> Position:
+    """The positions of a cursor this server wrote (a shard's, read by the router)."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    payload = msgspec.json.decode(raw, type=_Payload)
+    return Position(dict(payload.g), dict(payload.o), payload.n, payload.x)
 
 
 def decode(tool: str, request: Any) -> Position | None:
@@ -92,7 +111,7 @@ def decode(tool: str, request: Any) -> Position | None:
         )
     if any(o < 0 for o in payload.o.values()):
         raise errors.QueryError("cursor offset is negative", field="cursor")
-    return Position(dict(payload.g), dict(payload.o))
+    return Position(dict(payload.g), dict(payload.o), payload.n, payload.x)
 
 
 def expired(generation: str, repo: str = "") -> errors.CursorExpiredError:
@@ -102,18 +121,3 @@ def expired(generation: str, repo: str = "") -> errors.CursorExpiredError:
         f"cursor read generation {generation}{where}, which is no longer served (a newer "
         "index was published); start again without a cursor"
     )
-
-
-def page(
-    tool: str,
-    request: Any,
-    generations: Mapping[str, str],
-    start: Mapping[str, int],
-    end: Mapping[str, int],
-    has_more: bool,
-) -> dict[str, Any]:
-    """The ``has_more`` and ``cursor`` fields of a page that read ``start``..``end``."""
-    return {
-        "has_more": has_more,
-        "cursor": encode(tool, request, generations, end) if has_more else None,
-    }

@@ -26,6 +26,7 @@ import numpy as np
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
+from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import cursors, dispatch, merging, models, navigation, symbol_answers
 from codeintel.searcher import fleet_metrics as fleet_metrics_mod
@@ -77,15 +78,31 @@ class FleetTools(dispatch.Dispatcher):
         )
 
     async def _each(
-        self, names: Sequence[str], tool: str, request: Any, vector: np.ndarray | None = None
+        self,
+        names: Sequence[str],
+        tool: str,
+        request: Any,
+        vector: np.ndarray | None = None,
+        pos: cursors.Position | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """Run ``tool`` on every named store at once: (tagged answers, skipped repo -> reason)."""
-        single = request.model_copy(update={"repos": None})
+        """Run ``tool`` on every named store at once: (tagged answers, skipped repo -> reason).
+
+        Each store answers its page in full (the budget applies to the merged answer) from
+        where ``pos`` says it stopped, at the generation ``pos`` pinned for it."""
+        single = request.model_copy(
+            update={"repos": None, "cursor": None, "max_tokens": budget_mod.MAX_MAX_TOKENS}
+        )
 
         async def one(name: str) -> dict[str, Any]:
+            req = single
+            if pos is not None:
+                at = cursors.encode(
+                    tool, single, {"": pos.generations[name]}, {"": pos.offset(name)}
+                )
+                req = single.model_copy(update={"cursor": at})
             async with self.stores.open(name) as manager:
                 handler = getattr(self._tools(manager, vector), tool)
-                answer: dict[str, Any] = await handler(single)
+                answer: dict[str, Any] = await handler(req)
                 return answer
 
         results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
@@ -125,12 +142,22 @@ class FleetTools(dispatch.Dispatcher):
             raise errors.ModelMixError(groups)
         return groups
 
-    async def semantic_search(self, req: models.SemanticSearchRequest) -> dict[str, Any]:
+    def _selected(self, tool: str, req: Any) -> tuple[list[str], cursors.Position | None]:
+        """The stores a list tool reads, and where its cursor resumes them (only those
+        with more)."""
         names = self.stores.select(req.repos)
+        pos = cursors.decode(tool, req)
+        if pos is not None:
+            names = [n for n in names if n in pos.offsets]
+        return names, pos
+
+    async def semantic_search(self, req: models.SemanticSearchRequest) -> dict[str, Any]:
+        names, pos = self._selected("semantic_search", req)
         if req.mode != "lexical":
             self._check_models(names)
-        answers, skipped = await self._each(names, "semantic_search", req)
-        return merging.semantic(answers, req.k, req.mode, skipped)
+        answers, skipped = await self._each(names, "semantic_search", req, pos=pos)
+        merged = merging.semantic(answers, req.k, req.mode, skipped)
+        return _fit("semantic_search", req, answers, merged, pos)
 
     async def semantic_search_vector(self, req: models.VectorSearchRequest) -> dict[str, Any]:
         """semantic_search with the query vector the router embedded once for all shards."""
@@ -146,18 +173,24 @@ class FleetTools(dispatch.Dispatcher):
         if groups and req.model not in groups:
             raise errors.ModelMixError({req.model: ["(the router's query)"], **groups})
         inner = req.request
-        answers, skipped = await self._each(names, "semantic_search", inner, vector)
-        return merging.semantic(answers, inner.k, inner.mode, skipped)
+        pos = cursors.decode("semantic_search", inner)
+        if pos is not None:
+            names = [n for n in names if n in pos.offsets]
+        answers, skipped = await self._each(names, "semantic_search", inner, vector, pos)
+        merged = merging.semantic(answers, inner.k, inner.mode, skipped)
+        return _fit("semantic_search", inner, answers, merged, pos)
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
-        names = self.stores.select(req.repos)
-        answers, skipped = await self._each(names, "search_text", req)
-        return merging.text(answers, req.max_results, skipped)
+        names, pos = self._selected("search_text", req)
+        answers, skipped = await self._each(names, "search_text", req, pos=pos)
+        merged = merging.text(answers, req.max_results, skipped)
+        return _fit("search_text", req, answers, merged, pos)
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
-        names = self.stores.select(req.repos)
-        answers, skipped = await self._each(names, "list_paths", req)
-        return merging.paths(answers, req.max_results, skipped)
+        names, pos = self._selected("list_paths", req)
+        answers, skipped = await self._each(names, "list_paths", req, pos=pos)
+        merged = merging.paths(answers, req.max_results, skipped)
+        return _fit("list_paths", req, answers, merged, pos)
 
     def _one(self, req: Any) -> str:
         if req.repo is not None:
@@ -306,6 +339,28 @@ class FleetTools(dispatch.Dispatcher):
                 row["error"] = error
             rows.append(row)
         return rows
+
+
+def _fit(
+    tool: str,
+    req: Any,
+    parts: Sequence[dict[str, Any]],
+    merged: dict[str, Any],
+    pos: cursors.Position | None,
+) -> dict[str, Any]:
+    """A merged page with its per-repository cursor, fitted to the caller's budget."""
+    page_cursor = merging.paginate(tool, req, parts, merged, pos)
+    return budget_mod.fit(
+        merged,
+        req.max_tokens,
+        tools_mod.merged_shape(tool),
+        page_cursor=page_cursor,
+        repage=(
+            (lambda answer: merging.repage(tool, req, parts, answer, pos))
+            if tool in tools_mod.CUT_PAGES
+            else None
+        ),
+    )
 
 
 def _unavailable(name: str, reason: str) -> dict[str, Any]:

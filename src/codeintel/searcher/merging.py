@@ -15,21 +15,81 @@ in absolute value, so a lexical merge interleaves each store's best hits.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from codeintel.searcher import cursors
+
+_PAGE_KEYS = ("total", "total_exact", "has_more")
 
 
 def tag(name: str, answer: Mapping[str, Any]) -> dict[str, Any]:
     """One repository's answer in the many-repository shape: results name ``repo``."""
-    out = {k: v for k, v in answer.items() if k not in ("generation", "commit")}
+    out = {k: v for k, v in answer.items() if k not in ("generation", "commit", "cursor")}
     out["results"] = [{**row, "repo": name} for row in answer.get("results", [])]
     out["repos"] = {name: {"generation": answer["generation"], "commit": answer["commit"]}}
+    if answer.get("has_more"):
+        out["more"] = [name]  # read by paginate: this repository has later pages
     return out
 
 
 def one(name: str, answer: Mapping[str, Any]) -> dict[str, Any]:
-    """A single-repository answer (blame, history): tagged, keeping generation and commit."""
-    return {**tag(name, answer), "generation": answer["generation"], "commit": answer["commit"]}
+    """A single-repository answer (blame, history): tagged, keeping generation, commit and
+    the page fields (its cursor is the store's own, sent back to the same store)."""
+    out = {**tag(name, answer), "generation": answer["generation"], "commit": answer["commit"]}
+    out.pop("more", None)
+    out.update({k: answer[k] for k in (*_PAGE_KEYS, "cursor") if k in answer})
+    return out
+
+
+def paginate(
+    tool: str,
+    request: Any,
+    parts: Iterable[Mapping[str, Any]],
+    answer: dict[str, Any],
+    start: cursors.Position | None,
+) -> str | None:
+    """Set ``total``, ``has_more`` and ``cursor`` of a merged page; return the cursor that
+    re-reads this page (for the budget's steps 3-4).
+
+    Each repository resumes where its own rows stopped: its offset moves by the rows
+    of it this page kept; it has more when some of its rows were cut here or its own
+    answer had more. The cursor pins each repository's generation, and names only
+    the repositories with more, so the next page asks only those."""
+    parts = list(parts)
+    returned = Counter(r["repo"] for p in parts for r in p["results"])
+    taken = Counter(r["repo"] for r in answer["results"])
+    more: set[str] = set()
+    total, exact = 0, True
+    for p in parts:
+        # A store's answer says has_more (``tag``); a shard's merged answer names the
+        # repositories with more in its cursor.
+        more.update(p.get("more") or [])
+        if p.get("cursor"):
+            more.update(cursors.positions(p["cursor"]).offsets)
+        total += int(p.get("total", len(p["results"])))
+        exact = exact and p.get("total_exact", True) is not False
+    gens: dict[str, str] = {}
+    begin: dict[str, int] = {}
+    after: dict[str, int] = {}
+    for name, v in answer.get("repos", {}).items():
+        first = start.offset(name) if start else 0
+        gens[name] = v["generation"]
+        begin[name] = first
+        if taken[name] < returned[name] or name in more:
+            after[name] = first + taken[name]
+    if start is not None and start.total is not None:
+        # Later pages ask only the repositories with more: the first page's count holds.
+        total, exact = start.total, start.exact
+    answer["total"], answer["total_exact"] = total, exact
+    answer["has_more"] = bool(after)
+    answer["cursor"] = (
+        cursors.encode(tool, request, {n: gens[n] for n in after}, after, total, exact)
+        if after
+        else None
+    )
+    return cursors.encode(tool, request, gens, begin, total, exact) if gens else None
 
 
 def _envelope(
@@ -75,7 +135,8 @@ def text(
 def paths(
     parts: Iterable[Mapping[str, Any]], max_results: int, skipped: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Paths of several answers by repo and path; ``total`` adds up every answer's total."""
+    """Paths of several answers by repo and path; ``total`` adds up every answer's total
+    (:func:`paginate` sets it again, the same way)."""
     parts = list(parts)
     rows = [row for part in parts for row in part["results"]]
     rows.sort(key=lambda r: (r["repo"], r["path"]))
@@ -92,3 +153,16 @@ def repos(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """list_repos rows of several answers, by name."""
     rows = [row for part in parts for row in part["results"]]
     return {"results": sorted(rows, key=lambda r: r["name"])}
+
+
+def repage(
+    tool: str,
+    request: Any,
+    parts: Iterable[Mapping[str, Any]],
+    answer: dict[str, Any],
+    start: cursors.Position | None,
+) -> None:
+    """:func:`paginate` again after the budget kept fewer rows of a merged page."""
+    paginate(tool, request, parts, answer, start)
+    if "truncated" in answer:
+        answer["truncated"] = True

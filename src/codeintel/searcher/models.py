@@ -394,7 +394,7 @@ class _Answer(BaseModel):
     )
     tokens: int | None = Field(
         None,
-        description="This answer's size in tokens (estimated: compact JSON bytes / 2, "
+        description="This answer's size in tokens (estimated: compact JSON bytes / 1.7, "
         "calibrated on the embedding model's tokenizer).",
     )
     degraded: Degraded | None = Field(

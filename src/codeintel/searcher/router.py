@@ -35,7 +35,8 @@ import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, discovery, dispatch, merging, models, symbol_answers
+from codeintel.searcher import access, cursors, discovery, dispatch, merging, models, symbol_answers
+from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import ejection as ejection_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -284,17 +285,19 @@ class Router(dispatch.Dispatcher):
         model = self._check_models(req.repos) if req.mode != "lexical" else None
         vector = await self._embed(model, req.query) if model else None
         if vector is None:  # lexical, or the router cannot embed: each shard embeds
-            answers, missing = await self._fan("semantic_search", req)
+            answers, missing = await self._fan("semantic_search", _unbudgeted(req))
         else:
             body = {
-                "request": req.model_dump(exclude_none=True),
+                "request": _unbudgeted(req).model_dump(exclude_none=True),
                 "vector": base64.b64encode(vector.astype("<f4").tobytes()).decode(),
                 "model": model,
             }
             answers, missing = await self._fan(
                 "semantic_search", body, path="/internal/v1/semantic_search"
             )
-        return _partial(merging.semantic(answers, req.k, req.mode), missing)
+        return self._fit(
+            "semantic_search", req, answers, merging.semantic(answers, req.k, req.mode), missing
+        )
 
     async def _embed(self, model: str, query: str) -> np.ndarray | None:
         """The query vector for ``model``, embedded once here for every shard (micro-batched
@@ -308,12 +311,41 @@ class Router(dispatch.Dispatcher):
         return vector
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("search_text", req)
-        return _partial(merging.text(answers, req.max_results), missing)
+        answers, missing = await self._fan("search_text", _unbudgeted(req))
+        return self._fit(
+            "search_text", req, answers, merging.text(answers, req.max_results), missing
+        )
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("list_paths", req)
-        return _partial(merging.paths(answers, req.max_results), missing)
+        answers, missing = await self._fan("list_paths", _unbudgeted(req))
+        return self._fit(
+            "list_paths", req, answers, merging.paths(answers, req.max_results), missing
+        )
+
+    def _fit(
+        self,
+        tool: str,
+        req: Any,
+        parts: list[dict[str, Any]],
+        merged: dict[str, Any],
+        missing: list[str],
+    ) -> dict[str, Any]:
+        """The shards' pages merged into one page: each repository resumes where it stopped
+        (the shards read the same cursor), fitted to the caller's budget."""
+        pos = cursors.decode(tool, req)
+        page_cursor = merging.paginate(tool, req, parts, merged, pos)
+        answer = _partial(merged, missing)
+        return budget_mod.fit(
+            answer,
+            req.max_tokens,
+            tools_mod.merged_shape(tool),
+            page_cursor=page_cursor,
+            repage=(
+                (lambda cut: merging.repage(tool, req, parts, cut, pos))
+                if tool in tools_mod.CUT_PAGES
+                else None
+            ),
+        )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
@@ -517,6 +549,11 @@ class _RelayedPathNotFound(errors.PathNotFoundError):
         self.commit = None
 
 
+def _unbudgeted(req: Any) -> Any:
+    """``req`` for a shard: its whole page, since the budget applies to the merged answer."""
+    return req.model_copy(update={"max_tokens": budget_mod.MAX_MAX_TOKENS})
+
+
 def _relayed(response: httpx.Response) -> errors.CodeIntelError:
     """A shard's error answer as the error the router raises (same status, same body)."""
     try:
@@ -532,6 +569,8 @@ def _relayed(response: httpx.Response) -> errors.CodeIntelError:
     elif response.status_code == 409 and kind == "NotIndexedError":
         relayed = errors.NotIndexedError([message])
         relayed.args = (message,)
+    elif response.status_code == 410:
+        relayed = errors.CursorExpiredError(message)
     elif response.status_code == 400 and kind == "ModelMixError":
         relayed = errors.ModelMixError(dict(body.get("groups") or {}))
     else:

@@ -286,6 +286,7 @@ class Tools(dispatch.Dispatcher):
                 req.max_tokens,
                 shape,
                 page_cursor=_cursor("list_paths", req, gen, offset),
+                repage=_repage("list_paths", req, gen, offset),
             )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> models.Answer:
@@ -323,6 +324,7 @@ class Tools(dispatch.Dispatcher):
                 req.max_tokens,
                 SHAPES["blame_range"],
                 page_cursor=_cursor("blame_range", req, gen, offset),
+                repage=_repage("blame_range", req, gen, offset),
             )
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
@@ -355,6 +357,7 @@ class Tools(dispatch.Dispatcher):
                 req.max_tokens,
                 SHAPES["file_history"],
                 page_cursor=_cursor("file_history", req, gen, offset),
+                repage=_repage("file_history", req, gen, offset),
             )
 
     # -- navigation (searcher/navigation.py holds the logic) ----------------------------------
@@ -416,10 +419,26 @@ SHAPES: dict[str, budget_mod.Shape] = {
         group=lambda r: (r["sha"], r["end_line"] - r["start_line"] + 1),
         group_name="lines per commit (see commits)",
         drop=("commits",),
+        refs=("commits",),
     ),
     "file_history": budget_mod.Shape(text_fields=("summary",)),
 }
 """How each tool's answer degrades over its budget (``budget.fit``)."""
+
+
+CUT_PAGES = frozenset({"list_paths", "blame_range", "file_history"})
+"""Tools whose answers over the budget become a shorter page (the rest behind the
+cursor) rather than counts: their rows are locations already, nothing to summarise.
+semantic_search and search_text go on to counts per file, then a count."""
+
+
+def merged_shape(tool: str) -> budget_mod.Shape:
+    """How a merged answer of several repositories degrades: counts per ``repo:path``."""
+
+    def per_file(row: dict[str, Any]) -> tuple[str, int]:
+        return f"{row.get('repo')}:{row['path']}", 1
+
+    return dataclasses.replace(SHAPES[tool], group=per_file)
 
 
 def _project(
@@ -443,6 +462,20 @@ def _page(
 ) -> dict[str, Any]:
     """``has_more`` and the ``cursor`` of the next page (row ``end``)."""
     return {"has_more": has_more, "cursor": _cursor(tool, req, gen, end) if has_more else None}
+
+
+def _repage(
+    tool: str, req: Any, gen: generations_mod.LoadedGeneration, offset: int
+) -> Callable[[dict[str, Any]], None]:
+    """Sets the page fields of an answer the budget cut to fewer rows (``budget.fit``)."""
+
+    def repage(answer: dict[str, Any]) -> None:
+        end = offset + len(answer["results"])
+        answer.update(_page(tool, req, gen, end, True))
+        if "truncated" in answer and tool != "blame_range":
+            answer["truncated"] = True
+
+    return repage
 
 
 def _lexical_notice(e: errors.IndexingError) -> str:
