@@ -239,6 +239,9 @@ class _EarlyChunks:
     def lexical(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("lexical", *args, **kwargs)
 
+    def lexical_tiers(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("lexical_tiers", *args, **kwargs)
+
     def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("get", *args, **kwargs)
 
