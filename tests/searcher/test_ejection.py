@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from benchmarks import serverproc
 from fleet_helpers import REPOS, build, fleet_settings, make_repo
 from searcher_helpers import Served
-from test_router import _spawn_shard, _wait
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, discovery
@@ -91,16 +92,16 @@ def metric(url: str, name: str) -> float:
 def test_a_hung_replica_is_ejected_bypassed_and_taken_back(root: Path, local_embedder: Any) -> None:
     base = _free_block()
     # Shard i, replica r is port base + i + 2r: shard 0 = {+0, +2 (absent)}, shard 1 = {+1, +3}.
-    hung = _spawn_shard(root, 1, 2, base + 1)
+    hung = _shard_process(root, 1, 2, base + 1)
     lost = {n for n in REPOS if discovery.shard_of(n, 2) == 1}
     try:
-        _wait(f"http://127.0.0.1:{base + 1}")
+        hung.start()
         shard = [create_app(fleet_settings(root, shards=2, shard_index=i), embedder=local_embedder)
                  for i in (0, 1)]  # fmt: skip
         with serve_on(shard[0], base), serve_on(shard[1], base + 3) as spare:
-            _wait(f"http://127.0.0.1:{base}")
-            _wait(spare)
-            hung.send_signal(signal.SIGSTOP)
+            _ready(f"http://127.0.0.1:{base}")
+            _ready(spare)
+            hung_signal(hung, signal.SIGSTOP)
             template = f"http://127.0.0.1:{base // 10}{{i}}"
             settings = Settings.from_env({}, fleet={
                 "shard_urls": (template,), "shards": 2, "shard_replicas": 2,
@@ -120,7 +121,7 @@ def test_a_hung_replica_is_ejected_bypassed_and_taken_back(root: Path, local_emb
         # No spare: the router answers partial at once while the shard is out.
         again = create_app(fleet_settings(root, shards=2, shard_index=0), embedder=local_embedder)
         with serve_on(again, base) as first:
-            _wait(first)
+            _ready(first)
             settings = Settings.from_env({}, fleet={
                 "shard_urls": (first, f"http://127.0.0.1:{base + 1}"),
                 "shard_timeout_seconds": 2.0,
@@ -138,7 +139,7 @@ def test_a_hung_replica_is_ejected_bypassed_and_taken_back(root: Path, local_emb
                 assert metric(router.url, timeouts) == waited
                 assert metric(router.url, "codeintel_router_shard_ejections_total") == 1.0
                 # It wakes up: a probe takes it back and answers are whole again.
-                hung.send_signal(signal.SIGCONT)
+                hung_signal(hung, signal.SIGCONT)
                 deadline = time.monotonic() + 60
                 while metric(router.url, "codeintel_router_replicas_ejected") > 0:
                     assert time.monotonic() < deadline, "the replica was never taken back"
@@ -146,6 +147,28 @@ def test_a_hung_replica_is_ejected_bypassed_and_taken_back(root: Path, local_emb
                 answer, _ = query(router.url)
                 assert "partial" not in answer and set(answer["repos"]) == set(REPOS)
     finally:
-        hung.send_signal(signal.SIGCONT)
-        hung.kill()
-        hung.wait()
+        hung_signal(hung, signal.SIGCONT)
+        hung.stop(0)
+
+
+def _shard_process(root: Path, index: int, n: int, port: int) -> serverproc.ServerProcess:
+    """Shard ``index`` of ``n`` as its own ``codeintel serve`` process on ``port``."""
+    argv = serverproc.codeintel(
+        "--log-level", "warning", "serve", "--stores-root", str(root),
+        "--shards", str(n), "--shard-index", str(index), "--host", "127.0.0.1",
+        "--port", str(port),
+    )  # fmt: skip
+    env = {
+        "CODEINTEL_FLEET_SCAN_INTERVAL_SECONDS": "0.2",
+        "CODEINTEL_SERVER_RELOAD_INTERVAL_SECONDS": "0.2",
+    }
+    return serverproc.ServerProcess(argv, port, env=env, timeout=120, stderr=subprocess.DEVNULL)
+
+
+def hung_signal(server: serverproc.ServerProcess, sig: signal.Signals) -> None:
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.send_signal(sig)
+
+
+def _ready(url: str) -> None:
+    serverproc.wait_http(f"{url}/readyz", 120)
