@@ -23,12 +23,12 @@ import pytest
 from benchmarks import serverproc
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from tests import servers
-from tests.gitrepo import GitRepo
 
+import servers
 from codeintel.core import errors, gitrun
 from codeintel.core import git as git_mod
 from codeintel.core.settings import Settings
+from gitrepo import GitRepo
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from benchmarks import serverproc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import servers
 from codeintel.core.settings import Settings
 from codeintel.searcher import serving
 
@@ -38,7 +38,7 @@ APP = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
 
 @contextlib.contextmanager
 def running(**server: Any) -> Iterator[int]:
-    port = servers.free_port()
+    port = serverproc.free_port()
     settings = Settings.from_env({}, server={"port": port, **server})
     uv = serving.make_server(settings, APP)
     sockets = serving.bind(uv.config, settings)

@@ -137,11 +137,18 @@ class AppContext(Runtime):
         return True, {"generation": gen.name, "commit": gen.commit}
 
     async def index_document(self) -> bytes:
-        """``/v1/index``: the live manifest, and under ``serving`` whether it is a fallback and why."""
-        with self.manager.use() as gen:
-            body = msgspec.to_builtins(gen.manifest)
-            body["serving"] = self.manager.serving()
-            return msgspec.json.encode(body)
+        """``/v1/index``: the live manifest, and under ``serving`` whether it is a fallback and why.
+
+        Only the manifest held in memory is read, so this answers (and says what is
+        served) even while a damaged file of the live generation is being re-verified,
+        when every tool answers 503; with nothing live it is the tools' 503."""
+        gen = self.manager.live
+        if gen is None:
+            with self.manager.use() as gen:  # the 503 that says why nothing is live
+                pass
+        body = msgspec.to_builtins(gen.manifest)
+        body["serving"] = self.manager.serving()
+        return msgspec.json.encode(body)
 
     async def start(self) -> None:
         """Begin loading the embedder and watching CURRENT; returns at once."""
