@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import shutil
 import sqlite3
@@ -36,8 +35,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks import serverproc
 from benchmarks.common import write_results
-from benchmarks.searcher_bench import Server, pct
+from benchmarks.searcher_bench import pct
 from codeintel.core import errors
 from codeintel.core import symbols as symbols_mod
 from codeintel.core.settings import Settings
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     n_chunks = int(chunks.fetchone()[0])
     calls = workload(gen, args.calls, args.seed)
     load_before = uptime()
-    with Server(args.store, env={"CODEINTEL_LOG_LEVEL": "warning", **os.environ}) as server:
+    with serverproc.ServerProcess.codeintel("serve", "--store", str(args.store)) as server:
         rows = run(server.url, calls, args.rounds)
     meta = {
         "repo": str(args.repo),
