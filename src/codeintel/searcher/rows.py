@@ -159,13 +159,8 @@ class BlameCommit(Row, record=history.LogEntry, omit=("short_sha",), optional=BL
     pass
 
 
-class HistoryHit(Row):
-    sha: str | None = None
-    short_sha: str
-    author: str | None = None
-    email: str | None = None
-    date: str | None = None
-    summary: str | None = None
+class HistoryHit(Row, record=history.LogEntry, optional=HISTORY_OPTIONAL):
+    pass
 
 
 class IndexCalibration(Row, record=manifest.Calibration):
@@ -188,14 +183,13 @@ class SymbolRow(
     truncated: bool = Field(default=False, description="True when the body was cut.")
 
 
-class OutlineRow(Row):
-    symbol_id: str
-    name: str
-    kind: str
-    start_line: int
-    end_line: int
-    signature: str
-    doc: str | None = None
+class OutlineRow(
+    Row,
+    record=symbols.Symbol,
+    rename={"id": "symbol_id"},
+    omit=("qualname", "language", "path", "line", "parent", "parent_id", "category"),
+    optional=("doc",),
+):
     children: list[dict[str, Any]] | None = Field(
         None, description="Definitions nested in this one (methods of a class), same shape."
     )
