@@ -13,6 +13,7 @@ agent choosing a tool: what the field means, its unit, its range.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
@@ -169,8 +170,18 @@ Cursor = Annotated[
 ]
 
 
-def _fields(*names: str) -> Any:
+# The row fields each tool's ``fields`` projection may leave out, declared once: the
+# projection (tools._project) and the published rows (rows.py) read them with get_args.
+SemanticField = Literal["score", "symbol", "language", "snippet"]
+TextField = Literal["column", "text"]
+PathField = Literal["size", "mode"]
+BlameField = Literal["author", "email", "date", "summary", "text"]
+HistoryField = Literal["sha", "author", "email", "date", "summary"]
+
+
+def _fields(choice: Any) -> Any:
     """The ``fields`` projection's description and size limit for a tool's optional row fields."""
+    names = typing.get_args(choice)
     return Field(
         max_length=len(names),
         description="Row fields to return besides the location; omit for all. E.g. "
@@ -223,8 +234,8 @@ class SemanticSearchRequest(_ManyRepos):
     ] = "hybrid"
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["score", "symbol", "language", "snippet"]] | None,
-        _fields("score", "symbol", "language", "snippet"),
+        list[SemanticField] | None,
+        _fields(SemanticField),
     ] = None
 
 
@@ -250,7 +261,7 @@ class SearchTextRequest(_ManyRepos):
         Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most (a page)."),
     ] = 200
     cursor: Cursor = None
-    fields: Annotated[list[Literal["column", "text"]] | None, _fields("column", "text")] = None
+    fields: Annotated[list[TextField] | None, _fields(TextField)] = None
 
 
 class ListPathsRequest(_ManyRepos):
@@ -274,7 +285,7 @@ class ListPathsRequest(_ManyRepos):
         int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most (a page).")
     ] = 1000
     cursor: Cursor = None
-    fields: Annotated[list[Literal["size", "mode"]] | None, _fields("size", "mode")] = None
+    fields: Annotated[list[PathField] | None, _fields(PathField)] = None
 
 
 class BlameRangeRequest(_OneRepo):
@@ -302,8 +313,8 @@ class BlameRangeRequest(_OneRepo):
     ] = 1000
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["author", "email", "date", "summary", "text"]] | None,
-        _fields("author", "email", "date", "summary", "text"),
+        list[BlameField] | None,
+        _fields(BlameField),
     ] = None
 
     def check(self) -> None:
@@ -325,8 +336,8 @@ class FileHistoryRequest(_OneRepo):
     ] = 50
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["sha", "author", "email", "date", "summary"]] | None,
-        _fields("sha", "author", "email", "date", "summary"),
+        list[HistoryField] | None,
+        _fields(HistoryField),
     ] = None
 
 

@@ -124,14 +124,14 @@ class Row(pydantic.BaseModel, metaclass=_RowMeta):
         super().__init_subclass__(**kwargs)
 
 
-# -- what the ``fields`` projection may leave out of a row (tools._project) -----------------
+# -- what the ``fields`` projection may leave out of a row (models.*Field, tools._project) -
 
-SEMANTIC_OPTIONAL = ("score", "symbol", "language", "snippet")
-TEXT_OPTIONAL = ("column", "text")
-PATH_OPTIONAL = ("size", "mode")
-BLAME_COMMIT_FIELDS = ("author", "email", "date", "summary")
-BLAME_OPTIONAL = (*BLAME_COMMIT_FIELDS, "text")
-HISTORY_OPTIONAL = ("sha", "author", "email", "date", "summary")
+SEMANTIC_OPTIONAL: tuple[str, ...] = typing.get_args(models.SemanticField)
+TEXT_OPTIONAL: tuple[str, ...] = typing.get_args(models.TextField)
+PATH_OPTIONAL: tuple[str, ...] = typing.get_args(models.PathField)
+BLAME_OPTIONAL: tuple[str, ...] = typing.get_args(models.BlameField)
+BLAME_COMMIT_FIELDS = tuple(f for f in BLAME_OPTIONAL if f != "text")
+HISTORY_OPTIONAL: tuple[str, ...] = typing.get_args(models.HistoryField)
 
 _CUT = "Present and true when this row's text was cut (long lines, answer size)."
 
