@@ -83,13 +83,16 @@ class _Page(_Answer):
     )
 
 
+_TEXT_CUT = (
+    f"True when text was cut: a line over {models.MAX_LINE_CHARS} characters, "
+    f"or the answer over {models.MAX_ANSWER_TEXT_CHARS} characters of source text."
+)
+
+
 class SemanticSearchResponse(_Page):
     results: list[rows.SemanticHit]
     mode: str
-    truncated: bool = Field(
-        description=f"True when text was cut: a line over {models.MAX_LINE_CHARS} characters, "
-        f"or the answer over {models.MAX_ANSWER_TEXT_CHARS} characters of source text."
-    )
+    truncated: bool = Field(description=_TEXT_CUT)
 
 
 class SearchTextResponse(_Page):
@@ -113,10 +116,7 @@ class BlameRangeResponse(_Page):
         None, description="Each commit of the ranges once, by short sha."
     )
     path: str
-    truncated: bool = Field(
-        description=f"True when text was cut: a line over {models.MAX_LINE_CHARS} characters, "
-        f"or the answer over {models.MAX_ANSWER_TEXT_CHARS} characters of source text."
-    )
+    truncated: bool = Field(description=_TEXT_CUT)
 
 
 class FileHistoryResponse(_Page):
