@@ -31,6 +31,8 @@ from typing import Annotated, Any
 import msgspec
 import pydantic
 from pydantic import Field
+
+# pydantic's model metaclass (``type(pydantic.BaseModel)``), named for mypy.
 from pydantic._internal._model_construction import ModelMetaclass
 
 from codeintel.core import git, history, hits, symbols
@@ -121,6 +123,8 @@ class Row(pydantic.BaseModel, metaclass=_RowMeta):
         optional: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
+        # The metaclass has used the row keywords already; declared here so that mypy
+        # checks them on every subclass.
         super().__init_subclass__(**kwargs)
 
 
