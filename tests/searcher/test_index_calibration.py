@@ -16,7 +16,7 @@ from searcher_helpers import Served
 
 from codeintel.core.settings import Settings
 from codeintel.core.store import Store
-from codeintel.searcher import create_app, models, tools
+from codeintel.searcher import create_app, rows, tools
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ V1 = Path(__file__).resolve().parents[1] / "fixtures" / "store-v1"
 
 def _check_row(row: dict[str, Any], calibration: dict[str, Any] | None) -> None:
     assert row["calibration"] == calibration
-    models.RepoInfo.model_validate(row)  # the declared list_repos schema holds
+    rows.RepoInfo.model_validate(row)  # the declared list_repos schema holds
 
 
 async def test_single_store(client: httpx.AsyncClient, store_settings: Settings) -> None:

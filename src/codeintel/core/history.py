@@ -26,7 +26,7 @@ import datetime as dt
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -43,8 +43,7 @@ _RECORD = "\x1e"
 class LogEntry(msgspec.Struct, frozen=True):
     """One commit that touched a file: a ``file_history`` row, and the first half of a blame row."""
 
-    sha: str
-    """Full commit id."""
+    sha: Annotated[str, msgspec.Meta(description="Full sha.")]
     short_sha: str
     """The first 12 hex digits: unique in practice, short enough to quote."""
     author: str

@@ -39,7 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -62,8 +62,10 @@ class Symbol(msgspec.Struct, frozen=True):
 
     id: str
     name: str
-    qualname: str
-    """``Class.method``; the module is :func:`module_name` of ``path``."""
+    qualname: Annotated[
+        str, msgspec.Meta(description="Qualified name within its file, e.g. 'Circle.area'.")
+    ]
+    """The module is :func:`module_name` of ``path``."""
     kind: str
     """class, function, method, interface, struct, enum, type, trait, impl, …"""
     language: str
@@ -74,15 +76,16 @@ class Symbol(msgspec.Struct, frozen=True):
     """Last line, inclusive."""
     line: int
     """The line of the name."""
-    signature: str
-    """The declaration line(s) up to the body, bounded."""
-    doc: str
-    """First line of the docstring or leading comment; ``""`` when none."""
-    parent: str | None
-    """Qualified name of the enclosing definition."""
+    signature: Annotated[str, msgspec.Meta(description="The declaration line(s), up to the body.")]
+    """Bounded."""
+    doc: Annotated[str, msgspec.Meta(description="First line of its docstring or comment.")]
+    """``""`` when none (left out of answers)."""
+    parent: Annotated[
+        str | None, msgspec.Meta(description="Qualified name of the enclosing definition.")
+    ]
     parent_id: str | None
-    category: str
-    """``source``, ``test`` or ``vendored`` (vendored trees and generated files)."""
+    category: Annotated[str, msgspec.Meta(description="'source', 'test' or 'vendored'.")]
+    """Vendored: vendored trees and generated files."""
 
 
 class LineSpan(msgspec.Struct, frozen=True):
@@ -109,18 +112,20 @@ class Occurrence(msgspec.Struct, frozen=True):
     line: int
     column: int
     """0-based, in bytes of the line's UTF-8."""
-    kind: str
-    """``call``, ``import`` or ``other``."""
-    text: str
-    """The line, stripped and cut to :data:`LINE_CHARS`."""
+    kind: Annotated[str, msgspec.Meta(description="'call', 'import' or 'other'.")]
+    text: Annotated[str, msgspec.Meta(description="The line, stripped and cut.")]
+    """Cut to :data:`LINE_CHARS`."""
 
 
 class ReferenceGroup(msgspec.Struct, frozen=True):
     """Consecutive occurrences in one file under one enclosing definition."""
 
     path: str
-    symbol: str
-    """Qualified name of the enclosing definition; ``""`` at module level."""
+    symbol: Annotated[
+        str,
+        msgspec.Meta(description="Qualified name of the enclosing definition ('' at top)."),
+    ]
+    """``""`` at module level."""
     symbol_id: str | None
     start_line: int | None
     end_line: int | None

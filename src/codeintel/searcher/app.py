@@ -32,7 +32,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codeintel.core import embed as embedding_mod
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, catalog, credentials, mcp_tools, mcp_transport, models
+from codeintel.searcher import (
+    access,
+    catalog,
+    credentials,
+    mcp_tools,
+    mcp_transport,
+    models,
+    responses,
+)
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import errors as errors_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -44,7 +52,7 @@ MCP_PATH = "/mcp"
 METRICS_PORT_PATHS = OPEN_PATHS | {"/metrics"}
 """All the metrics port serves, without the token."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": models.ErrorResponse, "description": text}
+    code: {"model": responses.ErrorResponse, "description": text}
     for code, text in (
         (400, "The selected repositories mix embedding models; `error.groups` lists them."),
         (401, "Missing or wrong bearer token."),
@@ -422,7 +430,7 @@ def build_app(settings: settings_mod.Settings, make: Callable[[], Serving]) -> F
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], responses={503: {"model": models.ErrorResponse}})
+    @app.get("/readyz", tags=["probes"], responses={503: {"model": responses.ErrorResponse}})
     async def readyz() -> Response:
         """Readiness: a generation is loaded and queries can be answered."""
         context = holder.get("ctx")

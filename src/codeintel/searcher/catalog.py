@@ -2,7 +2,8 @@
 
 A row names the tool and carries what an agent reads when choosing it (title,
 description), the request model that validates its parameters (and so the
-OpenAPI and MCP input schemas) and the response model OpenAPI documents. Each
+OpenAPI and MCP input schemas) and the response model OpenAPI documents and MCP
+publishes as the output schema. Each
 serving object (:class:`~tools.Tools` over one store, :class:`~fleet.FleetTools`
 over many, :class:`~router.Router` over shards) has one async method per row,
 named after the tool, so adding a tool is adding a row and those methods.
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from codeintel.searcher import models
+from codeintel.searcher import models, responses
 
 INSTRUCTIONS = """\
 codeintel answers questions about git repositories, each as of one indexed commit
@@ -67,7 +68,7 @@ CATALOG: tuple[Tool, ...] = (
         "with path_glob ('src/**/*.py'), language ('python') or repos. For exact strings use "
         "search_text instead.",
         models.SemanticSearchRequest,
-        models.SemanticSearchResponse,
+        responses.SemanticSearchResponse,
     ),
     Tool(
         "search_text",
@@ -78,7 +79,7 @@ CATALOG: tuple[Tool, ...] = (
         "is true when more than max_results lines matched. Use for identifiers, error "
         "messages, config keys; use semantic_search when you only know what the code does.",
         models.SearchTextRequest,
-        models.SearchTextResponse,
+        responses.SearchTextResponse,
     ),
     Tool(
         "list_paths",
@@ -88,7 +89,7 @@ CATALOG: tuple[Tool, ...] = (
         "Returns path, size in bytes and git mode, sorted; 'total' counts all matches and "
         "'truncated' says whether max_results cut the list.",
         models.ListPathsRequest,
-        models.ListPathsResponse,
+        responses.ListPathsResponse,
     ),
     Tool(
         "blame_range",
@@ -98,7 +99,7 @@ CATALOG: tuple[Tool, ...] = (
         "date and commit summary per line, plus the line text. Use to find why code looks "
         "the way it does; follow up with file_history.",
         models.BlameRangeRequest,
-        models.BlameRangeResponse,
+        responses.BlameRangeResponse,
     ),
     Tool(
         "file_history",
@@ -108,7 +109,7 @@ CATALOG: tuple[Tool, ...] = (
         "summary. A file's history follows it across renames (git log --follow). Use to see "
         "how and when a file evolved.",
         models.FileHistoryRequest,
-        models.FileHistoryResponse,
+        responses.FileHistoryResponse,
     ),
     Tool(
         "read_file",
@@ -120,7 +121,7 @@ CATALOG: tuple[Tool, ...] = (
         "'total_lines' is the file's length. Use after a search hit to see the code around "
         "it; name `repo` when several repositories are served.",
         models.ReadFileRequest,
-        models.ReadFileResponse,
+        responses.ReadFileResponse,
     ),
     Tool(
         "find_symbol",
@@ -134,7 +135,7 @@ CATALOG: tuple[Tool, ...] = (
         "the enclosing class's signature and the sibling definitions' names and spans, so you "
         "rarely need to read the whole file. Narrow with kind, language, path_glob or repos.",
         models.FindSymbolRequest,
-        models.FindSymbolResponse,
+        responses.FindSymbolResponse,
     ),
     Tool(
         "file_outline",
@@ -144,7 +145,7 @@ CATALOG: tuple[Tool, ...] = (
         "imports. Cheaper than reading the file to see what it holds; follow with "
         "find_symbol(symbol_id, include_body=true) or read_file for the lines you need.",
         models.FileOutlineRequest,
-        models.FileOutlineResponse,
+        responses.FileOutlineResponse,
     ),
     Tool(
         "find_references",
@@ -157,7 +158,7 @@ CATALOG: tuple[Tool, ...] = (
         "'cursor' while 'has_more'. A very common name answers with counts per file within "
         "max_tokens; narrow with path_glob or repos.",
         models.FindReferencesRequest,
-        models.FindReferencesResponse,
+        responses.FindReferencesResponse,
     ),
     Tool(
         "list_repos",
@@ -167,7 +168,7 @@ CATALOG: tuple[Tool, ...] = (
         "was last updated and its embedding model. Semantic search can span repositories "
         "of one embedding model at a time.",
         models.ListReposRequest,
-        models.ListReposResponse,
+        responses.ListReposResponse,
     ),
 )
 

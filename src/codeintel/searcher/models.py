@@ -1,4 +1,6 @@
-"""The five tools' parameters and answers, one definition for REST, MCP and OpenAPI.
+"""The tools' parameters and limits, one definition for REST, MCP and OpenAPI.
+
+(Their answers: :mod:`~codeintel.searcher.responses`, rows :mod:`~codeintel.searcher.rows`.)
 
 The limits (docs/architecture.md, Searcher, guard rails) live here as
 constants and in the field constraints, so the OpenAPI schema, the MCP input
@@ -11,6 +13,7 @@ agent choosing a tool: what the field means, its unit, its range.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
@@ -167,8 +170,18 @@ Cursor = Annotated[
 ]
 
 
-def _fields(*names: str) -> Any:
+# The row fields each tool's ``fields`` projection may leave out, declared once: the
+# projection (tools._project) and the published rows (rows.py) read them with get_args.
+SemanticField = Literal["score", "symbol", "language", "snippet"]
+TextField = Literal["column", "text"]
+PathField = Literal["size", "mode"]
+BlameField = Literal["author", "email", "date", "summary", "text"]
+HistoryField = Literal["sha", "author", "email", "date", "summary"]
+
+
+def _fields(choice: Any) -> Any:
     """The ``fields`` projection's description and size limit for a tool's optional row fields."""
+    names = typing.get_args(choice)
     return Field(
         max_length=len(names),
         description="Row fields to return besides the location; omit for all. E.g. "
@@ -221,8 +234,8 @@ class SemanticSearchRequest(_ManyRepos):
     ] = "hybrid"
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["score", "symbol", "language", "snippet"]] | None,
-        _fields("score", "symbol", "language", "snippet"),
+        list[SemanticField] | None,
+        _fields(SemanticField),
     ] = None
 
 
@@ -248,7 +261,7 @@ class SearchTextRequest(_ManyRepos):
         Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most (a page)."),
     ] = 200
     cursor: Cursor = None
-    fields: Annotated[list[Literal["column", "text"]] | None, _fields("column", "text")] = None
+    fields: Annotated[list[TextField] | None, _fields(TextField)] = None
 
 
 class ListPathsRequest(_ManyRepos):
@@ -272,7 +285,7 @@ class ListPathsRequest(_ManyRepos):
         int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most (a page).")
     ] = 1000
     cursor: Cursor = None
-    fields: Annotated[list[Literal["size", "mode"]] | None, _fields("size", "mode")] = None
+    fields: Annotated[list[PathField] | None, _fields(PathField)] = None
 
 
 class BlameRangeRequest(_OneRepo):
@@ -300,8 +313,8 @@ class BlameRangeRequest(_OneRepo):
     ] = 1000
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["author", "email", "date", "summary", "text"]] | None,
-        _fields("author", "email", "date", "summary", "text"),
+        list[BlameField] | None,
+        _fields(BlameField),
     ] = None
 
     def check(self) -> None:
@@ -323,8 +336,8 @@ class FileHistoryRequest(_OneRepo):
     ] = 50
     cursor: Cursor = None
     fields: Annotated[
-        list[Literal["sha", "author", "email", "date", "summary"]] | None,
-        _fields("sha", "author", "email", "date", "summary"),
+        list[HistoryField] | None,
+        _fields(HistoryField),
     ] = None
 
 
@@ -358,234 +371,6 @@ class VectorSearchRequest(_Request):
         return xq
 
 
-# -- answers (documented in OpenAPI; built as plain dicts for speed) ------------------------
-
-
-class RepoVersion(BaseModel):
-    generation: str
-    commit: str
-
-
-class _Answer(BaseModel):
-    generation: str | None = Field(
-        None,
-        description="Index generation that answered, e.g. 'g000042' (absent when the answer "
-        "read several repositories: see `repos`; 'indexing' when `serve PATH` answered from "
-        "the commit its first index is being built from).",
-    )
-    commit: str | None = Field(
-        None, description="Full sha of the commit every result is taken from."
-    )
-    repos: dict[str, RepoVersion] | None = Field(
-        None,
-        description="Every repository the answer read, with the generation and commit it "
-        "was answered from (searchers serving many repositories, and the router).",
-    )
-    skipped: dict[str, str] | None = Field(
-        None,
-        description="Selected repositories that could not answer (no generation yet, a "
-        "refused index, an unavailable embedding model), with the reason.",
-    )
-    partial: bool | None = Field(
-        None, description="True when some shards did not answer (router); see missing_shards."
-    )
-    missing_shards: list[str] | None = Field(
-        None, description="Shards whose repositories are absent from a partial answer."
-    )
-    tokens: int | None = Field(
-        None,
-        description="This answer's size in tokens (estimated: compact JSON bytes / 1.7, "
-        "calibrated on the embedding model's tokenizer).",
-    )
-    degraded: Degraded | None = Field(
-        None, description="Present when the answer was cut to fit max_tokens: how, and how to ask."
-    )
-    notice: str | None = Field(
-        None,
-        description="A caveat about this answer (e.g. lexical results while embeddings are built).",
-    )
-
-
-class Degraded(BaseModel):
-    step: Literal["short_snippets", "no_snippets", "counts_per_file", "count"] = Field(
-        description="The last step taken: shorter snippets, no snippets, counts per file, a count."
-    )
-    omitted: str = Field(description="What the answer left out.")
-    hint: str = Field(description="How to ask for the rest.")
-
-
-class _Page(_Answer):
-    total: int | None = Field(
-        None, description="Rows in all pages (a lower bound when total_exact is false)."
-    )
-    total_exact: bool | None = Field(
-        None, description="False when `total` is a lower bound (counting all would cost too much)."
-    )
-    has_more: bool | None = Field(None, description="True when a next page exists: pass `cursor`.")
-    cursor: str | None = Field(None, description="Pass back as `cursor` for the next page.")
-    counts: dict[str, int] | None = Field(
-        None,
-        description="Rows per file (per directory for list_paths, lines per commit for "
-        "blame_range) when the budget left the rows out (degraded.step 'counts_per_file').",
-    )
-
-
-class SemanticHit(BaseModel):
-    repo: str | None = None
-    path: str
-    start_line: int
-    end_line: int
-    score: float | None = None
-    symbol: str | None = None
-    language: str | None = None
-    snippet: str | None = None
-    truncated: bool = Field(
-        default=False,
-        description="Present and true when this row's text was cut (long lines, answer size).",
-    )
-
-
-class SemanticSearchResponse(_Page):
-    results: list[SemanticHit]
-    mode: str
-    truncated: bool = Field(
-        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
-        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
-    )
-
-
-class TextHit(BaseModel):
-    repo: str | None = None
-    path: str
-    line: int
-    column: int | None = None
-    text: str | None = None
-    truncated: bool = Field(
-        default=False,
-        description="Present and true when this row's text was cut (long lines, answer size).",
-    )
-
-
-class SearchTextResponse(_Page):
-    results: list[TextHit]
-    truncated: bool = Field(
-        description="True when matches were left out (more than max_results, or the "
-        "timeout) or a line's text was cut."
-    )
-
-
-class PathEntry(BaseModel):
-    repo: str | None = None
-    path: str
-    size: int | None = None
-    mode: str | None = None
-
-
-class ListPathsResponse(_Page):
-    results: list[PathEntry]
-    truncated: bool
-
-
-class BlameRange(BaseModel):
-    start_line: int
-    end_line: int = Field(description="Last line of the range, inclusive.")
-    sha: str = Field(
-        description="Short sha of the commit that last changed these lines: a key of `commits`."
-    )
-    text: str | None = Field(None, description="The lines, joined by newlines.")
-    truncated: bool = Field(
-        default=False,
-        description="Present and true when this row's text was cut (long lines, answer size).",
-    )
-
-
-class BlameCommit(BaseModel):
-    sha: str = Field(description="Full sha.")
-    author: str | None = None
-    email: str | None = None
-    date: str | None = None
-    summary: str | None = None
-
-
-class BlameRangeResponse(_Page):
-    results: list[BlameRange] = Field(
-        description="Consecutive lines last changed by one commit, in line order."
-    )
-    commits: dict[str, BlameCommit] | None = Field(
-        None, description="Each commit of the ranges once, by short sha."
-    )
-    path: str
-    truncated: bool = Field(
-        description=f"True when text was cut: a line over {MAX_LINE_CHARS} characters, "
-        f"or the answer over {MAX_ANSWER_TEXT_CHARS} characters of source text."
-    )
-
-
-class HistoryHit(BaseModel):
-    sha: str | None = None
-    short_sha: str
-    author: str | None = None
-    email: str | None = None
-    date: str | None = None
-    summary: str | None = None
-
-
-class FileHistoryResponse(_Page):
-    results: list[HistoryHit]
-    path: str
-
-
-class IndexCalibration(BaseModel):
-    """What the build measured to choose the primary index (docs/architecture.md, *Vector indexes*)."""
-
-    flat_ms: float = Field(description="Exact scan of the vectors, ms per query on one core.")
-    budget_ms: float = Field(description="Latency budget: the primary is exact when flat_ms fits.")
-    nprobe: int = Field(description="IVF lists probed per query (0: exact primary).")
-    recall_at_10: float | None = Field(
-        description="Recall@10 against exact search at nprobe, on text queries from the corpus."
-    )
-    target: float
-    reached: bool
-    queries: int = Field(description="Calibration queries (docstring/comment/README sentences).")
-    seconds: float
-    note: str
-
-
-class RepoInfo(BaseModel):
-    name: str = Field(description="'namespace/name', what `repos` and `repo` take.")
-    url: str
-    ref: str
-    commit: str
-    generation: str
-    vectors: dict[str, int] = Field(description="primary, secondary and tombstones.")
-    index_type: str
-    updated_at: str = Field(description="When the served generation was published (ISO-8601).")
-    embedding_model: str
-    embedding_dim: int
-    calibration: IndexCalibration | None = Field(
-        None, description="How the index type and nprobe were measured (absent in older stores)."
-    )
-    error: str | None = Field(
-        None, description="Why the repository cannot be served, when it cannot."
-    )
-
-
-class ListReposResponse(BaseModel):
-    results: list[RepoInfo]
-    partial: bool | None = None
-    missing_shards: list[str] | None = None
-
-
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-    field: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
 Answer = dict[str, Any]
 """What a tool returns: a JSON object with ``results``, ``generation`` and ``commit``."""
 
@@ -613,34 +398,6 @@ class ReadFileRequest(_OneRepo):
             f"{MAX_READ_LINES} lines per call).",
         ),
     ] = None
-
-
-class FileLine(BaseModel):
-    line: int
-    text: str
-    truncated: bool = Field(
-        default=False,
-        description=f"Present and true when the line was cut at {MAX_LINE_CHARS} characters.",
-    )
-
-
-class ReadFileResponse(_Answer):
-    results: list[FileLine] = Field(description="The lines, in order, each with its number.")
-    path: str
-    resolved_path: str | None = Field(
-        None, description="The file read, when `path` is a symlink inside the repository."
-    )
-    repo: str | None = Field(None, description="The repository read (when several are served).")
-    start_line: int
-    end_line: int = Field(description="Last line returned (start_line - 1 when none).")
-    total_lines: int = Field(description="Lines in the whole file.")
-    truncated: bool = Field(
-        description="True when lines of the range asked for were left out (see "
-        "next_start_line) or a line was cut."
-    )
-    next_start_line: int | None = Field(
-        None, description="Ask again with this start_line to continue; null when done."
-    )
 
 
 MAX_SYMBOLS = 100
@@ -736,89 +493,3 @@ class FindReferencesRequest(_ByName, _ManyRepos):
         Field(ge=1, le=MAX_REFERENCES, description="Occurrences returned at most (a page)."),
     ] = 100
     cursor: Cursor = None
-
-
-class SymbolRow(BaseModel):
-    repo: str | None = None
-    symbol_id: str
-    name: str
-    qualname: str = Field(description="Qualified name within its file, e.g. 'Circle.area'.")
-    kind: str
-    language: str
-    path: str
-    start_line: int
-    end_line: int
-    signature: str = Field(description="The declaration line(s), up to the body.")
-    doc: str | None = Field(None, description="First line of its docstring or comment.")
-    parent: str | None = Field(None, description="Qualified name of the enclosing definition.")
-    parent_id: str | None = None
-    category: str | None = Field(None, description="'source', 'test' or 'vendored'.")
-    body: str | None = Field(None, description="The source lines (include_body).")
-    context: dict[str, Any] | None = Field(
-        None,
-        description="With the body: 'parent' (the enclosing definition's signature and span) "
-        "and 'siblings' (names, kinds and spans of the other definitions beside it).",
-    )
-    truncated: bool = Field(default=False, description="True when the body was cut.")
-
-
-class FindSymbolResponse(_Page):
-    results: list[SymbolRow]
-    ambiguous: bool = Field(
-        description="True when a plain name matched several definitions exactly: ask again "
-        "with one symbol_id (or a qualified name) for the one you mean."
-    )
-
-
-class OutlineRow(BaseModel):
-    symbol_id: str
-    name: str
-    kind: str
-    start_line: int
-    end_line: int
-    signature: str
-    doc: str | None = None
-    children: list[dict[str, Any]] | None = Field(
-        None, description="Definitions nested in this one (methods of a class), same shape."
-    )
-
-
-class FileOutlineResponse(_Answer):
-    results: list[OutlineRow] = Field(description="Top-level definitions, nested by scope.")
-    path: str
-    repo: str | None = None
-    language: str | None = None
-    imports: dict[str, int] | None = Field(
-        None, description="start_line and end_line of the top-level imports, where known."
-    )
-    symbols: int = Field(description="Definitions in the file, nested ones included.")
-
-
-class ReferenceOccurrence(BaseModel):
-    line: int
-    kind: str = Field(description="'call', 'import' or 'other'.")
-    text: str | None = Field(None, description="The line, stripped and cut.")
-
-
-class ReferenceGroupRow(BaseModel):
-    repo: str | None = None
-    path: str
-    symbol: str = Field(description="Qualified name of the enclosing definition ('' at top).")
-    symbol_id: str | None = None
-    start_line: int | None = None
-    end_line: int | None = None
-    occurrences: list[ReferenceOccurrence]
-
-
-class FindReferencesResponse(_Page):
-    results: list[ReferenceGroupRow] = Field(
-        description="Occurrences grouped by enclosing definition, in file order."
-    )
-    name: str = Field(description="The identifier whose occurrences are listed.")
-    definitions: list[SymbolRow] | None = Field(
-        None, description="Where the name is defined (left out of results)."
-    )
-    files: int | None = Field(None, description="Files with at least one occurrence.")
-    per_file: dict[str, int] | None = Field(
-        None, description="Occurrences per file for the files with the most."
-    )

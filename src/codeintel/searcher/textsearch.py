@@ -30,8 +30,7 @@ from codeintel.core import errors
 from codeintel.searcher import models
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TextMatch:
+class TextMatch(msgspec.Struct, frozen=True):
     path: str
     line: int
     column: int

@@ -40,6 +40,7 @@ from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import paths as paths_mod
+from codeintel.searcher import rows as rows_mod
 
 
 def repo_name(url: str) -> str:
@@ -180,7 +181,7 @@ class Tools(dispatch.Dispatcher):
                 row["snippet"], cut = budget.take(row["snippet"])
                 if cut:
                     row["truncated"] = True
-                results.append(_project(row, req.fields, SEMANTIC_OPTIONAL))
+                results.append(_project(row, req.fields, rows_mod.SEMANTIC_OPTIONAL))
             has_more = len(found) >= want and want < MAX_RANKED
             answer: dict[str, Any] = {
                 "results": results,
@@ -232,7 +233,7 @@ class Tools(dispatch.Dispatcher):
                 if len(m.text) < m.length:
                     row["truncated"] = True
                     truncated = True
-                results.append(_project(row, req.fields, TEXT_OPTIONAL))
+                results.append(_project(row, req.fields, rows_mod.TEXT_OPTIONAL))
             end = offset + len(results)
             has_more = found.total > end
             answer: dict[str, Any] = {
@@ -272,7 +273,7 @@ class Tools(dispatch.Dispatcher):
                 raise errors.PathNotFoundError(prefix, gen.commit)
             end = offset + len(rows)
             answer: dict[str, Any] = {
-                "results": [_project(r, req.fields, PATH_OPTIONAL) for r in rows],
+                "results": [_project(r, req.fields, rows_mod.PATH_OPTIONAL) for r in rows],
                 "total": total,
                 "total_exact": True,
                 "truncated": total > end,
@@ -303,9 +304,9 @@ class Tools(dispatch.Dispatcher):
             wanted = set(req.fields) if req.fields is not None else None
             used = {r["sha"] for r in page}
             answer: dict[str, Any] = {
-                "results": [_project(r, req.fields, BLAME_OPTIONAL) for r in page],
+                "results": [_project(r, req.fields, rows_mod.BLAME_OPTIONAL) for r in page],
                 "commits": {
-                    k: _project(c, req.fields, BLAME_OPTIONAL)
+                    k: _project(c, req.fields, rows_mod.BLAME_OPTIONAL)
                     for k, c in commits.items()
                     if k in used
                 },
@@ -317,7 +318,7 @@ class Tools(dispatch.Dispatcher):
                 "generation": gen.name,
                 "commit": gen.commit,
             }
-            if wanted is not None and not wanted & set(BLAME_COMMIT_FIELDS):
+            if wanted is not None and not wanted & set(rows_mod.BLAME_COMMIT_FIELDS):
                 answer.pop("commits")
             return budget_mod.fit(
                 answer,
@@ -344,7 +345,7 @@ class Tools(dispatch.Dispatcher):
             end = offset + len(rows)
             has_more = len(entries) > end
             answer: dict[str, Any] = {
-                "results": [_project(r, req.fields, HISTORY_OPTIONAL) for r in rows],
+                "results": [_project(r, req.fields, rows_mod.HISTORY_OPTIONAL) for r in rows],
                 "path": req.path,
                 "total": len(entries),
                 "total_exact": not has_more,
@@ -401,12 +402,6 @@ class Tools(dispatch.Dispatcher):
 
 MAX_RANKED = 1_000
 """semantic_search ranks at most this deep across pages (``k`` per page, at most 100)."""
-SEMANTIC_OPTIONAL = ("score", "symbol", "language", "snippet")
-TEXT_OPTIONAL = ("column", "text")
-PATH_OPTIONAL = ("size", "mode")
-BLAME_COMMIT_FIELDS = ("author", "email", "date", "summary")
-BLAME_OPTIONAL = (*BLAME_COMMIT_FIELDS, "text")
-HISTORY_OPTIONAL = ("sha", "author", "email", "date", "summary")
 
 SHAPES: dict[str, budget_mod.Shape] = {
     "semantic_search": budget_mod.Shape(

@@ -8,7 +8,7 @@ instead of failing somewhere inside a FAISS or SQLite read.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -69,21 +69,34 @@ class EmbeddingInfo(msgspec.Struct):
 class Calibration(msgspec.Struct, kw_only=True):
     """What the build measured to choose the primary (docs/architecture.md, *Vector indexes*)."""
 
-    flat_ms: float
-    """Per-query cost of an exact scan of these vectors on one core, in milliseconds."""
-    budget_ms: float
-    """The ``exact_budget_ms`` it was compared with: exact when ``flat_ms`` fits it."""
-    nprobe: int = 0
-    """Lists probed per query (0 for an exact primary)."""
-    recall_at_10: float | None = None
-    """Mean recall@10 against exact search at ``nprobe`` for the calibration queries
-    (None when not measured: an exact primary, or no queries)."""
+    flat_ms: Annotated[
+        float, msgspec.Meta(description="Exact scan of the vectors, ms per query on one core.")
+    ]
+    budget_ms: Annotated[
+        float,
+        msgspec.Meta(description="Latency budget: the primary is exact when flat_ms fits."),
+    ]
+    """The settings' ``exact_budget_ms``."""
+    nprobe: Annotated[
+        int, msgspec.Meta(description="IVF lists probed per query (0: exact primary).")
+    ] = 0
+    recall_at_10: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="Recall@10 against exact search at nprobe, on text queries from the corpus."
+        ),
+    ] = None
+    """The mean over the calibration queries; None when not measured (an exact primary,
+    or no queries)."""
     target: float = 0.0
     """The recall@10 calibration aimed for."""
     reached: bool = True
     """Whether ``recall_at_10`` met ``target``; when not, ``nprobe`` is the best found."""
-    queries: int = 0
-    """Text queries drawn from the corpus that calibration searched with."""
+    queries: Annotated[
+        int,
+        msgspec.Meta(description="Calibration queries (docstring/comment/README sentences)."),
+    ] = 0
+    """Drawn from the corpus."""
     seconds: float = 0.0
     """Build time spent measuring and calibrating."""
     note: str = ""
