@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks import serverproc
 from benchmarks.serverproc import free_port
 from fleet_helpers import REPOS, build, fleet_settings, make_repo
 from mcp.client.session import ClientSession
@@ -181,7 +182,32 @@ def router(shard_urls: list[str], tokens: Path) -> Iterator[str]:
         yield served.url
 
 
-@pytest.fixture(params=["single", "router"])
+@pytest.fixture(scope="module")
+def router_process(shard_urls: list[str], tokens: Path) -> Iterator[str]:
+    """``codeintel router --tokens-file`` in its own process, as a pool deploys it: every
+    part of the chain is a real process on real HTTP (the router's flag included)."""
+    urls = [a for shard in shard_urls for a in ("--shard-url", shard)]
+    env = {
+        "CODEINTEL_SERVER_API_TOKEN": ADMIN,
+        "CODEINTEL_FLEET_SHARD_TOKEN": POOL,
+        "CODEINTEL_SERVER_TOKENS_POLL_SECONDS": "0.1",
+    }
+    proc = serverproc.ServerProcess.codeintel(
+        "router", *urls, "--shard-timeout", "20", "--tokens-file", str(tokens),
+        env=env, timeout=120, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with proc:
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        deadline = time.monotonic() + 60
+        while len(
+            httpx.post(f"{proc.url}/v1/list_repos", json={}, headers=admin).json()["results"]
+        ) < len(NAMES):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        yield proc.url
+
+
+@pytest.fixture(params=["single", "router", "router_process"])
 def url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(request.param))
 
