@@ -294,6 +294,22 @@ async def test_globs_and_defaults_expand_to_the_scope_only(url: str) -> None:
     assert len(_rest(url, "list_repos", {}, admin).json()["results"]) == len(NAMES)
 
 
+def test_a_cursor_cannot_reach_past_the_scope(url: str) -> None:
+    """Every page of a question the shared token asked, replayed by the team-a caller:
+    the cursor names hidden repositories' positions, the answer still shows none."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    ask = {"pattern": "shared_marker", "max_results": 1}
+    page = _rest(url, "search_text", ask, admin).json()
+    replayed = 0
+    while page.get("cursor"):
+        theirs = _rest(url, "search_text", {**ask, "cursor": page["cursor"]})
+        assert theirs.status_code in {200, 400, 404}, theirs.text
+        _only_team_a(theirs.text)
+        replayed += 1
+        page = _rest(url, "search_text", {**ask, "cursor": page["cursor"]}, admin).json()
+    assert replayed >= len(NAMES) - 1, "the shared token's answer was not paged"
+
+
 def test_credentials_are_required_and_metrics_need_the_shared_token(url: str) -> None:
     for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": f"Basic {TEAM_A}"}):
         r = _rest(url, "list_repos", {}, headers)
