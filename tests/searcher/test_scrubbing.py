@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_helpers import REPOS, build, fleet_settings
+from fleet_helpers import make_repo as make_fleet_repo
 from searcher_helpers import Served, build_store, make_repo, settings_for
 from test_bad_generations import _two_generation_store, metric, serving, until
 
@@ -85,6 +87,31 @@ def test_rot_in_the_only_generation_is_a_503_naming_it(tmp_path: Path, local_emb
         assert "checksum mismatch" in reason and "primary.faiss" in reason
         r = httpx.post(f"{served.url}/v1/list_paths", json={})
         assert r.status_code == 503 and "no intact" in r.json()["error"]["message"]
+
+
+def test_a_fleet_scrubs_its_loaded_stores(tmp_path: Path, local_embedder: Any) -> None:
+    """``serve --stores-root``: one scrub over every loaded store; the damaged store is
+    refused, the others keep answering."""
+    for name in REPOS:
+        build(tmp_path / "stores", name, make_fleet_repo(tmp_path / name.replace("/", "-"), REPOS[name]),
+              local_embedder)  # fmt: skip
+    settings = fleet_settings(tmp_path / "stores").replace(server={"scrub_mb_per_second": 50.0})
+    damaged, *intact = sorted(REPOS)
+    with Served(create_app(settings, embedder=local_embedder)) as served:
+        served.wait_ready()
+        r = httpx.post(f"{served.url}/v1/list_paths", json={"repos": ["*"]})
+        assert r.status_code == 200 and set(r.json()["repos"]) == set(REPOS), r.text
+        rot(tmp_path / "stores" / damaged / "generations" / "g000001" / "primary.faiss")
+
+        def refused() -> httpx.Response | None:
+            r = httpx.post(f"{served.url}/v1/list_paths", json={"repos": [damaged]})
+            return r if r.status_code == 503 else None
+
+        message = until(refused, "the fleet never found the rot").json()["error"]["message"]
+        assert "g000001 was damaged while served" in message and "checksum mismatch" in message
+        for name in intact:
+            r = httpx.post(f"{served.url}/v1/list_paths", json={"repos": [name]})
+            assert r.status_code == 200, r.text
 
 
 def test_off_means_the_rot_is_served_until_the_next_load(
