@@ -310,6 +310,34 @@ def test_a_cursor_cannot_reach_past_the_scope(url: str) -> None:
     assert replayed >= len(NAMES) - 1, "the shared token's answer was not paged"
 
 
+def test_a_denied_repository_costs_what_an_unknown_one_does(
+    root: Path, tokens: Path, local_embedder: Any
+) -> None:
+    """The timing class, without timing: a denied repository is refused before its store
+    is opened, exactly like one that does not exist (no load, no disk, no FAISS); only an
+    allowed one loads. Fresh server, so nothing is loaded before."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    app = create_app(_with_access(fleet_settings(root), tokens), embedder=local_embedder)
+
+    def loaded(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", headers=admin).text
+        lines = [line for line in text.splitlines() if 'stores{state="loaded"}' in line]
+        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+    with Served(app) as served:
+        served.wait_ready()
+        assert loaded(served.url) == 0
+        for repo in (DENIED, UNKNOWN):
+            for tool in ("semantic_search", "list_paths", "file_outline"):
+                data = {"repos": [repo]} if tool != "file_outline" else {"repo": repo}
+                data |= {"query": "invoice", "mode": "lexical"} if tool == "semantic_search" else {}
+                data |= {"path": "README.md"} if tool == "file_outline" else {}
+                assert _rest(served.url, tool, data).status_code == 404
+        assert loaded(served.url) == 0
+        assert _rest(served.url, "list_paths", {"repos": [ALLOWED]}).status_code == 200
+        assert loaded(served.url) == 1
+
+
 def test_credentials_are_required_and_metrics_need_the_shared_token(url: str) -> None:
     for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": f"Basic {TEAM_A}"}):
         r = _rest(url, "list_repos", {}, headers)
