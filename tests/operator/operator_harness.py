@@ -122,10 +122,14 @@ class Cluster:
         *,
         result: dict[str, Any] | None = None,
         failure: tuple[str, str] | None = None,
+        exit_code: int | None = None,
     ) -> None:
-        """Play kubelet + job controller: a terminated pod with the message, then the Job status."""
+        """Play kubelet + job controller: a terminated pod with the message, then the Job status.
+
+        A failed pod exits 1 unless ``exit_code`` says otherwise."""
         job = await self.wait_for_job(namespace, job_name)
-        exit_code = 1 if failure else 0
+        if exit_code is None:
+            exit_code = 1 if failure else 0
         message = failure[1] if failure else json.dumps(result)
         pod = {
             "apiVersion": "v1",

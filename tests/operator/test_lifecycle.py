@@ -11,6 +11,8 @@ import dataclasses
 
 from operator_harness import FAST, Cluster, OperatorFactory, build_result, wait_for
 
+from codeintel.core import errors
+
 NS = "team-a"
 SPEC = {
     "repo": {"url": "https://example.org/org/repo.git", "ref": "main", "credentialsSecret": "git"},
@@ -178,6 +180,67 @@ async def test_failed_update_keeps_the_previous_generation_serving(
     assert status["generation"] == "g000001"
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "Degraded")["reason"] == "DeadlineExceeded"
+
+
+async def test_unreadable_generation_starts_a_build_not_endless_updates(
+    cluster: Cluster, run_operator: OperatorFactory, caplog
+) -> None:
+    """An update that cannot read the live generation (exit 3, as ``codeintel index update``
+    exits on one: tests/indexer/test_recovery.py) is followed by a build at once, which
+    writes over it; the status says so until a build succeeds."""
+    spec = {**SPEC, "updates": {"enabled": True, "interval": "1s"}}
+    quick_retry = dataclasses.replace(FAST, retry_base_seconds=1.0, retry_max_seconds=1.0)
+    log = (
+        "error: cannot update: generation g000001: primary.faiss has 0 bytes, the manifest "
+        "says 1536045. To recover, serve the newest intact older generation again with "
+        "`codeintel index rollback --store /store`, or write a fresh one with "
+        "`codeintel index build https://example.org/org/repo.git --store /store`"
+    )
+    async with run_operator(quick_retry):
+        await cluster.apply_codeindex(NS, "demo", spec)
+        await cluster.finish_job(NS, "demo-build-00001", result=build_result("build", "g000001"))
+        await cluster.finish_job(
+            NS,
+            "demo-update-00002",
+            failure=("PodFailurePolicy", log),
+            exit_code=errors.CurrentUnreadableError.exit_code,
+        )
+        build = await cluster.wait_for_job(NS, "demo-build-00003", timeout=5)
+        assert build["spec"]["template"]["spec"]["containers"][0]["args"][:2] == [
+            "index",
+            "build",
+        ]
+        status = await status_where(cluster, "demo", lambda s: s.get("activeJob"))
+        assert status["activeJob"]["name"] == "demo-build-00003"
+        assert status["rebuildReason"] == "GenerationUnreadable"
+        assert status["phase"] == "Indexing"
+        assert status.get("failures", 0) == 0, "no backoff: an update retry cannot help"
+        degraded = condition(status, "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "GenerationUnreadable")
+        assert "could not read generation g000001" in degraded["message"]
+        assert "starting a full build" in degraded["message"]
+        assert "primary.faiss has 0 bytes" in degraded["message"]
+        assert condition(status, "Indexing")["reason"] == "GenerationUnreadable"
+
+        # A failed build is retried as a build after its backoff, never as an update.
+        await cluster.finish_job(NS, "demo-build-00003", failure=("BackoffLimitExceeded", "x"))
+        await cluster.wait_for_job(NS, "demo-build-00004", timeout=10)
+        await cluster.finish_job(NS, "demo-build-00004", result=build_result("build", "g000004"))
+        status = await status_where(cluster, "demo", lambda s: s.get("generation") == "g000004")
+        assert not status.get("rebuildReason")
+        assert condition(status, "Degraded")["status"] == "False"
+        # Updates resume on their schedule from the fresh generation.
+        update = await cluster.wait_for_job(NS, "demo-update-00005", timeout=10)
+        assert update["spec"]["template"]["spec"]["containers"][0]["args"][:2] == [
+            "index",
+            "update",
+        ]
+    names = [j["metadata"]["name"] for j in await cluster.jobs(NS)]
+    assert "demo-update-00003" not in names and "demo-update-00004" not in names
+    warnings = [
+        r.getMessage() for r in caplog.records if "could not read generation" in r.getMessage()
+    ]
+    assert warnings and "starting a full build" in warnings[0]
 
 
 async def test_operator_restart_never_duplicates_a_job(

@@ -105,6 +105,53 @@ def test_missing_pool_degrades_and_clears_once_found() -> None:
     assert planning.pool_found_patch(failed, "x", 4) is None
 
 
+def test_an_unreadable_generation_rebuilds_before_anything_else() -> None:
+    status = {**SERVING, "rebuildReason": "GenerationUnreadable", "ref": "old"}
+    assert plan(status) == ("build", "GenerationUnreadable")
+    assert plan({**status, "retryAfter": planning.timestamp(T0 + datetime.timedelta(1))}) == (
+        None,
+        "BackingOff",
+    )
+
+
+def _failed_pod(exit_code: int) -> dict:
+    terminated = {"exitCode": exit_code, "message": "error: cannot update"}
+    return {
+        "metadata": {"labels": {"job-name": "j"}},
+        "status": {"containerStatuses": [{"name": "indexer", "state": {"terminated": terminated}}]},
+    }
+
+
+def test_only_an_update_or_merge_exiting_3_means_unreadable() -> None:
+    assert jobs.current_unreadable("update", [_failed_pod(3)])
+    assert jobs.current_unreadable("merge", [_failed_pod(1), _failed_pod(3)])
+    assert not jobs.current_unreadable("update", [_failed_pod(1)])
+    assert not jobs.current_unreadable("build", [_failed_pod(3)])
+    assert not jobs.current_unreadable("update", [])
+
+
+def test_unreadable_patch_starts_the_build_now_and_success_clears_it() -> None:
+    patch = planning.unreadable_patch(SERVING, "y-update-00002", "update", "boom", 4, T0)
+    assert patch["rebuildReason"] == "GenerationUnreadable"
+    assert patch["retryAfter"] is None and patch["activeJob"] is None
+    assert "failures" not in patch
+    plan_after = planning.next_action(SPEC, {**SERVING, **patch}, T0)
+    assert (plan_after.action, plan_after.reason) == (jobs.Action.BUILD, "GenerationUnreadable")
+    result = jobs.parse_result(
+        json.dumps(
+            {
+                "action": "build",
+                "changed": True,
+                "generation": "g000004",
+                "commit": "b" * 40,
+                "vectors": {"primary": 1, "secondary": 0, "tombstones": 0},
+            }
+        )
+    )
+    building = {**SERVING, **patch, "activeJob": {"name": "y-build-00003", "action": "build"}}
+    assert planning.success_patch(building, result, SPEC, 4, T0)["rebuildReason"] is None
+
+
 def test_ref_change_updates_and_threshold_merges() -> None:
     assert plan({**SERVING, "ref": "release"}) == ("update", "RefChanged")
     over = {**SERVING, "vectors": {"secondary": 101}}

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks import serverproc
 from benchmarks.serverproc import free_port
 from fleet_helpers import REPOS, build, fleet_settings, make_repo
 from mcp.client.session import ClientSession
@@ -181,7 +182,32 @@ def router(shard_urls: list[str], tokens: Path) -> Iterator[str]:
         yield served.url
 
 
-@pytest.fixture(params=["single", "router"])
+@pytest.fixture(scope="module")
+def router_process(shard_urls: list[str], tokens: Path) -> Iterator[str]:
+    """``codeintel router --tokens-file`` in its own process, as a pool deploys it: every
+    part of the chain is a real process on real HTTP (the router's flag included)."""
+    urls = [a for shard in shard_urls for a in ("--shard-url", shard)]
+    env = {
+        "CODEINTEL_SERVER_API_TOKEN": ADMIN,
+        "CODEINTEL_FLEET_SHARD_TOKEN": POOL,
+        "CODEINTEL_SERVER_TOKENS_POLL_SECONDS": "0.1",
+    }
+    proc = serverproc.ServerProcess.codeintel(
+        "router", *urls, "--shard-timeout", "20", "--tokens-file", str(tokens),
+        env=env, timeout=120, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with proc:
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        deadline = time.monotonic() + 60
+        while len(
+            httpx.post(f"{proc.url}/v1/list_repos", json={}, headers=admin).json()["results"]
+        ) < len(NAMES):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        yield proc.url
+
+
+@pytest.fixture(params=["single", "router", "router_process"])
 def url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(request.param))
 
@@ -266,6 +292,50 @@ async def test_globs_and_defaults_expand_to_the_scope_only(url: str) -> None:
     # the shared token still reads everything
     admin = {"authorization": f"Bearer {ADMIN}"}
     assert len(_rest(url, "list_repos", {}, admin).json()["results"]) == len(NAMES)
+
+
+def test_a_cursor_cannot_reach_past_the_scope(url: str) -> None:
+    """Every page of a question the shared token asked, replayed by the team-a caller:
+    the cursor names hidden repositories' positions, the answer still shows none."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    ask = {"pattern": "shared_marker", "max_results": 1}
+    page = _rest(url, "search_text", ask, admin).json()
+    replayed = 0
+    while page.get("cursor"):
+        theirs = _rest(url, "search_text", {**ask, "cursor": page["cursor"]})
+        assert theirs.status_code in {200, 400, 404}, theirs.text
+        _only_team_a(theirs.text)
+        replayed += 1
+        page = _rest(url, "search_text", {**ask, "cursor": page["cursor"]}, admin).json()
+    assert replayed >= len(NAMES) - 1, "the shared token's answer was not paged"
+
+
+def test_a_denied_repository_costs_what_an_unknown_one_does(
+    root: Path, tokens: Path, local_embedder: Any
+) -> None:
+    """The timing class, without timing: a denied repository is refused before its store
+    is opened, exactly like one that does not exist (no load, no disk, no FAISS); only an
+    allowed one loads. Fresh server, so nothing is loaded before."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    app = create_app(_with_access(fleet_settings(root), tokens), embedder=local_embedder)
+
+    def loaded(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", headers=admin).text
+        lines = [line for line in text.splitlines() if 'stores{state="loaded"}' in line]
+        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+    with Served(app) as served:
+        served.wait_ready()
+        assert loaded(served.url) == 0
+        for repo in (DENIED, UNKNOWN):
+            for tool in ("semantic_search", "list_paths", "file_outline"):
+                data = {"repos": [repo]} if tool != "file_outline" else {"repo": repo}
+                data |= {"query": "invoice", "mode": "lexical"} if tool == "semantic_search" else {}
+                data |= {"path": "README.md"} if tool == "file_outline" else {}
+                assert _rest(served.url, tool, data).status_code == 404
+        assert loaded(served.url) == 0
+        assert _rest(served.url, "list_paths", {"repos": [ALLOWED]}).status_code == 200
+        assert loaded(served.url) == 1
 
 
 def test_credentials_are_required_and_metrics_need_the_shared_token(url: str) -> None:

@@ -12,7 +12,8 @@
     ├── IndexFormatError     a store that is missing, corrupt, newer than us, or half-written
     │   ├── NoGenerationError    no generation has been published yet
     │   │   └── IndexingError        … and the first one is being built (progress attached)
-    │   └── GenerationCorruptError   a served generation's files went bad under the searcher
+    │   ├── GenerationCorruptError   a served generation's files went bad under the searcher
+    │   └── CurrentUnreadableError   an update or merge cannot start from the live generation
     └── QueryError           a request the tools refuse (names the field)
         ├── RepoNotFoundError    a `repos`/`repo` that names nothing served (HTTP 404)
         ├── CursorExpiredError   a page cursor whose generation is gone (410)
@@ -108,6 +109,15 @@ class GenerationCorruptError(IndexFormatError):
     def __init__(self, message: str, generation: str) -> None:
         super().__init__(message)
         self.generation = generation
+
+
+class CurrentUnreadableError(IndexFormatError):
+    """The live generation an update or merge starts from cannot be read.
+
+    Only a full build gets out (it writes a fresh generation over it), so the exit code
+    is its own: the operator reads it from the indexer pod and starts that build."""
+
+    exit_code = 3
 
 
 class QueryError(CodeIntelError):

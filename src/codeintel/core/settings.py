@@ -397,6 +397,13 @@ class ServerSettings:
     reload_interval_seconds: float = 2.0
     """How often the searcher polls ``CURRENT`` for a new generation."""
 
+    scrub_mb_per_second: float = 8.0
+    """Read rate (MB/s, over all the process's stores) at which the live generations'
+    files are checksummed again in the background, to find damage that kept size and
+    mtime (bit rot, a restored backup); a mismatch falls back as a load-time one does.
+    8 MB/s re-reads a 1 GB generation every ~2 minutes at a fraction of a disk's
+    bandwidth; 0 turns it off (checksums are then verified at load only)."""
+
     reindex_interval_seconds: float = 30.0
     """How often ``codeintel serve PATH`` checks the repository for new commits and
     updates the index in the background (a fetch and a ref compare when nothing moved);

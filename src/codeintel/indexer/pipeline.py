@@ -514,7 +514,7 @@ def _current_for(store: store_mod.Store, action: str) -> store_mod.Generation:
         peek = store.peek(name) if name else None
         source = peek.repo_url if peek and peek.repo_url else "SOURCE"
         root = store.root
-        raise errors.IndexFormatError(
+        raise errors.CurrentUnreadableError(
             f"cannot {action}: {e}. To recover, serve the newest intact older generation "
             f"again with `codeintel index rollback --store {root}`, or write a fresh one with "
             f"`codeintel index build {source} --store {root}`"

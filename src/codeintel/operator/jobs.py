@@ -180,6 +180,20 @@ def render_job(
             "activeDeadlineSeconds": deadline,
             "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+            # An unreadable live generation fails every retry the same way: end the Job at
+            # once, and the operator starts the build that writes over it.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [errors.CurrentUnreadableError.exit_code],
+                        },
+                    }
+                ]
+            },
         },
     }
 
@@ -234,6 +248,25 @@ def read_result(pods: Iterable[Mapping[str, Any]]) -> indexresult.IndexResult:
         if ended is not None and ended[0] == 0:
             return parse_result(ended[1])
     raise errors.IndexFormatError("the Job succeeded but no pod reported a result")
+
+
+def failed_exit_code(pods: Iterable[Mapping[str, Any]]) -> int | None:
+    """The exit code of the last pod whose indexer container failed; ``None`` when none did
+    (a Job killed by its deadline, say, before the container ended)."""
+    for pod in reversed(list(pods)):
+        ended = termination(pod)
+        if ended is not None and ended[0] != 0:
+            return ended[0]
+    return None
+
+
+def current_unreadable(action: str, pods: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether an update or merge Job failed because the live generation cannot be read
+    (:class:`~codeintel.core.errors.CurrentUnreadableError`): retrying it cannot help,
+    only a full build can."""
+    return action in {Action.UPDATE.value, Action.MERGE.value} and (
+        failed_exit_code(pods) == errors.CurrentUnreadableError.exit_code
+    )
 
 
 def failure_message(pods: Iterable[Mapping[str, Any]], limit: int = 2000) -> str:

@@ -298,7 +298,7 @@ def render_deployment(
     service = searcher_name(name)
     # The searcher also accepts these under its cluster domain, and pod and cluster IPs.
     hosts = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
-    hosts += [h for h in spec.allowed_hosts if h not in hosts]
+    hosts += [h for h in (*spec.allowed_hosts, *settings.allowed_hosts) if h not in hosts]
     env = [
         *embedder_env(spec),
         {"name": "CODEINTEL_INDEX_NPROBE", "value": str(spec.nprobe)},

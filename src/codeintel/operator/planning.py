@@ -74,6 +74,8 @@ def next_action(
         return Plan(None, "BackingOff")
     if not status.get("generation"):
         return Plan(jobs.Action.BUILD, "NoIndex")
+    if status.get("rebuildReason"):
+        return Plan(jobs.Action.BUILD, str(status["rebuildReason"]))
     built_with = status.get("embedding") or {}
     if dict(built_with) != spec.embedding_fingerprint:
         return Plan(jobs.Action.BUILD, "EmbeddingChanged")
@@ -237,6 +239,7 @@ def success_patch(
     if "pool" in active:
         patch["pool"] = str(active["pool"] or "")
     if action == jobs.Action.BUILD.value:
+        patch["rebuildReason"] = None
         patch["embedding"] = spec.embedding_fingerprint
         patch["repoUrl"] = spec.repo_url
     return patch
@@ -290,6 +293,53 @@ def failure_patch(
         "progress": None,
         "failures": failures,
         "retryAfter": timestamp(retry_after),
+        "conditions": conditions,
+        "observedGeneration": observed_generation,
+    }
+
+
+UNREADABLE = "GenerationUnreadable"
+
+
+def unreadable_patch(
+    status: Mapping[str, Any],
+    job_name: str,
+    action: str,
+    detail: str,
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> dict[str, Any]:
+    """Status after an update or merge found the live generation unreadable: ``Degraded``
+    says so, and ``rebuildReason`` makes the next Job a full build, started now (no
+    backoff: retrying the update would fail the same way). A build's success clears it."""
+    generation = str(status.get("generation") or "")
+    message = (
+        f"{action} Job {job_name} could not read generation {generation}; starting a full "
+        f"build, which writes a fresh generation over it. {detail}"
+    ).strip()
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Degraded",
+        True,
+        UNREADABLE,
+        message,
+        observed_generation,
+        moment,
+    )
+    conditions = set_condition(
+        conditions,
+        "Indexing",
+        False,
+        UNREADABLE,
+        f"the {action} Job failed; a build follows",
+        observed_generation,
+        moment,
+    )
+    return {
+        "activeJob": None,
+        "progress": None,
+        "retryAfter": None,
+        "rebuildReason": UNREADABLE,
         "conditions": conditions,
         "observedGeneration": observed_generation,
     }

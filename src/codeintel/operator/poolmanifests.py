@@ -168,9 +168,14 @@ def _hosts(
     spec: poolspec_mod.SearchPoolSpec,
     settings: settings_mod.OperatorSettings,
 ) -> list[str]:
-    """Host names MCP accepts: every name of the Service in cluster DNS, plus the spec's."""
+    """Host names REST and MCP accept: every name of the Service in cluster DNS, plus the
+    spec's and the operator's (the chart's ``searcher.allowedHosts``)."""
     names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
-    return [*names, f"{names[-1]}.{settings.cluster_domain}", *spec.allowed_hosts]
+    names.append(f"{names[-1]}.{settings.cluster_domain}")
+    return [
+        *names,
+        *dict.fromkeys(h for h in (*spec.allowed_hosts, *settings.allowed_hosts) if h not in names),
+    ]
 
 
 def _env(

@@ -279,6 +279,16 @@ async def observe_job(
             )
         return status
     detail = jobs.failure_message(pods) or message or "the indexer Job failed"
+    failed_action = str(active.get("action") or "")
+    if jobs.current_unreadable(failed_action, pods):
+        logger.warning(
+            "Job %s could not read generation %s: starting a full build over it (%s)",
+            job_name,
+            abandoned,
+            detail,
+        )
+        patch = planning.unreadable_patch(status, job_name, failed_action, detail, observed, moment)
+        return await _patch_status(ctx, body, patch)
     logger.error("Job %s failed (%s): %s", job_name, reason, detail)
     patch = planning.failure_patch(status, reason, detail, ctx.settings, observed, moment)
     return await _patch_status(ctx, body, patch)

@@ -19,6 +19,9 @@ from typing import Any
 
 from codeintel.core import errors
 
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+"""A Host name a searcher may accept (no scheme, no port); the CRDs' pattern for allowedHosts."""
+
 ENV_PREFIX = "CODEINTEL_OPERATOR_"
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -110,6 +113,12 @@ class OperatorSettings:
     cluster_domain: str = "cluster.local"
     """The cluster's DNS domain, in the headless Service name a SearchPool's router resolves."""
 
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names every searcher and router the operator renders answers to, REST and MCP
+    alike, besides its Service's own names and a resource's ``allowedHosts`` (the chart's
+    ``searcher.allowedHosts``: an Ingress or gateway name in front of all of them).
+    Comma-separated in ``CODEINTEL_OPERATOR_ALLOWED_HOSTS``; lowercased."""
+
     searcher_port: int = 8080
     """Container and Service port of the searchers (REST, MCP, probes; token-guarded)."""
 
@@ -163,6 +172,11 @@ class OperatorSettings:
             raise errors.ConfigError(f"image_pull_policy {self.image_pull_policy!r} is not valid")
         if self.log_format not in {"json", "plain"}:
             raise errors.ConfigError(f"log_format must be json or plain, not {self.log_format!r}")
+        for host in self.allowed_hosts:
+            if len(host) > 253 or not HOST_NAME.fullmatch(host):
+                raise errors.ConfigError(
+                    f"allowed_hosts: {host!r} is not a DNS name or IPv4 address without port"
+                )
         for name in (
             "job_backoff_limit",
             "job_active_deadline_seconds",
@@ -187,6 +201,8 @@ def _parse(var: str, raw: str, annotation: Any) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(dict.fromkeys(h.strip().lower() for h in raw.split(",") if h.strip()))
         if kind.startswith("Mapping"):
             value = json.loads(raw)
             if not isinstance(value, dict):

@@ -22,8 +22,7 @@ from codeintel.operator import settings as settings_mod
 
 DEFAULT_EMBED_URL = "http://codeintel-embed:8000/v1"
 DEFAULT_EMBED_MODEL = core_settings.DEFAULT_MODEL
-HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
-"""A Host name the searcher's MCP transport may accept; the CRD's pattern for allowedHosts."""
+HOST_NAME = settings_mod.HOST_NAME
 MAX_ALLOWED_HOSTS = 32
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")

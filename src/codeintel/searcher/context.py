@@ -31,7 +31,7 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
-from codeintel.searcher import semantic
+from codeintel.searcher import scrubbing, semantic
 from codeintel.searcher import tools as tools_mod
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ class AppContext(Runtime):
         if self._embedder is None:
             self._embedder_task = self.spawn(self._load_embedder())
         self.spawn(self.manager.watch())
+        rate = self.settings.server.scrub_mb_per_second
+        self.spawn(scrubbing.scrub_forever(lambda: [self.manager], rate, self.run))
 
     async def _load_embedder(self) -> None:
         try:

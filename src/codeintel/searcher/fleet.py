@@ -28,7 +28,15 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import cursors, dispatch, merging, models, navigation, symbol_answers
+from codeintel.searcher import (
+    cursors,
+    dispatch,
+    merging,
+    models,
+    navigation,
+    scrubbing,
+    symbol_answers,
+)
 from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
@@ -407,9 +415,14 @@ class FleetContext(context_mod.Runtime):
         """Every repository served here, for a Kubernetes reviewer (an unsharded pool)."""
         return sorted(self.stores.entries)
 
+    def _loaded_managers(self) -> list[generations_mod.GenerationManager]:
+        return [e.manager for e in self.stores.entries.values() if e.manager is not None]
+
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.stores.watch())
+        rate = self.settings.server.scrub_mb_per_second
+        self.spawn(scrubbing.scrub_forever(self._loaded_managers, rate, self.run))
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):

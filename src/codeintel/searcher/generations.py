@@ -36,7 +36,8 @@ damaged generation with nothing to fall back to is no longer served at all:
 ``/readyz`` turns 503 and the tools answer 503 saying there is nothing to fall
 back to, until CURRENT names something intact. Checksum mismatches count as
 ``result="damaged"``; ``refused_format`` is kept for generations this reader
-cannot read (a newer format).
+cannot read (a newer format). Damage that keeps size and mtime is found by the
+background scrub (:mod:`scrubbing`), which calls :meth:`GenerationManager.suspect`.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class LoadedGeneration:
     retired: bool = False
     files: dict[Path, tuple[int, int]] = dataclasses.field(default_factory=dict)
     """Every file of the generation -> (size, mtime_ns) when it was verified and opened."""
+    checksums: dict[Path, str] = dataclasses.field(default_factory=dict)
+    """Every file of the generation -> its manifest checksum (:mod:`scrubbing` re-reads them)."""
 
     def changed_file(self) -> str | None:
         """The first file whose size or mtime changed since loading (generations are
@@ -162,6 +165,7 @@ def load(
         ),
         tree_paths=[e.path for e in tree],
         files=fingerprints,
+        checksums={generation.path / rel: str(sum_) for rel, sum_ in m.checksums.items()},
         symbols=_open_symbols(generation.path),
     )
 
@@ -323,6 +327,19 @@ class GenerationManager:
                 done = gen.retired and gen.users == 0 and gen.name not in self._kept
             if done:
                 self._close(gen)
+
+    def suspect(self, gen: LoadedGeneration, why: str) -> None:
+        """``gen`` failed a background checksum: the next poll re-verifies it in full and
+        refuses it (falling back, or 503 naming it) as a damaged file found at load."""
+        if self._live is not gen or gen.name in self._refused:
+            return
+        self._metrics.generation_corruptions.labels(generation=gen.name).inc()
+        self._suspect.add(gen.name)
+        self._log_change(
+            f"damaged {gen.name}",
+            f"generation {gen.name} is damaged ({why}); re-verifying its checksums",
+            logging.ERROR,
+        )
 
     async def wait_usable(self) -> None:
         """Wait, within a bound, until :meth:`use` can answer (``serve PATH``'s first tree)."""
