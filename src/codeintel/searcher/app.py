@@ -328,9 +328,9 @@ def create_app(
 
 def create_router_app(settings: settings_mod.Settings) -> FastAPI:
     """The router: the same API, answered by the shards in ``settings.fleet.shard_urls``."""
-    from codeintel.searcher import router
+    from codeintel.searcher import router, shard_fanout
 
-    router.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
+    shard_fanout.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
     return build_app(settings, lambda: router.RouterContext(settings))
 
 
