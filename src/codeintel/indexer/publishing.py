@@ -42,6 +42,36 @@ class BuildBase(msgspec.Struct, kw_only=True):
     files: int
     skipped: list[store_mod.SkippedFile]
 
+    def manifest(
+        self,
+        writer: store_mod.GenerationWriter,
+        plan: ann.IndexPlan,
+        *,
+        dim: int,
+        primary: int,
+        reporter: progress_mod.Reporter,
+        dense: store_mod.DenseCoverage | None = None,
+    ) -> store_mod.Manifest:
+        """The manifest of a base generation of this build: ``primary`` vectors in the
+        index ``plan`` made, none in the secondary, no tombstones."""
+        return new_manifest(
+            writer,
+            parent=writer.parent,
+            base=writer.name,
+            source=self.source,
+            commit=self.commit,
+            ref=self.ref,
+            model=self.model,
+            dim=dim,
+            index=index_info(plan),
+            counts=store_mod.Counts(primary=primary, secondary=0, tombstones=0),
+            next_id=self.next_id,
+            files=self.files,
+            skipped=self.skipped,
+            reporter=reporter,
+            dense=dense,
+        )
+
 
 def publish_first(
     writer: store_mod.GenerationWriter,
@@ -56,20 +86,11 @@ def publish_first(
     VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, vids, xb)
     # No calibration: a first pass is small enough for an exact index, and short-lived.
     plan = write_indexes(writer, xb, vids, xb.shape[1], settings.index, reporter, None)
-    manifest = new_manifest(
+    manifest = base.manifest(
         writer,
-        parent=writer.parent,
-        base=writer.name,
-        source=base.source,
-        commit=base.commit,
-        ref=base.ref,
-        model=base.model,
+        plan,
         dim=int(xb.shape[1]),
-        index=index_info(plan),
-        counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
-        next_id=base.next_id,
-        files=base.files,
-        skipped=base.skipped,
+        primary=len(vids),
         reporter=reporter,
         dense=store_mod.DenseCoverage(chunks=len(vids), total=len(ids)),
     )
@@ -104,22 +125,7 @@ def publish_full(
         settings.index.calibration_queries,
     )
     plan = write_indexes(writer, xv, vids, dim, settings.index, reporter, queries)
-    manifest = new_manifest(
-        writer,
-        parent=writer.parent,
-        base=writer.name,
-        source=base.source,
-        commit=base.commit,
-        ref=base.ref,
-        model=base.model,
-        dim=dim,
-        index=index_info(plan),
-        counts=store_mod.Counts(primary=len(vids), secondary=0, tombstones=0),
-        next_id=base.next_id,
-        files=base.files,
-        skipped=base.skipped,
-        reporter=reporter,
-    )
+    manifest = base.manifest(writer, plan, dim=dim, primary=len(vids), reporter=reporter)
     return writer.publish(manifest), vids
 
 
