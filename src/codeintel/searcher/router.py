@@ -36,6 +36,7 @@ from codeintel.searcher import (
     cursors,
     discovery,
     dispatch,
+    merged_pages,
     merging,
     models,
     shard_fanout,
@@ -123,21 +124,9 @@ class Router(dispatch.Dispatcher):
         merged: dict[str, Any],
         missing: list[str],
     ) -> dict[str, Any]:
-        """The shards' pages merged into one page: each repository resumes where it stopped
-        (the shards read the same cursor), fitted to the caller's budget."""
-        pos = cursors.decode(tool, req)
-        page_cursor = merging.paginate(tool, req, parts, merged, pos)
-        answer = _partial(merged, missing)
-        return budget_mod.fit(
-            answer,
-            req.max_tokens,
-            tools_mod.merged_shape(tool),
-            page_cursor=page_cursor,
-            repage=(
-                (lambda cut: merging.repage(tool, req, parts, cut, pos))
-                if tool in tools_mod.CUT_PAGES
-                else None
-            ),
+        """The shards' pages merged into one page (the shards read the same cursor)."""
+        return merged_pages.fit(
+            tool, req, parts, _partial(merged, missing), cursors.decode(tool, req)
         )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
