@@ -36,7 +36,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 import numpy as np
@@ -126,6 +126,16 @@ _LEXICAL_UNFILTERED = (
 )
 _DF_CACHE_TERMS = 50_000
 """Document frequencies kept per database (a published one never changes)."""
+
+
+class LexicalOptions(TypedDict, total=False):
+    """The keyword options of :meth:`ChunkDB.lexical_tiers`, which :meth:`ChunkDB.lexical` passes on."""
+
+    path_glob: str | None
+    language: str | None
+    weights: Sequence[float] | None
+    stopwords: bool
+    exact_first: bool
 
 
 class Chunk(msgspec.Struct, frozen=True):
@@ -423,29 +433,13 @@ class ChunkDB:
         return [r[0] for r in self._read("SELECT DISTINCT path FROM chunks ORDER BY path")]
 
     def lexical(
-        self,
-        query: str,
-        k: int,
-        *,
-        path_glob: str | None = None,
-        language: str | None = None,
-        weights: Sequence[float] | None = None,
-        stopwords: bool = True,
-        exact_first: bool = True,
+        self, query: str, k: int, **options: Unpack[LexicalOptions]
     ) -> list[tuple[int, float]]:
         """Top ``k`` ``(id, score)``, higher is better: the two tiers of
         :meth:`lexical_tiers` (which says what the arguments mean) merged, the chunks
         whose symbol the query names first: a query that names a symbol wants its
         definition before its words."""
-        named, rest = self.lexical_tiers(
-            query,
-            k,
-            path_glob=path_glob,
-            language=language,
-            weights=weights,
-            stopwords=stopwords,
-            exact_first=exact_first,
-        )
+        named, rest = self.lexical_tiers(query, k, **options)
         return merge_tiers(named, rest, k)
 
     def lexical_tiers(
