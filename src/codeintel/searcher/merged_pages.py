@@ -23,16 +23,18 @@ def fit(
     pos: cursors.Position | None,
 ) -> dict[str, Any]:
     """``merged`` with its per-repository cursor (each repository resumes where it
-    stopped), fitted to the caller's budget."""
-    page_cursor = merging.paginate(tool, req, parts, merged, pos)
+    stopped), fitted to the caller's budget; a tool of ``CUT_PAGES`` is cut to fewer rows,
+    paginated again."""
+
+    def repage(cut: dict[str, Any]) -> None:
+        merging.paginate(tool, req, parts, cut, pos)
+        if "truncated" in cut:
+            cut["truncated"] = True
+
     return budget_mod.fit(
         merged,
         req.max_tokens,
         tools_mod.merged_shape(tool),
-        page_cursor=page_cursor,
-        repage=(
-            (lambda answer: merging.repage(tool, req, parts, answer, pos))
-            if tool in tools_mod.CUT_PAGES
-            else None
-        ),
+        page_cursor=merging.paginate(tool, req, parts, merged, pos),
+        repage=repage if tool in tools_mod.CUT_PAGES else None,
     )
