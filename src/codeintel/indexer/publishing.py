@@ -169,19 +169,8 @@ def dimension_of(embedder: embedding_mod.Embedder, xb: np.ndarray) -> int:
 
 
 def chunk_rows(ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> list[Chunk]:
-    return [
-        Chunk(
-            id=int(i),
-            path=d.path,
-            start_line=d.start_line,
-            end_line=d.end_line,
-            language=d.language,
-            symbol=d.symbol,
-            content_hash=d.content_hash,
-            text=d.text,
-        )
-        for i, d in zip(ids, drafts, strict=True)
-    ]
+    """The drafts as rows of ``chunks.sqlite``: a draft is a chunk without its id."""
+    return [Chunk(id=int(i), **msgspec.structs.asdict(d)) for i, d in zip(ids, drafts, strict=True)]
 
 
 def write_chunks(path: Path, ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> None:
