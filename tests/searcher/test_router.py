@@ -279,7 +279,7 @@ async def test_router_speaks_mcp(root: Path, local_embedder: Any) -> None:
 
 def test_shard_url_templates_expand_replicas() -> None:
     from codeintel.core.settings import FleetSettings
-    from codeintel.searcher.router import shard_urls
+    from codeintel.searcher.shard_fanout import shard_urls
 
     template = FleetSettings(shard_urls=("http://pool-{i}.pool:8080",), shards=2, shard_replicas=2)
     assert shard_urls(template) == [

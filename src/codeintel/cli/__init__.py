@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.source = commands.absolute_source(args.source)
     try:
         logs.configure(args.log_level)
-        malloc.limit_arenas()  # before the threads: docs/performance.md, *Memory*
+        malloc.limit_arenas()  # before the threads: docs/performance.md, *First dense answer and memory*
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return int(args.func(args) or 0)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import TypedDict, Unpack
 
 import msgspec
 import tree_sitter
@@ -94,28 +95,22 @@ class _Span:
         """The names of the classes whose body holds these lines."""
 
 
-def chunk_file(
-    path: str,
-    text: str,
-    *,
-    max_lines: int = 200,
-    window_lines: int = 60,
-    overlap_lines: int = 10,
-) -> list[ChunkDraft]:
+class ChunkSizes(TypedDict, total=False):
+    """The size options of :func:`chunk_and_extract`, which :func:`chunk_file` passes on."""
+
+    max_lines: int
+    window_lines: int
+    overlap_lines: int
+
+
+def chunk_file(path: str, text: str, **sizes: Unpack[ChunkSizes]) -> list[ChunkDraft]:
     """Chunks of one file, in line order (see the module docstring for the rules).
 
     Never raises because of the content: a missing grammar, a failed parse or
     broken syntax all end in line windows. Raises :class:`ConfigError` only for
     sizes that cannot work (``max_lines`` < 1, overlap not below the window).
     """
-    drafts, _ = chunk_and_extract(
-        path,
-        text,
-        max_lines=max_lines,
-        window_lines=window_lines,
-        overlap_lines=overlap_lines,
-        symbols=False,
-    )
+    drafts, _ = chunk_and_extract(path, text, symbols=False, **sizes)
     return drafts
 
 

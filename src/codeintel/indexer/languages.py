@@ -131,6 +131,20 @@ _TS_TRANSPARENT = frozenset(
     {"internal_module", "module", "ambient_declaration", "expression_statement"}
 )
 
+
+def _typescript(function: str) -> GrammarSpec:
+    """TypeScript and TSX: one grammar package, two entry points, one node-type table."""
+    return GrammarSpec(
+        module="tree_sitter_typescript",
+        function=function,
+        leaves=_JS_LEAVES | _TS_EXTRA_LEAVES,
+        containers=frozenset({"class_declaration", "abstract_class_declaration"}),
+        wrappers=frozenset({"export_statement"}),
+        transparent=_ERROR | _TS_TRANSPARENT,
+        prefixes=frozenset({"comment", "decorator"}),
+    )
+
+
 GRAMMARS: dict[str, GrammarSpec] = {
     "python": GrammarSpec(
         module="tree_sitter_python",
@@ -150,24 +164,8 @@ GRAMMARS: dict[str, GrammarSpec] = {
         transparent=_ERROR,
         prefixes=frozenset({"comment", "decorator"}),
     ),
-    "typescript": GrammarSpec(
-        module="tree_sitter_typescript",
-        function="language_typescript",
-        leaves=_JS_LEAVES | _TS_EXTRA_LEAVES,
-        containers=frozenset({"class_declaration", "abstract_class_declaration"}),
-        wrappers=frozenset({"export_statement"}),
-        transparent=_ERROR | _TS_TRANSPARENT,
-        prefixes=frozenset({"comment", "decorator"}),
-    ),
-    "tsx": GrammarSpec(
-        module="tree_sitter_typescript",
-        function="language_tsx",
-        leaves=_JS_LEAVES | _TS_EXTRA_LEAVES,
-        containers=frozenset({"class_declaration", "abstract_class_declaration"}),
-        wrappers=frozenset({"export_statement"}),
-        transparent=_ERROR | _TS_TRANSPARENT,
-        prefixes=frozenset({"comment", "decorator"}),
-    ),
+    "typescript": _typescript("language_typescript"),
+    "tsx": _typescript("language_tsx"),
     "go": GrammarSpec(
         module="tree_sitter_go",
         function="language",

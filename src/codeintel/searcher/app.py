@@ -205,25 +205,13 @@ class GuardMiddleware:
 
     def _foreign(self, headers: dict[bytes, bytes]) -> Response | None:
         """403/421 for a Host or Origin this server does not answer to (DNS rebinding)."""
-        host = headers.get(b"host", b"").decode("latin-1")
-        if not self._hosts.allows_host(host):
-            logger.warning("request refused: Host %r is not served here", host[:200])
-            return _error(
-                421,
-                "MisdirectedRequest",
-                f"Host {host[:200]!r} is not served here; add it to"
-                " CODEINTEL_SERVER_ALLOWED_HOSTS (or the chart's allowedHosts)",
-                "host",
-            )
         origin = headers.get(b"origin")
-        if origin is not None:
-            text = origin.decode("latin-1")
-            if not self._hosts.allows_origin(text, host):
-                logger.warning("request refused: Origin %r", text[:200])
-                return _error(
-                    403, "Forbidden", f"Origin {text[:200]!r} may not call this API", "origin"
-                )
-        return None
+        refused = self._hosts.refusal(
+            headers.get(b"host", b"").decode("latin-1"),
+            origin.decode("latin-1") if origin is not None else None,
+            "this API",
+        )
+        return _error(*refused) if refused is not None else None
 
     async def _read(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
@@ -336,9 +324,9 @@ def create_app(
 
 def create_router_app(settings: settings_mod.Settings) -> FastAPI:
     """The router: the same API, answered by the shards in ``settings.fleet.shard_urls``."""
-    from codeintel.searcher import router
+    from codeintel.searcher import router, shard_fanout
 
-    router.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
+    shard_fanout.shard_urls(settings.fleet)  # ConfigError now, not inside the lifespan
     return build_app(settings, lambda: router.RouterContext(settings))
 
 

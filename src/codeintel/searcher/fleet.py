@@ -31,6 +31,7 @@ from codeintel.searcher import context as context_mod
 from codeintel.searcher import (
     cursors,
     dispatch,
+    merged_pages,
     merging,
     models,
     navigation,
@@ -165,7 +166,7 @@ class FleetTools(dispatch.Dispatcher):
             self._check_models(names)
         answers, skipped = await self._each(names, "semantic_search", req, pos=pos)
         merged = merging.semantic(answers, req.k, req.mode, skipped)
-        return _fit("semantic_search", req, answers, merged, pos)
+        return merged_pages.fit("semantic_search", req, answers, merged, pos)
 
     async def semantic_search_vector(self, req: models.VectorSearchRequest) -> dict[str, Any]:
         """semantic_search with the query vector the router embedded once for all shards."""
@@ -186,19 +187,19 @@ class FleetTools(dispatch.Dispatcher):
             names = [n for n in names if n in pos.offsets]
         answers, skipped = await self._each(names, "semantic_search", inner, vector, pos)
         merged = merging.semantic(answers, inner.k, inner.mode, skipped)
-        return _fit("semantic_search", inner, answers, merged, pos)
+        return merged_pages.fit("semantic_search", inner, answers, merged, pos)
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
         names, pos = self._selected("search_text", req)
         answers, skipped = await self._each(names, "search_text", req, pos=pos)
         merged = merging.text(answers, req.max_results, skipped)
-        return _fit("search_text", req, answers, merged, pos)
+        return merged_pages.fit("search_text", req, answers, merged, pos)
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
         names, pos = self._selected("list_paths", req)
         answers, skipped = await self._each(names, "list_paths", req, pos=pos)
         merged = merging.paths(answers, req.max_results, skipped)
-        return _fit("list_paths", req, answers, merged, pos)
+        return merged_pages.fit("list_paths", req, answers, merged, pos)
 
     def _one(self, req: Any) -> str:
         if req.repo is not None:
@@ -211,24 +212,23 @@ class FleetTools(dispatch.Dispatcher):
             field="repo",
         )
 
+    async def _single(self, tool: str, req: Any) -> tuple[str, dict[str, Any]]:
+        """A one-repository tool answered by that repository's store: (its name, answer)."""
+        name = self._one(req)
+        async with self.stores.open(name) as manager:
+            method = getattr(self._tools(manager), tool)
+            answer: dict[str, Any] = await method(req.model_copy(update={"repo": None}))
+        return name, answer
+
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
-        name = self._one(req)
-        async with self.stores.open(name) as manager:
-            answer = await self._tools(manager).blame_range(req.model_copy(update={"repo": None}))
-        return merging.one(name, answer)
+        return merging.one(*await self._single("blame_range", req))
 
     async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
-        name = self._one(req)
-        async with self.stores.open(name) as manager:
-            answer = await self._tools(manager).file_history(req.model_copy(update={"repo": None}))
-        return merging.one(name, answer)
+        return merging.one(*await self._single("file_history", req))
 
     async def read_file(self, req: models.ReadFileRequest) -> dict[str, Any]:
-        name = self._one(req)
-        async with self.stores.open(name) as manager:
-            answer = await self._tools(manager).read_file(req.model_copy(update={"repo": None}))
-        return navigation.placed(name, answer)
+        return navigation.placed(*await self._single("read_file", req))
 
     async def file_outline(self, req: models.FileOutlineRequest) -> dict[str, Any]:
         name = self._one(req)
@@ -347,28 +347,6 @@ class FleetTools(dispatch.Dispatcher):
                 row["error"] = error
             rows.append(row)
         return rows
-
-
-def _fit(
-    tool: str,
-    req: Any,
-    parts: Sequence[dict[str, Any]],
-    merged: dict[str, Any],
-    pos: cursors.Position | None,
-) -> dict[str, Any]:
-    """A merged page with its per-repository cursor, fitted to the caller's budget."""
-    page_cursor = merging.paginate(tool, req, parts, merged, pos)
-    return budget_mod.fit(
-        merged,
-        req.max_tokens,
-        tools_mod.merged_shape(tool),
-        page_cursor=page_cursor,
-        repage=(
-            (lambda answer: merging.repage(tool, req, parts, answer, pos))
-            if tool in tools_mod.CUT_PAGES
-            else None
-        ),
-    )
 
 
 def _unavailable(name: str, reason: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import logging
 import math
 import urllib.parse
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import prometheus_client as prom
@@ -114,6 +114,35 @@ class HostPolicy:
             return False
         return split[0] in self.names or parts.netloc.lower() == host.lower()
 
+    def refusal(self, host: str, origin: str | None, what: str) -> Refusal | None:
+        """Why a request to ``what`` with this Host and Origin is refused (DNS rebinding), or
+        None: 421 for a Host this server does not answer to, 403 for a foreign Origin."""
+        if not self.allows_host(host):
+            logger.warning("request to %s refused: Host %r is not served here", what, host[:200])
+            return Refusal(
+                421,
+                "MisdirectedRequest",
+                f"Host {host[:200]!r} is not served here; add it to"
+                " CODEINTEL_SERVER_ALLOWED_HOSTS (the chart's allowedHosts,"
+                " a SearchPool's spec.searcher.allowedHosts)",
+                "host",
+            )
+        if origin is not None and not self.allows_origin(origin, host):
+            logger.warning("request to %s refused: Origin %r", what, origin[:200])
+            return Refusal(
+                403, "Forbidden", f"Origin {origin[:200]!r} may not call {what}", "origin"
+            )
+        return None
+
+
+class Refusal(NamedTuple):
+    """A refused request's status, error type, message and the header it names."""
+
+    status: int
+    type: str
+    message: str
+    field: str
+
 
 class HostCheck:
     """ASGI guard in front of ``/mcp``: 421 for an unknown Host, 403 for a foreign Origin."""
@@ -125,23 +154,9 @@ class HostCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
-            host = headers.get("host", "")
-            origin = headers.get("origin")
-            if not self.policy.allows_host(host):
-                logger.warning("MCP request refused: Host %r is not served here", host[:200])
-                await _refuse(
-                    421,
-                    "MisdirectedRequest",
-                    f"Host {host[:200]!r} is not served here; add it to"
-                    " CODEINTEL_SERVER_ALLOWED_HOSTS (or spec.searcher.allowedHosts)",
-                    "host",
-                )(scope, receive, send)
-                return
-            if origin is not None and not self.policy.allows_origin(origin, host):
-                logger.warning("MCP request refused: Origin %r", origin[:200])
-                await _refuse(
-                    403, "Forbidden", f"Origin {origin[:200]!r} may not call /mcp", "origin"
-                )(scope, receive, send)
+            refused = self.policy.refusal(headers.get("host", ""), headers.get("origin"), "/mcp")
+            if refused is not None:
+                await _refuse(*refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

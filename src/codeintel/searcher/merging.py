@@ -153,16 +153,3 @@ def repos(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """list_repos rows of several answers, by name."""
     rows = [row for part in parts for row in part["results"]]
     return {"results": sorted(rows, key=lambda r: r["name"])}
-
-
-def repage(
-    tool: str,
-    request: Any,
-    parts: Iterable[Mapping[str, Any]],
-    answer: dict[str, Any],
-    start: cursors.Position | None,
-) -> None:
-    """:func:`paginate` again after the budget kept fewer rows of a merged page."""
-    paginate(tool, request, parts, answer, start)
-    if "truncated" in answer:
-        answer["truncated"] = True

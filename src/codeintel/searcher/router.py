@@ -8,8 +8,8 @@ same rendezvous hash the shards use) and merges the answers with
 
 A shard that is slow, down or failing never turns a query into a 5xx: after
 ``shard_timeout_seconds`` the router answers with what it has, sets
-``partial: true`` and names the missing shards. Each shard may have replicas;
-a replica that refuses the connection is skipped for the next one.
+``partial: true`` and names the missing shards (:mod:`shard_fanout` asks them,
+replica by replica).
 
 A repository selection that matches nothing on one shard is normal (that
 shard's 404 means "none of mine"); only when no shard has a match is the answer
@@ -22,24 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import msgspec
 import numpy as np
-import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
-from codeintel.searcher import access, cursors, discovery, dispatch, merging, models, symbol_answers
+from codeintel.searcher import (
+    access,
+    cursors,
+    discovery,
+    dispatch,
+    merged_pages,
+    merging,
+    models,
+    shard_fanout,
+    symbol_answers,
+)
 from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
-from codeintel.searcher import ejection as ejection_mod
-from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
 
@@ -49,235 +53,25 @@ CATALOGUE_REFRESH_SECONDS = 10.0
 """How often the router re-reads every shard's list_repos (repository -> model)."""
 
 
-def shard_urls(settings: settings_mod.FleetSettings) -> list[list[str]]:
-    """Replica base URLs of each shard, from ``shard_urls``: a list (one URL per shard, in
-    shard order), or one template where ``{i}`` is the shard and ``{r}`` the replica
-    (``http://pool-r{r}-{i}.pool-shards.ns.svc.cluster.local:8080``, the operator's
-    layout); a template without ``{r}`` numbers replicas as pods i, i+N, i+2N, ..."""
-    urls = [u.rstrip("/") for u in settings.shard_urls]
-    if len(urls) == 1 and "{i}" in urls[0]:
-        n = max(1, settings.shards)
-        replicas = max(1, settings.shard_replicas)
-        template = urls[0]
-        if "{r}" in template:
-            return [[template.format(i=i, r=r) for r in range(replicas)] for i in range(n)]
-        return [[template.format(i=i + r * n) for r in range(replicas)] for i in range(n)]
-    if not urls:
-        raise errors.ConfigError("the router needs shard URLs (--shard-url)")
-    return [[u] for u in urls]
-
-
-class _ShardUnavailableError(Exception):
-    """A shard did not answer usefully: down, slow, or a server error."""
-
-
-@dataclasses.dataclass
-class RouterMetrics:
-    base: metrics_mod.Metrics
-    shard_seconds: prom.Histogram
-    shard_failures: prom.Counter
-    partial_answers: prom.Counter
-    shard_ejections: prom.Counter
-    replicas_ejected: prom.Gauge
-
-    @classmethod
-    def create(cls) -> RouterMetrics:
-        base = metrics_mod.Metrics.create()
-        r = base.registry
-        return cls(
-            base=base,
-            shard_seconds=prom.Histogram(
-                "codeintel_router_shard_seconds",
-                "Time one shard took to answer one fanned-out request.",
-                ["shard"],
-                registry=r,
-            ),
-            shard_failures=prom.Counter(
-                "codeintel_router_shard_failures",
-                "Shard requests that failed, by shard and reason (timeout, connect, status).",
-                ["shard", "reason"],
-                registry=r,
-            ),
-            partial_answers=prom.Counter(
-                "codeintel_router_partial_answers",
-                "Answers sent without every shard (partial: true).",
-                registry=r,
-            ),
-            shard_ejections=prom.Counter(
-                "codeintel_router_shard_ejections",
-                "Shard replicas left out of queries after a timeout (searcher/ejection.py).",
-                ["shard"],
-                registry=r,
-            ),
-            replicas_ejected=prom.Gauge(
-                "codeintel_router_replicas_ejected",
-                "Shard replicas out of queries right now, waiting for a probe to answer.",
-                registry=r,
-            ),
-        )
-
-
 class Router(dispatch.Dispatcher):
     """The catalogue answered by fanning out to shards and merging."""
 
     def __init__(
         self,
         settings: settings_mod.Settings,
-        metrics: RouterMetrics,
+        metrics: shard_fanout.RouterMetrics,
         embedders: query_embedders_mod.QueryEmbedders,
     ) -> None:
         super().__init__(metrics.base)
         self.settings = settings
         self.embedders = embedders
-        self.shards = shard_urls(settings.fleet)
-        self.timeout = settings.fleet.shard_timeout_seconds
-        self.metrics = metrics
-        headers = {"content-type": "application/json"}
-        # The shards of a pool share the router's token (one Secret) unless told otherwise.
-        token = settings.fleet.shard_token or settings.server.api_token
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        self.client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout, connect=min(2.0, self.timeout)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=64),
-        )
+        self.fanout = shard_fanout.ShardFanout(settings, metrics)
+        self.shards = self.fanout.shards
         self.models: dict[str, str] = {}
         """Repository -> embedding model, from the shards' list_repos."""
         self.names: frozenset[str] = frozenset()
         """Every repository the shards serve, from the same refresh."""
         self.catalogue_ready = asyncio.Event()
-        self.ejections = ejection_mod.Ejections()
-
-    def name(self, shard: int) -> str:
-        return f"shard-{shard}"
-
-    # -- transport -------------------------------------------------------------------------
-
-    async def _ask(
-        self, shard: int, path: str, body: bytes, headers: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        """One shard's answer (trying its replicas in turn), or an error from the tree.
-
-        _ShardUnavailableError when no replica answered in time or one failed with a 5xx."""
-        label = self.name(shard)
-        start = time.perf_counter()
-        last: Exception | None = None
-        replicas = [u for u in self.shards[shard] if not self.ejections.is_out(u)]
-        if not replicas:  # every replica timed out recently: do not wait for it again
-            raise _ShardUnavailableError(
-                f"{label} timed out recently and is left out until it answers a probe"
-            )
-        for url in replicas:
-            try:
-                # One deadline for connect, write and read together (httpx times each apart).
-                async with asyncio.timeout(self.timeout):
-                    response = await self.client.post(f"{url}{path}", content=body, headers=headers)
-            except asyncio.CancelledError:
-                # The caller's own deadline (``_fan``) ran out first, e.g. on a busy loop:
-                # this replica did not answer in time either.
-                self._eject(shard, url)
-                raise
-            except (httpx.TimeoutException, TimeoutError) as e:
-                self.metrics.shard_failures.labels(shard=label, reason="timeout").inc()
-                self._eject(shard, url)
-                raise _ShardUnavailableError(f"{label} timed out after {self.timeout:g}s") from e
-            except httpx.TransportError as e:
-                self.metrics.shard_failures.labels(shard=label, reason="connect").inc()
-                last = e
-                continue
-            self.metrics.shard_seconds.labels(shard=label).observe(time.perf_counter() - start)
-            if response.status_code == 200:
-                answer: dict[str, Any] = response.json()
-                return answer
-            if response.status_code >= 500 or response.status_code in (401, 403):
-                # 401/403: the router's shard token is wrong, a configuration fault that
-                # the caller cannot fix; report the shard missing and log why.
-                self.metrics.shard_failures.labels(shard=label, reason="status").inc()
-                raise _ShardUnavailableError(f"{label} answered {response.status_code}")
-            raise _relayed(response)
-        raise _ShardUnavailableError(f"{label} is unreachable: {last}")
-
-    def _eject(self, shard: int, url: str) -> None:
-        backoff = self.ejections.eject(url)
-        if backoff is None:
-            return
-        self.metrics.shard_ejections.labels(shard=self.name(shard)).inc()
-        self.metrics.replicas_ejected.set(len(self.ejections.ejected()))
-        logger.warning(
-            "%s replica %s timed out: left out of queries, probed again in %.0f s",
-            self.name(shard),
-            url,
-            backoff,
-        )
-
-    async def probe_ejected(self, interval: float = 0.5) -> None:
-        """Forever (cancel to stop): probe ejected replicas whose back-off has passed,
-        taking back the ones that answer ``/healthz`` and ejecting the others for longer."""
-        probe_timeout = httpx.Timeout(min(2.0, self.timeout))
-        while True:
-            await asyncio.sleep(interval)
-            for url in self.ejections.due():
-                shard = next(i for i, urls in enumerate(self.shards) if url in urls)
-                try:
-                    r = await self.client.get(f"{url}/healthz", timeout=probe_timeout)
-                    healthy = r.status_code == 200
-                except httpx.HTTPError:
-                    healthy = False
-                if healthy:
-                    self.ejections.restore(url)
-                    logger.warning("%s replica %s answers again: back in", self.name(shard), url)
-                else:
-                    self.ejections.probe_failed(url)
-                self.metrics.replicas_ejected.set(len(self.ejections.ejected()))
-
-    async def _fan(
-        self,
-        tool: str,
-        request: Any,
-        shards: Sequence[int] | None = None,
-        *,
-        path: str | None = None,
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Ask ``shards`` (default all) at once: (answers, missing shard names).
-
-        A RepoNotFoundError from a shard means it holds none of the selection; it is
-        re-raised only when no shard answered and none is missing."""
-        targets = list(range(len(self.shards))) if shards is None else list(shards)
-        data = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
-        body = msgspec.json.encode(data)
-        path = path or f"/v1/{tool}"
-        # The shards trust the router's credential and apply the caller's scope it forwards.
-        scope = access.current()
-        forwarded = access.encode(scope)
-        headers = {access.SCOPE_HEADER: forwarded} if forwarded is not None else None
-        results = await asyncio.gather(
-            *(
-                asyncio.wait_for(self._ask(i, path, body, headers), self.timeout + 1)
-                for i in targets
-            ),
-            return_exceptions=True,
-        )
-        answers: list[dict[str, Any]] = []
-        missing: list[str] = []
-        not_found: errors.QueryError | None = None
-        for shard, result in zip(targets, results, strict=True):
-            if isinstance(result, errors.RepoNotFoundError | errors.NotIndexedError):
-                # "none of mine" from one shard; "not indexed" names what the caller asked for
-                if not isinstance(not_found, errors.NotIndexedError):
-                    not_found = result
-            elif isinstance(result, _ShardUnavailableError | TimeoutError):
-                logger.warning("%s: %s", self.name(shard), result or "timed out")
-                missing.append(self.name(shard))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                answers.append(_within(scope, tool, result))
-        if not answers and not missing and not_found is not None:
-            raise not_found
-        if missing:
-            self.metrics.partial_answers.inc()
-        return answers, missing
 
     # -- the catalogue ---------------------------------------------------------------------
 
@@ -285,14 +79,14 @@ class Router(dispatch.Dispatcher):
         model = self._check_models(req.repos) if req.mode != "lexical" else None
         vector = await self._embed(model, req.query) if model else None
         if vector is None:  # lexical, or the router cannot embed: each shard embeds
-            answers, missing = await self._fan("semantic_search", _unbudgeted(req))
+            answers, missing = await self.fanout.fan("semantic_search", _unbudgeted(req))
         else:
             body = {
                 "request": _unbudgeted(req).model_dump(exclude_none=True),
                 "vector": base64.b64encode(vector.astype("<f4").tobytes()).decode(),
                 "model": model,
             }
-            answers, missing = await self._fan(
+            answers, missing = await self.fanout.fan(
                 "semantic_search", body, path="/internal/v1/semantic_search"
             )
         return self._fit(
@@ -311,13 +105,13 @@ class Router(dispatch.Dispatcher):
         return vector
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("search_text", _unbudgeted(req))
+        answers, missing = await self.fanout.fan("search_text", _unbudgeted(req))
         return self._fit(
             "search_text", req, answers, merging.text(answers, req.max_results), missing
         )
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("list_paths", _unbudgeted(req))
+        answers, missing = await self.fanout.fan("list_paths", _unbudgeted(req))
         return self._fit(
             "list_paths", req, answers, merging.paths(answers, req.max_results), missing
         )
@@ -330,21 +124,9 @@ class Router(dispatch.Dispatcher):
         merged: dict[str, Any],
         missing: list[str],
     ) -> dict[str, Any]:
-        """The shards' pages merged into one page: each repository resumes where it stopped
-        (the shards read the same cursor), fitted to the caller's budget."""
-        pos = cursors.decode(tool, req)
-        page_cursor = merging.paginate(tool, req, parts, merged, pos)
-        answer = _partial(merged, missing)
-        return budget_mod.fit(
-            answer,
-            req.max_tokens,
-            tools_mod.merged_shape(tool),
-            page_cursor=page_cursor,
-            repage=(
-                (lambda cut: merging.repage(tool, req, parts, cut, pos))
-                if tool in tools_mod.CUT_PAGES
-                else None
-            ),
+        """The shards' pages merged into one page (the shards read the same cursor)."""
+        return merged_pages.fit(
+            tool, req, parts, _partial(merged, missing), cursors.decode(tool, req)
         )
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
@@ -362,7 +144,7 @@ class Router(dispatch.Dispatcher):
 
     async def find_symbol(self, req: models.FindSymbolRequest) -> dict[str, Any]:
         req.check()
-        answers, missing = await self._fan("find_symbol", req)
+        answers, missing = await self.fanout.fan("find_symbol", req)
         return _partial(symbol_answers.merge_symbols(answers, req), missing)
 
     async def find_references(self, req: models.FindReferencesRequest) -> dict[str, Any]:
@@ -378,7 +160,7 @@ class Router(dispatch.Dispatcher):
         else:
             asks = {shard: req for shard in range(len(self.shards))}
         replies = await asyncio.gather(
-            *(self._fan("find_references", ask, [shard]) for shard, ask in asks.items()),
+            *(self.fanout.fan("find_references", ask, [shard]) for shard, ask in asks.items()),
             return_exceptions=True,
         )
         answers: list[dict[str, Any]] = []
@@ -426,7 +208,7 @@ class Router(dispatch.Dispatcher):
             repo = visible[0]
             req = req.model_copy(update={"repo": repo})
         shard = discovery.shard_of(repo, len(self.shards))
-        answers, missing = await self._fan(tool, req, [shard])
+        answers, missing = await self.fanout.fan(tool, req, [shard])
         if not answers:
             raise errors.NoGenerationError(
                 f"{missing[0]}, which serves {repo!r}, did not answer; try again shortly"
@@ -434,7 +216,7 @@ class Router(dispatch.Dispatcher):
         return answers[0]
 
     async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
-        answers, missing = await self._fan("list_repos", req)
+        answers, missing = await self.fanout.fan("list_repos", req)
         answer = merging.repos(answers)
         if req.repos is None and not missing and access.current().everything:
             self._learn(answer["results"])
@@ -473,7 +255,7 @@ class Router(dispatch.Dispatcher):
             await asyncio.sleep(CATALOGUE_REFRESH_SECONDS)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.fanout.aclose()
 
 
 _SHARD_CURSOR = "r1."
@@ -505,24 +287,6 @@ def _shard_cursors(text: str, shards: int) -> tuple[dict[int, str], tuple[int, i
         ) from e
 
 
-def _within(scope: access.Scope, tool: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """A shard's answer with anything outside ``scope`` dropped: the shards already apply
-    the forwarded scope; this holds even against a shard that does not."""
-    if scope.everything:
-        return answer
-    key = "name" if tool == "list_repos" else "repo"
-    rows = answer.get("results")
-    if isinstance(rows, list):
-        answer["results"] = [
-            r for r in rows if not (isinstance(r, dict) and key in r) or scope.allows(str(r[key]))
-        ]
-    for field in ("repos", "skipped"):
-        mapping = answer.get(field)
-        if isinstance(mapping, dict):
-            answer[field] = {k: v for k, v in mapping.items() if scope.allows(str(k))}
-    return answer
-
-
 def _partial(answer: dict[str, Any], missing: Sequence[str]) -> dict[str, Any]:
     if missing:
         answer["partial"] = True
@@ -530,54 +294,9 @@ def _partial(answer: dict[str, Any], missing: Sequence[str]) -> dict[str, Any]:
     return answer
 
 
-class _RelayedError(errors.QueryError):
-    """A shard's 4xx, relayed with its type, message and field."""
-
-    type_name = "QueryError"
-
-
-class _RelayedNotFound(errors.RepoNotFoundError):
-    type_name = "RepoNotFoundError"
-
-
-class _RelayedPathNotFound(errors.PathNotFoundError):
-    type_name = "PathNotFoundError"
-
-    def __init__(self, message: str) -> None:
-        errors.GitError.__init__(self, message)
-        self.path = ""
-        self.commit = None
-
-
 def _unbudgeted(req: Any) -> Any:
     """``req`` for a shard: its whole page, since the budget applies to the merged answer."""
     return req.model_copy(update={"max_tokens": budget_mod.MAX_MAX_TOKENS})
-
-
-def _relayed(response: httpx.Response) -> errors.CodeIntelError:
-    """A shard's error answer as the error the router raises (same status, same body)."""
-    try:
-        body = response.json()["error"]
-        message, field, kind = str(body["message"]), body.get("field"), str(body["type"])
-    except (ValueError, KeyError, TypeError):
-        message, field, kind = response.text[:500], None, ""
-    relayed: errors.CodeIntelError
-    if response.status_code == 404 and kind == "PathNotFoundError":
-        relayed = _RelayedPathNotFound(message)
-    elif response.status_code == 404:
-        relayed = _RelayedNotFound(message, field=field or "repos")
-    elif response.status_code == 409 and kind == "NotIndexedError":
-        relayed = errors.NotIndexedError([message])
-        relayed.args = (message,)
-    elif response.status_code == 410:
-        relayed = errors.CursorExpiredError(message)
-    elif response.status_code == 400 and kind == "ModelMixError":
-        relayed = errors.ModelMixError(dict(body.get("groups") or {}))
-    else:
-        relayed = _RelayedError(message, field=field)
-    if kind:
-        relayed.type_name = kind  # type: ignore[union-attr]
-    return relayed
 
 
 class _Identity:
@@ -596,7 +315,7 @@ class RouterContext(context_mod.Runtime):
     def __init__(self, settings: settings_mod.Settings) -> None:
         super().__init__(2, "codeintel-router")
         self.settings = settings
-        self.router_metrics = RouterMetrics.create()
+        self.router_metrics = shard_fanout.RouterMetrics.create()
         self.metrics = self.router_metrics.base
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe
@@ -614,7 +333,7 @@ class RouterContext(context_mod.Runtime):
     async def start(self) -> None:
         self.spawn(self.embedders.start())
         self.spawn(self.router.refresh_catalogue())
-        self.spawn(self.router.probe_ejected())
+        self.spawn(self.router.fanout.probe_ejected())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready at once: a router with shards down still answers (partially)."""

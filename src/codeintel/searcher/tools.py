@@ -282,13 +282,7 @@ class Tools(dispatch.Dispatcher):
                 "commit": gen.commit,
             }
             shape = dataclasses.replace(SHAPES["list_paths"], group=_directory_of(prefix))
-            return budget_mod.fit(
-                answer,
-                req.max_tokens,
-                shape,
-                page_cursor=_cursor("list_paths", req, gen, offset),
-                repage=_repage("list_paths", req, gen, offset),
-            )
+            return _fit_cut_page("list_paths", answer, req, gen, offset, shape)
 
     async def blame_range(self, req: models.BlameRangeRequest) -> models.Answer:
         req.check()
@@ -320,13 +314,7 @@ class Tools(dispatch.Dispatcher):
             }
             if wanted is not None and not wanted & set(rows_mod.BLAME_COMMIT_FIELDS):
                 answer.pop("commits")
-            return budget_mod.fit(
-                answer,
-                req.max_tokens,
-                SHAPES["blame_range"],
-                page_cursor=_cursor("blame_range", req, gen, offset),
-                repage=_repage("blame_range", req, gen, offset),
-            )
+            return _fit_cut_page("blame_range", answer, req, gen, offset)
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
         self._check_repos(req)
@@ -353,13 +341,7 @@ class Tools(dispatch.Dispatcher):
                 "generation": gen.name,
                 "commit": gen.commit,
             }
-            return budget_mod.fit(
-                answer,
-                req.max_tokens,
-                SHAPES["file_history"],
-                page_cursor=_cursor("file_history", req, gen, offset),
-                repage=_repage("file_history", req, gen, offset),
-            )
+            return _fit_cut_page("file_history", answer, req, gen, offset)
 
     # -- navigation (searcher/navigation.py holds the logic) ----------------------------------
 
@@ -459,18 +441,31 @@ def _page(
     return {"has_more": has_more, "cursor": _cursor(tool, req, gen, end) if has_more else None}
 
 
-def _repage(
-    tool: str, req: Any, gen: generations_mod.LoadedGeneration, offset: int
-) -> Callable[[dict[str, Any]], None]:
-    """Sets the page fields of an answer the budget cut to fewer rows (``budget.fit``)."""
+def _fit_cut_page(
+    tool: str,
+    answer: dict[str, Any],
+    req: Any,
+    gen: generations_mod.LoadedGeneration,
+    offset: int,
+    shape: budget_mod.Shape | None = None,
+) -> models.Answer:
+    """``answer`` (a page from row ``offset``) fitted to the budget by cutting it to fewer
+    rows, the rest behind its cursor (``CUT_PAGES``)."""
 
-    def repage(answer: dict[str, Any]) -> None:
-        end = offset + len(answer["results"])
-        answer.update(_page(tool, req, gen, end, True))
-        if "truncated" in answer and tool != "blame_range":
-            answer["truncated"] = True
+    def repage(cut: dict[str, Any]) -> None:
+        end = offset + len(cut["results"])
+        cut.update(_page(tool, req, gen, end, True))
+        if "truncated" in cut and tool != "blame_range":
+            cut["truncated"] = True
 
-    return repage
+    fitted: models.Answer = budget_mod.fit(
+        answer,
+        req.max_tokens,
+        shape or SHAPES[tool],
+        page_cursor=_cursor(tool, req, gen, offset),
+        repage=repage,
+    )
+    return fitted
 
 
 def _lexical_notice(e: errors.IndexingError) -> str:

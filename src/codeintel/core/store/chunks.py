@@ -36,7 +36,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 import numpy as np
@@ -126,6 +126,16 @@ _LEXICAL_UNFILTERED = (
 )
 _DF_CACHE_TERMS = 50_000
 """Document frequencies kept per database (a published one never changes)."""
+
+
+class LexicalOptions(TypedDict, total=False):
+    """The keyword options of :meth:`ChunkDB.lexical_tiers`, which :meth:`ChunkDB.lexical` passes on."""
+
+    path_glob: str | None
+    language: str | None
+    weights: Sequence[float] | None
+    stopwords: bool
+    exact_first: bool
 
 
 class Chunk(msgspec.Struct, frozen=True):
@@ -423,37 +433,13 @@ class ChunkDB:
         return [r[0] for r in self._read("SELECT DISTINCT path FROM chunks ORDER BY path")]
 
     def lexical(
-        self,
-        query: str,
-        k: int,
-        *,
-        path_glob: str | None = None,
-        language: str | None = None,
-        weights: Sequence[float] | None = None,
-        stopwords: bool = True,
-        exact_first: bool = True,
+        self, query: str, k: int, **options: Unpack[LexicalOptions]
     ) -> list[tuple[int, float]]:
-        """Top ``k`` ``(id, score)`` by BM25 over text, symbol and path; higher is better.
-
-        ``query`` is plain words or code, analysed as the database's lexicon says
-        (schema 1: see :func:`fts_query`); ``path_glob`` follows
-        :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's
-        language. In schema 2, chunks whose symbol holds exactly what the
-        query names (:func:`~codeintel.core.lexical.exact_terms`: ``make_keys``, not
-        ``make_key``; ``parse args`` as ``parse_args``) rank first, by their own
-        BM25: a query that names a symbol wants its definition before its words. ``weights`` (text,
-        symbol, path), ``stopwords`` and ``exact_first`` override the tuned
-        defaults (for the ablation benchmark).
-        """
-        named, rest = self.lexical_tiers(
-            query,
-            k,
-            path_glob=path_glob,
-            language=language,
-            weights=weights,
-            stopwords=stopwords,
-            exact_first=exact_first,
-        )
+        """Top ``k`` ``(id, score)``, higher is better: the two tiers of
+        :meth:`lexical_tiers` (which says what the arguments mean) merged, the chunks
+        whose symbol the query names first: a query that names a symbol wants its
+        definition before its words."""
+        named, rest = self.lexical_tiers(query, k, **options)
         return merge_tiers(named, rest, k)
 
     def lexical_tiers(
@@ -467,14 +453,21 @@ class ChunkDB:
         stopwords: bool = True,
         exact_first: bool = True,
     ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-        """:meth:`lexical` in its two tiers: the chunks whose symbol is what the query
-        names (best first; empty when it names nothing), and the BM25 ranking of its
-        terms (which may hold the same chunks). Hybrid ranking boosts the first tier.
+        """The lexical ranking in two tiers: the chunks whose symbol is what the query
+        names (best first, by their own BM25; empty when it names nothing), and the BM25
+        ranking of its terms over text, symbol and path (which may hold the same chunks).
+        :meth:`lexical` merges them; hybrid ranking boosts the first tier.
 
-        The first tier is found by the exact markers of the names (any of them) and kept
-        when the whole symbol matches (:func:`~codeintel.core.lexical.names`): for
-        ``Manifest.parse``, ``Manifest.parse`` and ``pkg.Manifest.parse``, not another
-        class's ``parse`` nor the class ``Manifest``."""
+        ``query`` is plain words or code, analysed as the database's lexicon says
+        (schema 1: see :func:`fts_query`, and no first tier); ``path_glob`` follows
+        :func:`codeintel.core.globs.matches`; ``language`` must equal the chunk's
+        language. The first tier is found by the exact markers of the names
+        (:func:`~codeintel.core.lexical.exact_terms`: ``make_keys``, not ``make_key``;
+        ``parse args`` as ``parse_args``) and kept when the whole symbol matches
+        (:func:`~codeintel.core.lexical.names`): for ``Manifest.parse``,
+        ``Manifest.parse`` and ``pkg.Manifest.parse``, not another class's ``parse`` nor
+        the class ``Manifest``. ``weights`` (text, symbol, path), ``stopwords`` and
+        ``exact_first`` override the tuned defaults (for the ablation benchmark)."""
         if k <= 0:
             return [], []
         if self._lexicon is None:
