@@ -290,3 +290,24 @@ async def test_a_cancelled_call_is_not_counted_as_a_server_error(
         assert 'status="500"' not in exposition
     finally:
         await context.aclose()
+
+
+async def test_plain_output_keeps_columns_colons_and_odd_bytes(tmp_path: Path) -> None:
+    # ripgrep's plain stream is split on bytes: a colon in a path or a line, a column
+    # after multibyte characters, bytes that are not UTF-8 and a long line all survive.
+    (tmp_path / "dir:x").mkdir()
+    (tmp_path / "dir:x" / "a.py").write_text("x = 1\n\u00e9t\u00e9: needle: 2\n", encoding="utf-8")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9 needle\n")
+    (tmp_path / "long.txt").write_text("needle" + "y" * 2000 + "\r\n")
+    found = await textsearch.search(tmp_path, "needle")
+    assert found.exact and found.total == 3
+    assert found.per_file == {"dir:x/a.py": 1, "latin.txt": 1, "long.txt": 1}
+    first, latin, long = found.matches
+    assert (first.path, first.line, first.column, first.text) == (
+        "dir:x/a.py",
+        2,
+        6,
+        "\u00e9t\u00e9: needle: 2",
+    )
+    assert (latin.column, latin.text) == (6, "caf\ufffd needle")
+    assert long.length == 2006 and long.text == ("needle" + "y" * 2000)[: models.MAX_LINE_CHARS]
