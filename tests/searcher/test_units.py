@@ -239,9 +239,13 @@ class TestDeterministicTruncation:
         assert sum(everything.per_file.values()) == len(full)
         for limit in (1, 7, 50, 333):
             for _ in range(5):
-                cut = await textsearch.search(rg_tree, "needle", max_results=limit)
+                cut = await textsearch.search(rg_tree, "needle", max_results=limit, prune=False)
                 assert cut.exact and cut.total == len(full)
                 assert cut.matches == full[:limit]
+                # every file holds it: through the index, a sorted run stopped past the page
+                common = await textsearch.search(rg_tree, "needle", max_results=limit)
+                assert common.matches == full[:limit]
+                assert common.total == len(full) if common.exact else common.total > limit
 
     async def test_pages_tile_the_whole_list(self, rg_tree: Path) -> None:
         full = (await textsearch.search(rg_tree, "needle", max_results=10_000)).matches

@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from codeintel.core import errors
-from codeintel.searcher import models
+from codeintel.searcher import models, trigrams
+
+TREES = trigrams.Trees()
+"""Trigram indexes of the worktrees this process searched lately (one per commit)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,8 +61,11 @@ def build_args(
     case_sensitive: bool,
     path_glob: str | None,
     sort: bool = False,
+    only: trigrams.Candidates | None = None,
 ) -> list[str]:
-    """ripgrep's command line: one ``path NUL line:column:text`` line per matching line."""
+    """ripgrep's command line: one ``path NUL line:column:text`` line per matching line.
+
+    ``only`` limits the search to those files (as paths, or as ``--glob`` whitelists)."""
     args = [rg_binary(), "--no-config", "--no-ignore", "--hidden", "--no-messages"]
     args += ["--no-heading", "--with-filename", "--line-number", "--column", "--null"]
     args += ["--color=never", "--case-sensitive" if case_sensitive else "--ignore-case"]
@@ -69,7 +75,11 @@ def build_args(
         args.append(f"--glob={path_glob}")
     if sort:
         args.append("--sort=path")
+    if only is not None and only.as_globs:
+        args += [f"--glob=/{p}" for p in only.paths]
     args.append(f"--regexp={pattern}")
+    if only is not None and not only.as_globs:
+        args += ["--", *only.paths]
     return args
 
 
@@ -107,6 +117,7 @@ async def search(
     max_results: int = 200,
     offset: int = 0,
     timeout: float = 10.0,
+    prune: bool = True,
 ) -> Found:
     """Matches ``offset``..``offset + max_results`` under ``root`` in (path, line) order.
 
@@ -118,6 +129,13 @@ async def search(
     more than :data:`MAX_SCAN` matching lines, or one past the timeout, stops early; the
     first then finds its page with ``--sort=path``, the second answers what it found,
     ``total`` a lower bound.
+
+    Once the tree's trigram index is built (:mod:`.trigrams`), a literal, or a regex
+    with literal runs, goes only through the files that can hold it: the same answer
+    from a fraction of the tree. One that most files can hold (a common word) takes
+    its page from a sorted run stopped right after it, ``total`` then a lower bound
+    (``exact`` false) rather than the count of a whole-tree read. ``prune=False``
+    searches the whole tree in parallel every time.
     """
     flags: dict[str, Any] = {
         "regex": regex,
@@ -125,6 +143,15 @@ async def search(
         "path_glob": path_glob,
     }
     keep = offset + max_results
+    wanted = trigrams.needles(pattern, **flags) if prune else None
+    only = TREES.candidates(root, wanted) if wanted else None
+    if only is not None and only.share > trigrams.MAX_SHARE:
+        args = build_args(pattern, **flags, sort=True)
+        return await _first_in_order(root, args, keep, offset, timeout)
+    if only is not None and not only.paths and not regex:
+        return Found(matches=[], total=0, exact=True, per_file={})
+    if only is not None and only.paths:
+        flags["only"] = only
     scan = _Scan()
     per_file: dict[str, int] | None = None
     exact = True
@@ -148,6 +175,29 @@ async def search(
     )
 
 
+async def _first_in_order(
+    root: Path, args: list[str], keep: int, offset: int, timeout: float
+) -> Found:
+    """A common pattern's page from one sorted run, stopped once past it: ``total`` a lower bound.
+
+    Most files hold it, so counting every match would read the whole tree; in path
+    order the page is found in the first files (docs/performance.md)."""
+    scan = _Scan()
+    more = False
+    try:
+        async with asyncio.timeout(timeout):
+            more = await _run(root, args, keep, scan)
+    except TimeoutError:
+        more = True  # what was found in time, a lower bound
+    matches, _ = scan.page(offset, keep)
+    return Found(
+        matches=matches,
+        total=scan.count + (1 if more else 0),
+        exact=not more,
+        per_file=scan.counts(),
+    )
+
+
 class _Scan:
     """Lines read so far, grouped by path (raw ``line:column:text`` bytes)."""
 
@@ -158,17 +208,26 @@ class _Scan:
     def counts(self) -> dict[str, int]:
         return {_decode(p): len(bucket) for p, bucket in self.lines.items()}
 
-    def feed(self, lines: list[bytes]) -> None:
-        self.count += len(lines)
+    def feed(self, lines: list[bytes], limit: int) -> bool:
+        """Group matching lines until ``limit`` are held; whether one past it was seen."""
         grouped = self.lines
+        count = self.count
         last: bytes | None = None
         bucket: list[bytes] = []
         for raw in lines:
-            path, _, rest = raw.partition(b"\0")
+            path, sep, rest = raw.partition(b"\0")
+            if not sep:
+                continue  # ripgrep's warning that it stopped in a binary file
+            if count >= limit:
+                self.count = count
+                return True
+            count += 1
             if path != last:  # a file's lines come together: one look-up per run of them
                 last = path
                 bucket = grouped.setdefault(path, [])
             bucket.append(rest)
+        self.count = count
+        return False
 
     def page(self, offset: int, keep: int) -> tuple[list[TextMatch], int]:
         """Matches ``offset``..``keep`` in (path, line) order, and how many were held."""
@@ -201,17 +260,11 @@ async def _run(root: Path, args: list[str], limit: int, scan: _Scan) -> bool:
         while block := await proc.stdout.read(READ_BLOCK):
             lines = (tail + block).split(b"\n")
             tail = lines.pop()
-            room = limit - scan.count
-            if len(lines) > room or (len(lines) == room and tail):
-                scan.feed(lines[:room])
+            if scan.feed(lines, limit):
                 more = True
                 break
-            scan.feed(lines)
         if tail and not more:  # a last line without its newline
-            if scan.count >= limit:
-                more = True
-            else:
-                scan.feed([tail])
+            more = scan.feed([tail], limit)
     finally:
         # Kill only a run we stopped early (enough matches, timeout, cancellation). After
         # EOF rg is exiting on its own: killing it there would turn its exit status 2
