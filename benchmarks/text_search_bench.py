@@ -106,7 +106,9 @@ async def measure(
 ) -> list[dict[str, Any]]:
     """Rows of p50/p95 per query: search_text pages 1 and 2 against both rg forms."""
     rows = []
-    textsearch.TREES.wait(tree)  # the in-process trigram index, built once per tree
+    trees = getattr(textsearch, "TREES", None)  # absent before the trigram index (a baseline)
+    if trees is not None:
+        trees.wait(tree)  # the in-process trigram index, built once per tree
     for kind, pattern, flags in QUERIES[repo]:
         probe = await textsearch.search(tree, pattern, max_results=MAX_RESULTS, **flags)
         json_args, plain_args = rg_args(pattern, flags, True), rg_args(pattern, flags, False)

@@ -28,6 +28,10 @@ def _git_tree(root: Path) -> Path:
         "bin/late.dat": b"solve_linear_system\n" + b"x\n" * 80_000 + b"\0" + b"tail\n",
         "bin/after.dat": b"\0" + b"solve_linear_system\n",
         "utf16.txt": "solve_linear_system\n".encode("utf-16"),
+        "bom8.txt": b"\xef\xbb\xbfsolve_linear_system todo\n",
+        "crlf.txt": b"a todo\r\nTODO todo ToDo\r\n\xff\xfe caf\xe9 todo\r\nend todo",
+        "nested/deep/solver2.py": b"x = 1\n" * 50
+        + b"y = solve_linear_system; solve_linear_system\n",
     }
     for i in range(40):
         files[f"pkg/m{i:02d}.py"] = f"def f{i}():\n    return {i}  # common\n".encode()
@@ -60,6 +64,12 @@ SEARCHES = [
     ("solve_linear_system", {}),
     ("Solve_Linear_System", {}),
     ("solve_linear_system", {"case_sensitive": False}),
+    ("todo", {}),
+    ("todo", {"case_sensitive": False}),
+    ("caf\u00e9", {}),
+    ("end todo", {}),
+    ("TODO TODO", {"case_sensitive": False}),
+    ("solve_linear_system;", {}),
     ("common", {}),
     ("zzz_nowhere", {}),
     (r"def \w+_linear_\w+\(", {"regex": True}),
@@ -89,6 +99,7 @@ async def test_binary_and_transcoded_files_follow_ripgreps_rules(tree: Path) -> 
     found = await textsearch.search(tree, "solve_linear_system", max_results=100)
     paths = {m.path for m in found.matches}
     assert {"src/solver.py", "-dash.py", "a[1].py", ".hidden/h.py", "utf16.txt"} <= paths
+    assert "bom8.txt" in paths
     assert "link.py" not in paths  # ripgrep does not follow links
     assert "bin/early.dat" not in paths and "bin/after.dat" not in paths
     assert "bin/late.dat" in paths  # reported before the NUL, then a warning line skipped
@@ -99,6 +110,26 @@ async def test_binary_and_transcoded_files_follow_ripgreps_rules(tree: Path) -> 
     assert wanted is not None
     only = textsearch.TREES.candidates(tree, wanted)
     assert only is None or not any(p.startswith("pkg/") for p in only.paths)
+
+
+async def test_few_small_candidates_are_read_in_process(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    scan = textsearch._scan_files
+
+    def spy(root: Path, paths: list[str], *args: object) -> object:
+        calls.append(paths)
+        return scan(root, paths, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(textsearch, "_scan_files", spy)
+    found = await textsearch.search(tree, "solve_linear_system;")
+    assert calls == [["nested/deep/solver2.py"]]
+    (row,) = found.matches  # two on the line: one row, the first one's column
+    assert (row.path, row.line, row.column) == ("nested/deep/solver2.py", 51, 5)
+    crlf = await textsearch.search(tree, "TODO TODO", case_sensitive=False)
+    assert [(m.line, m.text) for m in crlf.matches] == [(2, "TODO todo ToDo")]
+    assert len(calls) == 2
 
 
 async def test_a_common_word_gives_its_pages_in_order_and_a_lower_bound(tree: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from codeintel.core import errors, hits
 from codeintel.core.settings import Settings
-from codeintel.searcher import models, paths, semantic, textsearch
+from codeintel.searcher import merging, models, paths, semantic, textsearch
 from codeintel.searcher.context import AppContext
 
 
@@ -315,3 +315,19 @@ async def test_plain_output_keeps_columns_colons_and_odd_bytes(tmp_path: Path) -
     )
     assert (latin.column, latin.text) == (6, "caf\ufffd needle")
     assert long.length == 2006 and long.text == ("needle" + "y" * 2000)[: models.MAX_LINE_CHARS]
+
+
+def test_merged_text_pages_keep_each_repositorys_own_order() -> None:
+    # A store pages its matches path component by component ("a/b.py" before "a-b.py");
+    # the merge takes a prefix of each repository's rows, so its cursor can resume
+    # each repository at the count it took.
+    def rows(repo: str, paths: list[str]) -> dict[str, object]:
+        return {
+            "results": [{"repo": repo, "path": p, "line": 1, "column": 1} for p in paths],
+            "repos": {repo: {"generation": "g000001", "commit": "c" * 40}},
+        }
+
+    mine = ["a/b.py", "a-b.py", "a.py"]
+    merged = merging.text([rows("r1", ["x.py"]), rows("r2", mine)], 2)
+    taken = [r["path"] for r in merged["results"] if r["repo"] == "r2"]
+    assert taken == mine[: len(taken)]

@@ -18,7 +18,8 @@ Exactness against ripgrep's own rules:
   candidates go to ripgrep as ``--glob`` whitelists (a directory walk keeps the
   directory rules) instead of as paths;
 - a file that starts with a UTF-16 byte-order mark is transcoded by ripgrep, so
-  it is always a candidate; symbolic links are not followed (nor are they by rg).
+  its UTF-8 text is indexed; a file with any byte-order mark goes to ripgrep as a
+  glob too; symbolic links are not followed (nor by rg).
 
 A tree past :data:`MAX_TREE_BYTES` is not indexed (every search reads it whole).
 """
@@ -69,6 +70,8 @@ class Candidates:
     """Some are binary: name them as ``--glob`` whitelists, not as paths."""
     share: float
     """Their share of the tree's files: past :data:`MAX_SHARE` the pattern is common."""
+    size: int
+    """Their bytes, all told."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,10 +80,11 @@ class TrigramIndex:
     keys: np.ndarray
     """uint32 trigrams, sorted; ``files[i]`` holds ``keys[i]``."""
     files: np.ndarray
-    always: np.ndarray
-    """Files that are candidates of every pattern (UTF-16 byte-order mark)."""
     binary: np.ndarray
-    """bool per file: holds a NUL byte."""
+    """bool per file: holds a NUL byte or starts with a byte-order mark (ripgrep reads
+    it otherwise than as plain lines)."""
+    sizes: np.ndarray
+    """Bytes per file."""
 
     def lookup(self, pattern: bytes) -> np.ndarray:
         """Ids of files holding every trigram of ``pattern`` (ASCII-lowercased)."""
@@ -94,7 +98,7 @@ class TrigramIndex:
                 break
         if found is None:  # under three bytes: any file
             return np.arange(len(self.paths), dtype=np.int32)
-        return np.union1d(found, self.always)
+        return found
 
 
 def _grams(data: bytes) -> np.ndarray:
@@ -108,8 +112,8 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
     """The index of every regular file under ``root``, or None past ``max_bytes``."""
     paths: list[str] = []
     grams: list[np.ndarray] = []
-    always: list[int] = []
     binary: list[bool] = []
+    sizes: list[int] = []
     seen = 0
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -122,9 +126,11 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
             if seen > max_bytes:
                 return None
             nul = data.find(b"\0")
-            if data.startswith(_BOMS):
-                always.append(len(paths))
-            binary.append(nul >= 0)
+            binary.append(nul >= 0 or data.startswith((*_BOMS, b"\xef\xbb\xbf")))
+            if data.startswith(_BOMS):  # ripgrep searches it transcoded to UTF-8
+                data = data.decode("utf-16", "replace").encode("utf-8")
+                nul = data.find(b"\0")
+            sizes.append(len(data))
             paths.append(os.path.relpath(full, root))
             grams.append(np.unique(_grams(data[: nul if nul >= 0 else len(data)].lower())))
     counts = np.fromiter((g.size for g in grams), dtype=np.int64, count=len(grams))
@@ -135,8 +141,8 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
         paths=paths,
         keys=keys[order],
         files=files[order],
-        always=np.asarray(always, dtype=np.int32),
         binary=np.asarray(binary, dtype=bool),
+        sizes=np.asarray(sizes, dtype=np.int64),
     )
 
 
@@ -244,7 +250,8 @@ class Trees:
         as_globs = bool(index.binary[ids].any())
         if as_globs and any(c in _GLOB_SPECIAL for p in paths for c in p):
             return None  # a name that a glob would read as a pattern
-        return Candidates(paths=paths, as_globs=as_globs, share=share)
+        size = int(index.sizes[ids].sum())
+        return Candidates(paths=paths, as_globs=as_globs, share=share, size=size)
 
     def wait(self, root: Path, timeout: float = 60.0) -> bool:
         """Block until ``root``'s index is built (tests, benchmarks); whether it was."""
