@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from codeintel.core import errors
 from codeintel.searcher import models, trigrams
 
@@ -35,8 +37,7 @@ TREES = trigrams.Trees()
 """Trigram indexes of the worktrees this process searched lately (one per commit)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TextMatch:
+class TextMatch(msgspec.Struct, frozen=True):
     path: str
     line: int
     column: int
