@@ -13,7 +13,7 @@ import pytest
 
 from codeintel.core import errors, hits
 from codeintel.core.settings import Settings
-from codeintel.searcher import models, paths, semantic, textsearch
+from codeintel.searcher import merging, models, paths, semantic, textsearch
 from codeintel.searcher.context import AppContext
 
 
@@ -239,9 +239,13 @@ class TestDeterministicTruncation:
         assert sum(everything.per_file.values()) == len(full)
         for limit in (1, 7, 50, 333):
             for _ in range(5):
-                cut = await textsearch.search(rg_tree, "needle", max_results=limit)
+                cut = await textsearch.search(rg_tree, "needle", max_results=limit, prune=False)
                 assert cut.exact and cut.total == len(full)
                 assert cut.matches == full[:limit]
+                # every file holds it: through the index, a sorted run stopped past the page
+                common = await textsearch.search(rg_tree, "needle", max_results=limit)
+                assert common.matches == full[:limit]
+                assert common.total == len(full) if common.exact else common.total > limit
 
     async def test_pages_tile_the_whole_list(self, rg_tree: Path) -> None:
         full = (await textsearch.search(rg_tree, "needle", max_results=10_000)).matches
@@ -290,3 +294,40 @@ async def test_a_cancelled_call_is_not_counted_as_a_server_error(
         assert 'status="500"' not in exposition
     finally:
         await context.aclose()
+
+
+async def test_plain_output_keeps_columns_colons_and_odd_bytes(tmp_path: Path) -> None:
+    # ripgrep's plain stream is split on bytes: a colon in a path or a line, a column
+    # after multibyte characters, bytes that are not UTF-8 and a long line all survive.
+    (tmp_path / "dir:x").mkdir()
+    (tmp_path / "dir:x" / "a.py").write_text("x = 1\n\u00e9t\u00e9: needle: 2\n", encoding="utf-8")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9 needle\n")
+    (tmp_path / "long.txt").write_text("needle" + "y" * 2000 + "\r\n")
+    found = await textsearch.search(tmp_path, "needle")
+    assert found.exact and found.total == 3
+    assert found.per_file == {"dir:x/a.py": 1, "latin.txt": 1, "long.txt": 1}
+    first, latin, long = found.matches
+    assert (first.path, first.line, first.column, first.text) == (
+        "dir:x/a.py",
+        2,
+        6,
+        "\u00e9t\u00e9: needle: 2",
+    )
+    assert (latin.column, latin.text) == (6, "caf\ufffd needle")
+    assert long.length == 2006 and long.text == ("needle" + "y" * 2000)[: models.MAX_LINE_CHARS]
+
+
+def test_merged_text_pages_keep_each_repositorys_own_order() -> None:
+    # A store pages its matches path component by component ("a/b.py" before "a-b.py");
+    # the merge takes a prefix of each repository's rows, so its cursor can resume
+    # each repository at the count it took.
+    def rows(repo: str, paths: list[str]) -> dict[str, object]:
+        return {
+            "results": [{"repo": repo, "path": p, "line": 1, "column": 1} for p in paths],
+            "repos": {repo: {"generation": "g000001", "commit": "c" * 40}},
+        }
+
+    mine = ["a/b.py", "a-b.py", "a.py"]
+    merged = merging.text([rows("r1", ["x.py"]), rows("r2", mine)], 2)
+    taken = [r["path"] for r in merged["results"] if r["repo"] == "r2"]
+    assert taken == mine[: len(taken)]

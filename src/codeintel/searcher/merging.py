@@ -124,10 +124,13 @@ def semantic(
 def text(
     parts: Iterable[Mapping[str, Any]], max_results: int, skipped: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Text matches of several answers by repo, path, line, column; at most ``max_results``."""
+    """Text matches of several answers by repo, path, line, column; at most ``max_results``.
+
+    Paths compare component by component, the order a store pages them in, so the
+    rows kept of each repository are a prefix of its own (its cursor resumes there)."""
     parts = list(parts)
     rows = [row for part in parts for row in part["results"]]
-    rows.sort(key=lambda r: (r["repo"], r["path"], r["line"], r["column"]))
+    rows.sort(key=lambda r: (r["repo"], r["path"].split("/"), r["line"], r["column"]))
     truncated = len(rows) > max_results or any(p.get("truncated") for p in parts)
     return {"results": rows[:max_results], "truncated": truncated, **_envelope(parts, skipped)}
 

@@ -2,22 +2,26 @@
 
 ripgrep is the fastest correct grep we can ship (a wheel puts ``rg`` next to
 the interpreter); we run it as an asyncio subprocess, so the event loop never
-blocks, read its ``--json`` stream line by line, and kill it as soon as
-the timeout passes (the answer then says ``truncated``). Pages come in (path,
-line) order from one parallel run (see :func:`search`). Patterns go through ``--regexp=`` so one starting with ``-`` is
+blocks, and kill it as soon as the timeout passes (the answer then says
+``truncated``). Patterns go through ``--regexp=`` so one starting with ``-`` is
 never read as a flag; literal search uses ``--fixed-strings``. ``--no-ignore``
 and ``--hidden`` search every tracked file (the worktree holds nothing else),
 and ``--no-config`` keeps a user's ``RIPGREP_CONFIG_PATH`` out.
+
+Pages come in (path, line) order from one parallel run (see :func:`search`).
+ripgrep's plain output (``path NUL line:column:text``) is read in large blocks
+and split on bytes: only the page's lines are decoded. Reading ``--json`` line
+by line and decoding each match in Python made a common word cost 1.5-2.1x a raw
+ripgrep run (docs/performance.md, "Answers sized for agents"); the plain stream
+is also less for ripgrep to write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import functools
-import heapq
 import os
 import shutil
 import sys
@@ -27,7 +31,10 @@ from typing import Any
 import msgspec
 
 from codeintel.core import errors
-from codeintel.searcher import models
+from codeintel.searcher import models, trigrams
+
+TREES = trigrams.Trees()
+"""Trigram indexes of the worktrees this process searched lately (one per commit)."""
 
 
 class TextMatch(msgspec.Struct, frozen=True):
@@ -48,15 +55,6 @@ def rg_binary() -> str:
     return found
 
 
-def _text(obj: dict[str, Any]) -> tuple[str, bytes]:
-    """ripgrep's ``{"text": ...}`` or ``{"bytes": base64}`` as (text, raw bytes)."""
-    if "text" in obj:
-        text = str(obj["text"])
-        return text, text.encode("utf-8", "surrogateescape")
-    raw = base64.b64decode(obj.get("bytes", ""))
-    return raw.decode("utf-8", "replace"), raw
-
-
 def build_args(
     pattern: str,
     *,
@@ -64,16 +62,25 @@ def build_args(
     case_sensitive: bool,
     path_glob: str | None,
     sort: bool = False,
+    only: trigrams.Candidates | None = None,
 ) -> list[str]:
-    args = [rg_binary(), "--json", "--no-config", "--no-ignore", "--hidden", "--no-messages"]
-    args.append("--case-sensitive" if case_sensitive else "--ignore-case")
+    """ripgrep's command line: one ``path NUL line:column:text`` line per matching line.
+
+    ``only`` limits the search to those files (as paths, or as ``--glob`` whitelists)."""
+    args = [rg_binary(), "--no-config", "--no-ignore", "--hidden", "--no-messages"]
+    args += ["--no-heading", "--with-filename", "--line-number", "--column", "--null"]
+    args += ["--color=never", "--case-sensitive" if case_sensitive else "--ignore-case"]
     if not regex:
         args.append("--fixed-strings")
     if path_glob:
         args.append(f"--glob={path_glob}")
     if sort:
         args.append("--sort=path")
+    if only is not None and only.as_globs:
+        args += [f"--glob=/{p}" for p in only.paths]
     args.append(f"--regexp={pattern}")
+    if only is not None and not only.as_globs:
+        args += ["--", *only.paths]
     return args
 
 
@@ -83,7 +90,14 @@ def order(match: TextMatch) -> tuple[list[str], int]:
 
 
 MAX_SCAN = 100_000
-"""Matches one parallel pass reads before it stops; past it, a sorted pass finds the page."""
+"""Matching lines one parallel pass reads before it stops; past it, a sorted pass finds the page."""
+
+IN_PROCESS_BYTES = 4 << 20
+"""A literal whose candidate files hold at most this many bytes is found in-process:
+reading them costs less than starting ripgrep (a few ms on a loaded machine)."""
+
+READ_BLOCK = 1 << 18
+"""Bytes read from ripgrep at a time: a few thousand lines split in one call."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -108,110 +122,190 @@ async def search(
     max_results: int = 200,
     offset: int = 0,
     timeout: float = 10.0,
+    prune: bool = True,
 ) -> Found:
     """Matches ``offset``..``offset + max_results`` under ``root`` in (path, line) order.
 
-    ripgrep searches files in parallel and prints them in no fixed order. One parallel
-    run is read to the end: every match is counted per file (so ``total`` is exact) and
-    the first ``offset + max_results`` in order are kept in a heap, so the same commit
-    always gives the same pages without a second, sorted (single-threaded) run. Only a
-    pathological search of more than :data:`MAX_SCAN` matches, or one past the timeout,
-    stops early; the first then finds its page with ``--sort=path``, the second answers
-    what it found, ``total`` a lower bound.
+    ripgrep searches files in parallel and prints them in no fixed order, but each
+    file's lines together and in line order. One parallel run is read to the end and
+    its lines grouped by file: every match is counted (so ``total`` is exact), and the
+    page is cut from the files in path order, so the same commit always gives the same
+    pages without a second, sorted (single-threaded) run. Only a pathological search of
+    more than :data:`MAX_SCAN` matching lines, or one past the timeout, stops early; the
+    first then finds its page with ``--sort=path``, the second answers what it found,
+    ``total`` a lower bound.
+
+    Once the tree's trigram index is built (:mod:`.trigrams`), a literal, or a regex
+    with literal runs, goes only through the files that can hold it: the same answer
+    from a fraction of the tree. One that most files can hold (a common word) takes
+    its page from a sorted run stopped right after it, ``total`` then a lower bound
+    (``exact`` false) rather than the count of a whole-tree read. ``prune=False``
+    searches the whole tree in parallel every time.
     """
-    kwargs: dict[str, Any] = {
+    flags: dict[str, Any] = {
         "regex": regex,
         "case_sensitive": case_sensitive,
         "path_glob": path_glob,
     }
     keep = offset + max_results
-    state = _Scan(keep)
+    wanted = trigrams.needles(pattern, **flags) if prune else None
+    only = TREES.candidates(root, wanted) if wanted else None
+    if only is not None and only.share > trigrams.MAX_SHARE:
+        args = build_args(pattern, **flags, sort=True)
+        return await _first_in_order(root, args, keep, offset, timeout)
+    if only is not None and not only.paths and not regex:
+        return Found(matches=[], total=0, exact=True, per_file={})
+    small = only is not None and only.paths and not only.as_globs
+    if small and not regex and only is not None and only.size <= IN_PROCESS_BYTES:
+        scan = await asyncio.to_thread(_scan_files, root, only.paths, pattern, case_sensitive)
+        matches, _ = scan.page(offset, keep)
+        return Found(matches=matches, total=scan.count, exact=True, per_file=scan.counts())
+    if only is not None and only.paths:
+        flags["only"] = only
+    scan = _Scan()
+    per_file: dict[str, int] | None = None
     exact = True
     try:
         async with asyncio.timeout(timeout):
-            more = await _run(root, build_args(pattern, **kwargs), MAX_SCAN, state)
+            more = await _run(root, build_args(pattern, **flags), MAX_SCAN, scan)
+            per_file = scan.counts()
             if more:
                 exact = False
-                sorted_state = _Scan(keep)
-                await _run(root, build_args(pattern, **kwargs, sort=True), keep, sorted_state)
-                state.heap = sorted_state.heap
+                ordered = _Scan()
+                await _run(root, build_args(pattern, **flags, sort=True), keep, ordered)
+                scan.lines = ordered.lines
     except TimeoutError:
         exact = False  # what was found in time, a lower bound
-    ranked = sorted((item[2] for item in state.heap), key=order)
+    matches, seen = scan.page(offset, keep)
     return Found(
-        matches=ranked[offset:keep],
-        total=state.count if exact else max(state.count, len(ranked)),
+        matches=matches,
+        total=scan.count if exact else max(scan.count, seen),
         exact=exact,
-        per_file=state.per_file,
+        per_file=scan.counts() if per_file is None else per_file,
     )
 
 
+async def _first_in_order(
+    root: Path, args: list[str], keep: int, offset: int, timeout: float
+) -> Found:
+    """A common pattern's page from one sorted run, stopped once past it: ``total`` a lower bound.
+
+    Most files hold it, so counting every match would read the whole tree; in path
+    order the page is found in the first files (docs/performance.md)."""
+    scan = _Scan()
+    more = False
+    try:
+        async with asyncio.timeout(timeout):
+            more = await _run(root, args, keep, scan)
+    except TimeoutError:
+        more = True  # what was found in time, a lower bound
+    matches, _ = scan.page(offset, keep)
+    return Found(
+        matches=matches,
+        total=scan.count + (1 if more else 0),
+        exact=not more,
+        per_file=scan.counts(),
+    )
+
+
+def _scan_files(root: Path, paths: list[str], pattern: str, case_sensitive: bool) -> _Scan:
+    """ripgrep's ``--fixed-strings`` lines of plain (not binary) files, found with ``bytes.find``.
+
+    The same rows ripgrep prints: each line holding the literal once, with the byte
+    column of its first occurrence; case-insensitive only for ASCII literals the
+    index allows (:func:`.trigrams.needles`), where ASCII folding is Unicode's."""
+    needle = pattern.encode("utf-8", "surrogateescape")
+    if not case_sensitive:
+        needle = needle.lower()
+    scan = _Scan()
+    for rel in paths:
+        data = (root / rel).read_bytes()
+        hay = data if case_sensitive else data.lower()
+        at = hay.find(needle)
+        if at < 0:
+            continue
+        bucket: list[bytes] = []
+        line, counted = 1, 0
+        while at >= 0:
+            line += data.count(b"\n", counted, at)
+            counted = at
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
+            at = hay.find(needle, end)
+        scan.lines[os.fsencode(rel)] = bucket
+        scan.count += len(bucket)
+    return scan
+
+
 class _Scan:
-    """Matches read so far: counts per file and the ``keep`` first in order (a max-heap)."""
+    """Lines read so far, grouped by path (raw ``line:column:text`` bytes)."""
 
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
+    def __init__(self) -> None:
         self.count = 0
-        self.per_file: dict[str, int] = {}
-        self.heap: list[tuple[_Neg, int, TextMatch]] = []
+        self.lines: dict[bytes, list[bytes]] = {}
 
-    def add(self, match: TextMatch) -> None:
-        self.count += 1
-        self.per_file[match.path] = self.per_file.get(match.path, 0) + 1
-        key = _Neg(order(match))
-        if len(self.heap) < self.keep:
-            heapq.heappush(self.heap, (key, self.count, match))
-        elif key > self.heap[0][0]:
-            heapq.heapreplace(self.heap, (key, self.count, match))
+    def counts(self) -> dict[str, int]:
+        return {_decode(p): len(bucket) for p, bucket in self.lines.items()}
 
+    def feed(self, lines: list[bytes], limit: int) -> bool:
+        """Group matching lines until ``limit`` are held; whether one past it was seen."""
+        grouped = self.lines
+        count = self.count
+        last: bytes | None = None
+        bucket: list[bytes] = []
+        for raw in lines:
+            path, sep, rest = raw.partition(b"\0")
+            if not sep:
+                continue  # ripgrep's warning that it stopped in a binary file
+            if count >= limit:
+                self.count = count
+                return True
+            count += 1
+            if path != last:  # a file's lines come together: one look-up per run of them
+                last = path
+                bucket = grouped.setdefault(path, [])
+            bucket.append(rest)
+        self.count = count
+        return False
 
-class _Neg:
-    """Reverses a sort key, so ``heapq``'s min-heap keeps the smallest keys (a max-heap)."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: tuple[list[str], int]) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Neg) -> bool:
-        return self.key > other.key
-
-    def __gt__(self, other: _Neg) -> bool:
-        return self.key < other.key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Neg) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash((tuple(self.key[0]), self.key[1]))
+    def page(self, offset: int, keep: int) -> tuple[list[TextMatch], int]:
+        """Matches ``offset``..``keep`` in (path, line) order, and how many were held."""
+        named = sorted(((_decode(p), p) for p in self.lines), key=lambda n: (n[0].split("/"), n[1]))
+        out: list[TextMatch] = []
+        start = 0
+        for name, raw_path in named:
+            bucket = self.lines[raw_path]
+            end = start + len(bucket)
+            if end > offset and start < keep:
+                rows = sorted((_row(name, raw) for raw in bucket), key=lambda m: m.line)
+                out.extend(rows[max(0, offset - start) : keep - start])
+            start = end
+        return out, start
 
 
 async def _run(root: Path, args: list[str], limit: int, scan: _Scan) -> bool:
-    """Feed up to ``limit`` matches of one ripgrep run to ``scan``; whether it had more."""
+    """Feed up to ``limit`` matching lines of one ripgrep run to ``scan``; whether it had more."""
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=root,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        limit=16 << 20,
     )
     more = False
-    searched: int | None = None
-    decoder = msgspec.json.Decoder()
+    tail = b""
     try:
         assert proc.stdout is not None
-        async for raw_line in proc.stdout:
-            event = decoder.decode(raw_line)
-            kind = event.get("type")
-            if kind == "summary":
-                searched = int(event["data"]["stats"].get("searches", 0))
-            if kind != "match":
-                continue
-            if scan.count >= limit:
+        while block := await proc.stdout.read(READ_BLOCK):
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()
+            if scan.feed(lines, limit):
                 more = True
                 break
-            scan.add(_match(event["data"]))
+        if tail and not more:  # a last line without its newline
+            more = scan.feed([tail], limit)
     finally:
         # Kill only a run we stopped early (enough matches, timeout, cancellation). After
         # EOF rg is exiting on its own: killing it there would turn its exit status 2
@@ -220,12 +314,10 @@ async def _run(root: Path, args: list[str], limit: int, scan: _Scan) -> bool:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         _, stderr = await proc.communicate()
-    # rg exits 0 (matches), 1 (none) or 2 (error); a kill we caused is not an error.
-    if proc.returncode == 2 and not more:
-        message = stderr.decode("utf-8", "replace").strip()
-        if not message and searched == 0:
-            return False  # "No files were searched": the glob matched nothing
-        message = message or "ripgrep failed"
+    # rg exits 0 (matches), 1 (none) or 2 (error); a kill we caused is not an error, and
+    # with --no-messages a silent 2 is an unreadable file or a glob that matched nothing.
+    message = stderr.decode("utf-8", "replace").strip()
+    if proc.returncode == 2 and not more and message:
         field = "path_glob" if "glob" in message.lower() else "pattern"
         raise errors.QueryError(f"invalid {field}: {message[-500:]}", field=field)
     return more
@@ -235,17 +327,20 @@ def _at_eof(proc: asyncio.subprocess.Process) -> bool:
     return proc.stdout is not None and proc.stdout.at_eof()
 
 
-def _match(data: dict[str, Any]) -> TextMatch:
-    path, _ = _text(data["path"])
-    line_text, line_bytes = _text(data["lines"])
-    submatches = data.get("submatches") or []
-    start = int(submatches[0]["start"]) if submatches else 0
-    column = len(line_bytes[:start].decode("utf-8", "replace")) + 1
-    text = line_text.rstrip("\r\n")
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").removeprefix("./")
+
+
+def _row(path: str, raw: bytes) -> TextMatch:
+    """One ``line:column:text`` of ripgrep's output; the column counted in characters."""
+    line, _, rest = raw.partition(b":")
+    column, _, body = rest.partition(b":")
+    start = int(column) - 1
+    text = body.decode("utf-8", "replace").rstrip("\r\n")
     return TextMatch(
-        path=path.removeprefix("./"),
-        line=int(data["line_number"]),
-        column=column,
+        path=path,
+        line=int(line),
+        column=len(body[:start].decode("utf-8", "replace")) + 1,
         text=text[: models.MAX_LINE_CHARS],
         length=len(text),
     )

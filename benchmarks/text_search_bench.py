@@ -1,0 +1,246 @@
+"""search_text against ripgrep over the same tree, interleaved (issue 19: p50 <= 1.0x rg).
+
+For each repository (a store built by the product's pipeline with the hash embedder
+of :mod:`benchmarks.navigation_bench`; search_text reads no vectors) and each query
+(selective identifiers, common words, regexes), every round times in turn, in a
+rotating order:
+
+- ``search_text`` page 1 and page 2 (``offset = max_results``, the cursor's offset),
+  in-process (:func:`codeintel.searcher.textsearch.search`) or over REST
+  (``POST /v1/search_text`` to ``codeintel serve --store``, page 2 by its cursor);
+- ``rg --json`` and plain ``rg`` (same flags: ``--no-ignore --hidden``, fixed strings
+  unless a regex) over the very tree search_text reads (the generation's
+  materialised worktree), their whole output read through a pipe.
+
+Ratios are p50 (p95) of search_text over p50 (p95) of each rg form, from the same
+interleaved rounds; the load average is recorded before and after (2 shared cores).
+
+    python -m benchmarks.text_search_bench [--rounds 25] [--rest] [--name text_search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks import serverproc
+from benchmarks.common import write_results
+from benchmarks.navigation_bench import ensure_store
+from codeintel.searcher import textsearch, worktree
+
+QUERIES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
+    "sympy": [
+        ("identifier", "solve_linear_system", {}),
+        ("identifier", "_eval_is_positive", {}),
+        ("common word", "item", {}),
+        ("common word", "return", {}),
+        ("regex", r"def _eval_\w+\(self\)", {"regex": True}),
+        ("regex", r"TODO|FIXME|XXX", {"regex": True}),
+        ("ignore case", "todo", {"case_sensitive": False}),
+    ],
+    "cJSON": [
+        ("identifier", "cJSON_ParseWithOpts", {}),
+        ("common word", "item", {}),
+        ("common word", "return", {}),
+        ("regex", r"cJSON_\w+\(", {"regex": True}),
+        ("ignore case", "todo", {"case_sensitive": False}),
+    ],
+}
+MAX_RESULTS = 200
+BUILD_WAIT = 20.0
+"""Seconds a server is given to build its trigram index after the first searches."""
+
+
+def rg_args(pattern: str, flags: dict[str, Any], json: bool) -> list[str]:
+    args = [textsearch.rg_binary(), "--no-config", "--no-ignore", "--hidden", "--no-messages"]
+    args.append("--case-sensitive" if flags.get("case_sensitive", True) else "--ignore-case")
+    if not flags.get("regex"):
+        args.append("--fixed-strings")
+    if json:
+        args.append("--json")
+    return [*args, f"--regexp={pattern}"]
+
+
+async def rg(tree: Path, args: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=tree,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await proc.communicate()
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    t = time.perf_counter()
+    await fn()
+    return time.perf_counter() - t
+
+
+def ms(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1000.0, q))
+
+
+async def measure(
+    repo: str,
+    tree: Path,
+    rounds: int,
+    page: Callable[[str, dict[str, Any], int], Awaitable[Any]],
+    how: str,
+) -> list[dict[str, Any]]:
+    """Rows of p50/p95 per query: search_text pages 1 and 2 against both rg forms."""
+    rows = []
+    trees = getattr(textsearch, "TREES", None)  # absent before the trigram index (a baseline)
+    if trees is not None:
+        trees.wait(tree)  # the in-process trigram index, built once per tree
+    for kind, pattern, flags in QUERIES[repo]:
+        probe = await textsearch.search(tree, pattern, max_results=MAX_RESULTS, **flags)
+        json_args, plain_args = rg_args(pattern, flags, True), rg_args(pattern, flags, False)
+        runs: dict[str, Callable[[], Awaitable[Any]]] = {
+            "page1": functools.partial(page, pattern, flags, 1),
+            "rg_json": functools.partial(rg, tree, json_args),
+            "rg": functools.partial(rg, tree, plain_args),
+        }
+        if probe.total > MAX_RESULTS:
+            runs["page2"] = functools.partial(page, pattern, flags, 2)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        names = list(runs)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name].append(await timed(runs[name]))
+        row: dict[str, Any] = {
+            "repo": repo,
+            "how": how,
+            "class": kind,
+            "pattern": pattern,
+            "matches": probe.total,
+            "exact": probe.exact,
+        }
+        for name, xs in times.items():
+            row[f"{name}_p50_ms"] = round(ms(xs, 50), 2)
+            row[f"{name}_p95_ms"] = round(ms(xs, 95), 2)
+        for p in [n for n in ("page1", "page2") if n in times]:
+            for base in ("rg", "rg_json"):
+                row[f"{p}/{base} p50"] = round(ms(times[p], 50) / ms(times[base], 50), 3)
+                row[f"{p}/{base} p95"] = round(ms(times[p], 95) / ms(times[base], 95), 3)
+        row["load"] = round(load(), 2)
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def in_process(repo: str, tree: Path, rounds: int) -> list[dict[str, Any]]:
+    async def page(pattern: str, flags: dict[str, Any], n: int) -> Any:
+        offset = (n - 1) * MAX_RESULTS
+        return await textsearch.search(
+            tree, pattern, max_results=MAX_RESULTS, offset=offset, **flags
+        )
+
+    return asyncio.run(measure(repo, tree, rounds, page, "in-process"))
+
+
+def over_rest(repo: str, store: Path, tree: Path, rounds: int) -> list[dict[str, Any]]:
+    with serverproc.ServerProcess.codeintel("serve", "--store", str(store)) as server:
+
+        async def go() -> list[dict[str, Any]]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+
+                async def page(pattern: str, flags: dict[str, Any], n: int) -> Any:
+                    body: dict[str, Any] = {"pattern": pattern, "max_results": MAX_RESULTS}
+                    body.update(flags)
+                    answer = (await client.post("/v1/search_text", json=body)).json()
+                    if n == 2:
+                        body["cursor"] = answer["cursor"]
+                        answer = (await client.post("/v1/search_text", json=body)).json()
+                    return answer
+
+                async def second(pattern: str, flags: dict[str, Any], n: int) -> Any:
+                    # page 2 alone: its cursor is taken once, outside the timing
+                    if n == 1:
+                        return await page(pattern, flags, 1)
+                    body = {"pattern": pattern, "max_results": MAX_RESULTS, **flags}
+                    body["cursor"] = cursors[pattern]
+                    return (await client.post("/v1/search_text", json=body)).json()
+
+                cursors: dict[str, str] = {}
+                for _, pattern, flags in QUERIES[repo]:
+                    first = await page(pattern, flags, 1)
+                    if first.get("cursor"):
+                        cursors[pattern] = first["cursor"]
+                await asyncio.sleep(BUILD_WAIT)  # the server's trigram index, started above
+                return await measure(repo, tree, rounds, second, "REST")
+
+        return asyncio.run(go())
+
+
+def prepare(repo_dir: Path, store: Path) -> tuple[Path, Path]:
+    """The store's generation and the worktree the server materialises for it."""
+    gen, _ = ensure_store(repo_dir, store)
+    commit = (gen / "manifest.json").read_text().split('"commit": "')[1].split('"')[0]
+    cache = worktree.default_cache_dir(store)
+    tree = worktree.materialise(store / "mirror.git", commit, cache)
+    return store, tree
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rounds", type=int, default=25)
+    p.add_argument("--sympy", type=Path, default=Path("/work/benchcache/corpora/sympy"))
+    p.add_argument("--sympy-store", type=Path, default=Path("/tmp/text2/sympy-store"))
+    p.add_argument("--cjson", type=Path, default=Path("/work/.mirror/DaveGamble+cJSON/repo"))
+    p.add_argument("--cjson-store", type=Path, default=Path("/tmp/text2/cjson-store"))
+    p.add_argument("--rest", action="store_true", help="also over REST (a server per store)")
+    p.add_argument("--repos", nargs="*", default=["sympy", "cJSON"])
+    p.add_argument("--name", default="text_search")
+    a = p.parse_args(argv)
+    sources = {"sympy": (a.sympy, a.sympy_store), "cJSON": (a.cjson, a.cjson_store)}
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    for repo in a.repos:
+        store, tree = prepare(*sources[repo])
+        rows += in_process(repo, tree, a.rounds)
+        if a.rest:
+            rows += over_rest(repo, store, tree, a.rounds)
+    summary = {
+        f"{how} {p}/{base} p50 median over queries": round(
+            statistics.median(
+                r[f"{p}/{base} p50"] for r in rows if r["how"] == how and f"{p}/{base} p50" in r
+            ),
+            3,
+        )
+        for how in {r["how"] for r in rows}
+        for p in ("page1", "page2")
+        for base in ("rg", "rg_json")
+        if any(f"{p}/{base} p50" in r for r in rows if r["how"] == how)
+    }
+    meta = {
+        "rounds": a.rounds,
+        "max_results": MAX_RESULTS,
+        "rg": subprocess.run(
+            [textsearch.rg_binary(), "--version"], capture_output=True, text=True
+        ).stdout.split("\n")[0],
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        **summary,
+    }
+    write_results(a.name, rows, meta)
+
+
+if __name__ == "__main__":
+    main()
