@@ -337,7 +337,9 @@ def references(
         if found is None:
             continue
         extracted.append(found)
-        ours = set(zip(found.lines, found.columns, found.names, strict=True))
+        ours = set(
+            zip(found.lines.tolist(), found.columns.tolist(), found.occurrence_names(), strict=True)
+        )
         loads = ast_loads(text)
         if loads is None:
             unparsable += 1

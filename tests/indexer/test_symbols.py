@@ -60,12 +60,14 @@ class TestExtraction:
         assert found is not None
         assert [s.name for s in found.symbols if s.name == "target"] == ["target"]
         lines = [
-            line for name, line in zip(found.names, found.lines, strict=True) if name == "target"
+            line
+            for name, line in zip(found.occurrence_names(), found.lines, strict=True)
+            if name == "target"
         ]
         assert len(lines) == uses, (path, lines)
         kinds = {
             symbols_store.OCCURRENCE_KINDS[k]
-            for name, k in zip(found.names, found.kinds, strict=True)
+            for name, k in zip(found.occurrence_names(), found.kinds, strict=True)
             if name == "target"
         }
         assert "call" in kinds
