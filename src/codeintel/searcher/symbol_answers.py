@@ -32,7 +32,7 @@ import msgspec
 
 from codeintel.core import errors
 from codeintel.core import symbols as symbols_mod
-from codeintel.searcher import budget, models, navigation
+from codeintel.searcher import budget, merging, models, navigation
 from codeintel.searcher import generations as generations_mod
 
 MAX_CANDIDATES = 10
@@ -479,7 +479,7 @@ def merge_symbols(
         "total_exact": all(p.get("total_exact", True) for p in parts),
         "has_more": total > keep,
         "cursor": None,
-        **_envelope(parts, skipped),
+        **merging.envelope(parts, skipped),
     }
     if ambiguous:
         answer["notice"] = (
@@ -518,7 +518,7 @@ def merge_references(
         "per_file": top,
         "has_more": any(p.get("has_more") for p in parts),
         "cursor": None,
-        **_envelope(parts, skipped),
+        **merging.envelope(parts, skipped),
     }
 
 
@@ -529,19 +529,4 @@ def tag_references(name: str, answer: dict[str, Any]) -> dict[str, Any]:
     out["definitions"] = [{**row, "repo": name} for row in answer["definitions"]]
     out["per_file"] = {f"{name}:{p}": c for p, c in (answer.get("per_file") or {}).items()}
     out["repos"] = {name: {"generation": answer["generation"], "commit": answer["commit"]}}
-    return out
-
-
-def _envelope(parts: list[dict[str, Any]], skipped: dict[str, str] | None) -> dict[str, Any]:
-    repos: dict[str, Any] = {}
-    skip = dict(skipped or {})
-    for part in parts:
-        repos.update(part.get("repos") or {})
-        skip.update(part.get("skipped") or {})
-    out: dict[str, Any] = {"repos": dict(sorted(repos.items()))}
-    if skip:
-        out["skipped"] = dict(sorted(skip.items()))
-    if len(repos) == 1:
-        (only,) = repos.values()
-        out["generation"], out["commit"] = only["generation"], only["commit"]
     return out
