@@ -520,9 +520,10 @@ def _rank(query: str, row: Sequence[Any]) -> int | None:
         return 1
     if qualname.lower().endswith("." + lowered):
         return 2
-    full = f"{module_name(path)}.{qualname}".lower()
-    if full == lowered or full.endswith("." + lowered):
-        return 2
+    for module in store.module_names(path):
+        full = f"{module}.{qualname}".lower()
+        if full == lowered or full.endswith("." + lowered):
+            return 2
     return None
 
 

@@ -240,13 +240,25 @@ _SOURCE_ROOTS = frozenset({"src", "lib", "pkg"})
 
 def module_name(path: str) -> str:
     """The dotted module a path holds: ``src/pkg/mod.py`` → ``pkg.mod``, ``a/__init__.py`` → ``a``."""
+    parts = _module_parts(path)
+    if len(parts) > 1 and parts[0] in _SOURCE_ROOTS:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def module_names(path: str) -> tuple[str, ...]:
+    """Every dotted name a query may give the module of a path: :func:`module_name`, and
+    the path itself dotted when it starts at a source root (``src.pkg.mod``)."""
+    named, dotted = module_name(path), ".".join(_module_parts(path))
+    return (named,) if named == dotted else (named, dotted)
+
+
+def _module_parts(path: str) -> list[str]:
     stem, _ = posixpath.splitext(path)
     parts = [p for p in stem.split("/") if p]
     if parts and parts[-1] in ("__init__", "index", "mod"):
         parts = parts[:-1]
-    if len(parts) > 1 and parts[0] in _SOURCE_ROOTS:
-        parts = parts[1:]
-    return ".".join(parts)
+    return parts
 
 
 class SymbolWriter:
