@@ -168,8 +168,7 @@ def _add_bodies(
         row["context"] = _context(index, sym)
         left -= len(msgspec.json.encode(row["context"]))
         try:
-            entry, _ = navigation.resolve_file(gen, sym.path)
-            lines = navigation.file_lines(gen, entry)
+            lines = navigation.file_lines(gen, navigation.indexed_file(gen, sym.path))
         except errors.CodeIntelError:
             continue  # a file the tree no longer resolves: the row keeps its span
         body_lines = [x[: models.MAX_LINE_CHARS] for x in lines[sym.start_line - 1 : sym.end_line]]
@@ -189,11 +188,7 @@ def _add_bodies(
 def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[str, Any]:
     """The enclosing definition's signature and span, and the siblings' names and spans."""
     context: dict[str, Any] = {}
-    outline = index.outline(sym.path)
-    if outline is None:
-        return context
-    by_id = {s.id: s for s in outline.symbols}
-    parent = by_id.get(sym.parent_id or "")
+    parent = index.get(sym.parent_id) if sym.parent_id is not None else None
     if parent is not None:
         context["parent"] = {
             "symbol_id": parent.id,
@@ -203,7 +198,7 @@ def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[st
             "start_line": parent.start_line,
             "end_line": parent.end_line,
         }
-    siblings = [s for s in outline.symbols if s.parent_id == sym.parent_id and s.id != sym.id]
+    siblings = index.siblings(sym)
     context["siblings"] = [
         {"name": s.name, "kind": s.kind, "start_line": s.start_line, "end_line": s.end_line}
         for s in siblings[:MAX_SIBLINGS]
