@@ -158,6 +158,17 @@ class TestFind:
         assert [s.qualname for s in found] == ["buffer", "buffer_init"]
         assert found[0].kind == "struct" and found[1].kind == "function"
 
+    def test_siblings_share_the_file_and_the_parent(self, index):
+        (invoice,) = index.find("Invoice")
+        assert [(s.name, s.kind) for s in index.siblings(invoice)] == [
+            ("Order", "class"),
+            ("parse", "function"),
+        ]
+        (total,) = index.find("Order.total")
+        assert index.siblings(total) == []
+        (handle,) = index.find("Server.Handle")
+        assert [s.name for s in index.siblings(handle)] == ["Server", "parse"]
+
     def test_module_qualified_names(self, tmp_path):
         """The module comes from the path: source roots (``src/``, ``lib/``) dropped or kept,
         ``__init__`` and the extension dropped; an ambiguous suffix lists every match."""
