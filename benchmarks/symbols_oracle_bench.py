@@ -123,7 +123,7 @@ def indexed_files(root: Path) -> list[str]:
         rel = path.relative_to(root).as_posix()
         if languages.language_for(rel) not in symbol_rules.RULES:
             continue
-        if excluded is not None and excluded.fullmatch(rel):
+        if excluded is not None and excluded.match(rel):
             continue
         out.append(rel)
     return out
