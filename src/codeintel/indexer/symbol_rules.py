@@ -76,10 +76,10 @@ _PY = SymbolRules(
         "(call function: (attribute attribute: (identifier) @call))",
     ),
     imports=frozenset({"import_statement", "import_from_statement", "future_import_statement"}),
-    non_code=frozenset({"comment", "string", "format_specifier"}),
+    non_code=frozenset({"comment", "string", "format_specifier", "type_conversion"}),
     keywords=frozenset(keyword.kwlist),
     containers=frozenset({"class_definition"}),
-    code=frozenset({"interpolation"}),
+    code=frozenset({"interpolation", "format_expression"}),  # `{x:>{width}}`: width is code
 )
 
 _JS_DEFINITIONS = {
