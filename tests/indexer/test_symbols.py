@@ -82,7 +82,11 @@ class TestExtraction:
                 ["x", "width", "x", "width", "x"],
             ),
             # numbers are not identifiers; keywords and builtin constants are not either
-            ("n.py", "y = 0x1F + 1e5 + 2j if None else True\n", ["y"]),
+            (
+                "n.py",
+                "y = 0x1F + 1e5 + 2j + 1.e-6 + x1.real if None else True\n",
+                ["y", "x1", "real"],
+            ),
             # non-ASCII identifiers, with byte columns
             ("u.py", "café = 1\nprint(café)\n", ["café", "print", "café"]),
             # a reserved word after `.` is a property name

@@ -349,6 +349,11 @@ def _occurrences(
     after_dot = np.zeros(len(starts), dtype=bool)
     after_dot[1:] = np.frombuffer(code, dtype=np.uint8)[starts[1:] - 1] == _DOT
     keep &= ~keyword[index] | after_dot
+    # The exponent of `1.e-6` follows a number and a dot: part of the number, not a name.
+    ends = np.flatnonzero(is_word & ~np.concatenate((is_word[1:], [False]))) + 1
+    fraction = np.zeros(len(starts), dtype=bool)
+    fraction[1:] = after_dot[1:] & (ends[:-1] == starts[1:] - 1) & number[index[:-1]]
+    keep &= ~fraction
     own = np.array([d.name_start for d in definitions if d.name_start >= 0], dtype=np.int64)
     if len(own):
         keep &= ~_member(starts, own)
