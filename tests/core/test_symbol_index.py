@@ -160,14 +160,26 @@ class TestFind:
 
     def test_siblings_share_the_file_and_the_parent(self, index):
         (invoice,) = index.find("Invoice")
-        assert [(s.name, s.kind) for s in index.siblings(invoice)] == [
-            ("Order", "class"),
-            ("parse", "function"),
-        ]
+        shown, count = index.siblings(invoice, 10)
+        assert [(s.name, s.kind) for s in shown] == [("Order", "class"), ("parse", "function")]
+        assert count == 2
         (total,) = index.find("Order.total")
-        assert index.siblings(total) == []
+        assert index.siblings(total, 10) == ([], 0)
         (handle,) = index.find("Server.Handle")
-        assert [s.name for s in index.siblings(handle)] == ["Server", "parse"]
+        assert [s.name for s in index.siblings(handle, 10)[0]] == ["Server", "parse"]
+
+    def test_siblings_are_the_nearest_ones(self, tmp_path):
+        text = "".join(f"def f{i}():\n    pass\n" for i in range(100))
+        root = write_generation(tmp_path / "g000001", {"many.py": text})
+        with SymbolIndex.open(root) as index:  # type: ignore[union-attr]
+            (middle,) = index.find("f50")
+            shown, count = index.siblings(middle, 6)
+            assert [s.name for s in shown] == ["f47", "f48", "f49", "f51", "f52", "f53"]
+            assert count == 99
+            (first,) = index.find("f0")
+            assert [s.name for s in index.siblings(first, 3)[0]] == ["f1", "f2", "f3"]
+            (last,) = index.find("f99")
+            assert [s.name for s in index.siblings(last, 3)[0]] == ["f96", "f97", "f98"]
 
     def test_module_qualified_names(self, tmp_path):
         """The module comes from the path: source roots (``src/``, ``lib/``) dropped or kept,

@@ -10,7 +10,7 @@ API::
     index.find(name, kind=None, path_glob=None, language=None, limit=20) -> list[Symbol]
     index.get(symbol_id) -> Symbol | None
     index.outline(path) -> Outline | None      # None: the path is not in the index
-    index.siblings(symbol) -> list[Sibling]    # same file, same parent
+    index.siblings(symbol, limit) -> (list[Sibling], count)  # same file and parent
     index.references(name_or_symbol, path_glob=None, limit=50, cursor=None) -> References
     index.close()
 
@@ -253,18 +253,42 @@ class SymbolIndex:
         imports = LineSpan(imports_start, imports_end) if imports_start else None
         return Outline(path, language, imports, [records.symbol(r) for r in rows])
 
-    def siblings(self, symbol: Symbol) -> list[Sibling]:
-        """The other definitions of ``symbol``'s file with its parent, in source order: the
-        narrow columns only (an answer with a body lists them; a whole outline costs more)."""
-        value = store.parse_id(symbol.id)
-        parent = store.parse_id(symbol.parent_id) if symbol.parent_id is not None else None
-        rows = self.rows(
-            "SELECT s.name, s.kind, s.start_line, s.end_line FROM symbols AS s "
+    def siblings(self, symbol: Symbol, limit: int) -> tuple[list[Sibling], int]:
+        """Up to ``limit`` other definitions of ``symbol``'s file with its parent, those
+        nearest it (half before, the rest after), in source order; and how many there are.
+
+        Narrow columns only, read from the ``(file, start line)`` index outwards from the
+        symbol: a file of thousands of definitions costs what a small one does, but for
+        the count (measured: reading every sibling of sympy's ``test_args.py``, 6 ms)."""
+        params = {
+            "id": store.parse_id(symbol.id),
+            "parent": store.parse_id(symbol.parent_id) if symbol.parent_id is not None else None,
+            "start": symbol.start_line,
+        }
+        same = (
+            "SELECT s.id, s.name, s.kind, s.start_line, s.end_line FROM symbols AS s "
             "WHERE s.file_id = (SELECT file_id FROM symbols WHERE id = :id) "
-            "AND s.parent_id IS :parent AND s.id != :id ORDER BY s.start_line, s.line, s.id",
-            {"id": value, "parent": parent},
+            "AND s.parent_id IS :parent AND s.id != :id"
         )
-        return [Sibling(*row) for row in rows]
+        before = self.rows(
+            f"{same} AND s.start_line <= :start "
+            "ORDER BY s.start_line DESC, s.line DESC, s.id DESC LIMIT :limit",
+            {**params, "limit": limit},
+        )
+        after = self.rows(
+            f"{same} AND s.start_line >= :start ORDER BY s.start_line, s.line, s.id LIMIT :limit",
+            {**params, "limit": limit},
+        )
+        seen = {row[0] for row in before}
+        after = [row for row in after if row[0] not in seen]
+        keep_before = min(len(before), max(limit // 2, limit - len(after)))
+        chosen = before[:keep_before][::-1] + after[: limit - keep_before]
+        (count,) = self.rows(
+            "SELECT COUNT(*) FROM symbols WHERE file_id = (SELECT file_id FROM symbols "
+            "WHERE id = :id) AND parent_id IS :parent AND id != :id",
+            params,
+        )[0]
+        return [Sibling(*row[1:]) for row in chosen], int(count)
 
     def references(
         self,

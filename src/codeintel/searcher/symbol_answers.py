@@ -186,7 +186,8 @@ def _add_bodies(
 
 
 def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[str, Any]:
-    """The enclosing definition's signature and span, and the siblings' names and spans."""
+    """The enclosing definition's signature and span, and the names and spans of the
+    siblings nearest the definition."""
     context: dict[str, Any] = {}
     parent = index.get(sym.parent_id) if sym.parent_id is not None else None
     if parent is not None:
@@ -198,13 +199,13 @@ def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[st
             "start_line": parent.start_line,
             "end_line": parent.end_line,
         }
-    siblings = index.siblings(sym)
+    siblings, count = index.siblings(sym, MAX_SIBLINGS)
     context["siblings"] = [
         {"name": s.name, "kind": s.kind, "start_line": s.start_line, "end_line": s.end_line}
-        for s in siblings[:MAX_SIBLINGS]
+        for s in siblings
     ]
-    if len(siblings) > MAX_SIBLINGS:
-        context["more_siblings"] = len(siblings) - MAX_SIBLINGS
+    if count > len(siblings):
+        context["more_siblings"] = count - len(siblings)
     return context
 
 
