@@ -123,7 +123,7 @@ def indexed_files(root: Path) -> list[str]:
         rel = path.relative_to(root).as_posix()
         if languages.language_for(rel) not in symbol_rules.RULES:
             continue
-        if excluded is not None and excluded.fullmatch(rel):
+        if excluded is not None and excluded.match(rel):
             continue
         out.append(rel)
     return out
@@ -337,7 +337,9 @@ def references(
         if found is None:
             continue
         extracted.append(found)
-        ours = set(zip(found.lines, found.columns, found.names, strict=True))
+        ours = set(
+            zip(found.lines.tolist(), found.columns.tolist(), found.occurrence_names(), strict=True)
+        )
         loads = ast_loads(text)
         if loads is None:
             unparsable += 1

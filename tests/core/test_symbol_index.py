@@ -158,6 +158,61 @@ class TestFind:
         assert [s.qualname for s in found] == ["buffer", "buffer_init"]
         assert found[0].kind == "struct" and found[1].kind == "function"
 
+    def test_siblings_share_the_file_and_the_parent(self, index):
+        (invoice,) = index.find("Invoice")
+        shown, count = index.siblings(invoice, 10)
+        assert [(s.name, s.kind) for s in shown] == [("Order", "class"), ("parse", "function")]
+        assert count == 2
+        (total,) = index.find("Order.total")
+        assert index.siblings(total, 10) == ([], 0)
+        (handle,) = index.find("Server.Handle")
+        assert [s.name for s in index.siblings(handle, 10)[0]] == ["Server", "parse"]
+
+    def test_siblings_are_the_nearest_ones(self, tmp_path):
+        text = "".join(f"def f{i}():\n    pass\n" for i in range(100))
+        root = write_generation(tmp_path / "g000001", {"many.py": text})
+        with SymbolIndex.open(root) as index:  # type: ignore[union-attr]
+            (middle,) = index.find("f50")
+            shown, count = index.siblings(middle, 6)
+            assert [s.name for s in shown] == ["f47", "f48", "f49", "f51", "f52", "f53"]
+            assert count == 99
+            (first,) = index.find("f0")
+            assert [s.name for s in index.siblings(first, 3)[0]] == ["f1", "f2", "f3"]
+            (last,) = index.find("f99")
+            assert [s.name for s in index.siblings(last, 3)[0]] == ["f96", "f97", "f98"]
+
+    def test_module_qualified_names(self, tmp_path):
+        """The module comes from the path: source roots (``src/``, ``lib/``) dropped or kept,
+        ``__init__`` and the extension dropped; an ambiguous suffix lists every match."""
+        shapes = "class Circle:\n    def area(self):\n        return 1\n"
+        root = write_generation(
+            tmp_path / "g000001",
+            {
+                "src/pkg/shapes.py": shapes,
+                "src/pkg/__init__.py": "def setup():\n    pass\n",
+                "lib/geo/shapes.py": shapes,
+                "sympy/core/basic.py": "class Basic:\n    def __init__(self):\n        pass\n",
+                "web/comp.tsx": "export class Circle {\n  area(): number { return 1 }\n}\n",
+            },
+        )
+        with SymbolIndex.open(root) as index:  # type: ignore[union-attr]
+
+            def where(name: str) -> list[tuple[str, str]]:
+                return [(s.path, s.qualname) for s in index.find(name)]
+
+            assert where("pkg.shapes.Circle.area") == [("src/pkg/shapes.py", "Circle.area")]
+            assert where("src.pkg.shapes.Circle.area") == [("src/pkg/shapes.py", "Circle.area")]
+            assert where("lib.geo.shapes.Circle") == [("lib/geo/shapes.py", "Circle")]
+            assert where("shapes.Circle.area") == [
+                ("lib/geo/shapes.py", "Circle.area"),
+                ("src/pkg/shapes.py", "Circle.area"),
+            ]
+            assert where("pkg.setup") == [("src/pkg/__init__.py", "setup")]
+            assert where("sympy.core.basic.Basic") == [("sympy/core/basic.py", "Basic")]
+            assert where("core.basic.Basic.__init__") == [("sympy/core/basic.py", "Basic.__init__")]
+            assert where("web.comp.Circle.area") == [("web/comp.tsx", "Circle.area")]
+            assert where("other.shapes.Circle.area") == []
+
     def test_same_method_in_two_classes(self, index):
         both = index.find("total")
         assert [(s.qualname, s.parent) for s in both] == [

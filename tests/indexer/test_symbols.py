@@ -60,15 +60,57 @@ class TestExtraction:
         assert found is not None
         assert [s.name for s in found.symbols if s.name == "target"] == ["target"]
         lines = [
-            line for name, line in zip(found.names, found.lines, strict=True) if name == "target"
+            line
+            for name, line in zip(found.occurrence_names(), found.lines, strict=True)
+            if name == "target"
         ]
         assert len(lines) == uses, (path, lines)
         kinds = {
             symbols_store.OCCURRENCE_KINDS[k]
-            for name, k in zip(found.names, found.kinds, strict=True)
+            for name, k in zip(found.occurrence_names(), found.kinds, strict=True)
             if name == "target"
         }
         assert "call" in kinds
+
+    @pytest.mark.parametrize(
+        ("path", "text", "wanted"),
+        [
+            # f-string interpolations are code, their format specifiers and the text are not
+            (
+                "f.py",
+                "def f(x, width):\n    return f'{x!r:>{width}} {x:%Y} alpha'\n",
+                ["x", "width", "x", "width", "x"],
+            ),
+            # numbers are not identifiers; keywords and builtin constants are not either
+            (
+                "n.py",
+                "y = 0x1F + 1e5 + 2j + 1.e-6 + x1.real if None else True\n",
+                ["y", "x1", "real"],
+            ),
+            # non-ASCII identifiers, with byte columns
+            ("u.py", "café = 1\nprint(café)\n", ["café", "print", "café"]),
+            # a reserved word after `.` is a property name
+            ("p.js", "p.catch(e => e.default)\n", ["p", "catch", "e", "e", "default"]),
+            ("d.js", "let $el = $(x)\n", ["$el", "$", "x"]),
+            # directive words and preprocessor bodies are not occurrences; #ifdef names are
+            (
+                "m.c",
+                '#include "m.h"\n#ifdef DEBUG\n#define LOG(s) puts("s")\n#endif\n',
+                ["DEBUG", "LOG", "s"],
+            ),
+            ("r.rs", "fn g(v: Vec<u8>) -> char { let c = 'v'; c }\n", ["v", "Vec", "c", "c"]),
+        ],
+    )
+    def test_identifiers_are_words_of_code(self, path, text, wanted):
+        _, found = chunking.chunk_and_extract(path, text)
+        assert found is not None
+        assert found.occurrence_names() == wanted
+        rows = list(zip(found.lines.tolist(), found.columns.tolist(), strict=True))
+        lines = text.encode().split(b"\n")
+        assert [
+            lines[line - 1][column:].decode()[: len(n)]
+            for (line, column), n in zip(rows, wanted, strict=True)
+        ] == wanted
 
     @pytest.mark.parametrize("path", sorted(SNIPPETS))
     def test_the_chunks_are_those_of_chunk_file(self, path):

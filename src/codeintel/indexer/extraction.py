@@ -5,9 +5,11 @@ with its qualified name, kind, span, signature and first doc line, and every
 identifier with its position, kind and enclosing definition. They come from the
 same ``tree_sitter.Tree`` as the chunks (:func:`codeintel.indexer.chunking.chunk_and_extract`):
 no file is parsed twice. One query per language (:mod:`codeintel.indexer.symbol_rules`)
-captures the definition, identifier, callee and import nodes in C; this module
-nests the definitions by byte range and assigns each identifier its innermost
-enclosing definition in one sweep.
+captures the definition, callee, import, comment and string nodes in C; this module
+nests the definitions by byte range. Identifiers are found by a regular expression
+over the file's bytes with comments and strings zeroed out (f-string and template
+interpolations kept: they hold code) and each gets its line, kind and innermost
+enclosing definition from numpy searches, never a Python object per identifier.
 
 Rules:
 
@@ -24,6 +26,8 @@ Rules:
   the doc is the first line of a Python docstring, else of the comment block
   directly above the definition.
 * A definition's own name node is not an occurrence (it is the definition).
+* An identifier is a word outside comments and strings that is not a reserved word
+  of the language (a reserved word after ``.`` is a property name and counts).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import logging
 import re
 
+import numpy as np
 import tree_sitter
 
 from codeintel.core.store import symbols as symbols_store
@@ -313,46 +318,135 @@ def _occurrences(
     definitions: list[_Definition],
     source: bytes,
 ) -> None:
-    """Every identifier but the definitions' names, with kind and enclosing definition."""
-    calls = {n.start_byte for n in captures.get("call", [])}
+    """Every identifier outside comments and strings but the definitions' names, with
+    kind and enclosing definition, in source order.
+
+    The hot path of the symbol pass (every identifier of the corpus): one regular
+    expression over the code bytes finds them in C, and numpy gives each its line,
+    column, kind and enclosing definition; Python touches each identifier twice (its
+    start, its text), never as a tree-sitter ``Node``.
+    """
+    code = _code_bytes(source, captures.get("skip", []), captures.get("code", []))
+    if rules.directives:
+        code = _DIRECTIVE.sub(_blank, code)
+    words = symbol_rules.word_pattern(out.language).findall(code)
+    if not words:
+        return
+    # The same maximal runs of word bytes, located by numpy: the i-th start is the i-th word.
+    is_word = symbol_rules.word_bytes(out.language)[np.frombuffer(code, dtype=np.uint8)]
+    starts = np.flatnonzero(is_word & ~np.concatenate(([False], is_word[:-1])))
+    distinct = list(dict.fromkeys(words))
+    index = np.fromiter(
+        map(dict(zip(distinct, range(len(distinct)), strict=True)).__getitem__, words),
+        dtype=np.int64,
+        count=len(words),
+    )
+    # Numbers are words too, and reserved words are not identifiers unless after a `.`.
+    reserved = rules.keywords
+    number = np.array([48 <= w[0] <= 57 for w in distinct], dtype=bool)
+    keyword = np.array([w.decode("latin-1") in reserved for w in distinct], dtype=bool)
+    keep = ~number[index]
+    after_dot = np.zeros(len(starts), dtype=bool)
+    after_dot[1:] = np.frombuffer(code, dtype=np.uint8)[starts[1:] - 1] == _DOT
+    keep &= ~keyword[index] | after_dot
+    # The exponent of `1.e-6` follows a number and a dot: part of the number, not a name.
+    ends = np.flatnonzero(is_word & ~np.concatenate((is_word[1:], [False]))) + 1
+    fraction = np.zeros(len(starts), dtype=bool)
+    fraction[1:] = after_dot[1:] & (ends[:-1] == starts[1:] - 1) & number[index[:-1]]
+    keep &= ~fraction
+    own = np.array([d.name_start for d in definitions if d.name_start >= 0], dtype=np.int64)
+    if len(own):
+        keep &= ~_member(starts, own)
+    starts, index = starts[keep], index[keep]
+    used = np.flatnonzero(np.bincount(index, minlength=len(distinct)))
+    renumber = np.zeros(len(distinct), dtype=np.int32)
+    renumber[used] = np.arange(len(used), dtype=np.int32)
+    out.names = [distinct[i].decode("utf-8", errors="replace") for i in used.tolist()]
+    out.name_index = renumber[index]
+    newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == _NEWLINE)
+    rows = np.searchsorted(newlines, starts)
+    line_starts = np.concatenate(([0], newlines + 1))
+    out.lines = (rows + 1).astype(np.uint32)
+    out.columns = (starts - line_starts[rows]).astype(np.uint32)
+    out.kinds = _kinds(starts, captures)
+    out.enclosing = _enclosing(starts, definitions)
+
+
+_NEWLINE, _DOT = ord("\n"), ord(".")
+_DIRECTIVE = re.compile(rb"#[ \t]*[A-Za-z_]\w*")
+
+
+def _blank(match: re.Match[bytes]) -> bytes:
+    return bytes(match.end() - match.start())
+
+
+def _code_bytes(source: bytes, skip: list[tree_sitter.Node], code: list[tree_sitter.Node]) -> bytes:
+    """``source`` with every byte of comments and strings zeroed, interpolations kept.
+
+    The ranges nest (a string in an interpolation in an f-string); applied outermost
+    first, each inner one overrides its container.
+    """
+    if not skip:
+        return source
+    ranges = sorted(
+        [(n.start_byte, -n.end_byte, False) for n in skip]
+        + [(n.start_byte, -n.end_byte, True) for n in code]
+    )
+    masked = bytearray(source)
+    for start, negative_end, is_code in ranges:
+        end = -negative_end
+        masked[start:end] = source[start:end] if is_code else bytes(end - start)
+    return bytes(masked)
+
+
+def _kinds(starts: np.ndarray, captures: dict[str, list[tree_sitter.Node]]) -> np.ndarray:
+    """CALL at a callee's name, else IMPORT inside an import statement, else OTHER."""
+    kinds = np.full(len(starts), symbols_store.OTHER, dtype=np.uint8)
     imports = sorted((n.start_byte, n.end_byte) for n in captures.get("import", []))
-    own_names = {d.name_start for d in definitions}
-    # The hot loop of the symbol pass (every identifier of the corpus): node attributes are
-    # read once, and everything else is local.
-    spans = sorted([(n.start_byte, n.end_byte, n.start_point) for n in captures.get("id", [])])
-    names: dict[bytes, str] = {}
+    if imports:  # import statements never nest
+        bounds = np.array(imports, dtype=np.int64)
+        at = np.searchsorted(bounds[:, 0], starts, side="right") - 1
+        inside = (at >= 0) & (starts < bounds[np.maximum(at, 0), 1])
+        kinds[inside] = symbols_store.IMPORT
+    calls = captures.get("call", [])
+    if calls:
+        callees = np.fromiter((n.start_byte for n in calls), dtype=np.int64, count=len(calls))
+        kinds[_member(starts, callees)] = symbols_store.CALL
+    return kinds
+
+
+def _member(values: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Which ``values`` are in ``among`` (a binary search: cheaper than ``np.isin`` here)."""
+    among = np.sort(among)
+    at = np.minimum(np.searchsorted(among, values), len(among) - 1)
+    found: np.ndarray = among[at] == values
+    return found
+
+
+def _enclosing(starts: np.ndarray, definitions: list[_Definition]) -> np.ndarray:
+    """The index of each position's innermost enclosing definition, -1 at top level.
+
+    The nested byte ranges flatten into change points (position, innermost definition
+    from there on); a binary search places each identifier.
+    """
+    if not definitions:
+        return np.full(len(starts), -1, dtype=np.int32)
+    points: list[int] = []
+    labels: list[int] = []
     stack: list[_Definition] = []
-    next_def = next_import = 0
-    n_defs, n_imports = len(definitions), len(imports)
-    add_name, add_line = out.names.append, out.lines.append
-    add_column, add_kind, add_enclosing = out.columns.append, out.kinds.append, out.enclosing.append
-    call, imported, other = symbols_store.CALL, symbols_store.IMPORT, symbols_store.OTHER
-    for start, end, (row, column) in spans:
-        if start in own_names:
-            continue
-        while next_def < n_defs and definitions[next_def].start <= start:
-            while stack and stack[-1].end <= definitions[next_def].start:
-                stack.pop()
-            stack.append(definitions[next_def])
-            next_def += 1
-        while stack and stack[-1].end <= start:
-            stack.pop()
-        while next_import < n_imports and imports[next_import][1] <= start:
-            next_import += 1
-        if start in calls:
-            add_kind(call)
-        elif next_import < n_imports and imports[next_import][0] <= start:
-            add_kind(imported)
-        else:
-            add_kind(other)
-        raw = source[start:end]
-        name = names.get(raw)
-        if name is None:
-            name = names[raw] = raw.decode("utf-8", errors="replace")
-        add_name(name)
-        add_line(row + 1)
-        add_column(column)
-        add_enclosing(stack[-1].index if stack else -1)
+    for definition in definitions:  # in source order, containers before their contents
+        while stack and stack[-1].end <= definition.start:
+            points.append(stack.pop().end)
+            labels.append(stack[-1].index if stack else -1)
+        stack.append(definition)
+        points.append(definition.start)
+        labels.append(definition.index)
+    while stack:
+        points.append(stack.pop().end)
+        labels.append(stack[-1].index if stack else -1)
+    at = np.searchsorted(np.array(points, dtype=np.int64), starts, side="right") - 1
+    table = np.array([*labels, -1], dtype=np.int32)  # at == -1: before the first definition
+    return table[at]
 
 
 def _text(node: tree_sitter.Node, source: bytes) -> str:

@@ -92,7 +92,7 @@ def paginate(
     return cursors.encode(tool, request, gens, begin, total, exact) if gens else None
 
 
-def _envelope(
+def envelope(
     parts: Iterable[Mapping[str, Any]], skipped: Mapping[str, str] | None
 ) -> dict[str, Any]:
     """``repos`` and ``skipped`` of several answers, plus generation/commit when only one repo."""
@@ -118,7 +118,7 @@ def semantic(
     rows = [row for part in parts for row in part["results"]]
     rows.sort(key=lambda r: (-r["score"], r["repo"], r["path"], r["start_line"]))
     truncated = any(p.get("truncated") for p in parts)  # a snippet was cut to the budget
-    return {"results": rows[:k], "mode": mode, "truncated": truncated, **_envelope(parts, skipped)}
+    return {"results": rows[:k], "mode": mode, "truncated": truncated, **envelope(parts, skipped)}
 
 
 def text(
@@ -132,7 +132,7 @@ def text(
     rows = [row for part in parts for row in part["results"]]
     rows.sort(key=lambda r: (r["repo"], r["path"].split("/"), r["line"], r["column"]))
     truncated = len(rows) > max_results or any(p.get("truncated") for p in parts)
-    return {"results": rows[:max_results], "truncated": truncated, **_envelope(parts, skipped)}
+    return {"results": rows[:max_results], "truncated": truncated, **envelope(parts, skipped)}
 
 
 def paths(
@@ -148,7 +148,7 @@ def paths(
         "results": rows[:max_results],
         "total": total,
         "truncated": total > min(len(rows), max_results),
-        **_envelope(parts, skipped),
+        **envelope(parts, skipped),
     }
 
 

@@ -133,6 +133,16 @@ def resolve_file(
     raise errors.QueryError(f"{path!r}: too many levels of symlinks", field=field)
 
 
+def indexed_file(gen: generations_mod.LoadedGeneration, path: str) -> git_mod.TreeEntry:
+    """The tree entry of a path the generation indexed (a regular file of its tree): no
+    confinement check, which a path from the index does not need; anything else goes
+    through :func:`resolve_file`."""
+    i = tree.entry_index(gen, path)
+    if i is not None and gen.tree[i].mode not in (SYMLINK_MODE, tree.SUBMODULE_MODE):
+        return gen.tree[i]
+    return resolve_file(gen, path)[0]
+
+
 def _git_blob_id(data: bytes, blob: str) -> str:
     header = b"blob %d\0" % len(data)
     digest = hashlib.sha256 if len(blob) == 64 else hashlib.sha1

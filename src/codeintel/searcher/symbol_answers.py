@@ -32,7 +32,7 @@ import msgspec
 
 from codeintel.core import errors
 from codeintel.core import symbols as symbols_mod
-from codeintel.searcher import budget, models, navigation
+from codeintel.searcher import budget, merging, models, navigation
 from codeintel.searcher import generations as generations_mod
 
 MAX_CANDIDATES = 10
@@ -168,8 +168,7 @@ def _add_bodies(
         row["context"] = _context(index, sym)
         left -= len(msgspec.json.encode(row["context"]))
         try:
-            entry, _ = navigation.resolve_file(gen, sym.path)
-            lines = navigation.file_lines(gen, entry)
+            lines = navigation.file_lines(gen, navigation.indexed_file(gen, sym.path))
         except errors.CodeIntelError:
             continue  # a file the tree no longer resolves: the row keeps its span
         body_lines = [x[: models.MAX_LINE_CHARS] for x in lines[sym.start_line - 1 : sym.end_line]]
@@ -187,13 +186,10 @@ def _add_bodies(
 
 
 def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[str, Any]:
-    """The enclosing definition's signature and span, and the siblings' names and spans."""
+    """The enclosing definition's signature and span, and the names and spans of the
+    siblings nearest the definition."""
     context: dict[str, Any] = {}
-    outline = index.outline(sym.path)
-    if outline is None:
-        return context
-    by_id = {s.id: s for s in outline.symbols}
-    parent = by_id.get(sym.parent_id or "")
+    parent = index.get(sym.parent_id) if sym.parent_id is not None else None
     if parent is not None:
         context["parent"] = {
             "symbol_id": parent.id,
@@ -203,13 +199,13 @@ def _context(index: symbols_mod.SymbolIndex, sym: symbols_mod.Symbol) -> dict[st
             "start_line": parent.start_line,
             "end_line": parent.end_line,
         }
-    siblings = [s for s in outline.symbols if s.parent_id == sym.parent_id and s.id != sym.id]
+    siblings, count = index.siblings(sym, MAX_SIBLINGS)
     context["siblings"] = [
         {"name": s.name, "kind": s.kind, "start_line": s.start_line, "end_line": s.end_line}
-        for s in siblings[:MAX_SIBLINGS]
+        for s in siblings
     ]
-    if len(siblings) > MAX_SIBLINGS:
-        context["more_siblings"] = len(siblings) - MAX_SIBLINGS
+    if count > len(siblings):
+        context["more_siblings"] = count - len(siblings)
     return context
 
 
@@ -479,7 +475,7 @@ def merge_symbols(
         "total_exact": all(p.get("total_exact", True) for p in parts),
         "has_more": total > keep,
         "cursor": None,
-        **_envelope(parts, skipped),
+        **merging.envelope(parts, skipped),
     }
     if ambiguous:
         answer["notice"] = (
@@ -518,7 +514,7 @@ def merge_references(
         "per_file": top,
         "has_more": any(p.get("has_more") for p in parts),
         "cursor": None,
-        **_envelope(parts, skipped),
+        **merging.envelope(parts, skipped),
     }
 
 
@@ -529,19 +525,4 @@ def tag_references(name: str, answer: dict[str, Any]) -> dict[str, Any]:
     out["definitions"] = [{**row, "repo": name} for row in answer["definitions"]]
     out["per_file"] = {f"{name}:{p}": c for p, c in (answer.get("per_file") or {}).items()}
     out["repos"] = {name: {"generation": answer["generation"], "commit": answer["commit"]}}
-    return out
-
-
-def _envelope(parts: list[dict[str, Any]], skipped: dict[str, str] | None) -> dict[str, Any]:
-    repos: dict[str, Any] = {}
-    skip = dict(skipped or {})
-    for part in parts:
-        repos.update(part.get("repos") or {})
-        skip.update(part.get("skipped") or {})
-    out: dict[str, Any] = {"repos": dict(sorted(repos.items()))}
-    if skip:
-        out["skipped"] = dict(sorted(skip.items()))
-    if len(repos) == 1:
-        (only,) = repos.values()
-        out["generation"], out["commit"] = only["generation"], only["commit"]
     return out

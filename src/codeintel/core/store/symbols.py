@@ -17,7 +17,7 @@ Choices (docs/architecture.md, *Navigation index*):
   kind in the file, printed as 16 hex digits.
 * Occurrences are stored as *postings*: one row per (name, file) in a ``WITHOUT
   ROWID`` table clustered on ``(name, file)``, holding the count and the file's
-  occurrences of that name packed in line order (:func:`pack` / :func:`unpack`).
+  occurrences of that name packed in line order (:func:`unpack`).
   ``total`` and the per-file counts of a name read one short row per file; a page
   of references unpacks only the files it shows; a build writes a few hundred
   thousand rows where single occurrences would be millions (measured: the
@@ -31,7 +31,6 @@ Choices (docs/architecture.md, *Navigation index*):
 
 from __future__ import annotations
 
-import array
 import hashlib
 import logging
 import posixpath
@@ -86,11 +85,6 @@ CREATE TABLE symbols (
     doc TEXT NOT NULL,
     parent_id INTEGER
 );
-CREATE INDEX symbols_name ON symbols(lower(name));
-CREATE INDEX symbols_qualname ON symbols(lower(qualname));
-CREATE INDEX symbols_file ON symbols(file_id, start_line);
-CREATE INDEX symbols_category_name ON symbols(category, lower(name));
-CREATE INDEX symbols_category_qualname ON symbols(category, lower(qualname));
 CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE postings (
     name_id INTEGER NOT NULL,
@@ -99,7 +93,16 @@ CREATE TABLE postings (
     data BLOB NOT NULL,
     PRIMARY KEY (name_id, file_id)
 ) WITHOUT ROWID;
-CREATE INDEX postings_file ON postings(file_id);
+"""
+# Built after the rows of a new database (one sorted build each, not a B-tree insert per
+# row); present already in a copy.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS symbols_name ON symbols(lower(name));
+CREATE INDEX IF NOT EXISTS symbols_qualname ON symbols(lower(qualname));
+CREATE INDEX IF NOT EXISTS symbols_file ON symbols(file_id, start_line);
+CREATE INDEX IF NOT EXISTS symbols_category_name ON symbols(category, lower(name));
+CREATE INDEX IF NOT EXISTS symbols_category_qualname ON symbols(category, lower(qualname));
+CREATE INDEX IF NOT EXISTS postings_file ON postings(file_id);
 """
 
 
@@ -126,8 +129,9 @@ class SymbolDraft(msgspec.Struct, frozen=True):
 class FileSymbols:
     """The definitions, import span and occurrences of one parsed file.
 
-    Occurrences are kept as parallel compact columns (a large repository has
-    millions of them, held until the generation's database is written).
+    Occurrences are kept as parallel numpy columns in source (line, column) order,
+    their names as an index into the file's distinct names (a large repository has
+    millions of occurrences, held until the generation's database is written).
     """
 
     __slots__ = (
@@ -137,6 +141,7 @@ class FileSymbols:
         "kinds",
         "language",
         "lines",
+        "name_index",
         "names",
         "path",
         "symbols",
@@ -149,36 +154,26 @@ class FileSymbols:
         self.imports: tuple[int, int] = (0, 0)
         """First and last line of the file's top-level imports; (0, 0) when none."""
         self.names: list[str] = []
-        self.lines = array.array("I")
-        self.columns = array.array("I")
-        self.kinds = array.array("B")
-        self.enclosing = array.array("i")
+        """The distinct identifiers of the file's occurrences."""
+        self.name_index: np.ndarray = np.zeros(0, dtype=np.int32)
+        """Per occurrence, its identifier's position in ``names``."""
+        self.lines: np.ndarray = np.zeros(0, dtype=np.uint32)
+        self.columns: np.ndarray = np.zeros(0, dtype=np.uint32)
+        """0-based, in bytes."""
+        self.kinds: np.ndarray = np.zeros(0, dtype=np.uint8)
+        self.enclosing: np.ndarray = np.zeros(0, dtype=np.int32)
         """Index of the innermost enclosing definition, -1 at top level."""
 
-    def add(self, name: str, line: int, column: int, kind: int, enclosing: int) -> None:
-        self.names.append(name)
-        self.lines.append(line)
-        self.columns.append(column)
-        self.kinds.append(kind)
-        self.enclosing.append(enclosing)
+    def occurrence_names(self) -> list[str]:
+        """The identifier of each occurrence, in order."""
+        names = self.names
+        return [names[i] for i in self.name_index.tolist()]
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.name_index)
 
 
 _ITEM = 4 + 4 + 1 + 8  # line u32, column u32, kind u8, enclosing symbol id i64
-
-
-def pack(lines: np.ndarray, columns: np.ndarray, kinds: np.ndarray, symbols: np.ndarray) -> bytes:
-    """One posting's occurrences (in line, column order) as bytes: four little-endian columns."""
-    return b"".join(
-        (
-            lines.astype("<u4").tobytes(),
-            columns.astype("<u4").tobytes(),
-            kinds.astype("u1").tobytes(),
-            symbols.astype("<i8").tobytes(),
-        )
-    )
 
 
 def unpack(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -245,13 +240,25 @@ _SOURCE_ROOTS = frozenset({"src", "lib", "pkg"})
 
 def module_name(path: str) -> str:
     """The dotted module a path holds: ``src/pkg/mod.py`` → ``pkg.mod``, ``a/__init__.py`` → ``a``."""
+    parts = _module_parts(path)
+    if len(parts) > 1 and parts[0] in _SOURCE_ROOTS:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def module_names(path: str) -> tuple[str, ...]:
+    """Every dotted name a query may give the module of a path: :func:`module_name`, and
+    the path itself dotted when it starts at a source root (``src.pkg.mod``)."""
+    named, dotted = module_name(path), ".".join(_module_parts(path))
+    return (named,) if named == dotted else (named, dotted)
+
+
+def _module_parts(path: str) -> list[str]:
     stem, _ = posixpath.splitext(path)
     parts = [p for p in stem.split("/") if p]
     if parts and parts[-1] in ("__init__", "index", "mod"):
         parts = parts[:-1]
-    if len(parts) > 1 and parts[0] in _SOURCE_ROOTS:
-        parts = parts[1:]
-    return ".".join(parts)
+    return parts
 
 
 class SymbolWriter:
@@ -263,11 +270,11 @@ class SymbolWriter:
         self._fresh = fresh
         """A new database: every name is in ``_names``, none needs looking up."""
         self._names: dict[str, int] = {}
+        self._new_names: list[tuple[int, str]] = []
+        """Names of a new database, inserted at close."""
         # Postings arrive file by file; they go to the clustered table in key order at
         # close, one sorted insert instead of a random B-tree write per row.
-        conn.execute(
-            "CREATE TEMP TABLE staged (name_id INTEGER, file_id INTEGER, count INTEGER, data BLOB)"
-        )
+        self._staged: list[tuple[int, int, int, bytes]] = []
 
     @classmethod
     def create(cls, path: Path) -> SymbolWriter:
@@ -314,7 +321,7 @@ class SymbolWriter:
             "VALUES (?,?,?,?,?)",
             (file.path, file.language, file_category, *file.imports),
         )
-        file_id = cursor.lastrowid
+        file_id = int(cursor.lastrowid or 0)
         ids: list[int] = []
         ordinals: dict[tuple[str, str], int] = {}
         rows = []
@@ -350,35 +357,34 @@ class SymbolWriter:
             )
         if not len(file):
             return
-        name_ids = np.fromiter(map(self._name_id, file.names), dtype=np.int64, count=len(file))
+        table = np.fromiter(map(self._name_id, file.names), dtype=np.int64, count=len(file.names))
+        name_ids = table[file.name_index]
+        # Occurrences come in source order: a stable sort by name keeps each posting in
+        # (line, column) order. The four columns of every posting are cut from one
+        # sorted copy of each, in bytes (the layout :func:`unpack` reads).
+        order = np.argsort(name_ids, kind="stable")
+        sorted_ids = name_ids[order]
+        firsts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))
+        bounds = [*firsts.tolist(), len(order)]
         symbols = np.array([*ids, 0], dtype=np.int64)  # index -1 (module level) → 0
-        enclosing = symbols[np.frombuffer(file.enclosing, dtype=np.int32)]
-        lines = np.frombuffer(file.lines, dtype=np.uint32)
-        columns = np.frombuffer(file.columns, dtype=np.uint32)
-        kinds = np.frombuffer(file.kinds, dtype=np.uint8)
-        order = np.lexsort((columns, lines, name_ids))
-        sorted_names = name_ids[order]
-        cuts = np.flatnonzero(np.diff(sorted_names)) + 1
-        postings = []
-        for group in np.split(order, cuts):
-            postings.append(
-                (
-                    int(name_ids[group[0]]),
-                    file_id,
-                    len(group),
-                    pack(lines[group], columns[group], kinds[group], enclosing[group]),
-                )
+        lines = file.lines[order].astype("<u4").tobytes()
+        columns = file.columns[order].astype("<u4").tobytes()
+        kinds = file.kinds[order].astype("u1").tobytes()
+        enclosing = symbols[file.enclosing[order]].astype("<i8").tobytes()
+        staged = self._staged
+        for name_id, a, b in zip(sorted_ids[firsts].tolist(), bounds, bounds[1:], strict=False):
+            data = b"".join(
+                (lines[4 * a : 4 * b], columns[4 * a : 4 * b], kinds[a:b], enclosing[8 * a : 8 * b])
             )
-        conn.executemany("INSERT INTO temp.staged VALUES (?,?,?,?)", postings)
+            staged.append((name_id, file_id, b - a, data))
 
     def _name_id(self, name: str) -> int:
         name_id = self._names.get(name)
-        if name_id is None:
-            row = (
-                None
-                if self._fresh
-                else self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
-            )
+        if name_id is None and self._fresh:
+            name_id = self._names[name] = len(self._names) + 1
+            self._new_names.append((name_id, name))
+        elif name_id is None:
+            row = self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
             if row is None:
                 cursor = self._conn.execute("INSERT INTO names (name) VALUES (?)", (name,))
                 name_id = int(cursor.lastrowid or 0)
@@ -389,11 +395,17 @@ class SymbolWriter:
 
     def close(self) -> None:
         """Write the staged postings in key order, commit and close; the file is complete."""
-        self._conn.execute(
-            "INSERT INTO postings SELECT * FROM temp.staged ORDER BY name_id, file_id"
-        )
+        self._conn.executemany("INSERT INTO names VALUES (?,?)", self._new_names)
+        self._staged.sort(key=_posting_key)
+        self._conn.executemany("INSERT INTO postings VALUES (?,?,?,?)", self._staged)
+        self._staged = []
+        self._conn.executescript(_INDEXES)
         self._conn.commit()
         self._conn.close()
+
+
+def _posting_key(row: tuple[int, int, int, bytes]) -> tuple[int, int]:
+    return row[0], row[1]
 
 
 def write(path: Path, files: Iterable[FileSymbols]) -> None:
