@@ -114,10 +114,10 @@ def decode(tool: str, request: Any) -> Position | None:
     return Position(dict(payload.g), dict(payload.o), payload.n, payload.x)
 
 
-def expired(generation: str, repo: str = "") -> errors.CursorExpiredError:
-    """The 410 for a cursor over ``generation``, which is no longer kept."""
-    where = f" of {repo}" if repo else ""
+def expired(generation: str, now: str = "") -> errors.CursorExpiredError:
+    """The 410 for a cursor over ``generation``, which is no longer kept (``now``: the live one)."""
+    serving = f" (now {now})" if now else ""
     return errors.CursorExpiredError(
-        f"cursor read generation {generation}{where}, which is no longer served (a newer "
-        "index was published); start again without a cursor"
+        f"the cursor read generation {generation}, which is no longer served{serving}; "
+        "start again without a cursor"
     )

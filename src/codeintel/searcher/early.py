@@ -49,6 +49,7 @@ from codeintel.core import store as store_mod
 from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
 from codeintel.searcher import context as context_mod
+from codeintel.searcher import cursors
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import worktree as worktree_mod
 
@@ -309,10 +310,7 @@ class EarlyManager(generations_mod.GenerationManager):
         with self._lock:
             gen = self._provisional if self._live is None else None
             if gen is not None and generation not in (None, gen.name):
-                raise errors.CursorExpiredError(
-                    f"the cursor read generation {generation}, which is no longer served; "
-                    "start again without a cursor"
-                )
+                raise cursors.expired(generation)
             if gen is not None:
                 gen.users += 1
         if gen is None:

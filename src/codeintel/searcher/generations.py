@@ -60,6 +60,7 @@ from codeintel.core import history as history_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import symbols as symbols_mod
 from codeintel.core.store import chunks as chunks_mod
+from codeintel.searcher import cursors
 from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import worktree as worktree_mod
 
@@ -290,10 +291,7 @@ class GenerationManager:
             if generation is not None and generation != gen.name:
                 kept = self._kept.get(generation)
                 if kept is None or kept[1] < time.monotonic():
-                    raise errors.CursorExpiredError(
-                        f"the cursor read generation {generation}, which is no longer served "
-                        f"(now {gen.name}); start again without a cursor"
-                    )
+                    raise cursors.expired(generation, now=gen.name)
                 gen = kept[0]
             gen.users += 1
         try:
