@@ -147,9 +147,9 @@ def model_file(st: Any, model_dir: Path, backend: str, cache: str | Path = "") -
 def _fuse(src: Path, out: Path, heads: int, hidden: int) -> None:
     """Write ``src`` with onnxruntime's BERT fusions to ``out`` (the plain graph when they
     do not apply): one Attention op per layer instead of a dozen, and SkipLayerNorm,
-    BiasGelu and EmbedLayerNorm. Same vectors (cosine 1.0000 on sympy chunks), 0.66x the
-    CPU time and 0.7x the peak memory of the plain export on 256-token batches
-    (docs/performance.md, *Embedding throughput*)."""
+    BiasGelu and EmbedLayerNorm. Same vectors (cosine 1.0000 on sympy chunks), 0.72x the
+    CPU time and 0.55x the peak memory of the plain export on 256-token batches
+    (docs/performance.md, *Embedding throughput and memory*)."""
     try:
         from onnxruntime.transformers import optimizer
 
