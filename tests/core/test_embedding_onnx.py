@@ -9,8 +9,8 @@ import pytest
 
 from codeintel.core import errors
 from codeintel.core.embed import make_embedder, onnxrt
-from codeintel.core.embed.local import LocalEmbedder
-from codeintel.core.settings import EmbedderSettings, Settings
+from codeintel.core.embed.local import LocalEmbedder, resolve_model_dir
+from codeintel.core.settings import DEFAULT_MODEL, EmbedderSettings, Settings
 
 TEXTS = [
     "def parse_invoice(text):\n    items = [line.split(',') for line in text.splitlines()]",
@@ -140,3 +140,58 @@ def test_token_budget_batches_match_one_text_at_a_time(tmp_path, monkeypatch):
     finally:
         embedder.close()
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_the_onnx_backend_runs_the_fused_graph_and_completes_an_older_cache(
+    torch_vectors, tmp_path
+):
+    """An older cache holding only the plain export gets the fused graph made once (one
+    Attention op per layer: 0.66x the CPU time of the plain graph), with torch's vectors."""
+    import onnx
+
+    plain_maker = LocalEmbedder(backend="onnx-int8", onnx_cache=tmp_path)
+    plain_maker.embed(["the plain export and its int8 copy, as an older cache has them"])
+    plain_maker.close()
+    (plain,) = tmp_path.rglob("model.onnx")
+    assert not list(tmp_path.rglob(onnxrt.FUSED_NAME))
+    assert onnxrt.exported_file(resolve_model_dir(DEFAULT_MODEL), "onnx", tmp_path) is None
+    embedder = LocalEmbedder(backend="onnx", onnx_cache=tmp_path)
+    try:
+        xb = embedder.embed(TEXTS)
+        encoder = embedder._onnx
+        assert encoder is not None and encoder.path.name == onnxrt.FUSED_NAME
+    finally:
+        embedder.close()
+    ops = [
+        node.op_type for node in onnx.load(str(encoder.path), load_external_data=False).graph.node
+    ]
+    assert ops.count("Attention") == 6 and "Softmax" not in ops
+    assert np.sum(xb * torch_vectors, axis=1).min() >= 0.9999
+    assert plain.exists()
+
+
+def test_embedders_of_one_process_share_one_session(tmp_path):
+    """The query embedder and the indexer's (``serve PATH``) run one onnxruntime session of
+    the weights, not two (~90 MB each), and embed from two threads at once."""
+    import threading
+
+    first = LocalEmbedder(backend="onnx", onnx_cache=tmp_path)
+    second = LocalEmbedder(backend="onnx", onnx_cache=tmp_path)
+    try:
+        alone = first.embed(TEXTS)
+        second.embed(["load"])
+        assert first._onnx is not None and second._onnx is not None
+        assert first._onnx._session is second._onnx._session
+        got: dict[int, np.ndarray] = {}
+        threads = [
+            threading.Thread(target=lambda i=i, e=e: got.__setitem__(i, e.embed(TEXTS)))
+            for i, e in enumerate((first, second) * 2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        first.close()
+        second.close()
+    assert len(got) == 4 and all(np.allclose(xb, alone, atol=1e-5) for xb in got.values())

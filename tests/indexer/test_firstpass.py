@@ -81,6 +81,24 @@ class TestOrder:
         assert firstpass.order([]).tolist() == []
 
 
+class TestGroupSize:
+    """The next embed call is cut to what the rate so far fits in the budget's rest."""
+
+    def test_doubling_while_the_budget_is_far(self) -> None:
+        assert firstpass.next_group(256, done=192, elapsed=5.0, seconds=60.0) == 256
+
+    def test_cut_near_the_end_of_the_budget(self) -> None:
+        # sympy on a quiet machine: 1,472 chunks at 25/s, 1 s before the 60 s budget.
+        assert firstpass.next_group(512, done=1472, elapsed=59.0, seconds=60.0) == 24
+
+    def test_never_below_one_batch(self) -> None:
+        assert firstpass.next_group(512, done=100, elapsed=59.9, seconds=60.0) == 16
+        assert firstpass.next_group(512, done=100, elapsed=70.0, seconds=60.0) == 16
+
+    def test_first_call_is_not_cut(self) -> None:
+        assert firstpass.next_group(64, done=0, elapsed=0.0, seconds=60.0) == 64
+
+
 class CountingEmbedder:
     """The real model, counting the texts it is asked for; fails after ``fail_after`` calls."""
 

@@ -38,6 +38,10 @@ FIRST_GROUP = 64
 budget is checked between calls, and on a loaded machine the model may embed only a few
 chunks per second: a first call of 512 could overrun a 60 s budget several times over."""
 
+MIN_GROUP = 16
+"""Texts of an embed call at least, near the end of the budget (one model batch of
+256-token texts)."""
+
 SOURCE, TESTS, DOCS, VENDORED = 0, 1, 2, 3
 """File kinds, in the order their chunks are embedded."""
 
@@ -74,6 +78,18 @@ def order(drafts: Sequence[chunking.ChunkDraft]) -> np.ndarray:
     """Indices of ``drafts`` in the order the first pass embeds them (module docstring)."""
     keys = [(kind(d.path), 0 if d.symbol else 1, d.path, d.start_line) for d in drafts]
     return np.asarray(sorted(range(len(drafts)), key=keys.__getitem__), dtype=np.int64)
+
+
+def next_group(group: int, done: int, elapsed: float, seconds: float) -> int:
+    """Texts of the next embed call: ``group`` (already doubled), but no more than the
+    rate so far (``done`` chunks in ``elapsed`` seconds) fits in what is left of the
+    ``seconds`` budget, and at least :data:`MIN_GROUP`. A full group of 512 at the start
+    of the last seconds overran the 60 s budget by 20 s on sympy (a quiet machine,
+    25 chunks/s), and the first dense answer waited for it."""
+    if done <= 0 or elapsed <= 0:
+        return group
+    fits = int(done / elapsed * (seconds - elapsed))
+    return max(MIN_GROUP, min(group, fits))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +133,7 @@ def embed(
             taken += len(rows)
             stage.advance(len(rows))
             malloc.trim()  # the model's activations of that group
+            group = next_group(group, taken, time.monotonic() - started, seconds)
     elapsed = time.monotonic() - started
     logger.info(
         "first pass embedded %d of %d chunks in %.1f s (%.1f chunks/s)",

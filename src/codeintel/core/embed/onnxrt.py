@@ -17,18 +17,30 @@ no sentence-transformers at all: the tokenizer from the model's
 the sequence limit and pooling from its sentence-transformers configuration
 files. torch and the model's weights held about 450 MB of a process's RSS that
 the ONNX session does not need (docs/performance.md, *Memory*), so a searcher
-answering queries and an indexer embedding chunks each hold only the session.
+answering queries and an indexer embedding chunks each hold only the session,
+and in one process (``serve PATH``) they hold the same one (:func:`_shared_session`).
+
+The ``onnx`` backend runs the export after onnxruntime's BERT fusions
+(:func:`_fuse`; exported with eager attention, whose graph the fusion recognises):
+one ``Attention`` op per layer instead of a dozen ops that each write a
+batch x heads x 256 x 256 tensor. Same vectors; on sympy's 256-token chunks
+0.66x the CPU time and about 0.6x the peak RSS of the unfused graph
+(docs/performance.md, *Embedding throughput and memory, issue 21*).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import threading
 import warnings
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +52,19 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-BATCH_TOKENS = 4096
-"""Padded tokens per model call at most: 16 texts of 256 tokens, 64 of 64. A batch's
-activations grow with its texts times their length squared (attention); 64 texts of
-256 tokens took a process from 630 MB to a 1.5-1.8 GB peak, 16 to 770 MB (docs/performance.md,
-*Memory*), and on CPU the model's throughput does not depend on the batch size."""
+FUSED_NAME = "model-fused.onnx"
+"""What the ``onnx`` backend runs: the export with onnxruntime's BERT fusions (``_fuse``).
+An older cache holding only ``model.onnx`` (unfused) is completed once, through torch."""
+ARENA = False
+"""onnxruntime's CPU memory arena: off. It would keep the widest batch's activations for
+the life of the session, which a searcher shares with the build (:func:`_shared_session`);
+with the fused graph it was no faster (docs/performance.md, *Embedding throughput*)."""
+BATCH_TOKENS = 2048
+"""Padded tokens per model call at most: 8 texts of 256 tokens, 32 of 64. A batch's
+activations grow with its texts times their length squared (attention). 64 texts of 256
+tokens took a process from 630 MB to a 1.5-1.8 GB peak; with the fused graph, 4 096
+tokens peaked at ~410 MB and 2 048 at ~300 MB for a bare embedder, and 2 048 was as fast
+or faster on sympy's chunks (docs/performance.md, *Embedding throughput and memory*)."""
 
 
 def available() -> bool:
@@ -72,16 +92,18 @@ def _weights_key(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _files(model_dir: Path, backend: str, cache: str | Path) -> tuple[Path, Path, Path]:
+def _files(model_dir: Path, backend: str, cache: str | Path) -> tuple[Path, Path, Path, Path]:
+    """(plain export, fused graph, int8 copy, the file ``backend`` runs)."""
     target = cache_dir(cache) / _weights_key(model_dir)
-    fp32, int8 = target / "model.onnx", target / "model-int8-per-channel.onnx"
-    return fp32, int8, int8 if backend == "onnx-int8" else fp32
+    plain, fused = target / "model.onnx", target / FUSED_NAME
+    int8 = target / "model-int8-per-channel.onnx"
+    return plain, fused, int8, int8 if backend == "onnx-int8" else fused
 
 
 def exported_file(model_dir: Path, backend: str, cache: str | Path = "") -> Path | None:
     """The ONNX file for ``backend`` when an earlier run made it under :func:`cache_dir` of
     ``cache``, else None (no torch needed)."""
-    want = _files(model_dir, backend, cache)[2]
+    want = _files(model_dir, backend, cache)[3]
     return want if want.exists() else None
 
 
@@ -95,21 +117,53 @@ def model_file(st: Any, model_dir: Path, backend: str, cache: str | Path = "") -
         raise errors.ConfigError(
             f"embedder backend {backend!r} needs onnxruntime: pip install 'codeintel[onnx]'"
         ) from e
-    fp32, int8, want = _files(model_dir, backend, cache)
-    target = fp32.parent
+    plain, fused, int8, want = _files(model_dir, backend, cache)
+    target = plain.parent
     if want.exists():
         return want
     target.mkdir(parents=True, exist_ok=True)
-    if not fp32.exists():
-        _export(st, fp32)
-    if backend == "onnx-int8" and not int8.exists():
+    if backend == "onnx-int8":
+        if not plain.exists():
+            _export(st, plain)
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with tempfile.TemporaryDirectory(dir=target) as tmp:
             out = Path(tmp) / int8.name
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
             os.replace(out, int8)
+        return want
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        eager = Path(tmp) / "eager.onnx"
+        _export(st, eager)
+        config = st[0].auto_model.config
+        out = Path(tmp) / fused.name
+        _fuse(eager, out, int(config.num_attention_heads), int(config.hidden_size))
+        if not plain.exists():
+            os.replace(eager, plain)
+        os.replace(out, fused)
     return want
+
+
+def _fuse(src: Path, out: Path, heads: int, hidden: int) -> None:
+    """Write ``src`` with onnxruntime's BERT fusions to ``out`` (the plain graph when they
+    do not apply): one Attention op per layer instead of a dozen, and SkipLayerNorm,
+    BiasGelu and EmbedLayerNorm. Same vectors (cosine 1.0000 on sympy chunks), 0.72x the
+    CPU time and 0.55x the peak memory of the plain export on 256-token batches
+    (docs/performance.md, *Embedding throughput and memory*)."""
+    try:
+        from onnxruntime.transformers import optimizer
+
+        model = optimizer.optimize_model(
+            str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0
+        )
+        fused = model.get_fused_operator_statistics().get("Attention", 0)
+        if not fused:
+            raise ValueError("no attention subgraph was recognised")
+        model.save_model_to_file(str(out))
+        logger.info("fused %d attention layers into %s", fused, out)
+    except Exception as e:  # an optional speed-up: the plain graph gives the same vectors
+        logger.warning("cannot fuse %s (%s); running the plain export", src, e)
+        shutil.copyfile(src, out)
 
 
 def _export(st: Any, out: Path) -> None:
@@ -127,13 +181,22 @@ def _export(st: Any, out: Path) -> None:
 
     # Traced on a padded batch so the attention mask takes its general path.
     enc = st.tokenizer(["a", "a longer sentence here"], padding=True, return_tensors="pt")
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, warnings.catch_warnings():
+    model = st[0].auto_model
+    attention = model.config._attn_implementation
+    # The eager attention's graph is the one onnxruntime's BERT fusion recognises (sdpa's
+    # masked softmax is not); the vectors are the same.
+    model.set_attn_implementation("eager")
+    with (
+        tempfile.TemporaryDirectory(dir=out.parent) as tmp,
+        warnings.catch_warnings(),
+        _restored(model, attention),
+    ):
         # The tracer warns about Python branches it fixes; BERT's are fixed by design
         # (no causal mask, a padded batch); the tests compare the export with torch.
         warnings.simplefilter("ignore")
         path = Path(tmp) / out.name
         torch.onnx.export(
-            Encoder(st[0].auto_model).eval(),
+            Encoder(model).eval(),
             tuple(enc[k] for k in _INPUTS),
             str(path),
             input_names=list(_INPUTS),
@@ -146,6 +209,39 @@ def _export(st: Any, out: Path) -> None:
     logger.info("exported %s", out)
 
 
+_SESSIONS: weakref.WeakValueDictionary[tuple[str, int], Any] = weakref.WeakValueDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _shared_session(path: Path, threads: int) -> Any:
+    """One onnxruntime session per model file and thread count in the process, shared by
+    every encoder that runs it: ``serve PATH`` embeds queries and indexes in one process,
+    and a second session of the same weights costs ~90 MB of RSS. ``run`` is thread-safe;
+    the session is dropped with its last encoder."""
+    import onnxruntime as ort
+
+    key = (str(Path(path).resolve()), threads)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.enable_cpu_mem_arena = ARENA
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = session
+        return session
+
+
+@contextlib.contextmanager
+def _restored(model: Any, attention: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if attention:
+            model.set_attn_implementation(attention)
+
+
 class OnnxEncoder:
     """Sentence embeddings like ``SentenceTransformer.encode`` (mean pooling, unit rows).
 
@@ -153,18 +249,10 @@ class OnnxEncoder:
     without padding (:meth:`encode` pads each batch to its longest text)."""
 
     def __init__(self, tokenizer: Any, path: Path, limit: int, dim: int, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # No arena: it keeps the largest batch's activations (a batch of 64 texts of 256
-        # tokens) allocated for the life of the session; freed, they go back to the heap.
-        opts.enable_cpu_mem_arena = False
         self.path = path
         self.limit = limit
         self.dim = dim
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = _shared_session(path, threads)
         self.tokenizer = tokenizer
 
     @classmethod
