@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import textwrap
 
+import msgspec
+import numpy as np
 import pytest
 
 from codeintel.core import errors
-from codeintel.indexer import languages
+from codeintel.core.store.chunks import Chunk
+from codeintel.indexer import languages, publishing
 from codeintel.indexer.chunking import ChunkDraft, chunk_file
 
 
@@ -471,3 +474,21 @@ class TestLanguageDetection:
     def test_no_parser_for_grammarless_languages(self) -> None:
         assert languages.parser_for("markdown") is None
         assert languages.grammar_for("text") is None
+
+
+class TestChunkRows:
+    """``publishing.chunk_rows`` builds rows positionally from a draft's fields."""
+
+    def test_a_draft_declares_the_row_fields_after_id_in_order(self) -> None:
+        assert msgspec.structs.fields(Chunk)[0].name == "id"
+        row_fields = [(f.name, f.type) for f in msgspec.structs.fields(Chunk)[1:]]
+        assert [(f.name, f.type) for f in msgspec.structs.fields(ChunkDraft)] == row_fields
+
+    def test_rows_keep_every_field_of_their_draft_by_name(self) -> None:
+        drafts = chunk_file("pkg/mod.py", "def f():\n    return 1\n\n\nclass C:\n    x = 2\n")
+        rows = publishing.chunk_rows(np.arange(7, 7 + len(drafts), dtype=np.int64), drafts)
+        assert [r.id for r in rows] == list(range(7, 7 + len(drafts)))
+        assert all(type(r.id) is int for r in rows)
+        for row, draft in zip(rows, drafts, strict=True):
+            for field in msgspec.structs.fields(ChunkDraft):
+                assert getattr(row, field.name) == getattr(draft, field.name)

@@ -65,7 +65,10 @@ _GAP = 1
 
 
 class ChunkDraft(msgspec.Struct, frozen=True):
-    """One chunk of one file, before it gets an id and a vector."""
+    """One chunk of one file, before it gets an id and a vector.
+
+    Its fields are a :class:`~codeintel.core.store.chunks.Chunk`'s after ``id``, in the
+    same order, so ``publishing.chunk_rows`` builds rows positionally (a test holds them so)."""
 
     path: str
     start_line: int
@@ -75,10 +78,10 @@ class ChunkDraft(msgspec.Struct, frozen=True):
     language: str
     symbol: str
     """Qualified name of the definition (``Class.method``), ``""`` for code outside any."""
-    text: str
-    """Exactly the file's lines ``start_line..end_line``, newlines included."""
     content_hash: str
     """Hex BLAKE2b-128 of ``text`` (UTF-8): unchanged chunks keep their vectors."""
+    text: str
+    """Exactly the file's lines ``start_line..end_line``, newlines included."""
 
 
 class _Span:

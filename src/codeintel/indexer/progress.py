@@ -31,6 +31,8 @@ from typing import IO, Any, Protocol
 import msgspec
 from prometheus_client import Gauge, Histogram
 
+from codeintel.core import durations
+
 logger = logging.getLogger(__name__)
 
 STAGE_SECONDS = Histogram(
@@ -353,23 +355,16 @@ def log_line(p: Progress) -> None:
 
 def format_line(p: Progress) -> str:
     if p.total is None and not p.done:
-        return f"{p.stage}: running, elapsed {_duration(p.elapsed_seconds)}"
+        return f"{p.stage}: running, elapsed {durations.compact(p.elapsed_seconds)}"
     parts = [f"{p.stage}: {p.done}/{p.total}" if p.total is not None else f"{p.stage}: {p.done}"]
     if p.percent is not None:
         parts.append(f"({p.percent:.1f}%)")
     parts.append(f"{p.rate:.1f}/s" if p.rate is not None else "-/s")
-    parts.append(f"eta {_duration(p.eta_seconds)}" if p.eta_seconds is not None else "eta ?")
-    parts.append(f"elapsed {_duration(p.elapsed_seconds)}")
+    parts.append(
+        f"eta {durations.compact(p.eta_seconds)}" if p.eta_seconds is not None else "eta ?"
+    )
+    parts.append(f"elapsed {durations.compact(p.elapsed_seconds)}")
     return " ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _utcnow() -> str:

@@ -170,7 +170,10 @@ def dimension_of(embedder: embedding_mod.Embedder, xb: np.ndarray) -> int:
 
 def chunk_rows(ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> list[Chunk]:
     """The drafts as rows of ``chunks.sqlite``: a draft is a chunk without its id."""
-    return [Chunk(id=int(i), **msgspec.structs.asdict(d)) for i, d in zip(ids, drafts, strict=True)]
+    # Positional, from each draft's fields in order: as fast as naming every field, 2.3x
+    # faster than Chunk(id=..., **asdict(draft)) (docs/performance.md, "Chunk rows").
+    astuple = msgspec.structs.astuple
+    return [Chunk(i, *astuple(d)) for i, d in zip(ids.tolist(), drafts, strict=True)]
 
 
 def write_chunks(path: Path, ids: np.ndarray, drafts: list[chunking.ChunkDraft]) -> None:

@@ -29,6 +29,10 @@ ANNOTATIONS_PREFIX = f"operator.{GROUP}"
 API_RETRY_SECONDS = 10.0
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+# The poll timers share a function with the change handlers; these are the ids kopf gave
+# them when they were functions of their own, kept so their Events read as before.
+TICK_ID = "build_registry.<locals>.tick"
+POOL_TICK_ID = "register_pool_handlers.<locals>.tick_pool"
 
 
 def build_registry(
@@ -43,6 +47,7 @@ def build_registry(
     """
     registry = kopf.OperatorRegistry()
     credentials = kube.Credentials()
+    poll_seconds = operator_settings.poll_interval_seconds
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -70,32 +75,28 @@ def build_registry(
         credentials.connection = info
         return info
 
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-    async def apply_spec(
-        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
-    ) -> None:
-        """A new, changed or (after a restart) resumed CodeIndex: children, then Jobs."""
-        async with translated_errors():
-            await reconciling.reconcile(
-                _context(memo), namespace or "", name, logger, ensure_children=True
-            )
-
+    # One pass serves every cause; ``param`` says whether to make sure of the children first.
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, param=True)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, param=True)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry, param=True)
     @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=operator_settings.poll_interval_seconds,
-        registry=registry,
+        GROUP, VERSION, PLURAL, id=TICK_ID, param=False, interval=poll_seconds, registry=registry
     )
-    async def tick(
-        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
+    async def apply_spec(
+        *,
+        param: bool = False,
+        namespace: str | None,
+        name: str,
+        memo: Any,
+        logger: Logger,
+        **_: Any,
     ) -> None:
-        """Scheduled updates, retries after backoff, and Jobs whose events were missed."""
+        """A new, changed or (after a restart) resumed CodeIndex: children, then Jobs; on
+        the poll tick, scheduled updates, retries after backoff, and Jobs whose events were
+        missed."""
         async with translated_errors():
             await reconciling.reconcile(
-                _context(memo), namespace or "", name, logger, ensure_children=False
+                _context(memo), namespace or "", name, logger, ensure_children=param
             )
 
     @kopf.on.event(
@@ -146,28 +147,19 @@ def register_pool_handlers(
 ) -> None:
     """SearchPool handlers: the same pass on create, change, resume and every tick (the
     tick refreshes members, ready shards and the staged rollout of replica sets)."""
+    poll_seconds = operator_settings.poll_interval_seconds
 
     @kopf.on.create(GROUP, VERSION, POOL_PLURAL, registry=registry)
     @kopf.on.resume(GROUP, VERSION, POOL_PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, POOL_PLURAL, field="spec", registry=registry)
+    @kopf.timer(
+        GROUP, VERSION, POOL_PLURAL, id=POOL_TICK_ID, interval=poll_seconds, registry=registry
+    )
     async def apply_pool(
         *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
     ) -> None:
-        """A new, changed or resumed SearchPool: claim, serving objects, status."""
-        async with translated_errors():
-            await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        POOL_PLURAL,
-        interval=operator_settings.poll_interval_seconds,
-        registry=registry,
-    )
-    async def tick_pool(
-        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
-    ) -> None:
-        """Members, ready shards, and the next replica set of a staged rollout."""
+        """A new, changed or resumed SearchPool: claim, serving objects, status; on the poll
+        tick, members, ready shards, and the next replica set of a staged rollout."""
         async with translated_errors():
             await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
 

@@ -97,6 +97,11 @@ class KubeClient:
         """The object, or ``None`` when it does not exist."""
         return await self._request("GET", url, missing_ok=True)
 
+    async def get_live(self, url: str) -> dict[str, Any] | None:
+        """The object, or ``None`` when it does not exist or is being deleted."""
+        body = await self.get(url)
+        return None if body is None or body["metadata"].get("deletionTimestamp") else body
+
     async def list(self, url: str, label_selector: Mapping[str, str]) -> list[dict[str, Any]]:
         """Objects of a collection whose labels include ``label_selector``.
 

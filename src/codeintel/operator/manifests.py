@@ -10,7 +10,7 @@ reference, security context, embedder environment) are here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from codeintel.operator import settings as settings_mod
@@ -251,21 +251,32 @@ def render_service(
 ) -> Manifest:
     """The Service in front of the searchers."""
     name = body["metadata"]["name"]
+    return service(
+        metadata(body, searcher_name(name), "searcher"),
+        selector_labels(name, "searcher"),
+        searcher_ports(settings),
+        {"type": spec.service_type},
+    )
+
+
+def service(
+    meta: dict[str, Any],
+    selector: dict[str, str],
+    ports: Iterable[tuple[str, int]],
+    extra: Mapping[str, Any],
+) -> Manifest:
+    """A Service over the pods ``selector`` matches, one TCP port per named container port;
+    ``extra`` adds to its spec (``type``, ``clusterIP``...)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(body, searcher_name(name), "searcher"),
+        "metadata": meta,
         "spec": {
-            "type": spec.service_type,
-            "selector": selector_labels(name, "searcher"),
+            **extra,
+            "selector": selector,
             "ports": [
-                {
-                    "name": name,
-                    "port": port,
-                    "targetPort": name,
-                    "protocol": "TCP",
-                }
-                for name, port in searcher_ports(settings)
+                {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+                for name, port in ports
             ],
         },
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from codeintel.core import indexresult
@@ -45,6 +45,11 @@ class Plan:
 def now() -> datetime.datetime:
     """The current time in UTC (one place, so tests and handlers agree on the clock)."""
     return datetime.datetime.now(tz=datetime.UTC)
+
+
+def generation_of(body: Mapping[str, Any]) -> int:
+    """The object's ``metadata.generation``: what a status it gets says it has observed."""
+    return int(body["metadata"].get("generation") or 0)
 
 
 def timestamp(moment: datetime.datetime) -> str:
@@ -98,6 +103,23 @@ def next_action(
     return Plan(None, "UpToDate")
 
 
+Change = tuple[str, bool, str, str]
+"""One condition to set: ``(type, status, reason, message)``."""
+
+
+def set_conditions(
+    conditions: Sequence[Mapping[str, Any]],
+    changes: Iterable[Change],
+    observed_generation: int,
+    moment: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """``conditions`` with each change applied in turn (see :func:`set_condition`)."""
+    result = [dict(condition) for condition in conditions]
+    for type_, status, reason, message in changes:
+        result = set_condition(result, type_, status, reason, message, observed_generation, moment)
+    return result
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
@@ -148,25 +170,14 @@ def start_patch(
     ``pool`` is where the Job writes the store (empty: the CodeIndex's own claim); the
     success patch records it as where the served generation lives."""
     assert plan.action is not None  # callers only start a planned action
-    conditions = set_condition(
-        status.get("conditions") or [],
-        "Indexing",
-        True,
-        plan.reason,
-        f"Job {job_name} runs codeintel index {plan.action.value}",
-        observed_generation,
-        moment,
-    )
+    changes: list[Change] = [
+        ("Indexing", True, plan.reason, f"Job {job_name} runs codeintel index {plan.action.value}")
+    ]
     if not status.get("generation"):
-        conditions = set_condition(
-            conditions,
-            "Ready",
-            False,
-            "NoIndex",
-            "no generation built yet",
-            observed_generation,
-            moment,
-        )
+        changes.append(("Ready", False, "NoIndex", "no generation built yet"))
+    conditions = set_conditions(
+        status.get("conditions") or [], changes, observed_generation, moment
+    )
     return {
         "phase": PHASE_FOR_ACTION[plan.action],
         "activeJob": {
@@ -193,32 +204,13 @@ def success_patch(
     active = status.get("activeJob") or {}
     action = str(active.get("action") or result.action)
     message = f"generation {result.generation} at commit {result.commit[:12]}"
-    conditions = set_condition(
-        status.get("conditions") or [],
-        "Ready",
-        True,
-        "GenerationServed",
-        message,
-        observed_generation,
-        moment,
-    )
-    conditions = set_condition(
-        conditions,
-        "Indexing",
-        False,
-        "JobSucceeded",
-        f"{action} Job succeeded",
-        observed_generation,
-        moment,
-    )
-    conditions = set_condition(
-        conditions,
-        "Degraded",
-        False,
-        "JobSucceeded",
-        "",
-        observed_generation,
-        moment,
+    changes: list[Change] = [
+        ("Ready", True, "GenerationServed", message),
+        ("Indexing", False, "JobSucceeded", f"{action} Job succeeded"),
+        ("Degraded", False, "JobSucceeded", ""),
+    ]
+    conditions = set_conditions(
+        status.get("conditions") or [], changes, observed_generation, moment
     )
     patch: dict[str, Any] = {
         "phase": "Ready",
@@ -259,34 +251,15 @@ def failure_patch(
     retry_after = moment + datetime.timedelta(seconds=delay)
     serving = bool(status.get("generation"))
     full = f"{message} (failure {failures}; retrying after {timestamp(retry_after)})".strip()
-    conditions = set_condition(
-        status.get("conditions") or [],
-        "Degraded",
-        True,
-        reason,
-        full,
-        observed_generation,
-        moment,
-    )
-    conditions = set_condition(
-        conditions,
-        "Indexing",
-        False,
-        reason,
-        "the last indexer Job failed",
-        observed_generation,
-        moment,
-    )
+    changes: list[Change] = [
+        ("Degraded", True, reason, full),
+        ("Indexing", False, reason, "the last indexer Job failed"),
+    ]
     if not serving:
-        conditions = set_condition(
-            conditions,
-            "Ready",
-            False,
-            reason,
-            "no generation built yet",
-            observed_generation,
-            moment,
-        )
+        changes.append(("Ready", False, reason, "no generation built yet"))
+    conditions = set_conditions(
+        status.get("conditions") or [], changes, observed_generation, moment
+    )
     return {
         "phase": "Ready" if serving else "Failed",
         "activeJob": None,
@@ -317,23 +290,12 @@ def unreadable_patch(
         f"{action} Job {job_name} could not read generation {generation}; starting a full "
         f"build, which writes a fresh generation over it. {detail}"
     ).strip()
-    conditions = set_condition(
-        status.get("conditions") or [],
-        "Degraded",
-        True,
-        UNREADABLE,
-        message,
-        observed_generation,
-        moment,
-    )
-    conditions = set_condition(
-        conditions,
-        "Indexing",
-        False,
-        UNREADABLE,
-        f"the {action} Job failed; a build follows",
-        observed_generation,
-        moment,
+    changes: list[Change] = [
+        ("Degraded", True, UNREADABLE, message),
+        ("Indexing", False, UNREADABLE, f"the {action} Job failed; a build follows"),
+    ]
+    conditions = set_conditions(
+        status.get("conditions") or [], changes, observed_generation, moment
     )
     return {
         "activeJob": None,

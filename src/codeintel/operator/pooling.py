@@ -43,11 +43,11 @@ async def reconcile_pool(
 ) -> None:
     """One pass over SearchPool ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, lock_key(name)):
-        body = await ctx.client.get(url(POOLS, namespace, name))
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        body = await ctx.client.get_live(url(POOLS, namespace, name))
+        if body is None:
             return
         status: dict[str, Any] = dict(body.get("status") or {})
-        observed = int(body["metadata"].get("generation") or 0)
+        observed = planning.generation_of(body)
         try:
             spec_mod.parse_pool_name(name, "metadata.name")
             spec = poolspec_mod.parse(body.get("spec") or {})

@@ -119,10 +119,6 @@ def render_pvc(body: Mapping[str, Any], spec: poolspec_mod.SearchPoolSpec) -> ma
     return manifests.claim(meta, "ReadWriteMany", spec.storage_size, spec.storage_class)
 
 
-def _port(settings: settings_mod.OperatorSettings) -> dict[str, Any]:
-    return {"name": "http", "port": settings.searcher_port, "targetPort": "http", "protocol": "TCP"}
-
-
 def render_service(
     body: Mapping[str, Any],
     spec: poolspec_mod.SearchPoolSpec,
@@ -131,16 +127,12 @@ def render_service(
     """The Service agents use: in front of the router, or of the searchers when unsharded."""
     pool = body["metadata"]["name"]
     target = ROUTER if spec.sharded else SEARCHER
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(body, service_name(pool), "pool"),
-        "spec": {
-            "type": spec.service_type,
-            "selector": selector_labels(pool, target),
-            "ports": [_port(settings)],
-        },
-    }
+    return manifests.service(
+        metadata(body, service_name(pool), "pool"),
+        selector_labels(pool, target),
+        [("http", settings.searcher_port)],
+        {"type": spec.service_type},
+    )
 
 
 def render_shards_service(
@@ -149,17 +141,12 @@ def render_shards_service(
     """The headless Service of the shard pods: DNS, not load balancing. Only ready pods are
     published, so a shard with no ready pod is missing from the router's view."""
     pool = body["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(body, shards_service_name(pool), SHARD),
-        "spec": {
-            "clusterIP": "None",
-            "publishNotReadyAddresses": False,
-            "selector": selector_labels(pool, SHARD),
-            "ports": [_port(settings)],
-        },
-    }
+    return manifests.service(
+        metadata(body, shards_service_name(pool), SHARD),
+        selector_labels(pool, SHARD),
+        [("http", settings.searcher_port)],
+        {"clusterIP": "None", "publishNotReadyAddresses": False},
+    )
 
 
 def _hosts(
@@ -283,15 +270,13 @@ def _searcher_resources(
 
 def searcher_args(settings: settings_mod.OperatorSettings) -> list[str]:
     """``codeintel serve`` over every store under the pool volume."""
-    return [
-        "serve",
-        "--stores-root",
-        settings.pool_mount_path,
-        "--host",
-        "0.0.0.0",  # noqa: S104 - a pod listens on its own interface
-        "--port",
-        str(settings.searcher_port),
-    ]
+    return ["serve", "--stores-root", settings.pool_mount_path, *_listen_args(settings)]
+
+
+def _listen_args(settings: settings_mod.OperatorSettings) -> list[str]:
+    """Every interface of the pod, on the searcher port."""
+    host = "0.0.0.0"  # noqa: S104 - a pod listens on its own interface
+    return ["--host", host, "--port", str(settings.searcher_port)]
 
 
 def render_searchers(
@@ -300,17 +285,9 @@ def render_searchers(
     settings: settings_mod.OperatorSettings,
 ) -> manifests.Manifest:
     """The searcher Deployment of an unsharded pool: every pod serves every store."""
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    hosts = _hosts(service_name(pool), namespace, spec, settings)
-    container = _container(
-        "searcher",
-        searcher_args(settings),
-        _env(spec, hosts, embedder=True),
-        _searcher_resources(spec, settings),
-        settings,
-        mounts_pool=True,
-    )
-    pod = _with_access(_pod_spec(container, spec, settings, claim_name(pool, spec)), pool, spec)
+    pool = body["metadata"]["name"]
+    args, resources = searcher_args(settings), _searcher_resources(spec, settings)
+    pod = _front_pod(body, spec, settings, "searcher", args, resources, claim_name(pool, spec))
     return _deployment(body, searchers_name(pool), SEARCHER, spec.replicas, pod)
 
 
@@ -396,10 +373,7 @@ def router_args(
     pod = f"{replica_set_name(pool, 0)[:-1]}{{r}}-{{i}}"
     return [
         "router",
-        "--host",
-        "0.0.0.0",  # noqa: S104 - a pod listens on its own interface
-        "--port",
-        str(settings.searcher_port),
+        *_listen_args(settings),
         "--shard-url",
         f"http://{pod}.{host}:{settings.searcher_port}",
         "--shards",
@@ -415,15 +389,29 @@ def render_router(
     settings: settings_mod.OperatorSettings,
 ) -> manifests.Manifest:
     """The router Deployment: stateless, no volume, same image as the searchers."""
+    pool = body["metadata"]["name"]
+    resources = manifests.resources(spec.router_resources, settings.router_resources, False)
+    args = router_args(body, spec, settings)
+    pod = _front_pod(body, spec, settings, "router", args, resources, None)
+    return _deployment(body, router_name(pool), ROUTER, spec.router_replicas, pod)
+
+
+def _front_pod(
+    body: Mapping[str, Any],
+    spec: poolspec_mod.SearchPoolSpec,
+    settings: settings_mod.OperatorSettings,
+    name: str,
+    args: list[str],
+    resources: dict[str, Any],
+    claim: str | None,
+) -> dict[str, Any]:
+    """The pod of a Deployment behind the pool's Service (the router, or unsharded searchers):
+    it embeds queries, checks access, and mounts the pool volume when ``claim`` names it."""
     pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     hosts = _hosts(service_name(pool), namespace, spec, settings)
     env = _env(spec, hosts, embedder=True)
-    resources = manifests.resources(spec.router_resources, settings.router_resources, False)
-    container = _container(
-        "router", router_args(body, spec, settings), env, resources, settings, mounts_pool=False
-    )
-    pod = _with_access(_pod_spec(container, spec, settings, None), pool, spec)
-    return _deployment(body, router_name(pool), ROUTER, spec.router_replicas, pod)
+    container = _container(name, args, env, resources, settings, mounts_pool=claim is not None)
+    return _with_access(_pod_spec(container, spec, settings, claim), pool, spec)
 
 
 def _deployment(

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from codeintel.core import durations
 from codeintel.operator import jobs, kube, planning
 
 TAIL_LINES = 500
@@ -80,7 +81,7 @@ def summary(
     if percent is not None:
         text += f" ({percent:.0f}%)"
     if eta is not None:
-        text += f" eta {_duration(eta)}"
+        text += f" eta {durations.compact(eta, minute_seconds=False)}"
     return text
 
 
@@ -164,12 +165,3 @@ def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return round(float(value), 2)
     return None
-
-
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -110,8 +110,8 @@ async def prune_store(
     """Start the Job removing CodeIndex ``body``'s store (last at ``generation``) from
     SearchPool ``pool_name``; a pool that is gone takes its volume's fate with it."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    pool = await client.get(kube.path(*POOLS, namespace, pool_name))
-    if pool is None or pool["metadata"].get("deletionTimestamp"):
+    pool = await client.get_live(kube.path(*POOLS, namespace, pool_name))
+    if pool is None:
         logger.warning("SearchPool %s is gone: its copy of %s is not removed", pool_name, name)
         return
     try:

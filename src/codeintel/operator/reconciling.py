@@ -76,11 +76,11 @@ async def reconcile(
 ) -> None:
     """One pass over CodeIndex ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, name):
-        body = await ctx.client.get(url(CODEINDEXES, namespace, name))
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        body = await ctx.client.get_live(url(CODEINDEXES, namespace, name))
+        if body is None:
             return
         status: dict[str, Any] = dict(body.get("status") or {})
-        observed = int(body["metadata"].get("generation") or 0)
+        observed = planning.generation_of(body)
         try:
             spec = spec_mod.parse(body.get("spec") or {}, ctx.settings)
         except errors.ConfigError as e:
@@ -111,9 +111,9 @@ async def store_location(
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     if not spec.pool:
         return jobs.own_store(name, spec, ctx.settings)
-    observed = int(body["metadata"].get("generation") or 0)
-    pool = await ctx.client.get(url(POOLS, namespace, spec.pool))
-    if pool is None or pool["metadata"].get("deletionTimestamp"):
+    observed = planning.generation_of(body)
+    pool = await ctx.client.get_live(url(POOLS, namespace, spec.pool))
+    if pool is None:
         message = (
             f"SearchPool {spec.pool} does not exist in namespace {namespace} (a pool serves "
             "CodeIndexes of its own namespace); looking again every "
@@ -198,12 +198,11 @@ async def observe_job(
     spec: spec_mod.CodeIndexSpec,
     status: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
-    location: jobs.StoreLocation | None = None,
+    where: jobs.StoreLocation,
 ) -> dict[str, Any]:
     """Follow the active Job to its end; returns the status as it is afterwards."""
-    where = location or jobs.own_store(body["metadata"]["name"], spec, ctx.settings)
     namespace = body["metadata"]["namespace"]
-    observed = int(body["metadata"].get("generation") or 0)
+    observed = planning.generation_of(body)
     active = status.get("activeJob")
     if not active:
         adopted = await _find_running_job(ctx, body)
@@ -300,10 +299,9 @@ async def start_next_job(
     spec: spec_mod.CodeIndexSpec,
     status: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
-    location: jobs.StoreLocation | None = None,
+    where: jobs.StoreLocation,
 ) -> None:
     """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
-    where = location or jobs.own_store(body["metadata"]["name"], spec, ctx.settings)
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
         return
@@ -311,7 +309,7 @@ async def start_next_job(
         logger.info("Waiting for the old store in SearchPool %s to be removed", where.pool)
         return
     namespace = body["metadata"]["namespace"]
-    observed = int(body["metadata"].get("generation") or 0)
+    observed = planning.generation_of(body)
     sequence = int(status.get("jobSequence") or 0)
     for _ in range(MAX_NAME_CONFLICTS):
         sequence += 1

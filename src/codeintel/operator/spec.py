@@ -177,36 +177,18 @@ def optional_str(section: Mapping[str, Any], key: str) -> str | None:
     return str(value) if value else None
 
 
-@typing.overload
-def integer(
-    section: Mapping[str, Any],
-    field: str,
-    default: int,
-    *,
-    minimum: int,
-    maximum: int | None = None,
-) -> int: ...
-
-
-@typing.overload
-def integer(
-    section: Mapping[str, Any],
-    field: str,
-    default: None,
-    *,
-    minimum: int,
-    maximum: int | None = None,
-) -> int | None: ...
+_Default = typing.TypeVar("_Default", int, None)
+"""``integer``'s default: an int makes the field always an int; None keeps it optional."""
 
 
 def integer(
     section: Mapping[str, Any],
     field: str,
-    default: int | None,
+    default: _Default,
     *,
     minimum: int,
     maximum: int | None = None,
-) -> int | None:
+) -> int | _Default:
     """An integer field (``field`` is its path under spec, for the error message)."""
     raw = section.get(field.rsplit(".", 1)[-1])
     if raw is None:

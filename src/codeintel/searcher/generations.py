@@ -452,8 +452,11 @@ class GenerationManager:
             logger.exception("failed to load generation %s: %s", name, e)
         return None
 
-    async def _fall_back(self, store: Any, newer_than: str | None, why: str) -> bool:
-        """Swap in the newest loadable generation older than ``newer_than`` (any, for None)."""
+    async def _fall_back(
+        self, store: Any, newer_than: str | None, why: str, *, retire_live: bool = False
+    ) -> bool:
+        """Swap in the newest loadable generation older than ``newer_than`` (any, for None);
+        with none, stop serving the live one too when ``retire_live`` says it is broken."""
         for name in await self._run(store.older_than, newer_than):
             if name in self._refused:
                 continue
@@ -461,6 +464,10 @@ class GenerationManager:
             if gen is not None:
                 self._swap(gen, fallback=why, result="fallback")
                 return True
+        if retire_live:
+            # Stop serving it, so /readyz turns false and every tool answers 503 saying
+            # so, instead of ready-but-failing.
+            self._retire_live()
         older = f" older than {newer_than}" if newer_than else ""
         self._problem = f"{why}; no intact generation{older} to fall back to"
         self._log_change("problem", self._problem, logging.ERROR)
@@ -479,19 +486,7 @@ class GenerationManager:
             self._refused[live.name] = why
             self._metrics.generation_loads.labels(result="damaged").inc()
             logger.error("%s", why)
-            for name in await self._run(store.older_than, live.name):
-                if name in self._refused:
-                    continue
-                gen = await self._try_load(store, name)
-                if gen is not None:
-                    self._swap(gen, fallback=why, result="fallback")
-                    return True
-            # Nothing to fall back to: stop serving it, so /readyz turns false and every
-            # tool answers 503 saying so, instead of ready-but-failing.
-            self._retire_live()
-            self._problem = f"{why}; no intact older generation to fall back to"
-            self._log_change("problem", self._problem, logging.ERROR)
-            return False
+            return await self._fall_back(store, live.name, why, retire_live=True)
         gen = await self._try_load(store, live.name)
         if gen is None:
             self._retire_live()

@@ -133,6 +133,36 @@ class _RetryableError(Exception):
         self.wait = wait
 
 
+class _Retries:
+    """One request's retry policy: whether to try again, how long to wait first, when to give up.
+
+    The sync and async drivers share it and differ only in how they send and sleep.
+    """
+
+    def __init__(self, max_retries: int, deadline: float) -> None:
+        self.max_retries = max_retries
+        self.deadline = deadline
+        self.attempt = 0
+
+    def wait(self, retry: _RetryableError) -> float:
+        """Seconds to sleep before the next attempt; raises the final error when retries are exhausted."""
+        remaining = self.deadline - time.monotonic()
+        if self.attempt >= self.max_retries or remaining <= 0:
+            logger.warning(
+                "embedding request failed after %d attempts: %s", self.attempt + 1, retry.error
+            )
+            raise retry.error from retry.__cause__
+        if retry.wait is not None:
+            wait = retry.wait
+        else:
+            ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**self.attempt)
+            wait = random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not security
+        wait = min(wait, remaining)
+        logger.info("retrying in %.2fs: %s", wait, retry.error)
+        self.attempt += 1
+        return wait
+
+
 class OpenAIEmbeddingsClient:
     """Embeds texts with ``POST {base_url}/embeddings`` (``base_url`` like ``http://vllm:8000/v1``).
 
@@ -261,45 +291,31 @@ class OpenAIEmbeddingsClient:
             )
         return _RetryableError(error)
 
-    def _next_wait(self, attempt: int, retry: _RetryableError, deadline: float) -> float | None:
-        """Seconds to sleep before the next attempt, or None when retries are exhausted."""
-        remaining = deadline - time.monotonic()
-        if attempt >= self.max_retries or remaining <= 0:
-            return None
-        if retry.wait is not None:
-            wait = retry.wait
-        else:
-            ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)
-            wait = random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not security
-        return min(wait, remaining)
+    def _retries(self) -> _Retries:
+        return _Retries(self.max_retries, time.monotonic() + self.retry_budget)
 
-    def _give_up(self, retry: _RetryableError, attempts: int) -> errors.EmbeddingError:
-        logger.warning("embedding request failed after %d attempts: %s", attempts, retry.error)
-        return retry.error
+    def _answer(self, response: httpx.Response, n: int) -> np.ndarray:
+        self._classify(response)
+        return self._parse(response, n)
 
     # -- sync -----------------------------------------------------------------
+
+    def _send(self, payload: bytes) -> httpx.Response:
+        try:
+            return self._client.post(self.url, content=payload)
+        except httpx.TransportError as e:
+            raise self._transport_error(e) from e
 
     def _post(self, texts: list[str]) -> np.ndarray:
         if self._client.is_closed:
             raise errors.EmbeddingError(f"embeddings client for {self.url} is closed")
         payload = _ENCODER.encode(_EmbeddingRequest(model=self.model, input=texts))
-        deadline = time.monotonic() + self.retry_budget
-        attempt = 0
+        retries = self._retries()
         while True:
             try:
-                try:
-                    response = self._client.post(self.url, content=payload)
-                except httpx.TransportError as e:
-                    raise self._transport_error(e) from e
-                self._classify(response)
-                return self._parse(response, len(texts))
+                return self._answer(self._send(payload), len(texts))
             except _RetryableError as retry:
-                wait = self._next_wait(attempt, retry, deadline)
-                if wait is None:
-                    raise self._give_up(retry, attempt + 1) from retry.__cause__
-                logger.info("retrying in %.2fs: %s", wait, retry.error)
-                time.sleep(wait)
-                attempt += 1
+                time.sleep(retries.wait(retry))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with base.EMBED_SECONDS.time():
@@ -321,25 +337,20 @@ class OpenAIEmbeddingsClient:
             )
         return self._aclient
 
+    async def _asend(self, client: httpx.AsyncClient, payload: bytes) -> httpx.Response:
+        try:
+            return await client.post(self.url, content=payload)
+        except httpx.TransportError as e:
+            raise self._transport_error(e) from e
+
     async def _apost(self, client: httpx.AsyncClient, texts: list[str]) -> np.ndarray:
         payload = _ENCODER.encode(_EmbeddingRequest(model=self.model, input=texts))
-        deadline = time.monotonic() + self.retry_budget
-        attempt = 0
+        retries = self._retries()
         while True:
             try:
-                try:
-                    response = await client.post(self.url, content=payload)
-                except httpx.TransportError as e:
-                    raise self._transport_error(e) from e
-                self._classify(response)
-                return self._parse(response, len(texts))
+                return self._answer(await self._asend(client, payload), len(texts))
             except _RetryableError as retry:
-                wait = self._next_wait(attempt, retry, deadline)
-                if wait is None:
-                    raise self._give_up(retry, attempt + 1) from retry.__cause__
-                logger.info("retrying in %.2fs: %s", wait, retry.error)
-                await asyncio.sleep(wait)
-                attempt += 1
+                await asyncio.sleep(retries.wait(retry))
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         with base.EMBED_SECONDS.time():
