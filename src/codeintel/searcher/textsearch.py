@@ -271,7 +271,10 @@ class _Scan:
         return False
 
     def page(self, offset: int, keep: int) -> tuple[list[TextMatch], int]:
-        """Matches ``offset``..``keep`` in (path, line) order, and how many were held."""
+        """Matches ``offset``..``keep`` in (path, line) order, and how many were held.
+
+        A file's lines are held in line order (ripgrep prints them so, and so does
+        :func:`_scan_files`): only the page's lines are decoded, not the whole file's."""
         named = sorted(((_decode(p), p) for p in self.lines), key=lambda n: (n[0].split("/"), n[1]))
         out: list[TextMatch] = []
         start = 0
@@ -279,8 +282,7 @@ class _Scan:
             bucket = self.lines[raw_path]
             end = start + len(bucket)
             if end > offset and start < keep:
-                rows = sorted((_row(name, raw) for raw in bucket), key=lambda m: m.line)
-                out.extend(rows[max(0, offset - start) : keep - start])
+                out += [_row(name, raw) for raw in bucket[max(0, offset - start) : keep - start]]
             start = end
         return out, start
 
