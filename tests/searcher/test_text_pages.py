@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,26 @@ async def test_pages_cut_inside_files_tile_ripgreps_sorted_output(tree: Path, pr
         assert found.exact and found.total == len(oracle)
         pages += [(m.path, m.line, m.text) for m in found.matches]
     assert pages == oracle
+
+
+async def test_pages_read_in_process_are_the_whole_tree_pages(tmp_path: Path) -> None:
+    """Names that do not decode (Latin-1 bytes) sort as answers show them, on both paths."""
+    names = [b"b\xe9.txt", "b\u00fc.txt".encode(), b"b\xff/z.txt", b"a.txt", b"bz.txt"]
+    for i, name in enumerate(names):
+        path = os.path.join(os.fsencode(tmp_path), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"needle\n" * (3 + i) + b"x\n")
+    for i in range(8):
+        (tmp_path / f"other{i}.txt").write_text("nothing\n")
+    assert textsearch.TREES.wait(tmp_path)
+    for offset in range(0, 30, 4):
+        pruned = await textsearch.search(tmp_path, "needle", max_results=4, offset=offset)
+        whole = await textsearch.search(
+            tmp_path, "needle", max_results=4, offset=offset, prune=False
+        )
+        assert pruned.total == whole.total == 25
+        assert pruned.matches == whole.matches
 
 
 def _answer(rows: int, text: str) -> dict[str, object]:
