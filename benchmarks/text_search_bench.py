@@ -17,8 +17,10 @@ rotating order:
 
 Ratios are p50 (p95) of search_text over p50 (p95) of each rg form, from the same
 interleaved rounds; the load average is recorded before and after (2 shared cores).
+``--cpu-blocks N`` adds each server's CPU per answer (from ``/proc``, ripgrep
+included), the two servers in alternating blocks: the cost without the queue.
 
-    python -m benchmarks.text_search_bench [--rounds 25] [--rest [--base-src DIR]] [--name text_search]
+    python -m benchmarks.text_search_bench [--rounds 25] [--rest [--base-src DIR [--cpu-blocks 6]]] [--name text_search]
 """
 
 from __future__ import annotations
@@ -227,6 +229,49 @@ def over_rest(
         return asyncio.run(go())
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU of process ``pid`` and of its reaped children (ripgrep), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(
+    repo: str, store: Path, base_src: Path, blocks: int, per_block: int = 30
+) -> list[dict[str, Any]]:
+    """Server CPU per page-1 answer, this code's server against ``base_src``'s, in
+    alternating blocks of ``per_block`` requests: the cost of an answer without the
+    queue for the cores that wall time also measures."""
+    env = {"PYTHONPATH": f"{base_src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    codeintel = serverproc.ServerProcess.codeintel
+    with (
+        codeintel("serve", "--store", str(store)) as after,
+        codeintel("serve", "--store", str(store), env=env) as before,
+    ):
+        servers = {"after": after, "before": before}
+        clients = {k: httpx.Client(base_url=s.url, timeout=60) for k, s in servers.items()}
+        bodies = [{"pattern": p, "max_results": MAX_RESULTS, **f} for _, p, f in QUERIES[repo]]
+        for client in clients.values():
+            for body in bodies:
+                client.post("/v1/search_text", json=body)
+        time.sleep(BUILD_WAIT)  # the servers' trigram indexes
+        rows = []
+        for (kind, pattern, _), body in zip(QUERIES[repo], bodies, strict=True):
+            spent: dict[str, list[float]] = {"after": [], "before": []}
+            for b in range(blocks):
+                for name in ("after", "before")[:: 1 if b % 2 else -1]:
+                    start = cpu_seconds(servers[name].pid)
+                    for _ in range(per_block):
+                        clients[name].post("/v1/search_text", json=body)
+                    spent[name].append((cpu_seconds(servers[name].pid) - start) / per_block)
+            after_ms, before_ms = (statistics.median(spent[n]) * 1000 for n in spent)
+            row = {"repo": repo, "how": "server CPU", "class": kind, "pattern": pattern}
+            row |= {"cpu_ms": round(after_ms, 2), "base_cpu_ms": round(before_ms, 2)}
+            row |= {"cpu/base": round(after_ms / before_ms, 3), "load": round(load(), 2)}
+            print(row, flush=True)
+            rows.append(row)
+        return rows
+
+
 def prepare(repo_dir: Path, store: Path) -> tuple[Path, Path]:
     """The store's generation and the worktree the server materialises for it."""
     gen, _ = ensure_store(repo_dir, store)
@@ -250,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
         help="with --rest: also time a server running the code under this src (a baseline)",
     )
     p.add_argument("--no-in-process", action="store_true", help="REST only")
+    p.add_argument(
+        "--cpu-blocks",
+        type=int,
+        default=0,
+        help="with --base-src: also the servers' CPU per answer, over this many blocks",
+    )
     p.add_argument("--repos", nargs="*", default=["sympy", "cJSON"])
     p.add_argument("--name", default="text_search")
     a = p.parse_args(argv)
@@ -262,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += in_process(repo, tree, a.rounds)
         if a.rest:
             rows += over_rest(repo, store, tree, a.rounds, a.base_src)
+        if a.base_src is not None and a.cpu_blocks:
+            rows += server_cpu(repo, store, a.base_src, a.cpu_blocks)
     summary = {
         f"{how} {p}/{base} p50 median over queries": round(
             statistics.median(
