@@ -66,6 +66,8 @@ def estimate(answer: Any) -> int:
 
 def shorten(text: str, lines: int = SHORT_LINES, chars: int = SHORT_CHARS) -> str:
     """``text`` cut to its first ``lines`` lines of at most ``chars`` characters."""
+    if len(text) <= chars and "\n" not in text:
+        return text
     kept = text.split("\n", lines)[:lines]
     return "\n".join(x[:chars] for x in kept)
 
@@ -107,35 +109,32 @@ def fit(
     Changes ``answer`` in place (the caller built it for this call) and returns it.
     """
     budget = max_tokens or DEFAULT_MAX_TOKENS
-    answer["tokens"] = 0
-    if _measure(answer) <= budget:
+    full = _measure(answer)
+    if full <= budget:
         return answer
     rows: list[dict[str, Any]] = answer.get(shape.rows) or []
-    full = _measure(answer)
-    has_text = any(f in row for row in rows for f in shape.text_fields)
-    if has_text:
+
+    def settled(step: str, omitted: str) -> bool:
+        """Say that ``step`` was taken, leaving out ``omitted``; whether the answer fits now."""
+        _degrade(answer, step, omitted, _hint(budget, full, len(rows)))
+        return _measure(answer) <= budget
+
+    if any(f in row for row in rows for f in shape.text_fields):
         for row in rows:
             for f in shape.text_fields:
-                if f in row and isinstance(row[f], str):
-                    short = shorten(row[f])
-                    if short != row[f]:
+                text = row.get(f)
+                if isinstance(text, str):
+                    short = shorten(text)
+                    if short != text:
                         row[f] = short
                         row["truncated"] = True
-        _degrade(
-            answer,
-            "short_snippets",
-            f"text beyond the first {SHORT_LINES} lines and {SHORT_CHARS} characters a line",
-            _hint(budget, full, len(rows)),
-        )
-        if _measure(answer) <= budget:
+        lines = f"text beyond the first {SHORT_LINES} lines and {SHORT_CHARS} characters a line"
+        if settled("short_snippets", lines):
             return answer
         for row in rows:
             for f in shape.text_fields:
                 row.pop(f, None)
-        _degrade(
-            answer, "no_snippets", "all snippets and line text", _hint(budget, full, len(rows))
-        )
-        if _measure(answer) <= budget:
+        if settled("no_snippets", "all snippets and line text"):
             return answer
     if repage is not None and rows:
         omitted = answer.get("degraded", {}).get("omitted")
@@ -153,20 +152,15 @@ def fit(
     if counts is not None:
         _cut_rows(answer, shape, page_cursor)
         answer["counts"] = counts
-        _degrade(
-            answer,
-            "counts_per_file",
-            f"the {len(rows)} rows themselves (counts gives {shape.group_name})",
-            _hint(budget, full, len(rows)),
-        )
-        if _measure(answer) <= budget:
+        if settled(
+            "counts_per_file", f"the {len(rows)} rows themselves (counts gives {shape.group_name})"
+        ):
             return answer
         answer.pop("counts", None)
     _cut_rows(answer, shape, page_cursor)
     for key in shape.drop:
         answer.pop(key, None)
-    _degrade(answer, "count", f"all {len(rows)} rows", _hint(budget, full, len(rows)))
-    _measure(answer)
+    settled("count", f"all {len(rows)} rows")
     return answer
 
 
@@ -226,11 +220,17 @@ def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None
 
 
 def _measure(answer: dict[str, Any]) -> int:
-    """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it."""
+    """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it.
+
+    The count includes its own digits: a fixed point, found from one encoding (the
+    answer's bytes with ``tokens`` 0 differ from its final bytes only in those digits)."""
     answer["tokens"] = 0
-    for _ in range(4):  # a fixed point: the count includes its own digits
-        n = estimate(answer)
-        if n == answer["tokens"]:
+    rest = len(_encode(answer)) - 1  # all but the digit "0"
+    n = 0
+    for _ in range(4):
+        m = math.ceil((rest + len(str(n))) / BYTES_PER_TOKEN)
+        if m == n:
             break
-        answer["tokens"] = n
-    return int(answer["tokens"])
+        n = m
+    answer["tokens"] = n
+    return n

@@ -157,7 +157,9 @@ async def search(
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
     if small and not regex and only is not None and only.size <= IN_PROCESS_BYTES:
-        scan = await asyncio.to_thread(_scan_files, root, only.paths, pattern, case_sensitive)
+        scan = await asyncio.to_thread(
+            _scan_files, root, only.paths, pattern, case_sensitive, offset, keep
+        )
         matches, _ = scan.page(offset, keep)
         return Found(matches=matches, total=scan.count, exact=True, per_file=scan.counts())
     if only is not None and only.paths:
@@ -208,18 +210,32 @@ async def _first_in_order(
     )
 
 
-def _scan_files(root: Path, paths: list[str], pattern: str, case_sensitive: bool) -> _Scan:
+def _scan_files(
+    root: Path,
+    paths: list[str],
+    pattern: str,
+    case_sensitive: bool,
+    offset: int = 0,
+    keep: int | None = None,
+) -> _Scan:
     """ripgrep's ``--fixed-strings`` lines of plain (not binary) files, found with ``bytes.find``.
 
     The same rows ripgrep prints: each line holding the literal once, with the byte
     column of its first occurrence; case-insensitive only for ASCII literals the
-    index allows (:func:`.trigrams.needles`), where ASCII folding is Unicode's."""
+    index allows (:func:`.trigrams.needles`), where ASCII folding is Unicode's.
+
+    Files are read in page order, so only the lines of rows ``offset``..``keep`` are
+    cut out and formatted; the others are counted (held as empty placeholders, which
+    :meth:`_Scan.page` of the same rows never reads)."""
     needle = pattern.encode("utf-8", "surrogateescape")
     if not case_sensitive:
         needle = needle.lower()
     scan = _Scan()
-    for rel in paths:
-        data = (root / rel).read_bytes()
+    index = 0  # of the next matching line in page order
+    top = os.fsencode(root)
+    for raw_path in sorted(map(os.fsencode, paths), key=_page_order):
+        with open(os.path.join(top, raw_path), "rb") as f:  # a third cheaper than pathlib's
+            data = f.read()
         hay = data if case_sensitive else data.lower()
         at = hay.find(needle)
         if at < 0:
@@ -227,16 +243,25 @@ def _scan_files(root: Path, paths: list[str], pattern: str, case_sensitive: bool
         bucket: list[bytes] = []
         line, counted = 1, 0
         while at >= 0:
-            line += data.count(b"\n", counted, at)
-            counted = at
-            start = data.rfind(b"\n", 0, at) + 1
             end = data.find(b"\n", at)
             end = len(data) if end < 0 else end
-            bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
+            if index >= offset and (keep is None or index < keep):
+                line += data.count(b"\n", counted, at)
+                counted = at
+                start = data.rfind(b"\n", 0, at) + 1
+                bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
+            else:
+                bucket.append(b"")
+            index += 1
             at = hay.find(needle, end)
-        scan.lines[os.fsencode(rel)] = bucket
+        scan.lines[raw_path] = bucket
         scan.count += len(bucket)
     return scan
+
+
+def _page_order(raw_path: bytes) -> tuple[list[str], bytes]:
+    """Sort key of a held path: :func:`order`'s, on the path as answers show it."""
+    return _decode(raw_path).split("/"), raw_path
 
 
 class _Scan:
@@ -271,16 +296,18 @@ class _Scan:
         return False
 
     def page(self, offset: int, keep: int) -> tuple[list[TextMatch], int]:
-        """Matches ``offset``..``keep`` in (path, line) order, and how many were held."""
-        named = sorted(((_decode(p), p) for p in self.lines), key=lambda n: (n[0].split("/"), n[1]))
+        """Matches ``offset``..``keep`` in (path, line) order, and how many were held.
+
+        A file's lines are held in line order (ripgrep prints them so, and so does
+        :func:`_scan_files`): only the page's lines are decoded, not the whole file's."""
         out: list[TextMatch] = []
         start = 0
-        for name, raw_path in named:
+        for raw_path in sorted(self.lines, key=_page_order):
             bucket = self.lines[raw_path]
             end = start + len(bucket)
             if end > offset and start < keep:
-                rows = sorted((_row(name, raw) for raw in bucket), key=lambda m: m.line)
-                out.extend(rows[max(0, offset - start) : keep - start])
+                name = _decode(raw_path)
+                out += [_row(name, raw) for raw in bucket[max(0, offset - start) : keep - start]]
             start = end
         return out, start
 

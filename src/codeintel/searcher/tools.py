@@ -122,6 +122,13 @@ class Tools(dispatch.Dispatcher):
                 f"this searcher serves only {self.repo!r}, not {one!r}", field="repo"
             )
 
+    def _resume(self, tool: str, req: Any) -> tuple[cursors.Position | None, int]:
+        """A paged tool's start: ``req``'s repositories checked, and the position and row
+        offset its cursor resumes from (None and 0 on a first page)."""
+        self._check_repos(req)
+        pos = cursors.decode(tool, req)
+        return pos, pos.offset() if pos else 0
+
     async def list_repos(self, req: models.ListReposRequest) -> dict[str, Any]:
         self._check_repos(req)
         with self.manager.use() as gen:
@@ -138,9 +145,7 @@ class Tools(dispatch.Dispatcher):
             yield gen
 
     async def semantic_search(self, req: models.SemanticSearchRequest) -> models.Answer:
-        self._check_repos(req)
-        pos = cursors.decode("semantic_search", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("semantic_search", req)
         want = min(offset + req.k, MAX_RANKED)
         async with self._generation(pos) as gen:
             mode, notice = req.mode, None
@@ -206,9 +211,7 @@ class Tools(dispatch.Dispatcher):
             )
 
     async def search_text(self, req: models.SearchTextRequest) -> models.Answer:
-        self._check_repos(req)
-        pos = cursors.decode("search_text", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("search_text", req)
         async with self._generation(pos) as gen:
             found = await textsearch.search(
                 gen.worktree,
@@ -254,9 +257,7 @@ class Tools(dispatch.Dispatcher):
             )
 
     async def list_paths(self, req: models.ListPathsRequest) -> models.Answer:
-        self._check_repos(req)
-        pos = cursors.decode("list_paths", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("list_paths", req)
         async with self._generation(pos) as gen:
             prefix = req.path or ""
             paths_mod.confine(gen.worktree, prefix)
@@ -286,9 +287,7 @@ class Tools(dispatch.Dispatcher):
 
     async def blame_range(self, req: models.BlameRangeRequest) -> models.Answer:
         req.check()
-        self._check_repos(req)
-        pos = cursors.decode("blame_range", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("blame_range", req)
         async with self._generation(pos) as gen:
             tree.require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
@@ -317,9 +316,7 @@ class Tools(dispatch.Dispatcher):
             return _fit_cut_page("blame_range", answer, req, gen, offset)
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
-        self._check_repos(req)
-        pos = cursors.decode("file_history", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("file_history", req)
         async with self._generation(pos) as gen:
             paths_mod.confine(gen.worktree, req.path)
             if not tree.exists(gen, req.path):
@@ -368,9 +365,7 @@ class Tools(dispatch.Dispatcher):
 
     async def find_references(self, req: models.FindReferencesRequest) -> models.Answer:
         req.check()
-        self._check_repos(req)
-        pos = cursors.decode("find_references", req)
-        offset = pos.offset() if pos else 0
+        pos, offset = self._resume("find_references", req)
         async with self._generation(pos) as gen:
             answer: models.Answer = await self._run(
                 symbol_answers.find_references, gen, req, self.repo, offset
