@@ -141,3 +141,29 @@ class TestLexicalTiers:
         merged = chunks_mod.merge_tiers([(5, 1.0)], [(1, 9.0), (5, 3.0), (2, 2.0)], 3)
         assert [i for i, _ in merged] == [5, 1, 2]
         assert [s for _, s in merged] == sorted((s for _, s in merged), reverse=True)
+
+
+class TestTiersComputedAhead:
+    """The searcher ranks BM25 while the query is embedded and hands the tiers to ``rank``."""
+
+    @pytest.mark.parametrize("mode", ["hybrid", "lexical", "semantic"])
+    @pytest.mark.parametrize("query", ["Manifest.parse", "where is the manifest parsed", "parse"])
+    def test_rank_with_tiers_ahead_equals_rank_alone(
+        self, tmp_path: Path, mode: hits.Mode, query: str
+    ) -> None:
+        path = _db(
+            tmp_path,
+            [
+                ("pkg/manifest.py", "Manifest.parse", "def parse(cls, text): return cls(text)"),
+                ("pkg/config.py", "Config.parse", "def parse(cls, text): return cls()"),
+                ("pkg/manifest.py", "Manifest", "class Manifest: entries = []"),
+                ("pkg/loader.py", "load", "Manifest.parse(text) # parse the manifest, parse it"),
+            ],
+        )
+        dense = [(3, 0.61), (2, 0.40), (4, 0.33)]
+        with ChunkDB.open(path) as db:
+            alone = hits.rank(db, query, mode, 3, dense)
+            tiers = hits.bm25_tiers(db, query, mode, 3)
+            ahead = hits.rank(db, query, mode, 3, dense, tiers=tiers)
+        assert ahead == alone
+        assert (tiers == ([], [])) == (mode == "semantic")

@@ -321,6 +321,27 @@ def fuse(
     )
 
 
+Tiers = tuple[list[tuple[int, float]], list[tuple[int, float]]]
+"""The lexical ranking in two tiers: chunks the query names, then BM25 (``ChunkDB.lexical_tiers``)."""
+
+
+def bm25_tiers(
+    db: chunks_mod.ChunkDB,
+    query: str,
+    mode: Mode,
+    k: int,
+    *,
+    path_glob: str | None = None,
+    language: str | None = None,
+) -> Tiers:
+    """The BM25 side of :func:`rank` (empty in semantic mode). Blocking (sqlite); it needs no
+    vector, so a searcher runs it while the query is being embedded."""
+    _, lexical_fetch = plan(k, mode, bool(path_glob or language))
+    if not lexical_fetch:
+        return [], []
+    return db.lexical_tiers(query, lexical_fetch, path_glob=path_glob, language=language)
+
+
 def rank(
     db: chunks_mod.ChunkDB,
     query: str,
@@ -330,18 +351,19 @@ def rank(
     *,
     path_glob: str | None = None,
     language: str | None = None,
+    tiers: Tiers | None = None,
 ) -> list[Hit]:
     """The ranking of one query in one generation, the CLI's and the searcher's alike.
 
     ``dense`` is the query's nearest chunks (best first, fetched as :func:`plan` says;
     empty in lexical mode): the caller embeds and searches, so a searcher can batch
-    those calls across queries. BM25 comes from the chunk database; hybrid fuses both
-    (:func:`fuse`); filters apply while hydrating. Blocking (sqlite)."""
+    those calls across queries. BM25 comes from the chunk database (or ``tiers``, the
+    :func:`bm25_tiers` answer a caller computed while the query was being embedded); hybrid
+    fuses both (:func:`fuse`); filters apply while hydrating. Blocking (sqlite)."""
+    if tiers is None:
+        tiers = bm25_tiers(db, query, mode, k, path_glob=path_glob, language=language)
+    named, rest = tiers
     _, lexical_fetch = plan(k, mode, bool(path_glob or language))
-    named: list[tuple[int, float]] = []
-    rest: list[tuple[int, float]] = []
-    if lexical_fetch:
-        named, rest = db.lexical_tiers(query, lexical_fetch, path_glob=path_glob, language=language)
     bm25 = chunks_mod.merge_tiers(named, rest, lexical_fetch)
     if mode == "semantic":
         ranked = list(dense)

@@ -15,6 +15,7 @@ cut row says ``truncated: true``, and so does the answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -144,12 +145,51 @@ class Tools(dispatch.Dispatcher):
         with self.manager.use(pos.generations.get("") if pos else None) as gen:
             yield gen
 
+    async def _while_embedding(
+        self,
+        gen: generations_mod.LoadedGeneration,
+        req: models.SemanticSearchRequest,
+        mode: hits.Mode,
+        want: int,
+        dense_fetch: int,
+    ) -> tuple[list[tuple[int, float]], hits.Tiers | None]:
+        """The dense neighbours, and in hybrid mode the BM25 tiers ranked on the executor
+        while the query is embedded (both release the GIL: onnxruntime and sqlite), so a
+        hybrid answer waits for the slower of the two, not their sum."""
+        if mode != "hybrid":
+            scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
+            return hits.ranked_pairs(scores, ids), None
+        bm25 = asyncio.ensure_future(
+            self._run(
+                hits.bm25_tiers,
+                gen.chunks,
+                req.query,
+                mode,
+                want,
+                path_glob=req.path_glob,
+                language=req.language,
+            )
+        )
+        try:
+            scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
+        except BaseException:
+            bm25.cancel()
+            with contextlib.suppress(BaseException):
+                await bm25
+            raise
+        try:
+            tiers = await bm25
+        except errors.IndexingError:
+            tiers = None  # rank asks again and the caller answers as before
+        return hits.ranked_pairs(scores, ids), tiers
+
     async def semantic_search(self, req: models.SemanticSearchRequest) -> models.Answer:
         pos, offset = self._resume("semantic_search", req)
         want = min(offset + req.k, MAX_RANKED)
         async with self._generation(pos) as gen:
             mode, notice = req.mode, None
             dense: list[tuple[int, float]] = []
+            lexical: hits.Tiers | None = None
             dense_fetch, _ = hits.plan(want, req.mode, bool(req.path_glob or req.language))
             if dense_fetch:
                 try:
@@ -161,8 +201,8 @@ class Tools(dispatch.Dispatcher):
                     mode, notice = "lexical", _lexical_notice(e)
                 else:
                     self.manager.check_embedder(gen, self._embedder())
-                    scores, ids = await self.batcher.search(gen.engine, req.query, dense_fetch)
-                    dense = hits.ranked_pairs(scores, ids)
+                    tiers = await self._while_embedding(gen, req, mode, want, dense_fetch)
+                    dense, lexical = tiers
             try:
                 found = await self._run(
                     hits.rank,
@@ -173,6 +213,7 @@ class Tools(dispatch.Dispatcher):
                     dense,
                     path_glob=req.path_glob,
                     language=req.language,
+                    tiers=lexical,
                 )
             except errors.IndexingError as e:
                 if req.mode != "hybrid":
