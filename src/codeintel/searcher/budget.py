@@ -31,7 +31,8 @@ nothing is lost that the next page does not give (plain paging when no step was
 taken). Steps 3-4 come only when not one row fits; they keep ``has_more`` and a
 ``cursor`` that re-reads the same page, so a smaller ``max_results`` or a larger
 ``max_tokens`` gets it. The 512,000-character cap on source text (``models.MAX_ANSWER_TEXT_CHARS``)
-stays the hard limit behind the budget.
+stays the hard limit behind the budget: :class:`TextBudget` applies it, with the
+500-character cut of each line.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+
+from codeintel.searcher import models
 
 DEFAULT_MAX_TOKENS = 8_000
 """What an answer may cost when the caller does not say: under Claude Code's 10,000 warning."""
@@ -234,3 +237,33 @@ def _measure(answer: dict[str, Any]) -> int:
         n = m
     answer["tokens"] = n
     return n
+
+
+class TextBudget:
+    """Cuts source text for one answer: each line, then the answer's total."""
+
+    def __init__(
+        self,
+        total: int = models.MAX_ANSWER_TEXT_CHARS,
+        line: int = models.MAX_LINE_CHARS,
+    ) -> None:
+        self.left = total
+        self.line = line
+        self.cut = False
+        """Whether anything of this answer was cut."""
+
+    def take(self, text: str, *, count: bool = True) -> tuple[str, bool]:
+        """``text`` with each line cut to ``line`` characters and, if ``count``, within what is left."""
+        cut = False
+        if len(text) > self.line:
+            lines = text.split("\n")
+            if any(len(x) > self.line for x in lines):
+                text = "\n".join(x[: self.line] for x in lines)
+                cut = True
+        if count:
+            if len(text) > self.left:
+                text = text[: self.left]
+                cut = True
+            self.left -= len(text)
+        self.cut = self.cut or cut
+        return text, cut

@@ -220,7 +220,7 @@ class Tools(dispatch.Dispatcher):
                     raise
                 found, mode = [], "lexical"
                 notice = _lexical_notice(e) + "; no chunks are written yet: use search_text"
-            budget = TextBudget()
+            budget = budget_mod.TextBudget()
             results = []
             for hit in found[offset:want]:
                 row = msgspec.to_builtins(hit)
@@ -533,7 +533,7 @@ def group_blame(
     """Blame lines as ranges of consecutive lines of one commit, and each commit once.
 
     Returns (ranges, commits by short sha, whether any text was cut)."""
-    budget = TextBudget()
+    budget = budget_mod.TextBudget()
     ranges: list[dict[str, Any]] = []
     commits: dict[str, dict[str, Any]] = {}
     texts: list[str] = []
@@ -563,36 +563,6 @@ def group_blame(
     if ranges:
         ranges[-1]["text"] = "\n".join(texts)
     return ranges, commits, budget.cut
-
-
-class TextBudget:
-    """Cuts source text for one answer: each line, then the answer's total."""
-
-    def __init__(
-        self,
-        total: int = models.MAX_ANSWER_TEXT_CHARS,
-        line: int = models.MAX_LINE_CHARS,
-    ) -> None:
-        self.left = total
-        self.line = line
-        self.cut = False
-        """Whether anything of this answer was cut."""
-
-    def take(self, text: str, *, count: bool = True) -> tuple[str, bool]:
-        """``text`` with each line cut to ``line`` characters and, if ``count``, within what is left."""
-        cut = False
-        if len(text) > self.line:
-            lines = text.split("\n")
-            if any(len(x) > self.line for x in lines):
-                text = "\n".join(x[: self.line] for x in lines)
-                cut = True
-        if count:
-            if len(text) > self.left:
-                text = text[: self.left]
-                cut = True
-            self.left -= len(text)
-        self.cut = self.cut or cut
-        return text, cut
 
 
 def partial_dense_notice(chunks: int, total: int) -> str:
