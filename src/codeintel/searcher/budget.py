@@ -91,6 +91,9 @@ class Shape:
     """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
     refs: Sequence[str] = ()
     """Answer-level tables keyed by the rows' ``sha`` (blame's ``commits``), cut with the page."""
+    pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """The published form of an answer the tool builds in another (blame's ranges and
+    commits, ``blame.pack``): what is measured, and what :func:`fit` returns."""
 
 
 def fit(
@@ -109,10 +112,24 @@ def fit(
     ``repage`` (paged tools) sets ``has_more`` and ``cursor`` after the rows were cut to
     a shorter page: before steps 3-4, such an answer keeps the rows that fit and leaves
     the rest to the next page.
-    Changes ``answer`` in place (the caller built it for this call) and returns it.
+    Changes ``answer`` in place (the caller built it for this call) and returns it, or
+    its ``shape.pack`` form.
     """
+    fitted = _fit(answer, max_tokens, shape, page_cursor, counts, repage)
+    # ``tokens`` was measured on the packed form, and pack carries it over.
+    return fitted if shape.pack is None else shape.pack(fitted)
+
+
+def _fit(
+    answer: dict[str, Any],
+    max_tokens: int | None,
+    shape: Shape,
+    page_cursor: str | None,
+    counts: dict[str, int] | None,
+    repage: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     budget = max_tokens or DEFAULT_MAX_TOKENS
-    full = _measure(answer)
+    full = _measure(answer, shape.pack)
     if full <= budget:
         return answer
     rows: list[dict[str, Any]] = answer.get(shape.rows) or []
@@ -120,7 +137,7 @@ def fit(
     def settled(step: str, omitted: str) -> bool:
         """Say that ``step`` was taken, leaving out ``omitted``; whether the answer fits now."""
         _degrade(answer, step, omitted, _hint(budget, full, len(rows)))
-        return _measure(answer) <= budget
+        return _measure(answer, shape.pack) <= budget
 
     if any(f in row for row in rows for f in shape.text_fields):
         for row in rows:
@@ -183,7 +200,7 @@ def _shorter_page(
             used = {r.get("sha") for r in rows[:n]}
             answer[key] = {k: v for k, v in table.items() if k in used}
         repage(answer)
-        return _measure(answer)
+        return _measure(answer, shape.pack)
 
     lo, hi = 0, len(rows) - 1  # the largest n in [1, len(rows) - 1] that fits
     while lo < hi:
@@ -222,13 +239,16 @@ def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None
     answer["degraded"] = {"step": step, "omitted": omitted, "hint": hint}
 
 
-def _measure(answer: dict[str, Any]) -> int:
-    """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it.
+def _measure(
+    answer: dict[str, Any], pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> int:
+    """Set ``answer['tokens']`` to the estimate of ``answer`` (of its ``pack`` form when
+    given) including that field; return it.
 
     The count includes its own digits: a fixed point, found from one encoding (the
     answer's bytes with ``tokens`` 0 differ from its final bytes only in those digits)."""
     answer["tokens"] = 0
-    rest = len(_encode(answer)) - 1  # all but the digit "0"
+    rest = len(_encode(pack(answer) if pack else answer)) - 1  # all but the digit "0"
     n = 0
     for _ in range(4):
         m = math.ceil((rest + len(str(n))) / BYTES_PER_TOKEN)
