@@ -87,13 +87,11 @@ class Shape:
     """Row -> (group key, weight) for step 3; None skips the step."""
     group_name: str = "rows per file"
     """What ``counts`` counts, for the ``omitted`` text."""
-    drop: Sequence[str] = ()
-    """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
-    refs: Sequence[str] = ()
-    """Answer-level tables keyed by the rows' ``sha`` (blame's ``commits``), cut with the page."""
     pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     """The published form of an answer the tool builds in another (blame's ranges and
-    commits, ``blame.pack``): what is measured, and what :func:`fit` returns."""
+    commits, ``blame.pack``): what is measured, and what :func:`fit` returns. The
+    packed form names only what the kept rows (or ``counts``) name, so a shorter page
+    or a step needs no more care here."""
 
 
 def fit(
@@ -178,8 +176,6 @@ def _fit(
             return answer
         answer.pop("counts", None)
     _cut_rows(answer, shape, page_cursor)
-    for key in shape.drop:
-        answer.pop(key, None)
     settled("count", f"all {len(rows)} rows")
     return answer
 
@@ -192,13 +188,9 @@ def _shorter_page(
     repage: Callable[[dict[str, Any]], None],
 ) -> bool:
     """Keep the longest prefix of ``rows`` that fits (at least one row); False if none does."""
-    refs = {k: dict(answer[k]) for k in shape.refs if isinstance(answer.get(k), dict)}
 
     def keep(n: int) -> int:
         answer[shape.rows] = rows[:n]
-        for key, table in refs.items():  # blame's commits: those the kept ranges name
-            used = {r.get("sha") for r in rows[:n]}
-            answer[key] = {k: v for k, v in table.items() if k in used}
         repage(answer)
         return _measure(answer, shape.pack)
 
@@ -211,8 +203,6 @@ def _shorter_page(
             hi = mid - 1
     if lo == 0 or keep(lo) > budget:
         answer[shape.rows] = rows
-        for key, table in refs.items():
-            answer[key] = table
         return False
     return True
 

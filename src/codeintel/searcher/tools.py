@@ -432,8 +432,6 @@ SHAPES: dict[str, budget_mod.Shape] = {
         text_fields=("text",),
         group=lambda r: (r["sha"], r["end_line"] - r["start_line"] + 1),
         group_name="lines per commit (see commits)",
-        drop=("commits",),
-        refs=("commits",),
         pack=blame.pack,
     ),
     "file_history": budget_mod.Shape(text_fields=("summary",)),
