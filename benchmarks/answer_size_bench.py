@@ -2,7 +2,8 @@
 
 A fixed script of tool calls on a real repository (semantic search, text search
 for an identifier and for a common word, paths, blame over a small, a medium and
-a whole-file range, history) is sent over MCP (streamable HTTP, the official
+a whole-file range at the default budget and the whole file with every line's text,
+history) is sent over MCP (streamable HTTP, the official
 Python client) to ``codeintel serve --store STORE`` run from two source trees:
 ``--before-src`` (e.g. ``git worktree add /tmp/base e6092f9``) and this tree.
 Each answer is counted with the packaged model's tokenizer (``tokenizer.json``
@@ -11,7 +12,7 @@ structured content, and the answer's own ``tokens`` estimate beside the
 tokenizer's count of its JSON. The same calls go, where it has the tool, to a
 peer MCP server installed from PyPI (``code-index-mcp``, stdio).
 
-Not a timed benchmark: sizes only. Writes ``results/answer_size.{json,md}``.
+Not a timed benchmark: sizes only. Writes ``results/answer_size.{json,md}`` (``--name``).
 
     python benchmarks/answer_size_bench.py --repo /tmp/cjson --store /tmp/cjson-store \\
         --before-src /tmp/base/src --peer /tmp/peer/bin/code-index-mcp
@@ -64,6 +65,17 @@ def script(path: str, lines: int) -> list[tuple[str, str, dict[str, Any]]]:
         ("blame: 20 lines", "blame_range", {"path": path, "start_line": 1, "end_line": 20}),
         ("blame: 300 lines", "blame_range", {"path": path, "start_line": 1, "end_line": 300}),
         ("blame: whole file", "blame_range", {"path": path, "start_line": 1, "end_line": lines}),
+        (
+            "blame: whole file, all text",
+            "blame_range",
+            {
+                "path": path,
+                "start_line": 1,
+                "end_line": lines,
+                "max_tokens": 400_000,
+                "max_results": 5_000,
+            },
+        ),
         ("history", "file_history", {"path": path}),
     ]
 
@@ -196,6 +208,11 @@ def main() -> None:
     p.add_argument("--after-src", type=Path, default=HERE / "src")
     p.add_argument("--path", default="cJSON.c", help="the file to blame and follow")
     p.add_argument("--peer", help="a peer MCP server command (stdio), e.g. code-index-mcp")
+    p.add_argument(
+        "--name",
+        default="answer_size",
+        help="results/<name>.{json,md}: another name keeps an earlier before/after pair",
+    )
     a = p.parse_args()
     tok = tokenizer()
     lines = len((a.repo / a.path).read_text(errors="replace").splitlines())
@@ -236,8 +253,9 @@ def main() -> None:
         "max after text tokens": max(r["after text tokens"] for r in rows),
         "max after structured tokens": max(r["after structured tokens"] for r in rows),
         "peer": a.peer or "none",
+        "before": str(a.before_src),
     }
-    write_results("answer_size", rows, meta)
+    write_results(a.name, rows, meta)
     print(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

@@ -143,10 +143,18 @@ class Served:
 
 
 def blame_lines(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """A grouped blame_range answer as one row per line (the shape ``git blame`` gives)."""
+    """A packed blame_range answer (``searcher/blame.py``) as one row per line, each with
+    its commit's fields: the shape ``git blame`` gives."""
+    commits, authors = answer.get("commits") or {}, answer.get("authors") or {}
     rows = []
-    for r in answer["results"]:
-        meta = answer["commits"][r["sha"]]
-        for n, text in enumerate(r["text"].split("\n"), start=r["start_line"]):
-            rows.append({"line": n, "short_sha": r["sha"], **meta, "text": text})
+    line = answer["start_line"]
+    for count, index, *rest in answer["results"]:
+        meta = {k: v[index] for k, v in commits.items() if k != "author"}
+        if "author" in commits:
+            who = commits["author"][index]
+            meta.update({"author" if k == "name" else k: v[who] for k, v in authors.items()})
+        texts = rest[0].split("\n") if rest else [None] * count
+        for n in range(count):
+            rows.append({"line": line + n, **meta, "text": texts[n] if n < len(texts) else None})
+        line += count
     return rows

@@ -78,11 +78,13 @@ class TestPages:
 
         blame = {"path": "billing/invoice.py", "start_line": 1, "end_line": 16}
         whole = _ok(await client.post("/v1/blame_range", json=blame))
-        ranges, pages = await _all_pages(client, "blame_range", {**blame, "max_results": 1})
-        assert ranges == whole["results"] and len(pages) == whole["total"] == 2
-        # Each page names exactly the commits its ranges point at.
+        _, pages = await _all_pages(client, "blame_range", {**blame, "max_results": 1})
+        assert len(pages) == whole["total"] == 2
+        assert [x for p in pages for x in blame_lines(p)] == blame_lines(whole)
+        # Each page names exactly the commits its ranges point at, from index 0.
         for page in pages:
-            assert set(page["commits"]) == {r["sha"] for r in page["results"]}
+            assert [r[1] for r in page["results"]] == [0]
+            assert len(page["commits"]["sha"]) == 1
 
     async def test_semantic_search_beyond_k(self, client: httpx.AsyncClient) -> None:
         body = {"query": "invoice tax email", "mode": "lexical"}
@@ -148,14 +150,32 @@ class TestBudget:
     async def test_fields_leave_out_what_is_not_asked(self, client: httpx.AsyncClient) -> None:
         a = _ok(await client.post("/v1/list_paths", json={"fields": []}))
         assert a["results"] and all(set(r) == {"path"} for r in a["results"])
+        full = _ok(
+            await client.post(
+                "/v1/blame_range", json={"path": "mail/sender.py", "start_line": 1, "end_line": 9}
+            )
+        )
         b = _ok(
             await client.post(
                 "/v1/blame_range",
                 json={"path": "mail/sender.py", "start_line": 1, "end_line": 9, "fields": ["date"]},
             )
         )
-        assert all("text" not in r for r in b["results"])
-        assert all(set(c) == {"sha", "date"} for c in b["commits"].values())
+        assert b["results"] and all(len(r) == 2 for r in b["results"])
+        assert set(b["commits"]) == {"sha", "date"} and "authors" not in b
+        c = _ok(
+            await client.post(
+                "/v1/blame_range",
+                json={
+                    "path": "mail/sender.py",
+                    "start_line": 1,
+                    "end_line": 9,
+                    "fields": ["email"],
+                },
+            )
+        )
+        assert set(c["commits"]) == {"sha", "author"} and set(c["authors"]) == {"email"}
+        assert [x["email"] for x in blame_lines(c)] == [x["email"] for x in blame_lines(full)]
         r = await client.post("/v1/search_text", json={"pattern": "x", "fields": ["size"]})
         assert r.status_code == 422 and "fields" in r.json()["error"]["field"]
 
@@ -165,11 +185,13 @@ async def test_blame_groups_each_commit_once(client: httpx.AsyncClient, repo: Re
     a = _ok(await client.post("/v1/blame_range", json=body))
     lines = blame_lines(a)
     assert [x["line"] for x in lines] == list(range(1, 9))
-    assert len(a["commits"]) == 2  # "initial import" and the last tweak
-    assert len(a["results"]) == 2
-    assert all(len(c["sha"]) == 40 and c["sha"].startswith(k) for k, c in a["commits"].items())
+    assert len(a["commits"]["sha"]) == 2  # "initial import" and the last tweak
+    assert len(a["results"]) == 2 and (a["start_line"], a["end_line"]) == (1, 8)
+    assert len(a["authors"]["name"]) == len(set(a["commits"]["author"]))
     flat = repo.git("blame", "--porcelain", "-L", "1,8", "HEAD", "--", "mail/sender.py")
-    assert {x["sha"] for x in lines} == set(re.findall(r"^([0-9a-f]{40}) ", flat, re.M))
+    per_line = re.findall(r"^([0-9a-f]{40}) \d+ (\d+)", flat, re.M)
+    assert [(sha[:12], int(n)) for sha, n in per_line] == [(x["sha"], x["line"]) for x in lines]
+    assert [x["text"] for x in lines] == re.findall(r"^\t(.*)$", flat, re.M)
 
 
 async def test_mcp_text_is_for_reading_and_structured_content_keeps_the_json(
@@ -199,10 +221,13 @@ async def test_mcp_text_is_for_reading_and_structured_content_keeps_the_json(
             f"{hit['path']}:{hit['start_line']}-{hit['end_line']} {hit['symbol']} ({hit['score']:.3f})"
         )
         text, data = await call("blame_range", path="mail/sender.py", start_line=1, end_line=8)
-        for short, meta in data["commits"].items():
-            assert sum(line.startswith(short) for line in text.splitlines()) == 1
-            assert meta["summary"] in text
-        assert len(text) < len(msgspec.json.encode(data)) / 1.5
+        commits = data["commits"]
+        for i, (short, summary) in enumerate(zip(commits["sha"], commits["summary"], strict=True)):
+            assert sum(line.startswith(f"c{i} {short} ") for line in text.splitlines()) == 1
+            assert summary in text
+        numbered = [x.split("\t", 1) for x in text.splitlines() if "\t" in x]
+        assert numbered == [[str(x["line"]), x["text"]] for x in blame_lines(data)]
+        assert len(text) < len(msgspec.json.encode(data))
         text, data = await call("file_history", path="mail/sender.py")
         assert len(text.splitlines()) == 1 + len(data["results"])
         text, data = await call("list_paths", path="billing")

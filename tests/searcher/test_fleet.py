@@ -140,7 +140,8 @@ def test_blame_and_history_need_one_repo(served: Served, stores: dict[str, Any])
         "team-b/web": {"generation": "g000001", "commit": stores["repos"]["team-b/web"].head()}
     }
     assert body["commit"] == stores["repos"]["team-b/web"].head()
-    assert body["results"][0]["text"].split("\n")[0] == "# Web"
+    assert body["results"][0][2].split("\n")[0] == "# Web"
+    assert body["repo"] == "team-b/web"
     history = ok(served, "file_history", {"repo": "team-a/mail", "path": "mail/sender.py"})
     assert [h["summary"] for h in history["results"]] == ["initial import"]
     missing = post(served, "file_history", {"repo": "team-a/mail", "path": "web/server.go"})

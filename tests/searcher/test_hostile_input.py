@@ -306,9 +306,9 @@ class TestAnswerSize:
         )
         assert r.status_code == 200, r.text
         assert len(r.content) < 2_000
-        [row] = r.json()["results"]
-        assert row["text"].startswith("total_amount = compute_invoice_total")
-        assert len(row["text"]) == models.MAX_LINE_CHARS and row["truncated"] is True
+        [[lines, _, text, cut]] = r.json()["results"]
+        assert lines == 1 and text.startswith("total_amount = compute_invoice_total")
+        assert len(text) == models.MAX_LINE_CHARS and cut is True
         assert r.json()["truncated"] is True
 
     def test_blame_answer_is_bounded_and_says_so(self, huge_lines: Served) -> None:
@@ -328,7 +328,7 @@ class TestAnswerSize:
         assert sum(len(row["text"]) for row in rows) <= models.MAX_ANSWER_TEXT_CHARS
         assert body["truncated"] is True
         assert rows[0]["text"].startswith("# 00000 invoice")
-        assert body["results"][-1]["truncated"] is True
+        assert body["results"][-1][3] is True
 
     def test_semantic_answer_is_bounded(self, huge_lines: Served) -> None:
         r = httpx.post(
@@ -357,4 +357,4 @@ class TestAnswerSize:
             json={"path": "README.md", "start_line": 1, "end_line": 1},
         )
         body = r.json()
-        assert body["truncated"] is False and "truncated" not in body["results"][0]
+        assert body["truncated"] is False and len(body["results"][0]) == 3  # no truncated flag

@@ -108,6 +108,11 @@ def test_typescript_sdk_validates_structured_content(store_settings: Settings) -
         assert answer["structured"]["results"], name
         assert answer["text"] and not answer["text"].lstrip().startswith("{"), name
     blame = out["answers"]["blame_range"]["structured"]
-    assert {r["sha"] for r in blame["results"]} == set(blame["commits"])
+    assert sorted({r[1] for r in blame["results"]}) == list(range(len(blame["commits"]["sha"])))
+    assert (
+        sum(r[0] for r in blame["results"])
+        == 4
+        == len("\n".join(r[2] for r in blame["results"]).split("\n"))
+    )
     text = out["answers"]["search_text"]["structured"]
     assert (text["has_more"] is False and text["total"] == 1) or text["cursor"]

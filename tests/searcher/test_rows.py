@@ -90,7 +90,7 @@ def _meta_description(record: type[msgspec.Struct], field: str) -> str | None:
         (rows.ReferenceGroupRow, "symbol", symbols.ReferenceGroup, "symbol"),
         (rows.ReferenceOccurrence, "kind", symbols.Occurrence, "kind"),
         (rows.IndexCalibration, "flat_ms", manifest.Calibration, "flat_ms"),
-        (rows.BlameCommit, "sha", history.LogEntry, "sha"),
+        (rows.HistoryHit, "sha", history.LogEntry, "sha"),
     ],
 )
 def test_published_rows_carry_their_records_descriptions(

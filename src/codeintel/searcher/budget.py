@@ -87,10 +87,11 @@ class Shape:
     """Row -> (group key, weight) for step 3; None skips the step."""
     group_name: str = "rows per file"
     """What ``counts`` counts, for the ``omitted`` text."""
-    drop: Sequence[str] = ()
-    """Answer-level keys that step 4 drops with the rows (blame's ``commits``)."""
-    refs: Sequence[str] = ()
-    """Answer-level tables keyed by the rows' ``sha`` (blame's ``commits``), cut with the page."""
+    pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """The published form of an answer the tool builds in another (blame's ranges and
+    commits, ``blame.pack``): what is measured, and what :func:`fit` returns. The
+    packed form names only what the kept rows (or ``counts``) name, so a shorter page
+    or a step needs no more care here."""
 
 
 def fit(
@@ -109,10 +110,24 @@ def fit(
     ``repage`` (paged tools) sets ``has_more`` and ``cursor`` after the rows were cut to
     a shorter page: before steps 3-4, such an answer keeps the rows that fit and leaves
     the rest to the next page.
-    Changes ``answer`` in place (the caller built it for this call) and returns it.
+    Changes ``answer`` in place (the caller built it for this call) and returns it, or
+    its ``shape.pack`` form.
     """
+    fitted = _fit(answer, max_tokens, shape, page_cursor, counts, repage)
+    # ``tokens`` was measured on the packed form, and pack carries it over.
+    return fitted if shape.pack is None else shape.pack(fitted)
+
+
+def _fit(
+    answer: dict[str, Any],
+    max_tokens: int | None,
+    shape: Shape,
+    page_cursor: str | None,
+    counts: dict[str, int] | None,
+    repage: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     budget = max_tokens or DEFAULT_MAX_TOKENS
-    full = _measure(answer)
+    full = _measure(answer, shape.pack)
     if full <= budget:
         return answer
     rows: list[dict[str, Any]] = answer.get(shape.rows) or []
@@ -120,7 +135,7 @@ def fit(
     def settled(step: str, omitted: str) -> bool:
         """Say that ``step`` was taken, leaving out ``omitted``; whether the answer fits now."""
         _degrade(answer, step, omitted, _hint(budget, full, len(rows)))
-        return _measure(answer) <= budget
+        return _measure(answer, shape.pack) <= budget
 
     if any(f in row for row in rows for f in shape.text_fields):
         for row in rows:
@@ -161,8 +176,6 @@ def fit(
             return answer
         answer.pop("counts", None)
     _cut_rows(answer, shape, page_cursor)
-    for key in shape.drop:
-        answer.pop(key, None)
     settled("count", f"all {len(rows)} rows")
     return answer
 
@@ -175,15 +188,11 @@ def _shorter_page(
     repage: Callable[[dict[str, Any]], None],
 ) -> bool:
     """Keep the longest prefix of ``rows`` that fits (at least one row); False if none does."""
-    refs = {k: dict(answer[k]) for k in shape.refs if isinstance(answer.get(k), dict)}
 
     def keep(n: int) -> int:
         answer[shape.rows] = rows[:n]
-        for key, table in refs.items():  # blame's commits: those the kept ranges name
-            used = {r.get("sha") for r in rows[:n]}
-            answer[key] = {k: v for k, v in table.items() if k in used}
         repage(answer)
-        return _measure(answer)
+        return _measure(answer, shape.pack)
 
     lo, hi = 0, len(rows) - 1  # the largest n in [1, len(rows) - 1] that fits
     while lo < hi:
@@ -194,8 +203,6 @@ def _shorter_page(
             hi = mid - 1
     if lo == 0 or keep(lo) > budget:
         answer[shape.rows] = rows
-        for key, table in refs.items():
-            answer[key] = table
         return False
     return True
 
@@ -222,13 +229,16 @@ def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None
     answer["degraded"] = {"step": step, "omitted": omitted, "hint": hint}
 
 
-def _measure(answer: dict[str, Any]) -> int:
-    """Set ``answer['tokens']`` to the estimate of ``answer`` including that field; return it.
+def _measure(
+    answer: dict[str, Any], pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> int:
+    """Set ``answer['tokens']`` to the estimate of ``answer`` (of its ``pack`` form when
+    given) including that field; return it.
 
     The count includes its own digits: a fixed point, found from one encoding (the
     answer's bytes with ``tokens`` 0 differ from its final bytes only in those digits)."""
     answer["tokens"] = 0
-    rest = len(_encode(answer)) - 1  # all but the digit "0"
+    rest = len(_encode(pack(answer) if pack else answer)) - 1  # all but the digit "0"
     n = 0
     for _ in range(4):
         m = math.ceil((rest + len(str(n))) / BYTES_PER_TOKEN)

@@ -95,9 +95,11 @@ CATALOG: tuple[Tool, ...] = (
         "blame_range",
         "Blame a line range",
         "Who last changed each line of a file, for lines start_line..end_line (1-based, "
-        "inclusive, at most 5000 lines): commit sha (full and short), author, email, ISO-8601 "
-        "date and commit summary per line, plus the line text. Use to find why code looks "
-        "the way it does; follow up with file_history.",
+        "inclusive, at most 5000 lines): ranges of consecutive lines of one commit in line "
+        "order, each [lines, commit, text] (a range starts where the previous one ended, the "
+        "first at start_line); each commit once in the `commits` columns (short sha, author "
+        "as an index into `authors`, ISO-8601 date, summary). `fields` leaves out text or "
+        "metadata. Use to find why code looks the way it does; follow up with file_history.",
         models.BlameRangeRequest,
         responses.BlameRangeResponse,
     ),

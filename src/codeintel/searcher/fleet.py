@@ -222,7 +222,8 @@ class FleetTools(dispatch.Dispatcher):
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
-        return merging.one(*await self._single("blame_range", req))
+        # Its ranges are positional rows: ``repo`` once at the top, as for read_file.
+        return navigation.placed(*await self._single("blame_range", req))
 
     async def file_history(self, req: models.FileHistoryRequest) -> dict[str, Any]:
         return merging.one(*await self._single("file_history", req))

@@ -35,7 +35,7 @@ def tag(name: str, answer: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def one(name: str, answer: Mapping[str, Any]) -> dict[str, Any]:
-    """A single-repository answer (blame, history): tagged, keeping generation, commit and
+    """A single-repository answer (file_history): tagged, keeping generation, commit and
     the page fields (its cursor is the store's own, sent back to the same store)."""
     out = {**tag(name, answer), "generation": answer["generation"], "commit": answer["commit"]}
     out.pop("more", None)

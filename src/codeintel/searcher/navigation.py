@@ -238,8 +238,9 @@ def read_file(gen: generations_mod.LoadedGeneration, req: models.ReadFileRequest
 
 
 def placed(name: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """A one-repository navigation answer in the fleet's shape: ``repo`` once at the top
-    (not on every line, as ``merging.one`` does for blame) and ``repos`` for pinning."""
+    """A one-repository answer in the fleet's shape (navigation and blame_range): ``repo``
+    once at the top (not on every row, as ``merging.one`` does for file_history) and
+    ``repos`` for pinning."""
     out = {
         **answer,
         "repo": name,

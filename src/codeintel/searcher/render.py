@@ -3,8 +3,8 @@
 The structured content of an MCP answer carries the JSON (and its schema); the
 text content is what a model reads, so it states each thing once, in the shapes
 programmers already read: ``path:line: text`` for matches, ``path:start-end
-symbol (score)`` then the snippet for semantic hits, blame ranges under their
-commit's one line of metadata, one line per commit of history, one path per
+symbol (score)`` then the snippet for semantic hits, blame's commits once then its
+ranges in line order (or one line per commit without text), one line per commit of history, one path per
 line. A header names the commit and the page; a footer says what the budget left
 out and how to get the next page. A tool without an entry in :data:`RENDERERS`
 gets :func:`generic`: one compact JSON line per row, so a new tool plugs in with
@@ -37,6 +37,7 @@ _SKIP_IN_HEADER = {
     "total_exact",
     "counts",
     "commits",
+    "authors",
     "truncated",
     "skipped",
     "partial",
@@ -153,31 +154,49 @@ def list_paths(answer: dict[str, Any]) -> str:
 
 @renderer("blame_range")
 def blame_range(answer: dict[str, Any]) -> str:
-    """Ranges grouped under their commit: one metadata line per commit, then its ranges."""
+    """With text: the commits once (``c<i>``, the index the ranges name), then the ranges
+    in line order, each under ``c<i> start-end`` with its numbered lines. Without text:
+    one line per commit with the lines it last changed (``git blame``'s question, by
+    commit)."""
     commits = answer.get("commits") or {}
-    by_commit: dict[str, list[dict[str, Any]]] = {}
-    for r in answer["results"]:
-        by_commit.setdefault(r["sha"], []).append(r)
+    shas: list[str] = commits.get("sha") or []
+    spans: dict[int, list[str]] = {}
+    body: list[str] = []
+    line = answer.get("start_line") or 1
+    for row in answer["results"]:
+        count, index = row[0], row[1]
+        span = f"{line}-{line + count - 1}" if count > 1 else str(line)
+        spans.setdefault(index, []).append(span)
+        if len(row) > 2:
+            body.append(f"c{index} {span}" + (" (cut)" if len(row) > 3 else ""))
+            body.extend(f"{n}\t{text}" for n, text in enumerate(row[2].split("\n"), start=line))
+        line += count
     out = []
-    for sha, ranges in by_commit.items():
-        meta = commits.get(sha, {})
-        line = " ".join(str(meta[k]) for k in ("date", "author") if meta.get(k))
-        if meta.get("email"):
-            line += f" <{meta['email']}>"
-        if meta.get("summary"):
-            line += f" {meta['summary']}"
-        spans = ", ".join(
-            f"{r['start_line']}-{r['end_line']}"
-            if r["end_line"] != r["start_line"]
-            else str(r["start_line"])
-            for r in ranges
-        )
-        out.append(f"{sha} {line.strip()} · lines {spans}".replace("  ", " "))
-        for r in ranges:
-            if r.get("text") is not None:
-                for n, text in enumerate(r["text"].split("\n"), start=r["start_line"]):
-                    out.append(f"  {n}: {text}")
-    return "\n".join(out)
+    for i, sha in enumerate(shas):
+        meta = _blame_commit(answer, i)
+        if body:
+            out.append(f"c{i} {sha} {meta}".rstrip())
+        else:
+            lines = f" · lines {', '.join(spans[i])}" if i in spans else ""
+            out.append(f"{sha} {meta}".rstrip() + lines)
+    return "\n".join(out + body)
+
+
+def _blame_commit(answer: dict[str, Any], i: int) -> str:
+    """Commit ``i`` of a blame answer's columns: day, author <email>, summary."""
+    commits, authors = answer["commits"], answer.get("authors") or {}
+    parts = []
+    if commits.get("date"):
+        parts.append(str(commits["date"][i])[:10])
+    if commits.get("author"):
+        who = commits["author"][i]
+        if authors.get("name"):
+            parts.append(str(authors["name"][who]))
+        if authors.get("email"):
+            parts.append(f"<{authors['email'][who]}>")
+    if commits.get("summary"):
+        parts.append(str(commits["summary"][i]))
+    return " ".join(parts)
 
 
 @renderer("file_history")

@@ -110,12 +110,21 @@ class ListPathsResponse(_Page):
 
 class BlameRangeResponse(_Page):
     results: list[rows.BlameRange] = Field(
-        description="Consecutive lines last changed by one commit, in line order."
+        description="Ranges of consecutive lines last changed by one commit, in line order "
+        "and without gaps from `start_line`."
     )
-    commits: dict[str, rows.BlameCommit] | None = Field(
-        None, description="Each commit of the ranges once, by short sha."
+    commits: rows.BlameCommits | None = Field(
+        None, description="The commits the ranges (or `counts`) name, once each."
+    )
+    authors: rows.BlameAuthors | None = Field(
+        None,
+        description="The authors of those commits, once each (absent when `fields` "
+        "leaves out author and email).",
     )
     path: str
+    start_line: int | None = Field(None, description="First line of this page's first range.")
+    end_line: int | None = Field(None, description="Last line of this page's last range.")
+    repo: str | None = Field(None, description="The repository read (when several are served).")
     truncated: bool = Field(description=_TEXT_CUT)
 
 

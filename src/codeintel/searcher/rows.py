@@ -134,7 +134,6 @@ SEMANTIC_OPTIONAL: tuple[str, ...] = typing.get_args(models.SemanticField)
 TEXT_OPTIONAL: tuple[str, ...] = typing.get_args(models.TextField)
 PATH_OPTIONAL: tuple[str, ...] = typing.get_args(models.PathField)
 BLAME_OPTIONAL: tuple[str, ...] = typing.get_args(models.BlameField)
-BLAME_COMMIT_FIELDS = tuple(f for f in BLAME_OPTIONAL if f != "text")
 HISTORY_OPTIONAL: tuple[str, ...] = typing.get_args(models.HistoryField)
 
 _CUT = "Present and true when this row's text was cut (long lines, answer size)."
@@ -156,10 +155,6 @@ class TextHit(_InRepo, record=textsearch.TextMatch, omit=("length",), optional=T
 
 
 class PathEntry(_InRepo, record=git.TreeEntry, omit=("blob",), optional=PATH_OPTIONAL):
-    pass
-
-
-class BlameCommit(Row, record=history.LogEntry, omit=("short_sha",), optional=BLAME_COMMIT_FIELDS):
     pass
 
 
@@ -214,14 +209,61 @@ class ReferenceGroupRow(
 # -- rows made as dicts -------------------------------------------------------------------
 
 
-class BlameRange(Row):
-    start_line: int
-    end_line: int = Field(description="Last line of the range, inclusive.")
-    sha: str = Field(
-        description="Short sha of the commit that last changed these lines: a key of `commits`."
+BlameRange = Annotated[
+    list[int | str | bool],
+    pydantic.WithJsonSchema(
+        {
+            "type": "array",
+            "description": "[lines, commit, text, truncated]: consecutive lines last changed "
+            "by one commit. Ranges follow one another from the answer's `start_line`, so a "
+            "range starts where the previous one ended. text is absent when `fields` or the "
+            "budget leaves it out; truncated is present (true) only when text was cut.",
+            "prefixItems": [
+                {
+                    "title": "lines",
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "How many lines: from the line after the previous range.",
+                },
+                {
+                    "title": "commit",
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Index into the `commits` columns.",
+                },
+                {
+                    "title": "text",
+                    "type": "string",
+                    "description": "The lines, joined by newlines.",
+                },
+                {"title": "truncated", "type": "boolean", "description": _CUT},
+            ],
+            "minItems": 2,
+            "maxItems": 4,
+        }
+    ),
+]
+"""A blame range as published (``searcher/blame.py``): positions, not keys, per range."""
+
+
+class BlameCommits(Row):
+    """Each commit of the ranges once, as columns: entry i of each column is commit i."""
+
+    sha: list[str] = Field(description="Short sha (12 hex digits), in order of first appearance.")
+    author: list[int] | None = Field(
+        None, description="Index into the `authors` columns (`fields` author or email)."
     )
-    text: str | None = Field(None, description="The lines, joined by newlines.")
-    truncated: bool = Field(default=False, description=_CUT)
+    date: list[str] | None = Field(
+        None, description="Author date, ISO 8601 with the author's own UTC offset."
+    )
+    summary: list[str] | None = Field(None, description="The commit message's first line.")
+
+
+class BlameAuthors(Row):
+    """Each author of the commits once, as columns: entry i of each column is author i."""
+
+    name: list[str] | None = None
+    email: list[str] | None = None
 
 
 class FileLine(Row):

@@ -28,6 +28,7 @@ from codeintel.core import errors, globs, hits
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import (
     access,
+    blame,
     cursors,
     dispatch,
     models,
@@ -332,10 +333,9 @@ class Tools(dispatch.Dispatcher):
         async with self._generation(pos) as gen:
             tree.require_file(gen, req.path)
             entries = await gen.git.blame(gen.commit, req.path, req.start_line, req.end_line)
-            ranges, commits, truncated = group_blame(entries)
+            ranges, commits, truncated = blame.group(entries)
             page = ranges[offset : offset + req.max_results]
             end = offset + len(page)
-            wanted = set(req.fields) if req.fields is not None else None
             used = {r["sha"] for r in page}
             answer: dict[str, Any] = {
                 "results": [_project(r, req.fields, rows_mod.BLAME_OPTIONAL) for r in page],
@@ -345,6 +345,9 @@ class Tools(dispatch.Dispatcher):
                     if k in used
                 },
                 "path": req.path,
+                # The page's first line (blame.pack restates it from the ranges it keeps).
+                "start_line": ranges[offset]["start_line"] if page else req.start_line,
+                "end_line": None,
                 "truncated": truncated,
                 "total": len(ranges),
                 "total_exact": True,
@@ -352,8 +355,6 @@ class Tools(dispatch.Dispatcher):
                 "generation": gen.name,
                 "commit": gen.commit,
             }
-            if wanted is not None and not wanted & set(rows_mod.BLAME_COMMIT_FIELDS):
-                answer.pop("commits")
             return _fit_cut_page("blame_range", answer, req, gen, offset)
 
     async def file_history(self, req: models.FileHistoryRequest) -> models.Answer:
@@ -431,8 +432,7 @@ SHAPES: dict[str, budget_mod.Shape] = {
         text_fields=("text",),
         group=lambda r: (r["sha"], r["end_line"] - r["start_line"] + 1),
         group_name="lines per commit (see commits)",
-        drop=("commits",),
-        refs=("commits",),
+        pack=blame.pack,
     ),
     "file_history": budget_mod.Shape(text_fields=("summary",)),
 }
@@ -525,44 +525,6 @@ def _directory_of(prefix: str) -> Callable[[dict[str, Any]], tuple[str, int]]:
         return (prefix + "/" if prefix else "") + (head + "/" if sep else "."), 1
 
     return key
-
-
-def group_blame(
-    entries: Sequence[Any],
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], bool]:
-    """Blame lines as ranges of consecutive lines of one commit, and each commit once.
-
-    Returns (ranges, commits by short sha, whether any text was cut)."""
-    budget = budget_mod.TextBudget()
-    ranges: list[dict[str, Any]] = []
-    commits: dict[str, dict[str, Any]] = {}
-    texts: list[str] = []
-    for e in entries:
-        key = e.short_sha
-        if key not in commits:
-            summary, _ = budget.take(e.summary, count=False)
-            commits[key] = {
-                "sha": e.sha,
-                "author": e.author,
-                "email": e.email,
-                "date": e.date,
-                "summary": summary,
-            }
-        text, cut = budget.take(e.text)
-        last = ranges[-1] if ranges else None
-        if last is not None and last["sha"] == key and last["end_line"] + 1 == e.line:
-            last["end_line"] = e.line
-            texts.append(text)
-        else:
-            if last is not None:
-                last["text"] = "\n".join(texts)
-            ranges.append({"start_line": e.line, "end_line": e.line, "sha": key})
-            texts = [text]
-        if cut:
-            ranges[-1]["truncated"] = True
-    if ranges:
-        ranges[-1]["text"] = "\n".join(texts)
-    return ranges, commits, budget.cut
 
 
 def partial_dense_notice(chunks: int, total: int) -> str:
