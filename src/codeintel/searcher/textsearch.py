@@ -19,19 +19,22 @@ is also less for ripgrep to write.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from codeintel.core import errors
-from codeintel.searcher import models, trigrams
+from codeintel.searcher import models, regexscan, trigrams
 
 TREES = trigrams.Trees()
 """Trigram indexes of the worktrees this process searched lately (one per commit)."""
@@ -148,6 +151,15 @@ async def search(
         "path_glob": path_glob,
     }
     keep = offset + max_results
+    key = (str(root), pattern, regex, case_sensitive, path_glob)
+    layout = LAYOUTS.get(key) if prune and offset > 0 else None
+    if layout is not None:  # a later page of a search read here: only its files are read
+        translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        found = await asyncio.to_thread(
+            _page_of_layout, root, layout, pattern, translated, case_sensitive, offset, keep
+        )
+        if found is not None:
+            return found[0]
     wanted = trigrams.needles(pattern, **flags) if prune else None
     only = TREES.candidates(root, wanted) if wanted else None
     if only is not None and only.share > trigrams.MAX_SHARE:
@@ -156,12 +168,22 @@ async def search(
     if only is not None and not only.paths and not regex:
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
-    if small and not regex and only is not None and only.size <= IN_PROCESS_BYTES:
-        scan = await asyncio.to_thread(
-            _scan_files, root, only.paths, pattern, case_sensitive, offset, keep
-        )
-        matches, _ = scan.page(offset, keep)
-        return Found(matches=matches, total=scan.count, exact=True, per_file=scan.counts())
+    if small and only is not None and only.size <= IN_PROCESS_BYTES:
+        translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        if not regex or translated is not None:
+            found = await asyncio.to_thread(
+                _scan_in_process,
+                root,
+                only.paths,
+                pattern,
+                translated,
+                case_sensitive,
+                offset,
+                keep,
+            )
+            if found is not None:
+                LAYOUTS.put(key, found[1])
+                return found[0]
     if only is not None and only.paths:
         flags["only"] = only
     scan = _Scan()
@@ -210,9 +232,113 @@ async def _first_in_order(
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a search's matches are: its files in page order, with their counts."""
+
+    paths: list[bytes]
+    """As held (a name need not decode), in page order."""
+    counts: list[int]
+    total: int
+    per_file: dict[str, int]
+
+
+class Layouts:
+    """The :class:`Layout` of the searches read in-process lately, by tree and search.
+
+    A tree is one commit's worktree, never changed (its path names the commit), so a
+    layout holds for as long as the tree is served; it lets a later page read only the
+    files that hold it instead of every candidate file again."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._held: collections.OrderedDict[tuple[Any, ...], Layout] = collections.OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> Layout | None:
+        with self._lock:
+            layout = self._held.get(key)
+            if layout is not None:
+                self._held.move_to_end(key)
+            return layout
+
+    def put(self, key: tuple[Any, ...], layout: Layout) -> None:
+        with self._lock:
+            self._held[key] = layout
+            self._held.move_to_end(key)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+LAYOUTS = Layouts()
+"""Layouts of this process's in-process searches (pages after the first read less)."""
+
+
+def _page_of_layout(
+    root: Path,
+    layout: Layout,
+    pattern: str,
+    translated: regexscan.Translated | None,
+    case_sensitive: bool,
+    offset: int,
+    keep: int,
+) -> tuple[Found, Layout] | None:
+    """Rows ``offset``..``keep`` read from the files of ``layout`` that hold them."""
+    start, first, paths = 0, 0, []
+    for path, count in zip(layout.paths, layout.counts, strict=True):
+        if start + count <= offset:
+            first = start = start + count
+            continue
+        if start >= keep:
+            break
+        paths.append(path)
+        start += count
+    if not paths:
+        return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
+    found = _scan_in_process(
+        root, paths, pattern, translated, case_sensitive, offset - first, keep - first
+    )
+    if found is None:
+        return None
+    page = dataclasses.replace(found[0], total=layout.total, per_file=layout.per_file)
+    return page, layout
+
+
+def _scan_in_process(
+    root: Path,
+    paths: Sequence[str | bytes],
+    pattern: str,
+    translated: regexscan.Translated | None,
+    case_sensitive: bool,
+    offset: int,
+    keep: int,
+) -> tuple[Found, Layout] | None:
+    """The page from ``paths`` read here, and where all its matches are: a literal, or
+    a regex :mod:`.regexscan` can answer for ripgrep (None when it cannot, for a line of
+    these files)."""
+    if translated is None:
+        scan = _scan_files(root, paths, pattern, case_sensitive, offset, keep)
+    else:
+        raw_paths = sorted(map(os.fsencode, paths), key=_page_order)
+        rows = regexscan.scan(root, raw_paths, translated, offset, keep)
+        if rows is None:
+            return None
+        scan = _Scan()
+        scan.lines, scan.count = rows
+    matches, _ = scan.page(offset, keep)
+    per_file = scan.counts()
+    held = sorted(scan.lines, key=_page_order)
+    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file)
+    return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
+
+
 def _scan_files(
     root: Path,
-    paths: list[str],
+    paths: Sequence[str | bytes],
     pattern: str,
     case_sensitive: bool,
     offset: int = 0,

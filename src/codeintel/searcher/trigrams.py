@@ -159,7 +159,7 @@ def needles(
     if not regex:
         alternatives = [[pattern]]
     else:
-        if any(s in pattern for s in _RUST_ONLY) or re.search(r"\(\?(?!:)", pattern):
+        if any(s in pattern for s in RUST_ONLY) or re.search(r"\(\?(?!:)", pattern):
             return None
         try:
             tree = _parser.parse(pattern)
@@ -180,7 +180,7 @@ def needles(
     return out or None
 
 
-_RUST_ONLY = ("[[", "[:", "&&", "--", "~~", "\\p", "\\P", "\\x{", "\\u", "\\U")
+RUST_ONLY = ("[[", "[:", "&&", "--", "~~", "\\p", "\\P", "\\x{", "\\u", "\\U")
 """Regex text that Rust's regex and Python's read differently (or Python not at all);
 inline flags other than a plain ``(?:`` group are refused too."""
 
