@@ -142,6 +142,8 @@ def test_translation_refuses_what_either_engine_reads_otherwise() -> None:
         r"\Afoo",
         r"\_x",
         "[a[]bc",
+        "(?:ab)+c",
+        r"a+b\w*c+",
     ]
     assert [p for p in refused if regexscan.translate(p, True) is not None] == []
     kept = {
@@ -178,3 +180,35 @@ async def test_a_layout_never_serves_another_tree(tmp_path: Path) -> None:
                 root, "needle", max_results=4, offset=offset, prune=False
             )
             assert (page.matches, page.total) == (fresh.matches, fresh.total)
+
+
+async def test_long_lines_and_slow_scans_go_to_ripgrep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's engine backtracks: a line longer than the pattern's runs allow, or a scan
+    past its budget, is left to ripgrep (linear in the line), with the same answer."""
+    (tmp_path / "long.txt").write_bytes(b"cJSON_" + b"w" * 5000 + b"(\ncJSON_a(\n")
+    (tmp_path / "short.txt").write_bytes(b"cJSON_b( cJSON_c(\n")
+    for i in range(6):
+        (tmp_path / f"o{i}.txt").write_bytes(b"nothing\n")
+    assert textsearch.TREES.wait(tmp_path)
+    key = (str(tmp_path), r"cJSON_\w+\(", True, True, None)
+    whole = await textsearch.search(tmp_path, r"cJSON_\w+\(", regex=True, prune=False)
+    assert whole.total == 3
+    textsearch.LAYOUTS.clear()
+    found = await textsearch.search(tmp_path, r"cJSON_\w+\(", regex=True)
+    assert found.matches == whole.matches and textsearch.LAYOUTS.get(key) is None
+    (tmp_path / "long.txt").unlink()  # the index still names it: a fresh tree instead
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "short.txt").write_bytes(b"cJSON_b( cJSON_c(\n")
+    for i in range(6):
+        (tree / f"o{i}.txt").write_bytes(b"nothing\n")
+    assert textsearch.TREES.wait(tree)
+    key = (str(tree), r"cJSON_\w+\(", True, True, None)
+    monkeypatch.setattr(regexscan, "BUDGET_SECONDS", -1.0)
+    found = await textsearch.search(tree, r"cJSON_\w+\(", regex=True)
+    assert [m.column for m in found.matches] == [1] and textsearch.LAYOUTS.get(key) is None
+    monkeypatch.undo()
+    found = await textsearch.search(tree, r"cJSON_\w+\(", regex=True)
+    assert [m.column for m in found.matches] == [1] and textsearch.LAYOUTS.get(key) is not None

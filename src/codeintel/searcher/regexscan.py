@@ -31,6 +31,7 @@ import functools
 import os
 import re
 import string
+import time
 import unicodedata
 from typing import Any
 
@@ -64,6 +65,8 @@ class Translated:
     case_sensitive: bool
     digits: bool
     """The pattern has ``\\d``: a non-ASCII decimal digit is then unknown, not a letter."""
+    runs: int
+    """Repeats of more than one character: a failing start may walk a line once per run."""
     word: str | None
     """An ASCII word character no literal or range of the pattern names (a letter's
     stand-in): a letter or ``_``, else a digit when the pattern has no ``\\d``."""
@@ -79,14 +82,31 @@ def translate(pattern: str, case_sensitive: bool) -> Translated | None:
         if tree.getwidth()[0] < 1:  # an empty match: every line, at column 1
             return None
         named: set[str] = set()
-        flags = {"digits": False}
+        flags = {"digits": 0, "runs": 0}
         body = _emit(list(tree), case_sensitive, named, flags)
+        if flags["runs"] > MAX_RUNS:
+            return None
         regex = re.compile(body.encode("ascii"), re.MULTILINE | (0 if case_sensitive else re.I))
     except (_RefusedError, re.error, RecursionError, OverflowError, UnicodeEncodeError):
         return None
     pool = "_" + string.ascii_letters + ("" if flags["digits"] else string.digits)
     word = next((c for c in pool if c not in named), None)
-    return Translated(regex, case_sensitive, flags["digits"], word)
+    return Translated(regex, case_sensitive, bool(flags["digits"]), flags["runs"], word)
+
+
+MAX_RUNS = 2
+"""Repeats (of more than one character) a pattern read here may hold. Python's engine
+backtracks: a start that fails may cost the line's length to the power of the runs."""
+LONGEST_LINE = {0: 1 << 62, 1: 4000, 2: 1000}
+"""The longest line a candidate file may hold, by the pattern's runs, for the worst
+start to cost at most ~10^6 steps (a file with longer lines goes to ripgrep)."""
+BUDGET_SECONDS = 0.1
+"""A scan past this gives up after the file it is in: ripgrep answers instead."""
+
+
+def affordable(translated: Translated, longest_line: int) -> bool:
+    """Whether files whose longest line has ``longest_line`` bytes are read here."""
+    return longest_line <= LONGEST_LINE[translated.runs]
 
 
 class _RefusedError(Exception):
@@ -141,7 +161,7 @@ def _char(code: int, named: set[str]) -> str:
 _CLASSES = {_constants.CATEGORY_WORD: r"\w", _constants.CATEGORY_DIGIT: "0-9"}
 
 
-def _emit(items: list[Any], case_sensitive: bool, named: set[str], flags: dict[str, bool]) -> str:
+def _emit(items: list[Any], case_sensitive: bool, named: set[str], flags: dict[str, int]) -> str:
     out: list[str] = []
     for op, av in items:
         if op is _constants.LITERAL:
@@ -160,15 +180,17 @@ def _emit(items: list[Any], case_sensitive: bool, named: set[str], flags: dict[s
             out.append("(?:" + _emit(list(av[3]), case_sensitive, named, flags) + ")")
         elif op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT):
             low, high, sub = av
-            count = f"{{{low},}}" if high is _constants.MAXREPEAT else f"{{{low},{high}}}"
-            count = _SHORT.get(count, count) + ("?" if op is _constants.MIN_REPEAT else "")
-            inner = _emit(list(sub), case_sensitive, named, flags)
-            atom = len(sub) == 1 and sub[0][0] in (
+            if len(sub) != 1 or sub[0][0] not in (
                 _constants.LITERAL,
                 _constants.IN,
                 _constants.ANY,
-            )
-            out.append((inner if atom else f"(?:{inner})") + count)
+            ):
+                raise _RefusedError  # a repeated group: backtracking may nest
+            if high is _constants.MAXREPEAT or high > 1:
+                flags["runs"] += 1
+            count = f"{{{low},}}" if high is _constants.MAXREPEAT else f"{{{low},{high}}}"
+            count = _SHORT.get(count, count) + ("?" if op is _constants.MIN_REPEAT else "")
+            out.append(_emit(list(sub), case_sensitive, named, flags) + count)
         else:
             raise _RefusedError
     return "".join(out)
@@ -184,7 +206,7 @@ _ANCHORS = {
 
 
 def _member(
-    member: tuple[Any, Any], case_sensitive: bool, named: set[str], flags: dict[str, bool]
+    member: tuple[Any, Any], case_sensitive: bool, named: set[str], flags: dict[str, int]
 ) -> str:
     op, av = member
     if op is _constants.LITERAL:
@@ -204,7 +226,7 @@ def _member(
         if av is _constants.CATEGORY_SPACE:
             return r" \t\x0b\x0c\r"
         if av is _constants.CATEGORY_DIGIT:
-            flags["digits"] = True
+            flags["digits"] = 1
         if av in _CLASSES:
             return _CLASSES[av]
     raise _RefusedError
@@ -272,6 +294,7 @@ def scan(
     None when a file is not UTF-8 or a line holds a character of unknown class."""
     rx = translated.regex
     shadow = Shadow(translated)
+    deadline = time.perf_counter() + BUDGET_SECONDS
     top = os.fsencode(root)
     grouped: dict[bytes, list[bytes]] = {}
     index = 0
@@ -311,4 +334,6 @@ def scan(
                 break
         if bucket:
             grouped[raw_path] = bucket
+        if time.perf_counter() > deadline:
+            return None
     return grouped, index

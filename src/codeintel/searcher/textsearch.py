@@ -170,6 +170,8 @@ async def search(
     small = only is not None and only.paths and not only.as_globs
     if small and only is not None and only.size <= IN_PROCESS_BYTES:
         translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        if translated is not None and not regexscan.affordable(translated, only.longest_line):
+            translated = None
         if not regex or translated is not None:
             found = await asyncio.to_thread(
                 _scan_in_process,

@@ -72,6 +72,8 @@ class Candidates:
     """Their share of the tree's files: past :data:`MAX_SHARE` the pattern is common."""
     size: int
     """Their bytes, all told."""
+    longest_line: int = 0
+    """Bytes of the longest line any of them holds."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -85,6 +87,8 @@ class TrigramIndex:
     it otherwise than as plain lines)."""
     sizes: np.ndarray
     """Bytes per file."""
+    longest: np.ndarray
+    """Bytes of each file's longest line (what a backtracking regex may walk per start)."""
 
     def lookup(self, pattern: bytes) -> np.ndarray:
         """Ids of files holding every trigram of ``pattern`` (ASCII-lowercased)."""
@@ -114,6 +118,7 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
     grams: list[np.ndarray] = []
     binary: list[bool] = []
     sizes: list[int] = []
+    longest: list[int] = []
     seen = 0
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -131,6 +136,7 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
                 data = data.decode("utf-16", "replace").encode("utf-8")
                 nul = data.find(b"\0")
             sizes.append(len(data))
+            longest.append(max(map(len, data.split(b"\n"))))
             paths.append(os.path.relpath(full, root))
             grams.append(np.unique(_grams(data[: nul if nul >= 0 else len(data)].lower())))
     counts = np.fromiter((g.size for g in grams), dtype=np.int64, count=len(grams))
@@ -143,6 +149,7 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
         files=files[order],
         binary=np.asarray(binary, dtype=bool),
         sizes=np.asarray(sizes, dtype=np.int64),
+        longest=np.asarray(longest, dtype=np.int64),
     )
 
 
@@ -251,7 +258,8 @@ class Trees:
         if as_globs and any(c in _GLOB_SPECIAL for p in paths for c in p):
             return None  # a name that a glob would read as a pattern
         size = int(index.sizes[ids].sum())
-        return Candidates(paths=paths, as_globs=as_globs, share=share, size=size)
+        longest = int(index.longest[ids].max()) if ids.size else 0
+        return Candidates(paths, as_globs, share, size, longest)
 
     def wait(self, root: Path, timeout: float = 60.0) -> bool:
         """Block until ``root``'s index is built (tests, benchmarks); whether it was."""
