@@ -27,14 +27,16 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from codeintel.core import errors
 from codeintel.searcher import models, regexscan, trigrams
+
+_T = TypeVar("_T")
 
 TREES = trigrams.Trees()
 """Trigram indexes of the worktrees this process searched lately (one per commit)."""
@@ -99,6 +101,11 @@ IN_PROCESS_BYTES = 4 << 20
 """A literal whose candidate files hold at most this many bytes is found in-process:
 reading them costs less than starting ripgrep (a few ms on a loaded machine)."""
 
+ON_LOOP_BYTES = 1 << 20
+"""Files read in-process up to this many bytes (a few ms) are read on the event loop:
+on 2 loaded cores a hop to a worker thread and back cost 5-8 ms more than the scan
+itself (docs/performance.md); larger reads go to a thread."""
+
 READ_BLOCK = 1 << 18
 """Bytes read from ripgrep at a time: a few thousand lines split in one call."""
 
@@ -155,8 +162,16 @@ async def search(
     layout = LAYOUTS.get(key) if prune and offset > 0 else None
     if layout is not None:  # a later page of a search read here: only its files are read
         translated = regexscan.translate(pattern, case_sensitive) if regex else None
-        found = await asyncio.to_thread(
-            _page_of_layout, root, layout, pattern, translated, case_sensitive, offset, keep
+        found = await _off_loop(
+            layout.size,
+            _page_of_layout,
+            root,
+            layout,
+            pattern,
+            translated,
+            case_sensitive,
+            offset,
+            keep,
         )
         if found is not None:
             return found[0]
@@ -173,10 +188,12 @@ async def search(
         if translated is not None and not regexscan.affordable(translated, only.longest_line):
             translated = None
         if not regex or translated is not None:
-            found = await asyncio.to_thread(
+            found = await _off_loop(
+                only.size,
                 _scan_in_process,
                 root,
                 only.paths,
+                only.size,
                 pattern,
                 translated,
                 case_sensitive,
@@ -243,6 +260,8 @@ class Layout:
     counts: list[int]
     total: int
     per_file: dict[str, int]
+    size: int
+    """Bytes of the files searched, all told (at most)."""
 
 
 class Layouts:
@@ -302,7 +321,7 @@ def _page_of_layout(
     if not paths:
         return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
     found = _scan_in_process(
-        root, paths, pattern, translated, case_sensitive, offset - first, keep - first
+        root, paths, layout.size, pattern, translated, case_sensitive, offset - first, keep - first
     )
     if found is None:
         return None
@@ -310,18 +329,26 @@ def _page_of_layout(
     return page, layout
 
 
+async def _off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``, reading files of ``size`` bytes: on the loop if small, else on a thread."""
+    if size <= ON_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
 def _scan_in_process(
     root: Path,
     paths: Sequence[str | bytes],
+    size: int,
     pattern: str,
     translated: regexscan.Translated | None,
     case_sensitive: bool,
     offset: int,
     keep: int,
 ) -> tuple[Found, Layout] | None:
-    """The page from ``paths`` read here, and where all its matches are: a literal, or
-    a regex :mod:`.regexscan` can answer for ripgrep (None when it cannot, for a line of
-    these files)."""
+    """The page from ``paths`` (``size`` bytes) read here, and where all its matches
+    are: a literal, or a regex :mod:`.regexscan` can answer for ripgrep (None when it
+    cannot, for a line of these files)."""
     if translated is None:
         scan = _scan_files(root, paths, pattern, case_sensitive, offset, keep)
     else:
@@ -334,7 +361,7 @@ def _scan_in_process(
     matches, _ = scan.page(offset, keep)
     per_file = scan.counts()
     held = sorted(scan.lines, key=_page_order)
-    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file)
+    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file, size)
     return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
 
 
