@@ -299,8 +299,7 @@ def scan(
     grouped: dict[bytes, list[bytes]] = {}
     index = 0
     for raw_path in raw_paths:
-        with open(os.path.join(top, raw_path), "rb") as f:
-            data = f.read()
+        data = trigrams.read_file(os.path.join(top, raw_path))
         hay = data
         original: list[bytes] | None = None
         if not data.isascii():

@@ -105,6 +105,23 @@ class TrigramIndex:
         return found
 
 
+def read_file(path: str | bytes) -> bytes:
+    """A file's bytes with four system calls and no buffered reader: ~half the time of
+    ``open().read()`` per file, which counts when a search reads a hundred small ones."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # a regular file reads short only at its end
+        if len(data) <= size:
+            return data
+        chunks = [data]  # it grew since fstat
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _grams(data: bytes) -> np.ndarray:
     a = np.frombuffer(data, dtype=np.uint8).astype(np.uint32)
     if a.size < 3:
@@ -125,8 +142,7 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
             full = os.path.join(dirpath, name)
             if os.path.islink(full) or not os.path.isfile(full):
                 continue
-            with open(full, "rb") as fh:
-                data = fh.read()
+            data = read_file(full)
             seen += len(data)
             if seen > max_bytes:
                 return None
