@@ -212,3 +212,15 @@ async def test_long_lines_and_slow_scans_go_to_ripgrep(
     monkeypatch.undo()
     found = await textsearch.search(tree, r"cJSON_\w+\(", regex=True)
     assert [m.column for m in found.matches] == [1] and textsearch.LAYOUTS.get(key) is not None
+
+
+async def test_columns_count_characters(tree: Path) -> None:
+    """ripgrep gives byte columns; answers count characters (a combining accent is one)."""
+    found = await textsearch.search(tree, r"cJSON_\w+\(", regex=True, path_glob="uni/*")
+    where = {(m.path, m.line): m.column for m in found.matches}
+    assert where[("uni/letters.txt", 3)] == 3  # after "e" and U+0301: 3 bytes, 2 characters
+    assert where[("uni/letters.txt", 1)] == 1
+    pruned = await textsearch.search(tree, r"cJSON_\w+\(", regex=True)
+    assert {
+        (m.path, m.line): m.column for m in pruned.matches if m.path.startswith("uni/")
+    } == where

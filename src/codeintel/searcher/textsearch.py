@@ -517,11 +517,14 @@ def _row(path: str, raw: bytes) -> TextMatch:
     line, _, rest = raw.partition(b":")
     column, _, body = rest.partition(b":")
     start = int(column) - 1
-    text = body.decode("utf-8", "replace").rstrip("\r\n")
+    whole = body.decode("utf-8", "replace")
+    if len(whole) != len(body):  # multi-byte characters: count those before the match
+        start = len(body[:start].decode("utf-8", "replace"))
+    text = whole.rstrip("\r\n")
     return TextMatch(
         path=path,
         line=int(line),
-        column=len(body[:start].decode("utf-8", "replace")) + 1,
+        column=start + 1,
         text=text[: models.MAX_LINE_CHARS],
         length=len(text),
     )
