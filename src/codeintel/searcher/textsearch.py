@@ -13,7 +13,9 @@ ripgrep's plain output (``path NUL line:column:text``) is read in large blocks
 and split on bytes: only the page's lines are decoded. Reading ``--json`` line
 by line and decoding each match in Python made a common word cost 1.5-2.1x a raw
 ripgrep run (docs/performance.md, "Answers sized for agents"); the plain stream
-is also less for ripgrep to write.
+is also less for ripgrep to write. Small candidate sets are read in-process
+instead (:func:`search`): starting ripgrep, and compiling a Unicode regex in it,
+cost more than reading them.
 """
 
 from __future__ import annotations
@@ -151,6 +153,12 @@ async def search(
     its page from a sorted run stopped right after it, ``total`` then a lower bound
     (``exact`` false) rather than the count of a whole-tree read. ``prune=False``
     searches the whole tree in parallel every time.
+
+    Candidates of at most :data:`IN_PROCESS_BYTES` are read here, without ripgrep: a
+    literal with ``bytes.find``, a regex when :mod:`.regexscan` can prove Python's
+    answer is ripgrep's (else ripgrep answers). Such a search leaves its
+    :class:`Layout` (its files and their counts) in :data:`LAYOUTS`, keyed by tree
+    and search, and a later page of it reads only the files that hold that page.
     """
     flags: dict[str, Any] = {
         "regex": regex,
