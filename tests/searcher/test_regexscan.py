@@ -143,6 +143,7 @@ def test_translation_refuses_what_either_engine_reads_otherwise() -> None:
         r"\_x",
         "[a[]bc",
         "(?:ab)+c",
+        r"abc\w{101}",
         r"a+b\w*c+",
     ]
     assert [p for p in refused if regexscan.translate(p, True) is not None] == []

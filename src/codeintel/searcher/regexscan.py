@@ -94,6 +94,8 @@ def translate(pattern: str, case_sensitive: bool) -> Translated | None:
     return Translated(regex, case_sensitive, bool(flags["digits"]), flags["runs"], word)
 
 
+MAX_COUNT = 100
+"""The largest counted repetition read here (``\\w{1000}`` is past Rust's size limit)."""
 MAX_RUNS = 2
 """Repeats (of more than one character) a pattern read here may hold. Python's engine
 backtracks: a start that fails may cost the line's length to the power of the runs."""
@@ -186,6 +188,8 @@ def _emit(items: list[Any], case_sensitive: bool, named: set[str], flags: dict[s
                 _constants.ANY,
             ):
                 raise _RefusedError  # a repeated group: backtracking may nest
+            if low > MAX_COUNT or (high is not _constants.MAXREPEAT and high > MAX_COUNT):
+                raise _RefusedError  # Rust may refuse it as too large to compile
             if high is _constants.MAXREPEAT or high > 1:
                 flags["runs"] += 1
             count = f"{{{low},}}" if high is _constants.MAXREPEAT else f"{{{low},{high}}}"
