@@ -13,25 +13,32 @@ ripgrep's plain output (``path NUL line:column:text``) is read in large blocks
 and split on bytes: only the page's lines are decoded. Reading ``--json`` line
 by line and decoding each match in Python made a common word cost 1.5-2.1x a raw
 ripgrep run (docs/performance.md, "Answers sized for agents"); the plain stream
-is also less for ripgrep to write.
+is also less for ripgrep to write. Small candidate sets are read in-process
+instead (:func:`search`): starting ripgrep, and compiling a Unicode regex in it,
+cost more than reading them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from codeintel.core import errors
-from codeintel.searcher import models, trigrams
+from codeintel.searcher import models, regexscan, trigrams
+
+_T = TypeVar("_T")
 
 TREES = trigrams.Trees()
 """Trigram indexes of the worktrees this process searched lately (one per commit)."""
@@ -96,6 +103,11 @@ IN_PROCESS_BYTES = 4 << 20
 """A literal whose candidate files hold at most this many bytes is found in-process:
 reading them costs less than starting ripgrep (a few ms on a loaded machine)."""
 
+ON_LOOP_BYTES = 1 << 20
+"""Files read in-process up to this many bytes (a few ms) are read on the event loop:
+on 2 loaded cores a hop to a worker thread and back cost 5-8 ms more than the scan
+itself (docs/performance.md); larger reads go to a thread."""
+
 READ_BLOCK = 1 << 18
 """Bytes read from ripgrep at a time: a few thousand lines split in one call."""
 
@@ -141,6 +153,12 @@ async def search(
     its page from a sorted run stopped right after it, ``total`` then a lower bound
     (``exact`` false) rather than the count of a whole-tree read. ``prune=False``
     searches the whole tree in parallel every time.
+
+    Candidates of at most :data:`IN_PROCESS_BYTES` are read here, without ripgrep: a
+    literal with ``bytes.find``, a regex when :mod:`.regexscan` can prove Python's
+    answer is ripgrep's (else ripgrep answers). Such a search leaves its
+    :class:`Layout` (its files and their counts) in :data:`LAYOUTS`, keyed by tree
+    and search, and a later page of it reads only the files that hold that page.
     """
     flags: dict[str, Any] = {
         "regex": regex,
@@ -148,6 +166,23 @@ async def search(
         "path_glob": path_glob,
     }
     keep = offset + max_results
+    key = (str(root), pattern, regex, case_sensitive, path_glob)
+    layout = LAYOUTS.get(key) if prune and offset > 0 else None
+    if layout is not None:  # a later page of a search read here: only its files are read
+        translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        found = await _off_loop(
+            layout.size,
+            _page_of_layout,
+            root,
+            layout,
+            pattern,
+            translated,
+            case_sensitive,
+            offset,
+            keep,
+        )
+        if found is not None:
+            return found[0]
     wanted = trigrams.needles(pattern, **flags) if prune else None
     only = TREES.candidates(root, wanted) if wanted else None
     if only is not None and only.share > trigrams.MAX_SHARE:
@@ -156,12 +191,26 @@ async def search(
     if only is not None and not only.paths and not regex:
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
-    if small and not regex and only is not None and only.size <= IN_PROCESS_BYTES:
-        scan = await asyncio.to_thread(
-            _scan_files, root, only.paths, pattern, case_sensitive, offset, keep
-        )
-        matches, _ = scan.page(offset, keep)
-        return Found(matches=matches, total=scan.count, exact=True, per_file=scan.counts())
+    if small and only is not None and only.size <= IN_PROCESS_BYTES:
+        translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        if translated is not None and not regexscan.affordable(translated, only.longest_line):
+            translated = None
+        if not regex or translated is not None:
+            found = await _off_loop(
+                only.size,
+                _scan_in_process,
+                root,
+                only.paths,
+                only.size,
+                pattern,
+                translated,
+                case_sensitive,
+                offset,
+                keep,
+            )
+            if found is not None:
+                LAYOUTS.put(key, found[1])
+                return found[0]
     if only is not None and only.paths:
         flags["only"] = only
     scan = _Scan()
@@ -210,9 +259,123 @@ async def _first_in_order(
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a search's matches are: its files in page order, with their counts."""
+
+    paths: list[bytes]
+    """As held (a name need not decode), in page order."""
+    counts: list[int]
+    total: int
+    per_file: dict[str, int]
+    size: int
+    """Bytes of the files searched, all told (at most)."""
+
+
+class Layouts:
+    """The :class:`Layout` of the searches read in-process lately, by tree and search.
+
+    A tree is one commit's worktree, never changed (its path names the commit), so a
+    layout holds for as long as the tree is served; it lets a later page read only the
+    files that hold it instead of every candidate file again."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._held: collections.OrderedDict[tuple[Any, ...], Layout] = collections.OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> Layout | None:
+        with self._lock:
+            layout = self._held.get(key)
+            if layout is not None:
+                self._held.move_to_end(key)
+            return layout
+
+    def put(self, key: tuple[Any, ...], layout: Layout) -> None:
+        with self._lock:
+            self._held[key] = layout
+            self._held.move_to_end(key)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+LAYOUTS = Layouts()
+"""Layouts of this process's in-process searches (pages after the first read less)."""
+
+
+def _page_of_layout(
+    root: Path,
+    layout: Layout,
+    pattern: str,
+    translated: regexscan.Translated | None,
+    case_sensitive: bool,
+    offset: int,
+    keep: int,
+) -> tuple[Found, Layout] | None:
+    """Rows ``offset``..``keep`` read from the files of ``layout`` that hold them."""
+    start, first, paths = 0, 0, []
+    for path, count in zip(layout.paths, layout.counts, strict=True):
+        if start + count <= offset:
+            first = start = start + count
+            continue
+        if start >= keep:
+            break
+        paths.append(path)
+        start += count
+    if not paths:
+        return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
+    found = _scan_in_process(
+        root, paths, layout.size, pattern, translated, case_sensitive, offset - first, keep - first
+    )
+    if found is None:
+        return None
+    page = dataclasses.replace(found[0], total=layout.total, per_file=layout.per_file)
+    return page, layout
+
+
+async def _off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``, reading files of ``size`` bytes: on the loop if small, else on a thread."""
+    if size <= ON_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+def _scan_in_process(
+    root: Path,
+    paths: Sequence[str | bytes],
+    size: int,
+    pattern: str,
+    translated: regexscan.Translated | None,
+    case_sensitive: bool,
+    offset: int,
+    keep: int,
+) -> tuple[Found, Layout] | None:
+    """The page from ``paths`` (``size`` bytes) read here, and where all its matches
+    are: a literal, or a regex :mod:`.regexscan` can answer for ripgrep (None when it
+    cannot, for a line of these files)."""
+    if translated is None:
+        scan = _scan_files(root, paths, pattern, case_sensitive, offset, keep)
+    else:
+        raw_paths = sorted(map(os.fsencode, paths), key=_page_order)
+        rows = regexscan.scan(root, raw_paths, translated, offset, keep)
+        if rows is None:
+            return None
+        scan = _Scan()
+        scan.lines, scan.count = rows
+    matches, _ = scan.page(offset, keep)
+    per_file = scan.counts()
+    held = sorted(scan.lines, key=_page_order)
+    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file, size)
+    return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
+
+
 def _scan_files(
     root: Path,
-    paths: list[str],
+    paths: Sequence[str | bytes],
     pattern: str,
     case_sensitive: bool,
     offset: int = 0,
@@ -234,8 +397,7 @@ def _scan_files(
     index = 0  # of the next matching line in page order
     top = os.fsencode(root)
     for raw_path in sorted(map(os.fsencode, paths), key=_page_order):
-        with open(os.path.join(top, raw_path), "rb") as f:  # a third cheaper than pathlib's
-            data = f.read()
+        data = trigrams.read_file(os.path.join(top, raw_path))
         hay = data if case_sensitive else data.lower()
         at = hay.find(needle)
         if at < 0:
@@ -363,11 +525,14 @@ def _row(path: str, raw: bytes) -> TextMatch:
     line, _, rest = raw.partition(b":")
     column, _, body = rest.partition(b":")
     start = int(column) - 1
-    text = body.decode("utf-8", "replace").rstrip("\r\n")
+    whole = body.decode("utf-8", "replace")
+    if len(whole) != len(body):  # multi-byte characters: count those before the match
+        start = len(body[:start].decode("utf-8", "replace"))
+    text = whole.rstrip("\r\n")
     return TextMatch(
         path=path,
         line=int(line),
-        column=len(body[:start].decode("utf-8", "replace")) + 1,
+        column=start + 1,
         text=text[: models.MAX_LINE_CHARS],
         length=len(text),
     )
