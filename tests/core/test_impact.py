@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from codeintel.core.store import impact as impact_mod
-from codeintel.core.store.chunks import ChunkDB
+from codeintel.core.store.chunks import WEIGHTS, ChunkDB
 from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks
 
 
@@ -54,6 +54,18 @@ def test_numpy_bm25_ranks_as_fts5_with_filters_and_stopwords(source_db: Path) ->
         assert compared > 400
         # The shortcut was taken, not FTS5 again: a term's postings give its frequency.
         assert fast._impact.frequency("self") == plain._frequency("self") > 0
+
+
+def test_an_index_read_in_many_batches_is_the_same(source_db: Path) -> None:
+    with ChunkDB.open(source_db) as plain, ChunkDB.open(source_db) as fast:
+        assert fast.lexicon is not None
+        whole = impact_mod.ImpactIndex.build(plain._conn(), fast.lexicon.tokenizer(), WEIGHTS)
+        fast._impact = impact_mod.ImpactIndex.build(
+            fast._conn(), fast.lexicon.tokenizer(), WEIGHTS, batch=97
+        )
+        assert fast._impact.frequency("self") == whole.frequency("self") > 0
+        for query in QUERIES:
+            assert_same_ranking(plain, fast, query, 30)
 
 
 def test_the_named_tier_and_stemmed_duplicates_score_like_fts5(source_db: Path) -> None:

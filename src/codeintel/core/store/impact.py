@@ -27,6 +27,7 @@ Choices:
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ IDF_FLOOR = 1e-6
 _COLUMNS = ("text", "symbol", "path")
 _TOKEN_CACHE = 50_000
 _MASK_CACHE = 32
+_BATCH = 500_000
+"""Token instances read at once while building (about 30 MB of transient memory)."""
 
 
 def _varints(blob: bytes) -> list[int]:
@@ -59,6 +62,41 @@ def _varints(blob: bytes) -> list[int]:
                 break
         out.append(value)
     return out
+
+
+def _postings(
+    conn: sqlite3.Connection,
+    first: str,
+    last: str,
+    instances: np.ndarray,
+    ids: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Postings of the terms ``first``..``last`` (``instances`` token instances each):
+    chunk positions, column-weighted frequencies, and how many postings each term has."""
+    case = " ".join(f"WHEN '{c}' THEN {n}" for n, c in enumerate(_COLUMNS))
+    (flat,) = conn.execute(
+        f"SELECT group_concat(doc * 4 + (CASE col {case} END), ',') "  # noqa: S608 - constants
+        "FROM temp.impact_instances WHERE term >= ?1 AND term <= ?2",
+        (first, last),
+    ).fetchone()
+    keys = np.fromstring(flat, dtype=np.int64, sep=",") if flat else np.zeros(0, np.int64)
+    if int(instances.sum()) != len(keys):
+        raise ValueError("fts5vocab row and instance tables disagree")
+    term_of = np.repeat(np.arange(len(instances), dtype=np.int64), instances)
+    docs = keys >> 2
+    # Instances come in (term, doc, column, offset) order: one posting per (term, doc) run.
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (term_of[1:] != term_of[:-1]) | (docs[1:] != docs[:-1])
+    heads = np.flatnonzero(new)
+    # Sums of small whole weights: exact in float32, widened again when scored.
+    freqs = (
+        np.add.reduceat(weights[keys & 3], heads).astype(np.float32)
+        if len(heads)
+        else np.zeros(0, np.float32)
+    )
+    positions = np.searchsorted(ids, docs[heads]).astype(np.int32)
+    return positions, freqs, np.bincount(term_of[heads], minlength=len(instances))
 
 
 class ImpactIndex:
@@ -92,9 +130,15 @@ class ImpactIndex:
 
     @classmethod
     def build(
-        cls, conn: sqlite3.Connection, tokenizer: str, weights: Sequence[float]
+        cls,
+        conn: sqlite3.Connection,
+        tokenizer: str,
+        weights: Sequence[float],
+        *,
+        batch: int = _BATCH,
     ) -> ImpactIndex:
-        """The index of ``chunks_fts`` in ``conn`` (an immutable, published database)."""
+        """The index of ``chunks_fts`` in ``conn`` (an immutable, published database),
+        read about ``batch`` token instances at a time."""
         conn.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.impact_rows USING fts5vocab(main, chunks_fts, row)"
         )
@@ -113,27 +157,21 @@ class ImpactIndex:
         avgdl = float(total) / float(rows) if rows else 1.0
         norm = K1 * ((1.0 - B) + B * lengths / avgdl)
         vocab = conn.execute("SELECT term, cnt FROM temp.impact_rows").fetchall()
-        case = " ".join(f"WHEN '{c}' THEN {n}" for n, c in enumerate(_COLUMNS))
-        (flat,) = conn.execute(
-            f"SELECT group_concat(doc * 4 + (CASE col {case} END), ',') "  # noqa: S608 - constants
-            "FROM temp.impact_instances"
-        ).fetchone()
-        keys = np.fromstring(flat or "", dtype=np.int64, sep=",") if flat else np.zeros(0, np.int64)
         instances = np.fromiter((r[1] for r in vocab), dtype=np.int64, count=len(vocab))
-        if int(instances.sum()) != len(keys):
-            raise ValueError("fts5vocab row and instance tables disagree")
-        term_of = np.repeat(np.arange(len(vocab), dtype=np.int64), instances)
-        docs = keys >> 2
-        weight = np.asarray(weights, dtype=np.float64)[keys & 3]
-        # Instances come in (term, doc, column, offset) order: one posting per (term, doc) run.
-        new = np.ones(len(keys), dtype=bool)
-        if len(keys):
-            new[1:] = (term_of[1:] != term_of[:-1]) | (docs[1:] != docs[:-1])
-        heads = np.flatnonzero(new)
-        # Sums of small whole weights: exact in float32, widened again when scored.
-        freqs = (np.add.reduceat(weight, heads) if len(heads) else np.zeros(0)).astype(np.float32)
-        positions = np.searchsorted(ids, docs[heads]).astype(np.int32)
-        starts = np.searchsorted(heads, np.concatenate(([0], np.cumsum(instances))))
+        # Term ranges of about _BATCH instances each: bounds the transient memory.
+        ends = np.searchsorted(
+            np.cumsum(instances), np.arange(1, 1 + int(instances.sum()) // batch) * batch
+        )
+        bounds = sorted({0, len(vocab), *(int(e) + 1 for e in ends if e + 1 < len(vocab))})
+        weight_of = np.asarray(weights, dtype=np.float64)
+        parts = [
+            _postings(conn, vocab[lo][0], vocab[hi - 1][0], instances[lo:hi], ids, weight_of)
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+        positions = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        freqs = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
+        per_term = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+        starts = np.concatenate(([0], np.cumsum(per_term)))
         terms = {str(r[0]): n for n, r in enumerate(vocab)}
         return cls(ids, norm, terms, starts, positions, freqs, int(rows), tokenizer)
 
