@@ -46,6 +46,8 @@ def source_chunks() -> list[Chunk]:
                     text=body,
                 )
             )
+    unicode = "Überprüfung der Straße: café naïve 東京 ünïcode ÉTÉ Überprüfung_fertig"
+    chunks.append(Chunk(2, "docs/ünï.py", 1, 1, "python", "Überprüfung", "u", unicode))
     return chunks
 
 
@@ -66,6 +68,7 @@ QUERIES = [
     "def __init__ self",
     "_informative",
     "FTS5 bm25 weights",
+    "Überprüfung café naive tokyo 東京",
 ]
 
 

@@ -41,8 +41,8 @@ IDF_FLOOR = 1e-6
 _COLUMNS = ("text", "symbol", "path")
 _TOKEN_CACHE = 50_000
 _MASK_CACHE = 32
-_BATCH = 500_000
-"""Token instances read at once while building (about 30 MB of transient memory)."""
+_BATCH = 100_000
+"""Token instances read at once while building (about 6 MB of transient memory)."""
 
 
 def _varints(blob: bytes) -> list[int]:
@@ -99,6 +99,37 @@ def _postings(
     return positions, freqs, np.bincount(term_of[heads], minlength=len(instances))
 
 
+class Vocabulary:
+    """The index's terms in FTS5's order (their UTF-8 bytes, ascending), looked up by
+    bisection: one bytes object and an offset array, not 100K Python strings."""
+
+    def __init__(self, joined: bytes) -> None:
+        self._blob = joined + b"\0" if joined else b""
+        ends = np.flatnonzero(np.frombuffer(self._blob, dtype=np.uint8) == 0)
+        self._starts = np.concatenate(([0], ends + 1)).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def _bytes(self, slot: int) -> bytes:
+        return self._blob[int(self._starts[slot]) : int(self._starts[slot + 1]) - 1]
+
+    def term(self, slot: int) -> str:
+        return self._bytes(slot).decode()
+
+    def slot(self, term: str) -> int | None:
+        """The position of ``term``, or None when the index does not hold it."""
+        key = term.encode()
+        lo, hi = 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._bytes(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self) and self._bytes(lo) == key else None
+
+
 class ImpactIndex:
     """Postings of one FTS5 table (``chunks_fts``) with its BM25 statistics; read-only, thread-safe."""
 
@@ -106,7 +137,7 @@ class ImpactIndex:
         self,
         ids: np.ndarray,
         norm: np.ndarray,
-        terms: dict[str, int],
+        terms: Vocabulary,
         starts: np.ndarray,
         positions: np.ndarray,
         freqs: np.ndarray,
@@ -156,23 +187,31 @@ class ImpactIndex:
         rows, total = counts[0], sum(counts[1 : 1 + len(_COLUMNS)])
         avgdl = float(total) / float(rows) if rows else 1.0
         norm = K1 * ((1.0 - B) + B * lengths / avgdl)
-        vocab = conn.execute("SELECT term, cnt FROM temp.impact_rows").fetchall()
-        instances = np.fromiter((r[1] for r in vocab), dtype=np.int64, count=len(vocab))
-        # Term ranges of about _BATCH instances each: bounds the transient memory.
+        joined, counts_text = conn.execute(
+            "SELECT group_concat(term, char(0)), group_concat(cnt, ',') FROM temp.impact_rows"
+        ).fetchone()
+        terms = Vocabulary((joined or "").encode())
+        instances = (
+            np.fromstring(counts_text, dtype=np.int64, sep=",")
+            if counts_text
+            else np.zeros(0, np.int64)
+        )
+        if len(instances) != len(terms):
+            raise ValueError("fts5vocab row table: terms and counts disagree")
+        # Term ranges of about ``batch`` instances each: bounds the transient memory.
         ends = np.searchsorted(
             np.cumsum(instances), np.arange(1, 1 + int(instances.sum()) // batch) * batch
         )
-        bounds = sorted({0, len(vocab), *(int(e) + 1 for e in ends if e + 1 < len(vocab))})
+        bounds = sorted({0, len(terms), *(int(e) + 1 for e in ends if e + 1 < len(terms))})
         weight_of = np.asarray(weights, dtype=np.float64)
         parts = [
-            _postings(conn, vocab[lo][0], vocab[hi - 1][0], instances[lo:hi], ids, weight_of)
+            _postings(conn, terms.term(lo), terms.term(hi - 1), instances[lo:hi], ids, weight_of)
             for lo, hi in itertools.pairwise(bounds)
         ]
         positions = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
         freqs = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
         per_term = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
         starts = np.concatenate(([0], np.cumsum(per_term)))
-        terms = {str(r[0]): n for n, r in enumerate(vocab)}
         return cls(ids, norm, terms, starts, positions, freqs, int(rows), tokenizer)
 
     # -- query side ------------------------------------------------------------
@@ -200,7 +239,7 @@ class ImpactIndex:
 
     def frequency(self, token: str) -> int:
         """Chunks holding the index token ``token``."""
-        slot = self._terms.get(token)
+        slot = self._terms.slot(token)
         return 0 if slot is None else int(self._starts[slot + 1] - self._starts[slot])
 
     def mask(
@@ -241,7 +280,7 @@ class ImpactIndex:
         gathered: list[np.ndarray] = []
         scored: list[np.ndarray] = []
         for token in tokens:
-            slot = self._terms.get(token)
+            slot = self._terms.slot(token)
             if slot is None:
                 continue
             lo, hi = int(self._starts[slot]), int(self._starts[slot + 1])
