@@ -41,7 +41,7 @@ from typing import Any, TypedDict, Unpack
 import msgspec
 import numpy as np
 
-from codeintel.core import errors, globs, lexical
+from codeintel.core import errors, globs, lexical, malloc
 from codeintel.core.store import impact as impact_mod
 
 logger = logging.getLogger(__name__)
@@ -451,6 +451,8 @@ class ChunkDB:
         except (sqlite3.Error, ValueError, IndexError):
             logger.exception("cannot read the FTS index of %s; BM25 stays on FTS5", self._path)
             return False
+        finally:
+            malloc.trim()  # the build's transient arrays: ~17 MB of RSS on sympy otherwise
         return True
 
     def lexical(
