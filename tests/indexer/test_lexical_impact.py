@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import codeintel
+from codeintel.core import hits
 from codeintel.core.settings import Settings
 from codeintel.core.store import Store
 from codeintel.core.store.chunks import ChunkDB
@@ -54,6 +55,10 @@ def test_build_update_and_merge_rank_as_fts5(sample_repo, local_embedder, tmp_pa
     pipeline.build(settings, str(sample_repo.path), local_embedder)
     store = Store(settings.store.path)
     _compare(store, store.current_name())
+    # A batch of queries (the CLI, the retrieval benchmark) is scored in numpy too: same hits.
+    batch = (QUERIES * 3)[: hits.PREPARE_BATCH + 1]
+    one_by_one = [hits.search_store(settings, None, q, 10, "lexical") for q in batch]
+    assert hits.search_store(settings, None, batch, 10, "lexical") == one_by_one
 
     sample_repo.commit(
         "refunds",
