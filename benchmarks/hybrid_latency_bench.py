@@ -91,6 +91,7 @@ def measure(
     xq = embedder.embed(texts)
     engine = hits_mod.open_engine(generation)
     db = generation.chunks()
+    db.prepare_lexical()  # BM25 in numpy, as the searcher's generation load does
     timings: dict[str, list[float]] = {m: [] for m in (*hits_mod.MODES, "bm25")}
     try:
         for _ in range(rounds):

@@ -374,6 +374,12 @@ def rank(
     return hydrate(db, ranked, k, path_glob=path_glob, language=language)
 
 
+PREPARE_BATCH = 32
+"""Queries in one :func:`search_store` call from which BM25 is scored in numpy
+(:meth:`~codeintel.core.store.chunks.ChunkDB.prepare_lexical`, the searcher's ranking):
+reading the index costs about as much as 30 slow FTS5 queries on a large repository."""
+
+
 @overload
 def search_store(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
     settings: settings_mod.Settings,
@@ -424,6 +430,8 @@ def search_store(
         dense = [ranked_pairs(D[q], I[q]) for q in range(len(text))]
     db = generation.chunks()
     try:
+        if mode != "semantic" and len(text) >= PREPARE_BATCH:
+            db.prepare_lexical()
         found = [rank(db, t, mode, k, d) for t, d in zip(text, dense, strict=True)]
     finally:
         db.close()

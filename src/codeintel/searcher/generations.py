@@ -147,6 +147,7 @@ def load(
     engine = hits_mod.open_engine(generation, settings.index.nprobe)
     try:
         chunks = generation.chunks()
+        chunks.prepare_lexical()  # BM25 in numpy: the hybrid tail on large repositories
     except BaseException:
         engine.close()
         raise
