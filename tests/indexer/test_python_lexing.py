@@ -8,6 +8,8 @@ callee and its ``(``, statements the keywords begin.
 
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
 import pytest
 
@@ -118,3 +120,32 @@ def test_callees_across_lines_only_inside_brackets():
 def test_broken_strings_end_at_the_line():
     found = _extract(b"x = 'open\ny = ok\n# last", lexer=True)
     assert found.occurrence_names() == ["x", "y", "ok"]
+
+
+def test_postings_round_trip_every_occurrence(tmp_path):
+    """The writer scatters each file's postings with numpy: every occurrence comes back
+    from :func:`unpack` under its name, in source order, with kind and enclosing id."""
+    source = SOURCES["keywords"] + SOURCES["calls"] + "def g(a):\n    return a(a, g) + a\n"
+    found = _extract(source.encode(), lexer=True)
+    path = tmp_path / "symbols.sqlite"
+    symbols_store.write(path, [found])
+
+    conn = sqlite3.connect(path)
+    names = dict(conn.execute("SELECT id, name FROM names"))
+    qualnames = dict(conn.execute("SELECT id, qualname FROM symbols"))
+    back = []
+    for name_id, count, data in conn.execute("SELECT name_id, count, data FROM postings"):
+        lines, columns, kinds, enclosing = symbols_store.unpack(data, count)
+        back += [
+            (line, column, names[name_id], kind, qualnames.get(sid, ""))
+            for line, column, kind, sid in zip(
+                lines.tolist(), columns.tolist(), kinds.tolist(), enclosing.tolist(), strict=True
+            )
+        ]
+    conn.close()
+    expected = [
+        (line, column, name, kind, found.symbols[e].qualname if e >= 0 else "")
+        for line, column, name, kind, e in _facts(found)[2]  # type: ignore[misc]
+    ]
+    assert sorted(back) == sorted(expected) and len(back) == len(found) > 20
+    assert ("g", symbols_store.CALL) in {(n, k) for _, _, n, k, _ in back}
