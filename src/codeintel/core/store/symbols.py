@@ -32,7 +32,6 @@ Choices (docs/architecture.md, *Navigation index*):
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import posixpath
 import re
@@ -275,10 +274,7 @@ class SymbolWriter:
         """Names of a new database, inserted at close."""
         # Postings arrive file by file; they go to the clustered table in key order at
         # close, one sorted insert instead of a random B-tree write per row.
-        self._staged: list[bytes] = []
-        self._staged_names: list[np.ndarray] = []
-        self._staged_files: list[np.ndarray] = []
-        self._staged_counts: list[np.ndarray] = []
+        self._staged: list[tuple[int, int, int, bytes]] = []
 
     @classmethod
     def create(cls, path: Path) -> SymbolWriter:
@@ -364,26 +360,23 @@ class SymbolWriter:
         table = np.fromiter(map(self._name_id, file.names), dtype=np.int64, count=len(file.names))
         name_ids = table[file.name_index]
         # Occurrences come in source order: a stable sort by name keeps each posting in
-        # (line, column) order. Every posting's bytes (the layout :func:`unpack` reads) are
-        # scattered into one buffer by numpy and cut once per posting.
+        # (line, column) order. The four columns of every posting are cut from one
+        # sorted copy of each, in bytes (the layout :func:`unpack` reads).
         order = np.argsort(name_ids, kind="stable")
         sorted_ids = name_ids[order]
         firsts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))
+        bounds = [*firsts.tolist(), len(order)]
         symbols = np.array([*ids, 0], dtype=np.int64)  # index -1 (module level) → 0
-        data = _postings(
-            firsts,
-            (
-                file.lines[order].astype("<u4"),
-                file.columns[order].astype("<u4"),
-                file.kinds[order].astype("u1"),
-                symbols[file.enclosing[order]].astype("<i8"),
-            ),
-        )
-        bounds = [*(firsts * _ITEM).tolist(), len(data)]
-        self._staged_names.append(sorted_ids[firsts])
-        self._staged_files.append(np.full(len(firsts), file_id, dtype=np.int64))
-        self._staged_counts.append(np.diff(np.append(firsts, len(order))))
-        self._staged.extend(data[a:b] for a, b in itertools.pairwise(bounds))
+        lines = file.lines[order].astype("<u4").tobytes()
+        columns = file.columns[order].astype("<u4").tobytes()
+        kinds = file.kinds[order].astype("u1").tobytes()
+        enclosing = symbols[file.enclosing[order]].astype("<i8").tobytes()
+        staged = self._staged
+        for name_id, a, b in zip(sorted_ids[firsts].tolist(), bounds, bounds[1:], strict=False):
+            data = b"".join(
+                (lines[4 * a : 4 * b], columns[4 * a : 4 * b], kinds[a:b], enclosing[8 * a : 8 * b])
+            )
+            staged.append((name_id, file_id, b - a, data))
 
     def _name_id(self, name: str) -> int:
         name_id = self._names.get(name)
@@ -403,46 +396,16 @@ class SymbolWriter:
     def close(self) -> None:
         """Write the staged postings in key order, commit and close; the file is complete."""
         self._conn.executemany("INSERT INTO names VALUES (?,?)", self._new_names)
-        if self._staged:
-            names, files, counts = (
-                np.concatenate(parts)
-                for parts in (self._staged_names, self._staged_files, self._staged_counts)
-            )
-            order = np.lexsort((files, names))
-            staged = self._staged
-            self._conn.executemany(
-                "INSERT INTO postings VALUES (?,?,?,?)",
-                zip(
-                    names[order].tolist(),
-                    files[order].tolist(),
-                    counts[order].tolist(),
-                    map(staged.__getitem__, order.tolist()),
-                    strict=True,
-                ),
-            )
+        self._staged.sort(key=_posting_key)
+        self._conn.executemany("INSERT INTO postings VALUES (?,?,?,?)", self._staged)
         self._staged = []
         self._conn.executescript(_INDEXES)
         self._conn.commit()
         self._conn.close()
 
 
-def _postings(firsts: np.ndarray, columns: tuple[np.ndarray, ...]) -> bytes:
-    """The postings of one file end to end: for the occurrences of each posting (runs
-    starting at ``firsts``), each column's values together, column after column."""
-    total = len(columns[0])
-    counts = np.diff(np.append(firsts, total))
-    posting = np.repeat(np.arange(len(firsts)), counts)
-    start = firsts[posting]  # per occurrence, its posting's first occurrence
-    rank = np.arange(total) - start
-    count = counts[posting]
-    out = np.empty(total * _ITEM, dtype=np.uint8)
-    before = 0  # bytes of the earlier columns, per occurrence of the posting
-    for column in columns:
-        width = column.dtype.itemsize
-        at = start * _ITEM + before * count + rank * width
-        out[(at[:, None] + np.arange(width)).ravel()] = column.view(np.uint8)
-        before += width
-    return out.tobytes()
+def _posting_key(row: tuple[int, int, int, bytes]) -> tuple[int, int]:
+    return row[0], row[1]
 
 
 def write(path: Path, files: Iterable[FileSymbols]) -> None:
