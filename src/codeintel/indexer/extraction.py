@@ -5,11 +5,13 @@ with its qualified name, kind, span, signature and first doc line, and every
 identifier with its position, kind and enclosing definition. They come from the
 same ``tree_sitter.Tree`` as the chunks (:func:`codeintel.indexer.chunking.chunk_and_extract`):
 no file is parsed twice. One query per language (:mod:`codeintel.indexer.symbol_rules`)
-captures the definition, callee, import, comment and string nodes in C; this module
-nests the definitions by byte range. Identifiers are found by a regular expression
-over the file's bytes with comments and strings zeroed out (f-string and template
-interpolations kept: they hold code) and each gets its line, kind and innermost
-enclosing definition from numpy searches, never a Python object per identifier.
+captures the definition, callee, import, comment and string nodes in C; Python gets
+the same without the query's walk of every node (:mod:`codeintel.indexer.python_lexing`;
+its callees are the words before ``(``). This module nests the definitions by byte
+range. Identifiers are found by a regular expression over the file's bytes with
+comments and strings zeroed out (f-string and template interpolations kept: they hold
+code) and each gets its line, kind and innermost enclosing definition from numpy
+searches, never a Python object per identifier.
 
 Rules:
 
