@@ -5,11 +5,13 @@ with its qualified name, kind, span, signature and first doc line, and every
 identifier with its position, kind and enclosing definition. They come from the
 same ``tree_sitter.Tree`` as the chunks (:func:`codeintel.indexer.chunking.chunk_and_extract`):
 no file is parsed twice. One query per language (:mod:`codeintel.indexer.symbol_rules`)
-captures the definition, callee, import, comment and string nodes in C; this module
-nests the definitions by byte range. Identifiers are found by a regular expression
-over the file's bytes with comments and strings zeroed out (f-string and template
-interpolations kept: they hold code) and each gets its line, kind and innermost
-enclosing definition from numpy searches, never a Python object per identifier.
+captures the definition, callee, import, comment and string nodes in C; Python gets
+the same without the query's walk of every node (:mod:`codeintel.indexer.python_lexing`;
+its callees are the words before ``(``). This module nests the definitions by byte
+range. Identifiers are found by a regular expression over the file's bytes with
+comments and strings zeroed out (f-string and template interpolations kept: they hold
+code) and each gets its line, kind and innermost enclosing definition from numpy
+searches, never a Python object per identifier.
 
 Rules:
 
@@ -39,7 +41,7 @@ import numpy as np
 import tree_sitter
 
 from codeintel.core.store import symbols as symbols_store
-from codeintel.indexer import languages, symbol_rules
+from codeintel.indexer import languages, python_lexing, symbol_rules
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +63,18 @@ def extract(
     spec = languages.grammar_for(language)
     if rules is None or query is None or spec is None or tree is None:
         return out
-    captures = tree_sitter.QueryCursor(query).captures(tree.root_node)
-    definitions = _definitions(out, rules, spec, captures.get("def", []), source)
-    _imports_span(out, captures.get("import", []))
-    _occurrences(out, rules, captures, definitions, source)
+    if rules.lexer:
+        code, found, imports = python_lexing.scan(tree, source, rules)
+        calls = None
+    else:
+        captures = tree_sitter.QueryCursor(query).captures(tree.root_node)
+        code = _code_bytes(source, captures.get("skip", []), captures.get("code", []))
+        found, imports = captures.get("def", []), captures.get("import", [])
+        callees = captures.get("call", [])
+        calls = np.fromiter((n.start_byte for n in callees), dtype=np.int64, count=len(callees))
+    definitions = _definitions(out, rules, spec, found, source)
+    _imports_span(out, imports)
+    _occurrences(out, rules, code, calls, imports, definitions, source)
     return out
 
 
@@ -314,7 +324,9 @@ def _imports_span(out: symbols_store.FileSymbols, nodes: list[tree_sitter.Node])
 def _occurrences(
     out: symbols_store.FileSymbols,
     rules: symbol_rules.SymbolRules,
-    captures: dict[str, list[tree_sitter.Node]],
+    code: bytes,
+    calls: np.ndarray | None,
+    imports: list[tree_sitter.Node],
     definitions: list[_Definition],
     source: bytes,
 ) -> None:
@@ -326,7 +338,6 @@ def _occurrences(
     column, kind and enclosing definition; Python touches each identifier twice (its
     start, its text), never as a tree-sitter ``Node``.
     """
-    code = _code_bytes(source, captures.get("skip", []), captures.get("code", []))
     if rules.directives:
         code = _DIRECTIVE.sub(_blank, code)
     words = symbol_rules.word_pattern(out.language).findall(code)
@@ -357,7 +368,7 @@ def _occurrences(
     own = np.array([d.name_start for d in definitions if d.name_start >= 0], dtype=np.int64)
     if len(own):
         keep &= ~_member(starts, own)
-    starts, index = starts[keep], index[keep]
+    starts, ends, index = starts[keep], ends[keep], index[keep]
     used = np.flatnonzero(np.bincount(index, minlength=len(distinct)))
     renumber = np.zeros(len(distinct), dtype=np.int32)
     renumber[used] = np.arange(len(used), dtype=np.int32)
@@ -368,11 +379,23 @@ def _occurrences(
     line_starts = np.concatenate(([0], newlines + 1))
     out.lines = (rows + 1).astype(np.uint32)
     out.columns = (starts - line_starts[rows]).astype(np.uint32)
-    out.kinds = _kinds(starts, captures)
+    if calls is None:
+        called = _before_paren(code, ends)
+    else:
+        called = _member(starts, calls) if len(calls) else np.zeros(len(starts), dtype=bool)
+    out.kinds = _kinds(starts, called, imports)
     out.enclosing = _enclosing(starts, definitions)
 
 
-_NEWLINE, _DOT = ord("\n"), ord(".")
+_NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN = (ord(c) for c in "\n\r\\.(")
+_INLINE_BLANK = np.zeros(256, dtype=bool)
+_INLINE_BLANK[list(b" \t\f\\")] = True  # outside strings a backslash continues the line
+_BLANK = _INLINE_BLANK.copy()
+_BLANK[list(b"\r\n\0")] = True  # a comment's bytes are zeroed in the code
+_BLANK_RUN = re.compile(rb"[ \t\f\r\n\\\0]+")
+_INLINE_RUN = re.compile(rb"[ \t\f]*(?:\\\r?\n[ \t\f]*)*")
+_NESTING = np.zeros(256, dtype=np.int8)
+_NESTING[list(b"([{")], _NESTING[list(b")]}")] = 1, -1
 _DIRECTIVE = re.compile(rb"#[ \t]*[A-Za-z_]\w*")
 
 
@@ -399,20 +422,66 @@ def _code_bytes(source: bytes, skip: list[tree_sitter.Node], code: list[tree_sit
     return bytes(masked)
 
 
-def _kinds(starts: np.ndarray, captures: dict[str, list[tree_sitter.Node]]) -> np.ndarray:
+def _kinds(starts: np.ndarray, called: np.ndarray, imports: list[tree_sitter.Node]) -> np.ndarray:
     """CALL at a callee's name, else IMPORT inside an import statement, else OTHER."""
     kinds = np.full(len(starts), symbols_store.OTHER, dtype=np.uint8)
-    imports = sorted((n.start_byte, n.end_byte) for n in captures.get("import", []))
-    if imports:  # import statements never nest
-        bounds = np.array(imports, dtype=np.int64)
+    spans = sorted((n.start_byte, n.end_byte) for n in imports)
+    if spans:  # import statements never nest
+        bounds = np.array(spans, dtype=np.int64)
         at = np.searchsorted(bounds[:, 0], starts, side="right") - 1
         inside = (at >= 0) & (starts < bounds[np.maximum(at, 0), 1])
         kinds[inside] = symbols_store.IMPORT
-    calls = captures.get("call", [])
-    if calls:
-        callees = np.fromiter((n.start_byte for n in calls), dtype=np.int64, count=len(calls))
-        kinds[_member(starts, callees)] = symbols_store.CALL
+    kinds[called] = symbols_store.CALL
     return kinds
+
+
+def _before_paren(code: bytes, ends: np.ndarray) -> np.ndarray:
+    """Which words are followed by ``(``: Python's callees (a name or an attribute called),
+    what its query's call patterns capture. Blanks may come between; inside brackets line
+    breaks and comments too (``f\\n(x)`` calls there, not at the start of a statement)."""
+    data = np.frombuffer(code, dtype=np.uint8)
+    size = len(data)
+    at = ends.copy()  # each word's first byte after it, moved on over blanks
+    crossed = np.zeros(len(at), dtype=bool)  # a line break or a comment on the way
+    moving = np.flatnonzero(at < size)
+    moving = moving[_BLANK[data[at[moving]]]]
+    for _ in range(2):  # most runs are one space: a few rounds over fewer words each time
+        here, before = data[at[moving]], data[at[moving] - 1]
+        continued = (before == _BACKSLASH) | ((here == _NEWLINE) & (before == _RETURN))
+        crossed[moving] |= ~_INLINE_BLANK[here] & ((here == 0) | ~continued)
+        at[moving] += 1
+        moving = moving[at[moving] < size]
+        moving = moving[_BLANK[data[at[moving]]]]
+    depth = _Depth(data)
+    moving = moving[~crossed[moving] | depth.inside(ends[moving])]
+    for i in moving.tolist():  # the long runs, one match each, from the word's end
+        run = _BLANK_RUN.match(code, int(ends[i]))
+        if run is not None:
+            crossed[i] = _INLINE_RUN.fullmatch(run[0]) is None
+            at[i] = run.end()
+    found = at < size
+    found[found] = data[at[found]] == _PAREN
+    check = np.flatnonzero(found & crossed)
+    found[check[~depth.inside(ends[check])]] = False
+    return found
+
+
+class _Depth:
+    """Whether positions are inside brackets (openings before them outnumber closings)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+    def inside(self, where: np.ndarray) -> np.ndarray:
+        if not len(where):
+            return np.zeros(0, dtype=bool)
+        if self._bounds is None:
+            nesting = _NESTING[self._data]
+            self._bounds = np.flatnonzero(nesting > 0), np.flatnonzero(nesting < 0)
+        opens, closes = self._bounds
+        inside: np.ndarray = np.searchsorted(opens, where) > np.searchsorted(closes, where)
+        return inside
 
 
 def _member(values: np.ndarray, among: np.ndarray) -> np.ndarray:

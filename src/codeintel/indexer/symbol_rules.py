@@ -66,6 +66,10 @@ class SymbolRules(msgspec.Struct, frozen=True):
     """``$`` is an identifier character (JavaScript, TypeScript, Java)."""
     directives: bool = False
     """Preprocessor directive words (``#include``, ``#define``) are not identifiers."""
+    lexer: bool = False
+    """Comments, strings, definitions and imports come from the bytes and the tree is
+    asked only where they start (:mod:`codeintel.indexer.python_lexing`), not from a
+    query walk of every node; callees are the words followed by ``(``."""
 
 
 _PY = SymbolRules(
@@ -80,6 +84,7 @@ _PY = SymbolRules(
     keywords=frozenset(keyword.kwlist),
     containers=frozenset({"class_definition"}),
     code=frozenset({"interpolation", "format_expression"}),  # `{x:>{width}}`: width is code
+    lexer=True,
 )
 
 _JS_DEFINITIONS = {
