@@ -375,10 +375,8 @@ class FleetContext(context_mod.Runtime):
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
-        super().__init__(settings.server.workers, "codeintel-search")
-        self.settings = settings
         self.fleet_metrics = fleet_metrics_mod.FleetMetrics.create()
-        self.metrics = self.fleet_metrics.base
+        super().__init__(settings, self.fleet_metrics.base)
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe, embedder
         )

@@ -313,10 +313,8 @@ class RouterContext(context_mod.Runtime):
     """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
 
     def __init__(self, settings: settings_mod.Settings) -> None:
-        super().__init__(2, "codeintel-router")
-        self.settings = settings
         self.router_metrics = shard_fanout.RouterMetrics.create()
-        self.metrics = self.router_metrics.base
+        super().__init__(settings, self.router_metrics.base, workers=2, name="codeintel-router")
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe
         )
