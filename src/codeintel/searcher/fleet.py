@@ -4,7 +4,7 @@
 ``DIR/<namespace>/<name>/`` (a SearchPool's volume), named ``namespace/name`` in
 the API: :mod:`discovery` finds them and picks this shard's share,
 :mod:`storeset` opens and closes them on demand, :mod:`query_embedders` embeds
-queries once per embedding model and :mod:`fleet_metrics` adds per-store series.
+queries once per embedding model and :class:`~metrics.FleetMetrics` adds per-store series.
 
 :class:`FleetTools` answers the catalogue across the selected stores by running
 the single-store :class:`~tools.Tools` on each and merging with
@@ -38,8 +38,8 @@ from codeintel.searcher import (
     scrubbing,
     symbol_answers,
 )
-from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
+from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import storeset as storeset_mod
 from codeintel.searcher import tools as tools_mod
@@ -375,7 +375,7 @@ class FleetContext(context_mod.Runtime):
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
-        self.fleet_metrics = fleet_metrics_mod.FleetMetrics.create()
+        self.fleet_metrics = metrics_mod.FleetMetrics.create()
         super().__init__(settings, self.fleet_metrics.base)
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe, embedder

@@ -44,6 +44,7 @@ from codeintel.searcher import (
 )
 from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
+from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
 
@@ -59,7 +60,7 @@ class Router(dispatch.Dispatcher):
     def __init__(
         self,
         settings: settings_mod.Settings,
-        metrics: shard_fanout.RouterMetrics,
+        metrics: metrics_mod.RouterMetrics,
         embedders: query_embedders_mod.QueryEmbedders,
     ) -> None:
         super().__init__(metrics.base)
@@ -313,7 +314,7 @@ class RouterContext(context_mod.Runtime):
     """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
 
     def __init__(self, settings: settings_mod.Settings) -> None:
-        self.router_metrics = shard_fanout.RouterMetrics.create()
+        self.router_metrics = metrics_mod.RouterMetrics.create()
         super().__init__(settings, self.router_metrics.base, workers=2, name="codeintel-router")
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe
