@@ -43,11 +43,10 @@ async def reconcile_pool(
 ) -> None:
     """One pass over SearchPool ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, lock_key(name)):
-        body = await ctx.client.get_live(url(POOLS, namespace, name))
-        if body is None:
+        live = await reconciling.read_live(ctx, POOLS, namespace, name)
+        if live is None:
             return
-        status: dict[str, Any] = dict(body.get("status") or {})
-        observed = planning.generation_of(body)
+        body, status, observed = live
         try:
             spec_mod.parse_pool_name(name, "metadata.name")
             spec = poolspec_mod.parse(body.get("spec") or {})

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeintel.core import errors
 from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, progress, pruning
@@ -66,6 +66,26 @@ def url(
     return kube.path(kind[0], kind[1], namespace, name, sub)
 
 
+class LiveObject(NamedTuple):
+    """A custom object as one reconcile pass reads it, fresh under its lock."""
+
+    body: dict[str, Any]
+    status: dict[str, Any]
+    """A copy of the object's status, for the pass to update."""
+    observed: int
+    """Its ``metadata.generation``: what a status the pass writes has observed."""
+
+
+async def read_live(
+    ctx: Context, kind: tuple[str, str], namespace: str, name: str
+) -> LiveObject | None:
+    """The object ``namespace/name`` of ``kind``; ``None`` when it is gone or being deleted."""
+    body = await ctx.client.get_live(url(kind, namespace, name))
+    if body is None:
+        return None
+    return LiveObject(body, dict(body.get("status") or {}), planning.generation_of(body))
+
+
 async def reconcile(
     ctx: Context,
     namespace: str,
@@ -76,11 +96,10 @@ async def reconcile(
 ) -> None:
     """One pass over CodeIndex ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, name):
-        body = await ctx.client.get_live(url(CODEINDEXES, namespace, name))
-        if body is None:
+        live = await read_live(ctx, CODEINDEXES, namespace, name)
+        if live is None:
             return
-        status: dict[str, Any] = dict(body.get("status") or {})
-        observed = planning.generation_of(body)
+        body, status, observed = live
         try:
             spec = spec_mod.parse(body.get("spec") or {}, ctx.settings)
         except errors.ConfigError as e:
