@@ -166,7 +166,7 @@ class FleetTools(dispatch.Dispatcher):
             self._check_models(names)
         answers, skipped = await self._each(names, "semantic_search", req, pos=pos)
         merged = merging.semantic(answers, req.k, req.mode, skipped)
-        return merged_pages.fit("semantic_search", req, answers, merged, pos)
+        return merged_pages.fit("semantic_search", req, answers, merged)
 
     async def semantic_search_vector(self, req: models.VectorSearchRequest) -> dict[str, Any]:
         """semantic_search with the query vector the router embedded once for all shards."""
@@ -187,19 +187,19 @@ class FleetTools(dispatch.Dispatcher):
             names = [n for n in names if n in pos.offsets]
         answers, skipped = await self._each(names, "semantic_search", inner, vector, pos)
         merged = merging.semantic(answers, inner.k, inner.mode, skipped)
-        return merged_pages.fit("semantic_search", inner, answers, merged, pos)
+        return merged_pages.fit("semantic_search", inner, answers, merged)
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
         names, pos = self._selected("search_text", req)
         answers, skipped = await self._each(names, "search_text", req, pos=pos)
         merged = merging.text(answers, req.max_results, skipped)
-        return merged_pages.fit("search_text", req, answers, merged, pos)
+        return merged_pages.fit("search_text", req, answers, merged)
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
         names, pos = self._selected("list_paths", req)
         answers, skipped = await self._each(names, "list_paths", req, pos=pos)
         merged = merging.paths(answers, req.max_results, skipped)
-        return merged_pages.fit("list_paths", req, answers, merged, pos)
+        return merged_pages.fit("list_paths", req, answers, merged)
 
     def _one(self, req: Any) -> str:
         if req.repo is not None:

@@ -33,7 +33,6 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import (
     access,
-    cursors,
     discovery,
     dispatch,
     merged_pages,
@@ -126,9 +125,7 @@ class Router(dispatch.Dispatcher):
         missing: list[str],
     ) -> dict[str, Any]:
         """The shards' pages merged into one page (the shards read the same cursor)."""
-        return merged_pages.fit(
-            tool, req, parts, _partial(merged, missing), cursors.decode(tool, req)
-        )
+        return merged_pages.fit(tool, req, parts, _partial(merged, missing))
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
