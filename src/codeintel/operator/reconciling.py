@@ -66,6 +66,9 @@ def url(
     return kube.path(kind[0], kind[1], namespace, name, sub)
 
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
 class LiveObject(NamedTuple):
     """A custom object as one reconcile pass reads it, fresh under its lock."""
 
@@ -115,8 +118,9 @@ async def reconcile(
             await ensure_storage(ctx, body, spec)
         if ensure_children and status.get("generation"):
             await ensure_serving(ctx, body, spec, status)
-        status = await observe_job(ctx, body, spec, status, logger, location)
-        await start_next_job(ctx, body, spec, status, logger, location)
+        target = JobTarget(body, spec, location)
+        status = await observe_job(ctx, target, status, logger)
+        await start_next_job(ctx, target, status, logger)
 
 
 async def store_location(
@@ -211,15 +215,20 @@ async def ensure_searchers(
             await create_or_adopt(ctx, url(kind, namespace), manifest)
 
 
+class JobTarget(NamedTuple):
+    """The CodeIndex whose Jobs a pass follows and starts: the object as read, its parsed
+    spec, and where its Jobs write the store."""
+
+    body: Mapping[str, Any]
+    spec: spec_mod.CodeIndexSpec
+    where: jobs.StoreLocation
+
+
 async def observe_job(
-    ctx: Context,
-    body: Mapping[str, Any],
-    spec: spec_mod.CodeIndexSpec,
-    status: dict[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    where: jobs.StoreLocation,
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
 ) -> dict[str, Any]:
     """Follow the active Job to its end; returns the status as it is afterwards."""
+    body, spec, where = target
     namespace = body["metadata"]["namespace"]
     observed = planning.generation_of(body)
     active = status.get("activeJob")
@@ -313,14 +322,10 @@ async def observe_job(
 
 
 async def start_next_job(
-    ctx: Context,
-    body: Mapping[str, Any],
-    spec: spec_mod.CodeIndexSpec,
-    status: dict[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    where: jobs.StoreLocation,
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
 ) -> None:
     """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
+    body, spec, where = target
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
         return
