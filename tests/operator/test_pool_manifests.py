@@ -54,12 +54,15 @@ def all_manifests() -> list[dict]:
     unsharded = parsed({**POOL["spec"], "shards": 1})
     rendered = [
         poolmanifests.render_pvc(POOL, spec),
-        poolmanifests.render_service(POOL, spec, SETTINGS),
+        poolmanifests.render_service(poolmanifests.Pool(POOL, spec, SETTINGS)),
         poolmanifests.render_shards_service(POOL, SETTINGS),
-        poolmanifests.render_router(POOL, spec, SETTINGS),
-        poolmanifests.render_searchers(POOL, unsharded, SETTINGS),
+        poolmanifests.render_router(poolmanifests.Pool(POOL, spec, SETTINGS)),
+        poolmanifests.render_searchers(poolmanifests.Pool(POOL, unsharded, SETTINGS)),
     ]
-    rendered += [poolmanifests.render_replica_set(POOL, spec, SETTINGS, j) for j in range(2)]
+    rendered += [
+        poolmanifests.render_replica_set(poolmanifests.Pool(POOL, spec, SETTINGS), j)
+        for j in range(2)
+    ]
     rendered += [
         poolmanifests.render_disruption_budget(POOL, name, component)
         for name, component in (
@@ -123,7 +126,7 @@ def test_names_are_predictable_for_the_router() -> None:
 
 
 def test_replica_set_serves_its_ordinal_as_shard() -> None:
-    sts = poolmanifests.render_replica_set(POOL, parsed(), SETTINGS, 1)
+    sts = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, parsed(), SETTINGS), 1)
     spec = sts["spec"]
     assert spec["replicas"] == 4 and spec["podManagementPolicy"] == "Parallel"
     assert spec["serviceName"] == "fleet-shards"
@@ -156,10 +159,10 @@ def test_replica_set_serves_its_ordinal_as_shard() -> None:
 
 
 def test_template_hash_follows_the_spec() -> None:
-    first = poolmanifests.render_replica_set(POOL, parsed(), SETTINGS, 0)
-    again = poolmanifests.render_replica_set(POOL, parsed(), SETTINGS, 0)
+    first = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, parsed(), SETTINGS), 0)
+    again = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, parsed(), SETTINGS), 0)
     bigger = poolmanifests.render_replica_set(
-        POOL, parsed({**POOL["spec"], "shards": 5}), SETTINGS, 0
+        poolmanifests.Pool(POOL, parsed({**POOL["spec"], "shards": 5}), SETTINGS), 0
     )
     key = poolmanifests.TEMPLATE_HASH_ANNOTATION
     assert first["metadata"]["annotations"][key] == again["metadata"]["annotations"][key]
@@ -167,7 +170,7 @@ def test_template_hash_follows_the_spec() -> None:
 
 
 def test_router_has_no_volume_gpu_or_index() -> None:
-    router = poolmanifests.render_router(POOL, parsed(), SETTINGS)
+    router = poolmanifests.render_router(poolmanifests.Pool(POOL, parsed(), SETTINGS))
     assert router["spec"]["replicas"] == 3
     pod = router["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -191,26 +194,26 @@ def test_router_has_no_volume_gpu_or_index() -> None:
 
 
 def test_front_service_targets_router_or_searchers() -> None:
-    sharded = poolmanifests.render_service(POOL, parsed(), SETTINGS)
-    router = poolmanifests.render_router(POOL, parsed(), SETTINGS)
+    sharded = poolmanifests.render_service(poolmanifests.Pool(POOL, parsed(), SETTINGS))
+    router = poolmanifests.render_router(poolmanifests.Pool(POOL, parsed(), SETTINGS))
     assert sharded["spec"]["type"] == "LoadBalancer"
     assert sharded["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
     one = parsed({"shards": 1})
-    plain = poolmanifests.render_service(POOL, one, SETTINGS)
-    searchers = poolmanifests.render_searchers(POOL, one, SETTINGS)
+    plain = poolmanifests.render_service(poolmanifests.Pool(POOL, one, SETTINGS))
+    searchers = poolmanifests.render_searchers(poolmanifests.Pool(POOL, one, SETTINGS))
     assert plain["spec"]["selector"] == searchers["spec"]["selector"]["matchLabels"]
     assert searchers["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def test_disruption_budgets_select_the_pods_of_their_workload() -> None:
     shards = poolmanifests.render_disruption_budget(POOL, "fleet-shards", poolmanifests.SHARD)
-    sts = poolmanifests.render_replica_set(POOL, parsed(), SETTINGS, 0)
+    sts = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, parsed(), SETTINGS), 0)
     selector = shards["spec"]["selector"]["matchLabels"]
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     # One budget over every replica set: one shard pod evicted at a time, whatever the set.
     assert selector.items() <= pod_labels.items() and "codeintel.io/replica-set" not in selector
     assert shards["spec"]["maxUnavailable"] == 1
-    router = poolmanifests.render_router(POOL, parsed(), SETTINGS)
+    router = poolmanifests.render_router(poolmanifests.Pool(POOL, parsed(), SETTINGS))
     budget = poolmanifests.render_disruption_budget(POOL, "fleet-router", poolmanifests.ROUTER)
     assert budget["spec"]["selector"] == router["spec"]["selector"]
 
@@ -261,7 +264,7 @@ def test_prune_job_renames_the_store_away_then_deletes_it(tmp_path: Path) -> Non
 
 def test_existing_claim_is_used_by_searchers_and_members() -> None:
     spec = parsed({"storage": {"existingClaim": "nfs-stores"}})
-    searchers = poolmanifests.render_searchers(POOL, spec, SETTINGS)
+    searchers = poolmanifests.render_searchers(poolmanifests.Pool(POOL, spec, SETTINGS))
     volume = searchers["spec"]["template"]["spec"]["volumes"][0]
     assert volume["persistentVolumeClaim"]["claimName"] == "nfs-stores"
     where = poolmanifests.member_store("fleet", spec, "search", "api", SETTINGS)
@@ -335,7 +338,7 @@ def _env(pod: dict) -> dict[str, str]:
 def test_tokens_file_mode_mounts_the_secret_on_the_pods_callers_reach(version: str) -> None:
     access = {"mode": "tokensFile", "tokensSecret": {"name": "pool-tokens"}}
     spec = parsed({**POOL["spec"], "access": access})
-    router = poolmanifests.render_router(POOL, spec, SETTINGS)
+    router = poolmanifests.render_router(poolmanifests.Pool(POOL, spec, SETTINGS))
     pod = router["spec"]["template"]["spec"]
     assert _env(pod)["CODEINTEL_SERVER_TOKENS_FILE"] == "/etc/codeintel/access/tokens.json"
     (volume,) = [v for v in pod["volumes"] if v["name"] == poolmanifests.ACCESS_VOLUME]
@@ -345,11 +348,11 @@ def test_tokens_file_mode_mounts_the_secret_on_the_pods_callers_reach(version: s
     }
     assert pod["automountServiceAccountToken"] is False
     # the shards trust the router's token only: no tokens file there
-    shard = poolmanifests.render_replica_set(POOL, spec, SETTINGS, 0)
+    shard = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, spec, SETTINGS), 0)
     assert "CODEINTEL_SERVER_TOKENS_FILE" not in _env(shard["spec"]["template"]["spec"])
     # an unsharded pool's searchers face the callers themselves
     one = parsed({**POOL["spec"], "shards": 1, "access": access})
-    searchers = poolmanifests.render_searchers(POOL, one, SETTINGS)
+    searchers = poolmanifests.render_searchers(poolmanifests.Pool(POOL, one, SETTINGS))
     assert "CODEINTEL_SERVER_TOKENS_FILE" in _env(searchers["spec"]["template"]["spec"])
     for manifest in (router, shard, searchers):
         kubernetes_validate.validate(manifest, version, strict=True)
@@ -358,19 +361,21 @@ def test_tokens_file_mode_mounts_the_secret_on_the_pods_callers_reach(version: s
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_mode_gives_the_router_its_service_account(version: str) -> None:
     spec = parsed({**POOL["spec"], "access": {"mode": "kubernetes"}})
-    router = poolmanifests.render_router(POOL, spec, SETTINGS)
+    router = poolmanifests.render_router(poolmanifests.Pool(POOL, spec, SETTINGS))
     pod = router["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "fleet-router"
     assert pod["automountServiceAccountToken"] is True
     assert _env(pod)["CODEINTEL_SERVER_KUBE_AUTH"] == "true"
-    shard = poolmanifests.render_replica_set(POOL, spec, SETTINGS, 0)
+    shard = poolmanifests.render_replica_set(poolmanifests.Pool(POOL, spec, SETTINGS), 0)
     shard_pod = shard["spec"]["template"]["spec"]
     assert shard_pod["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in shard_pod
     named = parsed(
         {**POOL["spec"], "access": {"mode": "kubernetes", "serviceAccountName": "agents-gw"}}
     )
-    named_pod = poolmanifests.render_router(POOL, named, SETTINGS)["spec"]["template"]["spec"]
+    named_pod = poolmanifests.render_router(poolmanifests.Pool(POOL, named, SETTINGS))["spec"][
+        "template"
+    ]["spec"]
     assert named_pod["serviceAccountName"] == "agents-gw"
     kubernetes_validate.validate(router, version, strict=True)
 

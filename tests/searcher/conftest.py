@@ -10,6 +10,7 @@ tests speak real HTTP to it (REST, MCP, schemathesis).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from searcher_helpers import Repo, Served, build_store, make_repo
 
 from codeintel.core.settings import Settings
+from codeintel.indexer import pipeline
 from codeintel.searcher import create_app
 
 
@@ -30,6 +32,17 @@ def store_settings(
     repo: Repo, local_embedder: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     return build_store(repo, tmp_path_factory.mktemp("searcher-store") / "store", local_embedder)
+
+
+@pytest.fixture
+def two_generation_store(tmp_path: Path, local_embedder: Any) -> tuple[Path, Settings]:
+    """A store of two generations: ``g000001`` of ``make_repo``, then ``g000002`` after one
+    more commit (a refund module); the store's root and the settings that built it."""
+    repo = make_repo(tmp_path / "repo")
+    settings = build_store(repo, tmp_path / "store", local_embedder)
+    repo.commit("refunds", {"billing/refund.py": "def refund_invoice(x):\n    return -x\n"})
+    pipeline.update(settings, local_embedder)
+    return tmp_path / "store", settings
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,29 @@ def build_store(repo: Repo, store: Path, embedder: Any) -> Settings:
     settings = settings_for(store)
     pipeline.build(settings, str(repo.path), embedder)
     return settings
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """``check()``'s first truthy result, polled every 50 ms; fails with ``what`` at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return result
+
+
+def metric(url: str, series: str) -> float | None:
+    """The value of one series in ``/metrics``, or None when it is absent."""
+    text = httpx.get(f"{url}/metrics").text
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def serving(url: str) -> dict[str, Any]:
+    """The ``serving`` part of ``/v1/index``: generation, fallback, current, reason."""
+    r = httpx.get(f"{url}/v1/index")
+    assert r.status_code == 200, r.text
+    return dict(r.json()["serving"])
 
 
 class Served:

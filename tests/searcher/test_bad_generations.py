@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from searcher_helpers import Served, build_store, make_repo, settings_for
+from searcher_helpers import (
+    Served,
+    build_store,
+    make_repo,
+    metric,
+    serving,
+    settings_for,
+    until,
+)
 
 from codeintel.core import store as store_mod
 from codeintel.core.embed.local import LocalEmbedder, resolve_model_dir
+from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
 from codeintel.searcher import create_app
 
@@ -56,27 +63,6 @@ def damage(gen: Path, fault: str) -> None:
     else:
         db = gen / "chunks.sqlite"
         db.write_bytes(db.read_bytes()[:-1] + b"\x01")
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return result
-
-
-def metric(url: str, series: str) -> float | None:
-    """The value of one series in ``/metrics``, or None when it is absent."""
-    text = httpx.get(f"{url}/metrics").text
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None
-
-
-def serving(url: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/v1/index")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["serving"])
 
 
 @pytest.mark.parametrize("fault", ["newer_format", "bad_checksum"])
@@ -176,14 +162,6 @@ def test_garbage_current_is_logged_once_per_change(
         assert serving(served.url)["fallback"] is True
 
 
-def _two_generation_store(tmp_path: Path, embedder: Any) -> tuple[Path, Any]:
-    repo = make_repo(tmp_path / "repo")
-    settings = build_store(repo, tmp_path / "store", embedder)
-    repo.commit("refunds", {"billing/refund.py": "def refund_invoice(x):\n    return -x\n"})
-    pipeline.update(settings, embedder)
-    return tmp_path / "store", settings
-
-
 def _flip_pages(db: Path) -> bytes:
     """XOR every byte after SQLite's 100-byte header, in place; returns the original bytes."""
     original = db.read_bytes()
@@ -194,9 +172,9 @@ def _flip_pages(db: Path) -> bytes:
 
 
 def test_damaged_chunks_db_under_a_running_searcher_falls_back(
-    tmp_path: Path, local_embedder: Any
+    two_generation_store: tuple[Path, Settings], local_embedder: Any
 ) -> None:
-    root, settings = _two_generation_store(tmp_path, local_embedder)
+    root, settings = two_generation_store
     with Served(create_app(settings, embedder=local_embedder)) as served:
         assert served.wait_ready()["generation"] == "g000002"
         _flip_pages(root / "generations" / "g000002" / "chunks.sqlite")
@@ -227,9 +205,9 @@ def test_damaged_chunks_db_under_a_running_searcher_falls_back(
 
 
 def test_damage_that_goes_away_reopens_the_same_generation(
-    tmp_path: Path, local_embedder: Any
+    two_generation_store: tuple[Path, Settings], local_embedder: Any
 ) -> None:
-    root, _ = _two_generation_store(tmp_path, local_embedder)
+    root, _ = two_generation_store
     # A slow poll, so the bytes are back before the searcher re-verifies them.
     settings = settings_for(root, reload_interval_seconds=3.0)
     with Served(create_app(settings, embedder=local_embedder)) as served:
@@ -342,9 +320,9 @@ def test_truncated_index_under_a_running_searcher_is_not_ready_and_says_why(
 
 
 def test_truncated_vectors_are_noticed_by_the_poll_and_fallen_back_from(
-    tmp_path: Path, local_embedder: Any
+    two_generation_store: tuple[Path, Settings], local_embedder: Any
 ) -> None:
-    root, settings = _two_generation_store(tmp_path, local_embedder)
+    root, settings = two_generation_store
     with Served(create_app(settings, embedder=local_embedder)) as served:
         assert served.wait_ready()["generation"] == "g000002"
         (segment,) = [

@@ -79,7 +79,9 @@ def test_chart_value_reaches_the_operator_and_every_rendered_searcher() -> None:
         INGRESS,
     ]
     pool = {"metadata": {"name": "fleet", "namespace": "search", "uid": "p1"}, "spec": {}}
-    router = poolmanifests.render_router(pool, poolspec.parse({"allowedHosts": [TEAM]}), settings)
+    router = poolmanifests.render_router(
+        poolmanifests.Pool(pool, poolspec.parse({"allowedHosts": [TEAM]}), settings)
+    )
     env = server_env(router["spec"]["template"]["spec"]["containers"][0])
     assert env["CODEINTEL_SERVER_ALLOWED_HOSTS"].split(",")[-2:] == [TEAM, INGRESS]
 

@@ -17,9 +17,17 @@ import httpx
 import pytest
 from fleet_helpers import REPOS, build, fleet_settings
 from fleet_helpers import make_repo as make_fleet_repo
-from searcher_helpers import Served, build_store, make_repo, settings_for
-from test_bad_generations import _two_generation_store, metric, serving, until
+from searcher_helpers import (
+    Served,
+    build_store,
+    make_repo,
+    metric,
+    serving,
+    settings_for,
+    until,
+)
 
+from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, scrubbing
 
 pytestmark = pytest.mark.slow
@@ -51,9 +59,9 @@ def own_file(gen: Path, parent: Path) -> Path:
 
 
 def test_rot_in_the_live_generation_falls_back_to_the_intact_one(
-    tmp_path: Path, local_embedder: Any
+    two_generation_store: tuple[Path, Settings], local_embedder: Any
 ) -> None:
-    root, settings = _two_generation_store(tmp_path, local_embedder)
+    root, settings = two_generation_store
     assert settings.server.scrub_mb_per_second > 0, "on by default"
     with Served(create_app(settings, embedder=local_embedder)) as served:
         assert served.wait_ready()["generation"] == "g000002"
@@ -115,10 +123,10 @@ def test_a_fleet_scrubs_its_loaded_stores(tmp_path: Path, local_embedder: Any) -
 
 
 def test_off_means_the_rot_is_served_until_the_next_load(
-    tmp_path: Path, local_embedder: Any
+    two_generation_store: tuple[Path, Settings], local_embedder: Any
 ) -> None:
     """The setting is real: with the scrub off, nothing else notices (the reason it exists)."""
-    root, _ = _two_generation_store(tmp_path, local_embedder)
+    root, _ = two_generation_store
     settings = settings_for(root, scrub_mb_per_second=0.0)
     with Served(create_app(settings, embedder=local_embedder)) as served:
         served.wait_ready()

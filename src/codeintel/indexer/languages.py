@@ -30,6 +30,8 @@ import logging
 import posixpath
 import re
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import msgspec
 import tree_sitter
@@ -229,9 +231,30 @@ GRAMMARS: dict[str, GrammarSpec] = {
 }
 """Every language chunked by symbols. Others are chunked by line windows."""
 
-_lock = threading.Lock()
-_languages: dict[str, tree_sitter.Language | None] = {}
 _local = threading.local()
+
+T = TypeVar("T")
+
+
+class OncePerLanguage(Generic[T]):
+    """A value per language (a grammar, a compiled query), made by ``make`` once per
+    process: under a lock the first time, so threads asking together make it once, then
+    read without it."""
+
+    def __init__(self, make: Callable[[str], T]) -> None:
+        self._make = make
+        self._values: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, language: str) -> T:
+        try:
+            return self._values[language]
+        except KeyError:
+            pass
+        with self._lock:
+            if language not in self._values:
+                self._values[language] = self._make(language)
+            return self._values[language]
 
 
 def grammar_for(language: str) -> GrammarSpec | None:
@@ -241,14 +264,7 @@ def grammar_for(language: str) -> GrammarSpec | None:
 
 def load_language(language: str) -> tree_sitter.Language | None:
     """The grammar of ``language``, loaded once per process; ``None`` if absent or broken."""
-    try:
-        return _languages[language]
-    except KeyError:
-        pass
-    with _lock:
-        if language not in _languages:
-            _languages[language] = _load(language)
-        return _languages[language]
+    return _grammars.get(language)
 
 
 def _load(language: str) -> tree_sitter.Language | None:
@@ -262,6 +278,9 @@ def _load(language: str) -> tree_sitter.Language | None:
         # A missing or ABI-incompatible wheel degrades to line windows, loudly once.
         logger.warning("no %s grammar (%s: %s); using line windows", language, spec.module, e)
         return None
+
+
+_grammars: OncePerLanguage[tree_sitter.Language | None] = OncePerLanguage(_load)
 
 
 def parser_for(language: str) -> tree_sitter.Parser | None:

@@ -43,11 +43,10 @@ async def reconcile_pool(
 ) -> None:
     """One pass over SearchPool ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, lock_key(name)):
-        body = await ctx.client.get_live(url(POOLS, namespace, name))
-        if body is None:
+        live = await reconciling.read_live(ctx, POOLS, namespace, name)
+        if live is None:
             return
-        status: dict[str, Any] = dict(body.get("status") or {})
-        observed = planning.generation_of(body)
+        body, status, observed = live
         try:
             spec_mod.parse_pool_name(name, "metadata.name")
             spec = poolspec_mod.parse(body.get("spec") or {})
@@ -103,13 +102,13 @@ async def ensure_unsharded(
     ctx: reconciling.Context, body: Mapping[str, Any], spec: poolspec_mod.SearchPoolSpec
 ) -> None:
     """Shards 1: a searcher Deployment behind the pool's Service; no StatefulSet, no router."""
-    settings = ctx.settings
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    searchpool = poolmanifests.Pool(body, spec, ctx.settings)
+    pool, namespace = searchpool.name, searchpool.namespace
     searchers = poolmanifests.searchers_name(pool)
-    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_searchers(body, spec, settings))
+    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_searchers(searchpool))
     budget = poolmanifests.render_disruption_budget(body, searchers, poolmanifests.SEARCHER)
     await _apply(ctx, PDBS, budget)
-    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(body, spec, settings))
+    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(searchpool))
     for replica_set in await _replica_sets(ctx, namespace, pool):
         await ctx.client.delete(url(STATEFULSETS, namespace, replica_set["metadata"]["name"]))
     shards, router = poolmanifests.shards_service_name(pool), poolmanifests.router_name(pool)
@@ -130,16 +129,16 @@ async def ensure_sharded(
 ) -> None:
     """Shards N > 1: headless Service, one StatefulSet per replica set (rolled one at a
     time), the router and the pool's Service in front of it."""
-    settings = ctx.settings
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    searchpool = poolmanifests.Pool(body, spec, ctx.settings)
+    pool, namespace = searchpool.name, searchpool.namespace
     shards, router = poolmanifests.shards_service_name(pool), poolmanifests.router_name(pool)
-    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_shards_service(body, settings))
+    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_shards_service(body, ctx.settings))
     budget = poolmanifests.render_disruption_budget(body, shards, poolmanifests.SHARD)
     await _apply(ctx, PDBS, budget)
     existing = {s["metadata"]["name"]: s for s in await _replica_sets(ctx, namespace, pool)}
     earlier_settled = True
     for replica in range(spec.replicas):
-        manifest = poolmanifests.render_replica_set(body, spec, settings, replica)
+        manifest = poolmanifests.render_replica_set(searchpool, replica)
         name = manifest["metadata"]["name"]
         current = existing.pop(name, None)
         if current is None:
@@ -160,10 +159,10 @@ async def ensure_sharded(
     for name in existing:
         logger.info("Deleting StatefulSet %s: spec.replicas is %d", name, spec.replicas)
         await ctx.client.delete(url(STATEFULSETS, namespace, name))
-    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_router(body, spec, settings))
+    await _apply(ctx, reconciling.DEPLOYMENTS, poolmanifests.render_router(searchpool))
     budget = poolmanifests.render_disruption_budget(body, router, poolmanifests.ROUTER)
     await _apply(ctx, PDBS, budget)
-    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(body, spec, settings))
+    await _apply(ctx, reconciling.SERVICES, poolmanifests.render_service(searchpool))
     searchers = poolmanifests.searchers_name(pool)
     await ctx.client.delete(url(reconciling.DEPLOYMENTS, namespace, searchers))
     await ctx.client.delete(url(PDBS, namespace, searchers))

@@ -16,6 +16,7 @@ validated against the Kubernetes schemas without a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -32,6 +33,24 @@ POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 TEMPLATE_HASH_ANNOTATION = f"{manifests.GROUP}/template-hash"
 POOL_VOLUME = "pool"
 SEARCHER, SHARD, ROUTER = "pool-searcher", "pool-shard", "pool-router"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """The SearchPool a renderer draws: the object as read, its parsed spec, and the
+    operator's settings (ports, mount path, resources, cluster domain)."""
+
+    body: Mapping[str, Any]
+    spec: poolspec_mod.SearchPoolSpec
+    settings: settings_mod.OperatorSettings
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
 
 
 def service_name(pool: str) -> str:
@@ -119,19 +138,14 @@ def render_pvc(body: Mapping[str, Any], spec: poolspec_mod.SearchPoolSpec) -> ma
     return manifests.claim(meta, "ReadWriteMany", spec.storage_size, spec.storage_class)
 
 
-def render_service(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
-) -> manifests.Manifest:
+def render_service(pool: Pool) -> manifests.Manifest:
     """The Service agents use: in front of the router, or of the searchers when unsharded."""
-    pool = body["metadata"]["name"]
-    target = ROUTER if spec.sharded else SEARCHER
+    target = ROUTER if pool.spec.sharded else SEARCHER
     return manifests.service(
-        metadata(body, service_name(pool), "pool"),
-        selector_labels(pool, target),
-        [("http", settings.searcher_port)],
-        {"type": spec.service_type},
+        metadata(pool.body, service_name(pool.name), "pool"),
+        selector_labels(pool.name, target),
+        [("http", pool.settings.searcher_port)],
+        {"type": pool.spec.service_type},
     )
 
 
@@ -279,31 +293,22 @@ def _listen_args(settings: settings_mod.OperatorSettings) -> list[str]:
     return ["--host", host, "--port", str(settings.searcher_port)]
 
 
-def render_searchers(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
-) -> manifests.Manifest:
+def render_searchers(pool: Pool) -> manifests.Manifest:
     """The searcher Deployment of an unsharded pool: every pod serves every store."""
-    pool = body["metadata"]["name"]
+    spec, settings = pool.spec, pool.settings
     args, resources = searcher_args(settings), _searcher_resources(spec, settings)
-    pod = _front_pod(body, spec, settings, "searcher", args, resources, claim_name(pool, spec))
-    return _deployment(body, searchers_name(pool), SEARCHER, spec.replicas, pod)
+    pod = _front_pod(pool, "searcher", args, resources, claim_name(pool.name, spec))
+    return _deployment(pool, searchers_name(pool.name), SEARCHER, spec.replicas, pod)
 
 
-def render_replica_set(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
-    replica: int,
-) -> manifests.Manifest:
+def render_replica_set(pool: Pool, replica: int) -> manifests.Manifest:
     """StatefulSet ``replica``: ``shards`` pods, pod ``s`` serving shard ``s``.
 
     The shard index is the pod's ordinal, read from the ``apps.kubernetes.io/pod-index``
     label through the downward API and expanded into the args by the kubelet."""
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    headless = shards_service_name(pool)
-    hosts = _hosts(headless, namespace, spec, settings)
+    body, spec, settings = pool.body, pool.spec, pool.settings
+    headless = shards_service_name(pool.name)
+    hosts = _hosts(headless, pool.namespace, spec, settings)
     env = [
         {
             "name": "CODEINTEL_SHARD_INDEX",
@@ -321,22 +326,22 @@ def render_replica_set(
     container = _container(
         "searcher", args, env, _searcher_resources(spec, settings), settings, mounts_pool=True
     )
-    pod = _pod_spec(container, spec, settings, claim_name(pool, spec))
+    pod = _pod_spec(container, spec, settings, claim_name(pool.name, spec))
     # Replicas of one shard (same ordinal, different StatefulSets) on different nodes.
     pod["topologySpreadConstraints"] = [
         {
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",
             "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": selector_labels(pool, SHARD)},
+            "labelSelector": {"matchLabels": selector_labels(pool.name, SHARD)},
             "matchLabelKeys": [POD_INDEX_LABEL],
         }
     ]
-    selector = {**selector_labels(pool, SHARD), REPLICA_SET_LABEL: str(replica)}
+    selector = {**selector_labels(pool.name, SHARD), REPLICA_SET_LABEL: str(replica)}
     manifest: manifests.Manifest = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": metadata(body, replica_set_name(pool, replica), SHARD),
+        "metadata": metadata(body, replica_set_name(pool.name, replica), SHARD),
         "spec": {
             "replicas": spec.shards,
             "serviceName": headless,
@@ -344,7 +349,9 @@ def render_replica_set(
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": {**labels(pool, SHARD), REPLICA_SET_LABEL: str(replica)}},
+                "metadata": {
+                    "labels": {**labels(pool.name, SHARD), REPLICA_SET_LABEL: str(replica)}
+                },
                 "spec": pod,
             },
         },
@@ -361,45 +368,34 @@ def template_hash(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def router_args(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
-) -> list[str]:
+def router_args(pool: Pool) -> list[str]:
     """``codeintel router`` pointed at every shard pod: pod ``s`` of replica set ``r`` is
     ``<pool>-r<r>-<s>.<headless service>``, stable DNS a StatefulSet gives its pods."""
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    host = shards_service_host(pool, namespace, settings)
-    pod = f"{replica_set_name(pool, 0)[:-1]}{{r}}-{{i}}"
+    settings = pool.settings
+    host = shards_service_host(pool.name, pool.namespace, settings)
+    pod = f"{replica_set_name(pool.name, 0)[:-1]}{{r}}-{{i}}"
     return [
         "router",
         *_listen_args(settings),
         "--shard-url",
         f"http://{pod}.{host}:{settings.searcher_port}",
         "--shards",
-        str(spec.shards),
+        str(pool.spec.shards),
         "--shard-replicas",
-        str(spec.replicas),
+        str(pool.spec.replicas),
     ]
 
 
-def render_router(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
-) -> manifests.Manifest:
+def render_router(pool: Pool) -> manifests.Manifest:
     """The router Deployment: stateless, no volume, same image as the searchers."""
-    pool = body["metadata"]["name"]
-    resources = manifests.resources(spec.router_resources, settings.router_resources, False)
-    args = router_args(body, spec, settings)
-    pod = _front_pod(body, spec, settings, "router", args, resources, None)
-    return _deployment(body, router_name(pool), ROUTER, spec.router_replicas, pod)
+    spec = pool.spec
+    resources = manifests.resources(spec.router_resources, pool.settings.router_resources, False)
+    pod = _front_pod(pool, "router", router_args(pool), resources, None)
+    return _deployment(pool, router_name(pool.name), ROUTER, spec.router_replicas, pod)
 
 
 def _front_pod(
-    body: Mapping[str, Any],
-    spec: poolspec_mod.SearchPoolSpec,
-    settings: settings_mod.OperatorSettings,
+    pool: Pool,
     name: str,
     args: list[str],
     resources: dict[str, Any],
@@ -407,30 +403,29 @@ def _front_pod(
 ) -> dict[str, Any]:
     """The pod of a Deployment behind the pool's Service (the router, or unsharded searchers):
     it embeds queries, checks access, and mounts the pool volume when ``claim`` names it."""
-    pool, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    hosts = _hosts(service_name(pool), namespace, spec, settings)
+    spec, settings = pool.spec, pool.settings
+    hosts = _hosts(service_name(pool.name), pool.namespace, spec, settings)
     env = _env(spec, hosts, embedder=True)
     container = _container(name, args, env, resources, settings, mounts_pool=claim is not None)
-    return _with_access(_pod_spec(container, spec, settings, claim), pool, spec)
+    return _with_access(_pod_spec(container, spec, settings, claim), pool.name, spec)
 
 
 def _deployment(
-    body: Mapping[str, Any], name: str, component: str, replicas: int, pod: dict[str, Any]
+    pool: Pool, name: str, component: str, replicas: int, pod: dict[str, Any]
 ) -> manifests.Manifest:
     """A Deployment of the pool's ``component`` pods that surges before it retires one."""
-    pool = body["metadata"]["name"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(body, name, component),
+        "metadata": metadata(pool.body, name, component),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": selector_labels(pool, component)},
+            "selector": {"matchLabels": selector_labels(pool.name, component)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {"metadata": {"labels": labels(pool, component)}, "spec": pod},
+            "template": {"metadata": {"labels": labels(pool.name, component)}, "spec": pod},
         },
     }
 

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeintel.core import errors
 from codeintel.operator import jobs, kube, manifests, planning, poolmanifests, progress, pruning
@@ -66,6 +66,29 @@ def url(
     return kube.path(kind[0], kind[1], namespace, name, sub)
 
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class LiveObject(NamedTuple):
+    """A custom object as one reconcile pass reads it, fresh under its lock."""
+
+    body: dict[str, Any]
+    status: dict[str, Any]
+    """A copy of the object's status, for the pass to update."""
+    observed: int
+    """Its ``metadata.generation``: what a status the pass writes has observed."""
+
+
+async def read_live(
+    ctx: Context, kind: tuple[str, str], namespace: str, name: str
+) -> LiveObject | None:
+    """The object ``namespace/name`` of ``kind``; ``None`` when it is gone or being deleted."""
+    body = await ctx.client.get_live(url(kind, namespace, name))
+    if body is None:
+        return None
+    return LiveObject(body, dict(body.get("status") or {}), planning.generation_of(body))
+
+
 async def reconcile(
     ctx: Context,
     namespace: str,
@@ -76,11 +99,10 @@ async def reconcile(
 ) -> None:
     """One pass over CodeIndex ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, name):
-        body = await ctx.client.get_live(url(CODEINDEXES, namespace, name))
-        if body is None:
+        live = await read_live(ctx, CODEINDEXES, namespace, name)
+        if live is None:
             return
-        status: dict[str, Any] = dict(body.get("status") or {})
-        observed = planning.generation_of(body)
+        body, status, observed = live
         try:
             spec = spec_mod.parse(body.get("spec") or {}, ctx.settings)
         except errors.ConfigError as e:
@@ -96,8 +118,9 @@ async def reconcile(
             await ensure_storage(ctx, body, spec)
         if ensure_children and status.get("generation"):
             await ensure_serving(ctx, body, spec, status)
-        status = await observe_job(ctx, body, spec, status, logger, location)
-        await start_next_job(ctx, body, spec, status, logger, location)
+        target = JobTarget(body, spec, location)
+        status = await observe_job(ctx, target, status, logger)
+        await start_next_job(ctx, target, status, logger)
 
 
 async def store_location(
@@ -192,15 +215,20 @@ async def ensure_searchers(
             await create_or_adopt(ctx, url(kind, namespace), manifest)
 
 
+class JobTarget(NamedTuple):
+    """The CodeIndex whose Jobs a pass follows and starts: the object as read, its parsed
+    spec, and where its Jobs write the store."""
+
+    body: Mapping[str, Any]
+    spec: spec_mod.CodeIndexSpec
+    where: jobs.StoreLocation
+
+
 async def observe_job(
-    ctx: Context,
-    body: Mapping[str, Any],
-    spec: spec_mod.CodeIndexSpec,
-    status: dict[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    where: jobs.StoreLocation,
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
 ) -> dict[str, Any]:
     """Follow the active Job to its end; returns the status as it is afterwards."""
+    body, spec, where = target
     namespace = body["metadata"]["namespace"]
     observed = planning.generation_of(body)
     active = status.get("activeJob")
@@ -294,14 +322,10 @@ async def observe_job(
 
 
 async def start_next_job(
-    ctx: Context,
-    body: Mapping[str, Any],
-    spec: spec_mod.CodeIndexSpec,
-    status: dict[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    where: jobs.StoreLocation,
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
 ) -> None:
     """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
+    body, spec, where = target
     plan = planning.next_action(spec, status, planning.now())
     if plan.action is None:
         return

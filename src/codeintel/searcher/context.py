@@ -43,12 +43,24 @@ MAX_INFLIGHT_BATCHES = 2
 
 
 class Runtime:
-    """A bounded executor for blocking work and the background tasks of one serving context
-    (single store, many stores, router), started in ``start`` and stopped in ``aclose``."""
+    """What every serving context (single store, many stores, router) holds: its settings,
+    its request metrics, a bounded executor for blocking work (``settings.server.workers``
+    threads unless told) and the background tasks started in ``start`` and stopped in
+    ``aclose``."""
 
-    def __init__(self, workers: int, name: str) -> None:
+    def __init__(
+        self,
+        settings: settings_mod.Settings,
+        metrics: metrics_mod.Metrics,
+        *,
+        workers: int | None = None,
+        name: str = "codeintel-search",
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        threads = settings.server.workers if workers is None else workers
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, workers), thread_name_prefix=name
+            max_workers=max(1, threads), thread_name_prefix=name
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -85,9 +97,7 @@ class AppContext(Runtime):
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
-        super().__init__(settings.server.workers, "codeintel-search")
-        self.settings = settings
-        self.metrics = metrics_mod.Metrics.create()
+        super().__init__(settings, metrics_mod.Metrics.create())
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._embedder_error: str | None = None

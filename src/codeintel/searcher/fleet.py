@@ -4,7 +4,7 @@
 ``DIR/<namespace>/<name>/`` (a SearchPool's volume), named ``namespace/name`` in
 the API: :mod:`discovery` finds them and picks this shard's share,
 :mod:`storeset` opens and closes them on demand, :mod:`query_embedders` embeds
-queries once per embedding model and :mod:`fleet_metrics` adds per-store series.
+queries once per embedding model and :class:`~metrics.FleetMetrics` adds per-store series.
 
 :class:`FleetTools` answers the catalogue across the selected stores by running
 the single-store :class:`~tools.Tools` on each and merging with
@@ -38,8 +38,8 @@ from codeintel.searcher import (
     scrubbing,
     symbol_answers,
 )
-from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
+from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import storeset as storeset_mod
 from codeintel.searcher import tools as tools_mod
@@ -166,7 +166,7 @@ class FleetTools(dispatch.Dispatcher):
             self._check_models(names)
         answers, skipped = await self._each(names, "semantic_search", req, pos=pos)
         merged = merging.semantic(answers, req.k, req.mode, skipped)
-        return merged_pages.fit("semantic_search", req, answers, merged, pos)
+        return merged_pages.fit("semantic_search", req, answers, merged)
 
     async def semantic_search_vector(self, req: models.VectorSearchRequest) -> dict[str, Any]:
         """semantic_search with the query vector the router embedded once for all shards."""
@@ -187,19 +187,19 @@ class FleetTools(dispatch.Dispatcher):
             names = [n for n in names if n in pos.offsets]
         answers, skipped = await self._each(names, "semantic_search", inner, vector, pos)
         merged = merging.semantic(answers, inner.k, inner.mode, skipped)
-        return merged_pages.fit("semantic_search", inner, answers, merged, pos)
+        return merged_pages.fit("semantic_search", inner, answers, merged)
 
     async def search_text(self, req: models.SearchTextRequest) -> dict[str, Any]:
         names, pos = self._selected("search_text", req)
         answers, skipped = await self._each(names, "search_text", req, pos=pos)
         merged = merging.text(answers, req.max_results, skipped)
-        return merged_pages.fit("search_text", req, answers, merged, pos)
+        return merged_pages.fit("search_text", req, answers, merged)
 
     async def list_paths(self, req: models.ListPathsRequest) -> dict[str, Any]:
         names, pos = self._selected("list_paths", req)
         answers, skipped = await self._each(names, "list_paths", req, pos=pos)
         merged = merging.paths(answers, req.max_results, skipped)
-        return merged_pages.fit("list_paths", req, answers, merged, pos)
+        return merged_pages.fit("list_paths", req, answers, merged)
 
     def _one(self, req: Any) -> str:
         if req.repo is not None:
@@ -376,10 +376,8 @@ class FleetContext(context_mod.Runtime):
         *,
         embedder: embedding_mod.Embedder | None = None,
     ) -> None:
-        super().__init__(settings.server.workers, "codeintel-search")
-        self.settings = settings
-        self.fleet_metrics = fleet_metrics_mod.FleetMetrics.create()
-        self.metrics = self.fleet_metrics.base
+        self.fleet_metrics = metrics_mod.FleetMetrics.create()
+        super().__init__(settings, self.fleet_metrics.base)
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe, embedder
         )

@@ -20,11 +20,11 @@ def fit(
     req: Any,
     parts: Sequence[dict[str, Any]],
     merged: dict[str, Any],
-    pos: cursors.Position | None,
 ) -> dict[str, Any]:
     """``merged`` with its per-repository cursor (each repository resumes where it
-    stopped), fitted to the caller's budget; a tool of ``CUT_PAGES`` is cut to fewer rows,
-    paginated again."""
+    stopped, as ``req.cursor`` said it would), fitted to the caller's budget; a tool of
+    ``CUT_PAGES`` is cut to fewer rows, paginated again."""
+    pos = cursors.decode(tool, req)  # the callers decoded it already: it is valid
 
     def repage(cut: dict[str, Any]) -> None:
         merging.paginate(tool, req, parts, cut, pos)

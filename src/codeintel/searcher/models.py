@@ -148,6 +148,10 @@ class _Request(BaseModel):
         return value
 
 
+OneOrMore = Annotated[int, Strict(), Field(ge=1)]
+"""A JSON integer from 1 (a page size, a line number); each field adds its ``le`` and
+description (pydantic merges the two Fields)."""
+
 MaxTokens = Annotated[
     int | None,
     Strict(),
@@ -213,9 +217,7 @@ class SemanticSearchRequest(_ManyRepos):
             "(e.g. 'retry HTTP requests with exponential backoff').",
         ),
     ]
-    k: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_K, description="Number of chunks to return.")
-    ] = 20
+    k: Annotated[OneOrMore, Field(le=MAX_K, description="Number of chunks to return.")] = 20
     path_glob: Annotated[
         Glob | None,
         Field(description="Only chunks whose path matches this glob, e.g. 'src/**/*.py'."),
@@ -256,9 +258,7 @@ class SearchTextRequest(_ManyRepos):
         Glob | None, Field(description="Only files matching this glob, e.g. '*.py' or 'src/**'.")
     ] = None
     max_results: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=MAX_RESULTS, description="Matching lines returned at most (a page)."),
+        OneOrMore, Field(le=MAX_RESULTS, description="Matching lines returned at most (a page).")
     ] = 200
     cursor: Cursor = None
     fields: Annotated[list[TextField] | None, _fields(TextField)] = None
@@ -282,7 +282,7 @@ class ListPathsRequest(_ManyRepos):
         Field(max_length=MAX_GLOBS, description="Drop paths matching any of these globs."),
     ] = None
     max_results: Annotated[
-        int, Strict(), Field(ge=1, le=MAX_RESULTS, description="Paths returned at most (a page).")
+        OneOrMore, Field(le=MAX_RESULTS, description="Paths returned at most (a page).")
     ] = 1000
     cursor: Cursor = None
     fields: Annotated[list[PathField] | None, _fields(PathField)] = None
@@ -290,23 +290,17 @@ class ListPathsRequest(_ManyRepos):
 
 class BlameRangeRequest(_OneRepo):
     path: RepoPath
-    start_line: Annotated[
-        int, Strict(), Field(ge=1, le=10_000_000, description="First line, 1-based.")
-    ]
+    start_line: Annotated[OneOrMore, Field(le=10_000_000, description="First line, 1-based.")]
     end_line: Annotated[
-        int,
-        Strict(),
+        OneOrMore,
         Field(
-            ge=1,
             le=10_000_000,
             description=f"Last line, inclusive; at most {MAX_LINE_SPAN} lines per call.",
         ),
     ]
     max_results: Annotated[
-        int,
-        Strict(),
+        OneOrMore,
         Field(
-            ge=1,
             le=MAX_LINE_SPAN,
             description="Line ranges (consecutive lines of one commit) returned at most (a page).",
         ),
@@ -330,9 +324,8 @@ class BlameRangeRequest(_OneRepo):
 class FileHistoryRequest(_OneRepo):
     path: RepoPath
     limit: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=MAX_HISTORY, description="Commits returned at most, newest first (a page)."),
+        OneOrMore,
+        Field(le=MAX_HISTORY, description="Commits returned at most, newest first (a page)."),
     ] = 50
     cursor: Cursor = None
     fields: Annotated[
@@ -473,9 +466,7 @@ class FindSymbolRequest(_ByName, _ManyRepos):
         ),
     ] = False
     limit: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=MAX_SYMBOLS, description="Definitions returned at most, best first."),
+        OneOrMore, Field(le=MAX_SYMBOLS, description="Definitions returned at most, best first.")
     ] = 10
 
 
@@ -488,8 +479,6 @@ class FindReferencesRequest(_ByName, _ManyRepos):
         Glob | None, Field(description="Only occurrences in files matching this glob.")
     ] = None
     limit: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=MAX_REFERENCES, description="Occurrences returned at most (a page)."),
+        OneOrMore, Field(le=MAX_REFERENCES, description="Occurrences returned at most (a page).")
     ] = 100
     cursor: Cursor = None

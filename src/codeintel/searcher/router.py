@@ -33,7 +33,6 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import (
     access,
-    cursors,
     discovery,
     dispatch,
     merged_pages,
@@ -44,6 +43,7 @@ from codeintel.searcher import (
 )
 from codeintel.searcher import budget as budget_mod
 from codeintel.searcher import context as context_mod
+from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import query_embedders as query_embedders_mod
 from codeintel.searcher import tools as tools_mod
 
@@ -59,7 +59,7 @@ class Router(dispatch.Dispatcher):
     def __init__(
         self,
         settings: settings_mod.Settings,
-        metrics: shard_fanout.RouterMetrics,
+        metrics: metrics_mod.RouterMetrics,
         embedders: query_embedders_mod.QueryEmbedders,
     ) -> None:
         super().__init__(metrics.base)
@@ -125,9 +125,7 @@ class Router(dispatch.Dispatcher):
         missing: list[str],
     ) -> dict[str, Any]:
         """The shards' pages merged into one page (the shards read the same cursor)."""
-        return merged_pages.fit(
-            tool, req, parts, _partial(merged, missing), cursors.decode(tool, req)
-        )
+        return merged_pages.fit(tool, req, parts, _partial(merged, missing))
 
     async def blame_range(self, req: models.BlameRangeRequest) -> dict[str, Any]:
         req.check()
@@ -313,10 +311,8 @@ class RouterContext(context_mod.Runtime):
     """The router's long-lived state for the app lifespan: HTTP client, embedder, metrics."""
 
     def __init__(self, settings: settings_mod.Settings) -> None:
-        super().__init__(2, "codeintel-router")
-        self.settings = settings
-        self.router_metrics = shard_fanout.RouterMetrics.create()
-        self.metrics = self.router_metrics.base
+        self.router_metrics = metrics_mod.RouterMetrics.create()
+        super().__init__(settings, self.router_metrics.base, workers=2, name="codeintel-router")
         self.embedders = query_embedders_mod.QueryEmbedders(
             settings, self.run, self.metrics.batch_size.observe
         )

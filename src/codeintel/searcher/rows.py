@@ -6,8 +6,8 @@ annotations already say the row's fields, types and descriptions
 (``Annotated[T, msgspec.Meta(description=...)]``). FastAPI's OpenAPI document and
 the MCP SDK's output schema (which also checks every structured answer) take
 pydantic models, so a :class:`Row` subclass names its record and how the answer
-differs from it, and its metaclass writes the record's fields into the class before
-pydantic reads it:
+differs from it, and ``Row.__init_subclass__`` writes the record's fields into the
+class before pydantic collects them (no private pydantic API):
 
 * ``rename`` — a field published under another name (``Symbol.id`` is ``symbol_id``);
 * ``omit`` — fields the answer never carries (a tree entry's blob id);
@@ -24,6 +24,7 @@ list_repos rows, made as dicts) are declared here directly.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any
@@ -31,9 +32,6 @@ from typing import Annotated, Any
 import msgspec
 import pydantic
 from pydantic import Field
-
-# pydantic's model metaclass (``type(pydantic.BaseModel)``), named for mypy.
-from pydantic._internal._model_construction import ModelMetaclass
 
 from codeintel.core import git, history, hits, symbols
 from codeintel.core.store import manifest
@@ -84,34 +82,7 @@ def record_fields(
     return out
 
 
-class _RowMeta(ModelMetaclass):
-    """Writes the record's fields into a :class:`Row` subclass before pydantic reads it."""
-
-    def __new__(
-        mcs,
-        name: str,
-        bases: tuple[type[Any], ...],
-        namespace: dict[str, Any],
-        record: type[msgspec.Struct] | None = None,
-        rename: Mapping[str, str] | None = None,
-        omit: Collection[str] = (),
-        optional: Collection[str] = (),
-        **kwargs: Any,
-    ) -> type:
-        if record is not None:
-            derived = record_fields(record, rename=rename, omit=omit, optional=optional)
-            own = namespace.get("__annotations__", {})
-            namespace["__annotations__"] = {
-                **{field: kind for field, (kind, _) in derived.items()},
-                **own,
-            }
-            for field, (_, info) in derived.items():
-                if field not in own:
-                    namespace[field] = info
-        return super().__new__(mcs, name, bases, namespace, **kwargs)
-
-
-class Row(pydantic.BaseModel, metaclass=_RowMeta):
+class Row(pydantic.BaseModel):
     """A published answer row; subclass with ``record=`` (and ``rename``, ``omit``, ``optional``)."""
 
     def __init_subclass__(
@@ -123,8 +94,16 @@ class Row(pydantic.BaseModel, metaclass=_RowMeta):
         optional: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
-        # The metaclass has used the row keywords already; declared here so that mypy
-        # checks them on every subclass.
+        # Python calls this from ``type.__new__``, before pydantic collects the fields
+        # (pydantic's ``__pydantic_init_subclass__`` is the hook that runs after), so the
+        # record's fields written here are read like declared ones.
+        if record is not None:
+            derived = record_fields(record, rename=rename, omit=omit, optional=optional)
+            own = inspect.get_annotations(cls)
+            cls.__annotations__ = {**{field: kind for field, (kind, _) in derived.items()}, **own}
+            for field, (_, info) in derived.items():
+                if field not in own:
+                    setattr(cls, field, info)
         super().__init_subclass__(**kwargs)
 
 

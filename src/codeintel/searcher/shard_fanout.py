@@ -11,7 +11,6 @@ is relayed as the same error, so the router answers what a searcher would.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import msgspec
-import prometheus_client as prom
 
 from codeintel.core import errors
 from codeintel.core import settings as settings_mod
@@ -52,56 +50,10 @@ class _ShardUnavailableError(Exception):
     """A shard did not answer usefully: down, slow, or a server error."""
 
 
-@dataclasses.dataclass
-class RouterMetrics:
-    base: metrics_mod.Metrics
-    shard_seconds: prom.Histogram
-    shard_failures: prom.Counter
-    partial_answers: prom.Counter
-    shard_ejections: prom.Counter
-    replicas_ejected: prom.Gauge
-
-    @classmethod
-    def create(cls) -> RouterMetrics:
-        base = metrics_mod.Metrics.create()
-        r = base.registry
-        return cls(
-            base=base,
-            shard_seconds=prom.Histogram(
-                "codeintel_router_shard_seconds",
-                "Time one shard took to answer one fanned-out request.",
-                ["shard"],
-                registry=r,
-            ),
-            shard_failures=prom.Counter(
-                "codeintel_router_shard_failures",
-                "Shard requests that failed, by shard and reason (timeout, connect, status).",
-                ["shard", "reason"],
-                registry=r,
-            ),
-            partial_answers=prom.Counter(
-                "codeintel_router_partial_answers",
-                "Answers sent without every shard (partial: true).",
-                registry=r,
-            ),
-            shard_ejections=prom.Counter(
-                "codeintel_router_shard_ejections",
-                "Shard replicas left out of queries after a timeout (searcher/ejection.py).",
-                ["shard"],
-                registry=r,
-            ),
-            replicas_ejected=prom.Gauge(
-                "codeintel_router_replicas_ejected",
-                "Shard replicas out of queries right now, waiting for a probe to answer.",
-                registry=r,
-            ),
-        )
-
-
 class ShardFanout:
     """One request to many shards at once, each tried replica by replica."""
 
-    def __init__(self, settings: settings_mod.Settings, metrics: RouterMetrics) -> None:
+    def __init__(self, settings: settings_mod.Settings, metrics: metrics_mod.RouterMetrics) -> None:
         self.shards = shard_urls(settings.fleet)
         self.timeout = settings.fleet.shard_timeout_seconds
         self.metrics = metrics

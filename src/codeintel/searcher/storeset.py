@@ -26,8 +26,8 @@ from codeintel.core import errors
 from codeintel.core import settings as settings_mod
 from codeintel.core.store import manifest as manifest_mod
 from codeintel.searcher import access, discovery
-from codeintel.searcher import fleet_metrics as fleet_metrics_mod
 from codeintel.searcher import generations as generations_mod
+from codeintel.searcher import metrics as metrics_mod
 from codeintel.searcher import tools as tools_mod
 from codeintel.searcher import worktree as worktree_mod
 
@@ -56,7 +56,7 @@ class StoreSet:
         settings: settings_mod.Settings,
         run: Any,
         executor: concurrent.futures.Executor,
-        metrics: fleet_metrics_mod.FleetMetrics,
+        metrics: metrics_mod.FleetMetrics,
     ) -> None:
         self.settings = settings
         self.fleet = settings.fleet
@@ -148,7 +148,7 @@ class StoreSet:
                 self.settings.replace(store={"path": entry.root}),
                 self._run,
                 self._executor,
-                fleet_metrics_mod.StoreMetrics(self.metrics, entry.name),  # type: ignore[arg-type]
+                metrics_mod.StoreMetrics(self.metrics, entry.name),  # type: ignore[arg-type]
                 cache_dir=entry.cache_dir,
             )
             entry.manager = manager

@@ -54,21 +54,34 @@ def index_of(gen: generations_mod.LoadedGeneration, repo: str) -> symbols_mod.Sy
     return result
 
 
-def symbol_row(sym: symbols_mod.Symbol) -> dict[str, Any]:
-    """One definition, compact: empty fields are left out."""
-    row: dict[str, Any] = {
-        "symbol_id": sym.id,
-        "name": sym.name,
-        "qualname": sym.qualname,
-        "kind": sym.kind,
-        "language": sym.language,
-        "path": sym.path,
-        "start_line": sym.start_line,
-        "end_line": sym.end_line,
-        "signature": sym.signature,
-    }
+SYMBOL_ROW_FIELDS = (
+    "name",
+    "qualname",
+    "kind",
+    "language",
+    "path",
+    "start_line",
+    "end_line",
+    "signature",
+)
+"""A find_symbol row's fields after ``symbol_id``, always there (``rows.SymbolRow``)."""
+OUTLINE_NODE_FIELDS = ("name", "kind", "start_line", "end_line", "signature")
+"""A file_outline node's fields after ``symbol_id``, always there (``rows.OutlineRow``)."""
+
+
+def _compact(sym: symbols_mod.Symbol, fields: tuple[str, ...]) -> dict[str, Any]:
+    """``symbol_id``, then ``fields`` of ``sym``, then its docstring when it has one."""
+    row: dict[str, Any] = {"symbol_id": sym.id}
+    for field in fields:
+        row[field] = getattr(sym, field)
     if sym.doc:
         row["doc"] = sym.doc
+    return row
+
+
+def symbol_row(sym: symbols_mod.Symbol) -> dict[str, Any]:
+    """One definition, compact: empty fields are left out."""
+    row = _compact(sym, SYMBOL_ROW_FIELDS)
     if sym.parent:
         row["parent"] = sym.parent
         row["parent_id"] = sym.parent_id
@@ -223,16 +236,7 @@ def file_outline(
     nodes: dict[str, dict[str, Any]] = {}
     top: list[dict[str, Any]] = []
     for sym in symbols:
-        node: dict[str, Any] = {
-            "symbol_id": sym.id,
-            "name": sym.name,
-            "kind": sym.kind,
-            "start_line": sym.start_line,
-            "end_line": sym.end_line,
-            "signature": sym.signature,
-        }
-        if sym.doc:
-            node["doc"] = sym.doc
+        node = _compact(sym, OUTLINE_NODE_FIELDS)
         nodes[sym.id] = node
         parent = nodes.get(sym.parent_id or "")
         if parent is not None:
@@ -393,21 +397,20 @@ def fit_references(
         answer["tokens"] = budget.estimate(answer)
         return bool(answer["tokens"] <= limit)
 
+    def degraded(step: str, omitted: str, advice: str = hint) -> bool:
+        """Name the step ``answer`` is degraded to, and whether it fits now."""
+        answer["degraded"] = {"step": step, "omitted": omitted, "hint": advice}
+        return fits()
+
     if fits():
         return answer
     for o in occurrences:
         o["text"] = (o.get("text") or "")[:SHORT_LINE_CHARS]
-    answer["degraded"] = {
-        "step": "short_snippets",
-        "omitted": f"line text beyond {SHORT_LINE_CHARS} characters",
-        "hint": hint,
-    }
-    if fits():
+    if degraded("short_snippets", f"line text beyond {SHORT_LINE_CHARS} characters"):
         return answer
     for o in occurrences:
         o.pop("text", None)
-    answer["degraded"] = {"step": "no_snippets", "omitted": "line text", "hint": hint}
-    if fits():
+    if degraded("no_snippets", "line text"):
         return answer
     counts: dict[str, int] = {}
     for g in answer["results"]:
@@ -418,23 +421,15 @@ def fit_references(
     if page_cursor is not None or answer.get("has_more"):
         answer["has_more"] = True
         answer["cursor"] = page_cursor if page_cursor is not None else answer.get("cursor")
-    answer["degraded"] = {
-        "step": "counts_per_file",
-        "omitted": f"the {len(occurrences)} occurrences of this page (counts gives them per file)",
-        "hint": hint,
-    }
-    if fits():
+    omitted = f"the {len(occurrences)} occurrences of this page (counts gives them per file)"
+    if degraded("counts_per_file", omitted):
         return answer
     answer.pop("counts", None)
     answer.pop("per_file", None)
     for key in ("definitions", "files", "total_exact"):
         answer.pop(key, None)
-    answer["degraded"] = {
-        "step": "count",
-        "omitted": "occurrences, counts and definitions",
-        "hint": f"max_tokens={min(full + 200, budget.MAX_MAX_TOKENS)} or a smaller limit",
-    }
-    fits()
+    advice = f"max_tokens={min(full + 200, budget.MAX_MAX_TOKENS)} or a smaller limit"
+    degraded("count", "occurrences, counts and definitions", advice)
     return answer
 
 
