@@ -31,7 +31,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -169,18 +169,8 @@ async def search(
     key = (str(root), pattern, regex, case_sensitive, path_glob)
     layout = LAYOUTS.get(key) if prune and offset > 0 else None
     if layout is not None:  # a later page of a search read here: only its files are read
-        translated = regexscan.translate(pattern, case_sensitive) if regex else None
-        found = await _off_loop(
-            layout.size,
-            _page_of_layout,
-            root,
-            layout,
-            pattern,
-            translated,
-            case_sensitive,
-            offset,
-            keep,
-        )
+        needle = _Needle(pattern, _translated(pattern, case_sensitive, regex), case_sensitive)
+        found = await _off_loop(layout.size, _page_of_layout, root, layout, needle, offset, keep)
         if found is not None:
             return found[0]
     wanted = trigrams.needles(pattern, **flags) if prune else None
@@ -192,21 +182,13 @@ async def search(
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
     if small and only is not None and only.size <= IN_PROCESS_BYTES:
-        translated = regexscan.translate(pattern, case_sensitive) if regex else None
+        translated = _translated(pattern, case_sensitive, regex)
         if translated is not None and not regexscan.affordable(translated, only.longest_line):
             translated = None
         if not regex or translated is not None:
+            needle = _Needle(pattern, translated, case_sensitive)
             found = await _off_loop(
-                only.size,
-                _scan_in_process,
-                root,
-                only.paths,
-                only.size,
-                pattern,
-                translated,
-                case_sensitive,
-                offset,
-                keep,
+                only.size, _scan_in_process, root, only.paths, only.size, needle, offset, keep
             )
             if found is not None:
                 LAYOUTS.put(key, found[1])
@@ -307,14 +289,21 @@ LAYOUTS = Layouts()
 """Layouts of this process's in-process searches (pages after the first read less)."""
 
 
+class _Needle(NamedTuple):
+    """What an in-process scan looks for: the pattern as asked, and as :mod:`.regexscan`
+    translated it (None for a literal)."""
+
+    pattern: str
+    translated: regexscan.Translated | None
+    case_sensitive: bool
+
+
+def _translated(pattern: str, case_sensitive: bool, regex: bool) -> regexscan.Translated | None:
+    return regexscan.translate(pattern, case_sensitive) if regex else None
+
+
 def _page_of_layout(
-    root: Path,
-    layout: Layout,
-    pattern: str,
-    translated: regexscan.Translated | None,
-    case_sensitive: bool,
-    offset: int,
-    keep: int,
+    root: Path, layout: Layout, needle: _Needle, offset: int, keep: int
 ) -> tuple[Found, Layout] | None:
     """Rows ``offset``..``keep`` read from the files of ``layout`` that hold them."""
     start, first, paths = 0, 0, []
@@ -328,9 +317,7 @@ def _page_of_layout(
         start += count
     if not paths:
         return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
-    found = _scan_in_process(
-        root, paths, layout.size, pattern, translated, case_sensitive, offset - first, keep - first
-    )
+    found = _scan_in_process(root, paths, layout.size, needle, offset - first, keep - first)
     if found is None:
         return None
     page = dataclasses.replace(found[0], total=layout.total, per_file=layout.per_file)
@@ -348,20 +335,18 @@ def _scan_in_process(
     root: Path,
     paths: Sequence[str | bytes],
     size: int,
-    pattern: str,
-    translated: regexscan.Translated | None,
-    case_sensitive: bool,
+    needle: _Needle,
     offset: int,
     keep: int,
 ) -> tuple[Found, Layout] | None:
     """The page from ``paths`` (``size`` bytes) read here, and where all its matches
     are: a literal, or a regex :mod:`.regexscan` can answer for ripgrep (None when it
     cannot, for a line of these files)."""
-    if translated is None:
-        scan = _scan_files(root, paths, pattern, case_sensitive, offset, keep)
+    if needle.translated is None:
+        scan = _scan_files(root, paths, needle.pattern, needle.case_sensitive, offset, keep)
     else:
         raw_paths = sorted(map(os.fsencode, paths), key=_page_order)
-        rows = regexscan.scan(root, raw_paths, translated, offset, keep)
+        rows = regexscan.scan(root, raw_paths, needle.translated, offset, keep)
         if rows is None:
             return None
         scan = _Scan()
