@@ -138,6 +138,7 @@ def _fit(
         return _measure(answer, shape.pack) <= budget
 
     if any(f in row for row in rows for f in shape.text_fields):
+        shortened = False
         for row in rows:
             for f in shape.text_fields:
                 text = row.get(f)
@@ -146,8 +147,11 @@ def _fit(
                     if short != text:
                         row[f] = short
                         row["truncated"] = True
+                        shortened = True
+        # Nothing shorter (one-line rows, as search_text's): the step cannot fit, so it is
+        # not measured; the next step's note replaces its note.
         lines = f"text beyond the first {SHORT_LINES} lines and {SHORT_CHARS} characters a line"
-        if settled("short_snippets", lines):
+        if shortened and settled("short_snippets", lines):
             return answer
         for row in rows:
             for f in shape.text_fields:
