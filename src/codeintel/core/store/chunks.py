@@ -42,6 +42,7 @@ import msgspec
 import numpy as np
 
 from codeintel.core import errors, globs, lexical, malloc
+from codeintel.core.store import chunk_sql as statements
 from codeintel.core.store import impact as impact_mod
 
 logger = logging.getLogger(__name__)
@@ -63,68 +64,6 @@ WEIGHTS = (1.0, 4.0, 2.0)
 """bm25 column weights (text, symbol, path) of schema 2: a symbol or path hit says more than body text."""
 _TERM = re.compile(r"\w+")
 
-_TABLE = """
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    start_line INTEGER NOT NULL,
-    end_line INTEGER NOT NULL,
-    language TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX chunks_path ON chunks(path);
-"""
-
-_SCHEMA_1 = (
-    _TABLE  # noqa: S608 - constants
-    + """
-CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    text, symbol, path,
-    content='chunks', content_rowid='id',
-    tokenize="unicode61 tokenchars '_'"
-);
-CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, symbol, path)
-    VALUES (new.id, new.text, new.symbol, new.path);
-END;
-CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, symbol, path)
-    VALUES ('delete', old.id, old.text, old.symbol, old.path);
-END;
-"""
-)
-
-_SCHEMA_2 = (
-    _TABLE
-    + """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(text, symbol, path, content='', tokenize={tokenize});
-"""
-)
-
-_COLUMNS = "id, path, start_line, end_line, language, symbol, content_hash, text"
-_INSERT = f"INSERT INTO chunks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"  # noqa: S608 - constants
-_FTS_INSERT = "INSERT INTO chunks_fts(rowid, text, symbol, path) VALUES (?,?,?,?)"
-_FTS_DELETE = (
-    "INSERT INTO chunks_fts(chunks_fts, rowid, text, symbol, path) VALUES ('delete',?,?,?,?)"
-)
-# Only constants and "?" placeholders are formatted into SQL below (hence the S608 noqa's).
-_LEXICAL = (
-    "SELECT c.id, -bm25(chunks_fts, {w}) AS score "
-    "FROM chunks_fts JOIN chunks AS c ON c.id = chunks_fts.rowid "
-    "WHERE chunks_fts MATCH ?1 "
-    "AND (?2 IS NULL OR c.language = ?2) "
-    "AND (?3 IS NULL OR glob_match(c.path, ?3)) "
-    "ORDER BY score DESC, c.id LIMIT ?4"
-)
-# Without filters the join only slowed the query down: one chunks lookup per matching row
-# (0.66x the time on the 38K-chunk sympy corpus, same rows).
-_LEXICAL_UNFILTERED = (
-    "SELECT rowid, -bm25(chunks_fts, {w}) AS score FROM chunks_fts "
-    "WHERE chunks_fts MATCH ?1 ORDER BY score DESC, rowid LIMIT ?2"
-)
 _DF_CACHE_TERMS = 50_000
 """Document frequencies kept per database (a published one never changes)."""
 
@@ -197,11 +136,11 @@ class ChunkDB:
         if _new:
             with self._lock:
                 if _lexicon is None:
-                    conn.executescript(_SCHEMA_1)
+                    conn.executescript(statements.SCHEMA_1)
                     conn.execute(f"PRAGMA user_version = {LEGACY_SCHEMA}")
                 else:
                     tokenize = "'" + _lexicon.tokenizer().replace("'", "''") + "'"
-                    conn.executescript(_SCHEMA_2.format(tokenize=tokenize))
+                    conn.executescript(statements.SCHEMA_2.format(tokenize=tokenize))
                     conn.execute(
                         "INSERT INTO meta VALUES ('lexicon', ?)",
                         (msgspec.json.encode(_lexicon).decode(),),
@@ -324,10 +263,12 @@ class ChunkDB:
         conn = self._write()
         with self._lock:
             try:
-                conn.executemany(_INSERT, rows)  # schema 1: its trigger fills the FTS index
+                conn.executemany(
+                    statements.INSERT, rows
+                )  # schema 1: its trigger fills the FTS index
             except sqlite3.IntegrityError as e:
                 raise ValueError(f"duplicate chunk id in {self._path}: {e}") from e
-            conn.executemany(_FTS_INSERT, terms)
+            conn.executemany(statements.FTS_INSERT, terms)
 
     def delete(self, ids: Iterable[int]) -> None:
         """Remove chunks by id (ids not present are ignored)."""
@@ -339,7 +280,7 @@ class ChunkDB:
                     marks = ",".join("?" * len(batch))
                     sql = f"SELECT id, text, symbol, path FROM chunks WHERE id IN ({marks})"  # noqa: S608
                     old = conn.execute(sql, batch).fetchall()
-                    conn.executemany(_FTS_DELETE, [self._terms(*row) for row in old])
+                    conn.executemany(statements.FTS_DELETE, [self._terms(*row) for row in old])
             conn.executemany("DELETE FROM chunks WHERE id = ?", ((i,) for i in wanted))
 
     def _terms(self, chunk_id: int, text: str, symbol: str, path: str) -> tuple[int, str, str, str]:
@@ -407,8 +348,8 @@ class ChunkDB:
         out: dict[int, Chunk] = {}
         for batch in _batches([int(i) for i in ids]):
             marks = ",".join("?" * len(batch))
-            sql = f"SELECT {_COLUMNS} FROM chunks WHERE id IN ({marks})"  # noqa: S608
-            for row in self._read(sql, batch):
+            query = f"SELECT {statements.COLUMNS} FROM chunks WHERE id IN ({marks})"  # noqa: S608
+            for row in self._read(query, batch):
                 out[row[0]] = Chunk(*row)
         return out
 
@@ -586,9 +527,11 @@ class ChunkDB:
         w = ", ".join(str(float(w)) for w in weights)
         try:
             if path_glob is None and language is None:
-                rows = self._read(_LEXICAL_UNFILTERED.format(w=w), (match, int(k)))
+                rows = self._read(statements.LEXICAL_UNFILTERED.format(w=w), (match, int(k)))
             else:
-                rows = self._read(_LEXICAL.format(w=w), (match, language, path_glob, int(k)))
+                rows = self._read(
+                    statements.LEXICAL.format(w=w), (match, language, path_glob, int(k))
+                )
         except sqlite3.OperationalError as e:
             raise errors.QueryError(f"lexical query failed: {e}", field="query") from e
         return [(int(i), float(s)) for i, s in rows]
