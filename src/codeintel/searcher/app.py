@@ -309,10 +309,10 @@ def create_app(
             "a single-store searcher takes one CODEINTEL_SERVER_API_TOKEN"
         )
     if settings.fleet.stores_root:
-        from codeintel.searcher import discovery, fleet
+        from codeintel.searcher import discovery, fleet_context
 
         discovery.check_settings(settings.fleet)
-        return build_app(settings, lambda: fleet.FleetContext(settings, embedder=embedder))
+        return build_app(settings, lambda: fleet_context.FleetContext(settings, embedder=embedder))
     if early is not None:
         from codeintel.searcher import early as early_mod
 
