@@ -282,10 +282,11 @@ def _doc(node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, sour
     """The first line of the docstring (Python) or of the comment block just above."""
     if language == "python":
         body = node.child_by_field_name("body")
-        first = body.named_children[0] if body is not None and body.named_child_count else None
+        # named_child(0), not named_children[0]: a class body's statements are not made
+        first = body.named_child(0) if body is not None and body.named_child_count else None
         if first is not None and first.type == "expression_statement" and first.named_child_count:
-            string = first.named_children[0]
-            if string.type == "string":
+            string = first.named_child(0)
+            if string is not None and string.type == "string":
                 for child in string.named_children:
                     if child.type == "string_content":
                         return _first_line(_text(child, source))
