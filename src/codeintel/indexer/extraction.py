@@ -437,7 +437,7 @@ def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
     """``base**i`` and ``base**-i`` modulo 2**64 for ``i < size`` (grown as files need)."""
     table = _power_table[-1] if _power_table else None
     if table is None or len(table[0]) < size:
-        grown = max(size, 1 << 16, 2 * len(table[0]) if table is not None else 0)
+        grown = 1 << max(16, (size - 1).bit_length())  # 16 bytes each: 16 MB for 1 MiB files
         powers = np.full(grown, _BASE, dtype=np.uint64)
         powers[0] = 1
         inverses = np.full(grown, pow(_BASE, -1, 2**64), dtype=np.uint64)
