@@ -45,6 +45,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import write_results
 from benchmarks.update_bench import HashEmbedder
 from codeintel.core import globs
@@ -52,7 +54,7 @@ from codeintel.core.settings import Settings
 from codeintel.core.store import symbols as symbols_store
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.symbols import SymbolIndex
-from codeintel.indexer import chunking, languages, pipeline, progress, symbol_rules
+from codeintel.indexer import chunking, languages, pipeline, progress, publishing, symbol_rules
 
 SITE_PACKAGES = Path(
     os.environ.get("CODEINTEL_BENCH_SITE_PACKAGES", "/work/main/.venv/lib/python3.11/site-packages")
@@ -333,7 +335,7 @@ def references(
     for rel, text in files:
         drafts, found = chunking.chunk_and_extract(rel, text)
         chunks += len(drafts)
-        rows += [_chunk(len(rows) + i, d) for i, d in enumerate(drafts)]
+        rows += publishing.chunk_rows(np.arange(len(rows), len(rows) + len(drafts)), drafts)
         if found is None:
             continue
         extracted.append(found)
@@ -463,19 +465,6 @@ def api_latency(
         "qualified_found_in_top10": f"{found_first}/{len(picked)}",
         **clock.summary(),
     }
-
-
-def _chunk(chunk_id: int, d: chunking.ChunkDraft) -> Chunk:
-    return Chunk(
-        id=chunk_id,
-        path=d.path,
-        start_line=d.start_line,
-        end_line=d.end_line,
-        language=d.language,
-        symbol=d.symbol,
-        content_hash=d.content_hash,
-        text=d.text,
-    )
 
 
 def _covering(

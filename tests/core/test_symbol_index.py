@@ -18,7 +18,7 @@ from codeintel.core import errors, store
 from codeintel.core.store import symbols as symbols_store
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.symbols import SymbolIndex
-from codeintel.indexer import chunking
+from codeintel.indexer import chunking, publishing
 
 HOT_LINES = 1000
 HOT_PER_LINE = 10
@@ -105,19 +105,7 @@ def write_generation(root: Path, files: dict[str, str]) -> Path:
     found: list[symbols_store.FileSymbols] = []
     for path, text in sorted(files.items()):
         drafts, symbols = chunking.chunk_and_extract(path, text)
-        for d in drafts:
-            chunks.append(
-                Chunk(
-                    id=len(chunks),
-                    path=d.path,
-                    start_line=d.start_line,
-                    end_line=d.end_line,
-                    language=d.language,
-                    symbol=d.symbol,
-                    content_hash=d.content_hash,
-                    text=d.text,
-                )
-            )
+        chunks += publishing.chunk_rows(np.arange(len(chunks), len(chunks) + len(drafts)), drafts)
         if symbols is not None:
             found.append(symbols)
     db = ChunkDB.create(root / store.CHUNKS_DB)

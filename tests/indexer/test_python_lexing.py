@@ -123,7 +123,7 @@ def test_broken_strings_end_at_the_line():
 
 
 def test_postings_round_trip_every_occurrence(tmp_path):
-    """The writer scatters each file's postings with numpy: every occurrence comes back
+    """The writer cuts postings from numpy columns: every occurrence comes back
     from :func:`unpack` under its name, in source order, with kind and enclosing id."""
     source = SOURCES["keywords"] + SOURCES["calls"] + "def g(a):\n    return a(a, g) + a\n"
     found = _extract(source.encode(), lexer=True)
@@ -151,3 +151,35 @@ def test_postings_round_trip_every_occurrence(tmp_path):
     assert {("a", symbols_store.CALL), ("g", symbols_store.OTHER)} <= {
         (n, k) for _, _, n, k, _ in back
     }
+
+
+def test_postings_of_many_files_sorted_at_once(tmp_path):
+    """The writer sorts every file's occurrences in one batch: one posting per (name,
+    file), in key order, each in its file's source order, under its own file."""
+    sources = {
+        "b.py": "def g(a):\n    return a(a, g) + a\nx = a\n",
+        "a.py": SOURCES["calls"],
+        "c.py": "a = 1\nfor a in a: g(a)\n",
+    }
+    found = {path: _extract(text.encode(), lexer=True) for path, text in sources.items()}
+    for path, item in found.items():
+        item.path = path
+    path = tmp_path / "symbols.sqlite"
+    symbols_store.write(path, list(found.values()))
+
+    conn = sqlite3.connect(path)
+    names = dict(conn.execute("SELECT id, name FROM names"))
+    paths = dict(conn.execute("SELECT id, path FROM files"))
+    rows = conn.execute("SELECT name_id, file_id, count, data FROM postings").fetchall()
+    conn.close()
+    assert [r[:2] for r in rows] == sorted({r[:2] for r in rows})
+    for file, item in found.items():
+        expected: dict[str, list[tuple[int, int]]] = {}
+        for line, column, name, _, _ in _facts(item)[2]:  # type: ignore[misc]
+            expected.setdefault(name, []).append((line, column))
+        back = {}
+        for name_id, file_id, count, data in rows:
+            if paths[file_id] == file:
+                lines, columns, _, _ = symbols_store.unpack(data, count)
+                back[names[name_id]] = list(zip(lines.tolist(), columns.tolist(), strict=True))
+        assert back == expected, file

@@ -8,9 +8,9 @@ no file is parsed twice. One query per language (:mod:`codeintel.indexer.symbol_
 captures the definition, callee, import, comment and string nodes in C; Python gets
 the same without the query's walk of every node (:mod:`codeintel.indexer.python_lexing`;
 its callees are the words before ``(``). This module nests the definitions by byte
-range. Identifiers are found by a regular expression over the file's bytes with
-comments and strings zeroed out (f-string and template interpolations kept: they hold
-code) and each gets its line, kind and innermost enclosing definition from numpy
+range. Identifiers are the runs of word bytes of the file with comments and strings
+zeroed out (f-string and template interpolations kept: they hold code), told apart by a
+hash of their bytes, and each gets its line, kind and innermost enclosing definition from numpy
 searches, never a Python object per identifier.
 
 Rules:
@@ -282,10 +282,11 @@ def _doc(node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, sour
     """The first line of the docstring (Python) or of the comment block just above."""
     if language == "python":
         body = node.child_by_field_name("body")
-        first = body.named_children[0] if body is not None and body.named_child_count else None
+        # named_child(0), not named_children[0]: a class body's statements are not made
+        first = body.named_child(0) if body is not None and body.named_child_count else None
         if first is not None and first.type == "expression_statement" and first.named_child_count:
-            string = first.named_children[0]
-            if string.type == "string":
+            string = first.named_child(0)
+            if string is not None and string.type == "string":
                 for child in string.named_children:
                     if child.type == "string_content":
                         return _first_line(_text(child, source))
@@ -333,35 +334,29 @@ def _occurrences(
     """Every identifier outside comments and strings but the definitions' names, with
     kind and enclosing definition, in source order.
 
-    The hot path of the symbol pass (every identifier of the corpus): one regular
-    expression over the code bytes finds them in C, and numpy gives each its line,
-    column, kind and enclosing definition; Python touches each identifier twice (its
-    start, its text), never as a tree-sitter ``Node``.
+    The hot path of the symbol pass (every identifier of the corpus): numpy finds the
+    words of the code bytes, tells them apart by a hash (:func:`_word_ids`) and gives
+    each its line, column, kind and enclosing definition; Python makes an object per
+    distinct word of the file, never per identifier nor a tree-sitter ``Node``.
     """
     if rules.directives:
         code = _DIRECTIVE.sub(_blank, code)
-    words = symbol_rules.word_pattern(out.language).findall(code)
-    if not words:
-        return
-    # The same maximal runs of word bytes, located by numpy: the i-th start is the i-th word.
-    is_word = symbol_rules.word_bytes(out.language)[np.frombuffer(code, dtype=np.uint8)]
+    data = np.frombuffer(code, dtype=np.uint8)
+    is_word = symbol_rules.word_bytes(out.language)[data]
     starts = np.flatnonzero(is_word & ~np.concatenate(([False], is_word[:-1])))
-    distinct = list(dict.fromkeys(words))
-    index = np.fromiter(
-        map(dict(zip(distinct, range(len(distinct)), strict=True)).__getitem__, words),
-        dtype=np.int64,
-        count=len(words),
-    )
+    if not len(starts):
+        return
+    ends = np.flatnonzero(is_word & ~np.concatenate((is_word[1:], [False]))) + 1
+    distinct, index = _word_ids(code, data, starts, ends, out.language)
     # Numbers are words too, and reserved words are not identifiers unless after a `.`.
     reserved = rules.keywords
     number = np.array([48 <= w[0] <= 57 for w in distinct], dtype=bool)
     keyword = np.array([w.decode("latin-1") in reserved for w in distinct], dtype=bool)
     keep = ~number[index]
     after_dot = np.zeros(len(starts), dtype=bool)
-    after_dot[1:] = np.frombuffer(code, dtype=np.uint8)[starts[1:] - 1] == _DOT
+    after_dot[1:] = data[starts[1:] - 1] == _DOT
     keep &= ~keyword[index] | after_dot
     # The exponent of `1.e-6` follows a number and a dot: part of the number, not a name.
-    ends = np.flatnonzero(is_word & ~np.concatenate((is_word[1:], [False]))) + 1
     fraction = np.zeros(len(starts), dtype=bool)
     fraction[1:] = after_dot[1:] & (ends[:-1] == starts[1:] - 1) & number[index[:-1]]
     keep &= ~fraction
@@ -385,6 +380,71 @@ def _occurrences(
         called = _member(starts, calls) if len(calls) else np.zeros(len(starts), dtype=bool)
     out.kinds = _kinds(starts, called, imports)
     out.enclosing = _enclosing(starts, definitions)
+
+
+def _word_ids(
+    code: bytes, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, language: str
+) -> tuple[list[bytes], np.ndarray]:
+    """The file's distinct words in order of first occurrence, and each word's position
+    among them.
+
+    The words are told apart by a polynomial hash of their bytes computed for the whole
+    file at once (numpy: a prefix sum of bytes times powers of an odd base, modulo
+    2**64), so no Python object is made per word, only per distinct word. Words of one
+    hash must have one length; a file where they do not, or with a word longer than
+    :data:`_HASHED_WORD` bytes (beyond which a power-of-two modulus has known
+    collisions), takes the exact path: one ``bytes`` per word and a dict.
+    """
+    lengths = ends - starts
+    if int(lengths.max()) > _HASHED_WORD:
+        return _word_ids_exact(code, language)
+    powers, inverses = _powers(len(data))
+    sums = np.zeros(len(data) + 1, dtype=np.uint64)
+    np.cumsum(data * powers, out=sums[1:])
+    hashes = (sums[ends] - sums[starts]) * inverses[starts]
+    _, firsts, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if not np.array_equal(lengths, lengths[firsts][inverse]):
+        return _word_ids_exact(code, language)
+    order = np.argsort(firsts)  # distinct words by first occurrence
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    firsts = firsts[order]
+    distinct = [
+        code[a:b] for a, b in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
+    ]
+    return distinct, rank[inverse.reshape(-1)]
+
+
+def _word_ids_exact(code: bytes, language: str) -> tuple[list[bytes], np.ndarray]:
+    """:func:`_word_ids` with a ``bytes`` object per word and a dict."""
+    words = symbol_rules.word_pattern(language).findall(code)
+    distinct = list(dict.fromkeys(words))
+    index = np.fromiter(
+        map(dict(zip(distinct, range(len(distinct)), strict=True)).__getitem__, words),
+        dtype=np.int64,
+        count=len(words),
+    )
+    return distinct, index
+
+
+_HASHED_WORD = 256
+_BASE = 0x9E3779B97F4A7C15  # odd: invertible modulo 2**64
+_power_table: list[tuple[np.ndarray, np.ndarray]] = []
+"""One slot: the longest table made so far (replaced whole: a reader never sees half one)."""
+
+
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``base**i`` and ``base**-i`` modulo 2**64 for ``i < size`` (grown as files need)."""
+    table = _power_table[-1] if _power_table else None
+    if table is None or len(table[0]) < size:
+        grown = 1 << max(16, (size - 1).bit_length())  # 16 bytes each: 16 MB for 1 MiB files
+        powers = np.full(grown, _BASE, dtype=np.uint64)
+        powers[0] = 1
+        inverses = np.full(grown, pow(_BASE, -1, 2**64), dtype=np.uint64)
+        inverses[0] = 1
+        table = (np.cumprod(powers, dtype=np.uint64), np.cumprod(inverses, dtype=np.uint64))
+        _power_table[:] = [table]
+    return table[0][:size], table[1][:size]
 
 
 _NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN = (ord(c) for c in "\n\r\\.(")

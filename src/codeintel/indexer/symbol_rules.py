@@ -30,7 +30,6 @@ from __future__ import annotations
 import keyword
 import logging
 import re
-import threading
 
 import msgspec
 import numpy as np
@@ -316,21 +315,11 @@ RULES: dict[str, SymbolRules] = {
 }
 """Every language with symbols: the languages chunked by symbols."""
 
-_lock = threading.Lock()
-_queries: dict[str, tree_sitter.Query | None] = {}
-
 
 def query_for(language: str) -> tree_sitter.Query | None:
     """The compiled query of ``language`` (captures ``def``, ``call``, ``import``,
     ``skip`` (not code) and ``code`` (code inside ``skip``))."""
-    try:
-        return _queries[language]
-    except KeyError:
-        pass
-    with _lock:
-        if language not in _queries:
-            _queries[language] = _compile(language)
-        return _queries[language]
+    return _queries.get(language)
 
 
 def _compile(language: str) -> tree_sitter.Query | None:
@@ -359,29 +348,29 @@ def _compile(language: str) -> tree_sitter.Query | None:
         return None
 
 
-_patterns: dict[str, tuple[re.Pattern[bytes], np.ndarray]] = {}
+_queries: languages.OncePerLanguage[tree_sitter.Query | None] = languages.OncePerLanguage(_compile)
 
 
 def word_pattern(language: str) -> re.Pattern[bytes]:
     """Maximal runs of identifier bytes (numbers included: a run starting with a digit is
     one); any non-ASCII byte counts as a letter (UTF-8 identifiers)."""
-    return _word(language)[0]
+    return _words.get(language)[0]
 
 
 def word_bytes(language: str) -> np.ndarray:
     """The bytes of :func:`word_pattern` as a 256-entry boolean table."""
-    return _word(language)[1]
+    return _words.get(language)[1]
 
 
 def _word(language: str) -> tuple[re.Pattern[bytes], np.ndarray]:
-    try:
-        return _patterns[language]
-    except KeyError:
-        pass
     dollar = RULES[language].dollar
     pattern = re.compile(rb"[\w\x80-\xff$]+" if dollar else rb"[\w\x80-\xff]+")
     table = np.zeros(256, dtype=bool)
     for byte in range(256):
         table[byte] = pattern.fullmatch(bytes([byte])) is not None
-    with _lock:
-        return _patterns.setdefault(language, (pattern, table))
+    return pattern, table
+
+
+_words: languages.OncePerLanguage[tuple[re.Pattern[bytes], np.ndarray]] = languages.OncePerLanguage(
+    _word
+)
