@@ -135,6 +135,10 @@ def measure_rest(store_dir: Path, texts: list[str], rounds: int) -> dict[str, An
                     if got.status_code != 200:
                         raise RuntimeError(f"{mode} {text!r}: {got.status_code} {got.text[:300]}")
         timings["server_rss_mb"] = round(server.rss_mb(), 1)
+        timings["server_ready_s"] = round(server.ready_seconds, 2)
+        status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status)
+        timings["server_rss_anon_mb"] = round(int(fields["RssAnon"].split()[0]) / 1024, 1)
     return timings
 
 
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     if args.rest:
         timings = measure_rest(store_dir, texts, args.rounds)
-        extra["server_rss_mb"] = timings.pop("server_rss_mb")
+        for key in ("server_rss_mb", "server_rss_anon_mb", "server_ready_s"):
+            extra[key] = timings.pop(key)
         what = (
             "client-side ms of POST /v1/semantic_search (k=10) against codeintel serve --store "
             "with the local model, one request at a time over loopback; query embedding, "
