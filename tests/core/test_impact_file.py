@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import shutil
 import struct
 from pathlib import Path
@@ -176,3 +177,28 @@ def test_a_schema_1_database_has_none(tmp_path: Path) -> None:
         db.add(source_chunks()[:20])
     assert not write_impact(path)
     assert not path.with_suffix(".impact").exists()
+
+
+def _buffer_of(db: ChunkDB) -> object:
+    assert db._impact is not None
+    base = db._impact.arrays()["positions"].base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_a_large_file_is_mapped_and_a_small_one_read(
+    stored: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large files are mapped (shared pages); small ones read (no descriptor held open)."""
+    with ChunkDB.open(stored) as plain:
+        monkeypatch.setattr(impact_file, "MAP_MIN_BYTES", 0)
+        with ChunkDB.open(stored) as mapped:
+            assert mapped.prepare_lexical(build=False)
+            assert isinstance(_buffer_of(mapped), mmap.mmap)
+            for query in QUERIES:
+                assert_same_ranking(plain, mapped, query, 20)
+        monkeypatch.setattr(impact_file, "MAP_MIN_BYTES", 1 << 40)
+        with ChunkDB.open(stored) as read:
+            assert read.prepare_lexical(build=False)
+            assert isinstance(_buffer_of(read), bytes)
+            for query in QUERIES:
+                assert_same_ranking(plain, read, query, 20)

@@ -31,6 +31,7 @@ import json
 import mmap
 import os
 import struct
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,11 @@ DTYPES = {
     "freqs": "<f4",
 }
 """Every array of version 1 and its dtype."""
+MAP_MIN_BYTES = 1 << 20
+"""Smaller files are read, not mapped: before Python 3.13 a mapping holds a file descriptor
+open, and a fleet searcher holds hundreds of small stores (a 4-file store's index is a few
+KB) but few large ones, whose private megabytes the descriptor saves."""
+_UNTRACKED: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def _aligned(offset: int) -> int:
@@ -100,7 +106,8 @@ def save(index: ImpactIndex, path: Path, weights: Sequence[float]) -> None:
 def load(
     path: Path, *, tokenizer: str, weights: Sequence[float], rows: int, total: int
 ) -> ImpactIndex:
-    """The index stored at ``path``, its arrays read-only views of a shared mapping.
+    """The index stored at ``path``, its arrays read-only views of a shared mapping (of
+    the bytes read, for a file under :data:`MAP_MIN_BYTES`).
 
     ``tokenizer``, ``weights``, ``rows`` and ``total`` are the database's: a file written
     for other ones is refused, as is a short, truncated or newer file (IndexFormatError)."""
@@ -109,7 +116,11 @@ def load(
             size = os.fstat(f.fileno()).st_size
             if size < _PREFIX.size:
                 raise errors.IndexFormatError(f"{path} is too short ({size} bytes)")
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            mapped: bytes | mmap.mmap = (
+                f.read()
+                if size < MAP_MIN_BYTES
+                else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ, **_UNTRACKED)
+            )
     except OSError as e:
         raise errors.IndexFormatError(f"cannot map {path}: {e.strerror}") from e
     magic, version, length = _PREFIX.unpack_from(mapped, 0)
