@@ -40,7 +40,7 @@ def _stored(store: Store, name: str) -> Path:
     return generation.path / store_mod.IMPACT
 
 
-def _compare(store: Store, name: str, *, mapped: bool = True) -> None:
+def _compare(store: Store, name: str, *, from_file: bool = True) -> None:
     with ChunkDB.open(store.open_generation(name).path / "chunks.sqlite") as plain:
         symbols = sorted({c.symbol for c in plain.get(plain.all_ids().tolist()).values()})
         with ThreadPoolExecutor(1) as executor:
@@ -49,7 +49,7 @@ def _compare(store: Store, name: str, *, mapped: bool = True) -> None:
             fast = loaded.chunks
             assert fast._impact is not None  # the searcher's load prepared it
             arrays = fast._impact.arrays().values()
-            assert all(not a.flags.writeable for a in arrays) == mapped  # mapped, not read
+            assert all(not a.flags.writeable for a in arrays) == from_file  # stored, not rebuilt
             queries = QUERIES + [s for s in symbols if s] + ["parse invoice", "refund payment"]
             for query in queries:
                 for filters in [*FILTERS, {"language": "go"}, {"path_glob": "billing/**"}]:
@@ -111,7 +111,7 @@ def test_older_generations_and_a_damaged_file(sample_repo, local_embedder, tmp_p
     store = Store(settings.store.path)
     first = store.current_name()
     _as_format_6(store.open_generation(first, verify=False).path)
-    _compare(store, first, mapped=False)
+    _compare(store, first, from_file=False)
     pipeline.merge(settings, embedder=local_embedder)  # links chunks.sqlite, writes the index
     merged = store.current_name()
     _stored(store, merged)
