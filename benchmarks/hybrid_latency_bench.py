@@ -123,6 +123,7 @@ def measure_rest(store_dir: Path, texts: list[str], rounds: int) -> dict[str, An
     )
     timings: dict[str, Any] = {m: [] for m in hits_mod.MODES}
     with server, httpx.Client(base_url=server.url, timeout=60) as client:
+        at_ready = _anon_mb(server.pid)
         for mode in hits_mod.MODES:  # first calls: the model's session and SQLite pages
             client.post("/v1/semantic_search", json={"query": texts[0], "k": K, "mode": mode})
         for _ in range(rounds):
@@ -135,7 +136,17 @@ def measure_rest(store_dir: Path, texts: list[str], rounds: int) -> dict[str, An
                     if got.status_code != 200:
                         raise RuntimeError(f"{mode} {text!r}: {got.status_code} {got.text[:300]}")
         timings["server_rss_mb"] = round(server.rss_mb(), 1)
+        timings["server_ready_s"] = round(server.ready_seconds, 2)
+        timings["server_rss_anon_mb"] = _anon_mb(server.pid)
+        timings["server_rss_anon_ready_mb"] = at_ready
     return timings
+
+
+def _anon_mb(pid: int) -> float:
+    """Private (anonymous) resident memory of process ``pid``, MiB: what mapped files are not."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in status)
+    return round(int(fields["RssAnon"].split()[0]) / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -173,7 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     if args.rest:
         timings = measure_rest(store_dir, texts, args.rounds)
-        extra["server_rss_mb"] = timings.pop("server_rss_mb")
+        for key in (
+            "server_rss_mb",
+            "server_rss_anon_mb",
+            "server_rss_anon_ready_mb",
+            "server_ready_s",
+        ):
+            extra[key] = timings.pop(key)
         what = (
             "client-side ms of POST /v1/semantic_search (k=10) against codeintel serve --store "
             "with the local model, one request at a time over loopback; query embedding, "

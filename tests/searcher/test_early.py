@@ -149,6 +149,15 @@ async def test_tools_answer_while_embedding_is_held(
     assert held.waiting.wait(60), "the build never reached its embed stage"
     _until(lambda: _lexical_answers(url))
     head = run.head
+    # BM25 is scored as the published generation will score it: from the impact index the
+    # build stored beside chunks.sqlite before announcing it, mapped, never read from FTS5.
+    at = run.early.chunks_at()
+    assert at is not None and at[0].with_suffix(".impact").is_file()
+    db = early_mod._mapped(at[0])
+    try:
+        assert db._impact is not None and not db._impact.arrays()["positions"].flags.writeable
+    finally:
+        db.close()
 
     text = _post(url, "search_text", pattern="parse_invoice").json()
     assert (text["commit"], text["generation"]) == (head, "indexing")

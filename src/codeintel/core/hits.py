@@ -376,8 +376,9 @@ def rank(
 
 PREPARE_BATCH = 32
 """Queries in one :func:`search_store` call from which BM25 is scored in numpy
-(:meth:`~codeintel.core.store.chunks.ChunkDB.prepare_lexical`, the searcher's ranking):
-reading the index costs about as much as 30 slow FTS5 queries on a large repository."""
+(:meth:`~codeintel.core.store.chunks.ChunkDB.prepare_lexical`, the searcher's ranking)
+when the generation has no stored impact index: reading the index costs about as much as
+30 slow FTS5 queries on a large repository. A stored one is always used."""
 
 
 @overload
@@ -430,8 +431,8 @@ def search_store(
         dense = [ranked_pairs(D[q], I[q]) for q in range(len(text))]
     db = generation.chunks()
     try:
-        if mode != "semantic" and len(text) >= PREPARE_BATCH:
-            db.prepare_lexical()
+        if mode != "semantic":  # a stored index is mapped; else read for a large batch
+            db.prepare_lexical(build=len(text) >= PREPARE_BATCH)
         found = [rank(db, t, mode, k, d) for t, d in zip(text, dense, strict=True)]
     finally:
         db.close()

@@ -98,6 +98,8 @@ def build(
         with embed_cache.caching(store.root, settings, embedder) as cached:
             with store.begin(parent) as writer:
                 publishing.write_chunks(writer.path / store_mod.CHUNKS_DB, ids, found.drafts)
+                with reporter.stage("impact"):
+                    writer.write_impact()
                 with reporter.stage("symbols"):
                     symbols_store.write(writer.path / store_mod.SYMBOLS_DB, found.symbols)
                 if observer:
@@ -124,6 +126,7 @@ def build(
                     # Same commit, same chunks: the full index reuses them and the history.
                     writer.link_from_parent(store_mod.CHUNKS_DB)
                     writer.link_from_parent(store_mod.SYMBOLS_DB)
+                    writer.write_impact()
                     history_build.write(
                         writer.path, store.mirror_path, commit, parent, cfg, reporter
                     )
@@ -237,6 +240,8 @@ def update(
                 files = len(db.paths())
             finally:
                 db.close()
+            with reporter.stage("impact"):
+                writer.write_impact()
             publishing.update_symbols(parent, writer.path, removed, found.symbols)
             history_build.write(
                 writer.path, store.mirror_path, commit, parent, settings.index, reporter
@@ -329,6 +334,8 @@ def merge(
             writer.link_from_parent(store_mod.CHUNKS_DB)
             if (parent.path / store_mod.SYMBOLS_DB).is_file():
                 writer.link_from_parent(store_mod.SYMBOLS_DB)
+            with reporter.stage("impact"):
+                writer.write_impact()  # the parent's, or read now when the parent has none
             history_build.write(
                 writer.path, store.mirror_path, old.commit, parent, settings.index, reporter
             )

@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import generations as generations_mod
 from codeintel.searcher import metrics as metrics_mod
@@ -178,6 +178,9 @@ class AppContext(Runtime):
                 await self.run(embedder.embed, ["codeintel warm-up"])
             except errors.EmbeddingError as e:  # a remote server may come up later
                 logger.warning("embedder warm-up failed (queries will retry): %s", e)
+            # The model's load leaves freed buffers in the heap (~20 MB for the local model);
+            # a generation load's trim used to return them only if it happened to end later.
+            await self.run(malloc.trim)
             logger.info("query embedder ready: %s", embedder.model)
         except Exception as e:
             self._embedder = None

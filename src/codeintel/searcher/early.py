@@ -218,7 +218,7 @@ class _EarlyChunks:
 
     def _connect(self, path: Path, generation: str) -> chunks_mod.ChunkDB:
         published = self._generations_dir / generation / store_mod.CHUNKS_DB
-        return chunks_mod.ChunkDB.open(path if path.exists() else published)
+        return _mapped(path if path.exists() else published)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         db = self._open()
@@ -233,7 +233,7 @@ class _EarlyChunks:
                 if self._db is db:
                     db.close()
                     published = self._generations_dir / at[1] / store_mod.CHUNKS_DB
-                    self._db = chunks_mod.ChunkDB.open(published)
+                    self._db = _mapped(published)
                 db = self._db or db
             return getattr(db, method)(*args, **kwargs)
 
@@ -251,6 +251,16 @@ class _EarlyChunks:
             if self._db is not None:
                 self._db.close()
             self._db = None
+
+
+def _mapped(path: Path) -> chunks_mod.ChunkDB:
+    """The chunk database at ``path`` with the impact index the build stored beside it
+    (``chunks.impact``, written before the chunks are announced) mapped: BM25 in numpy,
+    as the published generation will score it. Never read from FTS5 here: that would
+    cost the first lexical answer seconds."""
+    db = chunks_mod.ChunkDB.open(path)
+    db.prepare_lexical(build=False)
+    return db
 
 
 class _EarlySymbols:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from codeintel.core import embed as embedding_mod
-from codeintel.core import errors
+from codeintel.core import errors, malloc
 from codeintel.core import settings as settings_mod
 from codeintel.searcher import context as context_mod
 from codeintel.searcher import semantic
@@ -63,6 +63,7 @@ class QueryEmbedders:
             self._default = emb
             with contextlib.suppress(errors.EmbeddingError):
                 await self._run(emb.embed, ["codeintel warm-up"])
+            await self._run(malloc.trim)  # the model's load leaves freed buffers in the heap
             logger.info("query embedder ready: %s", emb.model)
         except Exception as e:
             self._error = f"embedding model unavailable: {e}"

@@ -20,10 +20,12 @@ Choices:
 * Only for :data:`~codeintel.core.store.chunks.WEIGHTS`; other weights (the ablation
   benchmark) and schema-1 databases stay on FTS5, as does a query term the tokenizer
   does not turn into exactly one token.
-* In memory, built when a searcher loads the generation (1.6-3.5 s for sympy's 4M token
-  instances on a loaded 2-core machine), not stored: an update or merge needs nothing
-  new, and an older store gets it too. About 8 bytes a posting and the terms as one
-  bytes object (sympy: 1.35M postings, 103K terms, +19 MB of RSS).
+* Built once per generation by the indexer and stored beside ``chunks.sqlite``
+  (:mod:`~codeintel.core.store.impact_file`, store format 7), then mapped read-only by every
+  reader: no build at load (1.6-3.5 s for sympy's 4M token instances on a loaded 2-core
+  machine) and no private copy per process (about 8 bytes a posting and the terms as one
+  byte array: sympy 1.35M postings, 103K terms, +19 MB of RSS when built in memory). A
+  generation written before format 7 is still read into memory at load, as before.
 """
 
 from __future__ import annotations
@@ -100,20 +102,36 @@ def _postings(
     return positions, freqs, np.bincount(term_of[heads], minlength=len(instances))
 
 
+def totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Rows of ``chunks_fts`` and token instances in all its columns, from its averages record."""
+    found = conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    counts = _varints(found[0]) if found else []
+    if not counts:  # a table that never held a row has an empty record
+        return 0, 0
+    return counts[0], sum(counts[1 : 1 + len(_COLUMNS)])
+
+
 class Vocabulary:
     """The index's terms in FTS5's order (their UTF-8 bytes, ascending), looked up by
-    bisection: one bytes object and an offset array, not 100K Python strings."""
+    bisection: one byte array (each term ended by a NUL) and an offset array, not 100K
+    Python strings. Both may be read-only views of a mapped file."""
 
-    def __init__(self, joined: bytes) -> None:
-        self._blob = joined + b"\0" if joined else b""
-        ends = np.flatnonzero(np.frombuffer(self._blob, dtype=np.uint8) == 0)
-        self._starts = np.concatenate(([0], ends + 1)).astype(np.int64)
+    def __init__(self, blob: np.ndarray, starts: np.ndarray) -> None:
+        self.blob = blob  # uint8: every term's bytes and a NUL
+        self.starts = starts  # int64, len(terms) + 1: term t is blob[starts[t]:starts[t+1]-1]
+
+    @classmethod
+    def from_joined(cls, joined: bytes) -> Vocabulary:
+        """From the terms joined by NULs (``group_concat(term, char(0))``)."""
+        blob = np.frombuffer(joined + b"\0" if joined else b"", dtype=np.uint8)
+        ends = np.flatnonzero(blob == 0)
+        return cls(blob, np.concatenate(([0], ends + 1)).astype(np.int64))
 
     def __len__(self) -> int:
-        return len(self._starts) - 1
+        return len(self.starts) - 1
 
     def _bytes(self, slot: int) -> bytes:
-        return self._blob[int(self._starts[slot]) : int(self._starts[slot + 1]) - 1]
+        return self.blob[int(self.starts[slot]) : int(self.starts[slot + 1]) - 1].tobytes()
 
     def term(self, slot: int) -> str:
         return self._bytes(slot).decode()
@@ -144,6 +162,7 @@ class ImpactIndex:
         freqs: np.ndarray,
         rows: int,
         tokenizer: str,
+        total: int,
     ) -> None:
         self.ids = ids  # chunk ids, ascending: a position in every array is an index here
         self._norm = norm  # k1 * (1 - b + b * D / avgdl) per position
@@ -152,7 +171,8 @@ class ImpactIndex:
         self._positions = positions
         self._freqs = freqs  # column-weighted term frequency (float32: whole numbers)
         self.rows = rows
-        self._tokenizer = tokenizer
+        self.total = total  # token instances in all columns: with rows, names the FTS index
+        self.tokenizer = tokenizer
         self._lock = threading.Lock()
         self._tokens: dict[str, str | None] = {}
         self._masks: dict[tuple[str | None, str | None], np.ndarray] = {}
@@ -183,15 +203,13 @@ class ImpactIndex:
         lengths = np.fromiter(
             (sum(_varints(r[1])) for r in sizes), dtype=np.float64, count=len(sizes)
         )
-        (averages,) = conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-        counts = _varints(averages)
-        rows, total = counts[0], sum(counts[1 : 1 + len(_COLUMNS)])
+        rows, total = totals(conn)
         avgdl = float(total) / float(rows) if rows else 1.0
         norm = K1 * ((1.0 - B) + B * lengths / avgdl)
         joined, counts_text = conn.execute(
             "SELECT group_concat(term, char(0)), group_concat(cnt, ',') FROM temp.impact_rows"
         ).fetchone()
-        terms = Vocabulary((joined or "").encode())
+        terms = Vocabulary.from_joined((joined or "").encode())
         instances = (
             np.fromstring(counts_text, dtype=np.int64, sep=",")
             if counts_text
@@ -213,7 +231,37 @@ class ImpactIndex:
         freqs = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
         per_term = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
         starts = np.concatenate(([0], np.cumsum(per_term)))
-        return cls(ids, norm, terms, starts, positions, freqs, int(rows), tokenizer)
+        return cls(ids, norm, terms, starts, positions, freqs, int(rows), tokenizer, int(total))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the index by name, as :meth:`from_arrays` takes them (for the file)."""
+        return {
+            "ids": self.ids,
+            "norm": self._norm,
+            "vocabulary": self._terms.blob,
+            "vocabulary_starts": self._terms.starts,
+            "starts": self._starts,
+            "positions": self._positions,
+            "freqs": self._freqs,
+        }
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], *, rows: int, total: int, tokenizer: str
+    ) -> ImpactIndex:
+        """The index made of :meth:`arrays` (views of a mapped file)."""
+        terms = Vocabulary(arrays["vocabulary"], arrays["vocabulary_starts"])
+        return cls(
+            arrays["ids"],
+            arrays["norm"],
+            terms,
+            arrays["starts"],
+            arrays["positions"],
+            arrays["freqs"],
+            rows,
+            tokenizer,
+            total,
+        )
 
     # -- query side ------------------------------------------------------------
 
@@ -226,7 +274,7 @@ class ImpactIndex:
         with self._lock:
             if self._analyzer is None:
                 self._analyzer = sqlite3.connect(":memory:", check_same_thread=False)
-                quoted = "'" + self._tokenizer.replace("'", "''") + "'"
+                quoted = "'" + self.tokenizer.replace("'", "''") + "'"
                 self._analyzer.execute(f"CREATE VIRTUAL TABLE q USING fts5(x, tokenize={quoted})")
                 self._analyzer.execute("CREATE VIRTUAL TABLE qv USING fts5vocab(q, instance)")
             self._analyzer.execute("DELETE FROM q")

@@ -43,7 +43,12 @@ from codeintel.core import errors
 #      generation without it (built before 6, or updated from one) answers the
 #      navigation tools with "not indexed: rebuild" (core/symbols.SymbolIndex.open
 #      returns None). min_reader_version is unchanged.
-FORMAT_VERSION = 6
+#   7  optional chunks.impact (chunks.sqlite's FTS5 index as BM25 postings, mapped by
+#      readers; core/store/impact_file.py, version 1), written with every chunks.sqlite
+#      of schema 2. Readers of 1-6 ignore it; a reader of 7 reads a generation without
+#      it (or with one it refuses) by reading the FTS5 index into memory, as 6 did.
+#      min_reader_version is unchanged.
+FORMAT_VERSION = 7
 MIN_READER_VERSION = 1
 WINDOWS_READER_VERSION = 4
 """min_reader_version of a generation whose vectors include windows."""
@@ -53,6 +58,7 @@ SECONDARY = "secondary.faiss"
 TOMBSTONES = "tombstones.npy"
 CHUNKS_DB = "chunks.sqlite"
 SYMBOLS_DB = "symbols.sqlite"
+IMPACT = "chunks.impact"
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
