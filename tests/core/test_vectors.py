@@ -54,6 +54,7 @@ class TestWriteSegment:
             (np.arange(3), np.ones(3), "2-d"),
             (np.array([1.5, 2.5]), np.ones((2, DIM)), "integer"),
             (np.array([1, 1]), np.ones((2, DIM)), "duplicate"),
+            (np.array([3, 1, 3]), np.ones((3, DIM)), "duplicate"),
             (np.arange(2), np.full((2, DIM), 1e6), "finite"),
         ],
     )

@@ -97,26 +97,36 @@ def embed_drafts(
     reporter: progress_mod.Reporter,
     *,
     texts_of: Callable[[chunking.ChunkDraft], str] = embedding_text,
+    out: np.ndarray | None = None,
+    at: np.ndarray | None = None,
 ) -> np.ndarray:
-    """float32 (n, dim) unit vectors for ``drafts``, in order.
+    """float32 (n, dim) unit vectors for ``drafts``, in order, rounded to float16.
 
     Texts are embedded longest-first in groups, so each batch holds texts of
     similar length and pads little (what sentence-transformers does inside one
     call; doing it here keeps that gain while still reporting progress).
+
+    With ``out``, draft ``i``'s row is written to ``out[at[i]]`` (``at`` defaults to
+    ``0..n-1``) and ``out`` is returned: the caller's array is the only copy. Each
+    group's text is made when it is embedded, and each group is rounded as it lands,
+    so the build never holds every text twice or the vectors three times
+    (docs/performance.md, "The build's last step without copies").
     """
-    texts = [texts_of(d) for d in drafts]
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    out: np.ndarray | None = None
-    with reporter.stage("embed", total=len(texts)) as stage:
-        for start in range(0, len(texts), EMBED_GROUP):
+    where = np.arange(len(drafts)) if at is None else at
+    if len(where) != len(drafts):
+        raise ValueError(f"{len(drafts)} drafts for {len(where)} rows")
+    order = np.argsort([-len(texts_of(d)) for d in drafts], kind="stable")
+    with reporter.stage("embed", total=len(drafts)) as stage:
+        for start in range(0, len(drafts), EMBED_GROUP):
             rows = order[start : start + EMBED_GROUP]
-            xb = embedder.embed([texts[i] for i in rows])
+            xb = embedder.embed([texts_of(drafts[i]) for i in rows])
             if out is None:
-                out = np.empty((len(texts), xb.shape[1]), dtype=np.float32)
-            out[rows] = xb
+                out = np.empty((len(drafts), xb.shape[1]), dtype=np.float32)
+            embedding_mod.check_dimension(xb.shape[1], out.shape[1], embedder.model)
+            # Stored vectors are float16; round now so the primary, the secondary, the
+            # re-ranker and a later merge all see exactly the same numbers.
+            out[where[rows]] = xb.astype(np.float16)
             stage.advance(len(rows))
     if out is None:
         return np.empty((0, max(embedder.dim, 0)), dtype=np.float32)
-    # Stored vectors are float16; round now so the primary, the secondary, the
-    # re-ranker and a later merge all see exactly the same numbers.
-    return out.astype(np.float16).astype(np.float32)
+    return out

@@ -102,6 +102,9 @@ def build(
                     writer.write_impact()
                 with reporter.stage("symbols"):
                     symbols_store.write(writer.path / store_mod.SYMBOLS_DB, found.symbols)
+                # Written: not held through the embedding (sympy: 1.5M occurrences).
+                found.symbols = []
+                malloc.trim()
                 if observer:
                     observer.chunks_written(writer.path / store_mod.CHUNKS_DB, writer.name)
                 history_build.write(writer.path, store.mirror_path, commit, parent, cfg, reporter)

@@ -148,12 +148,10 @@ def embed_chunks(
         xb = corpus.embed_drafts(through, drafts, reporter)
     else:
         rest = np.setdiff1d(np.arange(len(drafts)), first.done)
-        xr = corpus.embed_drafts(through, [drafts[i] for i in rest], reporter)
         xb = np.empty((len(drafts), first.rows.shape[1]), dtype=np.float32)
         xb[first.done] = first.rows
-        if len(rest):
-            embedding_mod.check_dimension(xr.shape[1], first.rows.shape[1], embedder.model)
-            xb[rest] = xr
+        # The rest's rows land in xb itself: no second array of the rest's vectors.
+        corpus.embed_drafts(through, [drafts[i] for i in rest], reporter, out=xb, at=rest)
     return windows.add_windows(embedder, through, drafts, ids, xb, cfg.chunk_windows, reporter)
 
 

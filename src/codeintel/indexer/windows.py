@@ -134,7 +134,7 @@ def add_windows(
     with reporter.stage("embed windows", total=len(texts)) as stage:
         for start in range(0, len(texts), corpus.EMBED_GROUP):
             rows = order[start : start + corpus.EMBED_GROUP]
-            xw[rows] = embedder.embed([texts[i] for i in rows])
+            xw[rows] = embedder.embed([texts[i] for i in rows]).astype(np.float16)
             stage.advance(len(rows))
     embedding_mod.check_dimension(xw.shape[1], xb.shape[1], embedder.model)
     logger.info(
@@ -144,4 +144,4 @@ def add_windows(
         (len(ids) + len(texts)) / len(ids),
     )
     vids = np.concatenate([ids, windows_mod.window_ids(ids[owner], number)])
-    return vids, np.vstack([xb, xw.astype(np.float16).astype(np.float32)])
+    return vids, np.vstack([xb, xw])

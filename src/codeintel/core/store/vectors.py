@@ -107,12 +107,14 @@ class VectorStore:
             raise errors.DimensionMismatchError(
                 f"vectors of dimension {xb.shape[1]} for a store of dimension {existing}"
             )
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order].astype(np.int64)
-        if len(ids) > 1 and bool(np.any(ids[1:] == ids[:-1])):
-            raise errors.IndexFormatError(f"duplicate ids in segment {name!r}")
+        ids = ids.astype(np.int64)
         with np.errstate(over="ignore"):  # overflow shows as inf, refused just below
-            rows = xb[order].astype(np.float16)
+            rows = xb.astype(np.float16)  # half the bytes before any reordering copy
+        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, rows = ids[order], rows[order]
+            if bool(np.any(ids[1:] == ids[:-1])):
+                raise errors.IndexFormatError(f"duplicate ids in segment {name!r}")
         if not bool(np.isfinite(rows).all()):
             raise errors.IndexFormatError(
                 f"segment {name!r} has vectors that are not finite in float16"
