@@ -123,3 +123,30 @@ def test_each_step_is_measured_after_it_is_taken() -> None:
     assert short["degraded"]["step"] == "short_snippets"  # type: ignore[index]
     assert all(len(r["text"]) == budget.SHORT_CHARS for r in short["results"])  # type: ignore[attr-defined]
     assert short["tokens"] == budget.estimate(short)
+
+
+async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path) -> None:
+    """Past the page, lines are counted by a regex, not walked: every page, total and count
+    per file is still ripgrep's, with the literal twice on a line, CRLF endings, a last
+    line without a newline and ASCII case folding."""
+    bodies = {
+        "a.txt": "Needle needle NEEDLE\nnone\nneedle\r\nx needleneedle\n" * 6,
+        "b/c.txt": "needle\n\nneedle needle\nneedle",  # no newline at the end
+        "b/d.txt": "NeEdLe\r\n" * 5 + "plain\n",
+        "e.txt": "needle " * 40 + "\n" + "needle\n" * 9,
+    }
+    for name, body in bodies.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(body.encode())
+    for i in range(10):  # most files do not hold it: counted exactly, not bounded
+        (tmp_path / f"other{i}.txt").write_text("nothing\n")
+    assert textsearch.TREES.wait(tmp_path)
+    for case_sensitive in (True, False):
+        for offset, page in ((0, 3), (0, 1000), (5, 4), (17, 6), (30, 2), (60, 5)):
+            kwargs = {"case_sensitive": case_sensitive, "max_results": page, "offset": offset}
+            pruned = await textsearch.search(tmp_path, "needle", **kwargs)  # type: ignore[arg-type]
+            whole = await textsearch.search(tmp_path, "needle", prune=False, **kwargs)  # type: ignore[arg-type]
+            assert pruned.exact and whole.exact
+            assert (pruned.total, pruned.per_file) == (whole.total, whole.per_file)
+            assert pruned.matches == whole.matches
+    assert whole.total == 6 * 3 + 3 + 5 + 10  # case-insensitive: each line holding it once

@@ -118,9 +118,9 @@ async def test_few_small_candidates_are_read_in_process(
     calls: list[list[str]] = []
     scan = textsearch._scan_files
 
-    def spy(root: Path, paths: list[str], *args: object) -> object:
+    def spy(root: Path, paths: list[str], *args: object, **kwargs: object) -> object:
         calls.append(paths)
-        return scan(root, paths, *args)  # type: ignore[arg-type]
+        return scan(root, paths, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(textsearch, "_scan_files", spy)
     found = await textsearch.search(tree, "solve_linear_system;")

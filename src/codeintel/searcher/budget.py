@@ -15,6 +15,16 @@ forms an agent may read (REST/structured JSON, or the much shorter MCP text); ru
 answer, more than the search. ``benchmarks/answer_size_bench.py`` reports the
 estimate beside the tokenizer's count.
 
+One shape is measured in two parts: blame_range's answer is mostly its lines of
+source joined in one string per range, which tokenize at ~2.4 bytes a token as JSON
+(escaped newlines and tabs cost tokens; plain text is 3.25), so those strings are
+divided by :data:`TEXT_BYTES_PER_TOKEN` (``Shape.text_bytes_per_token``) and the rest
+by 1.7. On whole-file blames of ten of cJSON's files (C, headers, CMake, Markdown),
+with and without the commits' metadata, that estimate is 0.96-1.29x the tokenizer's
+count (cJSON.c 1.11, was 1.31; under the count by at most 4%, on CHANGELOG.md and a
+14-line CMake template), where JSON / 1.7 alone was 1.14-1.64x
+(docs/performance.md, "search_text page 1 over REST, and blame's estimate").
+
 Over the budget an answer degrades in documented steps, each saying what it
 left out and how to ask for the rest (``degraded``):
 
@@ -54,6 +64,10 @@ MAX_MAX_TOKENS = 400_000
 """The largest budget: about the 512,000-character hard cap's worth of JSON."""
 BYTES_PER_TOKEN = 1.7
 """UTF-8 bytes of compact JSON per token of the model's tokenizer (calibrated; module docstring)."""
+TEXT_BYTES_PER_TOKEN = 2.2
+"""Bytes per token of blame's source text strings as JSON (their quotes included):
+fitted 2.38 by least squares on cJSON's blames, taken lower so the estimate stays
+near an upper bound (module docstring)."""
 SHORT_LINES = 3
 SHORT_CHARS = 120
 
@@ -62,9 +76,17 @@ STEPS = ("short_snippets", "no_snippets", "counts_per_file", "count")
 _encode = msgspec.json.Encoder().encode
 
 
-def estimate(answer: Any) -> int:
-    """Estimated tokens of ``answer`` as compact JSON (:data:`BYTES_PER_TOKEN`)."""
-    return math.ceil(len(_encode(answer)) / BYTES_PER_TOKEN)
+def estimate(
+    answer: Any, texts: Sequence[str] = (), text_bytes_per_token: float | None = None
+) -> int:
+    """Estimated tokens of ``answer`` as compact JSON (:data:`BYTES_PER_TOKEN`); with
+    ``text_bytes_per_token``, the strings ``texts`` it holds counted at that rate
+    (``Shape.text_bytes_per_token``: what :func:`fit` sets as ``tokens``)."""
+    size = len(_encode(answer))
+    if not text_bytes_per_token or not texts:
+        return math.ceil(size / BYTES_PER_TOKEN)
+    text = _text_bytes(texts)
+    return math.ceil((size - text) / BYTES_PER_TOKEN + text / text_bytes_per_token)
 
 
 def shorten(text: str, lines: int = SHORT_LINES, chars: int = SHORT_CHARS) -> str:
@@ -92,6 +114,11 @@ class Shape:
     commits, ``blame.pack``): what is measured, and what :func:`fit` returns. The
     packed form names only what the kept rows (or ``counts``) name, so a shorter page
     or a step needs no more care here."""
+    text_bytes_per_token: float | None = None
+    """When set, the strings of ``text_fields`` are counted at this many bytes a token
+    (their JSON, quotes included) and the rest of the answer at :data:`BYTES_PER_TOKEN`
+    (blame: :data:`TEXT_BYTES_PER_TOKEN`); the packed form must hold those strings
+    unchanged."""
 
 
 def fit(
@@ -127,7 +154,7 @@ def _fit(
     repage: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     budget = max_tokens or DEFAULT_MAX_TOKENS
-    full = _measure(answer, shape.pack)
+    full = _measure(answer, shape)
     if full <= budget:
         return answer
     rows: list[dict[str, Any]] = answer.get(shape.rows) or []
@@ -135,7 +162,7 @@ def _fit(
     def settled(step: str, omitted: str) -> bool:
         """Say that ``step`` was taken, leaving out ``omitted``; whether the answer fits now."""
         _degrade(answer, step, omitted, _hint(budget, full, len(rows)))
-        return _measure(answer, shape.pack) <= budget
+        return _measure(answer, shape) <= budget
 
     if any(f in row for row in rows for f in shape.text_fields):
         shortened = False
@@ -196,7 +223,7 @@ def _shorter_page(
     def keep(n: int) -> int:
         answer[shape.rows] = rows[:n]
         repage(answer)
-        return _measure(answer, shape.pack)
+        return _measure(answer, shape)
 
     lo, hi = 0, len(rows) - 1  # the largest n in [1, len(rows) - 1] that fits
     while lo < hi:
@@ -233,24 +260,36 @@ def _degrade(answer: dict[str, Any], step: str, omitted: str, hint: str) -> None
     answer["degraded"] = {"step": step, "omitted": omitted, "hint": hint}
 
 
-def _measure(
-    answer: dict[str, Any], pack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-) -> int:
-    """Set ``answer['tokens']`` to the estimate of ``answer`` (of its ``pack`` form when
-    given) including that field; return it.
+def _measure(answer: dict[str, Any], shape: Shape) -> int:
+    """Set ``answer['tokens']`` to the estimate of ``answer`` (of its ``shape.pack`` form
+    when given) including that field; return it.
 
     The count includes its own digits: a fixed point, found from one encoding (the
     answer's bytes with ``tokens`` 0 differ from its final bytes only in those digits)."""
     answer["tokens"] = 0
+    pack = shape.pack
     rest = len(_encode(pack(answer) if pack else answer)) - 1  # all but the digit "0"
+    text = 0.0
+    if shape.text_bytes_per_token:
+        rows = answer.get(shape.rows) or ()
+        strings = _text_bytes(
+            [t for r in rows for f in shape.text_fields if isinstance(t := r.get(f), str)]
+        )
+        rest -= strings
+        text = strings / shape.text_bytes_per_token
     n = 0
     for _ in range(4):
-        m = math.ceil((rest + len(str(n))) / BYTES_PER_TOKEN)
+        m = math.ceil((rest + len(str(n))) / BYTES_PER_TOKEN + text)
         if m == n:
             break
         n = m
     answer["tokens"] = n
     return n
+
+
+def _text_bytes(texts: Sequence[str]) -> int:
+    """Bytes of ``texts`` as JSON, each with its quotes (one encoding)."""
+    return len(_encode(texts)) - 1 - len(texts) if texts else 0  # less "[", "]" and commas
 
 
 class TextBudget:

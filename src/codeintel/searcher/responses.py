@@ -48,7 +48,7 @@ class _Answer(BaseModel):
     tokens: int | None = Field(
         None,
         description="This answer's size in tokens (estimated: compact JSON bytes / 1.7, "
-        "calibrated on the embedding model's tokenizer).",
+        "blame_range's line text / 2.2, calibrated on the embedding model's tokenizer).",
     )
     degraded: Degraded | None = Field(
         None, description="Present when the answer was cut to fit max_tokens: how, and how to ask."

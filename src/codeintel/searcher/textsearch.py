@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import re
 import shutil
 import sys
 import threading
@@ -188,7 +189,15 @@ async def search(
         if not regex or translated is not None:
             needle = _Needle(pattern, translated, case_sensitive)
             found = await _off_loop(
-                only.size, _scan_in_process, root, only.paths, only.size, needle, offset, keep
+                only.size,
+                _scan_in_process,
+                root,
+                only.paths,
+                only.size,
+                needle,
+                offset,
+                keep,
+                only.sizes,
             )
             if found is not None:
                 LAYOUTS.put(key, found[1])
@@ -338,22 +347,25 @@ def _scan_in_process(
     needle: _Needle,
     offset: int,
     keep: int,
+    sizes: Sequence[int] = (),
 ) -> tuple[Found, Layout] | None:
-    """The page from ``paths`` (``size`` bytes) read here, and where all its matches
-    are: a literal, or a regex :mod:`.regexscan` can answer for ripgrep (None when it
-    cannot, for a line of these files)."""
+    """The page from ``paths`` (``size`` bytes; each one's in ``sizes`` when known) read
+    here, and where all its matches are: a literal, or a regex :mod:`.regexscan` can
+    answer for ripgrep (None when it cannot, for a line of these files)."""
     if needle.translated is None:
-        scan = _scan_files(root, paths, needle.pattern, needle.case_sensitive, offset, keep)
+        scan = _scan_files(
+            root, paths, needle.pattern, needle.case_sensitive, offset, keep, sizes=sizes
+        )
     else:
         raw_paths = sorted(map(os.fsencode, paths), key=_page_order)
         rows = regexscan.scan(root, raw_paths, needle.translated, offset, keep)
         if rows is None:
             return None
-        scan = _Scan()
+        scan = _Scan(ordered=True)  # grouped in the order of raw_paths
         scan.lines, scan.count = rows
     matches, _ = scan.page(offset, keep)
     per_file = scan.counts()
-    held = sorted(scan.lines, key=_page_order)
+    held = list(scan.lines)  # in page order
     layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file, size)
     return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
 
@@ -365,6 +377,8 @@ def _scan_files(
     case_sensitive: bool,
     offset: int = 0,
     keep: int | None = None,
+    *,
+    sizes: Sequence[int] = (),
 ) -> _Scan:
     """ripgrep's ``--fixed-strings`` lines of plain (not binary) files, found with ``bytes.find``.
 
@@ -374,35 +388,57 @@ def _scan_files(
 
     Files are read in page order, so only the lines of rows ``offset``..``keep`` are
     cut out and formatted; the others are counted (held as empty placeholders, which
-    :meth:`_Scan.page` of the same rows never reads)."""
+    :meth:`_Scan.page` of the same rows never reads). Past the page the lines are
+    counted by a regex, the literal then the rest of its line (``[^\\n]*``): one match
+    per matching line, as the loop finds them, without a Python step per line (the
+    literal holds no newline: :func:`.trigrams.needles`). ``sizes`` (the index's, one
+    per path) save a ``fstat`` per file."""
     needle = pattern.encode("utf-8", "surrogateescape")
     if not case_sensitive:
         needle = needle.lower()
-    scan = _Scan()
+    rest_of = re.compile(re.escape(needle) + rb"[^\n]*").findall
+    scan = _Scan(ordered=True)
     index = 0  # of the next matching line in page order
-    top = os.fsencode(root)
-    for raw_path in sorted(map(os.fsencode, paths), key=_page_order):
-        data = trigrams.read_file(os.path.join(top, raw_path))
-        hay = data if case_sensitive else data.lower()
-        at = hay.find(needle)
-        if at < 0:
-            continue
-        bucket: list[bytes] = []
-        line, counted = 1, 0
-        while at >= 0:
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            if index >= offset and (keep is None or index < keep):
-                line += data.count(b"\n", counted, at)
-                counted = at
-                start = data.rfind(b"\n", 0, at) + 1
-                bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
-            else:
-                bucket.append(b"")
-            index += 1
-            at = hay.find(needle, end)
-        scan.lines[raw_path] = bucket
-        scan.count += len(bucket)
+    held: Sequence[int | None] = sizes or [None] * len(paths)
+    entries = sorted(zip(map(os.fsencode, paths), held, strict=True), key=_entry_order)
+    top = trigrams.open_dir(root)
+    try:
+        for raw_path, size in entries:
+            data = trigrams.read_file(raw_path, dir_fd=top, size=size)
+            hay = data if case_sensitive else data.lower()
+            if keep is not None and index >= keep:  # past the page: counted only
+                n = len(rest_of(hay))
+                if n:
+                    scan.lines[raw_path] = [b""] * n
+                    scan.count += n
+                    index += n
+                continue
+            at = hay.find(needle)
+            if at < 0:
+                continue
+            bucket: list[bytes] = []
+            line, counted = 1, 0
+            while at >= 0:
+                if keep is not None and index >= keep:
+                    n = len(rest_of(hay, at))
+                    bucket += [b""] * n
+                    index += n
+                    break
+                end = data.find(b"\n", at)
+                end = len(data) if end < 0 else end
+                if index >= offset:
+                    line += data.count(b"\n", counted, at)
+                    counted = at
+                    start = data.rfind(b"\n", 0, at) + 1
+                    bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
+                else:
+                    bucket.append(b"")
+                index += 1
+                at = hay.find(needle, end)
+            scan.lines[raw_path] = bucket
+            scan.count += len(bucket)
+    finally:
+        os.close(top)
     return scan
 
 
@@ -411,12 +447,20 @@ def _page_order(raw_path: bytes) -> tuple[list[str], bytes]:
     return _decode(raw_path).split("/"), raw_path
 
 
-class _Scan:
-    """Lines read so far, grouped by path (raw ``line:column:text`` bytes)."""
+def _entry_order(entry: tuple[bytes, int | None]) -> tuple[list[str], bytes]:
+    return _page_order(entry[0])
 
-    def __init__(self) -> None:
+
+class _Scan:
+    """Lines read so far, grouped by path (raw ``line:column:text`` bytes).
+
+    ``ordered``: the paths were added in page order (files read in-process), so
+    :meth:`page` need not sort them (ripgrep's parallel output is in no order)."""
+
+    def __init__(self, *, ordered: bool = False) -> None:
         self.count = 0
         self.lines: dict[bytes, list[bytes]] = {}
+        self.ordered = ordered
 
     def counts(self) -> dict[str, int]:
         return {_decode(p): len(bucket) for p, bucket in self.lines.items()}
@@ -449,7 +493,8 @@ class _Scan:
         :func:`_scan_files`): only the page's lines are decoded, not the whole file's."""
         out: list[TextMatch] = []
         start = 0
-        for raw_path in sorted(self.lines, key=_page_order):
+        held = self.lines if self.ordered else sorted(self.lines, key=_page_order)
+        for raw_path in held:
             bucket = self.lines[raw_path]
             end = start + len(bucket)
             if end > offset and start < keep:

@@ -433,6 +433,7 @@ SHAPES: dict[str, budget_mod.Shape] = {
         group=lambda r: (r["sha"], r["end_line"] - r["start_line"] + 1),
         group_name="lines per commit (see commits)",
         pack=blame.pack,
+        text_bytes_per_token=budget_mod.TEXT_BYTES_PER_TOKEN,
     ),
     "file_history": budget_mod.Shape(text_fields=("summary",)),
 }

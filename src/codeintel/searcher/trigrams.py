@@ -74,6 +74,8 @@ class Candidates:
     """Their bytes, all told."""
     longest_line: int = 0
     """Bytes of the longest line any of them holds."""
+    sizes: list[int] = dataclasses.field(default_factory=list)
+    """Bytes of each of ``paths`` (same order), for :func:`read_file`."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -105,12 +107,18 @@ class TrigramIndex:
         return found
 
 
-def read_file(path: str | bytes) -> bytes:
+def read_file(path: str | bytes, *, dir_fd: int | None = None, size: int | None = None) -> bytes:
     """A file's bytes with four system calls and no buffered reader: ~half the time of
-    ``open().read()`` per file, which counts when a search reads a hundred small ones."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    ``open().read()`` per file, which counts when a search reads a hundred small ones.
+
+    ``dir_fd`` (:func:`open_dir`) resolves a relative ``path`` from that directory rather
+    than the whole path from the root, and ``size`` (the index's) saves the ``fstat``:
+    0.46 against 0.75 ms for the 87 files of cJSON holding ``return``. A wrong ``size``
+    costs only a second read (the file is read to its end either way)."""
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC, dir_fd=dir_fd)
     try:
-        size = os.fstat(fd).st_size
+        if size is None:
+            size = os.fstat(fd).st_size
         data = os.read(fd, size + 1)  # a regular file reads short only at its end
         if len(data) <= size:
             return data
@@ -120,6 +128,14 @@ def read_file(path: str | bytes) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def open_dir(root: str | bytes | os.PathLike[str]) -> int:
+    """A descriptor of directory ``root`` for :func:`read_file`'s ``dir_fd`` (close it)."""
+    return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _grams(data: bytes) -> np.ndarray:
@@ -269,13 +285,15 @@ class Trees:
             if found is not None:
                 ids = np.union1d(ids, found)
         share = ids.size / max(1, len(index.paths))
-        paths = sorted((index.paths[i] for i in ids), key=lambda p: p.split("/"))
+        order = sorted(ids.tolist(), key=lambda i: index.paths[i].split("/"))
+        paths = [index.paths[i] for i in order]
+        ids = np.asarray(order, dtype=np.int64)
         as_globs = bool(index.binary[ids].any())
         if as_globs and any(c in _GLOB_SPECIAL for p in paths for c in p):
             return None  # a name that a glob would read as a pattern
         size = int(index.sizes[ids].sum())
         longest = int(index.longest[ids].max()) if ids.size else 0
-        return Candidates(paths, as_globs, share, size, longest)
+        return Candidates(paths, as_globs, share, size, longest, index.sizes[ids].tolist())
 
     def wait(self, root: Path, timeout: float = 60.0) -> bool:
         """Block until ``root``'s index is built (tests, benchmarks); whether it was."""
