@@ -27,6 +27,16 @@ POOL_PLURAL = "searchpools"
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATIONS_PREFIX = f"operator.{GROUP}"
 API_RETRY_SECONDS = 10.0
+TIMER_EXIT_POLL_SECONDS = 1.0
+"""How soon kopf looks again at a timer still running when its object is deleted.
+
+kopf stops an object's timers when the object is deleted and keeps the finalizer on it
+until they have exited; a tick mid-pass then (its pass takes the object's lock, so a
+slow API server or a busy machine makes that likely) is looked at again only after
+``settings.background.cancellation_polling``, 60 s by default, unless some other change
+to the object comes first: the deletion hung for a minute. A tick's pass over an object
+being deleted ends at its first read, so one second is ample; each look costs one
+annotation patch, only while a deletion waits on a tick."""
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 # The poll timers share a function with the change handlers; these are the ids kopf gave
@@ -182,6 +192,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
 
 
 @asynccontextmanager
