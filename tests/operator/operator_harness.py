@@ -113,6 +113,28 @@ class Cluster:
     async def status(self, namespace: str, name: str) -> dict[str, Any]:
         return dict((await self.codeindex(namespace, name)).get("status") or {})
 
+    async def status_where(
+        self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """The CodeIndex's status once ``check`` holds for it."""
+
+        async def probe() -> dict[str, Any] | None:
+            status = await self.status(namespace, name)
+            return status if check(status) else None
+
+        return dict(await wait_for(probe))
+
+    async def pool_status_where(
+        self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """The SearchPool's status once ``check`` holds for it."""
+
+        async def probe() -> dict[str, Any] | None:
+            status = await self.pool_status(namespace, name)
+            return status if check(status) else None
+
+        return dict(await wait_for(probe))
+
     async def jobs(self, namespace: str) -> list[dict[str, Any]]:
         answer = await self.client.get(kube.path("batch/v1", "jobs", namespace))
         return list((answer or {}).get("items") or [])

@@ -36,14 +36,8 @@ SPEC = {
 }
 
 
-async def status_where(
-    cluster: Cluster, name: str, check, namespace: str = NS, timeout: float = 15
-):
-    async def probe():
-        status = await cluster.status(namespace, name)
-        return status if check(status) else None
-
-    return await wait_for(probe, timeout)
+async def status_where(cluster: Cluster, name: str, check, namespace: str = NS) -> dict:
+    return await cluster.status_where(namespace, name, check)
 
 
 def condition(status: dict, type_: str) -> dict:

@@ -38,7 +38,6 @@ to the object comes first: the deletion hung for a minute. A tick's pass over an
 being deleted ends at its first read, so one second is ample; each look costs one
 annotation patch, only while a deletion waits on a tick."""
 
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 # The poll timers share a function with the change handlers; these are the ids kopf gave
 # them when they were functions of their own, kept so their Events read as before.
 TICK_ID = "build_registry.<locals>.tick"
@@ -98,7 +97,7 @@ def build_registry(
         namespace: str | None,
         name: str,
         memo: Any,
-        logger: Logger,
+        logger: kube.Logger,
         **_: Any,
     ) -> None:
         """A new, changed or (after a restart) resumed CodeIndex: children, then Jobs; on
@@ -117,7 +116,7 @@ def build_registry(
         registry=registry,
     )
     async def job_event(
-        *, body: kopf.Body, namespace: str | None, memo: Any, logger: Logger, **_: Any
+        *, body: kopf.Body, namespace: str | None, memo: Any, logger: kube.Logger, **_: Any
     ) -> None:
         """A finished indexer Job: act on it now rather than at the next tick."""
         if jobs.outcome(body)[0] is jobs.Outcome.RUNNING:
@@ -143,7 +142,7 @@ def build_registry(
                 )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    async def delete(*, body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    async def delete(*, body: kopf.Body, memo: Any, logger: kube.Logger, **_: Any) -> None:
         """Delete the Jobs, searchers and (with ``storage.deleteWithIndex``) the store claim."""
         async with translated_errors():
             await reconciling.delete_owned(_context(memo), body, logger)
@@ -166,7 +165,7 @@ def register_pool_handlers(
         GROUP, VERSION, POOL_PLURAL, id=POOL_TICK_ID, interval=poll_seconds, registry=registry
     )
     async def apply_pool(
-        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
+        *, namespace: str | None, name: str, memo: Any, logger: kube.Logger, **_: Any
     ) -> None:
         """A new, changed or resumed SearchPool: claim, serving objects, status; on the poll
         tick, members, ready shards, and the next replica set of a staged rollout."""
@@ -174,7 +173,7 @@ def register_pool_handlers(
             await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
 
     @kopf.on.delete(GROUP, VERSION, POOL_PLURAL, registry=registry)
-    async def delete_pool(*, body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    async def delete_pool(*, body: kopf.Body, memo: Any, logger: kube.Logger, **_: Any) -> None:
         """Delete the searchers, shards and router; keep the claim unless deleteWithPool."""
         async with translated_errors():
             await pooling.delete_pool_owned(_context(memo), body, logger)
