@@ -18,6 +18,7 @@ from codeintel.core import hits
 from codeintel.core.settings import Settings
 from codeintel.core.store import CHUNKS_DB, Store
 from codeintel.indexer import chunking, firstpass, pipeline
+from embedders import TokenCountingPassThrough
 
 
 def _draft(path: str, symbol: str = "", start: int = 1) -> chunking.ChunkDraft:
@@ -99,31 +100,15 @@ class TestGroupSize:
         assert firstpass.next_group(64, done=0, elapsed=0.0, seconds=60.0) == 64
 
 
-class CountingEmbedder:
+class CountingEmbedder(TokenCountingPassThrough):
     """The real model, counting the texts it is asked for; fails after ``fail_after`` calls."""
 
     def __init__(self, inner: Any, fail_after: int | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.texts: list[str] = []
         self.calls = 0
         self.fail_after = fail_after
         self.lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return str(self.inner.model)
-
-    @property
-    def dim(self) -> int:
-        return int(self.inner.dim)
-
-    @property
-    def max_tokens(self) -> int:
-        return int(self.inner.max_tokens)
-
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        counts: list[int] = self.inner.token_counts(texts)
-        return counts
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with self.lock:
@@ -131,17 +116,7 @@ class CountingEmbedder:
                 raise RuntimeError("the model went away")
             self.calls += 1
             self.texts += list(texts)
-        xb: np.ndarray = self.inner.embed(texts)
-        return xb
-
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed(texts)
-
-    def close(self) -> None:
-        """The inner model belongs to the session fixture."""
-
-    async def aclose(self) -> None:
-        """As :meth:`close`."""
+        return super().embed(texts)
 
 
 def _settings(store: Path, **index: object) -> Settings:

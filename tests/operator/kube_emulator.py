@@ -19,6 +19,9 @@ API server fills; this subclass fills the ones that matter here:
   :attr:`ClusterEmulator.reviewers` may create them (403 otherwise, as RBAC
   without ``tokenreviews: create`` would). :attr:`ClusterEmulator.reviews` counts them.
 
+:meth:`ClusterEmulator.hold` makes the server slow to answer one request, as a loaded
+API server is, at the moment a test chooses rather than by chance.
+
 :func:`make_emulator` also loads kmock's bundled discovery (so ``v1``, ``apps/v1``,
 ``batch/v1`` resources exist) and registers ``codeindexes`` with a status
 subresource, and ``searchpools`` likewise. kopf must run cluster-wide against it: listing namespaces is not
@@ -48,6 +51,23 @@ _REVIEWS = {
 SEARCHPOOLS = "codeintel.io/v1alpha1/searchpools"
 
 
+class Hold:
+    """A request the emulator holds: :attr:`reached` is set when it arrives, and it is
+    answered once :meth:`release` is called."""
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method, self.path = method.upper(), path
+        self.reached, self._released = asyncio.Event(), asyncio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def answer(self) -> None:
+        """Called by the emulator: wait until the test releases the request."""
+        self.reached.set()
+        await self._released.wait()
+
+
 class ClusterEmulator(kmock.KubernetesEmulator):
     """The emulator plus uid / resourceVersion / generation and JSON-patch ``test`` ops."""
 
@@ -59,9 +79,29 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self.grants: dict[str, set[str]] = {}
         self.reviewers: set[str] = set()
         self.reviews: collections.Counter[str] = collections.Counter()
+        self._holds: list[Hold] = []
+
+    def hold(self, method: str, path: str) -> Hold:
+        """Hold the next ``method`` request to ``path`` (watches excluded) until released."""
+        held = Hold(method, path)
+        self._holds.append(held)
+        return held
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         path = request.url.path
+        held = next(
+            (
+                h
+                for h in self._holds
+                if h.method == request.method.value
+                and h.path == path
+                and request.action != enums.action.WATCH
+            ),
+            None,
+        )
+        if held is not None:
+            self._holds.remove(held)
+            await held.answer()
         if request.method == enums.method.POST and path in _REVIEWS:
             return self._review(_REVIEWS[path], request)
         if request.resource is None or request.action not in {

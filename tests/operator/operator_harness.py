@@ -21,6 +21,11 @@ from kube_emulator import ClusterEmulator, make_emulator
 from codeintel.operator import build_registry, kube
 from codeintel.operator.settings import OperatorSettings
 
+WAIT_SECONDS = 15.0
+"""How long a test waits for the operator to reach a state it must reach: every step the
+operator takes is driven by an event or a FAST tick (0.3 s), so a pass is well under a
+second on a quiet machine; 15 s leaves room for a machine loaded several times over."""
+
 FAST = OperatorSettings(
     poll_interval_seconds=0.3,
     retry_base_seconds=0.5,
@@ -108,11 +113,35 @@ class Cluster:
     async def status(self, namespace: str, name: str) -> dict[str, Any]:
         return dict((await self.codeindex(namespace, name)).get("status") or {})
 
+    async def status_where(
+        self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """The CodeIndex's status once ``check`` holds for it."""
+
+        async def probe() -> dict[str, Any] | None:
+            status = await self.status(namespace, name)
+            return status if check(status) else None
+
+        return dict(await wait_for(probe))
+
+    async def pool_status_where(
+        self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """The SearchPool's status once ``check`` holds for it."""
+
+        async def probe() -> dict[str, Any] | None:
+            status = await self.pool_status(namespace, name)
+            return status if check(status) else None
+
+        return dict(await wait_for(probe))
+
     async def jobs(self, namespace: str) -> list[dict[str, Any]]:
         answer = await self.client.get(kube.path("batch/v1", "jobs", namespace))
         return list((answer or {}).get("items") or [])
 
-    async def wait_for_job(self, namespace: str, name: str, timeout: float = 15) -> dict[str, Any]:
+    async def wait_for_job(
+        self, namespace: str, name: str, timeout: float = WAIT_SECONDS
+    ) -> dict[str, Any]:
         return await wait_for(lambda: self.get("batch/v1", "jobs", namespace, name), timeout)
 
     async def finish_job(
@@ -190,7 +219,7 @@ def build_result(
     }
 
 
-async def wait_for(probe: Callable[[], Awaitable[Any]], timeout: float = 15) -> Any:
+async def wait_for(probe: Callable[[], Awaitable[Any]], timeout: float = WAIT_SECONDS) -> Any:
     """Poll ``probe`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:

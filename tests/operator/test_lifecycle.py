@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 
-from operator_harness import FAST, Cluster, OperatorFactory, build_result, wait_for
+import pytest
+from operator_harness import (
+    FAST,
+    WAIT_SECONDS,
+    Cluster,
+    OperatorFactory,
+    build_result,
+    wait_for,
+)
 
 from codeintel.core import errors
 
@@ -27,14 +36,8 @@ SPEC = {
 }
 
 
-async def status_where(
-    cluster: Cluster, name: str, check, namespace: str = NS, timeout: float = 15
-):
-    async def probe():
-        status = await cluster.status(namespace, name)
-        return status if check(status) else None
-
-    return await wait_for(probe, timeout)
+async def status_where(cluster: Cluster, name: str, check, namespace: str = NS) -> dict:
+    return await cluster.status_where(namespace, name, check)
 
 
 def condition(status: dict, type_: str) -> dict:
@@ -325,6 +328,35 @@ async def test_delete_removes_owned_objects_and_keeps_the_claim(
     kept = await cluster.get("v1", "persistentvolumeclaims", NS, "keep-store")
     assert kept is not None and not kept["metadata"].get("ownerReferences")
     assert await cluster.get("v1", "persistentvolumeclaims", NS, "drop-store") is None
+
+
+async def test_deleting_during_a_tick_releases_the_finalizer_once_the_tick_ends(
+    cluster: Cluster, run_operator: OperatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tick still running when the CodeIndex is deleted holds kopf's finalizer until the
+    timer exits; kopf looks again only after ``cancellation_polling``, 60 s by default, so
+    the deletion must not wait on that (the loaded-machine flake of the pool tests)."""
+    caplog.set_level(logging.DEBUG, logger="kopf.objects")
+    path = "/apis/codeintel.io/v1alpha1/namespaces/team-a/codeindexes/demo"
+    async with run_operator():
+        await cluster.apply_codeindex(NS, "demo", SPEC)
+        await cluster.finish_job(NS, "demo-build-00001", result=build_result("build", "g000001"))
+        await wait_for(lambda: cluster.get("apps/v1", "deployments", NS, "demo-searcher"))
+        # The next pass's read of the CodeIndex is slow to answer: the timer is mid-tick
+        # (or queued on the pass's lock) when the deletion arrives.
+        held = cluster.emulator.hold("GET", path)
+        try:
+            await asyncio.wait_for(held.reached.wait(), WAIT_SECONDS)
+            await cluster.client.delete(path)
+            await wait_for(lambda: _logged(caplog, "is still exiting"))
+        finally:
+            held.release()
+        await wait_for(lambda: _gone(cluster, "codeintel.io/v1alpha1", "codeindexes", "demo"))
+    assert await cluster.get("apps/v1", "deployments", NS, "demo-searcher") is None
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in message for message in caplog.messages)
 
 
 async def test_many_codeindexes_in_many_namespaces(

@@ -35,20 +35,12 @@ def container(workload: dict) -> dict:
     return workload["spec"]["template"]["spec"]["containers"][0]
 
 
-async def pool_status_where(cluster: Cluster, name: str, check, timeout: float = 15) -> dict:
-    async def probe():
-        status = await cluster.pool_status(NS, name)
-        return status if check(status) else None
-
-    return await wait_for(probe, timeout)
+async def pool_status_where(cluster: Cluster, name: str, check) -> dict:
+    return await cluster.pool_status_where(NS, name, check)
 
 
-async def index_status_where(cluster: Cluster, name: str, check, timeout: float = 15) -> dict:
-    async def probe():
-        status = await cluster.status(NS, name)
-        return status if check(status) else None
-
-    return await wait_for(probe, timeout)
+async def index_status_where(cluster: Cluster, name: str, check) -> dict:
+    return await cluster.status_where(NS, name, check)
 
 
 async def get(cluster: Cluster, api: str, plural: str, name: str) -> dict[str, Any] | None:

@@ -9,13 +9,14 @@ tests speak real HTTP to it (REST, MCP, schemathesis).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from searcher_helpers import Repo, Served, build_store, make_repo
+from searcher_helpers import ReadyServer, Repo, Served, build_store, make_repo
 
 from codeintel.core.settings import Settings
 from codeintel.indexer import pipeline
@@ -46,9 +47,24 @@ def two_generation_store(tmp_path: Path, local_embedder: Any) -> tuple[Path, Set
 
 
 @pytest.fixture(scope="session")
-def server(store_settings: Settings, local_embedder: Any) -> Iterator[Served]:
-    with Served(create_app(store_settings, embedder=local_embedder)) as served:
-        served.wait_ready()
+def ready_server(local_embedder: Any) -> ReadyServer:
+    """``with ready_server(settings) as served``: the searcher app over ``settings`` with the
+    session's real model, on loopback, once ``/readyz`` answers."""
+
+    @contextlib.contextmanager
+    def serving(settings: Settings) -> Iterator[Served]:
+        with Served(create_app(settings, embedder=local_embedder)) as served:
+            served.wait_ready()
+            yield served
+
+    return serving
+
+
+@pytest.fixture(scope="session")
+def server(store_settings: Settings, ready_server: ReadyServer) -> Iterator[Served]:
+    """The session store's server; a module may override it to serve a store of its own
+    (``client`` then talks to that one)."""
+    with ready_server(store_settings) as served:
         yield served
 
 

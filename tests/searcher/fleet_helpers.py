@@ -83,6 +83,14 @@ def build(root: Path, name: str, repo: GitRepo, embedder: Any) -> Settings:
     return settings
 
 
+def build_fleet(base: Path, repos: dict[str, dict[str, str]], embedder: Any) -> Path:
+    """A repository under ``base`` for each of ``repos`` (name -> files), each indexed into
+    ``base/stores/<name>``; returns that stores root."""
+    for name, files in repos.items():
+        build(base / "stores", name, make_repo(base / name.replace("/", "-"), files), embedder)
+    return base / "stores"
+
+
 def fleet_settings(root: Path, **fleet: Any) -> Settings:
     return Settings.from_env(
         {},

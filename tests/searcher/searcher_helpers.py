@@ -167,6 +167,10 @@ class Served:
         self._stack.close()
 
 
+ReadyServer = Callable[[Settings], contextlib.AbstractContextManager[Served]]
+"""The ``ready_server`` fixture (conftest): ``with ready_server(settings) as served``."""
+
+
 def blame_lines(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """A packed blame_range answer (``searcher/blame.py``) as one row per line, each with
     its commit's fields: the shape ``git blame`` gives."""

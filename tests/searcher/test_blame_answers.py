@@ -8,16 +8,16 @@ once (each commit, each author) and what the budget cuts into pages.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
-from searcher_helpers import AUTHORS, Repo, Served, blame_lines, build_store
+from searcher_helpers import AUTHORS, ReadyServer, Repo, Served, blame_lines, build_store
 
 from codeintel.core.settings import Settings
-from codeintel.searcher import budget, create_app, mcp_tools, render
+from codeintel.searcher import budget, mcp_tools, render
 
 PATH = "ledger.py"
 LINES = 60
@@ -48,16 +48,10 @@ def ledger_store(
 
 
 @pytest.fixture(scope="module")
-def ledger_server(ledger_store: Settings, local_embedder: Any) -> Iterator[Served]:
-    with Served(create_app(ledger_store, embedder=local_embedder)) as served:
-        served.wait_ready()
+def server(ledger_store: Settings, ready_server: ReadyServer) -> Iterator[Served]:
+    """This module serves the ledger store: conftest's ``client`` talks to it."""
+    with ready_server(ledger_store) as served:
         yield served
-
-
-@pytest.fixture
-async def client(ledger_server: Served) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=ledger_server.url, timeout=60) as c:
-        yield c
 
 
 async def _blame(client: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:

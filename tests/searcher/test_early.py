@@ -32,43 +32,26 @@ from codeintel.core.settings import Settings
 from codeintel.indexer import serving
 from codeintel.searcher import create_app
 from codeintel.searcher import early as early_mod
+from embedders import PassThrough
 
 pytestmark = pytest.mark.slow
 
 
-class HeldEmbedder:
+class HeldEmbedder(PassThrough):
     """The real local model, whose indexing calls wait at a gate (or fail) until released."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = threading.Event()
         self.waiting = threading.Event()
         self.fail_with: Exception | None = None
-
-    @property
-    def model(self) -> str:
-        return str(self.inner.model)
-
-    @property
-    def dim(self) -> int:
-        return int(self.inner.dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.waiting.set()
         if self.fail_with is not None:
             raise self.fail_with
         assert self.gate.wait(120), "the test never opened the gate"
-        xb: np.ndarray = self.inner.embed(texts)
-        return xb
-
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed(texts)
-
-    def close(self) -> None:
-        """The inner model belongs to the session fixture."""
-
-    async def aclose(self) -> None:
-        """As :meth:`close`."""
+        return super().embed(texts)
 
 
 class Indexing:

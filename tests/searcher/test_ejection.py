@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from benchmarks import serverproc
-from fleet_helpers import REPOS, build, fleet_settings, make_repo
+from fleet_helpers import REPOS, build_fleet, fleet_settings
 from searcher_helpers import Served
 
 from codeintel.core.settings import Settings
@@ -35,11 +35,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, local_embedder: Any) -> Path:
-    base = tmp_path_factory.mktemp("ejection")
-    for name in REPOS:
-        build(base / "stores", name, make_repo(base / name.replace("/", "-"), REPOS[name]),
-              local_embedder)  # fmt: skip
-    return base / "stores"
+    return build_fleet(tmp_path_factory.mktemp("ejection"), REPOS, local_embedder)
 
 
 def _free_block() -> int:

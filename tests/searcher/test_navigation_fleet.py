@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_helpers import build, fleet_settings, make_repo
-from searcher_helpers import Served
+from fleet_helpers import build_fleet, fleet_settings
+from searcher_helpers import ReadyServer, Served
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app
@@ -61,19 +61,14 @@ def make_older(store: Path) -> None:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, local_embedder: Any) -> Path:
-    base = tmp_path_factory.mktemp("navfleet")
-    for name, files in REPOS.items():
-        build(
-            base / "stores", name, make_repo(base / name.replace("/", "-"), files), local_embedder
-        )
-    make_older(base / "stores" / "team-b" / "old")
-    return base / "stores"
+    root = build_fleet(tmp_path_factory.mktemp("navfleet"), REPOS, local_embedder)
+    make_older(root / "team-b" / "old")
+    return root
 
 
 @pytest.fixture(scope="module")
-def single(root: Path, local_embedder: Any) -> Iterator[Served]:
-    with Served(create_app(fleet_settings(root), embedder=local_embedder)) as server:
-        server.wait_ready()
+def single(root: Path, ready_server: ReadyServer) -> Iterator[Served]:
+    with ready_server(fleet_settings(root)) as server:
         yield server
 
 

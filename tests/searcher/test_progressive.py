@@ -22,41 +22,24 @@ from codeintel.core.settings import Settings
 from codeintel.indexer import serving
 from codeintel.searcher import create_app
 from codeintel.searcher import early as early_mod
+from embedders import PassThrough
 
 pytestmark = pytest.mark.slow
 
 
-class GatedEmbedder:
+class GatedEmbedder(PassThrough):
     """The real model; every embed call after the first waits until ``gate`` is set."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = threading.Event()
         self.calls = 0
-
-    @property
-    def model(self) -> str:
-        return str(self.inner.model)
-
-    @property
-    def dim(self) -> int:
-        return int(self.inner.dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         if self.calls > 1:
             assert self.gate.wait(240), "the test never opened the gate"
-        xb: np.ndarray = self.inner.embed(texts)
-        return xb
-
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed(texts)
-
-    def close(self) -> None:
-        """The inner model belongs to the session fixture."""
-
-    async def aclose(self) -> None:
-        """As :meth:`close`."""
+        return super().embed(texts)
 
 
 def _until(check: Any, timeout: float = 240.0) -> Any:

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from benchmarks import serverproc
-from fleet_helpers import REPOS, RenamedModel, build, fleet_settings, make_repo
+from fleet_helpers import REPOS, RenamedModel, build, build_fleet, fleet_settings, make_repo
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from searcher_helpers import Served
+from searcher_helpers import ReadyServer, Served
 
 from codeintel.core.settings import Settings
 from codeintel.searcher import create_app, discovery
@@ -29,16 +29,8 @@ NAMES = [*REPOS, "team-c/docs"]
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, local_embedder: Any) -> Path:
-    base = tmp_path_factory.mktemp("router")
     files = {**REPOS, "team-c/docs": {"docs/guide.md": "# Guide\n\nshared_marker\n"}}
-    for name in NAMES:
-        build(
-            base / "stores",
-            name,
-            make_repo(base / name.replace("/", "-"), files[name]),
-            local_embedder,
-        )
-    return base / "stores"
+    return build_fleet(tmp_path_factory.mktemp("router"), files, local_embedder)
 
 
 def router_settings(urls: list[str], **fleet_opts: Any) -> Settings:
@@ -48,10 +40,9 @@ def router_settings(urls: list[str], **fleet_opts: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def single(root: Path, local_embedder: Any) -> Iterator[Served]:
+def single(root: Path, ready_server: ReadyServer) -> Iterator[Served]:
     """One process holding every store: what the router must answer exactly like."""
-    with Served(create_app(fleet_settings(root), embedder=local_embedder)) as server:
-        server.wait_ready()
+    with ready_server(fleet_settings(root)) as server:
         yield server
 
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from benchmarks import serverproc
 from benchmarks.serverproc import free_port
-from fleet_helpers import REPOS, build, fleet_settings, make_repo
+from fleet_helpers import REPOS, build_fleet, fleet_settings
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from searcher_helpers import Served
@@ -85,16 +85,8 @@ def write_tokens(path: Path, repos: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, local_embedder: Any) -> Path:
-    base = tmp_path_factory.mktemp("scopes")
     files = {**REPOS, "team-c/docs": {"README.md": "# Docs\n\nshared_marker\n"}}
-    for name in NAMES:
-        build(
-            base / "stores",
-            name,
-            make_repo(base / name.replace("/", "-"), files[name]),
-            local_embedder,
-        )
-    return base / "stores"
+    return build_fleet(tmp_path_factory.mktemp("scopes"), files, local_embedder)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,17 @@ POOL_PLURAL = "searchpools"
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATIONS_PREFIX = f"operator.{GROUP}"
 API_RETRY_SECONDS = 10.0
+TIMER_EXIT_POLL_SECONDS = 1.0
+"""How soon kopf looks again at a timer still running when its object is deleted.
 
-Logger = logging.Logger | logging.LoggerAdapter[Any]
+kopf stops an object's timers when the object is deleted and keeps the finalizer on it
+until they have exited; a tick mid-pass then (its pass takes the object's lock, so a
+slow API server or a busy machine makes that likely) is looked at again only after
+``settings.background.cancellation_polling``, 60 s by default, unless some other change
+to the object comes first: the deletion hung for a minute. A tick's pass over an object
+being deleted ends at its first read, so one second is ample; each look costs one
+annotation patch, only while a deletion waits on a tick."""
+
 # The poll timers share a function with the change handlers; these are the ids kopf gave
 # them when they were functions of their own, kept so their Events read as before.
 TICK_ID = "build_registry.<locals>.tick"
@@ -88,7 +97,7 @@ def build_registry(
         namespace: str | None,
         name: str,
         memo: Any,
-        logger: Logger,
+        logger: kube.Logger,
         **_: Any,
     ) -> None:
         """A new, changed or (after a restart) resumed CodeIndex: children, then Jobs; on
@@ -107,7 +116,7 @@ def build_registry(
         registry=registry,
     )
     async def job_event(
-        *, body: kopf.Body, namespace: str | None, memo: Any, logger: Logger, **_: Any
+        *, body: kopf.Body, namespace: str | None, memo: Any, logger: kube.Logger, **_: Any
     ) -> None:
         """A finished indexer Job: act on it now rather than at the next tick."""
         if jobs.outcome(body)[0] is jobs.Outcome.RUNNING:
@@ -133,7 +142,7 @@ def build_registry(
                 )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    async def delete(*, body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    async def delete(*, body: kopf.Body, memo: Any, logger: kube.Logger, **_: Any) -> None:
         """Delete the Jobs, searchers and (with ``storage.deleteWithIndex``) the store claim."""
         async with translated_errors():
             await reconciling.delete_owned(_context(memo), body, logger)
@@ -156,7 +165,7 @@ def register_pool_handlers(
         GROUP, VERSION, POOL_PLURAL, id=POOL_TICK_ID, interval=poll_seconds, registry=registry
     )
     async def apply_pool(
-        *, namespace: str | None, name: str, memo: Any, logger: Logger, **_: Any
+        *, namespace: str | None, name: str, memo: Any, logger: kube.Logger, **_: Any
     ) -> None:
         """A new, changed or resumed SearchPool: claim, serving objects, status; on the poll
         tick, members, ready shards, and the next replica set of a staged rollout."""
@@ -164,7 +173,7 @@ def register_pool_handlers(
             await pooling.reconcile_pool(_context(memo), namespace or "", name, logger)
 
     @kopf.on.delete(GROUP, VERSION, POOL_PLURAL, registry=registry)
-    async def delete_pool(*, body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    async def delete_pool(*, body: kopf.Body, memo: Any, logger: kube.Logger, **_: Any) -> None:
         """Delete the searchers, shards and router; keep the claim unless deleteWithPool."""
         async with translated_errors():
             await pooling.delete_pool_owned(_context(memo), body, logger)
@@ -182,6 +191,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
 
 
 @asynccontextmanager

@@ -30,6 +30,10 @@ from codeintel.core import errors
 
 logger = logging.getLogger(__name__)
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+"""The ``logger`` kopf passes a handler (an adapter whose lines become the object's
+Events), or a module's own logger: what the operator's passes log to."""
+
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 

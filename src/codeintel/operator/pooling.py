@@ -17,7 +17,6 @@ template that never becomes ready stops the rollout at the first replica set.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +29,6 @@ POOLS = (manifests.API_VERSION, "searchpools")
 STATEFULSETS = ("apps/v1", "statefulsets")
 PDBS = ("policy/v1", "poddisruptionbudgets")
 url = reconciling.url
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def lock_key(name: str) -> str:
@@ -39,7 +37,7 @@ def lock_key(name: str) -> str:
 
 
 async def reconcile_pool(
-    ctx: reconciling.Context, namespace: str, name: str, logger: Logger
+    ctx: reconciling.Context, namespace: str, name: str, logger: kube.Logger
 ) -> None:
     """One pass over SearchPool ``namespace/name``; raises ``ConfigError`` for a bad spec."""
     async with ctx.lock(namespace, lock_key(name)):
@@ -125,7 +123,7 @@ async def ensure_sharded(
     ctx: reconciling.Context,
     body: Mapping[str, Any],
     spec: poolspec_mod.SearchPoolSpec,
-    logger: Logger,
+    logger: kube.Logger,
 ) -> None:
     """Shards N > 1: headless Service, one StatefulSet per replica set (rolled one at a
     time), the router and the pool's Service in front of it."""
@@ -309,7 +307,7 @@ async def ready_shard_pods(
 
 
 async def delete_pool_owned(
-    ctx: reconciling.Context, body: Mapping[str, Any], logger: Logger
+    ctx: reconciling.Context, body: Mapping[str, Any], logger: kube.Logger
 ) -> None:
     """Delete the serving objects; the claim goes only with ``storage.deleteWithPool``,
     otherwise its owner reference is dropped first so the garbage collector keeps it."""

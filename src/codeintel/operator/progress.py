@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -122,7 +121,7 @@ async def refresh(
     status: Mapping[str, Any],
     job_name: str,
     tracker: Tracker,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    logger: kube.Logger,
 ) -> dict[str, Any] | None:
     """The new ``status.progress`` of running Job ``job_name``, or ``None`` to leave it.
 

@@ -11,7 +11,6 @@ writing to the same place waits until that Job has finished.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,7 +104,7 @@ async def prune_store(
     body: Mapping[str, Any],
     pool_name: str,
     generation: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    logger: kube.Logger,
 ) -> None:
     """Start the Job removing CodeIndex ``body``'s store (last at ``generation``) from
     SearchPool ``pool_name``; a pool that is gone takes its volume's fate with it."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -66,9 +65,6 @@ def url(
     return kube.path(kind[0], kind[1], namespace, name, sub)
 
 
-Logger = logging.Logger | logging.LoggerAdapter[Any]
-
-
 class LiveObject(NamedTuple):
     """A custom object as one reconcile pass reads it, fresh under its lock."""
 
@@ -93,7 +89,7 @@ async def reconcile(
     ctx: Context,
     namespace: str,
     name: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    logger: kube.Logger,
     *,
     ensure_children: bool,
 ) -> None:
@@ -225,7 +221,7 @@ class JobTarget(NamedTuple):
 
 
 async def observe_job(
-    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: kube.Logger
 ) -> dict[str, Any]:
     """Follow the active Job to its end; returns the status as it is afterwards."""
     body, spec, where = target
@@ -322,7 +318,7 @@ async def observe_job(
 
 
 async def start_next_job(
-    ctx: Context, target: JobTarget, status: dict[str, Any], logger: Logger
+    ctx: Context, target: JobTarget, status: dict[str, Any], logger: kube.Logger
 ) -> None:
     """Start the Job the plan asks for: status first, then the Job (idempotent by name)."""
     body, spec, where = target
@@ -361,7 +357,7 @@ async def start_next_job(
 async def delete_owned(
     ctx: Context,
     body: Mapping[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    logger: kube.Logger,
 ) -> None:
     """Delete what the CodeIndex owns. Its PVC goes only with ``storage.deleteWithIndex``;
     otherwise the owner reference is dropped first, so Kubernetes' garbage collector keeps it."""
@@ -406,7 +402,7 @@ async def _refresh_progress(
     body: Mapping[str, Any],
     status: dict[str, Any],
     job_name: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    logger: kube.Logger,
 ) -> dict[str, Any]:
     """Copy the running Job's last reported progress into the status, throttled."""
     new = await progress.refresh(ctx.client, body, status, job_name, ctx.progress, logger)
