@@ -72,6 +72,19 @@ QUERIES = [
 ]
 
 
+def write_source_db(path: Path, rows: int | None = None) -> Path:
+    """``chunks.sqlite`` of :func:`source_chunks` (the first ``rows``), with a few rows
+    deleted afterwards: contentless deletes, as an update makes."""
+    chunks = source_chunks()[:rows]
+    with ChunkDB.create(path) as db:
+        db.add(chunks)
+        db.commit()
+    with ChunkDB.open(path, readonly=False) as db:
+        db.delete([c.id for c in chunks[5:40:3]])
+        db.commit()
+    return path
+
+
 def assert_same_ranking(plain: ChunkDB, fast: ChunkDB, query: str, k: int, **filters: str) -> None:
     expected = plain.lexical_tiers(query, k, **filters)  # type: ignore[arg-type]
     got = fast.lexical_tiers(query, k, **filters)  # type: ignore[arg-type]

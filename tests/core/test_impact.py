@@ -13,20 +13,12 @@ import pytest
 
 from codeintel.core.store import impact as impact_mod
 from codeintel.core.store.chunks import WEIGHTS, ChunkDB
-from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks
+from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks, write_source_db
 
 
 @pytest.fixture(scope="module")
 def source_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("impact") / "chunks.sqlite"
-    chunks = source_chunks()
-    with ChunkDB.create(path) as db:
-        db.add(chunks)
-        db.commit()
-    with ChunkDB.open(path, readonly=False) as db:  # contentless deletes, as an update makes
-        db.delete([c.id for c in chunks[5:40:3]])
-        db.commit()
-    return path
+    return write_source_db(tmp_path_factory.mktemp("impact") / "chunks.sqlite")
 
 
 def _vocabulary_queries(db: ChunkDB) -> list[str]:

@@ -21,24 +21,13 @@ from codeintel.core import errors
 from codeintel.core.store import impact as impact_mod
 from codeintel.core.store import impact_file
 from codeintel.core.store.chunks import WEIGHTS, ChunkDB, write_impact
-from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks
-
-
-def _write_db(path: Path, rows: int | None = None) -> Path:
-    chunks = source_chunks()[:rows]
-    with ChunkDB.create(path) as db:
-        db.add(chunks)
-        db.commit()
-    with ChunkDB.open(path, readonly=False) as db:  # contentless deletes, as an update makes
-        db.delete([c.id for c in chunks[5:40:3]])
-        db.commit()
-    return path
+from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks, write_source_db
 
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database and the impact index the indexer writes beside it."""
-    path = _write_db(tmp_path_factory.mktemp("stored") / "chunks.sqlite")
+    path = write_source_db(tmp_path_factory.mktemp("stored") / "chunks.sqlite")
     assert write_impact(path)
     assert (path.parent / "chunks.impact").is_file()
     return path
@@ -156,7 +145,7 @@ def _load(db: ChunkDB) -> None:
 def test_a_file_written_for_another_database_is_refused(
     stored: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    other = _write_db(tmp_path / "chunks.sqlite", rows=120)
+    other = write_source_db(tmp_path / "chunks.sqlite", rows=120)
     shutil.copyfile(stored.with_suffix(".impact"), other.with_suffix(".impact"))
     _refused(other, caplog, "written for another database")
 

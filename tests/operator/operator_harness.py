@@ -117,23 +117,13 @@ class Cluster:
         self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
     ) -> dict[str, Any]:
         """The CodeIndex's status once ``check`` holds for it."""
-
-        async def probe() -> dict[str, Any] | None:
-            status = await self.status(namespace, name)
-            return status if check(status) else None
-
-        return dict(await wait_for(probe))
+        return await _status_where(lambda: self.status(namespace, name), check)
 
     async def pool_status_where(
         self, namespace: str, name: str, check: Callable[[dict[str, Any]], Any]
     ) -> dict[str, Any]:
         """The SearchPool's status once ``check`` holds for it."""
-
-        async def probe() -> dict[str, Any] | None:
-            status = await self.pool_status(namespace, name)
-            return status if check(status) else None
-
-        return dict(await wait_for(probe))
+        return await _status_where(lambda: self.pool_status(namespace, name), check)
 
     async def jobs(self, namespace: str) -> list[dict[str, Any]]:
         answer = await self.client.get(kube.path("batch/v1", "jobs", namespace))
@@ -271,3 +261,15 @@ async def running_operator(
         # On exit kopf cancels every task born while it ran, which includes the
         # emulator's handlers of our keep-alive connections: start afresh.
         await cluster.client.close()
+
+
+async def _status_where(
+    read: Callable[[], Awaitable[dict[str, Any]]], check: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any]:
+    """The status ``read`` gives once ``check`` holds for it (within :data:`WAIT_SECONDS`)."""
+
+    async def probe() -> dict[str, Any] | None:
+        status = await read()
+        return status if check(status) else None
+
+    return dict(await wait_for(probe))
