@@ -307,3 +307,20 @@ class TestFromFloat16Rows:
         scan.add(xb[:50])
         with pytest.raises(ValueError, match="holds 50 rows, not the first 100"):
             ann.calibration.flat_cost_ms(xb, scan=scan)
+
+    def test_the_flat_codes_are_reserved_once_not_regrown_per_slice(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Each add grows faiss's std::vector by doubling: the old and new buffers together
+        # were +28 MB at sympy's peak. Reserved, every slice lands in one buffer.
+        monkeypatch.setattr(ann, "ADD_SLICE", 100)
+        half = clustered(1_000, 8).astype(np.float16)
+        flat = faiss.IndexFlatIP(8)
+        ann._reserve(flat, 1_000)
+        exact = faiss.IndexIDMap2(flat)
+        ann._add_slices(exact, half[:100], np.arange(100))
+        buffer = flat.codes.data()
+        ann._add_slices(exact, half[100:], np.arange(100, 1_000))
+        assert flat.codes.data() == buffer and flat.ntotal == 1_000
+        _, found = exact.search(half[[0, 999]].astype(np.float32), 1)
+        assert found[:, 0].tolist() == [0, 999]

@@ -216,10 +216,12 @@ def build_primary(
     # is timed: a flat plan (most repositories) then adds the rest and is done, and the
     # build never holds a float32 copy of its float16 rows beside it.
     t_measure = time.perf_counter()
-    exact = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
+    flat = faiss.IndexFlatIP(d)
+    exact = faiss.IndexIDMap2(flat)
     timed = min(n, calibration.FLAT_TIMING_ROWS)
+    _reserve(flat, timed)
     add_s = _add_slices(exact, xb[:timed], ids[:timed])
-    flat_ms = calibration.flat_cost_ms(xb, scan=faiss.downcast_index(exact.index))
+    flat_ms = calibration.flat_cost_ms(xb, scan=flat)
     measure_s = time.perf_counter() - t_measure - add_s
     plan = plan_index(n, d, settings, flat_ms=flat_ms)
 
@@ -227,9 +229,10 @@ def build_primary(
     train_s = 0.0
     if plan.type == "flat":
         index = exact
+        _reserve(flat, n)
         add_s += _add_slices(index, xb[timed:], ids[timed:])
     else:
-        del exact
+        del exact, flat
         # IVF trains, adds and calibrates against exact scans of float32 rows.
         xb = np.ascontiguousarray(xb, dtype=np.float32)
         inner = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
@@ -416,6 +419,19 @@ def _check_vectors(
     xb = np.ascontiguousarray(xb, dtype=dtype)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     return xb, ids
+
+
+def _reserve(flat: faiss.IndexFlat, rows: int) -> None:
+    """Room for ``rows`` rows in ``flat`` before it is filled a slice at a time.
+
+    Its codes are a ``std::vector``, which each ``add`` grows by at least doubling: three
+    slices of sympy's rows held the old buffer and a new one together (+28 MB at the
+    build's peak, measured). Growing the vector to its final size and back keeps the
+    capacity (the standard never shrinks it on ``resize``), so the adds fill it in place.
+    """
+    filled = flat.codes.size()
+    flat.codes.resize(rows * flat.code_size)
+    flat.codes.resize(filled)
 
 
 def _add_slices(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> float:
