@@ -70,10 +70,10 @@ PQ64 training alone take minutes on a 100K sample."""
 
 TRAIN_SEED = 1234
 
-ADD_SLICE = 16_384
-"""Rows converted to float32 and added to an index at a time: 24 MiB at 384 dimensions,
-the only float32 copy of a float16 build's rows (docs/performance.md, *The build's
-vectors in float16*)."""
+ADD_SLICE = 4_096
+"""Rows converted to float32 and added to an index at a time: 6 MiB at 384 dimensions,
+the only float32 copy of a float16 build's rows (16,384 rows kept 24 MiB more at the
+build's peak; docs/performance.md, *The build's vectors in float16*)."""
 
 PQ_MIN_VECTORS = 1_024
 """IVF-PQ needs 256 points per sub-quantiser codebook to train at all; below 4x that the
