@@ -272,3 +272,55 @@ class TestGpuFallback:
         settings = IndexSettings(exact_budget_ms=0.0, use_gpu=False)
         index, _, _ = ann.build_primary(clustered(2_000, 16), np.arange(2_000), settings)
         assert index.ntotal == 2_000
+
+
+class TestFromFloat16Rows:
+    """A build's rows are float16 (the stored precision); the primary is filled from them
+    in float32 slices, with no float32 copy of every row (docs/performance.md)."""
+
+    def test_flat_is_byte_for_byte_the_float32_build(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Several slices, and a timed prefix shorter than the rows: both adds are exercised.
+        monkeypatch.setattr(ann, "ADD_SLICE", 700)
+        monkeypatch.setattr(ann.calibration, "FLAT_TIMING_ROWS", 1_500)
+        half = clustered(4_000, 32).astype(np.float16)
+        ids = np.arange(4_000, dtype=np.int64) * 7 + 3
+        index16, plan16, _ = ann.build_primary(half, ids, EXACT)
+        index32, plan32, _ = ann.build_primary(half.astype(np.float32), ids, EXACT)
+        assert plan16.type == plan32.type == "flat" and index16.ntotal == 4_000
+        assert faiss.serialize_index(index16).tobytes() == faiss.serialize_index(index32).tobytes()
+        xq = half[[5, 1_700, 3_999]].astype(np.float32)
+        _, found = index16.search(xq, 1)
+        assert found[:, 0].tolist() == ids[[5, 1_700, 3_999]].tolist()
+
+    @pytest.mark.parametrize("settings", [IVF, SMALL_PQ], ids=["ivf_flat", "ivf_pq"])
+    def test_ivf_from_float16_matches_float32(self, settings: IndexSettings) -> None:
+        half = clustered(4_000, 64, seed=5).astype(np.float16)
+        ids = np.arange(4_000, dtype=np.int64)
+        index16, plan16, _ = ann.build_primary(half, ids, settings)
+        index32, plan32, _ = ann.build_primary(half.astype(np.float32), ids, settings)
+        assert plan16.type == plan32.type != "flat"
+        assert faiss.serialize_index(index16).tobytes() == faiss.serialize_index(index32).tobytes()
+
+    def test_a_timed_index_that_is_not_the_prefix_is_refused(self) -> None:
+        xb = clustered(100, 16)
+        scan = faiss.IndexFlatIP(16)
+        scan.add(xb[:50])
+        with pytest.raises(ValueError, match="holds 50 rows, not the first 100"):
+            ann.calibration.flat_cost_ms(xb, scan=scan)
+
+    def test_the_flat_codes_are_reserved_once_not_regrown_per_slice(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Each add grows faiss's std::vector by doubling: the old and new buffers together
+        # were +28 MB at sympy's peak. Reserved, every slice lands in one buffer.
+        monkeypatch.setattr(ann, "ADD_SLICE", 100)
+        half = clustered(1_000, 8).astype(np.float16)
+        flat = faiss.IndexFlatIP(8)
+        ann._reserve(flat, 1_000)
+        exact = faiss.IndexIDMap2(flat)
+        ann._add_slices(exact, half[:100], np.arange(100))
+        buffer = flat.codes.data()
+        ann._add_slices(exact, half[100:], np.arange(100, 1_000))
+        assert flat.codes.data() == buffer and flat.ntotal == 1_000
+        _, found = exact.search(half[[0, 999]].astype(np.float32), 1)
+        assert found[:, 0].tolist() == [0, 999]

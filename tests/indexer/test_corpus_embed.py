@@ -33,18 +33,21 @@ DRAFTS = [
 
 def test_rows_land_where_asked_and_are_float16_exact(local_embedder: Any) -> None:
     alone = corpus.embed_drafts(local_embedder, DRAFTS, progress.Reporter(interval=None))
-    assert alone.dtype == np.float32
-    assert np.array_equal(alone, alone.astype(np.float16).astype(np.float32))
-    # Rows 1, 4, 2, 6 of a wider array, the others untouched: the first pass's rows.
-    out = np.full((7, alone.shape[1]), 7.0, dtype=np.float32)
-    at = np.array([1, 4, 2, 6])
-    given = corpus.embed_drafts(
-        local_embedder, DRAFTS, progress.Reporter(interval=None), out=out, at=at
-    )
-    assert given is out
-    assert np.array_equal(out[at], alone)
-    assert np.all(out[[0, 3, 5]] == 7.0)
-    assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-3)
+    assert alone.dtype == np.float16  # the stored precision, half the bytes of float32
+    direct = local_embedder.embed([corpus.embedding_text(d) for d in DRAFTS])
+    assert np.array_equal(alone, direct.astype(np.float16))
+    # Rows 1, 4, 2, 6 of a wider array, the others untouched: the first pass's rows. A
+    # float32 array the caller gives holds the same rounded values.
+    for dtype in (np.float16, np.float32):
+        out = np.full((7, alone.shape[1]), 7.0, dtype=dtype)
+        at = np.array([1, 4, 2, 6])
+        given = corpus.embed_drafts(
+            local_embedder, DRAFTS, progress.Reporter(interval=None), out=out, at=at
+        )
+        assert given is out
+        assert np.array_equal(out[at], alone)
+        assert np.all(out[[0, 3, 5]] == 7.0)
+    assert np.allclose(np.linalg.norm(alone.astype(np.float32), axis=1), 1.0, atol=1e-3)
 
 
 def test_rows_of_another_dimension_are_refused(local_embedder: Any) -> None:

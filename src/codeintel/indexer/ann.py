@@ -70,6 +70,11 @@ PQ64 training alone take minutes on a 100K sample."""
 
 TRAIN_SEED = 1234
 
+ADD_SLICE = 4_096
+"""Rows converted to float32 and added to an index at a time: 6 MiB at 384 dimensions,
+the only float32 copy of a float16 build's rows (16,384 rows kept 24 MiB more at the
+build's peak; docs/performance.md, *The build's vectors in float16*)."""
+
 PQ_MIN_VECTORS = 1_024
 """IVF-PQ needs 256 points per sub-quantiser codebook to train at all; below 4x that the
 primary stays IVF-Flat whatever the memory limit (a few MB at most)."""
@@ -204,33 +209,46 @@ def build_primary(
     "train": s, "add": s, "calibrate": s}``. Logs the choice and what it measured.
     """
     log = log or logger
-    xb, ids = _check_vectors(xb, ids)
+    xb, ids = _check_vectors(xb, ids, half=True)
     n, d = xb.shape
     _check_settings(settings)
+    # The exact index is filled from the rows first, a slice at a time, and its own scan
+    # is timed: a flat plan (most repositories) then adds the rest and is done, and the
+    # build never holds a float32 copy of its float16 rows beside it.
     t_measure = time.perf_counter()
-    flat_ms = calibration.flat_cost_ms(xb)
-    measure_s = time.perf_counter() - t_measure
+    flat = faiss.IndexFlatIP(d)
+    exact = faiss.IndexIDMap2(flat)
+    timed = min(n, calibration.FLAT_TIMING_ROWS)
+    _reserve(flat, timed)
+    add_s = _add_slices(exact, xb[:timed], ids[:timed])
+    flat_ms = calibration.flat_cost_ms(xb, scan=flat)
+    measure_s = time.perf_counter() - t_measure - add_s
     plan = plan_index(n, d, settings, flat_ms=flat_ms)
-    inner = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
-    if plan.type == "ivf_pq":
-        ivfpq = faiss.downcast_index(faiss.extract_index_ivf(inner))
-        if isinstance(ivfpq, faiss.IndexIVFPQ):
-            ivfpq.pq.cp.max_points_per_centroid = PQ_MAX_POINTS_PER_CENTROID
 
     where = "none"
-    t0 = time.perf_counter()
-    if plan.type != "flat":
+    train_s = 0.0
+    if plan.type == "flat":
+        index = exact
+        _reserve(flat, n)
+        add_s += _add_slices(index, xb[timed:], ids[timed:])
+    else:
+        del exact, flat
+        # IVF trains, adds and calibrates against exact scans of float32 rows.
+        xb = np.ascontiguousarray(xb, dtype=np.float32)
+        inner = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
+        if plan.type == "ivf_pq":
+            ivfpq = faiss.downcast_index(faiss.extract_index_ivf(inner))
+            if isinstance(ivfpq, faiss.IndexIVFPQ):
+                ivfpq.pq.cp.max_points_per_centroid = PQ_MAX_POINTS_PER_CENTROID
+        t0 = time.perf_counter()
         sample = _training_sample(xb, settings.train_sample_max)
         inner, where = _train(
             inner, sample, use_gpu=settings.use_gpu, use_cuvs=settings.use_cuvs, log=log
         )
-    train_s = time.perf_counter() - t0
-
-    index = faiss.IndexIDMap2(inner)
-    t1 = time.perf_counter()
-    if n:
-        index.add_with_ids(xb, ids)
-    add_s = time.perf_counter() - t1
+        del sample
+        train_s = time.perf_counter() - t0
+        index = faiss.IndexIDMap2(inner)
+        add_s = _add_slices(index, xb, ids)
 
     t2 = time.perf_counter()
     cal = manifest.Calibration(
@@ -387,16 +405,43 @@ def add_vectors(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:
         index.add_with_ids(xb, ids)
 
 
-def _check_vectors(xb: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_vectors(
+    xb: np.ndarray, ids: np.ndarray, *, half: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous float32 rows and int64 ids; float16 rows stay float16 when ``half``."""
     if xb.ndim != 2:
         raise ValueError(f"xb must be 2-D (n, d), got shape {xb.shape}")
     if ids.ndim != 1 or ids.shape[0] != xb.shape[0]:
         raise ValueError(f"ids must have shape ({xb.shape[0]},), got {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be integers, got {ids.dtype}")
-    xb = np.ascontiguousarray(xb, dtype=np.float32)
+    dtype = np.float16 if half and xb.dtype == np.float16 else np.float32
+    xb = np.ascontiguousarray(xb, dtype=dtype)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     return xb, ids
+
+
+def _reserve(flat: faiss.IndexFlat, rows: int) -> None:
+    """Room for ``rows`` rows in ``flat`` before it is filled a slice at a time.
+
+    Its codes are a ``std::vector``, which each ``add`` grows by at least doubling: three
+    slices of sympy's rows held the old buffer and a new one together (+28 MB at the
+    build's peak, measured). Growing the vector to its final size and back keeps the
+    capacity (the standard never shrinks it on ``resize``), so the adds fill it in place.
+    """
+    filled = flat.codes.size()
+    flat.codes.resize(rows * flat.code_size)
+    flat.codes.resize(filled)
+
+
+def _add_slices(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> float:
+    """Add ``xb`` under ``ids`` :data:`ADD_SLICE` rows at a time, float32 one slice at a
+    time (FAISS copies what it is given); returns the seconds it took."""
+    t0 = time.perf_counter()
+    for start in range(0, len(ids), ADD_SLICE):
+        stop = start + ADD_SLICE
+        index.add_with_ids(np.ascontiguousarray(xb[start:stop], dtype=np.float32), ids[start:stop])
+    return time.perf_counter() - t0
 
 
 def write_index(index: faiss.Index, path: Path) -> None:

@@ -100,7 +100,7 @@ def embed_drafts(
     out: np.ndarray | None = None,
     at: np.ndarray | None = None,
 ) -> np.ndarray:
-    """float32 (n, dim) unit vectors for ``drafts``, in order, rounded to float16.
+    """float16 (n, dim) unit vectors for ``drafts``, in order: the stored precision.
 
     Texts are embedded longest-first in groups, so each batch holds texts of
     similar length and pads little (what sentence-transformers does inside one
@@ -121,12 +121,14 @@ def embed_drafts(
             rows = order[start : start + EMBED_GROUP]
             xb = embedder.embed([texts_of(drafts[i]) for i in rows])
             if out is None:
-                out = np.empty((len(drafts), xb.shape[1]), dtype=np.float32)
+                out = np.empty((len(drafts), xb.shape[1]), dtype=np.float16)
             embedding_mod.check_dimension(xb.shape[1], out.shape[1], embedder.model)
             # Stored vectors are float16; round now so the primary, the secondary, the
-            # re-ranker and a later merge all see exactly the same numbers.
+            # re-ranker and a later merge all see exactly the same numbers. A float16
+            # ``out`` is half the bytes through the whole pass; a float32 one holds the
+            # rounded values.
             out[where[rows]] = xb.astype(np.float16)
             stage.advance(len(rows))
     if out is None:
-        return np.empty((0, max(embedder.dim, 0)), dtype=np.float32)
+        return np.empty((0, max(embedder.dim, 0)), dtype=np.float16)
     return out

@@ -325,13 +325,14 @@ def merge(
         id_parts: list[np.ndarray] = []
         xb_parts: list[np.ndarray] = []
         with reporter.stage("load", total=len(vectors)) as stage:
-            for batch_ids, batch_xb in vectors.iter_batches(65_536, exclude=dead):
+            # float16, as stored: the primary is filled from it in float32 slices.
+            for batch_ids, batch_xb in vectors.iter_batches(65_536, exclude=dead, dtype=np.float16):
                 id_parts.append(batch_ids)
                 xb_parts.append(batch_xb)
                 stage.advance(len(batch_ids))
         dim = old.embedding.dim
         ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
-        xb = np.concatenate(xb_parts) if xb_parts else np.empty((0, dim), dtype=np.float32)
+        xb = np.concatenate(xb_parts) if xb_parts else np.empty((0, dim), dtype=np.float16)
         with store.begin(parent) as writer:
             VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             writer.link_from_parent(store_mod.CHUNKS_DB)

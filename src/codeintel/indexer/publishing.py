@@ -148,7 +148,9 @@ def embed_chunks(
         xb = corpus.embed_drafts(through, drafts, reporter)
     else:
         rest = np.setdiff1d(np.arange(len(drafts)), first.done)
-        xb = np.empty((len(drafts), first.rows.shape[1]), dtype=np.float32)
+        # float16, the stored precision (the first pass's rows are rounded already): half
+        # the bytes through the rest pass, and the primary is filled from it in slices.
+        xb = np.empty((len(drafts), first.rows.shape[1]), dtype=np.float16)
         xb[first.done] = first.rows
         # The rest's rows land in xb itself: no second array of the rest's vectors.
         corpus.embed_drafts(through, [drafts[i] for i in rest], reporter, out=xb, at=rest)

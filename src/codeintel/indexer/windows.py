@@ -130,7 +130,7 @@ def add_windows(
     if not texts:
         return ids, xb
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    xw = np.empty((len(texts), xb.shape[1]), dtype=np.float32)
+    xw = np.empty((len(texts), xb.shape[1]), dtype=xb.dtype)
     with reporter.stage("embed windows", total=len(texts)) as stage:
         for start in range(0, len(texts), corpus.EMBED_GROUP):
             rows = order[start : start + corpus.EMBED_GROUP]

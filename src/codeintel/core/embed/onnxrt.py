@@ -31,6 +31,7 @@ batch x heads x 256 x 256 tensor. Same vectors; on sympy's 256-token chunks
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -55,10 +56,17 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FUSED_NAME = "model-fused.onnx"
 """What the ``onnx`` backend runs: the export with onnxruntime's BERT fusions (``_fuse``).
 An older cache holding only ``model.onnx`` (unfused) is completed once, through torch."""
-ARENA = False
-"""onnxruntime's CPU memory arena: off. It would keep the widest batch's activations for
-the life of the session, which a searcher shares with the build (:func:`_shared_session`);
-with the fused graph it was no faster (docs/performance.md, *Embedding throughput*)."""
+ARENA = True
+"""onnxruntime's CPU memory arena: on, and shrunk at the end of every run over
+:data:`SHRINK_ABOVE_TOKENS` padded tokens (``memory.enable_memory_arena_shrinkage``), so
+an indexing batch's activations are not kept for the life of the session a searcher
+shares with the build (:func:`_shared_session`). Without it, glibc's heap kept what each
+batch freed: one group of 512 chunks of 60-400 words peaked at +306 MB of RSS over the
+loaded model, +143-154 MB with the shrunk arena, for the same CPU (docs/performance.md,
+*The build's vectors in float16, and the model's batches*)."""
+SHRINK_ABOVE_TOKENS = 512
+"""Runs over this many padded tokens give their arena memory back when they end; a query
+(one short text) keeps its few MB for the next one."""
 BATCH_TOKENS = 2048
 """Padded tokens per model call at most: 8 texts of 256 tokens, 32 of 64. A batch's
 activations grow with its texts times their length squared (attention). 64 texts of 256
@@ -233,6 +241,16 @@ def _shared_session(path: Path, threads: int) -> Any:
         return session
 
 
+@functools.cache
+def _shrink_arena() -> Any:
+    """Run options that give the CPU arena's free memory back when the run ends."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
 @contextlib.contextmanager
 def _restored(model: Any, attention: str) -> Iterator[None]:
     try:
@@ -300,13 +318,14 @@ class OnnxEncoder:
 
     def _run(self, encoded: Sequence[Any]) -> np.ndarray:
         width = max(len(e.ids) for e in encoded)
+        shrink = len(encoded) * width > SHRINK_ABOVE_TOKENS
         feeds = {name: np.zeros((len(encoded), width), dtype=np.int64) for name in _INPUTS}
         for row, e in enumerate(encoded):
             n = len(e.ids)
             feeds["input_ids"][row, :n] = e.ids
             feeds["attention_mask"][row, :n] = e.attention_mask
             feeds["token_type_ids"][row, :n] = e.type_ids
-        (hidden,) = self._session.run(None, feeds)
+        (hidden,) = self._session.run(None, feeds, _shrink_arena() if shrink else None)
         weights = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

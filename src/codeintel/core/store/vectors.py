@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from codeintel.core import errors
 from codeintel.core import windows as windows_mod
@@ -109,7 +110,8 @@ class VectorStore:
             )
         ids = ids.astype(np.int64)
         with np.errstate(over="ignore"):  # overflow shows as inf, refused just below
-            rows = xb.astype(np.float16)  # half the bytes before any reordering copy
+            # Half the bytes before any reordering copy; float16 rows are not copied.
+            rows = xb.astype(np.float16, copy=False)
         if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             order = np.argsort(ids, kind="stable")
             ids, rows = ids[order], rows[order]
@@ -216,9 +218,14 @@ class VectorStore:
         return out
 
     def iter_batches(
-        self, batch: int, exclude: np.ndarray | None = None
+        self,
+        batch: int,
+        exclude: np.ndarray | None = None,
+        *,
+        dtype: npt.DTypeLike = np.float32,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(ids, float32 vectors)`` over every stored id whose chunk is not in ``exclude``.
+        """``(ids, vectors)`` over every stored id whose chunk is not in ``exclude``; the
+        vectors are float32, or ``dtype`` (float16 is the stored rows, copied).
 
         Segment by segment; ``exclude`` holds chunk ids (tombstones), so a dead
         chunk's windows (:mod:`codeintel.core.windows`) go with it. Batches hold at
@@ -236,7 +243,7 @@ class VectorStore:
                     keep = ~np.isin(windows_mod.chunk_ids(ids), dead)
                     ids, rows = ids[keep], rows[keep]
                 if len(ids):
-                    yield ids.copy(), np.asarray(rows, dtype=np.float32)
+                    yield ids.copy(), np.array(rows, dtype=dtype)
 
 
 def _segment_names(directory: Path) -> list[str]:
