@@ -125,10 +125,12 @@ def test_each_step_is_measured_after_it_is_taken() -> None:
     assert short["tokens"] == budget.estimate(short)
 
 
-async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path) -> None:
-    """Past the page, lines are counted by a regex, not walked: every page, total and count
-    per file is still ripgrep's, with the literal twice on a line, CRLF endings, a last
-    line without a newline and ASCII case folding."""
+@pytest.mark.parametrize("fresh", [False, True])  # a later page from the layout, or afresh
+async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path, fresh: bool) -> None:
+    """Outside the page, lines are counted and skipped by a regex, not walked: every page,
+    total and count per file is still ripgrep's, with the literal twice on a line, CRLF
+    endings, a last line without a newline and ASCII case folding; a page that starts
+    inside a file is found from the first file on (``fresh``) or from its layout."""
     bodies = {
         "a.txt": "Needle needle NEEDLE\nnone\nneedle\r\nx needleneedle\n" * 6,
         "b/c.txt": "needle\n\nneedle needle\nneedle",  # no newline at the end
@@ -144,6 +146,8 @@ async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path) -> None:
     for case_sensitive in (True, False):
         for offset, page in ((0, 3), (0, 1000), (5, 4), (17, 6), (30, 2), (60, 5)):
             kwargs = {"case_sensitive": case_sensitive, "max_results": page, "offset": offset}
+            if fresh:
+                textsearch.LAYOUTS.clear()
             pruned = await textsearch.search(tmp_path, "needle", **kwargs)  # type: ignore[arg-type]
             whole = await textsearch.search(tmp_path, "needle", prune=False, **kwargs)  # type: ignore[arg-type]
             assert pruned.exact and whole.exact
