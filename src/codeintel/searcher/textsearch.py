@@ -160,7 +160,10 @@ async def search(
     literal with ``bytes.find``, a regex when :mod:`.regexscan` can prove Python's
     answer is ripgrep's (else ripgrep answers). Such a search leaves its
     :class:`Layout` (its files and their counts) in :data:`LAYOUTS`, keyed by tree
-    and search, and a later page of it reads only the files that hold that page.
+    and search, and a later page of it reads only the files that hold that page. So
+    does ripgrep's exact answer over candidates too large to read here whose files
+    could be read (plain text, a literal or such a regex): its page 2 reads two or
+    three files instead of running ripgrep over hundreds again.
     """
     flags: dict[str, Any] = {
         "regex": regex,
@@ -170,9 +173,10 @@ async def search(
     keep = offset + max_results
     key = (str(root), pattern, regex, case_sensitive, path_glob)
     layout = LAYOUTS.get(key) if prune and offset > 0 else None
-    if layout is not None:  # a later page of a search read here: only its files are read
+    if layout is not None:  # a later page of a search read before: only its files are read
         needle = _Needle(pattern, _translated(pattern, case_sensitive, regex), case_sensitive)
-        found = await _off_loop(layout.size, _page_of_layout, root, layout, needle, offset, keep)
+        _, _, size = layout.reads(offset, keep)
+        found = await _off_loop(size, _page_of_layout, root, layout, needle, offset, keep)
         if found is not None:
             return found[0]
     wanted = trigrams.needles(pattern, **flags) if prune else None
@@ -183,11 +187,13 @@ async def search(
     if only is not None and not only.paths and not regex:
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
-    if small and only is not None and only.size <= IN_PROCESS_BYTES:
+    readable = False  # whether its files can be read here (a later page, from its layout)
+    if small and only is not None:
         translated = _translated(pattern, case_sensitive, regex)
         if translated is not None and not regexscan.affordable(translated, only.longest_line):
             translated = None
-        if not regex or translated is not None:
+        readable = not regex or translated is not None
+        if readable and only.size <= IN_PROCESS_BYTES:
             needle = _Needle(pattern, translated, case_sensitive)
             found = await _off_loop(
                 only.size,
@@ -203,6 +209,7 @@ async def search(
             if found is not None:
                 LAYOUTS.put(key, found[1])
                 return found[0]
+            readable = False  # a line here that only ripgrep reads right
     if only is not None and only.paths:
         flags["only"] = only
     scan = _Scan()
@@ -220,6 +227,9 @@ async def search(
     except TimeoutError:
         exact = False  # what was found in time, a lower bound
     matches, seen = scan.page(offset, keep)
+    if exact and readable and only is not None:
+        # ripgrep counted every file: a later page reads only its own files, here.
+        LAYOUTS.put(key, _layout_of(scan, only))
     return Found(
         matches=matches,
         total=scan.count if exact else max(scan.count, seen),
@@ -262,6 +272,24 @@ class Layout:
     per_file: dict[str, int]
     size: int
     """Bytes of the files searched, all told (at most)."""
+    sizes: list[int] = dataclasses.field(default_factory=list)
+    """Bytes of each of ``paths`` (same order); empty when not known."""
+
+    def reads(self, offset: int, keep: int) -> tuple[int, list[bytes], int]:
+        """What rows ``offset``..``keep`` need: the row their first file starts at, the
+        files that hold them, and those files' bytes (:attr:`size` when not known)."""
+        start, first, paths, size = 0, 0, [], 0
+        known = bool(self.sizes)
+        for i, (path, count) in enumerate(zip(self.paths, self.counts, strict=True)):
+            if start + count <= offset:
+                first = start = start + count
+                continue
+            if start >= keep:
+                break
+            paths.append(path)
+            size += self.sizes[i] if known else 0
+            start += count
+        return first, paths, size if known else self.size
 
 
 class Layouts:
@@ -316,15 +344,7 @@ def _page_of_layout(
     root: Path, layout: Layout, needle: _Needle, offset: int, keep: int
 ) -> tuple[Found, Layout] | None:
     """Rows ``offset``..``keep`` read from the files of ``layout`` that hold them."""
-    start, first, paths = 0, 0, []
-    for path, count in zip(layout.paths, layout.counts, strict=True):
-        if start + count <= offset:
-            first = start = start + count
-            continue
-        if start >= keep:
-            break
-        paths.append(path)
-        start += count
+    first, paths, _ = layout.reads(offset, keep)
     if not paths:
         return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
     found = _scan_in_process(root, paths, layout.size, needle, offset - first, keep - first)
@@ -367,8 +387,25 @@ def _scan_in_process(
     matches, _ = scan.page(offset, keep)
     per_file = scan.counts()
     held = list(scan.lines)  # in page order
-    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file, size)
+    by_path = dict(zip(paths, sizes, strict=True)) if sizes else {}
+    layout = Layout(
+        held,
+        [len(scan.lines[p]) for p in held],
+        scan.count,
+        per_file,
+        size,
+        [by_path[p] for p in held] if by_path else [],
+    )
     return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
+
+
+def _layout_of(scan: _Scan, only: trigrams.Candidates) -> Layout:
+    """The layout of a search ripgrep answered over the candidates ``only``."""
+    by_path = dict(zip(only.raw_paths, only.sizes, strict=True))
+    held = sorted(scan.lines, key=trigrams.page_order)
+    sizes = [by_path.get(p.removeprefix(b"./"), only.size) for p in held]
+    counts = [len(scan.lines[p]) for p in held]
+    return Layout(held, counts, scan.count, scan.counts(), only.size, sizes)
 
 
 def _scan_files(
