@@ -229,7 +229,7 @@ async def search(
     matches, seen = scan.page(offset, keep)
     if exact and readable and only is not None:
         # ripgrep counted every file: a later page reads only its own files, here.
-        LAYOUTS.put(key, _layout_of(scan, only))
+        LAYOUTS.put(key, _layout_of(scan, only, per_file or {}))
     return Found(
         matches=matches,
         total=scan.count if exact else max(scan.count, seen),
@@ -399,13 +399,14 @@ def _scan_in_process(
     return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
 
 
-def _layout_of(scan: _Scan, only: trigrams.Candidates) -> Layout:
-    """The layout of a search ripgrep answered over the candidates ``only``."""
+def _layout_of(scan: _Scan, only: trigrams.Candidates, per_file: dict[str, int]) -> Layout:
+    """The layout of a search ripgrep answered over the candidates ``only`` (``scan`` in
+    page order once its page was cut)."""
     by_path = dict(zip(only.raw_paths, only.sizes, strict=True))
-    held = sorted(scan.lines, key=trigrams.page_order)
+    held = list(scan.lines)
     sizes = [by_path.get(p.removeprefix(b"./"), only.size) for p in held]
     counts = [len(scan.lines[p]) for p in held]
-    return Layout(held, counts, scan.count, scan.counts(), only.size, sizes)
+    return Layout(held, counts, scan.count, per_file, only.size, sizes)
 
 
 def _scan_files(
@@ -535,8 +536,11 @@ class _Scan:
         :func:`_scan_files`): only the page's lines are decoded, not the whole file's."""
         out: list[TextMatch] = []
         start = 0
-        held = self.lines if self.ordered else sorted(self.lines, key=trigrams.page_order)
-        for raw_path in held:
+        if not self.ordered:  # once: a layout of this scan reads the same order
+            held = sorted(self.lines, key=trigrams.page_order)
+            self.lines = {p: self.lines[p] for p in held}
+            self.ordered = True
+        for raw_path in self.lines:
             bucket = self.lines[raw_path]
             end = start + len(bucket)
             if end > offset and start < keep:
