@@ -2,8 +2,8 @@
 
 For each repository (a store built by the product's pipeline with the hash embedder
 of :mod:`benchmarks.navigation_bench`; search_text reads no vectors) and each query
-(selective identifiers, common words, regexes), every round times in turn, in a
-rotating order:
+(selective identifiers, common words, regexes), every round times in turn, in an
+order drawn anew each round (seeded):
 
 - ``search_text`` page 1 and page 2 (``offset = max_results``, the cursor's offset),
   in-process (:func:`codeintel.searcher.textsearch.search`) or over REST
@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import statistics
 import subprocess
 import time
@@ -134,8 +135,12 @@ async def measure(
                 runs["base_page2"] = functools.partial(base, pattern, flags, 2)
         times: dict[str, list[float]] = {k: [] for k in runs}
         names = list(runs)
-        for r in range(rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
+        shuffle = random.Random(f"{repo} {pattern}")
+        for _ in range(rounds):
+            # A new order each round: in a rotation each run always follows the same one
+            # (page 2 after rg, base page 2 right after its own server's page 1), and that
+            # alone made identical servers differ by 1.16-1.23x at page 2.
+            for name in shuffle.sample(names, len(names)):
                 times[name].append(await timed(runs[name]))
         row: dict[str, Any] = {
             "repo": repo,
@@ -238,9 +243,9 @@ def cpu_seconds(pid: int) -> float:
 def server_cpu(
     repo: str, store: Path, base_src: Path, blocks: int, per_block: int = 30
 ) -> list[dict[str, Any]]:
-    """Server CPU per page-1 answer, this code's server against ``base_src``'s, in
-    alternating blocks of ``per_block`` requests: the cost of an answer without the
-    queue for the cores that wall time also measures."""
+    """Server CPU per answer, page 1 and (by its cursor) page 2, this code's server
+    against ``base_src``'s, in alternating blocks of ``per_block`` requests: the cost of
+    an answer without the queue for the cores that wall time also measures."""
     env = {"PYTHONPATH": f"{base_src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     codeintel = serverproc.ServerProcess.codeintel
     with (
@@ -256,19 +261,26 @@ def server_cpu(
         time.sleep(BUILD_WAIT)  # the servers' trigram indexes
         rows = []
         for (kind, pattern, _), body in zip(QUERIES[repo], bodies, strict=True):
-            spent: dict[str, list[float]] = {"after": [], "before": []}
-            for b in range(blocks):
-                for name in ("after", "before")[:: 1 if b % 2 else -1]:
-                    start = cpu_seconds(servers[name].pid)
-                    for _ in range(per_block):
-                        clients[name].post("/v1/search_text", json=body)
-                    spent[name].append((cpu_seconds(servers[name].pid) - start) / per_block)
-            after_ms, before_ms = (statistics.median(spent[n]) * 1000 for n in spent)
-            row = {"repo": repo, "how": "server CPU", "class": kind, "pattern": pattern}
-            row |= {"cpu_ms": round(after_ms, 2), "base_cpu_ms": round(before_ms, 2)}
-            row |= {"cpu/base": round(after_ms / before_ms, 3), "load": round(load(), 2)}
-            print(row, flush=True)
-            rows.append(row)
+            pages = {name: [body] for name in servers}
+            for name, client in clients.items():  # page 2: each server's own cursor
+                cursor = client.post("/v1/search_text", json=body).json().get("cursor")
+                if cursor:
+                    pages[name].append({**body, "cursor": cursor})
+            for page in range(min(len(p) for p in pages.values())):
+                spent: dict[str, list[float]] = {"after": [], "before": []}
+                for b in range(blocks):
+                    for name in ("after", "before")[:: 1 if b % 2 else -1]:
+                        start = cpu_seconds(servers[name].pid)
+                        for _ in range(per_block):
+                            clients[name].post("/v1/search_text", json=pages[name][page])
+                        spent[name].append((cpu_seconds(servers[name].pid) - start) / per_block)
+                after_ms, before_ms = (statistics.median(spent[n]) * 1000 for n in spent)
+                row = {"repo": repo, "how": "server CPU", "class": kind, "pattern": pattern}
+                row |= {"page": page + 1, "cpu_ms": round(after_ms, 2)}
+                row |= {"base_cpu_ms": round(before_ms, 2)}
+                row |= {"cpu/base": round(after_ms / before_ms, 3), "load": round(load(), 2)}
+                print(row, flush=True)
+                rows.append(row)
         return rows
 
 
@@ -301,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="with --base-src: also the servers' CPU per answer, over this many blocks",
     )
+    p.add_argument(
+        "--cpu-per-block",
+        type=int,
+        default=30,
+        help="requests per CPU block (ticks of 10 ms: more requests, finer figures)",
+    )
     p.add_argument("--repos", nargs="*", default=["sympy", "cJSON"])
     p.add_argument("--name", default="text_search")
     a = p.parse_args(argv)
@@ -314,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.rest:
             rows += over_rest(repo, store, tree, a.rounds, a.base_src)
         if a.base_src is not None and a.cpu_blocks:
-            rows += server_cpu(repo, store, a.base_src, a.cpu_blocks)
+            rows += server_cpu(repo, store, a.base_src, a.cpu_blocks, a.cpu_per_block)
     summary = {
         f"{how} {p}/{base} p50 median over queries": round(
             statistics.median(

@@ -12,14 +12,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from benchmarks import serverproc
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from codeintel.core.settings import Settings
@@ -33,7 +33,17 @@ async def echo(request: Request) -> Response:
     return Response(body)
 
 
-APP = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+async def stream(request: Request) -> StreamingResponse:
+    async def later() -> AsyncIterator[bytes]:
+        await asyncio.sleep(3)
+        yield b"late"
+
+    return StreamingResponse(later(), media_type="text/event-stream")
+
+
+APP = Starlette(
+    routes=[Route("/echo", echo, methods=["POST"]), Route("/stream", stream, methods=["GET"])]
+)
 
 
 @contextlib.contextmanager
@@ -133,3 +143,34 @@ def test_limits_are_off_when_set_to_zero() -> None:
         sock.sendall(b"POST /echo HTTP/1.1\r\n")
         sock.settimeout(2)
         assert not closed_by_server(sock)
+
+
+def test_a_response_goes_out_in_one_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head and body in one ``send()``: one wake-up of the client, one system call."""
+    sent: list[bytes] = []
+    real = socket.socket.send
+
+    def spy(self: socket.socket, data: Any, *args: Any) -> int:
+        sent.append(bytes(data))
+        return real(self, data, *args)
+
+    with running() as port:
+        sock = connect(port)
+        monkeypatch.setattr(socket.socket, "send", spy)  # the server's; the client uses sendall
+        for body in (b"one", b"two" * 5000):
+            sent.clear()
+            sock.sendall(post(body))
+            assert response(sock) == (b"HTTP/1.1 200 OK", body)
+            assert len(sent) == 1 and sent[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_a_stream_sends_its_head_before_its_first_event() -> None:
+    """A held head goes out on the loop's next turn: a stream's client is not kept waiting."""
+    with running() as port:
+        sock = connect(port)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.settimeout(1.5)  # the first event comes after 3 s
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+        sock.settimeout(30)
+        assert b"late" in sock.recv(65536)

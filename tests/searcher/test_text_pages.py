@@ -61,6 +61,32 @@ async def test_pages_cut_inside_files_tile_ripgreps_sorted_output(tree: Path, pr
     assert pages == oracle
 
 
+async def test_later_pages_of_a_ripgrep_search_read_only_their_files(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates too large to read here go to ripgrep, which counts every file: its
+    layout then gives later pages from their own files, read here, with no ripgrep run."""
+    monkeypatch.setattr(textsearch, "IN_PROCESS_BYTES", 0)
+    runs: list[list[str]] = []
+    run = textsearch._run
+
+    async def spy(root: Path, args: list[str], *rest: object) -> bool:
+        runs.append(args)
+        return await run(root, args, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(textsearch, "_run", spy)
+    textsearch.LAYOUTS.clear()
+    oracle = _ripgrep_sorted(tree)
+    pages: list[tuple[str, int, str]] = []
+    for offset in range(0, len(oracle) + PAGE, PAGE):
+        found = await textsearch.search(tree, "needle", max_results=PAGE, offset=offset)
+        assert found.exact and found.total == len(oracle)
+        assert set(found.per_file) == {p for p, _, _ in oracle}
+        pages += [(m.path, m.line, m.text) for m in found.matches]
+    assert pages == oracle
+    assert len(runs) == 1 and "--" in runs[0]  # page 1 only, over the candidate files
+
+
 async def test_pages_read_in_process_are_the_whole_tree_pages(tmp_path: Path) -> None:
     """Names that do not decode (Latin-1 bytes) sort as answers show them, on both paths."""
     names = [b"b\xe9.txt", "b\u00fc.txt".encode(), b"b\xff/z.txt", b"a.txt", b"bz.txt"]
@@ -125,10 +151,12 @@ def test_each_step_is_measured_after_it_is_taken() -> None:
     assert short["tokens"] == budget.estimate(short)
 
 
-async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path) -> None:
-    """Past the page, lines are counted by a regex, not walked: every page, total and count
-    per file is still ripgrep's, with the literal twice on a line, CRLF endings, a last
-    line without a newline and ASCII case folding."""
+@pytest.mark.parametrize("fresh", [False, True])  # a later page from the layout, or afresh
+async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path, fresh: bool) -> None:
+    """Outside the page, lines are counted and skipped by a regex, not walked: every page,
+    total and count per file is still ripgrep's, with the literal twice on a line, CRLF
+    endings, a last line without a newline and ASCII case folding; a page that starts
+    inside a file is found from the first file on (``fresh``) or from its layout."""
     bodies = {
         "a.txt": "Needle needle NEEDLE\nnone\nneedle\r\nx needleneedle\n" * 6,
         "b/c.txt": "needle\n\nneedle needle\nneedle",  # no newline at the end
@@ -144,6 +172,8 @@ async def test_lines_counted_past_the_page_are_ripgreps(tmp_path: Path) -> None:
     for case_sensitive in (True, False):
         for offset, page in ((0, 3), (0, 1000), (5, 4), (17, 6), (30, 2), (60, 5)):
             kwargs = {"case_sensitive": case_sensitive, "max_results": page, "offset": offset}
+            if fresh:
+                textsearch.LAYOUTS.clear()
             pruned = await textsearch.search(tmp_path, "needle", **kwargs)  # type: ignore[arg-type]
             whole = await textsearch.search(tmp_path, "needle", prune=False, **kwargs)  # type: ignore[arg-type]
             assert pruned.exact and whole.exact

@@ -118,13 +118,13 @@ async def test_few_small_candidates_are_read_in_process(
     calls: list[list[str]] = []
     scan = textsearch._scan_files
 
-    def spy(root: Path, paths: list[str], *args: object, **kwargs: object) -> object:
+    def spy(root: Path, paths: list[bytes], *args: object, **kwargs: object) -> object:
         calls.append(paths)
         return scan(root, paths, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(textsearch, "_scan_files", spy)
     found = await textsearch.search(tree, "solve_linear_system;")
-    assert calls == [["nested/deep/solver2.py"]]
+    assert calls == [[b"nested/deep/solver2.py"]]
     (row,) = found.matches  # two on the line: one row, the first one's column
     assert (row.path, row.line, row.column) == ("nested/deep/solver2.py", 51, 5)
     crlf = await textsearch.search(tree, "TODO TODO", case_sensitive=False)

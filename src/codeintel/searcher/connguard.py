@@ -13,6 +13,12 @@ additions:
   search) is not affected: only reading the request is timed.
 * **connections per client** — a client address holding
   ``max_connections_per_client`` connections has its next one closed at once.
+* **one send a response** — uvicorn writes a response's head and its body with a
+  ``send()`` each, so the client is woken twice and the server makes two system
+  calls; on two busy cores the first wake-up often costs the server its core before
+  the body is out. Each request's cycle writes through :class:`HeadWithBody`, which
+  holds the head until the body joins it (at most until the loop's next turn, so an
+  event stream's head is not held back).
 
 The protocol class is uvicorn's own (``h11``, pure Python, always installed), so
 everything else behaves as before.
@@ -57,6 +63,13 @@ def guarded_h11(read_timeout: float, per_client: int) -> type[H11Protocol]:
             super().on_response_complete()
             self._arm()
 
+        def handle_events(self) -> None:
+            before = self.cycle
+            super().handle_events()
+            cycle = self.cycle
+            if cycle is not None and cycle is not before:  # a new request: its task runs later
+                cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
@@ -92,6 +105,47 @@ def guarded_h11(read_timeout: float, per_client: int) -> type[H11Protocol]:
             self.transport.close()
 
     return GuardedH11Protocol
+
+
+class HeadWithBody:
+    """A request cycle's transport that sends the response's first write (its head) with
+    the next one (its body) in one ``send()``.
+
+    What is held goes out with the next write, on :meth:`close`, or on the event loop's
+    next turn, whichever comes first; writes keep their order. The protocol writes to the
+    real transport only between responses (an error before a cycle, the next cycle's
+    head), never while this holds anything: a response's body write completes it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held = b""
+        self._first = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held:
+            data, self._held = self._held + bytes(data), b""
+        elif self._first and data:
+            self._first = False
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def _flush(self) -> None:
+        if self._held and not self._transport.is_closing():
+            self._transport.write(self._held)
+        self._held = b""
 
 
 def _host(protocol: Any) -> str | None:

@@ -25,6 +25,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import re
 import shutil
@@ -159,7 +160,10 @@ async def search(
     literal with ``bytes.find``, a regex when :mod:`.regexscan` can prove Python's
     answer is ripgrep's (else ripgrep answers). Such a search leaves its
     :class:`Layout` (its files and their counts) in :data:`LAYOUTS`, keyed by tree
-    and search, and a later page of it reads only the files that hold that page.
+    and search, and a later page of it reads only the files that hold that page. So
+    does ripgrep's exact answer over candidates too large to read here whose files
+    could be read (plain text, a literal or such a regex): its page 2 reads two or
+    three files instead of running ripgrep over hundreds again.
     """
     flags: dict[str, Any] = {
         "regex": regex,
@@ -169,9 +173,10 @@ async def search(
     keep = offset + max_results
     key = (str(root), pattern, regex, case_sensitive, path_glob)
     layout = LAYOUTS.get(key) if prune and offset > 0 else None
-    if layout is not None:  # a later page of a search read here: only its files are read
+    if layout is not None:  # a later page of a search read before: only its files are read
         needle = _Needle(pattern, _translated(pattern, case_sensitive, regex), case_sensitive)
-        found = await _off_loop(layout.size, _page_of_layout, root, layout, needle, offset, keep)
+        _, _, size = layout.reads(offset, keep)
+        found = await _off_loop(size, _page_of_layout, root, layout, needle, offset, keep)
         if found is not None:
             return found[0]
     wanted = trigrams.needles(pattern, **flags) if prune else None
@@ -182,17 +187,19 @@ async def search(
     if only is not None and not only.paths and not regex:
         return Found(matches=[], total=0, exact=True, per_file={})
     small = only is not None and only.paths and not only.as_globs
-    if small and only is not None and only.size <= IN_PROCESS_BYTES:
+    readable = False  # whether its files can be read here (a later page, from its layout)
+    if small and only is not None:
         translated = _translated(pattern, case_sensitive, regex)
         if translated is not None and not regexscan.affordable(translated, only.longest_line):
             translated = None
-        if not regex or translated is not None:
+        readable = not regex or translated is not None
+        if readable and only.size <= IN_PROCESS_BYTES:
             needle = _Needle(pattern, translated, case_sensitive)
             found = await _off_loop(
                 only.size,
                 _scan_in_process,
                 root,
-                only.paths,
+                only.raw_paths,
                 only.size,
                 needle,
                 offset,
@@ -202,6 +209,7 @@ async def search(
             if found is not None:
                 LAYOUTS.put(key, found[1])
                 return found[0]
+            readable = False  # a line here that only ripgrep reads right
     if only is not None and only.paths:
         flags["only"] = only
     scan = _Scan()
@@ -219,6 +227,9 @@ async def search(
     except TimeoutError:
         exact = False  # what was found in time, a lower bound
     matches, seen = scan.page(offset, keep)
+    if exact and readable and only is not None:
+        # ripgrep counted every file: a later page reads only its own files, here.
+        LAYOUTS.put(key, _layout_of(scan, only, per_file or {}))
     return Found(
         matches=matches,
         total=scan.count if exact else max(scan.count, seen),
@@ -261,6 +272,24 @@ class Layout:
     per_file: dict[str, int]
     size: int
     """Bytes of the files searched, all told (at most)."""
+    sizes: list[int] = dataclasses.field(default_factory=list)
+    """Bytes of each of ``paths`` (same order); empty when not known."""
+
+    def reads(self, offset: int, keep: int) -> tuple[int, list[bytes], int]:
+        """What rows ``offset``..``keep`` need: the row their first file starts at, the
+        files that hold them, and those files' bytes (:attr:`size` when not known)."""
+        start, first, paths, size = 0, 0, [], 0
+        known = bool(self.sizes)
+        for i, (path, count) in enumerate(zip(self.paths, self.counts, strict=True)):
+            if start + count <= offset:
+                first = start = start + count
+                continue
+            if start >= keep:
+                break
+            paths.append(path)
+            size += self.sizes[i] if known else 0
+            start += count
+        return first, paths, size if known else self.size
 
 
 class Layouts:
@@ -315,15 +344,7 @@ def _page_of_layout(
     root: Path, layout: Layout, needle: _Needle, offset: int, keep: int
 ) -> tuple[Found, Layout] | None:
     """Rows ``offset``..``keep`` read from the files of ``layout`` that hold them."""
-    start, first, paths = 0, 0, []
-    for path, count in zip(layout.paths, layout.counts, strict=True):
-        if start + count <= offset:
-            first = start = start + count
-            continue
-        if start >= keep:
-            break
-        paths.append(path)
-        start += count
+    first, paths, _ = layout.reads(offset, keep)
     if not paths:
         return Found(matches=[], total=layout.total, exact=True, per_file=layout.per_file), layout
     found = _scan_in_process(root, paths, layout.size, needle, offset - first, keep - first)
@@ -342,41 +363,59 @@ async def _off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
 
 def _scan_in_process(
     root: Path,
-    paths: Sequence[str | bytes],
+    paths: Sequence[bytes],
     size: int,
     needle: _Needle,
     offset: int,
     keep: int,
     sizes: Sequence[int] = (),
 ) -> tuple[Found, Layout] | None:
-    """The page from ``paths`` (``size`` bytes; each one's in ``sizes`` when known) read
-    here, and where all its matches are: a literal, or a regex :mod:`.regexscan` can
-    answer for ripgrep (None when it cannot, for a line of these files)."""
+    """The page from ``paths`` (in page order, as held; ``size`` bytes, each one's in
+    ``sizes`` when known) read here, and where all its matches are: a literal, or a regex
+    :mod:`.regexscan` can answer for ripgrep (None when it cannot, for a line of these
+    files)."""
     if needle.translated is None:
         scan = _scan_files(
             root, paths, needle.pattern, needle.case_sensitive, offset, keep, sizes=sizes
         )
     else:
-        raw_paths = sorted(map(os.fsencode, paths), key=_page_order)
-        rows = regexscan.scan(root, raw_paths, needle.translated, offset, keep)
+        rows = regexscan.scan(root, list(paths), needle.translated, offset, keep)
         if rows is None:
             return None
-        scan = _Scan(ordered=True)  # grouped in the order of raw_paths
+        scan = _Scan(ordered=True)  # grouped in the order of paths
         scan.lines, scan.count = rows
     matches, _ = scan.page(offset, keep)
     per_file = scan.counts()
     held = list(scan.lines)  # in page order
-    layout = Layout(held, [len(scan.lines[p]) for p in held], scan.count, per_file, size)
+    by_path = dict(zip(paths, sizes, strict=True)) if sizes else {}
+    layout = Layout(
+        held,
+        [len(scan.lines[p]) for p in held],
+        scan.count,
+        per_file,
+        size,
+        [by_path[p] for p in held] if by_path else [],
+    )
     return Found(matches=matches, total=scan.count, exact=True, per_file=per_file), layout
+
+
+def _layout_of(scan: _Scan, only: trigrams.Candidates, per_file: dict[str, int]) -> Layout:
+    """The layout of a search ripgrep answered over the candidates ``only`` (``scan`` in
+    page order once its page was cut)."""
+    by_path = dict(zip(only.raw_paths, only.sizes, strict=True))
+    held = list(scan.lines)
+    sizes = [by_path.get(p.removeprefix(b"./"), only.size) for p in held]
+    counts = [len(scan.lines[p]) for p in held]
+    return Layout(held, counts, scan.count, per_file, only.size, sizes)
 
 
 def _scan_files(
     root: Path,
-    paths: Sequence[str | bytes],
+    paths: Sequence[bytes],
     pattern: str,
     case_sensitive: bool,
-    offset: int = 0,
-    keep: int | None = None,
+    offset: int,
+    keep: int,
     *,
     sizes: Sequence[int] = (),
 ) -> _Scan:
@@ -386,28 +425,29 @@ def _scan_files(
     column of its first occurrence; case-insensitive only for ASCII literals the
     index allows (:func:`.trigrams.needles`), where ASCII folding is Unicode's.
 
-    Files are read in page order, so only the lines of rows ``offset``..``keep`` are
-    cut out and formatted; the others are counted (held as empty placeholders, which
-    :meth:`_Scan.page` of the same rows never reads). Past the page the lines are
-    counted by a regex, the literal then the rest of its line (``[^\\n]*``): one match
-    per matching line, as the loop finds them, without a Python step per line (the
-    literal holds no newline: :func:`.trigrams.needles`). ``sizes`` (the index's, one
-    per path) save a ``fstat`` per file."""
+    ``paths`` are in page order (:func:`.trigrams.page_order`), so only the rows
+    ``offset``..``keep`` are cut out, as :class:`TextMatch` (the scan is then
+    ``built``); the others are counted, held as empty placeholders that
+    :meth:`_Scan.page` of the same rows never reads. Lines outside the page are found by
+    a regex, the literal then the rest of its line (``[^\\n]*``): one match per matching
+    line, as the loop finds them, without a Python step per line (the literal holds no
+    newline: :func:`.trigrams.needles`): counted past the page, skipped up to its first
+    row. ``sizes`` (the index's, one per path) save a ``fstat`` per file."""
     needle = pattern.encode("utf-8", "surrogateescape")
     if not case_sensitive:
         needle = needle.lower()
-    rest_of = re.compile(re.escape(needle) + rb"[^\n]*").findall
-    scan = _Scan(ordered=True)
+    lines_of = re.compile(re.escape(needle) + rb"[^\n]*")
+    count_in = lines_of.findall
+    scan = _Scan(ordered=True, built=True)
     index = 0  # of the next matching line in page order
     held: Sequence[int | None] = sizes or [None] * len(paths)
-    entries = sorted(zip(map(os.fsencode, paths), held, strict=True), key=_entry_order)
     top = trigrams.open_dir(root)
     try:
-        for raw_path, size in entries:
+        for raw_path, size in zip(paths, held, strict=True):
             data = trigrams.read_file(raw_path, dir_fd=top, size=size)
             hay = data if case_sensitive else data.lower()
-            if keep is not None and index >= keep:  # past the page: counted only
-                n = len(rest_of(hay))
+            if index >= keep:  # past the page: counted only
+                n = len(count_in(hay))
                 if n:
                     scan.lines[raw_path] = [b""] * n
                     scan.count += n
@@ -416,23 +456,32 @@ def _scan_files(
             at = hay.find(needle)
             if at < 0:
                 continue
-            bucket: list[bytes] = []
+            bucket: list[Any] = []
+            if index < offset:  # the page starts in this file or a later one
+                n = len(count_in(hay, at))
+                skip = offset - index
+                if n <= skip:
+                    scan.lines[raw_path] = [b""] * n
+                    scan.count += n
+                    index += n
+                    continue
+                at = next(itertools.islice(lines_of.finditer(hay, at), skip, None)).start()
+                bucket = [b""] * skip
+                index += skip
+            name = _decode(raw_path)
             line, counted = 1, 0
             while at >= 0:
-                if keep is not None and index >= keep:
-                    n = len(rest_of(hay, at))
+                if index >= keep:
+                    n = len(count_in(hay, at))
                     bucket += [b""] * n
                     index += n
                     break
                 end = data.find(b"\n", at)
                 end = len(data) if end < 0 else end
-                if index >= offset:
-                    line += data.count(b"\n", counted, at)
-                    counted = at
-                    start = data.rfind(b"\n", 0, at) + 1
-                    bucket.append(b"%d:%d:%s" % (line, at - start + 1, data[start:end]))
-                else:
-                    bucket.append(b"")
+                line += data.count(b"\n", counted, at)
+                counted = at
+                start = data.rfind(b"\n", 0, at) + 1
+                bucket.append(_match(name, line, at - start, data[start:end]))
                 index += 1
                 at = hay.find(needle, end)
             scan.lines[raw_path] = bucket
@@ -442,25 +491,19 @@ def _scan_files(
     return scan
 
 
-def _page_order(raw_path: bytes) -> tuple[list[str], bytes]:
-    """Sort key of a held path: :func:`order`'s, on the path as answers show it."""
-    return _decode(raw_path).split("/"), raw_path
-
-
-def _entry_order(entry: tuple[bytes, int | None]) -> tuple[list[str], bytes]:
-    return _page_order(entry[0])
-
-
 class _Scan:
     """Lines read so far, grouped by path (raw ``line:column:text`` bytes).
 
     ``ordered``: the paths were added in page order (files read in-process), so
-    :meth:`page` need not sort them (ripgrep's parallel output is in no order)."""
+    :meth:`page` need not sort them (ripgrep's parallel output is in no order).
+    ``built``: the page's lines are held as :class:`TextMatch` already (a literal read
+    in-process), not as ripgrep's bytes."""
 
-    def __init__(self, *, ordered: bool = False) -> None:
+    def __init__(self, *, ordered: bool = False, built: bool = False) -> None:
         self.count = 0
-        self.lines: dict[bytes, list[bytes]] = {}
+        self.lines: dict[bytes, list[Any]] = {}
         self.ordered = ordered
+        self.built = built
 
     def counts(self) -> dict[str, int]:
         return {_decode(p): len(bucket) for p, bucket in self.lines.items()}
@@ -493,13 +536,20 @@ class _Scan:
         :func:`_scan_files`): only the page's lines are decoded, not the whole file's."""
         out: list[TextMatch] = []
         start = 0
-        held = self.lines if self.ordered else sorted(self.lines, key=_page_order)
-        for raw_path in held:
+        if not self.ordered:  # once: a layout of this scan reads the same order
+            held = sorted(self.lines, key=trigrams.page_order)
+            self.lines = {p: self.lines[p] for p in held}
+            self.ordered = True
+        for raw_path in self.lines:
             bucket = self.lines[raw_path]
             end = start + len(bucket)
             if end > offset and start < keep:
-                name = _decode(raw_path)
-                out += [_row(name, raw) for raw in bucket[max(0, offset - start) : keep - start]]
+                rows = bucket[max(0, offset - start) : keep - start]
+                if self.built:
+                    out += rows
+                else:
+                    name = _decode(raw_path)
+                    out += [_row(name, raw) for raw in rows]
             start = end
         return out, start
 
@@ -554,15 +604,20 @@ def _row(path: str, raw: bytes) -> TextMatch:
     """One ``line:column:text`` of ripgrep's output; the column counted in characters."""
     line, _, rest = raw.partition(b":")
     column, _, body = rest.partition(b":")
-    start = int(column) - 1
+    return _match(path, int(line), int(column) - 1, body)
+
+
+def _match(path: str, line: int, at: int, body: bytes) -> TextMatch:
+    """The row of line ``body`` matching at byte ``at`` (0-based); the column counted in
+    characters."""
     whole = body.decode("utf-8", "replace")
     if len(whole) != len(body):  # multi-byte characters: count those before the match
-        start = len(body[:start].decode("utf-8", "replace"))
+        at = len(body[:at].decode("utf-8", "replace"))
     text = whole.rstrip("\r\n")
     return TextMatch(
         path=path,
-        line=int(line),
-        column=start + 1,
+        line=line,
+        column=at + 1,
         text=text[: models.MAX_LINE_CHARS],
         length=len(text),
     )

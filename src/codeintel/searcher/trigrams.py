@@ -66,6 +66,8 @@ class Candidates:
 
     paths: list[str]
     """Relative paths, path component by component (``rg --sort=path`` keeps this order)."""
+    raw_paths: list[bytes]
+    """The same paths as held on disk (a name need not decode), same order."""
     as_globs: bool
     """Some are binary: name them as ``--glob`` whitelists, not as paths."""
     share: float
@@ -81,6 +83,9 @@ class Candidates:
 @dataclasses.dataclass(slots=True)
 class TrigramIndex:
     paths: list[str]
+    """In page order (:func:`page_order`), so ascending ids are page order too."""
+    raw_paths: list[bytes]
+    """``paths`` as held on disk."""
     keys: np.ndarray
     """uint32 trigrams, sorted; ``files[i]`` holds ``keys[i]``."""
     files: np.ndarray
@@ -138,6 +143,12 @@ def open_dir(root: str | bytes | os.PathLike[str]) -> int:
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+def page_order(raw_path: bytes) -> tuple[list[str], bytes]:
+    """Sort key of pages: a path as answers show it, component by component (``rg
+    --sort=path``'s order), then its bytes (two names that decode alike)."""
+    return raw_path.decode("utf-8", "replace").removeprefix("./").split("/"), raw_path
+
+
 def _grams(data: bytes) -> np.ndarray:
     a = np.frombuffer(data, dtype=np.uint8).astype(np.uint32)
     if a.size < 3:
@@ -171,17 +182,22 @@ def build(root: Path, max_bytes: int = MAX_TREE_BYTES) -> TrigramIndex | None:
             longest.append(max(map(len, data.split(b"\n"))))
             paths.append(os.path.relpath(full, root))
             grams.append(np.unique(_grams(data[: nul if nul >= 0 else len(data)].lower())))
+    # Ids in page order: a candidate list is then in page order as found, unsorted.
+    raw = [os.fsencode(p) for p in paths]
+    by_page = sorted(range(len(paths)), key=lambda i: page_order(raw[i]))
+    grams = [grams[i] for i in by_page]
     counts = np.fromiter((g.size for g in grams), dtype=np.int64, count=len(grams))
     keys = np.concatenate(grams) if grams else np.empty(0, dtype=np.uint32)
     files = np.repeat(np.arange(len(paths), dtype=np.int32), counts)
     order = np.argsort(keys, kind="stable")
     return TrigramIndex(
-        paths=paths,
+        paths=[paths[i] for i in by_page],
+        raw_paths=[raw[i] for i in by_page],
         keys=keys[order],
         files=files[order],
-        binary=np.asarray(binary, dtype=bool),
-        sizes=np.asarray(sizes, dtype=np.int64),
-        longest=np.asarray(longest, dtype=np.int64),
+        binary=np.asarray(binary, dtype=bool)[by_page],
+        sizes=np.asarray(sizes, dtype=np.int64)[by_page],
+        longest=np.asarray(longest, dtype=np.int64)[by_page],
     )
 
 
@@ -285,15 +301,15 @@ class Trees:
             if found is not None:
                 ids = np.union1d(ids, found)
         share = ids.size / max(1, len(index.paths))
-        order = sorted(ids.tolist(), key=lambda i: index.paths[i].split("/"))
+        order = ids.tolist()  # ascending ids: page order (:func:`build`)
         paths = [index.paths[i] for i in order]
-        ids = np.asarray(order, dtype=np.int64)
         as_globs = bool(index.binary[ids].any())
         if as_globs and any(c in _GLOB_SPECIAL for p in paths for c in p):
             return None  # a name that a glob would read as a pattern
-        size = int(index.sizes[ids].sum())
+        sizes = index.sizes[ids]
         longest = int(index.longest[ids].max()) if ids.size else 0
-        return Candidates(paths, as_globs, share, size, longest, index.sizes[ids].tolist())
+        raw = [index.raw_paths[i] for i in order]
+        return Candidates(paths, raw, as_globs, share, int(sizes.sum()), longest, sizes.tolist())
 
     def wait(self, root: Path, timeout: float = 60.0) -> bool:
         """Block until ``root``'s index is built (tests, benchmarks); whether it was."""
