@@ -24,6 +24,7 @@ from codeintel.core.store import symbols as symbols_store
 from codeintel.core.store import symbols_postings
 from codeintel.core.symbols import SymbolIndex
 from codeintel.indexer import chunking
+from codeintel.searcher import generations
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -135,6 +136,15 @@ def test_a_postings_file_missing_short_or_foreign_is_refused(tmp_path: Path) -> 
     postings.write_bytes(data)
     with SymbolIndex.open(store) as index:  # type: ignore[union-attr]
         assert index.references("area").total > 5
+
+
+def test_a_searcher_turns_the_symbol_tools_off_for_a_refused_postings_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _written(tmp_path / "a", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    (store / "symbols.postings").write_bytes(b"CISYMPOS")
+    assert generations._open_symbols(store) is None  # the other tools keep answering
+    assert "symbol tools are off" in caplog.text and "too short" in caplog.text
 
 
 def test_a_header_that_lies_about_its_arrays_is_refused(tmp_path: Path) -> None:
