@@ -76,7 +76,7 @@ def save(
         f.write(text)
         for a, at in zip(arrays.values(), offsets, strict=True):
             f.write(bytes(at - f.tell()))
-            f.write(memoryview(a).cast("B"))  # no copy of the array
+            f.write(a.data.cast("B"))  # no copy of the array
         f.write(bytes(end - f.tell()))
     files.share(tmp, files.FILE_READ)
     os.replace(tmp, path)
