@@ -100,11 +100,8 @@ def workload(gen: Path, n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
     db = sqlite3.connect(gen / "symbols.sqlite")
     names = [r[0] for r in db.execute("SELECT DISTINCT name FROM symbols WHERE length(name) > 3")]
     paths = [r[0] for r in db.execute("SELECT path FROM files WHERE language = 'python'")]
-    counts = db.execute(
-        "SELECT n.name, SUM(c.count) FROM postings AS c JOIN names AS n "
-        "ON n.id = c.name_id GROUP BY n.name"
-    ).fetchall()
     db.close()
+    counts = name_totals(gen)
     chunks = sqlite3.connect(gen / "chunks.sqlite")
     lines = dict(chunks.execute("SELECT path, MAX(end_line) FROM chunks GROUP BY path").fetchall())
     chunks.close()
@@ -124,6 +121,26 @@ def workload(gen: Path, n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
         "find_references": [{"name": rng.choice(bounded)} for _ in range(n)],
         "find_references (10 most common)": [{"name": name} for name, _ in heavy],
     }
+
+
+def name_totals(gen: Path) -> list[tuple[str, int]]:
+    """(name, occurrences) of every identifier, by name, from either symbol schema (the
+    same for the same sources, so main and a branch draw the same workload)."""
+    db = sqlite3.connect(gen / "symbols.sqlite")
+    names = dict(db.execute("SELECT id, name FROM names").fetchall())
+    (schema,) = db.execute("PRAGMA user_version").fetchone()
+    if schema >= 2:  # postings in symbols.postings (store format 8)
+        from codeintel.core.store import symbols as symbols_store
+
+        totals = symbols_store.open_postings(gen / "symbols.sqlite").name_totals().tolist()
+        counts = [(names[i], n) for i, n in enumerate(totals) if n and i in names]
+    else:
+        counts = db.execute(
+            "SELECT n.name, SUM(c.count) FROM postings AS c JOIN names AS n "
+            "ON n.id = c.name_id GROUP BY n.name"
+        ).fetchall()
+    db.close()
+    return sorted(counts)
 
 
 def run(url: str, calls: dict[str, list[dict[str, Any]]], rounds: int) -> list[dict[str, Any]]:

@@ -550,6 +550,7 @@ def cost(package: str, work: Path, repeats: int) -> dict[str, Any]:
         "symbol_overhead_cpu": round((extraction_cpu + write_cpu) / no_embed_cpu, 4),
         "history_wall_s": round(timings.get("history", 0.0), 2),
         "symbols_mb": round(_size(gen / "symbols.sqlite") / 1e6, 1),
+        "symbol_postings_mb": round(_size(gen / "symbols.postings") / 1e6, 1),
         "chunks_mb": round(_size(gen / "chunks.sqlite") / 1e6, 1),
         "history_mb": round(_size(gen / "history") / 1e6, 1),
         "stages_wall": json.dumps({k: round(v, 2) for k, v in timings.items()}),

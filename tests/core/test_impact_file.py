@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from codeintel.core import errors
+from codeintel.core.store import array_file, impact_file
 from codeintel.core.store import impact as impact_mod
-from codeintel.core.store import impact_file
 from codeintel.core.store.chunks import WEIGHTS, ChunkDB, write_impact
 from lexical_ranking import FILTERS, QUERIES, assert_same_ranking, source_chunks, write_source_db
 
@@ -179,13 +179,13 @@ def test_a_large_file_is_mapped_and_a_small_one_read(
 ) -> None:
     """Large files are mapped (shared pages); small ones read (no descriptor held open)."""
     with ChunkDB.open(stored) as plain:
-        monkeypatch.setattr(impact_file, "MAP_MIN_BYTES", 0)
+        monkeypatch.setattr(array_file, "MAP_MIN_BYTES", 0)
         with ChunkDB.open(stored) as mapped:
             assert mapped.prepare_lexical(build=False)
             assert isinstance(_buffer_of(mapped), mmap.mmap)
             for query in QUERIES:
                 assert_same_ranking(plain, mapped, query, 20)
-        monkeypatch.setattr(impact_file, "MAP_MIN_BYTES", 1 << 40)
+        monkeypatch.setattr(array_file, "MAP_MIN_BYTES", 1 << 40)
         with ChunkDB.open(stored) as read:
             assert read.prepare_lexical(build=False)
             assert isinstance(_buffer_of(read), bytes)

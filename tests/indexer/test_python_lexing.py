@@ -122,27 +122,50 @@ def test_broken_strings_end_at_the_line():
     assert found.occurrence_names() == ["x", "y", "ok"]
 
 
-def test_postings_round_trip_every_occurrence(tmp_path):
-    """The writer cuts postings from numpy columns: every occurrence comes back
-    from :func:`unpack` under its name, in source order, with kind and enclosing id."""
+def _stored(path):
+    """(name id, file id, count, (lines, columns, kinds, enclosing)) of every posting of a
+    database of either schema, as its reader gives them, in key order."""
+    conn = sqlite3.connect(path)
+    if symbols_store.check_schema(path) >= symbols_store.FLAT_POSTINGS:
+        reader = symbols_store.open_postings(path)
+        keys = [
+            (name_id, int(reader.files[at]))
+            for name_id in range(len(reader.name_starts) - 1)
+            for at in range(int(reader.name_starts[name_id]), int(reader.name_starts[name_id + 1]))
+        ]
+        assert conn.execute("SELECT count(*) FROM postings").fetchone() == (0,)
+    else:
+        reader = symbols_store.SqlitePostings()
+        keys = conn.execute("SELECT name_id, file_id FROM postings ORDER BY 1, 2").fetchall()
+    rows = []
+    for name_id, file_id in keys:
+        columns = reader.occurrences(conn, name_id, file_id)
+        rows.append((name_id, file_id, len(columns[0]), columns))
+    conn.close()
+    return rows
+
+
+@pytest.mark.parametrize("schema", [1, symbols_store.SCHEMA_VERSION])
+def test_postings_round_trip_every_occurrence(tmp_path, schema):
+    """The writer cuts postings from numpy columns: every occurrence comes back under
+    its name, in source order, with kind and enclosing id, from either layout."""
     source = SOURCES["keywords"] + SOURCES["calls"] + "def g(a):\n    return a(a, g) + a\n"
     found = _extract(source.encode(), lexer=True)
     path = tmp_path / "symbols.sqlite"
-    symbols_store.write(path, [found])
+    symbols_store.write(path, [found], schema)
 
     conn = sqlite3.connect(path)
     names = dict(conn.execute("SELECT id, name FROM names"))
     qualnames = dict(conn.execute("SELECT id, qualname FROM symbols"))
+    conn.close()
     back = []
-    for name_id, count, data in conn.execute("SELECT name_id, count, data FROM postings"):
-        lines, columns, kinds, enclosing = symbols_store.unpack(data, count)
+    for name_id, _, _, (lines, columns, kinds, enclosing) in _stored(path):
         back += [
             (line, column, names[name_id], kind, qualnames.get(sid, ""))
             for line, column, kind, sid in zip(
                 lines.tolist(), columns.tolist(), kinds.tolist(), enclosing.tolist(), strict=True
             )
         ]
-    conn.close()
     expected = [
         (line, column, name, kind, found.symbols[e].qualname if e >= 0 else "")
         for line, column, name, kind, e in _facts(found)[2]  # type: ignore[misc]
@@ -153,7 +176,8 @@ def test_postings_round_trip_every_occurrence(tmp_path):
     }
 
 
-def test_postings_of_many_files_sorted_at_once(tmp_path):
+@pytest.mark.parametrize("schema", [1, symbols_store.SCHEMA_VERSION])
+def test_postings_of_many_files_sorted_at_once(tmp_path, schema):
     """The writer sorts every file's occurrences in one batch: one posting per (name,
     file), in key order, each in its file's source order, under its own file."""
     sources = {
@@ -165,21 +189,20 @@ def test_postings_of_many_files_sorted_at_once(tmp_path):
     for path, item in found.items():
         item.path = path
     path = tmp_path / "symbols.sqlite"
-    symbols_store.write(path, list(found.values()))
+    symbols_store.write(path, list(found.values()), schema)
 
     conn = sqlite3.connect(path)
     names = dict(conn.execute("SELECT id, name FROM names"))
     paths = dict(conn.execute("SELECT id, path FROM files"))
-    rows = conn.execute("SELECT name_id, file_id, count, data FROM postings").fetchall()
     conn.close()
+    rows = _stored(path)
     assert [r[:2] for r in rows] == sorted({r[:2] for r in rows})
     for file, item in found.items():
         expected: dict[str, list[tuple[int, int]]] = {}
         for line, column, name, _, _ in _facts(item)[2]:  # type: ignore[misc]
             expected.setdefault(name, []).append((line, column))
         back = {}
-        for name_id, file_id, count, data in rows:
+        for name_id, file_id, _, (lines, columns, _, _) in rows:
             if paths[file_id] == file:
-                lines, columns, _, _ = symbols_store.unpack(data, count)
                 back[names[name_id]] = list(zip(lines.tolist(), columns.tolist(), strict=True))
         assert back == expected, file

@@ -178,6 +178,9 @@ class TestPipeline:
 
         store = store_mod.Store(store_dir)
         first = store.current()
+        assert first is not None
+        # the postings file is a file of the generation like any other: checksummed
+        assert set(store_mod.SYMBOL_FILES) <= set(first.manifest.checksums)
         with SymbolIndex.open(first.path) as before:  # type: ignore[union-attr]
             go_ids = {s.qualname: s.id for s in before.outline("web/server.go").symbols}
             assert before.find("vendored") == []  # excluded paths have no symbols
@@ -204,9 +207,12 @@ class TestPipeline:
         pipeline.merge(settings)
         merged = store.current()
         assert merged.name != updated.name
-        a = os.stat(merged.path / store_mod.SYMBOLS_DB)
-        b = os.stat(updated.path / store_mod.SYMBOLS_DB)
-        assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)  # carried over, not rebuilt
+        for name in store_mod.SYMBOL_FILES:
+            a = os.stat(merged.path / name)
+            b = os.stat(updated.path / name)
+            assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)  # carried over, not rebuilt
+            c = os.stat(first.path / name)
+            assert (b.st_ino, b.st_dev) != (c.st_ino, c.st_dev)  # the update wrote its own
         assert merged.manifest.format_version == store_mod.FORMAT_VERSION >= 6
         with SymbolIndex.open(merged.path) as carried:  # type: ignore[union-attr]
             assert [s.path for s in carried.find("tax_for")] == ["billing/invoices.py"]

@@ -3,7 +3,8 @@
 By identifier name, as Sourcegraph's search-based navigation is: every identifier
 spelling the name in code (never in a comment or a string), the definitions' own
 names excluded and listed separately in ``definitions``. ``total`` and the per-file
-counts come from one posting row per (name, file); a page unpacks only the files it
+counts come from one posting per (name, file) (a row of schema 1, a slice of the
+mapped ``symbols.postings`` in schema 2); a page unpacks only the files it
 shows, so a name with 10,000 occurrences costs what a rare one does. Each page's
 occurrences are grouped by enclosing definition with their line text (from
 ``chunks.sqlite``); ``cursor`` continues a page.
@@ -21,8 +22,23 @@ from codeintel.core import symbol_records as records
 from codeintel.core.store import symbols as store
 
 
+class Postings(Protocol):
+    """A generation's postings, in either schema (:mod:`codeintel.core.store.symbols`)."""
+
+    def file_counts(
+        self, conn: sqlite3.Connection, name_id: int
+    ) -> list[tuple[int, str, int, int]]: ...
+
+    def occurrences(
+        self, conn: sqlite3.Connection, name_id: int, file_id: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
 class Reader(Protocol):
     """What the queries need of :class:`codeintel.core.symbols.SymbolIndex`."""
+
+    @property
+    def postings(self) -> Postings: ...
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[Any]: ...
 
@@ -65,11 +81,8 @@ def references(
     row = conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
     name_id = int(row[0]) if row is not None else 0
     matcher = globs.compile_one(path_glob) if path_glob is not None else None
-    counted = conn.execute(
-        "SELECT c.file_id, f.path, f.category, c.count FROM postings AS c "
-        "JOIN files AS f ON f.id = c.file_id WHERE c.name_id = ?",
-        (name_id,),
-    ).fetchall()
+    postings = index.postings
+    counted = postings.file_counts(conn, name_id)
     counted.sort(key=lambda r: (r[2], r[1]))
     files = [
         (int(file_id), str(path), int(count))
@@ -84,11 +97,8 @@ def references(
     start, after = _decode_cursor(cursor, [f[0] for f in files])
     page: list[tuple[int, str, int, int, int, int]] = []  # file, path, line, col, kind, sym
     for file_id, path, _ in files[start:]:
-        data, count = conn.execute(
-            "SELECT data, count FROM postings WHERE name_id = ? AND file_id = ?",
-            (name_id, file_id),
-        ).fetchone()
-        lines, columns, kinds, symbols = store.unpack(data, count)
+        lines, columns, kinds, symbols = postings.occurrences(conn, name_id, file_id)
+        count = len(lines)
         first = 0
         if after is not None and file_id == files[start][0]:
             keys = lines.astype(np.int64) << 32 | columns

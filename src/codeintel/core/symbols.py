@@ -77,7 +77,8 @@ _TOP = "\U0010ffff"  # above every character: the end of a prefix range
 
 
 class SymbolIndex:
-    """Read-only view of one generation's ``symbols.sqlite`` (see the module docstring)."""
+    """Read-only view of one generation's ``symbols.sqlite`` and, from schema 2, its
+    ``symbols.postings`` (see the module docstring)."""
 
     def __init__(self, path: Path, chunks_path: Path | None, moved_to: Path | None = None) -> None:
         self.path = Path(path)
@@ -87,7 +88,13 @@ class SymbolIndex:
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         self._closed = False
-        store.check_schema(self.path)
+        schema = store.check_schema(self.path)
+        self.postings: symbol_references.Postings = (
+            store.open_postings(self.path)
+            if schema >= store.FLAT_POSTINGS
+            else store.SqlitePostings()
+        )
+        """Mapped now, so that an unpublished generation's file is read after its rename."""
 
     @classmethod
     def open(cls, generation_dir: Path, *, moved_to: Path | None = None) -> SymbolIndex | None:

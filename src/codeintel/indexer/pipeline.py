@@ -128,7 +128,7 @@ def build(
                 with store.begin(parent) as writer:
                     # Same commit, same chunks: the full index reuses them and the history.
                     writer.link_from_parent(store_mod.CHUNKS_DB)
-                    writer.link_from_parent(store_mod.SYMBOLS_DB)
+                    _link_symbols(writer)
                     writer.write_impact()
                     history_build.write(
                         writer.path, store.mirror_path, commit, parent, cfg, reporter
@@ -336,8 +336,7 @@ def merge(
         with store.begin(parent) as writer:
             VectorStore.write_segment(writer.path / store_mod.VECTORS_DIR, writer.name, ids, xb)
             writer.link_from_parent(store_mod.CHUNKS_DB)
-            if (parent.path / store_mod.SYMBOLS_DB).is_file():
-                writer.link_from_parent(store_mod.SYMBOLS_DB)
+            _link_symbols(writer)
             with reporter.stage("impact"):
                 writer.write_impact()  # the parent's, or read now when the parent has none
             history_build.write(
@@ -365,6 +364,14 @@ def merge(
             generation = writer.publish(manifest)
         runs.collect_garbage(store, settings)
     return runs.index_result("merge", generation, files=old.files_indexed, chunks=0, merged=True)
+
+
+def _link_symbols(writer: store_mod.GenerationWriter) -> None:
+    """The parent's symbol index, by hard link: its database and, from format 8, its
+    postings file; nothing when it has none (built before format 6)."""
+    for name in store_mod.SYMBOL_FILES:
+        if writer.parent is not None and (writer.parent.path / name).is_file():
+            writer.link_from_parent(name)
 
 
 def repo_url(source: str) -> str:

@@ -48,7 +48,14 @@ from codeintel.core import errors
 #      of schema 2. Readers of 1-6 ignore it; a reader of 7 reads a generation without
 #      it (or with one it refuses) by reading the FTS5 index into memory, as 6 did.
 #      min_reader_version is unchanged.
-FORMAT_VERSION = 7
+#   8  symbols.sqlite schema 2: the identifier occurrences move out of its postings
+#      table into symbols.postings beside it (flat columns mapped by readers;
+#      core/store/symbols_postings.py, version 1), tied to the database by a token.
+#      A reader of 6-7 refuses a schema-2 database by its version and turns the
+#      navigation tools off for that generation ("not indexed"), every other tool
+#      answering; an update of a schema-1 generation stays schema 1. A merge links
+#      both files. min_reader_version is unchanged.
+FORMAT_VERSION = 8
 MIN_READER_VERSION = 1
 WINDOWS_READER_VERSION = 4
 """min_reader_version of a generation whose vectors include windows."""
@@ -58,6 +65,9 @@ SECONDARY = "secondary.faiss"
 TOMBSTONES = "tombstones.npy"
 CHUNKS_DB = "chunks.sqlite"
 SYMBOLS_DB = "symbols.sqlite"
+SYMBOL_POSTINGS = "symbols.postings"
+SYMBOL_FILES = (SYMBOLS_DB, SYMBOL_POSTINGS)
+"""The files of a generation's symbol index (the postings file from format 8)."""
 IMPACT = "chunks.impact"
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"

@@ -15,15 +15,18 @@ Choices (docs/architecture.md, *Navigation index*):
 * Symbol ids are stable across generations: a 63-bit BLAKE2b hash of path,
   qualified name, kind and the ordinal among same-named definitions of that
   kind in the file, printed as 16 hex digits.
-* Occurrences are stored as *postings*: one row per (name, file) in a ``WITHOUT
-  ROWID`` table clustered on ``(name, file)``, holding the count and the file's
-  occurrences of that name packed in line order (:func:`unpack`).
-  ``total`` and the per-file counts of a name read one short row per file; a page
-  of references unpacks only the files it shows; a build writes a few hundred
-  thousand rows where single occurrences would be millions (measured: the
-  one-row-per-occurrence layout made the symbol write 3x the chunk pass on sympy).
-  Definition name nodes are not stored as occurrences; the symbols table holds
-  their position.
+* Occurrences are stored as *postings*, one per (name, file): the count and the
+  file's occurrences of that name in source order. Schema 2 keeps them as flat
+  columns in ``symbols.postings`` beside the database
+  (:mod:`~codeintel.core.store.symbols_postings`), tied to it by a token in the
+  ``meta`` table; schema 1 (store formats 6-7) kept a row per posting in a
+  ``WITHOUT ROWID`` table clustered on ``(name, file)``, its occurrences packed in a
+  blob (:func:`unpack`). Both are read through the same two calls
+  (:class:`SqlitePostings`, :class:`~codeintel.core.store.symbols_postings.Postings`):
+  ``total`` and the per-file counts of a name, then a page of references unpacks
+  only the files it shows. An update keeps its parent's schema (an old store stays
+  readable by the codeintel that wrote it). Definition name nodes are not stored as
+  occurrences; the symbols table holds their position.
 * Written like ``chunks.sqlite``: the rollback journal in memory and sync off
   in the temp directory (the store fsyncs at publish), opened ``immutable`` by
   readers.
@@ -34,10 +37,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import operator
 import posixpath
 import re
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -46,13 +51,20 @@ import msgspec
 import numpy as np
 
 from codeintel.core import errors
-from codeintel.core.store import manifest
+from codeintel.core.store import manifest, symbols_postings
+from codeintel.core.store.symbols_postings import Occurrences
 
 logger = logging.getLogger(__name__)
 
 SYMBOLS_DB = manifest.SYMBOLS_DB
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of new databases; readers refuse a newer one."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of new databases; readers refuse a newer one.
+
+Changelog: 1 postings as rows of the ``postings`` table (store formats 6-7); 2 postings
+in ``symbols.postings`` (store format 8), the ``postings`` table left empty so that a
+reader of 1 refuses the database by its version."""
+FLAT_POSTINGS = 2
+"""The first schema whose postings are a flat file."""
 
 OTHER, CALL, IMPORT = 0, 1, 2
 OCCURRENCE_KINDS = ("other", "call", "import")
@@ -96,6 +108,7 @@ CREATE TABLE postings (
     PRIMARY KEY (name_id, file_id)
 ) WITHOUT ROWID;
 """
+_META = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 # Built after the rows of a new database (one sorted build each, not a B-tree insert per
 # row); present already in a copy.
 _INDEXES = """
@@ -266,35 +279,55 @@ def _module_parts(path: str) -> list[str]:
 class SymbolWriter:
     """Writes a generation's ``symbols.sqlite``: a new one, or a copy of the parent's to edit."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, *, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        fresh: bool = False,
+        flat: bool = True,
+        parent: symbols_postings.Postings | None = None,
+    ) -> None:
         self.path = path
         self._conn = conn
         self._fresh = fresh
         """A new database: every name is in ``_names``, none needs looking up."""
+        self._flat = flat
+        """Postings go to ``symbols.postings`` (schema 2), not the ``postings`` table."""
+        self._parent = parent
+        """The postings of the database this one copies (schema 2)."""
+        self._dropped: list[int] = []
+        """File ids whose parent postings are left out."""
         self._names: dict[str, int] = {}
-        self._new_names: list[tuple[int, str]] = []
-        """Names of a new database, inserted at close."""
+        self._symbol_rows: list[tuple[object, ...]] = []
+        """Rows of the symbols table, inserted at close in id order (the ids are hashes:
+        inserted as they come, each row went to a random page of the table)."""
         # Occurrences arrive file by file; they are cut into postings and go to the
         # clustered table in key order at close, one sorted insert instead of a random
         # B-tree write per row.
         self._staged: list[_Staged] = []
 
     @classmethod
-    def create(cls, path: Path) -> SymbolWriter:
+    def create(cls, path: Path, schema: int = SCHEMA_VERSION) -> SymbolWriter:
+        """A new database; ``schema`` 1 writes the layout of store formats 6-7 (kept for
+        the updates of such stores, and to test that their readers still read them)."""
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"symbol database already exists: {path}")
+        if schema not in (1, SCHEMA_VERSION):
+            raise ValueError(f"no symbol schema {schema}")
         conn = _connect_writer(path)
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return cls(path, conn, fresh=True)
+        conn.executescript(_SCHEMA + (_META if schema >= FLAT_POSTINGS else ""))
+        conn.execute(f"PRAGMA user_version = {schema}")
+        return cls(path, conn, fresh=True, flat=schema >= FLAT_POSTINGS)
 
     @classmethod
     def copy(cls, source: Path, path: Path) -> SymbolWriter:
-        """A writable copy of a published database (an update edits the copy)."""
-        check_schema(source)
+        """A writable copy of a published database (an update edits the copy), in its schema."""
+        schema = check_schema(source)
+        parent = open_postings(source) if schema >= FLAT_POSTINGS else None
         shutil.copyfile(source, path)
-        return cls(path, _connect_writer(path))
+        return cls(path, _connect_writer(path), flat=parent is not None, parent=parent)
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         """Drop every row of these files; returns how many files were there."""
@@ -305,7 +338,10 @@ class SymbolWriter:
             if row is None:
                 continue
             (file_id,) = row
-            conn.execute("DELETE FROM postings WHERE file_id = ?", (file_id,))
+            if self._flat:
+                self._dropped.append(int(file_id))
+            else:
+                conn.execute("DELETE FROM postings WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM symbols WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
             dropped += 1
@@ -352,15 +388,14 @@ class SymbolWriter:
                     parent,
                 )
             )
-        before = conn.total_changes
-        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        if conn.total_changes - before != len(rows):  # a 63-bit hash collision: vanishingly rare
-            logger.warning(
-                "%s: %d symbol id collisions", file.path, len(rows) - (conn.total_changes - before)
-            )
+        self._symbol_rows += rows
         if not len(file):
             return
-        table = np.fromiter(map(self._name_id, file.names), dtype=np.int64, count=len(file.names))
+        if self._fresh:  # ids in order of first sight; the names table is written at close
+            known, ids_of = self._names, self._names.setdefault
+            table = np.array([ids_of(n, len(known) + 1) for n in file.names], dtype=np.int64)
+        else:
+            table = np.fromiter(map(self._name_id, file.names), np.int64, len(file.names))
         symbols = np.array([*ids, 0], dtype=np.int64)  # index -1 (module level) → 0
         self._staged.append(
             _Staged(
@@ -375,10 +410,7 @@ class SymbolWriter:
 
     def _name_id(self, name: str) -> int:
         name_id = self._names.get(name)
-        if name_id is None and self._fresh:
-            name_id = self._names[name] = len(self._names) + 1
-            self._new_names.append((name_id, name))
-        elif name_id is None:
+        if name_id is None:
             row = self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()
             if row is None:
                 cursor = self._conn.execute("INSERT INTO names (name) VALUES (?)", (name,))
@@ -389,13 +421,48 @@ class SymbolWriter:
         return name_id
 
     def close(self) -> None:
-        """Write the staged postings in key order, commit and close; the file is complete."""
-        self._conn.executemany("INSERT INTO names VALUES (?,?)", self._new_names)
-        self._conn.executemany("INSERT INTO postings VALUES (?,?,?,?)", _postings(self._staged))
-        self._staged = []
-        self._conn.executescript(_INDEXES)
-        self._conn.commit()
-        self._conn.close()
+        """Write the staged postings, commit and close; the files are complete."""
+        conn = self._conn
+        rows = sorted(self._symbol_rows, key=operator.itemgetter(0))
+        self._symbol_rows = []
+        before = conn.total_changes
+        conn.executemany("INSERT OR IGNORE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        if conn.total_changes - before != len(rows):  # a 63-bit hash collision: vanishingly rare
+            logger.warning(
+                "%s: %d symbol id collisions", self.path, len(rows) - (conn.total_changes - before)
+            )
+        if self._fresh:
+            conn.executemany("INSERT INTO names VALUES (?,?)", _numbered(self._names))
+        if self._flat:
+            token = uuid.uuid4().hex
+            parts = [self._parent.everything().without_files(self._dropped)] if self._parent else []
+            parts += [
+                Occurrences(
+                    part.name_ids,
+                    np.full(len(part.name_ids), part.file_id, dtype=np.int64),
+                    part.lines,
+                    part.columns,
+                    part.kinds,
+                    part.enclosing,
+                )
+                for part in self._staged
+            ]
+            self._staged = []
+            (names,) = conn.execute("SELECT coalesce(max(id), 0) FROM names").fetchone()
+            symbols_postings.save(
+                postings_path(self.path), Occurrences.concatenate(parts), int(names), token
+            )
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (token,))
+        else:
+            conn.executemany("INSERT INTO postings VALUES (?,?,?,?)", _postings(self._staged))
+            self._staged = []
+        conn.executescript(_INDEXES)
+        conn.commit()
+        conn.close()
+
+
+def _numbered(names: dict[str, int]) -> Iterable[tuple[int, str]]:
+    return ((name_id, name) for name, name_id in names.items())
 
 
 class _Staged(NamedTuple):
@@ -447,9 +514,10 @@ def _postings(staged: list[_Staged]) -> list[tuple[int, int, int, bytes]]:
     return list(zip(names[firsts].tolist(), files[firsts].tolist(), counts, data, strict=True))
 
 
-def write(path: Path, files: Iterable[FileSymbols]) -> None:
-    """A new ``symbols.sqlite`` at ``path`` holding ``files``."""
-    writer = SymbolWriter.create(path)
+def write(path: Path, files: Iterable[FileSymbols], schema: int = SCHEMA_VERSION) -> None:
+    """A new ``symbols.sqlite`` at ``path`` holding ``files``, and its postings file
+    (:func:`postings_path`) in schema 2."""
+    writer = SymbolWriter.create(path, schema)
     try:
         writer.add(files)
     finally:
@@ -457,7 +525,8 @@ def write(path: Path, files: Iterable[FileSymbols]) -> None:
 
 
 def update(source: Path, path: Path, removed: Iterable[str], added: Iterable[FileSymbols]) -> None:
-    """``path`` becomes ``source`` without the rows of ``removed`` paths, plus ``added``."""
+    """``path`` becomes ``source`` without the rows of ``removed`` paths, plus ``added``,
+    in ``source``'s schema (with its postings file in schema 2)."""
     writer = SymbolWriter.copy(source, path)
     try:
         added = list(added)
@@ -483,6 +552,50 @@ def check_schema(path: Path) -> int:
             f"{path} has symbol schema {version}; this codeintel reads up to {SCHEMA_VERSION}"
         )
     return int(version)
+
+
+def postings_path(path: Path) -> Path:
+    """The postings file of a schema-2 database: ``symbols.sqlite`` → ``symbols.postings``."""
+    return Path(path).with_suffix(".postings")
+
+
+def open_postings(path: Path) -> symbols_postings.Postings:
+    """The postings of a schema-2 database at ``path``, checked to be its own."""
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'postings'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise errors.IndexFormatError(f"corrupt symbol database {path}: {e}") from e
+    if row is None:
+        raise errors.IndexFormatError(f"{path} records no postings file")
+    return symbols_postings.Postings.load(postings_path(path), str(row[0]))
+
+
+class SqlitePostings:
+    """The postings of a schema-1 database: rows of its ``postings`` table."""
+
+    def file_counts(
+        self, conn: sqlite3.Connection, name_id: int
+    ) -> list[tuple[int, str, int, int]]:
+        """(file id, path, category, count) of every file where the name occurs."""
+        return conn.execute(
+            "SELECT c.file_id, f.path, f.category, c.count FROM postings AS c "
+            "JOIN files AS f ON f.id = c.file_id WHERE c.name_id = ?",
+            (name_id,),
+        ).fetchall()
+
+    def occurrences(
+        self, conn: sqlite3.Connection, name_id: int, file_id: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lines, columns, kinds, enclosing symbol ids) of a name in one file."""
+        row = conn.execute(
+            "SELECT data, count FROM postings WHERE name_id = ? AND file_id = ?",
+            (name_id, file_id),
+        ).fetchone()
+        return unpack(row[0], row[1]) if row is not None else unpack(b"", 0)
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,185 @@
+"""Postings in ``symbols.postings`` (schema 2) and in the ``postings`` table (schema 1).
+
+A store written before format 8 keeps answering find_references exactly as the
+codeintel that wrote it did (``tests/fixtures/symbols-schema1``, written by main
+28e8317 with the answers it gave); a new store answers exactly as the old layout does;
+an update edits the parent's postings file into what a fresh build writes; a postings
+file that is missing, short or another database's is refused.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from types import ModuleType
+
+import msgspec
+import pytest
+
+from codeintel.core import errors
+from codeintel.core.store import symbols as symbols_store
+from codeintel.core.store import symbols_postings
+from codeintel.core.symbols import SymbolIndex
+from codeintel.indexer import chunking
+from codeintel.searcher import generations
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _fixture_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "make_symbols_schema1", FIXTURES / "make_symbols_schema1.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FIXTURE = _fixture_script()
+
+
+def _extracted(sources: dict[str, str]) -> list[symbols_store.FileSymbols]:
+    found = [chunking.chunk_and_extract(rel, text)[1] for rel, text in sources.items()]
+    return [f for f in found if f is not None]
+
+
+def _written(directory: Path, sources: dict[str, str], schema: int) -> Path:
+    directory.mkdir(parents=True)
+    symbols_store.write(directory / symbols_store.SYMBOLS_DB, _extracted(sources), schema)
+    return directory
+
+
+def _answers(directory: Path, names: list[str]) -> list[object]:
+    with SymbolIndex.open(directory) as index:  # type: ignore[union-attr]
+        return json.loads(json.dumps(FIXTURE.answers(index, names)))  # type: ignore[no-any-return]
+
+
+def _names(sources: dict[str, str]) -> list[str]:
+    return sorted({n for f in _extracted(sources) for n in f.names} | {"absent", "main"})
+
+
+def test_a_schema_1_store_answers_as_its_writer_did(tmp_path: Path) -> None:
+    store = tmp_path / "old"
+    shutil.copytree(FIXTURES / "symbols-schema1", store)
+    assert symbols_store.check_schema(store / symbols_store.SYMBOLS_DB) == 1
+    assert not (store / "symbols.postings").exists()
+    lines = (store / "references.jsonl").read_text().splitlines()
+    names, recorded = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    assert len(recorded) > 80 and any(r[2] is not None for r in recorded)  # pages walked
+    assert _answers(store, names) == recorded
+
+
+def test_a_schema_2_store_answers_as_schema_1(tmp_path: Path) -> None:
+    old = _written(tmp_path / "old", FIXTURE.SOURCES, 1)
+    new = _written(tmp_path / "new", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    assert (new / "symbols.postings").is_file() and not (old / "symbols.postings").exists()
+    names = _names(FIXTURE.SOURCES)
+    assert _answers(new, names) == _answers(old, names)
+    assert sum(page[3]["total"] for page in _answers(new, names)) > 100
+
+
+@pytest.mark.parametrize("schema", [1, symbols_store.SCHEMA_VERSION])
+def test_an_update_answers_as_a_fresh_build(tmp_path: Path, schema: int) -> None:
+    """Removed, changed and added files; the update keeps its parent's schema."""
+    before = dict(FIXTURE.SOURCES)
+    after = dict(before)
+    del after["pkg/util.py"]
+    after["pkg/shapes.py"] = before["pkg/shapes.py"].replace("helper(r)", "area(helper)")
+    after["pkg/extra.py"] = "from pkg.shapes import total\n\n\ndef area(x):\n    return total(x)\n"
+    parent = _written(tmp_path / "parent", before, schema)
+    child = tmp_path / "child"
+    child.mkdir()
+    changed = ["pkg/shapes.py", "pkg/extra.py"]
+    symbols_store.update(
+        parent / symbols_store.SYMBOLS_DB,
+        child / symbols_store.SYMBOLS_DB,
+        ["pkg/util.py"],
+        _extracted({path: after[path] for path in changed}),
+    )
+    assert symbols_store.check_schema(child / symbols_store.SYMBOLS_DB) == schema
+    assert (child / "symbols.postings").exists() == (schema >= 2)
+    fresh = _written(tmp_path / "fresh", after, schema)
+    names = [*_names(before), "extra", "x"]
+    updated = _answers(child, names)
+    # file ids differ between an update and a fresh build: compare without the cursors
+    assert _without_cursors(updated) == _without_cursors(_answers(fresh, names))
+    helper = next(a[3] for a in updated if a[0] == "helper" and a[1] is None)
+    assert [f["path"] for f in helper["per_file"]] == ["pkg/shapes.py", "web/app.js"]
+
+
+def _without_cursors(answers: list[object]) -> list[object]:
+    out = []
+    for name, glob, _, page in answers:  # type: ignore[misc]
+        out.append([name, glob, {k: v for k, v in page.items() if k != "cursor"}])
+    return out
+
+
+def test_a_postings_file_missing_short_or_foreign_is_refused(tmp_path: Path) -> None:
+    store = _written(tmp_path / "a", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    other = _written(tmp_path / "b", {"x.py": "def area():\n    return area\n"}, 2)
+    postings = store / "symbols.postings"
+    data = postings.read_bytes()
+
+    shutil.copyfile(other / "symbols.postings", postings)
+    with pytest.raises(errors.IndexFormatError, match="another symbol database"):
+        SymbolIndex.open(store)
+    postings.write_bytes(data[:-64])
+    with pytest.raises(errors.IndexFormatError, match="its header says"):
+        SymbolIndex.open(store)
+    postings.unlink()
+    with pytest.raises(errors.IndexFormatError, match="cannot map"):
+        SymbolIndex.open(store)
+    postings.write_bytes(data)
+    with SymbolIndex.open(store) as index:  # type: ignore[union-attr]
+        assert index.references("area").total > 5
+
+
+def test_a_searcher_turns_the_symbol_tools_off_for_a_refused_postings_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _written(tmp_path / "a", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    (store / "symbols.postings").write_bytes(b"CISYMPOS")
+    assert generations._open_symbols(store) is None  # the other tools keep answering
+    assert "symbol tools are off" in caplog.text and "too short" in caplog.text
+
+
+def test_a_header_that_lies_about_its_arrays_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "s"
+    directory.mkdir()
+    path = directory / "symbols.postings"
+    columns = symbols_postings.Occurrences.concatenate([])
+    symbols_postings.save(path, columns, 3, "token")
+    header, arrays = symbols_postings.array_file.load(
+        path, symbols_postings.MAGIC, symbols_postings.VERSION, symbols_postings.DTYPES, "x"
+    )
+    assert list(arrays["name_starts"]) == [0, 0, 0, 0, 0] and header["token"] == "token"
+    bad = {**{n: a.copy() for n, a in arrays.items()}, "starts": arrays["starts"][:0]}
+    symbols_postings.array_file.save(
+        path, symbols_postings.MAGIC, symbols_postings.VERSION, header, bad, symbols_postings.DTYPES
+    )
+    with pytest.raises(errors.IndexFormatError, match="disagree"):
+        symbols_postings.Postings.load(path, "token")
+
+
+def test_an_older_reader_refuses_schema_2_by_its_version(tmp_path: Path) -> None:
+    """A reader of schema 1 reads ``user_version`` and checks the ``postings`` table
+    (``check_schema`` of formats 6-7): the table is there, empty, so it refuses the
+    database by its version, and its navigation tools say "not indexed"."""
+    store = _written(tmp_path / "new", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    conn = sqlite3.connect(store / symbols_store.SYMBOLS_DB)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM postings").fetchone() == (0,)
+    conn.close()
+
+
+def test_occurrences_of_a_name_absent_from_a_file_are_empty(tmp_path: Path) -> None:
+    store = _written(tmp_path / "a", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+    postings = symbols_store.open_postings(store / symbols_store.SYMBOLS_DB)
+    assert [len(c) for c in postings.occurrences(None, 10**6, 1)] == [0, 0, 0, 0]  # type: ignore[arg-type]
+    totals = postings.name_totals()
+    assert int(totals.sum()) == len(postings.columns[0]) and int(totals[0]) == 0
+    assert msgspec.json.encode(totals.tolist())
