@@ -31,7 +31,6 @@ batch x heads x 256 x 256 tensor. Same vectors; on sympy's 256-token chunks
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -56,17 +55,20 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FUSED_NAME = "model-fused.onnx"
 """What the ``onnx`` backend runs: the export with onnxruntime's BERT fusions (``_fuse``).
 An older cache holding only ``model.onnx`` (unfused) is completed once, through torch."""
-ARENA = True
-"""onnxruntime's CPU memory arena: on, and shrunk at the end of every run over
-:data:`SHRINK_ABOVE_TOKENS` padded tokens (``memory.enable_memory_arena_shrinkage``), so
-an indexing batch's activations are not kept for the life of the session a searcher
-shares with the build (:func:`_shared_session`). Without it, glibc's heap kept what each
-batch freed: one group of 512 chunks of 60-400 words peaked at +306 MB of RSS over the
-loaded model, +143-154 MB with the shrunk arena, for the same CPU (docs/performance.md,
-*The build's vectors in float16, and the model's batches*)."""
-SHRINK_ABOVE_TOKENS = 512
-"""Runs over this many padded tokens give their arena memory back when they end; a query
-(one short text) keeps its few MB for the next one."""
+ARENA = False
+"""onnxruntime's CPU memory arena: off. An indexing group instead gives each batch's
+freed activations back to the system (``malloc.trim`` after every batch, :meth:`OnnxEncoder.encode`).
+Measured over the loaded model, one group of chunks, one process per variant
+(docs/performance.md, *The build's vectors in float16, and the model's batches*):
+
+* no arena, a trim per group (before): +306-309 MB on 512 long chunks, +173 MB on 2,048
+  short ones;
+* the arena, shrunk after each run: +143-154 MB long, but +421-455 MB short (what raised
+  the local build's rest pass from 739 to 866 MiB among sympy's short chunks);
+* no arena, a trim per batch (now): +176-232 MB long, +140-148 MB short.
+
+An arena would also keep the widest batch's activations for the life of the session a
+searcher shares with the build (:func:`_shared_session`)."""
 BATCH_TOKENS = 2048
 """Padded tokens per model call at most: 8 texts of 256 tokens, 32 of 64. A batch's
 activations grow with its texts times their length squared (attention). 64 texts of 256
@@ -241,16 +243,6 @@ def _shared_session(path: Path, threads: int) -> Any:
         return session
 
 
-@functools.cache
-def _shrink_arena() -> Any:
-    """Run options that give the CPU arena's free memory back when the run ends."""
-    import onnxruntime as ort
-
-    options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
-
-
 @contextlib.contextmanager
 def _restored(model: Any, attention: str) -> Iterator[None]:
     try:
@@ -305,6 +297,7 @@ class OnnxEncoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         encoded = self.tokenizer.encode_batch([texts[i] for i in order])
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        indexing = len(texts) > batch_size  # a group of the build, not a query
         start = 0
         while start < len(order):
             # Longest first, so the first text of a batch sets its padded length.
@@ -312,20 +305,19 @@ class OnnxEncoder:
             stop = min(len(order), start + max(1, min(batch_size, BATCH_TOKENS // width)))
             out[order[start:stop]] = self._run(encoded[start:stop])
             start = stop
-        if len(texts) > batch_size:  # an indexing group, not a query: free its batches
-            malloc.trim()
+            if indexing:  # the batch's activations, before the heap holds the next one's too
+                malloc.trim()
         return out
 
     def _run(self, encoded: Sequence[Any]) -> np.ndarray:
         width = max(len(e.ids) for e in encoded)
-        shrink = len(encoded) * width > SHRINK_ABOVE_TOKENS
         feeds = {name: np.zeros((len(encoded), width), dtype=np.int64) for name in _INPUTS}
         for row, e in enumerate(encoded):
             n = len(e.ids)
             feeds["input_ids"][row, :n] = e.ids
             feeds["attention_mask"][row, :n] = e.attention_mask
             feeds["token_type_ids"][row, :n] = e.type_ids
-        (hidden,) = self._session.run(None, feeds, _shrink_arena() if shrink else None)
+        (hidden,) = self._session.run(None, feeds)
         weights = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
