@@ -34,6 +34,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -72,7 +73,7 @@ def extract(
         found, imports = captures.get("def", []), captures.get("import", [])
         callees = captures.get("call", [])
         calls = np.fromiter((n.start_byte for n in callees), dtype=np.int64, count=len(callees))
-    definitions = _definitions(out, rules, spec, found, source)
+    definitions = _definitions(out, rules, spec, found, source, code)
     _imports_span(out, imports)
     _occurrences(out, rules, code, calls, imports, definitions, source)
     return out
@@ -95,8 +96,12 @@ def _definitions(
     spec: languages.GrammarSpec,
     nodes: list[tree_sitter.Node],
     source: bytes,
+    code: bytes,
 ) -> list[_Definition]:
-    """Append the file's definitions in source order; their byte ranges for the sweep."""
+    """Append the file's definitions in source order; their byte ranges for the sweep.
+
+    ``code`` is ``source`` with comments and strings zeroed: where a comment could be,
+    it answers without asking the tree (:func:`_signature`, :func:`_doc`)."""
     found: list[tuple[tree_sitter.Node, tree_sitter.Node]] = []
     for node in nodes:
         outer = node
@@ -130,8 +135,8 @@ def _definitions(
                 end_line=_end_row(outer) + 1,
                 line=int(line) + 1,
                 column=int(column),
-                signature=_signature(node, source),
-                doc=_doc(node, outer, language=out.language, source=source),
+                signature=_signature(node, source, code),
+                doc=_doc(node, outer, language=out.language, source=source, code=code),
                 parent=parent_index,
             )
         )
@@ -238,19 +243,24 @@ def _name_node(
     return None
 
 
-def _signature(node: tree_sitter.Node, source: bytes) -> str:
-    """The definition's head: its text up to the body, bounded."""
+def _signature(node: tree_sitter.Node, source: bytes, code: bytes) -> str:
+    """The definition's head: its text up to the body, bounded.
+
+    The head ends with its last token before the body that is not a comment: the last
+    byte of ``code`` before the body that is neither blank nor zeroed (no definition's
+    head ends with a string literal).
+    """
+    start = node.start_byte
     body = _body(node)
-    end = body.start_byte if body is not None and body.start_byte > node.start_byte else -1
-    if body is not None and body.parent == node:  # up to the token before the body: `:`, `)`
-        head = [c for c in node.children if c.end_byte <= end and "comment" not in c.type]
-        if head:
-            end = head[-1].end_byte
-    if end < 0:
-        newline = source.find(b"\n", node.start_byte, node.end_byte)
+    if body is not None and body.start_byte > start:
+        end = start + len(code[start : body.start_byte].rstrip(_HEAD_TRAILER))
+    else:
+        newline = source.find(b"\n", start, node.end_byte)
         end = newline if newline >= 0 else node.end_byte
-    text = source[node.start_byte : end].decode("utf-8", errors="replace")
-    lines = [line.rstrip() for line in text.split("\n")]
+    head = source[start:end]
+    if len(head) <= SIGNATURE_CHARS and b"\n" not in head:  # most heads: one short line
+        return head.decode("utf-8", errors="replace").rstrip()
+    lines = [line.rstrip() for line in head.decode("utf-8", errors="replace").split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     clipped = len(lines) > SIGNATURE_LINES
@@ -258,6 +268,10 @@ def _signature(node: tree_sitter.Node, source: bytes) -> str:
     if len(text) > SIGNATURE_CHARS:
         text, clipped = text[:SIGNATURE_CHARS], True
     return text + " …" if clipped else text
+
+
+_HEAD_TRAILER = b" \t\r\n\f\v\0"
+"""What may come between a head's last token and its body: blanks, and comments (zeroed)."""
 
 
 def _body(node: tree_sitter.Node) -> tree_sitter.Node | None:
@@ -278,19 +292,29 @@ def _body(node: tree_sitter.Node) -> tree_sitter.Node | None:
     return None
 
 
-def _doc(node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, source: bytes) -> str:
+def _doc(
+    node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, source: bytes, code: bytes
+) -> str:
     """The first line of the docstring (Python) or of the comment block just above."""
     if language == "python":
         body = node.child_by_field_name("body")
-        # named_child(0), not named_children[0]: a class body's statements are not made
-        first = body.named_child(0) if body is not None and body.named_child_count else None
-        if first is not None and first.type == "expression_statement" and first.named_child_count:
-            string = first.named_child(0)
-            if string is not None and string.type == "string":
-                for child in string.named_children:
-                    if child.type == "string_content":
-                        return _first_line(_text(child, source))
-                return ""
+        # A docstring starts its body, so the body's first byte is a quote or a prefix.
+        if body is not None and _may_open_string(source, body.start_byte):
+            # named_child(0), not named_children[0]: a class body's statements are not made
+            first = body.named_child(0) if body.named_child_count else None
+            if first is not None and first.type == "expression_statement":
+                string = first.named_child(0) if first.named_child_count else None
+                if string is not None and string.type == "string":
+                    for child in string.named_children:
+                        if child.type == "string_content":
+                            return _first_line(_text(child, source))
+                    return ""
+    # A comment ending on the line above (or before the definition on its first line)
+    # zeroed bytes of ``code`` there: without one, there is no block to read.
+    start = outer.start_byte
+    above = source.rfind(b"\n", 0, max(source.rfind(b"\n", 0, start), 0)) + 1
+    if code[above:start] == source[above:start]:
+        return ""
     block: list[tree_sitter.Node] = []
     row = outer.start_point.row
     sibling = outer.prev_named_sibling
@@ -304,6 +328,21 @@ def _doc(node: tree_sitter.Node, outer: tree_sitter.Node, *, language: str, sour
             if cleaned:
                 return cleaned[:DOC_CHARS]
     return ""
+
+
+_QUOTES = frozenset(b"'\"")
+_STRING_PREFIX = frozenset(b"rRbBuUfFtT")
+
+
+def _may_open_string(source: bytes, at: int) -> bool:
+    """Whether a Python string literal may start at ``at`` (a quote, after at most two
+    prefix letters)."""
+    for i in range(at, min(at + 3, len(source))):
+        if source[i] in _QUOTES:
+            return True
+        if source[i] not in _STRING_PREFIX:
+            return False
+    return False
 
 
 def _first_line(text: str) -> str:
@@ -347,11 +386,11 @@ def _occurrences(
     if not len(starts):
         return
     ends = np.flatnonzero(is_word & ~np.concatenate((is_word[1:], [False]))) + 1
-    distinct, index = _word_ids(code, data, starts, ends, out.language)
+    firsts, index, hashes = _word_ids(code, data, starts, ends, out.language)
+    first_starts, first_ends = starts[firsts], ends[firsts]  # each distinct word's first
     # Numbers are words too, and reserved words are not identifiers unless after a `.`.
-    reserved = rules.keywords
-    number = np.array([48 <= w[0] <= 57 for w in distinct], dtype=bool)
-    keyword = np.array([w.decode("latin-1") in reserved for w in distinct], dtype=bool)
+    number = (data[first_starts] - _ZERO) < 10
+    keyword = _reserved(code, first_starts, first_ends, hashes, rules.keywords)
     keep = ~number[index]
     after_dot = np.zeros(len(starts), dtype=bool)
     after_dot[1:] = data[starts[1:] - 1] == _DOT
@@ -362,12 +401,15 @@ def _occurrences(
     keep &= ~fraction
     own = np.array([d.name_start for d in definitions if d.name_start >= 0], dtype=np.int64)
     if len(own):
-        keep &= ~_member(starts, own)
+        keep &= ~_member(starts, np.sort(own))
     starts, ends, index = starts[keep], ends[keep], index[keep]
-    used = np.flatnonzero(np.bincount(index, minlength=len(distinct)))
-    renumber = np.zeros(len(distinct), dtype=np.int32)
+    used = np.flatnonzero(np.bincount(index, minlength=len(firsts)))
+    renumber = np.zeros(len(firsts), dtype=np.int32)
     renumber[used] = np.arange(len(used), dtype=np.int32)
-    out.names = [distinct[i].decode("utf-8", errors="replace") for i in used.tolist()]
+    out.names = [
+        code[a:b].decode("utf-8", errors="replace")
+        for a, b in zip(first_starts[used].tolist(), first_ends[used].tolist(), strict=True)
+    ]
     out.name_index = renumber[index]
     newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == _NEWLINE)
     rows = np.searchsorted(newlines, starts)
@@ -377,23 +419,25 @@ def _occurrences(
     if calls is None:
         called = _before_paren(code, ends)
     else:
-        called = _member(starts, calls) if len(calls) else np.zeros(len(starts), dtype=bool)
+        called = (
+            _member(starts, np.sort(calls)) if len(calls) else np.zeros(len(starts), dtype=bool)
+        )
     out.kinds = _kinds(starts, called, imports)
     out.enclosing = _enclosing(starts, definitions)
 
 
 def _word_ids(
     code: bytes, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, language: str
-) -> tuple[list[bytes], np.ndarray]:
-    """The file's distinct words in order of first occurrence, and each word's position
-    among them.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The file's distinct words: where each first occurs (positions in ``starts``, in
+    order of first occurrence), each word's position among them, and their hashes.
 
     The words are told apart by a polynomial hash of their bytes computed for the whole
     file at once (numpy: a prefix sum of bytes times powers of an odd base, modulo
-    2**64), so no Python object is made per word, only per distinct word. Words of one
-    hash must have one length; a file where they do not, or with a word longer than
-    :data:`_HASHED_WORD` bytes (beyond which a power-of-two modulus has known
-    collisions), takes the exact path: one ``bytes`` per word and a dict.
+    2**64), so no Python object is made per word. Words of one hash must have one
+    length; a file where they do not, or with a word longer than :data:`_HASHED_WORD`
+    bytes (beyond which a power-of-two modulus has known collisions), takes the exact
+    path (one ``bytes`` per word and a dict), which gives no hashes.
     """
     lengths = ends - starts
     if int(lengths.max()) > _HASHED_WORD:
@@ -402,29 +446,62 @@ def _word_ids(
     sums = np.zeros(len(data) + 1, dtype=np.uint64)
     np.cumsum(data * powers, out=sums[1:])
     hashes = (sums[ends] - sums[starts]) * inverses[starts]
-    _, firsts, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    # np.unique(return_index=, return_inverse=) by hand: a plain sort, not a stable one.
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    new = np.empty(len(ordered), dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    firsts = np.minimum.reduceat(order, np.flatnonzero(new))  # each hash's first position
     if not np.array_equal(lengths, lengths[firsts][inverse]):
         return _word_ids_exact(code, language)
-    order = np.argsort(firsts)  # distinct words by first occurrence
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    firsts = firsts[order]
-    distinct = [
-        code[a:b] for a, b in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
-    ]
-    return distinct, rank[inverse.reshape(-1)]
+    by_sight = np.argsort(firsts)  # distinct words by first occurrence
+    rank = np.empty(len(by_sight), dtype=np.int64)
+    rank[by_sight] = np.arange(len(by_sight))
+    return firsts[by_sight], rank[inverse], ordered[new][by_sight]
 
 
-def _word_ids_exact(code: bytes, language: str) -> tuple[list[bytes], np.ndarray]:
+def _word_ids_exact(code: bytes, language: str) -> tuple[np.ndarray, np.ndarray, None]:
     """:func:`_word_ids` with a ``bytes`` object per word and a dict."""
     words = symbol_rules.word_pattern(language).findall(code)
-    distinct = list(dict.fromkeys(words))
-    index = np.fromiter(
-        map(dict(zip(distinct, range(len(distinct)), strict=True)).__getitem__, words),
-        dtype=np.int64,
-        count=len(words),
-    )
-    return distinct, index
+    distinct = dict.fromkeys(words)
+    ids = dict(zip(distinct, range(len(distinct)), strict=True))
+    index = np.fromiter(map(ids.__getitem__, words), dtype=np.int64, count=len(words))
+    _, firsts = np.unique(index, return_index=True)  # ids count up in order of first sight
+    return firsts, index, None
+
+
+def _reserved(
+    code: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    hashes: np.ndarray | None,
+    keywords: frozenset[str],
+) -> np.ndarray:
+    """Which of the distinct words ``code[starts:ends]`` are reserved words: those whose
+    hash is a reserved word's, each checked by its bytes (a few per file)."""
+    found = np.zeros(len(starts), dtype=bool)
+    spelled = _keyword_bytes(keywords)
+    check = None if hashes is None else np.flatnonzero(_member(hashes, _keyword_hashes(keywords)))
+    for i in range(len(starts)) if check is None else check.tolist():
+        found[i] = code[int(starts[i]) : int(ends[i])] in spelled
+    return found
+
+
+@functools.cache
+def _keyword_bytes(keywords: frozenset[str]) -> frozenset[bytes]:
+    return frozenset(word.encode("latin-1") for word in keywords)
+
+
+@functools.cache
+def _keyword_hashes(keywords: frozenset[str]) -> np.ndarray:
+    """The reserved words' hashes as :func:`_word_ids` computes them."""
+    hashes = [
+        sum(b * pow(_BASE, i, 2**64) for i, b in enumerate(w)) for w in _keyword_bytes(keywords)
+    ]
+    return np.sort(np.array([h % 2**64 for h in hashes], dtype=np.uint64))
 
 
 _HASHED_WORD = 256
@@ -447,7 +524,7 @@ def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
     return table[0][:size], table[1][:size]
 
 
-_NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN = (ord(c) for c in "\n\r\\.(")
+_NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN, _ZERO = (ord(c) for c in "\n\r\\.(0")
 _INLINE_BLANK = np.zeros(256, dtype=bool)
 _INLINE_BLANK[list(b" \t\f\\")] = True  # outside strings a backslash continues the line
 _BLANK = _INLINE_BLANK.copy()
@@ -545,8 +622,10 @@ class _Depth:
 
 
 def _member(values: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """Which ``values`` are in ``among`` (a binary search: cheaper than ``np.isin`` here)."""
-    among = np.sort(among)
+    """Which ``values`` are in the sorted ``among`` (a binary search: cheaper than
+    ``np.isin`` here)."""
+    if not len(among):
+        return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(among, values), len(among) - 1)
     found: np.ndarray = among[at] == values
     return found
