@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             started = time.process_time()
-            found = [extraction.extract(rel, "python", tree, source) for rel, tree, source in trees]
+            batch = extraction.Batch()  # as the build does (corpus.read_corpus)
+            found = []
+            for rel, tree, source in trees:
+                prepared = extraction.prepare(rel, "python", tree, source)
+                batch.add(prepared)
+                found.append(prepared.out)
+            batch.flush()
             extract_cpu.append(time.process_time() - started)
             started = time.process_time()
             symbols_store.write(Path(tmp) / f"symbols-{repeat}.sqlite", found)

@@ -54,7 +54,15 @@ from codeintel.core.settings import Settings
 from codeintel.core.store import symbols as symbols_store
 from codeintel.core.store.chunks import Chunk, ChunkDB
 from codeintel.core.symbols import SymbolIndex
-from codeintel.indexer import chunking, languages, pipeline, progress, publishing, symbol_rules
+from codeintel.indexer import (
+    chunking,
+    extraction,
+    languages,
+    pipeline,
+    progress,
+    publishing,
+    symbol_rules,
+)
 
 SITE_PACKAGES = Path(
     os.environ.get("CODEINTEL_BENCH_SITE_PACKAGES", "/work/main/.venv/lib/python3.11/site-packages")
@@ -509,7 +517,12 @@ def cost(package: str, work: Path, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         for extract, out in ((False, plain), (True, full)):
             started = time.process_time()
-            kept = [chunking.chunk_and_extract(rel, text, symbols=extract) for rel, text in files]
+            batch = extraction.Batch()  # as corpus.read_corpus finds occurrences
+            kept = [
+                chunking.chunk_and_extract(rel, text, symbols=extract, batch=batch)
+                for rel, text in files
+            ]
+            batch.flush()
             out.append(time.process_time() - started)
             if extract:
                 extracted = [found for _, found in kept if found is not None]

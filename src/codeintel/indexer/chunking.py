@@ -125,10 +125,13 @@ def chunk_and_extract(
     window_lines: int = 60,
     overlap_lines: int = 10,
     symbols: bool = True,
+    batch: extraction.Batch | None = None,
 ) -> tuple[list[ChunkDraft], symbols_store.FileSymbols | None]:
     """The chunks of :func:`chunk_file` and, from the same parse, the file's symbols and
     occurrences (:mod:`codeintel.indexer.extraction`); ``None`` for an empty file.
 
+    With ``batch``, the occurrences are found when the batch is finished (many files at
+    once, cheaper): the returned :class:`FileSymbols` is complete after ``batch.flush()``.
     A file without a grammar, or whose parse or extraction fails, gets an empty
     :class:`FileSymbols` (it exists, with no symbols): extraction never fails indexing.
     """
@@ -150,7 +153,12 @@ def chunk_and_extract(
     found: symbols_store.FileSymbols | None = None
     if symbols:
         try:
-            found = extraction.extract(path, language, tree, source)
+            if batch is None:
+                found = extraction.extract(path, language, tree, source)
+            else:
+                prepared = extraction.prepare(path, language, tree, source)
+                batch.add(prepared)
+                found = prepared.out
         except Exception as e:  # content must never fail indexing (RecursionError included)
             logger.debug("%s: symbol extraction failed (%s)", path, e)
             found = symbols_store.FileSymbols(path, language)

@@ -19,7 +19,7 @@ from codeintel.core import git as git_mod
 from codeintel.core import settings as settings_mod
 from codeintel.core import store as store_mod
 from codeintel.core.store import symbols as symbols_store
-from codeintel.indexer import chunking, selection
+from codeintel.indexer import chunking, extraction, selection
 from codeintel.indexer import progress as progress_mod
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def read_corpus(
     by_blob: dict[str, list[git_mod.TreeEntry]] = {}
     for entry in chosen:
         by_blob.setdefault(entry.blob, []).append(entry)
+    batch = extraction.Batch()  # occurrences found many files at a time
     with reporter.stage("chunk", total=len(chosen)) as stage:
         for blob, data in git.read_blobs(list(by_blob)):
             for entry in by_blob[blob]:
@@ -72,11 +73,13 @@ def read_corpus(
                         max_lines=cfg.chunk_max_lines,
                         window_lines=cfg.chunk_window_lines,
                         overlap_lines=cfg.chunk_overlap_lines,
+                        batch=batch,
                     )
                     drafts.extend(chunks)
                     if found is not None and chunks:
                         symbols.append(found)
                 stage.advance()
+        batch.flush()
     logger.info("read %d files into %d chunks (%d skipped)", files, len(drafts), len(skipped))
     return Corpus(drafts=drafts, skipped=skipped, files=files, symbols=symbols)
 
