@@ -79,3 +79,12 @@ def test_words_of_one_hash_but_two_lengths_take_the_exact_path(monkeypatch):
         extraction, "_powers", lambda size: (np.zeros(size, np.uint64), np.zeros(size, np.uint64))
     )  # every word hashes to 0: `beta` has another length than `alpha` and `gamma`
     assert _facts(extraction.extract("c.py", "python", tree, source)) == expected
+
+
+def test_the_power_tables_are_the_base_s_powers_and_their_inverses():
+    powers, inverses = extraction._powers(70_000)  # past the first table: grown once
+    expected = [1]
+    for _ in range(69_999):
+        expected.append(expected[-1] * extraction._BASE % 2**64)
+    assert powers.tolist() == expected
+    assert (powers * inverses == 1).all()

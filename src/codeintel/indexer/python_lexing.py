@@ -43,7 +43,9 @@ _WORD_OR_DOT = _WORD.copy()
 _WORD_OR_DOT[ord(".")] = True
 # Literal-led patterns: the regex engine skips to candidates at C speed (a pattern led by
 # `^` or a look-behind tries every byte: 0.36 and 0.67 CPU s over sympy against 0.19 and 0.02).
-_DEFINITION_LINE = rb"[ \t\f]*(?:async[ \t\f]+)?(def|class)(?![\w\x80-\xff])"
+# Possessive blanks: a line that is no definition fails once, not once per indent width
+# (0.19 -> 0.06 CPU s over sympy).
+_DEFINITION_LINE = rb"[ \t\f]*+(?:async[ \t\f]++)?(def|class)(?![\w\x80-\xff])"
 _DEFINITION = re.compile(rb"\n" + _DEFINITION_LINE)
 _FIRST_DEFINITION = re.compile(_DEFINITION_LINE)
 _IMPORT = re.compile(rb"import(?![\w\x80-\xff])")
