@@ -300,6 +300,38 @@ class TestAnUpdateMergesThePostings:
         merged = symbols_postings.Postings.load(tmp_path / "merged", "c")
         assert int(merged.name_totals().sum()) == len(full.names)
 
+    def test_a_parent_out_of_order_is_refused(self, tmp_path: Path) -> None:
+        # The merge trusts the parent's order; a file out of it fails the update, whose
+        # parent keeps serving, rather than write postings that readers misread.
+        rng = np.random.default_rng(5)
+        symbols_postings.save(
+            tmp_path / "parent", _random_occurrences(rng, range(1, 10), 20, 400), 20, "p"
+        )
+        header, arrays = symbols_postings.array_file.load(
+            tmp_path / "parent",
+            symbols_postings.MAGIC,
+            symbols_postings.VERSION,
+            symbols_postings.DTYPES,
+            "x",
+        )
+        first, last = (int(at) for at in arrays["name_starts"][1:3])
+        assert last - first >= 2  # name 1 is in two files at least: swap them
+        files = arrays["files"].copy()
+        files[[first, first + 1]] = files[[first + 1, first]]
+        symbols_postings.array_file.save(
+            tmp_path / "parent",
+            symbols_postings.MAGIC,
+            symbols_postings.VERSION,
+            header,
+            {**arrays, "files": files},
+            symbols_postings.DTYPES,
+        )
+        parent = symbols_postings.Postings.load(tmp_path / "parent", "p")
+        added = _random_occurrences(rng, [12], 20, 10)
+        with pytest.raises(errors.IndexFormatError, match="not in \\(name, file\\) order"):
+            symbols_postings.save_update(tmp_path / "merged", parent, [], added, 20, "c")
+        assert not (tmp_path / "merged").exists()
+
     def test_the_parents_rows_are_not_sorted_again(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -238,7 +238,7 @@ def build_primary(
         index = exact[0]
     else:
         # IVF trains, adds and calibrates against exact scans of float32 rows: the timed
-        # index's own (its id maps freed: 4 MiB at 120K rows), else a float32 copy.
+        # index's own (its id maps freed), else a float32 copy.
         if exact is None:
             xb = np.ascontiguousarray(xb, dtype=np.float32)
         else:
