@@ -252,13 +252,11 @@ class TestAnUpdateMergesThePostings:
         every = symbols_store.open_postings(child / symbols_store.SYMBOLS_DB).everything()
         resorted = tmp_path / "resorted"
         resorted.mkdir()
-        # every occurrence shuffled, then sorted from scratch by save()
-        shuffle = np.random.default_rng(3).permutation(len(every.names))
-        shuffled = symbols_postings.Occurrences(*(column[shuffle] for column in every))
-        restored = np.argsort(shuffle, kind="stable")  # source order within each posting
+        # every occurrence regrouped by file (as a build stages them), sorted anew by save()
+        by_file = np.argsort(every.files, kind="stable")
         symbols_postings.save(
             resorted / "symbols.postings",
-            symbols_postings.Occurrences(*(column[restored] for column in shuffled)),
+            symbols_postings.Occurrences(*(column[by_file] for column in every)),
             int(header["names"]),  # type: ignore[call-overload]
             str(header["token"]),
         )
