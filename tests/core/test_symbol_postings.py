@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import msgspec
+import numpy as np
 import pytest
 
 from codeintel.core import errors
@@ -183,3 +184,191 @@ def test_occurrences_of_a_name_absent_from_a_file_are_empty(tmp_path: Path) -> N
     totals = postings.name_totals()
     assert int(totals.sum()) == len(postings.columns[0]) and int(totals[0]) == 0
     assert msgspec.json.encode(totals.tolist())
+
+
+def _occurrence_rows(directory: Path) -> list[tuple[object, ...]]:
+    """Every occurrence as (name, path, line, column, kind, enclosing), in file order:
+    what a postings file says, free of the ids a build happens to give names and files."""
+    db = directory / symbols_store.SYMBOLS_DB
+    conn = sqlite3.connect(db)
+    names = dict(conn.execute("SELECT id, name FROM names").fetchall())
+    paths = dict(conn.execute("SELECT id, path FROM files").fetchall())
+    conn.close()
+    every = symbols_store.open_postings(db).everything()
+    return [
+        (names[n], paths[f], line, column, kind, enclosing)
+        for n, f, line, column, kind, enclosing in zip(*(c.tolist() for c in every), strict=True)
+    ]
+
+
+def _postings_bytes(directory: Path) -> tuple[dict[str, object], dict[str, bytes]]:
+    header, arrays = symbols_postings.array_file.load(
+        directory / "symbols.postings",
+        symbols_postings.MAGIC,
+        symbols_postings.VERSION,
+        symbols_postings.DTYPES,
+        "symbol postings file",
+    )
+    return header, {name: array.tobytes() for name, array in arrays.items()}
+
+
+class TestAnUpdateMergesThePostings:
+    """An update keeps the parent's sorted postings and merges the new files' into them,
+    writing the bytes a full sort writes (docs/performance.md, *An update merges the
+    postings*)."""
+
+    def _update(self, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+        before = dict(FIXTURE.SOURCES)
+        after = dict(before)
+        after["pkg/geometry.py"] = after.pop("pkg/shapes.py")  # renamed
+        after["pkg/util.py"] = before["pkg/util.py"] + "\n\ndef brand_new(area):\n    return area\n"
+        del after["go/main.go"]  # deleted
+        after["aaa/first.py"] = "from pkg.util import helper\n\nzeta = helper(1)\n"  # added
+        parent = _written(tmp_path / "parent", before, symbols_store.SCHEMA_VERSION)
+        child = tmp_path / "child"
+        child.mkdir()
+        changed = ["pkg/geometry.py", "pkg/util.py", "aaa/first.py"]
+        symbols_store.update(
+            parent / symbols_store.SYMBOLS_DB,
+            child / symbols_store.SYMBOLS_DB,
+            ["pkg/shapes.py", "go/main.go"],
+            _extracted({path: after[path] for path in changed}),
+        )
+        return parent, child, after
+
+    def test_the_update_holds_what_a_fresh_build_holds(self, tmp_path: Path) -> None:
+        parent, child, after = self._update(tmp_path)
+        fresh = _written(tmp_path / "fresh", after, symbols_store.SCHEMA_VERSION)
+        updated = _occurrence_rows(child)
+        assert sorted(updated) == sorted(_occurrence_rows(fresh))
+        assert {row[:2] for row in updated} >= {("zeta", "aaa/first.py"), ("area", "pkg/util.py")}
+        assert not any(row[1] in ("pkg/shapes.py", "go/main.go") for row in updated)
+        # and the parent's file is untouched, still its own database's
+        assert {row[1] for row in _occurrence_rows(parent)} >= {"pkg/shapes.py", "go/main.go"}
+
+    def test_the_update_writes_the_bytes_a_full_sort_writes(self, tmp_path: Path) -> None:
+        _, child, _ = self._update(tmp_path)
+        header, merged = _postings_bytes(child)
+        every = symbols_store.open_postings(child / symbols_store.SYMBOLS_DB).everything()
+        resorted = tmp_path / "resorted"
+        resorted.mkdir()
+        # every occurrence regrouped by file (as a build stages them), sorted anew by save()
+        by_file = np.argsort(every.files, kind="stable")
+        symbols_postings.save(
+            resorted / "symbols.postings",
+            symbols_postings.Occurrences(*(column[by_file] for column in every)),
+            int(header["names"]),  # type: ignore[call-overload]
+            str(header["token"]),
+        )
+        assert _postings_bytes(resorted) == (header, merged)
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_a_merge_equals_a_full_sort_on_random_postings(self, tmp_path: Path, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        old = _random_occurrences(rng, files=range(1, 40), names=300, rows=5_000)
+        symbols_postings.save(tmp_path / "parent", old, 300, "p")
+        parent = symbols_postings.Postings.load(tmp_path / "parent", "p")
+        dropped = sorted(rng.choice(np.arange(1, 40), size=6, replace=False).tolist())
+        # the added files: some ids reused from dropped ones, some new; names old and new
+        added = _random_occurrences(
+            rng, files=[dropped[0], dropped[1], 40, 41], names=340, rows=900
+        )
+        symbols_postings.save_update(tmp_path / "merged", parent, dropped, added, 340, "c")
+        full = symbols_postings.Occurrences.concatenate([old.without_files(dropped), added])
+        symbols_postings.save(tmp_path / "sorted", full, 340, "c")
+        assert (tmp_path / "merged").read_bytes() == (tmp_path / "sorted").read_bytes()
+
+    @pytest.mark.parametrize(
+        ("old_rows", "dropped", "added_rows"),
+        [(0, [], 50), (400, list(range(1, 10)), 0), (400, [], 0), (0, [], 0)],
+        ids=["empty-parent", "everything-dropped", "nothing-changed", "empty"],
+    )
+    def test_a_merge_at_the_edges(
+        self, tmp_path: Path, old_rows: int, dropped: list[int], added_rows: int
+    ) -> None:
+        rng = np.random.default_rng(9)
+        old = _random_occurrences(rng, files=range(1, 10), names=20, rows=old_rows)
+        symbols_postings.save(tmp_path / "parent", old, 20, "p")
+        parent = symbols_postings.Postings.load(tmp_path / "parent", "p")
+        added = _random_occurrences(rng, files=[12], names=25, rows=added_rows)
+        symbols_postings.save_update(tmp_path / "merged", parent, dropped, added, 25, "c")
+        full = symbols_postings.Occurrences.concatenate([old.without_files(dropped), added])
+        symbols_postings.save(tmp_path / "sorted", full, 25, "c")
+        assert (tmp_path / "merged").read_bytes() == (tmp_path / "sorted").read_bytes()
+        merged = symbols_postings.Postings.load(tmp_path / "merged", "c")
+        assert int(merged.name_totals().sum()) == len(full.names)
+
+    def test_a_parent_out_of_order_is_refused(self, tmp_path: Path) -> None:
+        # The merge trusts the parent's order; a file out of it fails the update, whose
+        # parent keeps serving, rather than write postings that readers misread.
+        rng = np.random.default_rng(5)
+        symbols_postings.save(
+            tmp_path / "parent", _random_occurrences(rng, range(1, 10), 20, 400), 20, "p"
+        )
+        header, arrays = symbols_postings.array_file.load(
+            tmp_path / "parent",
+            symbols_postings.MAGIC,
+            symbols_postings.VERSION,
+            symbols_postings.DTYPES,
+            "x",
+        )
+        first, last = (int(at) for at in arrays["name_starts"][1:3])
+        assert last - first >= 2  # name 1 is in two files at least: swap them
+        files = arrays["files"].copy()
+        files[[first, first + 1]] = files[[first + 1, first]]
+        symbols_postings.array_file.save(
+            tmp_path / "parent",
+            symbols_postings.MAGIC,
+            symbols_postings.VERSION,
+            header,
+            {**arrays, "files": files},
+            symbols_postings.DTYPES,
+        )
+        parent = symbols_postings.Postings.load(tmp_path / "parent", "p")
+        added = _random_occurrences(rng, [12], 20, 10)
+        with pytest.raises(errors.IndexFormatError, match="not in \\(name, file\\) order"):
+            symbols_postings.save_update(tmp_path / "merged", parent, [], added, 20, "c")
+        assert not (tmp_path / "merged").exists()
+
+    def test_the_parents_rows_are_not_sorted_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        parent = _written(tmp_path / "parent", FIXTURE.SOURCES, symbols_store.SCHEMA_VERSION)
+        added = _extracted({"pkg/extra.py": "from pkg.util import helper\n\nz = helper(2)\n"})
+        child = tmp_path / "child"
+        child.mkdir()
+        sorted_sizes: list[int] = []
+        argsort, lexsort = np.argsort, np.lexsort
+
+        def spy_argsort(a: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+            sorted_sizes.append(len(a))
+            return argsort(a, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+        def spy_lexsort(keys: object, *args: object, **kwargs: object) -> np.ndarray:
+            sorted_sizes.append(len(keys[0]))  # type: ignore[index]
+            return lexsort(keys, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+        monkeypatch.setattr(np, "argsort", spy_argsort)
+        monkeypatch.setattr(np, "lexsort", spy_lexsort)
+        symbols_store.update(
+            parent / symbols_store.SYMBOLS_DB, child / symbols_store.SYMBOLS_DB, [], added
+        )
+        monkeypatch.undo()
+        new_rows = sum(1 for row in _occurrence_rows(child) if row[1] == "pkg/extra.py")
+        assert 0 < new_rows < len(_occurrence_rows(parent)) / 10
+        assert sorted_sizes and max(sorted_sizes) == new_rows  # only the new file's rows
+
+
+def _random_occurrences(
+    rng: np.random.Generator, files: object, names: int, rows: int
+) -> symbols_postings.Occurrences:
+    """``rows`` occurrences of name ids 1..``names`` in ``files``, each file's in source order."""
+    file_ids = np.sort(rng.choice(np.asarray(list(files)), size=rows))  # type: ignore[call-overload]
+    return symbols_postings.Occurrences(
+        rng.integers(1, names + 1, size=rows).astype(np.int64),
+        file_ids.astype(np.int64),
+        np.arange(rows, dtype=np.uint32),
+        rng.integers(0, 80, size=rows).astype(np.uint32),
+        rng.integers(0, 4, size=rows).astype(np.uint8),
+        rng.integers(0, 1 << 40, size=rows).astype(np.int64),
+    )

@@ -301,6 +301,50 @@ class TestFromFloat16Rows:
         assert plan16.type == plan32.type != "flat"
         assert faiss.serialize_index(index16).tobytes() == faiss.serialize_index(index32).tobytes()
 
+    @pytest.mark.parametrize("settings", [IVF, SMALL_PQ], ids=["ivf_flat", "ivf_pq"])
+    def test_an_ivf_plan_past_the_timed_rows_fills_no_exact_index(
+        self, monkeypatch: pytest.MonkeyPatch, settings: IndexSettings
+    ) -> None:
+        # An exact index of the timed prefix (131,072 rows, 200 MB at 384-d) was filled and
+        # thrown away by every IVF build past it; now only the IVF index is filled.
+        monkeypatch.setattr(ann.calibration, "FLAT_TIMING_ROWS", 1_000)
+        filled: list[tuple[str, int]] = []
+        add_slices = ann._add_slices
+
+        def spy(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> float:
+            inner = faiss.downcast_index(faiss.downcast_index(index).index)
+            filled.append((type(inner).__name__, len(ids)))
+            return add_slices(index, xb, ids)
+
+        monkeypatch.setattr(ann, "_add_slices", spy)
+        half = clustered(4_000, 64, seed=5).astype(np.float16)
+        index, p, _ = ann.build_primary(half, np.arange(4_000), settings)
+        assert p.type != "flat" and index.ntotal == 4_000
+        assert [rows for _, rows in filled] == [4_000]
+        assert not any(name.startswith("IndexFlat") for name, _ in filled)
+
+    @pytest.mark.parametrize("timed", [131_072, 1_000], ids=["all-timed", "prefix-timed"])
+    @pytest.mark.parametrize("settings", [IVF, SMALL_PQ], ids=["ivf_flat", "ivf_pq"])
+    def test_ivf_is_byte_for_byte_a_plain_faiss_build(
+        self, monkeypatch: pytest.MonkeyPatch, settings: IndexSettings, timed: int
+    ) -> None:
+        # Timed on the exact index's own rows (all timed) or on a float32 prefix: the IVF
+        # index is the one faiss builds from the float32 rows, whichever way it was timed.
+        monkeypatch.setattr(ann.calibration, "FLAT_TIMING_ROWS", timed)
+        half = clustered(4_000, 64, seed=5).astype(np.float16)
+        ids = np.arange(4_000, dtype=np.int64) * 5 + 2
+        index, p, _ = ann.build_primary(half, ids, settings)
+        xb = half.astype(np.float32)
+        inner = faiss.index_factory(64, p.factory, faiss.METRIC_INNER_PRODUCT)
+        if p.type == "ivf_pq":
+            ivfpq = faiss.downcast_index(faiss.extract_index_ivf(inner))
+            ivfpq.pq.cp.max_points_per_centroid = ann.PQ_MAX_POINTS_PER_CENTROID
+        inner.train(ann._training_sample(xb, settings.train_sample_max))
+        expected = faiss.IndexIDMap2(inner)
+        expected.add_with_ids(xb, ids)
+        faiss.extract_index_ivf(expected).nprobe = p.nprobe
+        assert faiss.serialize_index(index).tobytes() == faiss.serialize_index(expected).tobytes()
+
     def test_a_timed_index_that_is_not_the_prefix_is_refused(self) -> None:
         xb = clustered(100, 16)
         scan = faiss.IndexFlatIP(16)

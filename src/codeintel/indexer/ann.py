@@ -201,7 +201,8 @@ def build_primary(
     """Measure, train and fill the primary index: ``IndexIDMap2`` over the type
     :func:`plan_index` picks for the measured cost of an exact scan.
 
-    ``xb`` is (n, d) float32, L2-normalised; ``ids`` is (n,) int64 chunk ids.
+    ``xb`` is (n, d) float16 (as stored) or float32, L2-normalised; ``ids`` is (n,) int64
+    chunk ids.
     ``queries`` gives the calibration query vectors ((q, d) float32, unit rows: text
     from the corpus embedded by the build's model); it is called only for an IVF
     primary. Returns the index (its nprobe set to the calibrated one, and saved with
@@ -209,32 +210,41 @@ def build_primary(
     "train": s, "add": s, "calibrate": s}``. Logs the choice and what it measured.
     """
     log = log or logger
-    xb, ids = _check_vectors(xb, ids, half=True)
+    xb, ids = _rows_as_stored(xb, ids)
     n, d = xb.shape
     _check_settings(settings)
-    # The exact index is filled from the rows first, a slice at a time, and its own scan
-    # is timed: a flat plan (most repositories) then adds the rest and is done, and the
-    # build never holds a float32 copy of its float16 rows beside it.
     t_measure = time.perf_counter()
-    flat = faiss.IndexFlatIP(d)
-    exact = faiss.IndexIDMap2(flat)
-    timed = min(n, calibration.FLAT_TIMING_ROWS)
-    _reserve(flat, timed)
-    add_s = _add_slices(exact, xb[:timed], ids[:timed])
-    flat_ms = calibration.flat_cost_ms(xb, scan=flat)
+    exact: tuple[faiss.Index, faiss.IndexFlat] | None = None
+    add_s = 0.0
+    if n <= calibration.FLAT_TIMING_ROWS:
+        # Every row is timed: the exact index is filled a slice at a time and its own scan
+        # timed, then kept as the primary or, for IVF, as the float32 rows it needs.
+        exact = _exact(n, d)
+        add_s = _add_slices(exact[0], xb, ids)
+        flat_ms = calibration.flat_cost_ms(xb, scan=exact[1])
+    else:
+        # A prefix is timed, on a float32 copy of it: an index of those rows would be
+        # thrown away by the IVF plan such a corpus usually gets (docs/performance.md).
+        flat_ms = calibration.flat_cost_ms(xb)
     measure_s = time.perf_counter() - t_measure - add_s
     plan = plan_index(n, d, settings, flat_ms=flat_ms)
 
     where = "none"
     train_s = 0.0
     if plan.type == "flat":
-        index = exact
-        _reserve(flat, n)
-        add_s += _add_slices(index, xb[timed:], ids[timed:])
+        if exact is None:  # a fast scan over more rows than were timed: all of them now
+            exact = _exact(n, d)
+            add_s = _add_slices(exact[0], xb, ids)
+        index = exact[0]
     else:
-        del exact, flat
-        # IVF trains, adds and calibrates against exact scans of float32 rows.
-        xb = np.ascontiguousarray(xb, dtype=np.float32)
+        # IVF trains, adds and calibrates against exact scans of float32 rows: the timed
+        # index's own (its id maps freed), else a float32 copy.
+        if exact is None:
+            xb = np.ascontiguousarray(xb, dtype=np.float32)
+        else:
+            rows_owner = exact[1]  # holds the rows until the build returns
+            exact = None
+            xb = _rows_of(rows_owner)
         inner = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
         if plan.type == "ivf_pq":
             ivfpq = faiss.downcast_index(faiss.extract_index_ivf(inner))
@@ -248,7 +258,7 @@ def build_primary(
         del sample
         train_s = time.perf_counter() - t0
         index = faiss.IndexIDMap2(inner)
-        add_s = _add_slices(index, xb, ids)
+        add_s += _add_slices(index, xb, ids)
 
     t2 = time.perf_counter()
     cal = manifest.Calibration(
@@ -405,20 +415,43 @@ def add_vectors(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:
         index.add_with_ids(xb, ids)
 
 
-def _check_vectors(
-    xb: np.ndarray, ids: np.ndarray, *, half: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Contiguous float32 rows and int64 ids; float16 rows stay float16 when ``half``."""
+def _check_vectors(xb: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous float32 rows and int64 ids, for FAISS as it is called."""
+    xb, ids = _checked(xb, ids)
+    return np.ascontiguousarray(xb, dtype=np.float32), ids
+
+
+def _rows_as_stored(xb: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous rows kept in float16 when given so (else float32) and int64 ids: a build
+    converts them to float32 a slice at a time (:func:`_add_slices`)."""
+    xb, ids = _checked(xb, ids)
+    dtype = np.float16 if xb.dtype == np.float16 else np.float32
+    return np.ascontiguousarray(xb, dtype=dtype), ids
+
+
+def _checked(xb: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``xb`` checked to be (n, d) and ``ids`` (n,) integers, as contiguous int64."""
     if xb.ndim != 2:
         raise ValueError(f"xb must be 2-D (n, d), got shape {xb.shape}")
     if ids.ndim != 1 or ids.shape[0] != xb.shape[0]:
         raise ValueError(f"ids must have shape ({xb.shape[0]},), got {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be integers, got {ids.dtype}")
-    dtype = np.float16 if half and xb.dtype == np.float16 else np.float32
-    xb = np.ascontiguousarray(xb, dtype=dtype)
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    return xb, ids
+    return xb, np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def _exact(rows: int, d: int) -> tuple[faiss.Index, faiss.IndexFlat]:
+    """An empty ``IndexIDMap2(IndexFlatIP)`` with room for ``rows`` rows (:func:`_reserve`),
+    and the flat index inside it."""
+    flat = faiss.IndexFlatIP(d)
+    _reserve(flat, rows)
+    return faiss.IndexIDMap2(flat), flat
+
+
+def _rows_of(flat: faiss.IndexFlat) -> np.ndarray:
+    """The float32 rows of ``flat``, (ntotal, d): a view of its codes, no copy, valid
+    while ``flat`` lives."""
+    return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
 
 
 def _reserve(flat: faiss.IndexFlat, rows: int) -> None:

@@ -416,17 +416,26 @@ class ChunkDB:
         except sqlite3.Error:
             logger.exception("cannot read the FTS index of %s; BM25 stays on FTS5", self._path)
             return False
-        return self._build_impact(self._lexicon.tokenizer()) if build else False
+        return self._build_impact() if build else False
 
-    def _build_impact(self, tokenizer: str) -> bool:
+    def read_impact(self) -> impact_mod.ImpactIndex | None:
+        """The impact index of this database read from its FTS index now, not the stored
+        one: what :func:`write_impact` stores, and what a reader builds when none is
+        stored; ``None`` for a schema-1 database, which has none. Raises
+        ``sqlite3.Error`` when the FTS index cannot be read."""
+        if self._lexicon is None:
+            return None
+        return impact_mod.ImpactIndex.build(self._conn(), self._lexicon.tokenizer(), WEIGHTS)
+
+    def _build_impact(self) -> bool:
         try:
-            self._impact = impact_mod.ImpactIndex.build(self._conn(), tokenizer, WEIGHTS)
+            self._impact = self.read_impact()
         except (sqlite3.Error, ValueError, IndexError):
             logger.exception("cannot read the FTS index of %s; BM25 stays on FTS5", self._path)
             return False
         finally:
             malloc.trim()  # the build's transient arrays: ~17 MB of RSS on sympy otherwise
-        return True
+        return self._impact is not None
 
     def lexical(
         self, query: str, k: int, **options: Unpack[LexicalOptions]
@@ -588,9 +597,9 @@ def write_impact(path: Path) -> bool:
     none. Written by the indexer before the generation is published, so its checksum is
     in the manifest like every file's."""
     with ChunkDB.open(path) as db:
-        if db.lexicon is None:
+        index = db.read_impact()
+        if index is None:
             return False
-        index = impact_mod.ImpactIndex.build(db._conn(), db.lexicon.tokenizer(), WEIGHTS)
         impact_file.save(index, db.impact_path, WEIGHTS)
     malloc.trim()
     return True

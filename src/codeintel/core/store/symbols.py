@@ -435,8 +435,7 @@ class SymbolWriter:
             conn.executemany("INSERT INTO names VALUES (?,?)", _numbered(self._names))
         if self._flat:
             token = uuid.uuid4().hex
-            parts = [self._parent.everything().without_files(self._dropped)] if self._parent else []
-            parts += [
+            parts = [
                 Occurrences(
                     part.name_ids,
                     np.full(len(part.name_ids), part.file_id, dtype=np.int64),
@@ -449,9 +448,13 @@ class SymbolWriter:
             ]
             self._staged = []
             (names,) = conn.execute("SELECT coalesce(max(id), 0) FROM names").fetchone()
-            symbols_postings.save(
-                postings_path(self.path), Occurrences.concatenate(parts), int(names), token
-            )
+            added, target = Occurrences.concatenate(parts), postings_path(self.path)
+            if self._parent is None:
+                symbols_postings.save(target, added, int(names), token)
+            else:
+                symbols_postings.save_update(
+                    target, self._parent, self._dropped, added, int(names), token
+                )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('postings', ?)", (token,))
         else:
             conn.executemany("INSERT INTO postings VALUES (?,?,?,?)", _postings(self._staged))

@@ -21,8 +21,9 @@ Arrays (version 1), ``P`` postings (one per name and file), ``N`` occurrences:
   id of the innermost enclosing definition, 0 at module level), each N long.
 
 The header carries a token that the database also holds (its ``meta`` table), so a
-postings file never serves another database. An update reads the parent's columns,
-drops the postings of removed files and sorts the rest with the new files' once.
+postings file never serves another database. An update drops the postings of removed
+files from the parent's columns, sorts the new files' on their own and merges the two
+sorted runs (:func:`save_update`).
 
 Versions:
   1  name_starts, files, starts, lines, columns, kinds, enclosing.
@@ -80,9 +81,95 @@ class Occurrences(NamedTuple):
 def save(path: Path, occurrences: Occurrences, names: int, token: str) -> None:
     """Write ``occurrences`` (name ids 1 to ``names``) sorted into postings, tied to the
     database by ``token``: a temp name, then rename."""
+    order, firsts = _sorted(occurrences)
+    _write(
+        path,
+        token,
+        names,
+        occurrences.names[order][firsts],
+        occurrences.files[order][firsts],
+        np.append(firsts, len(order)),
+        [column[order] for column in occurrences[2:]],
+    )
+
+
+def save_update(
+    path: Path, parent: Postings, dropped: list[int], added: Occurrences, names: int, token: str
+) -> None:
+    """Write ``parent``'s postings without the files ``dropped``, plus ``added`` (name ids
+    1 to ``names``): the bytes :func:`save` writes for the same occurrences, tied to the
+    database by ``token``.
+
+    The kept postings are sorted already, so only the added ones are sorted, and the two
+    runs are merged: linear in the parent's size where sorting it all again was
+    O(n log n) on every update (docs/performance.md, *An update merges the postings*).
+    Kept name ids stay valid: an update's new names take new ids, after the parent's.
+    """
+    counts = np.diff(parent.starts)
+    kept = ~np.isin(parent.files, np.asarray(dropped, dtype=np.int64))
+    kept_names = np.repeat(
+        np.arange(len(parent.name_starts) - 1, dtype=np.int64), np.diff(parent.name_starts)
+    )[kept]
+    kept_files = parent.files[kept].astype(np.int64)
+    kept_counts = counts[kept]
+    order, firsts = _sorted(added)
+    new_names, new_files = added.names[order][firsts], added.files[order][firsts]
+    new_counts = np.diff(np.append(firsts, len(order)))
+    span = max(int(kept_files.max(initial=0)), int(new_files.max(initial=0))) + 1
+    if max(names, len(parent.name_starts)) >= (1 << 62) // span:  # keys beyond 63 bits
+        everything = Occurrences.concatenate([parent.everything().without_files(dropped), added])
+        save(path, everything, names, token)
+        return
+    kept_keys = kept_names * span + kept_files
+    if len(kept_keys) > 1 and not bool(np.all(kept_keys[1:] > kept_keys[:-1])):
+        raise errors.IndexFormatError(f"{parent.path}: its postings are not in (name, file) order")
+    # Each added posting goes before the first kept one with a larger key (no key is in
+    # both: an added file's postings were dropped from the parent), after those placed
+    # before it: np.insert's placement, into arrays allocated once.
+    at = np.searchsorted(kept_keys, new_names * span + new_files) + np.arange(len(new_names))
+    postings = len(kept_keys) + len(at)
+    placed = np.zeros(postings, dtype=bool)
+    placed[at] = True
+    out_names, out_files, out_counts = (
+        _merged(postings, placed, at, old, new)
+        for old, new in (
+            (kept_names, new_names),
+            (kept_files, new_files),
+            (kept_counts, new_counts),
+        )
+    )
+    starts = np.zeros(postings + 1, dtype=np.int64)
+    np.cumsum(out_counts, out=starts[1:])
+    # The same placement for the occurrences: each added posting's run lands at its start.
+    occurrences = int(starts[-1])
+    to = np.repeat(starts[at] - firsts, new_counts) + np.arange(len(order))
+    landed = np.zeros(occurrences, dtype=bool)
+    landed[to] = True
+    kept_rows = None if bool(kept.all()) else np.repeat(kept, counts)
+    columns = [
+        _merged(occurrences, landed, to, old if kept_rows is None else old[kept_rows], new[order])
+        for old, new in zip(parent.columns, added[2:], strict=True)
+    ]
+    _write(path, token, names, out_names, out_files, starts, columns)
+
+
+def _merged(
+    size: int, placed: np.ndarray, at: np.ndarray, old: np.ndarray, new: np.ndarray
+) -> np.ndarray:
+    """``old`` with ``new`` placed at ``at`` (``placed`` marks those), in ``size`` rows."""
+    out = np.empty(size, dtype=old.dtype)
+    out[at] = new
+    out[~placed] = old
+    return out
+
+
+def _sorted(occurrences: Occurrences) -> tuple[np.ndarray, np.ndarray]:
+    """The order of ``occurrences`` by (name, file), stable (each posting keeps its source
+    order), and where each posting starts in that order."""
     names_col, files_col = occurrences.names, occurrences.files
     span = int(files_col.max()) + 1 if len(files_col) else 1
-    if names < (1 << 62) // span:
+    top = int(names_col.max()) + 1 if len(names_col) else 1
+    if top < (1 << 62) // span:
         order = np.argsort(names_col * span + files_col, kind="stable")
     else:  # keys beyond 63 bits
         order = np.lexsort((files_col, names_col))
@@ -90,16 +177,30 @@ def save(path: Path, occurrences: Occurrences, names: int, token: str) -> None:
     firsts = np.flatnonzero(
         (np.diff(names_col, prepend=-1) != 0) | (np.diff(files_col, prepend=-1) != 0)
     )
+    return order, firsts
+
+
+def _write(
+    path: Path,
+    token: str,
+    names: int,
+    posting_names: np.ndarray,
+    posting_files: np.ndarray,
+    starts: np.ndarray,
+    columns: list[np.ndarray],
+) -> None:
+    """Postings in (name, file) order and their occurrences' columns to ``path``."""
+    lines, cols, kinds, enclosing = columns
     arrays = {
-        "name_starts": np.searchsorted(names_col[firsts], np.arange(names + 2), side="left"),
-        "files": files_col[firsts],
-        "starts": np.append(firsts, len(order)),
-        "lines": occurrences.lines[order],
-        "columns": occurrences.columns[order],
-        "kinds": occurrences.kinds[order],
-        "enclosing": occurrences.enclosing[order],
+        "name_starts": np.searchsorted(posting_names, np.arange(names + 2), side="left"),
+        "files": posting_files,
+        "starts": starts,
+        "lines": lines,
+        "columns": cols,
+        "kinds": kinds,
+        "enclosing": enclosing,
     }
-    header = {"token": token, "names": names, "postings": len(firsts)}
+    header = {"token": token, "names": names, "postings": len(posting_files)}
     array_file.save(path, MAGIC, VERSION, header, arrays, DTYPES)
 
 
