@@ -285,6 +285,21 @@ def python_files(package: str) -> list[tuple[str, str]]:
     return out
 
 
+def mirror_files(repo: Path) -> list[tuple[str, str]]:
+    """The tracked files of a checkout that have a grammar, as text."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    out = []
+    for raw in listed:
+        rel = raw.decode("utf-8", "surrogateescape")
+        if rel and languages.grammar_for(languages.language_for(rel)) is not None:
+            text = read_text(repo / rel)
+            if text is not None:
+                out.append((rel, text))
+    return out
+
+
 def ast_loads(text: str) -> set[tuple[int, int, str]] | None:
     """(line, byte column, identifier) of every Name and Attribute loaded."""
     try:
@@ -496,19 +511,30 @@ def _pct(values: list[float], q: float) -> float:
 # -- cost --------------------------------------------------------------------------------
 
 
-def cost(package: str, work: Path, repeats: int) -> dict[str, Any]:
-    files = python_files(package)
+def cost(package: str, work: Path, repeats: int, mirror: str | None = None) -> dict[str, Any]:
+    """The symbol pass next to a build without embeddings: of ``package``'s files from
+    site-packages committed once (no history to speak of: the symbol pass's worst case
+    relative to the build), or, with ``mirror``, of that real repository with its history.
+    """
     repo = work / "repo"
-    for rel, text in files:
-        target = repo / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@b", "GIT_AUTHOR_DATE": "2020-01-01T00:00:00",
-           "GIT_COMMITTER_DATE": "2020-01-01T00:00:00"}  # fmt: skip
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
-    subprocess.run(["git", "commit", "-qm", "import"], cwd=repo, check=True, env=env)
+    if mirror is not None:
+        subprocess.run(
+            ["git", "clone", "-q", str(MIRRORS / mirror / "repo"), str(repo)], check=True
+        )
+        files = mirror_files(repo)
+        package = mirror
+    else:
+        files = python_files(package)
+        for rel, text in files:
+            target = repo / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+               "GIT_COMMITTER_EMAIL": "b@b", "GIT_AUTHOR_DATE": "2020-01-01T00:00:00",
+               "GIT_COMMITTER_DATE": "2020-01-01T00:00:00"}  # fmt: skip
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+        subprocess.run(["git", "commit", "-qm", "import"], cwd=repo, check=True, env=env)
     # The chunk pass alone, with and without extraction, interleaved on the same texts.
     # CPU time of this process: on a shared machine the wall time is mostly waiting.
     plain: list[float] = []
@@ -587,6 +613,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part", choices=["definitions", "references", "cost"], required=True)
     ap.add_argument("--repos", default="gin,ripgrep,ky,express,cjson,gson,click")
     ap.add_argument("--package", default="sympy")
+    ap.add_argument(
+        "--mirror", default=None, help="cost: a real repository with history (e.g. sympy+sympy)"
+    )
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
@@ -627,10 +656,10 @@ def main(argv: list[str] | None = None) -> None:
                 },
             )
         else:
-            row = cost(args.package, work, args.repeats)
+            row = cost(args.package, work, args.repeats, args.mirror)
             print(row, flush=True)
             write_results(
-                "symbols-cost",
+                "symbols-cost" if args.mirror is None else "symbols-cost-history",
                 [row],
                 {"what": "symbol pass cost next to a build without embeddings (hash embedder)"},
             )
