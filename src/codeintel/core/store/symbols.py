@@ -34,6 +34,7 @@ Choices (docs/architecture.md, *Navigation index*):
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import logging
@@ -298,7 +299,11 @@ class SymbolWriter:
         """The postings of the database this one copies (schema 2)."""
         self._dropped: list[int] = []
         """File ids whose parent postings are left out."""
-        self._names: dict[str, int] = {}
+        self._names: dict[str, int] = (
+            collections.defaultdict(itertools.count(1).__next__) if fresh else {}
+        )
+        """Name ids; a new database's count up in order of first sight, given in C
+        (``defaultdict``) as each name first comes."""
         self._symbol_rows: list[tuple[object, ...]] = []
         """Rows of the symbols table, inserted at close in id order (the ids are hashes:
         inserted as they come, each row went to a random page of the table)."""
@@ -392,8 +397,7 @@ class SymbolWriter:
         if not len(file):
             return
         if self._fresh:  # ids in order of first sight; the names table is written at close
-            known, ids_of = self._names, self._names.setdefault
-            table = np.array([ids_of(n, len(known) + 1) for n in file.names], dtype=np.int64)
+            table = np.fromiter(map(self._names.__getitem__, file.names), np.int64, len(file.names))
         else:
             table = np.fromiter(map(self._name_id, file.names), np.int64, len(file.names))
         symbols = np.array([*ids, 0], dtype=np.int64)  # index -1 (module level) → 0
