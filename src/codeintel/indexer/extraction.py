@@ -110,7 +110,9 @@ def prepare(path: str, language: str, tree: tree_sitter.Tree | None, source: byt
         found, imports = captures.get("def", []), captures.get("import", [])
         callees = captures.get("call", [])
         calls = np.fromiter((n.start_byte for n in callees), dtype=np.int64, count=len(callees))
-    definitions = _definitions(out, rules, spec, found, source, code)
+    definitions = (_python_definitions if rules.lexer else _definitions)(
+        out, rules, spec, found, source, code
+    )
     _imports_span(out, imports)
     spans = np.array(sorted((n.start_byte, n.end_byte) for n in imports), dtype=np.int64)
     return Prepared(out, rules, code, source, calls, spans.reshape(-1, 2), definitions)
@@ -207,28 +209,15 @@ def _definitions(
     found.sort(key=lambda pair: (pair[0].start_byte, -pair[0].end_byte, pair[1].start_byte))
     ranges: list[_Definition] = []
     stack: list[_Definition] = []
-    python = out.language == "python"
     for outer, node in found:
-        name_node: tree_sitter.Node | None
-        if python:  # a `def` or `class` is named by its `name` field, a plain identifier
-            name_node = node.child_by_field_name("name")
-            if name_node is None:
-                continue
-            full = name = source[name_node.start_byte : name_node.end_byte].decode(
-                "utf-8", errors="replace"
-            )
-            if not full or "\ufffd" in full:  # not UTF-8: as for the other languages
-                full, name_node = _definition_name(node, source) or "", None
-        else:
-            full, name_node = _definition_name(node, source) or "", None
+        full = _definition_name(node, source)
         if not full:
             continue
         name = full.rsplit(".", 1)[-1]
         while stack and stack[-1].end <= outer.start_byte:
             stack.pop()
         parent_def = stack[-1] if stack else None
-        if name_node is None:
-            name_node = _name_node(node, name, rules.identifiers, source)
+        name_node = _name_node(node, name, rules.identifiers, source)
         kind = _kind(node, rules, parent_def, full)
         parent_index = parent_def.index if parent_def else -1
         qualname = f"{out.symbols[parent_index].qualname}.{full}" if parent_def else full
@@ -254,6 +243,76 @@ def _definitions(
             name_node.start_byte if name_node else -1,
             node.type,
         )
+        ranges.append(definition)
+        stack.append(definition)
+    return ranges
+
+
+def _python_definitions(
+    out: symbols_store.FileSymbols,
+    rules: symbol_rules.SymbolRules,
+    spec: languages.GrammarSpec,
+    nodes: list[tree_sitter.Node],
+    source: bytes,
+    code: bytes,
+) -> list[_Definition]:
+    """:func:`_definitions` for Python's ``def`` and ``class`` statements, each fact of a
+    node asked once: the symbol pass's other hot path (a definition per 540 bytes of
+    sympy). The general function is its oracle (``tests/indexer/test_extraction_batch.py``).
+
+    A Python definition is named by its ``name`` field, a plain identifier; its one
+    wrapper is ``decorated_definition``; its body is a ``block`` whose first byte starts
+    its docstring if it has one. ``nodes`` come in source order (a ``def`` cannot sit in
+    a decorator), so no sort is needed; a file where they do not, or a name that is not
+    UTF-8, goes to the general function.
+    """
+    ranges: list[_Definition] = []
+    stack: list[_Definition] = []
+    symbols = out.symbols
+    containers, kinds, wrappers = rules.containers, rules.definitions, spec.wrappers
+    last = -1
+    for node in nodes:
+        name_node = node.child_by_field_name("name")
+        if name_node is None:
+            continue
+        name_start = name_node.start_byte
+        name = source[name_start : name_node.end_byte].decode("utf-8", errors="replace")
+        outer = node.parent
+        if outer is None or outer.type not in wrappers:
+            outer = node
+        start = outer.start_byte
+        if not name or "\ufffd" in name or start < last:
+            del symbols[len(symbols) - len(ranges) :]
+            return _definitions(out, rules, spec, nodes, source, code)
+        last = start
+        while stack and stack[-1].end <= start:
+            stack.pop()
+        parent_def = stack[-1] if stack else None
+        node_type = node.type
+        kind = kinds[node_type]
+        if kind == "function" and parent_def is not None and parent_def.type in containers:
+            kind = "method"
+        parent_index = parent_def.index if parent_def else -1
+        body = node.child_by_field_name("body")
+        doc = _python_doc(body, source) if body is not None else None
+        if doc is None:
+            doc = _comment_doc(outer, source, code)
+        line, column = name_node.start_point
+        symbols.append(
+            symbols_store.SymbolDraft(
+                name=name,
+                qualname=f"{symbols[parent_index].qualname}.{name}" if parent_def else name,
+                kind=kind,
+                start_line=outer.start_point.row + 1,
+                end_line=_end_row(outer) + 1,
+                line=line + 1,
+                column=column,
+                signature=_head(node.start_byte, node.end_byte, body, source, code),
+                doc=doc,
+                parent=parent_index,
+            )
+        )
+        definition = _Definition(start, outer.end_byte, len(symbols) - 1, name_start, node_type)
         ranges.append(definition)
         stack.append(definition)
     return ranges
@@ -351,19 +410,22 @@ def _name_node(
 
 
 def _signature(node: tree_sitter.Node, source: bytes, code: bytes) -> str:
-    """The definition's head: its text up to the body, bounded.
+    """The definition's head: its text up to the body, bounded."""
+    return _head(node.start_byte, node.end_byte, _body(node), source, code)
+
+
+def _head(start: int, end: int, body: tree_sitter.Node | None, source: bytes, code: bytes) -> str:
+    """The text of a definition over bytes ``start:end`` up to its ``body``, bounded.
 
     The head ends with its last token before the body that is not a comment: the last
     byte of ``code`` before the body that is neither blank nor zeroed (no definition's
-    head ends with a string literal).
+    head ends with a string literal). Without a body it is the first line.
     """
-    start = node.start_byte
-    body = _body(node)
     if body is not None and body.start_byte > start:
         end = start + len(code[start : body.start_byte].rstrip(_HEAD_TRAILER))
     else:
-        newline = source.find(b"\n", start, node.end_byte)
-        end = newline if newline >= 0 else node.end_byte
+        newline = source.find(b"\n", start, end)
+        end = newline if newline >= 0 else end
     head = source[start:end]
     if len(head) <= SIGNATURE_CHARS and b"\n" not in head:  # most heads: one short line
         return head.decode("utf-8", errors="replace").rstrip()
@@ -405,17 +467,32 @@ def _doc(
     """The first line of the docstring (Python) or of the comment block just above."""
     if language == "python":
         body = node.child_by_field_name("body")
-        # A docstring starts its body, so the body's first byte is a quote or a prefix.
-        if body is not None and _STRING_START.match(source, body.start_byte):
-            # named_child(0), not named_children[0]: a class body's statements are not made
-            first = body.named_child(0) if body.named_child_count else None
-            if first is not None and first.type == "expression_statement":
-                string = first.named_child(0) if first.named_child_count else None
-                if string is not None and string.type == "string":
-                    for child in string.named_children:
-                        if child.type == "string_content":
-                            return _first_line(_text(child, source))
-                    return ""
+        doc = _python_doc(body, source) if body is not None else None
+        if doc is not None:
+            return doc
+    return _comment_doc(outer, source, code)
+
+
+def _python_doc(body: tree_sitter.Node, source: bytes) -> str | None:
+    """The first line of the docstring that starts ``body``; ``None`` without one."""
+    # A docstring starts its body, so the body's first byte is a quote or a prefix.
+    if not _STRING_START.match(source, body.start_byte):
+        return None
+    # named_child(0), not named_children[0]: a class body's statements are not made
+    first = body.named_child(0) if body.named_child_count else None
+    if first is None or first.type != "expression_statement":
+        return None
+    string = first.named_child(0) if first.named_child_count else None
+    if string is None or string.type != "string":
+        return None
+    for child in string.named_children:
+        if child.type == "string_content":
+            return _first_line(_text(child, source))
+    return ""
+
+
+def _comment_doc(outer: tree_sitter.Node, source: bytes, code: bytes) -> str:
+    """The first line of the comment block just above a definition."""
     # A comment ending on the line above (or before the definition on its first line)
     # zeroed bytes of ``code`` there: without one, there is no block to read.
     start = outer.start_byte

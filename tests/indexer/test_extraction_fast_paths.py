@@ -1,16 +1,18 @@
-"""Occurrences found many files at a time (``extraction.Batch``, what the build does) are
-exactly those of each file found alone (``extraction.extract``)."""
+"""The symbol pass's fast paths against their oracles: occurrences found many files at a
+time (``extraction.Batch``, what the build does) are exactly those of each file found
+alone (``extraction.extract``), and Python's definitions (``_python_definitions``) are
+exactly what the general ``_definitions`` makes of the same nodes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from tests.indexer.test_symbols import SNIPPETS
 
 import codeintel
 from codeintel.core.store import symbols as symbols_store
-from codeintel.indexer import extraction, languages
-from tests.indexer.test_symbols import SNIPPETS
+from codeintel.indexer import extraction, languages, python_lexing, symbol_rules
 
 _SRC = Path(codeintel.__file__).parent
 REAL = sorted(_SRC.rglob("*.py"))[::5]
@@ -69,7 +71,7 @@ def test_lines_brackets_and_definitions_start_again_at_each_file(limit):
     ]
     alone, batched = _alone_and_batched(files, limit)
     assert batched == alone
-    names, index, lines, columns, kinds, enclosing = batched[1][2:]
+    names, _, lines, columns, kinds, enclosing = batched[1][2:]
     assert names == ["g", "y"]
     assert lines[0] == 1 and columns[0] == 0 and kinds[0] == symbols_store.OTHER
     assert kinds[-1] == symbols_store.CALL and enclosing == [-1, -1, -1]
@@ -111,3 +113,54 @@ def test_a_file_whose_occurrences_fail_is_emptied_and_its_batch_kept(monkeypatch
     good, bad = outs
     assert [s.name for s in good.symbols] == ["a"] and good.names == ["b"]
     assert bad.symbols == [] and bad.names == [] and len(bad.lines) == 0
+
+
+EDGES = (
+    b"x = 1\n# Doc from the comment above.\ndef g(\n    a,\n    b,\n):\n    pass\n"
+    b"@a.b(1)\n@c\nasync def f(x: int = 1) -> 'T':  # trailing\n"
+    b'    """Doc line.\n\n    More."""\n'
+    b'class C(Base, metaclass=M):\n    r"""Raw doc."""\n    class D:\n        def m(self): pass\n'
+    b"    @property\n    def p(self):\n        # not a doc\n        return 1\n"
+    b"def h(): 'one line'\n"
+    b"def undocumented():\n    x = 'not a doc' + y\n"
+)
+
+
+def _both_ways(source: bytes) -> tuple[list[object], list[object]]:
+    rules = symbol_rules.RULES["python"]
+    spec = languages.grammar_for("python")
+    assert spec is not None
+    tree = languages.parser_for("python").parse(source)
+    code, nodes, _ = python_lexing.scan(tree, source, rules)
+    results = []
+    for make in (extraction._python_definitions, extraction._definitions):
+        out = symbols_store.FileSymbols("x.py", "python")
+        ranges = make(out, rules, spec, nodes, source, code)
+        results.append([out.symbols, [(d.start, d.end, d.index, d.name_start) for d in ranges]])
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_python_definitions_are_the_general_definitions_on_real_sources(path):
+    fast, general = _both_ways(path.read_bytes())
+    assert fast == general
+
+
+def test_python_definitions_are_the_general_definitions_at_the_edges():
+    fast, general = _both_ways(EDGES)
+    assert fast == general
+    by_name = {s.qualname: s for s in fast[0]}  # type: ignore[attr-defined]
+    assert by_name["f"].doc == "Doc line." and by_name["f"].start_line == 8
+    assert by_name["f"].signature == "async def f(x: int = 1) -> 'T':"
+    assert by_name["C"].doc == "Raw doc." and by_name["C.D.m"].kind == "method"
+    assert by_name["C.p"].doc == "" and by_name["g"].doc == "Doc from the comment above."
+    assert by_name["g"].signature == "def g(\n    a,\n    b,\n):"
+    assert by_name["h"].doc == "one line" and by_name["undocumented"].doc == ""
+
+
+def test_a_name_cut_short_by_a_byte_that_is_not_utf8_is_named_alike():
+    """tree-sitter ends the identifier at the stray byte; both paths name it so."""
+    source = b"def ok(): pass\ndef caf\xe9(): pass\n"
+    fast, general = _both_ways(source)
+    assert fast == general
+    assert [s.name for s in fast[0]] == ["ok", "caf"]  # type: ignore[attr-defined]
