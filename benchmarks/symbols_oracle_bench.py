@@ -553,9 +553,12 @@ def cost(package: str, work: Path, repeats: int, mirror: str | None = None) -> d
             if extract:
                 extracted = [found for _, found in kept if found is not None]
             del kept
-    started = time.process_time()
-    symbols_store.write(work / "symbols-alone.sqlite", extracted)
-    write_cpu = time.process_time() - started
+    writes: list[float] = []  # best of as many writes as chunk passes, as the extraction
+    for repeat in range(repeats):
+        started = time.process_time()
+        symbols_store.write(work / f"symbols-alone-{repeat}.sqlite", extracted)
+        writes.append(time.process_time() - started)
+    write_cpu = min(writes)
     del extracted
     # A whole build without embeddings: the hash embedder's stage subtracted; CPU counted
     # for this process and its children (git, the history index's blame processes).
