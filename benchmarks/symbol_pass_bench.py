@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             batch = extraction.Batch()  # as the build does (corpus.read_corpus)
             found = []
             for rel, tree, source in trees:
-                prepared = extraction.prepare(rel, "python", tree, source)
-                batch.add(prepared)
-                found.append(prepared.out)
+                found.append(batch.add(rel, "python", tree, source))
             batch.flush()
             extract_cpu.append(time.process_time() - started)
             started = time.process_time()

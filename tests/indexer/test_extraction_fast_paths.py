@@ -43,9 +43,7 @@ def _alone_and_batched(
         assert parser is not None, path
         tree = parser.parse(source)
         alone.append(_facts(extraction.extract(path, language, tree, source)))
-        prepared = extraction.prepare(path, language, tree, source)
-        batch.add(prepared)
-        batched.append(prepared.out)
+        batched.append(batch.add(path, language, tree, source))
     batch.flush()
     return alone, [_facts(found) for found in batched]
 
@@ -106,9 +104,7 @@ def test_a_file_whose_occurrences_fail_is_emptied_and_its_batch_kept(monkeypatch
     outs = []
     for path, source in files:
         tree = languages.parser_for("python").parse(source)
-        prepared = extraction.prepare(path, "python", tree, source)
-        batch.add(prepared)
-        outs.append(prepared.out)
+        outs.append(batch.add(path, "python", tree, source))
     batch.flush()
     good, bad = outs
     assert [s.name for s in good.symbols] == ["a"] and good.names == ["b"]

@@ -206,3 +206,19 @@ def test_postings_of_many_files_sorted_at_once(tmp_path, schema):
             if paths[file_id] == file:
                 back[names[name_id]] = list(zip(lines.tolist(), columns.tolist(), strict=True))
         assert back == expected, file
+
+
+def test_the_code_bytes_of_many_files_are_each_files_alone():
+    """``codes`` scans files joined: each file's bytes are its own, whatever its
+    neighbours hold (a PEP 701 f-string, an unterminated string that would run on)."""
+    rules = symbol_rules.RULES["python"]
+    parser = languages.parser_for("python")
+    sources = [s.encode() for s in SOURCES.values()]
+    unterminated = b'x = 1\ns = """never closed\n'
+    for files in (sources, [*sources[:2], unterminated, *sources[2:]], [unterminated]):
+        roots = [parser.parse(s).root_node for s in files]
+        alone = [python_lexing.codes([r], [s], rules)[0] for r, s in zip(roots, files, strict=True)]
+        together = python_lexing.codes(roots, files, rules)
+        assert together == alone
+        assert [len(c) for c in together] == [len(s) for s in files]
+    assert b"never" not in python_lexing.codes([roots[0]], [unterminated], rules)[0]

@@ -156,9 +156,7 @@ def chunk_and_extract(
             if batch is None:
                 found = extraction.extract(path, language, tree, source)
             else:
-                prepared = extraction.prepare(path, language, tree, source)
-                batch.add(prepared)
-                found = prepared.out
+                found = batch.add(path, language, tree, source)
         except Exception as e:  # content must never fail indexing (RecursionError included)
             logger.debug("%s: symbol extraction failed (%s)", path, e)
             found = symbols_store.FileSymbols(path, language)

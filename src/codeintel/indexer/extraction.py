@@ -93,16 +93,25 @@ class Prepared:
         self.definitions = definitions or []
 
 
-def prepare(path: str, language: str, tree: tree_sitter.Tree | None, source: bytes) -> Prepared:
-    """The part of :func:`extract` that needs the tree: definitions, imports, code bytes."""
-    out = symbols_store.FileSymbols(path, language)
+def prepare(
+    path: str,
+    language: str,
+    tree: tree_sitter.Tree | None,
+    source: bytes,
+    *,
+    out: symbols_store.FileSymbols | None = None,
+    code: bytes | None = None,
+) -> Prepared:
+    """The part of :func:`extract` that needs the tree: definitions, imports, code bytes
+    (into ``out`` when given; ``code`` when Python's were made with others')."""
+    out = symbols_store.FileSymbols(path, language) if out is None else out
     rules = symbol_rules.RULES.get(language)
     query = symbol_rules.query_for(language)
     spec = languages.grammar_for(language)
     if rules is None or query is None or spec is None or tree is None:
         return Prepared(out)
     if rules.lexer:
-        code, found, imports = python_lexing.scan(tree, source, rules)
+        code, found, imports = python_lexing.scan(tree, source, rules, code)
         calls = None
     else:
         captures = tree_sitter.QueryCursor(query).captures(tree.root_node)
@@ -136,32 +145,62 @@ def finish(files: list[Prepared]) -> None:
 
 
 class Batch:
-    """Prepared files waiting to be finished together, finished every
-    :data:`BATCH_BYTES` of source (and at :meth:`flush`)."""
+    """Parsed files whose symbols are extracted together, every :data:`BATCH_BYTES` of
+    source (and at :meth:`flush`): Python's code bytes (:func:`python_lexing.codes`) and
+    every language's occurrences (:func:`finish`) many files at a time."""
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = BATCH_BYTES if limit is None else limit
-        self._files: list[Prepared] = []
+        self._files: list[tuple[symbols_store.FileSymbols, tree_sitter.Tree | None, bytes]] = []
         self._bytes = 0
 
-    def add(self, file: Prepared) -> None:
-        self._files.append(file)
-        self._bytes += len(file.source)
+    def add(
+        self, path: str, language: str, tree: tree_sitter.Tree | None, source: bytes
+    ) -> symbols_store.FileSymbols:
+        """The file's symbols: empty until the batch is flushed, complete after."""
+        out = symbols_store.FileSymbols(path, language)
+        self._files.append((out, tree, source))
+        self._bytes += len(source)
         if self._bytes >= self.limit:
             self.flush()
+        return out
 
     def flush(self) -> None:
         files, self._files, self._bytes = self._files, [], 0
         try:
-            finish(files)
+            finish(_prepared(files))
         except Exception as e:  # content must never fail indexing: a file at a time
-            logger.debug("symbol batch failed (%s); finishing its files one by one", e)
-            for file in files:
+            logger.debug("symbol batch failed (%s); extracting its files one by one", e)
+            for out, tree, source in files:
+                _emptied(out)
                 try:
-                    finish([file])
+                    finish(_prepared([(out, tree, source)]))
                 except Exception as e:
-                    logger.debug("%s: symbol extraction failed (%s)", file.out.path, e)
-                    _emptied(file.out)
+                    logger.debug("%s: symbol extraction failed (%s)", out.path, e)
+                    _emptied(out)
+
+
+def _prepared(
+    files: list[tuple[symbols_store.FileSymbols, tree_sitter.Tree | None, bytes]],
+) -> list[Prepared]:
+    """:func:`prepare` of each file, Python's code bytes made for all of them at once."""
+    python = [
+        (i, tree.root_node, source)
+        for i, (out, tree, source) in enumerate(files)
+        if tree is not None and out.language == "python"
+    ]
+    codes: dict[int, bytes] = {}
+    if python:
+        made = python_lexing.codes(
+            [root for _, root, _ in python],
+            [source for _, _, source in python],
+            symbol_rules.RULES["python"],
+        )
+        codes = {i: code for (i, _, _), code in zip(python, made, strict=True)}
+    return [
+        prepare(out.path, out.language, tree, source, out=out, code=codes.get(i))
+        for i, (out, tree, source) in enumerate(files)
+    ]
 
 
 BATCH_BYTES = 256 * 1024

@@ -15,6 +15,7 @@ parts that are code again come from its own subtree, as the query gave them.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -52,21 +53,42 @@ _IMPORT = re.compile(rb"import(?![\w\x80-\xff])")
 
 
 def scan(
-    tree: tree_sitter.Tree, source: bytes, rules: symbol_rules.SymbolRules
+    tree: tree_sitter.Tree,
+    source: bytes,
+    rules: symbol_rules.SymbolRules,
+    code: bytes | None = None,
 ) -> tuple[bytes, list[tree_sitter.Node], list[tree_sitter.Node]]:
-    """(``source`` with comments and strings zeroed, definition nodes, import statements)."""
+    """(``source`` with comments and strings zeroed, definition nodes, import statements);
+    ``code`` when :func:`codes` made it already."""
     root = tree.root_node
-    code = _code(root, source, rules)
+    if code is None:
+        (code,) = codes([root], [source], rules)
     return code, _definitions(root, code, rules), _imports(root, code, rules)
 
 
-def _code(root: tree_sitter.Node, source: bytes, rules: symbol_rules.SymbolRules) -> bytes:
-    spans = [match.span() for match in _TOKEN.finditer(source)]
-    if not spans:
-        return source
-    data = np.frombuffer(source, dtype=np.uint8)
-    bounds = np.array(spans, dtype=np.int64)
+def codes(
+    roots: list[tree_sitter.Node], sources: list[bytes], rules: symbol_rules.SymbolRules
+) -> list[bytes]:
+    """Each source with comments and strings zeroed, f-string interpolations kept.
+
+    The files are scanned joined by a line break, numpy's cost per call paid once: a
+    token that runs past its file's end (an unterminated string) sends them back one by
+    one, and a file with a PEP 701 f-string is redone token by token.
+    """
+    joined = b"\n".join(sources)
+    bounds = np.fromiter(
+        itertools.chain.from_iterable(match.span() for match in _TOKEN.finditer(joined)),
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    if not len(bounds):
+        return list(sources)
+    sizes = np.array([len(s) for s in sources], dtype=np.int64)
+    bases = np.concatenate(([0], np.cumsum(sizes + 1)[:-1]))
     starts, ends = bounds[:, 0].copy(), bounds[:, 1]
+    file_of = np.searchsorted(bases, starts, side="right") - 1
+    if len(sources) > 1 and (ends > bases[file_of] + sizes[file_of]).any():
+        return [codes([r], [s], rules)[0] for r, s in zip(roots, sources, strict=True)]
+    data = np.frombuffer(joined, dtype=np.uint8)
     # A string's prefix is the one or two letters just before its quote, not part of a word.
     quoted = data[starts] != _HASH
     width = np.zeros(len(starts), dtype=np.int64)
@@ -77,19 +99,29 @@ def _code(root: tree_sitter.Node, source: bytes, rules: symbol_rules.SymbolRules
     width[glued] = 0  # `xr"…"` is no prefix (and no Python)
     starts -= width
     formatted: list[tuple[int, bytes]] = []
+    sequential: set[int] = set()
     keep = np.ones(len(starts), dtype=bool)
     for i in np.flatnonzero(quoted & (width > 0)).tolist():
         start = int(starts[i])
-        if not any(source[j] in _FORMATTED for j in range(start, start + int(width[i]))):
+        if not any(joined[j] in _FORMATTED for j in range(start, start + int(width[i]))):
             continue
-        node = _string_at(root, start)
+        k = int(file_of[i])
+        base = int(bases[k])
+        node = _string_at(roots[k], start - base)
         if node is None:
             continue
-        if node.end_byte != ends[i]:  # a PEP 701 f-string reusing its quote: token by token
-            return _code_sequential(root, source, rules)
-        formatted.append((start, _formatted(node, source, rules)))
+        if node.end_byte + base != ends[i]:  # a PEP 701 f-string reusing its quote
+            sequential.add(k)
+            continue
+        formatted.append((start, _formatted(node, sources[k], rules)))
         keep[i] = False
-    return _masked(source, starts[keep], ends[keep], formatted)
+    code = _masked(joined, starts[keep], ends[keep], formatted)
+    return [
+        _code_sequential(roots[k], source, rules)
+        if k in sequential
+        else code[base : base + len(source)]
+        for k, (base, source) in enumerate(zip(bases.tolist(), sources, strict=True))
+    ]
 
 
 def _code_sequential(
