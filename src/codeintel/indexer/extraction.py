@@ -844,9 +844,14 @@ def _before_paren(
     called = parens[direct]  # each called word's end
     spaced = parens[~direct & _BLANK[data[parens - 1]]]
     if len(spaced):
-        solid = np.flatnonzero(~_BLANK[data])
-        before = np.searchsorted(solid, spaced) - 1  # the last byte before that is not blank
-        spaced, last = spaced[before >= 0], solid[np.maximum(before, 0)][before >= 0]
+        # The last byte before each that is not blank: mostly two back (`if (`, `= (`).
+        last = spaced - 2
+        for i in np.flatnonzero((last < 0) | _BLANK[data[np.maximum(last, 0)]]).tolist():
+            at = int(last[i])
+            while at >= 0 and _BLANK[code[at]]:
+                at -= 1
+            last[i] = at
+        spaced, last = spaced[last >= 0], last[last >= 0]
         worded = is_word[last]
         spaced, last = spaced[worded], last[worded] + 1
         crossed = np.fromiter(
