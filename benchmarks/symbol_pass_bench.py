@@ -5,7 +5,7 @@ them and ``symbols.write`` of the result, best of ``--repeats`` each, in CPU sec
 this process. For A/B runs, interleave it with another checkout's ``src`` on
 ``PYTHONPATH``::
 
-    PYTHONPATH=src python -m benchmarks.symbol_pass_bench --root /work/benchcache/corpora/sympy
+    PYTHONPATH=src python -m benchmarks.symbol_pass_bench
 """
 
 from __future__ import annotations
@@ -16,13 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.symbols_oracle_bench import SITE_PACKAGES
 from codeintel.core.store import symbols as symbols_store
 from codeintel.indexer import extraction, languages
+
+SITE_SYMPY = SITE_PACKAGES / "sympy"
+"""sympy as installed: the real files the cost benchmark builds (the retrieval corpus's
+copy has its docstrings and comments blanked)."""
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, default=Path("/work/benchcache/corpora/sympy"))
+    ap.add_argument("--root", type=Path, default=SITE_SYMPY)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
     parser = languages.parser_for("python")
