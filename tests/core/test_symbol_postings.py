@@ -372,3 +372,12 @@ def _random_occurrences(
         rng.integers(0, 4, size=rows).astype(np.uint8),
         rng.integers(0, 1 << 40, size=rows).astype(np.int64),
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "top"), [(0, 5), (1, 5), (1000, 3), (50_000, 70_000), (20_000, 2**40)]
+)
+def test_the_radix_order_is_numpys_stable_sort(count, top):
+    keys = np.random.default_rng(count).integers(0, top, count).astype(np.int64)
+    order = symbols_postings._radix_order(keys, (top - 1).bit_length())
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()

@@ -170,7 +170,7 @@ def _sorted(occurrences: Occurrences) -> tuple[np.ndarray, np.ndarray]:
     span = int(files_col.max()) + 1 if len(files_col) else 1
     top = int(names_col.max()) + 1 if len(names_col) else 1
     if top < (1 << 62) // span:
-        order = np.argsort(names_col * span + files_col, kind="stable")
+        order = _radix_order(names_col * span + files_col, (top * span - 1).bit_length())
     else:  # keys beyond 63 bits
         order = np.lexsort((files_col, names_col))
     names_col, files_col = names_col[order], files_col[order]
@@ -178,6 +178,17 @@ def _sorted(occurrences: Occurrences) -> tuple[np.ndarray, np.ndarray]:
         (np.diff(names_col, prepend=-1) != 0) | (np.diff(files_col, prepend=-1) != 0)
     )
     return order, firsts
+
+
+def _radix_order(keys: np.ndarray, bits: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative keys below ``2**bits``, 16 bits a
+    pass from the lowest: numpy's stable sort is a radix sort for 16-bit digits and a
+    merge sort for wider ones (0.08 -> 0.04 CPU s for sympy's 1.5M occurrences)."""
+    order = np.arange(len(keys))
+    for shift in range(0, max(bits, 1), 16):
+        digits = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digits, kind="stable")]
+    return order
 
 
 def _write(
