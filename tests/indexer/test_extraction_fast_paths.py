@@ -160,3 +160,14 @@ def test_a_name_cut_short_by_a_byte_that_is_not_utf8_is_named_alike():
     fast, general = _both_ways(source)
     assert fast == general
     assert [s.name for s in fast[0]] == ["ok", "caf"]  # type: ignore[attr-defined]
+
+
+def test_a_word_in_many_files_of_a_batch_is_one_string():
+    batch = extraction.Batch()
+    parser = languages.parser_for("python")
+    sources = [b"shared_name = 1\n", b"x = shared_name + other\n", b"shared_name()\n"]
+    outs = [batch.add(f"{i}.py", "python", parser.parse(s), s) for i, s in enumerate(sources)]
+    batch.flush()
+    shared = [next(n for n in out.names if n == "shared_name") for out in outs]
+    assert shared[0] is shared[1] is shared[2]
+    assert outs[1].names == ["x", "shared_name", "other"]

@@ -627,10 +627,7 @@ def _occurrences(files: list[Prepared]) -> bool:
     word_file = np.searchsorted(bases, first_starts, side="right") - 1
     used_before = np.searchsorted(word_file[used], np.arange(len(files)))
     name_index = (used_rank[index] - used_before[file_of]).astype(np.int32)
-    names = [
-        code[a:b].decode("utf-8", errors="replace")
-        for a, b in zip(first_starts[used].tolist(), first_ends[used].tolist(), strict=True)
-    ]
+    names = _names(code, first_starts[used], first_ends[used], hashes, used)
     source = np.frombuffer(b"\0".join(f.source for f in files), dtype=np.uint8)
     newlines = np.flatnonzero(source == _NEWLINE)
     rows = np.searchsorted(newlines, starts)
@@ -663,6 +660,27 @@ def _occurrences(files: list[Prepared]) -> bool:
         out.lines, out.columns = lines[a:b], columns[a:b]
         out.kinds, out.enclosing = kinds[a:b], enclosing[a:b]
     return True
+
+
+def _names(
+    code: bytes, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray | None, used: np.ndarray
+) -> list[str]:
+    """The words ``code[starts:ends]`` as text, each distinct word decoded once for the
+    batch (a word in many files is one ``str``), by hash where :func:`_word_ids` gave
+    them and no two words of one hash differ in length."""
+    if hashes is not None:
+        _, firsts, inverse = np.unique(hashes[used], return_index=True, return_inverse=True)
+        lengths = ends - starts
+        if np.array_equal(lengths, lengths[firsts][inverse]):
+            decoded = [
+                code[a:b].decode("utf-8", errors="replace")
+                for a, b in zip(starts[firsts].tolist(), ends[firsts].tolist(), strict=True)
+            ]
+            return list(map(decoded.__getitem__, inverse.tolist()))
+    return [
+        code[a:b].decode("utf-8", errors="replace")
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
 
 
 def _word_ids(
@@ -784,6 +802,8 @@ def _geometric(base: int, size: int) -> np.ndarray:
 _NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN, _ZERO = (ord(c) for c in "\n\r\\.(0")
 _INLINE_BLANK = np.zeros(256, dtype=bool)
 _INLINE_BLANK[list(b" \t\f\\")] = True  # outside strings a backslash continues the line
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[list(b" \t\f")] = True
 _BLANK = _INLINE_BLANK.copy()
 _BLANK[list(b"\r\n\0")] = True  # a comment's bytes are zeroed in the code
 _BLANK_RUN = re.compile(rb"[ \t\f\r\n\\\0]+")
@@ -854,13 +874,16 @@ def _before_paren(
         spaced, last = spaced[last >= 0], last[last >= 0]
         worded = is_word[last]
         spaced, last = spaced[worded], last[worded] + 1
-        crossed = np.fromiter(
+        # One space or tab between (`if (`, `print (`) crosses nothing; longer runs may.
+        crossed = (spaced - last != 1) | ~_SPACE[data[last]]
+        check = np.flatnonzero(crossed)
+        crossed[check] = np.fromiter(
             (
                 _INLINE_RUN.fullmatch(code, a, b) is None
-                for a, b in zip(last.tolist(), spaced.tolist(), strict=True)
+                for a, b in zip(last[check].tolist(), spaced[check].tolist(), strict=True)
             ),
             dtype=bool,
-            count=len(last),
+            count=len(check),
         )
         if crossed.any():
             inside = _Depth(data, bases).inside(last[crossed])
