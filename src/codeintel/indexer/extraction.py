@@ -536,7 +536,7 @@ def _comment_doc(outer: tree_sitter.Node, source: bytes, code: bytes) -> str:
     # zeroed bytes of ``code`` there: without one, there is no block to read.
     start = outer.start_byte
     above = source.rfind(b"\n", 0, max(source.rfind(b"\n", 0, start), 0)) + 1
-    if code[above:start] == source[above:start]:
+    if code.find(0, above, start) < 0:  # no byte zeroed there (a NUL in the source asks)
         return ""
     block: list[tree_sitter.Node] = []
     row = outer.start_point.row
