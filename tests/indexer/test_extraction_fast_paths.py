@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.indexer.test_symbols import SNIPPETS
+from test_symbols import SNIPPETS
 
 import codeintel
 from codeintel.core.store import symbols as symbols_store
