@@ -297,7 +297,7 @@ def _python_definitions(
 ) -> list[_Definition]:
     """:func:`_definitions` for Python's ``def`` and ``class`` statements, each fact of a
     node asked once: the symbol pass's other hot path (a definition per 540 bytes of
-    sympy). The general function is its oracle (``tests/indexer/test_extraction_batch.py``).
+    sympy). The general function is its oracle (``tests/indexer/test_extraction_fast_paths.py``).
 
     A Python definition is named by its ``name`` field, a plain identifier; its one
     wrapper is ``decorated_definition``; its body is a ``block`` whose first byte starts
