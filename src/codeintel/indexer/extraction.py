@@ -799,14 +799,13 @@ def _geometric(base: int, size: int) -> np.ndarray:
     return out
 
 
-_NEWLINE, _RETURN, _BACKSLASH, _DOT, _PAREN, _ZERO = (ord(c) for c in "\n\r\\.(0")
+_NEWLINE, _DOT, _PAREN, _ZERO = (ord(c) for c in "\n.(0")
 _INLINE_BLANK = np.zeros(256, dtype=bool)
 _INLINE_BLANK[list(b" \t\f\\")] = True  # outside strings a backslash continues the line
 _SPACE = np.zeros(256, dtype=bool)
 _SPACE[list(b" \t\f")] = True
 _BLANK = _INLINE_BLANK.copy()
 _BLANK[list(b"\r\n\0")] = True  # a comment's bytes are zeroed in the code
-_BLANK_RUN = re.compile(rb"[ \t\f\r\n\\\0]+")
 _INLINE_RUN = re.compile(rb"[ \t\f]*(?:\\\r?\n[ \t\f]*)*")
 _NESTING = np.zeros(256, dtype=np.int8)
 _NESTING[list(b"([{")], _NESTING[list(b")]}")] = 1, -1
